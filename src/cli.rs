@@ -1,0 +1,223 @@
+//! The command-line interface (contract §2). Every command takes `--database-url`;
+//! `--json` commands print exactly one JSON object on stdout, logs go to stderr.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::domain::{demo, spots};
+use crate::http::AppState;
+use crate::store::{redact_url, Db};
+
+#[derive(Debug, Parser)]
+#[command(name = "openspot", version, about = "Self-hosted community-membership server (MeltingSpot and Kaizala APIs)")]
+pub struct Cli {
+    /// Database URL: sqlite://PATH (created if missing) or postgres://USER@HOST/DB.
+    #[arg(long, global = true, env = "OPENSPOT_DATABASE_URL", default_value = "sqlite://openspot.db")]
+    pub database_url: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (migrations run first).
+    Serve(ServeArgs),
+    /// Manage spots (tenants) and their API keys.
+    #[command(subcommand)]
+    Spots(SpotsCommand),
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "OPENSPOT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Base URL clients use to reach this server (default http://<listen>).
+    #[arg(long, env = "OPENSPOT_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Create (or refresh) a demo spot with sample data and print its API key.
+    #[arg(long)]
+    pub demo: bool,
+    /// Default requests per 10 seconds per spot.
+    #[arg(long, env = "OPENSPOT_RATE_LIMIT_PER_10S", default_value_t = 100)]
+    pub rate_limit_per_10s: i64,
+    /// Default requests per day per spot.
+    #[arg(long, env = "OPENSPOT_RATE_LIMIT_PER_DAY", default_value_t = 50_000)]
+    pub rate_limit_per_day: i64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpotsCommand {
+    /// Create a spot and print its API key (shown only once).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List spots.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace a spot's API key; the old key stops working.
+    RotateKey {
+        spot_id: Uuid,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a spot and all its data.
+    Delete {
+        spot_id: Uuid,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Override a spot's rate limits.
+    SetLimits {
+        spot_id: Uuid,
+        #[arg(long = "per-10s")]
+        per_10s: Option<i64>,
+        #[arg(long = "per-day")]
+        per_day: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(&cli.database_url, args).await,
+        Command::Migrate => {
+            let db = Db::connect_and_migrate(&cli.database_url).await?;
+            db.close().await;
+            eprintln!("migrations applied to {}", redact_url(&cli.database_url));
+            Ok(())
+        }
+        Command::Spots(cmd) => {
+            let db = Db::connect_and_migrate(&cli.database_url).await?;
+            let result = spots_command(&db, cmd).await;
+            db.close().await;
+            result
+        }
+    }
+}
+
+fn print_json(value: serde_json::Value) {
+    println!("{value}");
+}
+
+async fn spots_command(db: &Db, cmd: SpotsCommand) -> anyhow::Result<()> {
+    match cmd {
+        SpotsCommand::Create { name, json } => {
+            let (spot, key) = spots::create_spot(db, &name).await?;
+            if json {
+                print_json(json!({"spotId": spot.id, "apiKey": key}));
+            } else {
+                println!("spot:    {} ({})\napi key: {key}\n(the key is shown only once)", spot.id, spot.name);
+            }
+        }
+        SpotsCommand::List { json } => {
+            let list = spots::list_spots(db).await?;
+            if json {
+                let items: Vec<_> = list
+                    .iter()
+                    .map(|s| {
+                        json!({"spotId": s.id, "name": s.name, "members": s.member_count,
+                               "rateLimitPer10s": s.rate_limit_per_10s, "rateLimitPerDay": s.rate_limit_per_day,
+                               "createdAt": s.created_at})
+                    })
+                    .collect();
+                print_json(json!({"spots": items}));
+            } else {
+                for s in list {
+                    println!("{}  {}  ({} members)", s.id, s.name, s.member_count);
+                }
+            }
+        }
+        SpotsCommand::RotateKey { spot_id, json } => {
+            let key = spots::rotate_key(db, spot_id).await?;
+            if json {
+                print_json(json!({"spotId": spot_id, "apiKey": key}));
+            } else {
+                println!("new api key: {key}\n(the old key no longer works)");
+            }
+        }
+        SpotsCommand::Delete { spot_id, json } => {
+            spots::delete_spot(db, spot_id).await?;
+            if json {
+                print_json(json!({"spotId": spot_id, "deleted": true}));
+            } else {
+                println!("spot {spot_id} deleted");
+            }
+        }
+        SpotsCommand::SetLimits { spot_id, per_10s, per_day, json } => {
+            let s = spots::set_limits(db, spot_id, per_10s, per_day).await?;
+            if json {
+                print_json(json!({"spotId": s.id, "rateLimitPer10s": s.rate_limit_per_10s,
+                                  "rateLimitPerDay": s.rate_limit_per_day}));
+            } else {
+                println!(
+                    "spot {}: per-10s {:?}, per-day {:?} (None = server default)",
+                    s.id, s.rate_limit_per_10s, s.rate_limit_per_day
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
+    let db = Db::connect_and_migrate(database_url).await?;
+    tracing::info!(database = %redact_url(database_url), "database ready");
+    let mut config = Config::new(args.listen, args.public_url);
+    config.default_limits.per_10s = args.rate_limit_per_10s;
+    config.default_limits.per_day = args.rate_limit_per_day;
+    if args.demo {
+        let (spot_id, key) = demo::seed(&db).await?;
+        eprintln!("demo spot {spot_id}\ndemo API key: {key}");
+        eprintln!("try: curl -H 'Authorization: {key}' {}/v1/spotMembers", config.public_url);
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(listen = %args.listen, public_url = %config.public_url, "openspot serving");
+    let state = AppState::new(db.clone(), config);
+    crate::http::serve(state, listener, shutdown_signal()).await?;
+    db.close().await;
+    tracing::info!("openspot stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}

@@ -1,0 +1,142 @@
+//! Custom roles (`meltingspot-api.md` §3.2): a label, a description and permissions from
+//! the documented enum. Deleting a role takes it away from its holders in the same
+//! transaction.
+
+use uuid::Uuid;
+
+use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
+use super::{new_id, now_ms};
+use crate::error::{Entity, Error, Result};
+use crate::store::{self, Db};
+
+pub const PERMISSIONS: &[&str] = &[
+    "live.*",
+    "live.full.*",
+    "live.limited.*",
+    "moderation.*",
+    "spot.member.invite.*",
+    "course.limited.*",
+    "course.full.*",
+    "collection.full.*",
+    "collection.limited.*",
+];
+
+pub const ROLE_FILTERS: &[FieldSpec] =
+    &[FieldSpec { field: "label", column: "label", kind: Kind::Text, ops: &[Op::Eq, Op::Contains, Op::In] }];
+
+/// Permissions as stored (a JSON array in a text column on both backends).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Permissions(pub Vec<String>);
+
+impl Permissions {
+    pub fn to_json(&self) -> String {
+        serde_json::Value::from(self.0.clone()).to_string()
+    }
+}
+
+impl TryFrom<String> for Permissions {
+    type Error = serde_json::Error;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        serde_json::from_str(&s).map(Permissions)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct CustomRole {
+    pub spot_id: Uuid,
+    pub id: Uuid,
+    pub label: String,
+    pub description: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub permissions: Permissions,
+}
+
+fn check_label(label: &str) -> Result<String> {
+    let label = label.trim();
+    if label.is_empty() {
+        return Err(Error::invalid("label", "must not be empty"));
+    }
+    Ok(label.to_string())
+}
+
+fn check_permissions(perms: Vec<String>) -> Result<Permissions> {
+    for (i, p) in perms.iter().enumerate() {
+        if !PERMISSIONS.contains(&p.as_str()) {
+            return Err(Error::invalid(
+                format!("permissions[{i}]"),
+                format!("'{p}' is not a permission (allowed: {})", PERMISSIONS.join(", ")),
+            ));
+        }
+    }
+    let mut perms = perms;
+    perms.dedup();
+    Ok(Permissions(perms))
+}
+
+pub async fn list_roles(db: &Db, spot_id: Uuid, q: &ListQuery) -> Result<(Vec<CustomRole>, i64)> {
+    let preds = filter::validate(&q.filters, ROLE_FILTERS)?;
+    let mut c = db.conn().await?;
+    Ok(store::custom_roles::list(c.ex(), spot_id, &preds, q.offset(), i64::from(q.limit)).await?)
+}
+
+pub async fn get_role(db: &Db, spot_id: Uuid, id: Uuid) -> Result<CustomRole> {
+    let mut c = db.conn().await?;
+    store::custom_roles::get(c.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::CustomRole))
+}
+
+pub async fn create_role(
+    db: &Db,
+    spot_id: Uuid,
+    label: &str,
+    description: Option<String>,
+    permissions: Vec<String>,
+) -> Result<CustomRole> {
+    let role = CustomRole {
+        spot_id,
+        id: new_id(),
+        label: check_label(label)?,
+        description,
+        permissions: check_permissions(permissions)?,
+    };
+    let mut tx = db.begin().await?;
+    store::custom_roles::insert(tx.ex(), &role, now_ms()).await?;
+    tx.commit().await?;
+    Ok(role)
+}
+
+pub async fn update_role(
+    db: &Db,
+    spot_id: Uuid,
+    id: Uuid,
+    label: Option<String>,
+    description: Option<Option<String>>,
+    permissions: Option<Vec<String>>,
+) -> Result<CustomRole> {
+    let label = label.as_deref().map(check_label).transpose()?;
+    let permissions = permissions.map(check_permissions).transpose()?;
+    let mut tx = db.begin().await?;
+    let mut role = store::custom_roles::get(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::CustomRole))?;
+    if let Some(l) = label {
+        role.label = l;
+    }
+    if let Some(d) = description {
+        role.description = d;
+    }
+    if let Some(p) = permissions {
+        role.permissions = p;
+    }
+    store::custom_roles::update(tx.ex(), &role).await?;
+    tx.commit().await?;
+    Ok(role)
+}
+
+/// Deletes the role; its holders get `customRoleId: null`.
+pub async fn delete_role(db: &Db, spot_id: Uuid, id: Uuid) -> Result<()> {
+    let mut tx = db.begin().await?;
+    if !store::custom_roles::delete(tx.ex(), spot_id, id).await? {
+        return Err(Error::NotFound(Entity::CustomRole));
+    }
+    store::members::clear_custom_role(tx.ex(), spot_id, id, now_ms()).await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! `serve --demo`: a spot with sample data to try the APIs against.
+//! Re-running it finds the existing demo spot and gives it a fresh key (keys are
+//! stored hashed, so the old one cannot be shown again).
+
+use uuid::Uuid;
+
+use super::{custom_roles, members, spots};
+use crate::error::Result;
+use crate::store::Db;
+
+pub const DEMO_SPOT_NAME: &str = "openspot demo";
+
+/// Creates (or refreshes) the demo spot and returns its id and a usable API key.
+pub async fn seed(db: &Db) -> Result<(Uuid, String)> {
+    if let Some(existing) = spots::list_spots(db).await?.into_iter().find(|s| s.name == DEMO_SPOT_NAME) {
+        let key = spots::rotate_key(db, existing.id).await?;
+        return Ok((existing.id, key));
+    }
+    let (spot, key) = spots::create_spot(db, DEMO_SPOT_NAME).await?;
+    let moderator = custom_roles::create_role(
+        db,
+        spot.id,
+        "Moderator",
+        Some("Moderates discussions".into()),
+        vec!["moderation.*".into()],
+    )
+    .await?;
+    let people = [
+        ("ada@example.com", "Ada", "Lovelace", "Accepted"),
+        ("grace@example.com", "Grace", "Hopper", "Accepted"),
+        ("alan@example.com", "Alan", "Turing", "Deactivated"),
+        ("katherine@example.com", "Katherine", "Johnson", "Accepted"),
+        ("linus@example.com", "", "", ""),
+    ];
+    for (i, (email, first, last, status)) in people.iter().enumerate() {
+        let (m, _) = members::invite_member(db, spot.id, email).await?;
+        let patch = members::MemberPatch {
+            firstname: Some(first.to_string()),
+            lastname: Some(last.to_string()),
+            status: (!status.is_empty()).then(|| status.to_string()),
+            role: (i == 0).then(|| "Admin".to_string()),
+            custom_role_id: (i == 1).then_some(Some(moderator.id)),
+            ..Default::default()
+        };
+        members::update_member(db, spot.id, m.id, patch).await?;
+    }
+    Ok((spot.id, key))
+}

@@ -1,0 +1,270 @@
+//! Spot members (`meltingspot-api.md` §3.1; contract §3, §6, §8 "Members").
+//!
+//! A member is identified in its spot by a lower-cased email (MeltingSpot) or an E.164
+//! mobile number (Kaizala); one member per email and per number, even under concurrent
+//! invitations. The spot's member count is kept in the same transaction as every
+//! insert, so an unfiltered list never counts rows.
+
+use std::collections::{BTreeMap, HashSet};
+
+use uuid::Uuid;
+
+use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
+use super::{new_id, now_ms};
+use crate::error::{Entity, Error, Result};
+use crate::store::{self, Db, Ex};
+
+pub const ROLES: &[&str] = &["Member", "Admin"];
+pub const STATUSES: &[&str] = &["Accepted", "Deactivated", "DeclinedInvitation", "Invited", "Left", "Pending", "Rejected"];
+/// The statuses `PUT /v1/spotMembers/{id}` may set.
+pub const WRITABLE_STATUSES: &[&str] = &["Accepted", "Deactivated", "Rejected"];
+pub const MAX_BULK_INVITE: usize = 200;
+
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct Member {
+    pub spot_id: Uuid,
+    pub id: Uuid,
+    pub user_id: Option<Uuid>,
+    pub email: Option<String>,
+    pub mobile_number: Option<String>,
+    pub title: Option<String>,
+    pub lang: String,
+    pub role: String,
+    pub custom_role_id: Option<Uuid>,
+    pub status: String,
+    pub firstname: String,
+    pub lastname: String,
+    pub warnings: i64,
+    pub avatar_url: Option<String>,
+    /// JSON object of extra embed base URLs, or None for the default only.
+    pub embed_base_urls: Option<String>,
+    pub invited_at: i64,
+    pub registered_at: Option<i64>,
+    pub updated_at: i64,
+    pub last_activity_at: Option<i64>,
+}
+
+impl Member {
+    /// A new `Invited` member of `spot_id` with default fields.
+    pub fn new_invited(spot_id: Uuid, email: Option<String>, mobile_number: Option<String>) -> Member {
+        let now = now_ms();
+        Member {
+            spot_id,
+            id: new_id(),
+            user_id: None,
+            email,
+            mobile_number,
+            title: None,
+            lang: "en".into(),
+            role: "Member".into(),
+            custom_role_id: None,
+            status: "Invited".into(),
+            firstname: String::new(),
+            lastname: String::new(),
+            warnings: 0,
+            avatar_url: None,
+            embed_base_urls: None,
+            invited_at: now,
+            registered_at: None,
+            updated_at: now,
+            last_activity_at: None,
+        }
+    }
+
+    /// Sets the status; the first move to `Accepted` registers the member.
+    pub fn set_status(&mut self, status: &str, now: i64) {
+        if status == "Accepted" && self.registered_at.is_none() {
+            self.registered_at = Some(now);
+            if self.user_id.is_none() {
+                self.user_id = Some(new_id());
+            }
+        }
+        self.status = status.to_string();
+    }
+}
+
+/// The filters of `GET /v1/spotMembers`.
+pub const MEMBER_FILTERS: &[FieldSpec] = &[
+    FieldSpec { field: "email", column: "email_norm", kind: Kind::TextLower, ops: &[Op::In] },
+    FieldSpec { field: "firstname", column: "firstname", kind: Kind::Text, ops: &[Op::In] },
+    FieldSpec { field: "lastname", column: "lastname", kind: Kind::Text, ops: &[Op::In] },
+    FieldSpec { field: "customRoleId", column: "custom_role_id", kind: Kind::Uuid, ops: &[Op::Eq] },
+    FieldSpec { field: "invitationDate", column: "invited_at", kind: Kind::Date, ops: &[Op::Before, Op::After] },
+    FieldSpec { field: "registrationDate", column: "registered_at", kind: Kind::Date, ops: &[Op::Before, Op::After] },
+];
+
+/// Trims and checks an email address.
+pub fn normalize_email(field: &str, raw: &str) -> Result<String> {
+    let email = raw.trim();
+    if email.is_empty() {
+        return Err(Error::invalid(field, "is required"));
+    }
+    if !email_address::EmailAddress::is_valid(email) {
+        return Err(Error::invalid(field, format!("'{email}' is not a valid email address")));
+    }
+    Ok(email.to_string())
+}
+
+pub async fn list_members(db: &Db, spot_id: Uuid, q: &ListQuery) -> Result<(Vec<Member>, i64)> {
+    let preds = filter::validate(&q.filters, MEMBER_FILTERS)?;
+    let mut c = db.conn().await?;
+    let items = store::members::list(c.ex(), spot_id, &preds, q.offset(), i64::from(q.limit)).await?;
+    let total = if preds.is_empty() {
+        store::spots::get(c.ex(), spot_id).await?.map(|s| s.member_count).unwrap_or(0)
+    } else {
+        store::members::count(c.ex(), spot_id, &preds).await?
+    };
+    Ok((items, total))
+}
+
+pub async fn get_member(db: &Db, spot_id: Uuid, id: Uuid) -> Result<Member> {
+    let mut c = db.conn().await?;
+    store::members::get(c.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::SpotMember))
+}
+
+/// Inserts `candidate` unless its email/number exists; returns the member and whether it is new.
+/// Keeps the spot's member count. Runs inside the caller's transaction.
+pub async fn insert_or_get(ex: &mut crate::store::Tx, candidate: Member) -> Result<(Member, bool)> {
+    if let Some(m) = store::members::insert_if_absent(ex.ex(), &candidate).await? {
+        store::spots::add_member_count(ex.ex(), candidate.spot_id, 1).await?;
+        return Ok((m, true));
+    }
+    let existing = match (&candidate.email, &candidate.mobile_number) {
+        (Some(email), _) => store::members::get_by_email(ex.ex(), candidate.spot_id, email).await?,
+        (None, Some(mobile)) => store::members::get_by_mobile(ex.ex(), candidate.spot_id, mobile).await?,
+        (None, None) => None,
+    };
+    existing
+        .map(|m| (m, false))
+        .ok_or_else(|| Error::Conflict("member conflicts with an existing member".into()))
+}
+
+/// `POST /v1/spotMembers`: invites `email`; an existing member is returned as it is.
+pub async fn invite_member(db: &Db, spot_id: Uuid, email: &str) -> Result<(Member, bool)> {
+    let email = normalize_email("email", email)?;
+    let mut tx = db.begin().await?;
+    let out = insert_or_get(&mut tx, Member::new_invited(spot_id, Some(email), None)).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Why an email of a bulk invitation was not invited.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FailedInvite {
+    pub email: String,
+    pub reason: String,
+}
+
+/// `POST /v1/spotMembers~bulkInvite`: every valid email is invited (or found) once;
+/// invalid emails and repeats within the request are reported as failed.
+pub async fn bulk_invite(db: &Db, spot_id: Uuid, emails: &[String]) -> Result<(Vec<Member>, Vec<FailedInvite>)> {
+    if emails.is_empty() {
+        return Err(Error::invalid("emails", "must contain at least 1 email"));
+    }
+    if emails.len() > MAX_BULK_INVITE {
+        return Err(Error::TooLarge);
+    }
+    let mut seen = HashSet::new();
+    let mut valid = Vec::new();
+    let mut failed = Vec::new();
+    for raw in emails {
+        match normalize_email("email", raw) {
+            Err(e) => failed.push(FailedInvite { email: raw.clone(), reason: reason_of(&e) }),
+            Ok(email) => {
+                if seen.insert(email.to_lowercase()) {
+                    valid.push(email);
+                } else {
+                    failed.push(FailedInvite { email: raw.clone(), reason: "is repeated in this request".into() });
+                }
+            }
+        }
+    }
+    let mut created = Vec::with_capacity(valid.len());
+    if !valid.is_empty() {
+        let mut tx = db.begin().await?;
+        for email in valid {
+            let (m, _) = insert_or_get(&mut tx, Member::new_invited(spot_id, Some(email), None)).await?;
+            created.push(m);
+        }
+        tx.commit().await?;
+    }
+    Ok((created, failed))
+}
+
+fn reason_of(e: &Error) -> String {
+    match e {
+        Error::Invalid { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A partial update of a member; `Some(None)` clears a nullable field.
+#[derive(Clone, Debug, Default)]
+pub struct MemberPatch {
+    pub firstname: Option<String>,
+    pub lastname: Option<String>,
+    pub title: Option<Option<String>>,
+    pub role: Option<String>,
+    pub status: Option<String>,
+    pub avatar_url: Option<Option<String>>,
+    pub embed_base_urls: Option<Option<BTreeMap<String, String>>>,
+    pub custom_role_id: Option<Option<Uuid>>,
+}
+
+/// `PUT /v1/spotMembers/{id}`.
+pub async fn update_member(db: &Db, spot_id: Uuid, id: Uuid, patch: MemberPatch) -> Result<Member> {
+    if let Some(role) = &patch.role {
+        if !ROLES.contains(&role.as_str()) {
+            return Err(Error::invalid("role", format!("must be one of {}", ROLES.join(", "))));
+        }
+    }
+    if let Some(status) = &patch.status {
+        if !WRITABLE_STATUSES.contains(&status.as_str()) {
+            return Err(Error::invalid("status", format!("must be one of {}", WRITABLE_STATUSES.join(", "))));
+        }
+    }
+    let mut tx = db.begin().await?;
+    let mut m = store::members::get(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::SpotMember))?;
+    if let Some(Some(role_id)) = patch.custom_role_id {
+        if store::custom_roles::get(tx.ex(), spot_id, role_id).await?.is_none() {
+            return Err(Error::invalid("customRoleId", format!("no custom role '{role_id}' in this spot")));
+        }
+    }
+    let now = now_ms();
+    if let Some(v) = patch.firstname {
+        m.firstname = v;
+    }
+    if let Some(v) = patch.lastname {
+        m.lastname = v;
+    }
+    if let Some(v) = patch.title {
+        m.title = v;
+    }
+    if let Some(v) = patch.role {
+        m.role = v;
+    }
+    if let Some(v) = patch.status {
+        m.set_status(&v, now);
+    }
+    if let Some(v) = patch.avatar_url {
+        m.avatar_url = v;
+    }
+    if let Some(v) = patch.embed_base_urls {
+        m.embed_base_urls = match v {
+            Some(map) => Some(serde_json::to_string(&map).map_err(|e| Error::Internal(e.into()))?),
+            None => None,
+        };
+    }
+    if let Some(v) = patch.custom_role_id {
+        m.custom_role_id = v;
+    }
+    m.updated_at = now;
+    store::members::update(tx.ex(), &m).await?;
+    tx.commit().await?;
+    Ok(m)
+}
+
+/// Loads a member inside a transaction (404 when absent or of another spot).
+pub async fn get_in(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<Member> {
+    store::members::get(ex, spot_id, id).await?.ok_or(Error::NotFound(Entity::SpotMember))
+}

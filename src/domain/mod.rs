@@ -1,0 +1,25 @@
+//! The domain layer: what openspot means, independent of either HTTP dialect.
+//!
+//! Both dialects (MeltingSpot under `/v1`, Kaizala under `/kaizala`) call these
+//! functions; this is the only code that calls the store. Validation, status moves,
+//! counters and transactions live here.
+
+pub mod auth;
+pub mod custom_roles;
+pub mod demo;
+pub mod filter;
+pub mod members;
+pub mod rate_limit;
+pub mod spots;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// A new, time-ordered id (UUIDv7: creation order is id order, and it indexes well).
+pub fn new_id() -> uuid::Uuid {
+    uuid::Uuid::now_v7()
+}

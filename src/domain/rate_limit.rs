@@ -1,0 +1,108 @@
+//! Rate limiting that holds across replicas without a database round-trip per request.
+//!
+//! Each window (per spot and scope: the `/v1` 10-second and daily budgets, the Kaizala
+//! per-connector and per-spot minutes) is a row in the shared database counting the
+//! requests *granted* in it. A replica leases a small batch of requests from the row
+//! with one conditional upsert (`used + n <= limit`) and spends the batch locally. The
+//! batch shrinks as the window fills (an eighth of what is left, 1 to 20), so the
+//! database sees about one write per 20 requests on a quiet window and the limit is
+//! never exceeded: a replica can only spend what it leased. The cost is that a replica
+//! holding an unspent lease may make another one refuse a little early near the limit.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use uuid::Uuid;
+
+use super::now_ms;
+use crate::error::Result;
+use crate::store::{self, Db};
+
+pub const TEN_SECONDS_MS: i64 = 10_000;
+pub const MINUTE_MS: i64 = 60_000;
+pub const DAY_MS: i64 = 86_400_000;
+
+/// The outcome of one check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub limit: i64,
+    pub remaining: i64,
+    /// Seconds until the window resets (at least 1).
+    pub reset_s: u64,
+}
+
+#[derive(Debug)]
+struct Lease {
+    window_start: i64,
+    /// Requests leased from the database and not yet spent here.
+    unspent: i64,
+    /// The window's total in the database as last seen.
+    db_used: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    leases: Mutex<HashMap<(Uuid, String), Lease>>,
+}
+
+impl RateLimiter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Spends one request of `scope` for `spot_id`, leasing more from the database when needed.
+    pub async fn check(&self, db: &Db, spot_id: Uuid, scope: &str, limit: i64, window_ms: i64) -> Result<Decision> {
+        let now = now_ms();
+        let window_start = now - now.rem_euclid(window_ms);
+        let reset_s = ((window_start + window_ms - now + 999) / 1000).max(1) as u64;
+        let key = (spot_id, scope.to_string());
+        let want = {
+            let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+            let lease = leases.entry(key.clone()).or_insert(Lease { window_start, unspent: 0, db_used: 0 });
+            if lease.window_start != window_start {
+                *lease = Lease { window_start, unspent: 0, db_used: 0 };
+            }
+            if lease.unspent > 0 {
+                lease.unspent -= 1;
+                let remaining = (limit - lease.db_used + lease.unspent).max(0);
+                return Ok(Decision { allowed: true, limit, remaining, reset_s });
+            }
+            ((limit - lease.db_used) / 8).clamp(1, 20)
+        };
+
+        let mut c = db.conn().await?;
+        let mut granted = want;
+        let mut total = store::rate_limits::try_take(c.ex(), spot_id, scope, window_start, want, limit).await?;
+        if total.is_none() && want > 1 {
+            granted = 1;
+            total = store::rate_limits::try_take(c.ex(), spot_id, scope, window_start, 1, limit).await?;
+        }
+        drop(c);
+
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        let lease = leases.entry(key).or_insert(Lease { window_start, unspent: 0, db_used: 0 });
+        if lease.window_start != window_start {
+            *lease = Lease { window_start, unspent: 0, db_used: 0 };
+        }
+        match total {
+            Some(total) => {
+                lease.db_used = lease.db_used.max(total);
+                lease.unspent += granted - 1;
+                let remaining = (limit - lease.db_used + lease.unspent).max(0);
+                Ok(Decision { allowed: true, limit, remaining, reset_s })
+            }
+            None => {
+                lease.db_used = limit;
+                Ok(Decision { allowed: false, limit, remaining: 0, reset_s })
+            }
+        }
+    }
+
+    /// Drops leases of past windows (housekeeping; keeps the map small).
+    pub fn forget_stale(&self) {
+        let now = now_ms();
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        leases.retain(|_, l| now - l.window_start < 2 * DAY_MS);
+    }
+}

@@ -1,0 +1,104 @@
+//! Spots: the tenants of an openspot deployment, and their API keys.
+//!
+//! A key is 32 bytes from the OS CSPRNG, shown once, and stored only as its SHA-256
+//! (a key has full entropy, so a slow hash adds nothing). Rotation replaces the hash,
+//! so the old key stops working (within the auth cache's few seconds on other replicas).
+
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{new_id, now_ms};
+use crate::error::{Entity, Error, Result};
+use crate::store::{self, Db};
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Spot {
+    pub id: Uuid,
+    pub name: String,
+    pub rate_limit_per_10s: Option<i64>,
+    pub rate_limit_per_day: Option<i64>,
+    pub member_count: i64,
+    pub created_at: i64,
+}
+
+/// A fresh API key: `os_` followed by 43 base64url characters (256 random bits).
+pub fn generate_api_key() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("os_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+pub fn hash_api_key(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Creates a spot and returns it with its API key (the only time the key is visible).
+pub async fn create_spot(db: &Db, name: &str) -> Result<(Spot, String)> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(Error::invalid("name", "must not be empty"));
+    }
+    let spot = Spot {
+        id: new_id(),
+        name: name.to_string(),
+        rate_limit_per_10s: None,
+        rate_limit_per_day: None,
+        member_count: 0,
+        created_at: now_ms(),
+    };
+    let key = generate_api_key();
+    let mut tx = db.begin().await?;
+    store::spots::insert(tx.ex(), &spot, &hash_api_key(&key)).await?;
+    tx.commit().await?;
+    Ok((spot, key))
+}
+
+pub async fn list_spots(db: &Db) -> Result<Vec<Spot>> {
+    let mut c = db.conn().await?;
+    Ok(store::spots::list(c.ex()).await?)
+}
+
+pub async fn get_spot(db: &Db, id: Uuid) -> Result<Spot> {
+    let mut c = db.conn().await?;
+    store::spots::get(c.ex(), id).await?.ok_or(Error::NotFound(Entity::Spot))
+}
+
+/// Replaces the spot's key; the old one stops working.
+pub async fn rotate_key(db: &Db, id: Uuid) -> Result<String> {
+    let key = generate_api_key();
+    let mut tx = db.begin().await?;
+    if !store::spots::set_key_hash(tx.ex(), id, &hash_api_key(&key)).await? {
+        return Err(Error::NotFound(Entity::Spot));
+    }
+    tx.commit().await?;
+    Ok(key)
+}
+
+/// Overrides the spot's rate limits (`None` keeps the current value).
+pub async fn set_limits(db: &Db, id: Uuid, per_10s: Option<i64>, per_day: Option<i64>) -> Result<Spot> {
+    for (field, v) in [("per-10s", per_10s), ("per-day", per_day)] {
+        if v.is_some_and(|n| n < 1) {
+            return Err(Error::invalid(field, "must be at least 1"));
+        }
+    }
+    let mut tx = db.begin().await?;
+    if !store::spots::set_limits(tx.ex(), id, per_10s, per_day).await? {
+        return Err(Error::NotFound(Entity::Spot));
+    }
+    let spot = store::spots::get(tx.ex(), id).await?.ok_or(Error::NotFound(Entity::Spot))?;
+    tx.commit().await?;
+    Ok(spot)
+}
+
+/// Deletes the spot and everything in it.
+pub async fn delete_spot(db: &Db, id: Uuid) -> Result<()> {
+    let mut tx = db.begin().await?;
+    if !store::spots::delete(tx.ex(), id).await? {
+        return Err(Error::NotFound(Entity::Spot));
+    }
+    store::rate_limits::delete_spot(tx.ex(), id).await?;
+    tx.commit().await?;
+    Ok(())
+}

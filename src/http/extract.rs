@@ -1,0 +1,106 @@
+//! Extractors shared by the MeltingSpot handlers. Each rejects with the crate
+//! [`Error`], so a malformed body, an oversized body or a bad query parameter is
+//! answered in the dialect's error shape and names what is wrong.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use super::error::MsError;
+use crate::domain::auth::AuthedSpot;
+use crate::domain::filter::{parse_list_query, ListQuery};
+use crate::error::Error;
+
+/// A JSON body; type errors name the offending field (`emails[3]: invalid type ...`).
+pub struct MsJson<T>(pub T);
+
+/// Reads the body bytes, mapping the 1 MiB cap to 413 "Payload is too large".
+pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Error> {
+    Bytes::from_request(req, state).await.map_err(|rej| {
+        if rej.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            Error::TooLarge
+        } else {
+            Error::BadRequest(format!("cannot read the request body: {}", rej.body_text()))
+        }
+    })
+}
+
+/// Parses JSON, naming the path of the first offending field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::invalid("body", "a JSON body is required"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let reason = strip_position(&inner.to_string());
+        if inner.is_syntax() || inner.is_eof() {
+            Error::invalid("body", format!("malformed JSON: {reason}"))
+        } else if path == "." {
+            Error::invalid("body", reason)
+        } else {
+            Error::invalid(path, reason)
+        }
+    })
+}
+
+fn strip_position(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for MsJson<T> {
+    type Rejection = MsError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(req, state).await?;
+        Ok(MsJson(parse_json(&bytes)?))
+    }
+}
+
+/// The spot of the API key (set by the auth middleware).
+#[derive(Clone, Copy, Debug)]
+pub struct CallerSpot(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for CallerSpot {
+    type Rejection = MsError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<AuthedSpot>()
+            .map(|a| CallerSpot(a.spot_id))
+            .ok_or_else(|| MsError(Error::Unauthorized("Unauthorized".into())))
+    }
+}
+
+/// `page`, `limit` and the `field[op]=value` filters of a list request.
+pub struct ListParams(pub ListQuery);
+
+impl<S: Send + Sync> FromRequestParts<S> for ListParams {
+    type Rejection = MsError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ListParams(parse_list_query(parts.uri.query(), &[])?))
+    }
+}
+
+/// A UUID path segment; anything else is the resource's 404 (an id that cannot exist).
+pub fn parse_id(raw: &str, entity: crate::error::Entity) -> Result<Uuid, Error> {
+    Uuid::parse_str(raw.trim()).map_err(|_| Error::NotFound(entity))
+}
+
+/// Serde helper: distinguishes an absent field (`None`) from an explicit null (`Some(None)`).
+pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    use serde::Deserialize;
+    Option::<T>::deserialize(d).map(Some)
+}

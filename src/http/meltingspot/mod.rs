@@ -1,0 +1,100 @@
+//! The MeltingSpot Open API v1 dialect (`/v1/...`): thin handlers over the domain.
+//! Each resource module owns its wire DTOs and handlers; this module guards them with
+//! API-key auth and the per-spot rate limits (contract §3).
+
+pub mod custom_roles;
+pub mod members;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use utoipa_axum::router::OpenApiRouter;
+
+use super::error::MsError;
+use super::AppState;
+use crate::domain::rate_limit::{Decision, DAY_MS, TEN_SECONDS_MS};
+use crate::error::Error;
+
+pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(members::routes())
+        .merge(custom_roles::routes())
+        .route_layer(axum::middleware::from_fn_with_state(state, guard))
+}
+
+/// The key of `Authorization: <key>` or `Authorization: Bearer <key>`.
+fn api_key(headers: &HeaderMap) -> Option<&str> {
+    let raw = headers.get("authorization")?.to_str().ok()?.trim();
+    let key = match raw.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ => raw,
+    };
+    (!key.is_empty()).then_some(key)
+}
+
+fn set_rate_headers(headers: &mut HeaderMap, d: &Decision) {
+    for (name, value) in [
+        ("ratelimit-limit", d.limit.to_string()),
+        ("ratelimit-remaining", d.remaining.to_string()),
+        ("ratelimit-reset", d.reset_s.to_string()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+}
+
+/// Authenticates the caller, spends one request of each budget, and stamps the
+/// `RateLimit-*` headers (10-second window) on the response.
+async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(key) = api_key(req.headers()) else {
+        return MsError(Error::Unauthorized("Unauthorized".into())).into_response();
+    };
+    let authed = match st.keys.authenticate(&st.db, key, st.config.default_limits).await {
+        Ok(a) => a,
+        Err(e) => return MsError(e).into_response(),
+    };
+    let short = match st.limiter.check(&st.db, authed.spot_id, "v1:10s", authed.limits.per_10s, TEN_SECONDS_MS).await
+    {
+        Ok(d) => d,
+        Err(e) => return MsError(e).into_response(),
+    };
+    let refused = if !short.allowed {
+        Some(short.reset_s)
+    } else {
+        match st.limiter.check(&st.db, authed.spot_id, "v1:day", authed.limits.per_day, DAY_MS).await {
+            Ok(d) if d.allowed => None,
+            Ok(d) => Some(d.reset_s),
+            Err(e) => return MsError(e).into_response(),
+        }
+    };
+    let mut resp = match refused {
+        Some(retry_after_s) => MsError(Error::RateLimited { retry_after_s }).into_response(),
+        None => {
+            req.extensions_mut().insert(authed);
+            next.run(req).await
+        }
+    };
+    set_rate_headers(resp.headers_mut(), &short);
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_read_raw_or_bearer() {
+        let mut h = HeaderMap::new();
+        assert_eq!(api_key(&h), None);
+        h.insert("authorization", HeaderValue::from_static("os_abc"));
+        assert_eq!(api_key(&h), Some("os_abc"));
+        h.insert("authorization", HeaderValue::from_static("Bearer os_abc"));
+        assert_eq!(api_key(&h), Some("os_abc"));
+        h.insert("authorization", HeaderValue::from_static("bearer   os_abc "));
+        assert_eq!(api_key(&h), Some("os_abc"));
+        h.insert("authorization", HeaderValue::from_static("Bearer "));
+        assert_eq!(api_key(&h), None);
+    }
+}

@@ -1,0 +1,151 @@
+//! HTTP: the router of both dialects, the shared middleware (request ids, tracing,
+//! body cap, panic guard), health probes and the OpenAPI document with its docs UI.
+
+pub mod error;
+pub mod extract;
+pub mod meltingspot;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::openapi::OpenApi as OpenApiDoc;
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::Config;
+use crate::domain::auth::KeyCache;
+use crate::domain::rate_limit::RateLimiter;
+use crate::store::Db;
+
+/// The largest request body accepted (contract §3): larger → 413.
+pub const BODY_LIMIT: usize = 1 << 20;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub config: Arc<Config>,
+    pub keys: Arc<KeyCache>,
+    pub limiter: Arc<RateLimiter>,
+}
+
+impl AppState {
+    pub fn new(db: Db, config: Config) -> Self {
+        AppState { db, config: Arc::new(config), keys: Arc::new(KeyCache::new()), limiter: Arc::new(RateLimiter::new()) }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "openspot",
+        description = "Self-hosted community-membership server. `/v1` speaks the MeltingSpot Open API v1; \
+                       `/kaizala/v1` speaks the Kaizala connectors API. Operations marked `x-openspot: true` \
+                       are openspot extensions."
+    ),
+    modifiers(&SecurityAddon),
+    security(("apiKey" = [])),
+)]
+struct ApiDoc;
+
+struct SecurityAddon;
+
+impl Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "apiKey",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "The spot's API key, raw or as `Bearer <key>`.",
+            ))),
+        );
+    }
+}
+
+/// The OpenAPI document and the router of every dialect.
+pub fn build(state: AppState) -> (Router, OpenApiDoc) {
+    let (api_router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(meltingspot::routes(state.clone()))
+        .split_for_parts();
+    (api_router.with_state(state), doc)
+}
+
+/// The whole application: API routes, probes, docs, fallbacks and middleware.
+pub fn app(state: AppState) -> Router {
+    let (api, doc) = build(state.clone());
+    let probes = Router::new()
+        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .with_state(state);
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .merge(api)
+        .merge(probes)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(CatchPanicLayer::custom(|_| {
+            error::error_response(500, "Internal server error".into())
+        }))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(2), st.db.ping()).await {
+        Ok(Ok(())) => Json(serde_json::json!({"status": "ready"})).into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "database unavailable"})))
+            .into_response(),
+    }
+}
+
+async fn not_found(req: Request) -> Response {
+    error::error_response(404, format!("Cannot {} {}", req.method(), req.uri().path()))
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    error::error_response(405, format!("Method {} is not allowed on {}", req.method(), req.uri().path()))
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves; in-flight requests finish.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let housekeeping = tokio::spawn(housekeeping(state.clone()));
+    let result = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await;
+    housekeeping.abort();
+    Ok(result?)
+}
+
+/// Periodic clean-up of rate-limit windows.
+async fn housekeeping(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        state.limiter.forget_stale();
+        let before = crate::domain::now_ms() - 2 * crate::domain::rate_limit::DAY_MS;
+        if let Ok(mut c) = state.db.conn().await {
+            if let Err(e) = crate::store::rate_limits::purge_before(c.ex(), before).await {
+                tracing::warn!(error = %e, "rate-limit housekeeping failed");
+            }
+        }
+    }
+}

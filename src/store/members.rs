@@ -1,0 +1,150 @@
+//! Spot members. Emails are unique per spot on their lower-cased form (`email_norm`),
+//! mobile numbers on their E.164 form; both uniques are what de-duplicates concurrent
+//! invitations (`ON CONFLICT DO NOTHING` and a re-select).
+
+use uuid::Uuid;
+
+use super::sql::{Bind, Sql};
+use super::Ex;
+use crate::domain::filter::Predicate;
+use crate::domain::members::Member;
+use crate::{bind_all, run};
+
+pub const COLUMNS: &str = "spot_id, id, user_id, email, mobile_number, title, lang, role, custom_role_id, \
+    status, firstname, lastname, warnings, avatar_url, embed_base_urls, invited_at, registered_at, updated_at, \
+    last_activity_at";
+
+/// Inserts `m` unless its email or mobile number is already taken in the spot.
+pub async fn insert_if_absent(ex: Ex<'_>, m: &Member) -> Result<Option<Member>, sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO members (spot_id, id, user_id, email, email_norm, mobile_number, title, lang, role, \
+         custom_role_id, status, firstname, lastname, warnings, avatar_url, embed_base_urls, invited_at, \
+         registered_at, updated_at, last_activity_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+         ON CONFLICT DO NOTHING RETURNING {COLUMNS}"
+    );
+    let email_norm = m.email.as_deref().map(str::to_lowercase);
+    run!(ex, |c| sqlx::query_as::<_, Member>(&sql)
+        .bind(m.spot_id)
+        .bind(m.id)
+        .bind(m.user_id)
+        .bind(&m.email)
+        .bind(&email_norm)
+        .bind(&m.mobile_number)
+        .bind(&m.title)
+        .bind(&m.lang)
+        .bind(&m.role)
+        .bind(m.custom_role_id)
+        .bind(&m.status)
+        .bind(&m.firstname)
+        .bind(&m.lastname)
+        .bind(m.warnings)
+        .bind(&m.avatar_url)
+        .bind(&m.embed_base_urls)
+        .bind(m.invited_at)
+        .bind(m.registered_at)
+        .bind(m.updated_at)
+        .bind(m.last_activity_at)
+        .fetch_optional(c)
+        .await)
+}
+
+pub async fn get(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<Option<Member>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND id = $2");
+    run!(ex, |c| sqlx::query_as::<_, Member>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
+}
+
+pub async fn get_by_email(ex: Ex<'_>, spot_id: Uuid, email: &str) -> Result<Option<Member>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND email_norm = $2");
+    run!(ex, |c| sqlx::query_as::<_, Member>(&sql)
+        .bind(spot_id)
+        .bind(email.trim().to_lowercase())
+        .fetch_optional(c)
+        .await)
+}
+
+pub async fn get_by_mobile(ex: Ex<'_>, spot_id: Uuid, mobile: &str) -> Result<Option<Member>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND mobile_number = $2");
+    run!(ex, |c| sqlx::query_as::<_, Member>(&sql).bind(spot_id).bind(mobile).fetch_optional(c).await)
+}
+
+/// The members among `ids` that belong to the spot.
+pub async fn get_many(ex: Ex<'_>, spot_id: Uuid, ids: &[Uuid]) -> Result<Vec<Member>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM members WHERE spot_id = "));
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN (");
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push_bind(Bind::Uuid(*id));
+    }
+    sql.push(") ORDER BY id");
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds).fetch_all(c).await)
+}
+
+/// One page of the spot's members matching `filters`, in creation order.
+pub async fn list(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    filters: &[Predicate],
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<Member>, sqlx::Error> {
+    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM members WHERE spot_id = "));
+    sql.push_bind(Bind::Uuid(spot_id));
+    sql.push_predicates(filters);
+    sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds).fetch_all(c).await)
+}
+
+/// How many of the spot's members match `filters` (an index range when filtered).
+pub async fn count(ex: Ex<'_>, spot_id: Uuid, filters: &[Predicate]) -> Result<i64, sqlx::Error> {
+    let mut sql = Sql::new("SELECT COUNT(*) FROM members WHERE spot_id = ");
+    sql.push_bind(Bind::Uuid(spot_id));
+    sql.push_predicates(filters);
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(&sql.text), &sql.binds).fetch_one(c).await)
+}
+
+/// Writes every mutable field of `m`.
+pub async fn update(ex: Ex<'_>, m: &Member) -> Result<(), sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "UPDATE members SET user_id = $3, title = $4, lang = $5, role = $6, custom_role_id = $7, status = $8, \
+         firstname = $9, lastname = $10, avatar_url = $11, embed_base_urls = $12, registered_at = $13, \
+         updated_at = $14, last_activity_at = $15, mobile_number = $16 WHERE spot_id = $1 AND id = $2"
+    )
+    .bind(m.spot_id)
+    .bind(m.id)
+    .bind(m.user_id)
+    .bind(&m.title)
+    .bind(&m.lang)
+    .bind(&m.role)
+    .bind(m.custom_role_id)
+    .bind(&m.status)
+    .bind(&m.firstname)
+    .bind(&m.lastname)
+    .bind(&m.avatar_url)
+    .bind(&m.embed_base_urls)
+    .bind(m.registered_at)
+    .bind(m.updated_at)
+    .bind(m.last_activity_at)
+    .bind(&m.mobile_number)
+    .execute(c)
+    .await
+    .map(|_| ()))
+}
+
+/// Takes a deleted custom role away from the members holding it.
+pub async fn clear_custom_role(ex: Ex<'_>, spot_id: Uuid, role_id: Uuid, now: i64) -> Result<u64, sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "UPDATE members SET custom_role_id = NULL, updated_at = $3 WHERE spot_id = $1 AND custom_role_id = $2"
+    )
+    .bind(spot_id)
+    .bind(role_id)
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))
+}

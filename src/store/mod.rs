@@ -1,0 +1,270 @@
+//! The store layer: the only code that speaks SQL.
+//!
+//! openspot runs on SQLite (the embedded default, one node) and PostgreSQL (many
+//! replicas). Both are first-class, so SQL is written once in the portable subset
+//! (`$n` placeholders, `RETURNING`, `ON CONFLICT`) and compiled for each backend by the
+//! [`run!`] macro, which stamps the same body out for both pool types. Only where the
+//! semantics differ (locking, upserts with back-references) does a function have two
+//! arms. Every function takes the spot first and every `WHERE` starts with
+//! `spot_id = $1`, so an id of another spot is "not found" by construction.
+
+pub mod custom_roles;
+pub mod members;
+pub mod rate_limits;
+pub mod spots;
+pub mod sql;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction};
+
+/// A connection pool on one of the two supported backends.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A borrowed connection (pooled or inside a transaction) on either backend.
+pub enum Ex<'c> {
+    Sqlite(&'c mut SqliteConnection),
+    Postgres(&'c mut PgConnection),
+}
+
+/// A write transaction. On SQLite it is opened with `BEGIN IMMEDIATE` so that
+/// concurrent writers queue on the busy timeout instead of failing on upgrade.
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// A pooled connection for reads.
+pub enum Conn {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+/// Runs the same body against whichever backend `$ex` (an [`Ex`]) holds.
+/// Inside the body `$c` is `&mut SqliteConnection` or `&mut PgConnection`.
+#[macro_export]
+macro_rules! run {
+    ($ex:expr, |$c:ident| $body:expr) => {
+        match $ex {
+            $crate::store::Ex::Sqlite($c) => $body,
+            $crate::store::Ex::Postgres($c) => $body,
+        }
+    };
+}
+
+/// Binds every value of a `Vec<Bind>` onto a query, in order.
+#[macro_export]
+macro_rules! bind_all {
+    ($q:expr, $binds:expr) => {{
+        let mut q = $q;
+        for b in $binds {
+            q = match b {
+                $crate::store::sql::Bind::Text(v) => q.bind(v.clone()),
+                $crate::store::sql::Bind::I64(v) => q.bind(*v),
+                $crate::store::sql::Bind::Uuid(v) => q.bind(*v),
+                $crate::store::sql::Bind::Bool(v) => q.bind(*v),
+                $crate::store::sql::Bind::F64(v) => q.bind(*v),
+            };
+        }
+        q
+    }};
+}
+
+impl Tx {
+    pub fn ex(&mut self) -> Ex<'_> {
+        match self {
+            Tx::Sqlite(t) => Ex::Sqlite(&mut *t),
+            Tx::Postgres(t) => Ex::Postgres(&mut *t),
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await,
+            Tx::Postgres(t) => t.commit().await,
+        }
+    }
+}
+
+impl Conn {
+    pub fn ex(&mut self) -> Ex<'_> {
+        match self {
+            Conn::Sqlite(c) => Ex::Sqlite(&mut *c),
+            Conn::Postgres(c) => Ex::Postgres(&mut *c),
+        }
+    }
+}
+
+/// Which backend a database URL selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> anyhow::Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            anyhow::bail!(
+                "unsupported database URL '{}': use sqlite://PATH or postgres://USER@HOST/DB",
+                redact_url(url)
+            )
+        }
+    }
+}
+
+/// Hides the password of a database URL for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:****{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Db {
+    /// Opens a pool for `url` (creating the SQLite file if missing) without migrating.
+    pub async fn connect(url: &str) -> anyhow::Result<Db> {
+        match Backend::from_url(url)? {
+            Backend::Sqlite => {
+                let opts = SqliteConnectOptions::from_str(url)
+                    .with_context(|| format!("invalid SQLite URL '{url}'"))?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(30));
+                // SQLite has one writer at a time; a handful of connections serve
+                // concurrent readers (WAL) without piling up waiting writers.
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .min_connections(1)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(opts)
+                    .await
+                    .with_context(|| format!("cannot open SQLite database '{url}'"))?;
+                Ok(Db::Sqlite(pool))
+            }
+            Backend::Postgres => {
+                let opts = PgConnectOptions::from_str(url)
+                    .with_context(|| format!("invalid PostgreSQL URL '{}'", redact_url(url)))?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(opts)
+                    .await
+                    .with_context(|| format!("cannot connect to PostgreSQL at '{}'", redact_url(url)))?;
+                Ok(Db::Postgres(pool))
+            }
+        }
+    }
+
+    /// Opens the pool and applies every pending migration.
+    pub async fn connect_and_migrate(url: &str) -> anyhow::Result<Db> {
+        let db = Db::connect(url).await?;
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self {
+            Db::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await?,
+            Db::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    /// Takes a connection for reads.
+    pub async fn conn(&self) -> Result<Conn, sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite(p) => Conn::Sqlite(p.acquire().await?),
+            Db::Postgres(p) => Conn::Postgres(p.acquire().await?),
+        })
+    }
+
+    /// `SELECT 1`, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        match self {
+            Db::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
+            Db::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite(p) => p.close().await,
+            Db::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// True when `err` is a unique-constraint violation (both backends).
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(e) => e.is_unique_violation(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_is_chosen_by_scheme() {
+        assert_eq!(Backend::from_url("sqlite://x.db").ok(), Some(Backend::Sqlite));
+        assert_eq!(Backend::from_url("sqlite::memory:").ok(), Some(Backend::Sqlite));
+        assert_eq!(Backend::from_url("postgres://u@h/db").ok(), Some(Backend::Postgres));
+        assert_eq!(Backend::from_url("postgresql://u@h/db").ok(), Some(Backend::Postgres));
+        let err = Backend::from_url("mysql://u:secret@h/db").err().map(|e| e.to_string());
+        assert!(err.as_deref().is_some_and(|e| e.contains("mysql://u:****@h/db")));
+    }
+
+    #[test]
+    fn migrations_have_the_same_versions_on_both_backends() {
+        let names = |dir: &str| {
+            let mut v: Vec<String> = std::fs::read_dir(dir)
+                .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+                .unwrap_or_default();
+            v.sort();
+            v
+        };
+        let sqlite = names(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"));
+        let pg = names(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"));
+        assert!(!sqlite.is_empty());
+        assert_eq!(sqlite, pg);
+    }
+}

@@ -1,0 +1,97 @@
+//! Spots (tenants) and their API-key hashes.
+
+use uuid::Uuid;
+
+use super::Ex;
+use crate::domain::spots::Spot;
+use crate::run;
+
+const COLUMNS: &str = "id, name, rate_limit_per_10s, rate_limit_per_day, member_count, created_at";
+
+pub async fn insert(ex: Ex<'_>, spot: &Spot, key_hash: &[u8]) -> Result<(), sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "INSERT INTO spots (id, name, api_key_hash, rate_limit_per_10s, rate_limit_per_day, member_count, created_at) \
+         VALUES ($1, $2, $3, $4, $5, 0, $6)"
+    )
+    .bind(spot.id)
+    .bind(&spot.name)
+    .bind(key_hash)
+    .bind(spot.rate_limit_per_10s)
+    .bind(spot.rate_limit_per_day)
+    .bind(spot.created_at)
+    .execute(c)
+    .await
+    .map(|_| ()))
+}
+
+pub async fn get(ex: Ex<'_>, id: Uuid) -> Result<Option<Spot>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM spots WHERE id = $1");
+    run!(ex, |c| sqlx::query_as::<_, Spot>(&sql).bind(id).fetch_optional(c).await)
+}
+
+/// The spot whose key hashes to `hash`, with the stored hash (compared in constant time by the caller).
+pub async fn find_by_key_hash(ex: Ex<'_>, hash: &[u8]) -> Result<Option<(Spot, Vec<u8>)>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS}, api_key_hash FROM spots WHERE api_key_hash = $1");
+    run!(ex, |c| {
+        use sqlx::Row;
+        let row = sqlx::query(&sql).bind(hash).fetch_optional(&mut *c).await?;
+        match row {
+            None => Ok(None),
+            Some(r) => {
+                let spot = <Spot as sqlx::FromRow<_>>::from_row(&r)?;
+                let stored: Vec<u8> = r.try_get("api_key_hash")?;
+                Ok(Some((spot, stored)))
+            }
+        }
+    })
+}
+
+pub async fn list(ex: Ex<'_>) -> Result<Vec<Spot>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM spots ORDER BY created_at, id");
+    run!(ex, |c| sqlx::query_as::<_, Spot>(&sql).fetch_all(c).await)
+}
+
+pub async fn set_key_hash(ex: Ex<'_>, id: Uuid, hash: &[u8]) -> Result<bool, sqlx::Error> {
+    run!(ex, |c| sqlx::query("UPDATE spots SET api_key_hash = $2 WHERE id = $1")
+        .bind(id)
+        .bind(hash)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected() == 1))
+}
+
+pub async fn set_limits(
+    ex: Ex<'_>,
+    id: Uuid,
+    per_10s: Option<i64>,
+    per_day: Option<i64>,
+) -> Result<bool, sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "UPDATE spots SET rate_limit_per_10s = COALESCE($2, rate_limit_per_10s), \
+         rate_limit_per_day = COALESCE($3, rate_limit_per_day) WHERE id = $1"
+    )
+    .bind(id)
+    .bind(per_10s)
+    .bind(per_day)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected() == 1))
+}
+
+pub async fn delete(ex: Ex<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
+    run!(ex, |c| sqlx::query("DELETE FROM spots WHERE id = $1")
+        .bind(id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected() == 1))
+}
+
+/// Adds `delta` to the spot's maintained member count (same transaction as the write).
+pub async fn add_member_count(ex: Ex<'_>, id: Uuid, delta: i64) -> Result<(), sqlx::Error> {
+    run!(ex, |c| sqlx::query("UPDATE spots SET member_count = member_count + $2 WHERE id = $1")
+        .bind(id)
+        .bind(delta)
+        .execute(c)
+        .await
+        .map(|_| ()))
+}

@@ -1,0 +1,126 @@
+//! Dynamic SQL: a tiny builder that numbers `$n` placeholders and keeps the bound
+//! values beside the text, so one rendering serves both backends (see [`crate::bind_all`]).
+//! List filters (`field[op]=value`, contract §3) are rendered here from the validated
+//! [`Predicate`]s of [`crate::domain::filter`].
+
+use uuid::Uuid;
+
+use crate::domain::filter::{Op, Predicate};
+
+/// One bound value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Bind {
+    Text(String),
+    I64(i64),
+    Uuid(Uuid),
+    Bool(bool),
+    F64(f64),
+}
+
+/// SQL text with its binds; placeholders are numbered as they are pushed.
+#[derive(Debug, Default)]
+pub struct Sql {
+    pub text: String,
+    pub binds: Vec<Bind>,
+}
+
+impl Sql {
+    pub fn new(text: &str) -> Self {
+        Sql { text: text.to_string(), binds: Vec::new() }
+    }
+
+    pub fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends `$n` for a new bind.
+    pub fn push_bind(&mut self, value: Bind) -> &mut Self {
+        self.binds.push(value);
+        self.text.push('$');
+        self.text.push_str(&self.binds.len().to_string());
+        self
+    }
+
+    /// Appends ` AND <predicate>` for each predicate.
+    pub fn push_predicates(&mut self, predicates: &[Predicate]) -> &mut Self {
+        for p in predicates {
+            self.push(" AND ");
+            self.push_predicate(p);
+        }
+        self
+    }
+
+    fn push_predicate(&mut self, p: &Predicate) {
+        let col = p.column;
+        let single = |s: &mut Sql, op: &str| {
+            s.push(col).push(op);
+            if let Some(v) = p.values.first() {
+                s.push_bind(v.clone());
+            }
+        };
+        match p.op {
+            Op::Eq => single(self, " = "),
+            Op::Neq => single(self, " <> "),
+            Op::Gt | Op::After => single(self, " > "),
+            Op::Gte => single(self, " >= "),
+            Op::Lt | Op::Before => single(self, " < "),
+            Op::Lte => single(self, " <= "),
+            Op::In | Op::NotIn => {
+                self.push(col).push(if p.op == Op::In { " IN (" } else { " NOT IN (" });
+                for (i, v) in p.values.iter().enumerate() {
+                    if i > 0 {
+                        self.push(", ");
+                    }
+                    self.push_bind(v.clone());
+                }
+                self.push(")");
+            }
+            Op::Contains => {
+                self.push("lower(").push(col).push(") LIKE ");
+                let needle = match p.values.first() {
+                    Some(Bind::Text(t)) => t.to_lowercase(),
+                    _ => String::new(),
+                };
+                self.push_bind(Bind::Text(format!("%{}%", escape_like(&needle))));
+                self.push(" ESCAPE '\\'");
+            }
+        }
+    }
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern.
+pub fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predicates_render_numbered_placeholders() {
+        let mut sql = Sql::new("SELECT * FROM members WHERE spot_id = ");
+        sql.push_bind(Bind::I64(1));
+        sql.push_predicates(&[
+            Predicate { column: "email_norm", op: Op::In, values: vec![Bind::Text("a".into()), Bind::Text("b".into())] },
+            Predicate { column: "registered_at", op: Op::Before, values: vec![Bind::I64(5)] },
+            Predicate { column: "label", op: Op::Contains, values: vec![Bind::Text("50%_Off".into())] },
+            Predicate { column: "status", op: Op::NotIn, values: vec![Bind::Text("Left".into())] },
+        ]);
+        assert_eq!(
+            sql.text,
+            "SELECT * FROM members WHERE spot_id = $1 AND email_norm IN ($2, $3) AND registered_at < $4 \
+             AND lower(label) LIKE $5 ESCAPE '\\' AND status NOT IN ($6)"
+        );
+        assert_eq!(sql.binds[4], Bind::Text("%50\\%\\_off%".into()));
+        assert_eq!(sql.binds.len(), 6);
+    }
+}
