@@ -1,0 +1,7 @@
+//! Black-box HTTP tests: one binary (one link step) with a module per endpoint family.
+//! Every test runs on SQLite and on PostgreSQL through the `both!` macro.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod ms_members;
