@@ -8,15 +8,20 @@ pub mod auth;
 pub mod custom_roles;
 pub mod demo;
 pub mod filter;
+pub mod groups;
 pub mod members;
 pub mod rate_limit;
+pub mod smart_rules;
 pub mod spots;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// A new, time-ordered id (UUIDv7: creation order is id order, and it indexes well).

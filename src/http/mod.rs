@@ -41,7 +41,12 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(db: Db, config: Config) -> Self {
-        AppState { db, config: Arc::new(config), keys: Arc::new(KeyCache::new()), limiter: Arc::new(RateLimiter::new()) }
+        AppState {
+            db,
+            config: Arc::new(config),
+            keys: Arc::new(KeyCache::new()),
+            limiter: Arc::new(RateLimiter::new()),
+        }
     }
 }
 
@@ -85,7 +90,10 @@ pub fn build(state: AppState) -> (Router, OpenApiDoc) {
 pub fn app(state: AppState) -> Router {
     let (api, doc) = build(state.clone());
     let probes = Router::new()
-        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/readyz", get(readyz))
         .with_state(state);
     let request_id = HeaderName::from_static("x-request-id");
@@ -110,7 +118,10 @@ pub fn app(state: AppState) -> Router {
 async fn readyz(State(st): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), st.db.ping()).await {
         Ok(Ok(())) => Json(serde_json::json!({"status": "ready"})).into_response(),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "database unavailable"})))
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "database unavailable"})),
+        )
             .into_response(),
     }
 }
@@ -120,7 +131,14 @@ async fn not_found(req: Request) -> Response {
 }
 
 async fn method_not_allowed(req: Request) -> Response {
-    error::error_response(405, format!("Method {} is not allowed on {}", req.method(), req.uri().path()))
+    error::error_response(
+        405,
+        format!(
+            "Method {} is not allowed on {}",
+            req.method(),
+            req.uri().path()
+        ),
+    )
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves; in-flight requests finish.
@@ -130,22 +148,22 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
-    let result = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await;
+    let result = axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
     housekeeping.abort();
     Ok(result?)
 }
 
-/// Periodic clean-up of rate-limit windows.
+/// Periodic work: resuming orphaned smart-group computations, dropping stale rate-limit leases.
 async fn housekeeping(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
     loop {
         tick.tick().await;
-        state.limiter.forget_stale();
-        let before = crate::domain::now_ms() - 2 * crate::domain::rate_limit::DAY_MS;
-        if let Ok(mut c) = state.db.conn().await {
-            if let Err(e) = crate::store::rate_limits::purge_before(c.ex(), before).await {
-                tracing::warn!(error = %e, "rate-limit housekeeping failed");
-            }
+        // Smart-group computations left behind by a stopped replica.
+        if let Err(e) = crate::domain::groups::resume_computations(&state.db).await {
+            tracing::warn!(error = ?e, "cannot resume smart-group computations");
         }
+        state.limiter.forget_stale();
     }
 }

@@ -51,10 +51,18 @@ pub async fn insert_if_absent(ex: Ex<'_>, m: &Member) -> Result<Option<Member>, 
 
 pub async fn get(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<Option<Member>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND id = $2");
-    run!(ex, |c| sqlx::query_as::<_, Member>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
+    run!(ex, |c| sqlx::query_as::<_, Member>(&sql)
+        .bind(spot_id)
+        .bind(id)
+        .fetch_optional(c)
+        .await)
 }
 
-pub async fn get_by_email(ex: Ex<'_>, spot_id: Uuid, email: &str) -> Result<Option<Member>, sqlx::Error> {
+pub async fn get_by_email(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    email: &str,
+) -> Result<Option<Member>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND email_norm = $2");
     run!(ex, |c| sqlx::query_as::<_, Member>(&sql)
         .bind(spot_id)
@@ -63,9 +71,17 @@ pub async fn get_by_email(ex: Ex<'_>, spot_id: Uuid, email: &str) -> Result<Opti
         .await)
 }
 
-pub async fn get_by_mobile(ex: Ex<'_>, spot_id: Uuid, mobile: &str) -> Result<Option<Member>, sqlx::Error> {
+pub async fn get_by_mobile(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    mobile: &str,
+) -> Result<Option<Member>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND mobile_number = $2");
-    run!(ex, |c| sqlx::query_as::<_, Member>(&sql).bind(spot_id).bind(mobile).fetch_optional(c).await)
+    run!(ex, |c| sqlx::query_as::<_, Member>(&sql)
+        .bind(spot_id)
+        .bind(mobile)
+        .fetch_optional(c)
+        .await)
 }
 
 /// The members among `ids` that belong to the spot.
@@ -82,7 +98,12 @@ pub async fn get_many(ex: Ex<'_>, spot_id: Uuid, ids: &[Uuid]) -> Result<Vec<Mem
         sql.push_bind(Bind::Uuid(*id));
     }
     sql.push(") ORDER BY id");
-    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds).fetch_all(c).await)
+    run!(ex, |c| bind_all!(
+        sqlx::query_as::<_, Member>(&sql.text),
+        &sql.binds
+    )
+    .fetch_all(c)
+    .await)
 }
 
 /// One page of the spot's members matching `filters`, in creation order.
@@ -96,8 +117,16 @@ pub async fn list(
     let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM members WHERE spot_id = "));
     sql.push_bind(Bind::Uuid(spot_id));
     sql.push_predicates(filters);
-    sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
-    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds).fetch_all(c).await)
+    sql.push(" ORDER BY id LIMIT ")
+        .push_bind(Bind::I64(limit))
+        .push(" OFFSET ")
+        .push_bind(Bind::I64(offset));
+    run!(ex, |c| bind_all!(
+        sqlx::query_as::<_, Member>(&sql.text),
+        &sql.binds
+    )
+    .fetch_all(c)
+    .await)
 }
 
 /// How many of the spot's members match `filters` (an index range when filtered).
@@ -105,12 +134,18 @@ pub async fn count(ex: Ex<'_>, spot_id: Uuid, filters: &[Predicate]) -> Result<i
     let mut sql = Sql::new("SELECT COUNT(*) FROM members WHERE spot_id = ");
     sql.push_bind(Bind::Uuid(spot_id));
     sql.push_predicates(filters);
-    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(&sql.text), &sql.binds).fetch_one(c).await)
+    run!(ex, |c| bind_all!(
+        sqlx::query_scalar::<_, i64>(&sql.text),
+        &sql.binds
+    )
+    .fetch_one(c)
+    .await)
 }
 
 /// Writes every mutable field of `m`.
 pub async fn update(ex: Ex<'_>, m: &Member) -> Result<(), sqlx::Error> {
-    run!(ex, |c| sqlx::query(
+    run!(ex, |c| {
+        sqlx::query(
         "UPDATE members SET user_id = $3, title = $4, lang = $5, role = $6, custom_role_id = $7, status = $8, \
          firstname = $9, lastname = $10, avatar_url = $11, embed_base_urls = $12, registered_at = $13, \
          updated_at = $14, last_activity_at = $15, mobile_number = $16 WHERE spot_id = $1 AND id = $2"
@@ -133,12 +168,19 @@ pub async fn update(ex: Ex<'_>, m: &Member) -> Result<(), sqlx::Error> {
     .bind(&m.mobile_number)
     .execute(c)
     .await
-    .map(|_| ()))
+    .map(|_| ())
+    })
 }
 
 /// Takes a deleted custom role away from the members holding it.
-pub async fn clear_custom_role(ex: Ex<'_>, spot_id: Uuid, role_id: Uuid, now: i64) -> Result<u64, sqlx::Error> {
-    run!(ex, |c| sqlx::query(
+pub async fn clear_custom_role(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    role_id: Uuid,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    run!(ex, |c| {
+        sqlx::query(
         "UPDATE members SET custom_role_id = NULL, updated_at = $3 WHERE spot_id = $1 AND custom_role_id = $2"
     )
     .bind(spot_id)
@@ -146,5 +188,6 @@ pub async fn clear_custom_role(ex: Ex<'_>, spot_id: Uuid, role_id: Uuid, now: i6
     .bind(now)
     .execute(c)
     .await
-    .map(|r| r.rows_affected()))
+    .map(|r| r.rows_affected())
+    })
 }

@@ -26,7 +26,10 @@ pub struct Sql {
 
 impl Sql {
     pub fn new(text: &str) -> Self {
-        Sql { text: text.to_string(), binds: Vec::new() }
+        Sql {
+            text: text.to_string(),
+            binds: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, text: &str) -> &mut Self {
@@ -67,7 +70,8 @@ impl Sql {
             Op::Lt | Op::Before => single(self, " < "),
             Op::Lte => single(self, " <= "),
             Op::In | Op::NotIn => {
-                self.push(col).push(if p.op == Op::In { " IN (" } else { " NOT IN (" });
+                self.push(col)
+                    .push(if p.op == Op::In { " IN (" } else { " NOT IN (" });
                 for (i, v) in p.values.iter().enumerate() {
                     if i > 0 {
                         self.push(", ");
@@ -110,10 +114,26 @@ mod tests {
         let mut sql = Sql::new("SELECT * FROM members WHERE spot_id = ");
         sql.push_bind(Bind::I64(1));
         sql.push_predicates(&[
-            Predicate { column: "email_norm", op: Op::In, values: vec![Bind::Text("a".into()), Bind::Text("b".into())] },
-            Predicate { column: "registered_at", op: Op::Before, values: vec![Bind::I64(5)] },
-            Predicate { column: "label", op: Op::Contains, values: vec![Bind::Text("50%_Off".into())] },
-            Predicate { column: "status", op: Op::NotIn, values: vec![Bind::Text("Left".into())] },
+            Predicate {
+                column: "email_norm",
+                op: Op::In,
+                values: vec![Bind::Text("a".into()), Bind::Text("b".into())],
+            },
+            Predicate {
+                column: "registered_at",
+                op: Op::Before,
+                values: vec![Bind::I64(5)],
+            },
+            Predicate {
+                column: "label",
+                op: Op::Contains,
+                values: vec![Bind::Text("50%_Off".into())],
+            },
+            Predicate {
+                column: "status",
+                op: Op::NotIn,
+                values: vec![Bind::Text("Left".into())],
+            },
         ]);
         assert_eq!(
             sql.text,

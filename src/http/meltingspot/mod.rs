@@ -3,6 +3,7 @@
 //! API-key auth and the per-spot rate limits (contract §3).
 
 pub mod custom_roles;
+pub mod groups;
 pub mod members;
 
 use axum::extract::{Request, State};
@@ -20,6 +21,7 @@ pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(members::routes())
         .merge(custom_roles::routes())
+        .merge(groups::routes())
         .route_layer(axum::middleware::from_fn_with_state(state, guard))
 }
 
@@ -51,11 +53,24 @@ async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Resp
     let Some(key) = api_key(req.headers()) else {
         return MsError(Error::Unauthorized("Unauthorized".into())).into_response();
     };
-    let authed = match st.keys.authenticate(&st.db, key, st.config.default_limits).await {
+    let authed = match st
+        .keys
+        .authenticate(&st.db, key, st.config.default_limits)
+        .await
+    {
         Ok(a) => a,
         Err(e) => return MsError(e).into_response(),
     };
-    let short = match st.limiter.check(&st.db, authed.spot_id, "v1:10s", authed.limits.per_10s, TEN_SECONDS_MS).await
+    let short = match st
+        .limiter
+        .check(
+            &st.db,
+            authed.spot_id,
+            "v1:10s",
+            authed.limits.per_10s,
+            TEN_SECONDS_MS,
+        )
+        .await
     {
         Ok(d) => d,
         Err(e) => return MsError(e).into_response(),
@@ -63,7 +78,17 @@ async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Resp
     let refused = if !short.allowed {
         Some(short.reset_s)
     } else {
-        match st.limiter.check(&st.db, authed.spot_id, "v1:day", authed.limits.per_day, DAY_MS).await {
+        match st
+            .limiter
+            .check(
+                &st.db,
+                authed.spot_id,
+                "v1:day",
+                authed.limits.per_day,
+                DAY_MS,
+            )
+            .await
+        {
             Ok(d) if d.allowed => None,
             Ok(d) => Some(d.reset_s),
             Err(e) => return MsError(e).into_response(),
@@ -92,7 +117,10 @@ mod tests {
         assert_eq!(api_key(&h), Some("os_abc"));
         h.insert("authorization", HeaderValue::from_static("Bearer os_abc"));
         assert_eq!(api_key(&h), Some("os_abc"));
-        h.insert("authorization", HeaderValue::from_static("bearer   os_abc "));
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("bearer   os_abc "),
+        );
         assert_eq!(api_key(&h), Some("os_abc"));
         h.insert("authorization", HeaderValue::from_static("Bearer "));
         assert_eq!(api_key(&h), None);

@@ -1,0 +1,580 @@
+//! Groups (`meltingspot-api.md` §3.4, §5.3; contract §4, §8 "Groups"): static groups
+//! with manual membership and smart groups whose membership the server computes.
+//!
+//! Membership is one table for both kinds. A smart group is computed in full once,
+//! in the background, when it is created (`ready` turns true when done); from then on
+//! every member write re-evaluates that one member against the spot's smart groups in
+//! the same transaction ([`refresh_smart_memberships`]), so membership is current as
+//! soon as the write commits and costs O(smart groups of the spot) per member change.
+//! Every membership change goes through [`join`] / [`leave`], which keep the group's
+//! member count.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
+use super::members::Member;
+use super::smart_rules::Rules;
+use super::{new_id, now_ms};
+use crate::error::{Entity, Error, Result};
+use crate::store::{self, Db, Tx};
+
+pub const MAX_BULK: usize = 200;
+/// Members evaluated per transaction in a full smart-group computation.
+pub const COMPUTE_BATCH: i64 = 2000;
+/// How long a replica's claim on a smart-group computation lasts without renewal.
+pub const COMPUTE_LEASE_MS: i64 = 60_000;
+
+pub const GROUP_FILTERS: &[FieldSpec] = &[FieldSpec {
+    field: "name",
+    column: "name",
+    kind: Kind::Text,
+    ops: &[Op::Eq, Op::Contains],
+}];
+
+pub const GROUP_MEMBER_FILTERS: &[FieldSpec] = &[
+    FieldSpec {
+        field: "email",
+        column: "m.email_norm",
+        kind: Kind::TextLower,
+        ops: &[Op::In],
+    },
+    FieldSpec {
+        field: "firstname",
+        column: "m.firstname",
+        kind: Kind::Text,
+        ops: &[Op::In],
+    },
+    FieldSpec {
+        field: "lastname",
+        column: "m.lastname",
+        kind: Kind::Text,
+        ops: &[Op::In],
+    },
+    FieldSpec {
+        field: "registrationDate",
+        column: "m.registered_at",
+        kind: Kind::Date,
+        ops: &[Op::Before, Op::After],
+    },
+];
+
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct Group {
+    pub spot_id: Uuid,
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub emoji: Option<String>,
+    pub icon: Option<String>,
+    /// `Static` or `Smart`.
+    pub kind: String,
+    /// Smart groups: the rules document (JSON text).
+    pub rules: Option<String>,
+    pub ready: bool,
+    pub member_count: i64,
+    /// Kaizala: the message shown to new members.
+    pub welcome_message: Option<String>,
+    /// Kaizala: `Group` or `ConnectGroup`.
+    pub group_type: String,
+    pub created_at: i64,
+}
+
+impl Group {
+    pub fn is_smart(&self) -> bool {
+        self.kind == "Smart"
+    }
+
+    pub fn rules_json(&self) -> Option<Value> {
+        self.rules
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok())
+    }
+}
+
+/// What a client asks for when creating a group.
+#[derive(Clone, Debug, Default)]
+pub struct NewGroup {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub emoji: Option<String>,
+    pub kind: Option<String>,
+    pub rules: Option<Value>,
+    pub welcome_message: Option<String>,
+    pub group_type: Option<String>,
+}
+
+fn prepare(spot_id: Uuid, n: NewGroup) -> Result<Group> {
+    let name = n
+        .name
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_string();
+    if name.is_empty() {
+        return Err(Error::invalid("name", "is required"));
+    }
+    let kind = n.kind.unwrap_or_else(|| "Static".into());
+    let rules = match (kind.as_str(), n.rules) {
+        ("Static", None | Some(Value::Null)) => None,
+        ("Static", Some(_)) => return Err(Error::invalid("rules", "only a Smart group has rules")),
+        ("Smart", None | Some(Value::Null)) => {
+            return Err(Error::invalid("rules", "is required for a Smart group"))
+        }
+        ("Smart", Some(v)) => Some(Rules::parse(&v)?.to_json().to_string()),
+        _ => return Err(Error::invalid("type", "must be Static or Smart")),
+    };
+    let group_type = n.group_type.unwrap_or_else(|| "Group".into());
+    if group_type != "Group" && group_type != "ConnectGroup" {
+        return Err(Error::invalid("groupType", "must be Group or ConnectGroup"));
+    }
+    Ok(Group {
+        spot_id,
+        id: new_id(),
+        name,
+        description: n.description,
+        emoji: n.emoji,
+        icon: None,
+        ready: kind != "Smart",
+        kind,
+        rules,
+        member_count: 0,
+        welcome_message: n.welcome_message,
+        group_type,
+        created_at: now_ms(),
+    })
+}
+
+pub async fn list_groups(db: &Db, spot_id: Uuid, q: &ListQuery) -> Result<(Vec<Group>, i64)> {
+    let preds = filter::validate(&q.filters, GROUP_FILTERS)?;
+    let mut c = db.conn().await?;
+    Ok(store::groups::list(c.ex(), spot_id, &preds, q.offset(), i64::from(q.limit)).await?)
+}
+
+pub async fn get_group(db: &Db, spot_id: Uuid, id: Uuid) -> Result<Group> {
+    let mut c = db.conn().await?;
+    store::groups::get(c.ex(), spot_id, id)
+        .await?
+        .ok_or(Error::NotFound(Entity::Group))
+}
+
+/// Creates a group inside the caller's transaction; a smart group still needs
+/// [`start_computation`] after the commit.
+pub async fn create_in(tx: &mut Tx, spot_id: Uuid, n: NewGroup) -> Result<Group> {
+    let g = prepare(spot_id, n)?;
+    store::groups::insert(tx.ex(), &g).await?;
+    Ok(g)
+}
+
+/// `POST /v1/groups`.
+pub async fn create_group(db: &Db, spot_id: Uuid, n: NewGroup) -> Result<Group> {
+    let mut tx = db.begin().await?;
+    let g = create_in(&mut tx, spot_id, n).await?;
+    tx.commit().await?;
+    if g.is_smart() {
+        start_computation(db, spot_id, g.id);
+    }
+    Ok(g)
+}
+
+/// `POST /v1/groups~bulkCreate`: each item is created or, when invalid, echoed in `failed`.
+pub async fn bulk_create(
+    db: &Db,
+    spot_id: Uuid,
+    items: Vec<(NewGroup, Value)>,
+) -> Result<(Vec<Group>, Vec<Value>)> {
+    if items.is_empty() {
+        return Err(Error::invalid(
+            "body",
+            "must be a non-empty array of groups",
+        ));
+    }
+    if items.len() > MAX_BULK {
+        return Err(Error::TooLarge);
+    }
+    let mut valid = Vec::new();
+    let mut failed = Vec::new();
+    for (n, raw) in items {
+        match prepare(spot_id, n) {
+            Ok(g) => valid.push(g),
+            Err(_) => failed.push(raw),
+        }
+    }
+    let mut tx = db.begin().await?;
+    for g in &valid {
+        store::groups::insert(tx.ex(), g).await?;
+    }
+    tx.commit().await?;
+    for g in valid.iter().filter(|g| g.is_smart()) {
+        start_computation(db, spot_id, g.id);
+    }
+    Ok((valid, failed))
+}
+
+/// A partial update; `Some(None)` clears a nullable field.
+#[derive(Clone, Debug, Default)]
+pub struct GroupPatch {
+    pub name: Option<String>,
+    pub description: Option<Option<String>>,
+    pub emoji: Option<Option<String>>,
+    /// `type` as sent, when sent.
+    pub kind: Option<String>,
+    /// Whether `rules` was sent at all.
+    pub rules_sent: bool,
+}
+
+/// `PUT /v1/groups/{id}`: name, description and emoji; rules and type are fixed.
+pub async fn update_group(db: &Db, spot_id: Uuid, id: Uuid, p: GroupPatch) -> Result<Group> {
+    let mut tx = db.begin().await?;
+    let mut g = store::groups::get(tx.ex(), spot_id, id)
+        .await?
+        .ok_or(Error::NotFound(Entity::Group))?;
+    if p.rules_sent || p.kind.as_deref().is_some_and(|k| k != g.kind) {
+        return Err(Error::Conflict(
+            "A group's type and rules cannot be changed after creation; delete and recreate the group".into(),
+        ));
+    }
+    if let Some(name) = p.name {
+        let name = name.trim().to_string();
+        if name.is_empty() {
+            return Err(Error::invalid("name", "must not be empty"));
+        }
+        g.name = name;
+    }
+    if let Some(d) = p.description {
+        g.description = d;
+    }
+    if let Some(e) = p.emoji {
+        g.emoji = e;
+    }
+    store::groups::update(tx.ex(), &g).await?;
+    tx.commit().await?;
+    Ok(g)
+}
+
+/// Saves name/welcome message/type changes made by the Kaizala dialect.
+pub async fn save_in(tx: &mut Tx, g: &Group) -> Result<()> {
+    Ok(store::groups::update(tx.ex(), g).await?)
+}
+
+/// `DELETE /v1/groups/{id}`: memberships go with the group; members stay.
+pub async fn delete_group(db: &Db, spot_id: Uuid, id: Uuid) -> Result<()> {
+    let mut tx = db.begin().await?;
+    if !store::groups::delete(tx.ex(), spot_id, id).await? {
+        return Err(Error::NotFound(Entity::Group));
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn list_group_members(
+    db: &Db,
+    spot_id: Uuid,
+    group_id: Uuid,
+    q: &ListQuery,
+) -> Result<(Vec<Member>, i64)> {
+    let preds = filter::validate(&q.filters, GROUP_MEMBER_FILTERS)?;
+    let mut c = db.conn().await?;
+    let g = store::groups::get(c.ex(), spot_id, group_id)
+        .await?
+        .ok_or(Error::NotFound(Entity::Group))?;
+    let rows = store::groups::list_members(
+        c.ex(),
+        spot_id,
+        group_id,
+        &preds,
+        q.offset(),
+        Some(i64::from(q.limit)),
+    )
+    .await?;
+    let total = if preds.is_empty() {
+        g.member_count
+    } else {
+        store::groups::count_members(c.ex(), spot_id, group_id, &preds).await?
+    };
+    Ok((rows.into_iter().map(|(m, _)| m).collect(), total))
+}
+
+/// Adds one membership (inside the caller's transaction); false when already a member.
+/// Every membership addition of either dialect goes through here.
+pub async fn join(
+    tx: &mut Tx,
+    spot_id: Uuid,
+    group_id: Uuid,
+    member_id: Uuid,
+    group_role: &str,
+) -> Result<bool> {
+    let added = store::groups::insert_membership(
+        tx.ex(),
+        spot_id,
+        group_id,
+        member_id,
+        group_role,
+        now_ms(),
+    )
+    .await?;
+    if added {
+        store::groups::add_member_count(tx.ex(), spot_id, group_id, 1).await?;
+    }
+    Ok(added)
+}
+
+/// Removes memberships (inside the caller's transaction); returns the ids removed.
+pub async fn leave(
+    tx: &mut Tx,
+    spot_id: Uuid,
+    group_id: Uuid,
+    member_ids: &[Uuid],
+) -> Result<Vec<Uuid>> {
+    let removed = store::groups::delete_memberships(tx.ex(), spot_id, group_id, member_ids).await?;
+    store::groups::add_member_count(tx.ex(), spot_id, group_id, -(removed.len() as i64)).await?;
+    Ok(removed)
+}
+
+fn smart_refusal() -> Error {
+    Error::Conflict(
+        "The membership of a smart group follows its rules; use its blacklist to exclude members"
+            .into(),
+    )
+}
+
+/// `POST /v1/groups/{id}/spotMembers`: idempotent.
+pub async fn add_member(db: &Db, spot_id: Uuid, group_id: Uuid, member_id: Uuid) -> Result<()> {
+    let mut tx = db.begin().await?;
+    let g = store::groups::get(tx.ex(), spot_id, group_id)
+        .await?
+        .ok_or(Error::NotFound(Entity::Group))?;
+    store::members::get(tx.ex(), spot_id, member_id)
+        .await?
+        .ok_or(Error::NotFound(Entity::SpotMember))?;
+    if g.is_smart() {
+        return Err(smart_refusal());
+    }
+    join(&mut tx, spot_id, group_id, member_id, "Member").await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Parses ids, sorting them into valid UUIDs and failures (echoed as sent).
+fn split_ids(raw: &[String]) -> (Vec<Uuid>, Vec<String>) {
+    let mut ok = Vec::new();
+    let mut bad = Vec::new();
+    let mut seen = HashSet::new();
+    for r in raw {
+        match Uuid::parse_str(r.trim()) {
+            Ok(id) => {
+                if seen.insert(id) {
+                    ok.push(id);
+                }
+            }
+            Err(_) => bad.push(r.clone()),
+        }
+    }
+    (ok, bad)
+}
+
+fn check_bulk(ids: &[String]) -> Result<()> {
+    if ids.is_empty() {
+        return Err(Error::invalid(
+            "spotMemberIds",
+            "must contain at least 1 id",
+        ));
+    }
+    if ids.len() > MAX_BULK {
+        return Err(Error::TooLarge);
+    }
+    Ok(())
+}
+
+/// `POST /v1/groups/{id}/spotMembers~bulkAdd`: (added ids, failed ids). Ids already in
+/// the group count as added; unknown or foreign ids, and any id on a smart group, fail.
+pub async fn bulk_add(
+    db: &Db,
+    spot_id: Uuid,
+    group_id: Uuid,
+    ids: &[String],
+) -> Result<(Vec<String>, Vec<String>)> {
+    check_bulk(ids)?;
+    let (parsed, mut failed) = split_ids(ids);
+    let mut tx = db.begin().await?;
+    let g = store::groups::get(tx.ex(), spot_id, group_id)
+        .await?
+        .ok_or(Error::NotFound(Entity::Group))?;
+    if g.is_smart() {
+        return Ok((Vec::new(), ids.to_vec()));
+    }
+    let found: HashSet<Uuid> = store::members::get_many(tx.ex(), spot_id, &parsed)
+        .await?
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    let mut added = Vec::new();
+    for id in parsed {
+        if found.contains(&id) {
+            join(&mut tx, spot_id, group_id, id, "Member").await?;
+            added.push(id.to_string());
+        } else {
+            failed.push(id.to_string());
+        }
+    }
+    tx.commit().await?;
+    Ok((added, failed))
+}
+
+/// `POST /v1/groups/{id}/spotMembers~bulkRemove`: how many members were actually removed.
+pub async fn bulk_remove(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String]) -> Result<u64> {
+    check_bulk(ids)?;
+    let (parsed, _) = split_ids(ids);
+    let mut tx = db.begin().await?;
+    let g = store::groups::get(tx.ex(), spot_id, group_id)
+        .await?
+        .ok_or(Error::NotFound(Entity::Group))?;
+    if g.is_smart() {
+        return Err(smart_refusal());
+    }
+    let removed = leave(&mut tx, spot_id, group_id, &parsed).await?;
+    tx.commit().await?;
+    Ok(removed.len() as u64)
+}
+
+/// `blacklist~bulkAdd` / `blacklist~bulkRemove` of a smart group; returns the whole list.
+pub async fn change_blacklist(
+    db: &Db,
+    spot_id: Uuid,
+    group_id: Uuid,
+    ids: &[String],
+    add: bool,
+) -> Result<Vec<Uuid>> {
+    check_bulk(ids)?;
+    let (parsed, _) = split_ids(ids);
+    let mut tx = db.begin().await?;
+    let g = store::groups::get(tx.ex(), spot_id, group_id)
+        .await?
+        .ok_or(Error::NotFound(Entity::Group))?;
+    if !g.is_smart() {
+        return Err(Error::Conflict("Only a smart group has a blacklist".into()));
+    }
+    let rules = parse_stored_rules(&g)?;
+    let members = store::members::get_many(tx.ex(), spot_id, &parsed).await?;
+    for m in &members {
+        if add {
+            store::groups::blacklist_add(tx.ex(), spot_id, group_id, m.id).await?;
+            leave(&mut tx, spot_id, group_id, &[m.id]).await?;
+        } else if store::groups::blacklist_remove(tx.ex(), spot_id, group_id, m.id).await?
+            && rules.matches(m)
+        {
+            join(&mut tx, spot_id, group_id, m.id, "Member").await?;
+        }
+    }
+    let list = store::groups::blacklist(tx.ex(), spot_id, group_id).await?;
+    tx.commit().await?;
+    Ok(list)
+}
+
+fn parse_stored_rules(g: &Group) -> Result<Rules> {
+    let v = g
+        .rules_json()
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("smart group {} has no rules", g.id)))?;
+    Rules::parse(&v)
+}
+
+/// Re-evaluates one member against every smart group of its spot (inside the
+/// transaction that changed the member): joins the groups it now matches, leaves the
+/// ones it no longer does. Blacklisted members never join.
+pub async fn refresh_smart_memberships(tx: &mut Tx, m: &Member) -> Result<()> {
+    let smart = store::groups::smart_groups(tx.ex(), m.spot_id).await?;
+    if smart.is_empty() {
+        return Ok(());
+    }
+    let current: HashSet<Uuid> = store::groups::groups_of_member(tx.ex(), m.spot_id, m.id)
+        .await?
+        .into_iter()
+        .collect();
+    let blacklisted: HashSet<Uuid> = store::groups::blacklisting_groups(tx.ex(), m.spot_id, m.id)
+        .await?
+        .into_iter()
+        .collect();
+    for (group_id, rules) in smart {
+        let Ok(v) = serde_json::from_str::<Value>(&rules) else {
+            continue;
+        };
+        let Ok(rules) = Rules::parse(&v) else {
+            continue;
+        };
+        let should = rules.matches(m) && !blacklisted.contains(&group_id);
+        let is = current.contains(&group_id);
+        if should && !is {
+            join(tx, m.spot_id, group_id, m.id, "Member").await?;
+        } else if !should && is {
+            leave(tx, m.spot_id, group_id, &[m.id]).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts the full computation of a smart group in the background.
+pub fn start_computation(db: &Db, spot_id: Uuid, group_id: Uuid) {
+    let db = db.clone();
+    tokio::spawn(async move {
+        if let Err(e) = compute_smart_group(&db, spot_id, group_id).await {
+            tracing::error!(error = ?e, %group_id, "smart group computation failed; another replica will retry");
+        }
+    });
+}
+
+/// Takes over smart-group computations whose replica stopped (lease lapsed).
+pub async fn resume_computations(db: &Db) -> Result<usize> {
+    let mut c = db.conn().await?;
+    let pending = store::groups::pending_computes(c.ex(), now_ms()).await?;
+    drop(c);
+    let n = pending.len();
+    for (spot_id, group_id) in pending {
+        start_computation(db, spot_id, group_id);
+    }
+    Ok(n)
+}
+
+/// Evaluates every member of the spot against a smart group, in batches, then marks
+/// the group ready. Runs under a lease so that one replica does it at a time.
+pub async fn compute_smart_group(db: &Db, spot_id: Uuid, group_id: Uuid) -> Result<()> {
+    let now = now_ms();
+    let mut tx = db.begin().await?;
+    let claimed =
+        store::groups::claim_compute(tx.ex(), spot_id, group_id, now, now + COMPUTE_LEASE_MS)
+            .await?;
+    let group = store::groups::get(tx.ex(), spot_id, group_id).await?;
+    tx.commit().await?;
+    let (true, Some(group)) = (claimed, group) else {
+        return Ok(());
+    };
+    let rules = parse_stored_rules(&group)?;
+    let mut after = None;
+    loop {
+        let mut tx = db.begin().await?;
+        let batch = store::groups::members_batch(tx.ex(), spot_id, after, COMPUTE_BATCH).await?;
+        let Some(last) = batch.last().map(|m| m.id) else {
+            store::groups::set_ready(tx.ex(), spot_id, group_id).await?;
+            tx.commit().await?;
+            return Ok(());
+        };
+        let blacklisted: HashSet<Uuid> = store::groups::blacklist(tx.ex(), spot_id, group_id)
+            .await?
+            .into_iter()
+            .collect();
+        let mut out = Vec::new();
+        for m in &batch {
+            if rules.matches(m) && !blacklisted.contains(&m.id) {
+                join(&mut tx, spot_id, group_id, m.id, "Member").await?;
+            } else {
+                out.push(m.id);
+            }
+        }
+        leave(&mut tx, spot_id, group_id, &out).await?;
+        store::groups::extend_lease(tx.ex(), spot_id, group_id, now_ms() + COMPUTE_LEASE_MS)
+            .await?;
+        tx.commit().await?;
+        after = Some(last);
+    }
+}

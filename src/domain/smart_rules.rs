@@ -1,0 +1,439 @@
+//! Smart-group rules (contract §4, §8 "Groups"): a two-level AND/OR tree of triggers
+//! over member fields, validated on creation (errors name the path, e.g.
+//! `rules.conditions[1].triggers[0].op`) and evaluated in Rust against one member at a
+//! time, which is what keeps membership current incrementally: a member change
+//! re-evaluates that member only.
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::filter::{unix_to_ms, Op};
+use super::members::{Member, ROLES, STATUSES};
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Junction {
+    And,
+    Or,
+}
+
+impl Junction {
+    fn parse(v: &Value, path: &str) -> Result<Junction> {
+        match v.as_str() {
+            Some("AND") => Ok(Junction::And),
+            Some("OR") => Ok(Junction::Or),
+            _ => Err(Error::invalid(path, "must be \"AND\" or \"OR\"")),
+        }
+    }
+    fn as_str(self) -> &'static str {
+        match self {
+            Junction::And => "AND",
+            Junction::Or => "OR",
+        }
+    }
+}
+
+/// The member field a trigger reads.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Field {
+    Status,
+    Role,
+    Email,
+    Firstname,
+    Lastname,
+    RegistrationDate,
+    InvitationDate,
+    CustomRoleId,
+}
+
+impl Field {
+    fn parse(s: &str) -> Option<Field> {
+        Some(match s {
+            "status" => Field::Status,
+            "role" => Field::Role,
+            "email" => Field::Email,
+            "firstname" => Field::Firstname,
+            "lastname" => Field::Lastname,
+            "registrationDate" => Field::RegistrationDate,
+            "invitationDate" => Field::InvitationDate,
+            "customRoleId" => Field::CustomRoleId,
+            _ => return None,
+        })
+    }
+    fn as_str(&self) -> &'static str {
+        match self {
+            Field::Status => "status",
+            Field::Role => "role",
+            Field::Email => "email",
+            Field::Firstname => "firstname",
+            Field::Lastname => "lastname",
+            Field::RegistrationDate => "registrationDate",
+            Field::InvitationDate => "invitationDate",
+            Field::CustomRoleId => "customRoleId",
+        }
+    }
+    fn ops(&self) -> &'static [Op] {
+        match self {
+            Field::RegistrationDate | Field::InvitationDate => &[Op::Before, Op::After],
+            _ => &[Op::Eq, Op::Neq, Op::In, Op::NotIn, Op::Contains],
+        }
+    }
+}
+
+/// A trigger's operand, already typed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Operand {
+    Text(String),
+    List(Vec<String>),
+    /// Milliseconds since the epoch.
+    Time(i64),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trigger {
+    pub field: Field,
+    pub op: Op,
+    pub value: Operand,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Condition {
+    pub operator: Junction,
+    pub triggers: Vec<Trigger>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rules {
+    pub operator: Junction,
+    pub conditions: Vec<Condition>,
+}
+
+pub const MAX_CONDITIONS: usize = 20;
+pub const MAX_TRIGGERS: usize = 20;
+
+impl Rules {
+    /// Validates a rules document; errors name the offending path.
+    pub fn parse(v: &Value) -> Result<Rules> {
+        let obj = v
+            .as_object()
+            .ok_or_else(|| Error::invalid("rules", "must be an object"))?;
+        let operator = Junction::parse(
+            obj.get("operator").unwrap_or(&Value::Null),
+            "rules.operator",
+        )?;
+        let conds = obj
+            .get("conditions")
+            .and_then(Value::as_array)
+            .ok_or_else(|| Error::invalid("rules.conditions", "must be an array"))?;
+        if conds.is_empty() || conds.len() > MAX_CONDITIONS {
+            return Err(Error::invalid(
+                "rules.conditions",
+                format!("must hold 1 to {MAX_CONDITIONS} conditions"),
+            ));
+        }
+        let mut conditions = Vec::with_capacity(conds.len());
+        for (i, c) in conds.iter().enumerate() {
+            let path = format!("rules.conditions[{i}]");
+            let co = c
+                .as_object()
+                .ok_or_else(|| Error::invalid(&path, "must be an object"))?;
+            let operator = Junction::parse(
+                co.get("operator").unwrap_or(&Value::Null),
+                &format!("{path}.operator"),
+            )?;
+            let trigs = co
+                .get("triggers")
+                .and_then(Value::as_array)
+                .ok_or_else(|| Error::invalid(format!("{path}.triggers"), "must be an array"))?;
+            if trigs.is_empty() || trigs.len() > MAX_TRIGGERS {
+                return Err(Error::invalid(
+                    format!("{path}.triggers"),
+                    format!("must hold 1 to {MAX_TRIGGERS} triggers"),
+                ));
+            }
+            let triggers = trigs
+                .iter()
+                .enumerate()
+                .map(|(j, t)| parse_trigger(t, &format!("{path}.triggers[{j}]")))
+                .collect::<Result<Vec<_>>>()?;
+            conditions.push(Condition { operator, triggers });
+        }
+        Ok(Rules {
+            operator,
+            conditions,
+        })
+    }
+
+    /// The rules as stored and shown (`Time` operands back in Unix seconds).
+    pub fn to_json(&self) -> Value {
+        let conditions: Vec<Value> = self
+            .conditions
+            .iter()
+            .map(|c| {
+                let triggers: Vec<Value> = c
+                    .triggers
+                    .iter()
+                    .map(|t| {
+                        let value = match &t.value {
+                            Operand::Text(s) => Value::from(s.clone()),
+                            Operand::List(l) => Value::from(l.clone()),
+                            Operand::Time(ms) => Value::from(ms / 1000),
+                        };
+                        serde_json::json!({"field": t.field.as_str(), "op": t.op.as_str(), "value": value})
+                    })
+                    .collect();
+                serde_json::json!({"operator": c.operator.as_str(), "triggers": triggers})
+            })
+            .collect();
+        serde_json::json!({"operator": self.operator.as_str(), "conditions": conditions})
+    }
+
+    /// Whether `m` satisfies the rules.
+    pub fn matches(&self, m: &Member) -> bool {
+        let cond = |c: &Condition| match c.operator {
+            Junction::And => c.triggers.iter().all(|t| t.matches(m)),
+            Junction::Or => c.triggers.iter().any(|t| t.matches(m)),
+        };
+        match self.operator {
+            Junction::And => self.conditions.iter().all(cond),
+            Junction::Or => self.conditions.iter().any(cond),
+        }
+    }
+}
+
+fn parse_trigger(t: &Value, path: &str) -> Result<Trigger> {
+    let o = t
+        .as_object()
+        .ok_or_else(|| Error::invalid(path, "must be an object"))?;
+    let field_name = o.get("field").and_then(Value::as_str).unwrap_or_default();
+    let field = if let Some(slug) = field_name.strip_prefix("customProperties.") {
+        return Err(Error::invalid(
+            format!("{path}.field"),
+            format!("no custom property '{slug}' in this spot"),
+        ));
+    } else {
+        Field::parse(field_name).ok_or_else(|| {
+            Error::invalid(
+                format!("{path}.field"),
+                format!(
+                    "unknown field '{field_name}' (allowed: status, role, email, firstname, lastname, \
+                     registrationDate, invitationDate, customRoleId, customProperties.<slug>)"
+                ),
+            )
+        })?
+    };
+    let op_name = o.get("op").and_then(Value::as_str).unwrap_or_default();
+    let op = Op::parse(op_name)
+        .filter(|op| field.ops().contains(op))
+        .ok_or_else(|| {
+            let allowed: Vec<&str> = field.ops().iter().map(|o| o.as_str()).collect();
+            Error::invalid(
+                format!("{path}.op"),
+                format!(
+                    "operator '{op_name}' is not allowed on '{}' (allowed: {})",
+                    field.as_str(),
+                    allowed.join(", ")
+                ),
+            )
+        })?;
+    let vpath = format!("{path}.value");
+    let raw = o.get("value").unwrap_or(&Value::Null);
+    let value = match op {
+        Op::Before | Op::After => {
+            Operand::Time(unix_to_ms(raw.as_i64().ok_or_else(|| {
+                Error::invalid(&vpath, "must be a Unix timestamp in seconds")
+            })?))
+        }
+        Op::In | Op::NotIn => {
+            let items = raw
+                .as_array()
+                .ok_or_else(|| Error::invalid(&vpath, "must be an array of strings"))?;
+            let list = items
+                .iter()
+                .map(|x| x.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| Error::invalid(&vpath, "must be an array of strings"))?;
+            if list.is_empty() {
+                return Err(Error::invalid(&vpath, "must not be empty"));
+            }
+            for s in &list {
+                check_value(&field, s, &vpath)?;
+            }
+            Operand::List(list)
+        }
+        _ => {
+            let s = raw
+                .as_str()
+                .ok_or_else(|| Error::invalid(&vpath, "must be a string"))?;
+            if op != Op::Contains {
+                check_value(&field, s, &vpath)?;
+            }
+            Operand::Text(s.to_string())
+        }
+    };
+    Ok(Trigger { field, op, value })
+}
+
+fn check_value(field: &Field, s: &str, path: &str) -> Result<()> {
+    let ok = match field {
+        Field::Status => STATUSES.contains(&s),
+        Field::Role => ROLES.contains(&s),
+        Field::CustomRoleId => Uuid::parse_str(s).is_ok(),
+        _ => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        let expected = match field {
+            Field::Status => format!("one of {}", STATUSES.join(", ")),
+            Field::Role => format!("one of {}", ROLES.join(", ")),
+            _ => "a UUID".to_string(),
+        };
+        Err(Error::invalid(path, format!("'{s}' is not {expected}")))
+    }
+}
+
+impl Trigger {
+    fn matches(&self, m: &Member) -> bool {
+        let text: Option<String> = match self.field {
+            Field::Status => Some(m.status.clone()),
+            Field::Role => Some(m.role.clone()),
+            Field::Email => m.email.as_deref().map(str::to_lowercase),
+            Field::Firstname => Some(m.firstname.clone()),
+            Field::Lastname => Some(m.lastname.clone()),
+            Field::CustomRoleId => m.custom_role_id.map(|u| u.to_string()),
+            Field::RegistrationDate | Field::InvitationDate => None,
+        };
+        let norm = |s: &str| {
+            if self.field == Field::Email {
+                s.to_lowercase()
+            } else {
+                s.to_string()
+            }
+        };
+        match (&self.value, self.op) {
+            (Operand::Time(t), op) => {
+                let at = match self.field {
+                    Field::RegistrationDate => m.registered_at,
+                    _ => Some(m.invited_at),
+                };
+                match (at, op) {
+                    (Some(at), Op::Before) => at < *t,
+                    (Some(at), Op::After) => at > *t,
+                    _ => false,
+                }
+            }
+            (Operand::Text(v), Op::Eq) => text.is_some_and(|x| x == norm(v)),
+            (Operand::Text(v), Op::Neq) => text.is_none_or(|x| x != norm(v)),
+            (Operand::Text(v), Op::Contains) => {
+                text.is_some_and(|x| x.to_lowercase().contains(&v.to_lowercase()))
+            }
+            (Operand::List(l), Op::In) => text.is_some_and(|x| l.iter().any(|v| x == norm(v))),
+            (Operand::List(l), Op::NotIn) => text.is_none_or(|x| l.iter().all(|v| x != norm(v))),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn member() -> Member {
+        let mut m = Member::new_invited(Uuid::nil(), Some("Ada@Example.com".into()), None);
+        m.firstname = "Ada".into();
+        m.invited_at = 1_700_000_000_000;
+        m
+    }
+
+    fn err(v: Value) -> String {
+        Rules::parse(&v)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn and_or_tree_evaluates() {
+        let r = Rules::parse(&json!({"operator": "AND", "conditions": [
+            {"operator": "OR", "triggers": [
+                {"field": "status", "op": "eq", "value": "Accepted"},
+                {"field": "email", "op": "contains", "value": "@example.com"}]},
+            {"operator": "AND", "triggers": [{"field": "role", "op": "in", "value": ["Member", "Admin"]}]}
+        ]}))
+        .expect("rules parse");
+        let mut m = member();
+        assert!(r.matches(&m));
+        m.email = Some("ada@other.org".into());
+        assert!(!r.matches(&m));
+        m.set_status("Accepted", 1);
+        assert!(r.matches(&m));
+    }
+
+    #[test]
+    fn dates_and_negations() {
+        let r = Rules::parse(&json!({"operator": "OR", "conditions": [{"operator": "AND", "triggers": [
+            {"field": "invitationDate", "op": "after", "value": 1_600_000_000},
+            {"field": "customRoleId", "op": "neq", "value": "01930000-0000-7000-8000-000000000000"},
+            {"field": "firstname", "op": "notin", "value": ["Bob"]}
+        ]}]}))
+        .expect("rules parse");
+        let mut m = member();
+        assert!(r.matches(&m));
+        m.firstname = "Bob".into();
+        assert!(!r.matches(&m));
+    }
+
+    #[test]
+    fn email_comparison_ignores_case() {
+        let r = Rules::parse(
+            &json!({"operator": "AND", "conditions": [{"operator": "AND", "triggers": [
+            {"field": "email", "op": "eq", "value": "ADA@example.COM"}]}]}),
+        )
+        .expect("rules parse");
+        assert!(r.matches(&member()));
+    }
+
+    #[test]
+    fn errors_name_the_path() {
+        let base = |t: Value| {
+            json!({"operator": "AND", "conditions": [
+            {"operator": "AND", "triggers": [{"field": "status", "op": "eq", "value": "Accepted"}]},
+            {"operator": "OR", "triggers": [t]}]})
+        };
+        assert!(
+            err(base(json!({"field": "status", "op": "gt", "value": "x"})))
+                .starts_with("rules.conditions[1].triggers[0].op")
+        );
+        assert!(
+            err(base(json!({"field": "shoeSize", "op": "eq", "value": "x"})))
+                .starts_with("rules.conditions[1].triggers[0].field")
+        );
+        assert!(err(base(
+            json!({"field": "status", "op": "eq", "value": "Sleeping"})
+        ))
+        .starts_with("rules.conditions[1].triggers[0].value"));
+        assert!(err(base(
+            json!({"field": "registrationDate", "op": "before", "value": "yesterday"})
+        ))
+        .starts_with("rules.conditions[1].triggers[0].value"));
+        assert!(
+            err(base(json!({"field": "role", "op": "in", "value": "Admin"})))
+                .starts_with("rules.conditions[1].triggers[0].value")
+        );
+        assert!(err(json!({"operator": "XOR", "conditions": []})).starts_with("rules.operator"));
+        assert!(err(json!({"operator": "AND", "conditions": []})).starts_with("rules.conditions"));
+        assert!(err(
+            json!({"operator": "AND", "conditions": [{"operator": "AND", "triggers": []}]})
+        )
+        .starts_with("rules.conditions[0].triggers"));
+    }
+
+    #[test]
+    fn json_round_trip_keeps_seconds() {
+        let v = json!({"operator": "AND", "conditions": [{"operator": "OR", "triggers": [
+            {"field": "registrationDate", "op": "before", "value": 1_700_000_000}]}]});
+        assert_eq!(Rules::parse(&v).ok().map(|r| r.to_json()), Some(v));
+    }
+}
