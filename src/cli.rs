@@ -9,7 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::domain::{demo, spots};
+use crate::domain::{demo, kaizala, spots};
 use crate::http::AppState;
 use crate::store::{redact_url, Db};
 
@@ -41,6 +41,58 @@ pub enum Command {
     Spots(SpotsCommand),
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Kaizala connectors and user tokens.
+    #[command(subcommand)]
+    Kaizala(KaizalaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KaizalaCommand {
+    /// Manage connectors (applications) of a spot.
+    #[command(subcommand)]
+    Connectors(ConnectorsCommand),
+    /// Mint user tokens.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectorsCommand {
+    /// Create a connector; prints its applicationId and applicationSecret (shown once).
+    Create {
+        #[arg(long)]
+        spot: Uuid,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List connectors (of one spot with --spot).
+    List {
+        #[arg(long)]
+        spot: Option<Uuid>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a connector; its tokens stop working.
+    Delete {
+        application_id: Uuid,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Mint a refresh token for a mobile number (like Kaizala's portal "Generate user token").
+    Create {
+        #[arg(long = "application-id")]
+        application_id: String,
+        #[arg(long = "mobile-number")]
+        mobile_number: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -60,6 +112,12 @@ pub struct ServeArgs {
     /// Default requests per day per spot.
     #[arg(long, env = "OPENSPOT_RATE_LIMIT_PER_DAY", default_value_t = 50_000)]
     pub rate_limit_per_day: i64,
+    /// Relay that receives Kaizala login PINs as `{mobileNumber, pin}` (default: the log).
+    #[arg(long, env = "OPENSPOT_SMS_WEBHOOK_URL")]
+    pub sms_webhook_url: Option<String>,
+    /// Allow outbound calls to private, loopback and link-local addresses.
+    #[arg(long, env = "OPENSPOT_ALLOW_PRIVATE_TARGETS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_private_targets: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,7 +174,57 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await;
             result
         }
+        Command::Kaizala(cmd) => {
+            let db = Db::connect_and_migrate(&cli.database_url).await?;
+            let result = kaizala_command(&db, cmd).await;
+            db.close().await;
+            result
+        }
     }
+}
+
+async fn kaizala_command(db: &Db, cmd: KaizalaCommand) -> anyhow::Result<()> {
+    match cmd {
+        KaizalaCommand::Connectors(ConnectorsCommand::Create { spot, name, json }) => {
+            let (c, secret) = kaizala::create_connector(db, spot, &name).await?;
+            if json {
+                print_json(json!({"applicationId": c.id, "applicationSecret": secret}));
+            } else {
+                println!("applicationId:     {}\napplicationSecret: {secret}\n(the secret is shown only once)", c.id);
+            }
+        }
+        KaizalaCommand::Connectors(ConnectorsCommand::List { spot, json }) => {
+            let list = kaizala::list_connectors(db, spot).await?;
+            if json {
+                let items: Vec<_> = list
+                    .iter()
+                    .map(|c| json!({"applicationId": c.id, "spotId": c.spot_id, "name": c.name, "createdAt": c.created_at}))
+                    .collect();
+                print_json(json!({"connectors": items}));
+            } else {
+                for c in list {
+                    println!("{}  spot {}  {}", c.id, c.spot_id, c.name);
+                }
+            }
+        }
+        KaizalaCommand::Connectors(ConnectorsCommand::Delete { application_id, json }) => {
+            kaizala::delete_connector(db, application_id).await?;
+            if json {
+                print_json(json!({"applicationId": application_id, "deleted": true}));
+            } else {
+                println!("connector {application_id} deleted");
+            }
+        }
+        KaizalaCommand::Tokens(TokensCommand::Create { application_id, mobile_number, json }) => {
+            let (token, expiry) = kaizala::create_user_token(db, &application_id, &mobile_number).await?;
+            if json {
+                print_json(json!({"refreshToken": token, "refreshTokenExpiry": expiry}));
+            } else {
+                println!("refreshToken:       {token}\nrefreshTokenExpiry: {expiry}");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn print_json(value: serde_json::Value) {
@@ -199,6 +307,8 @@ async fn serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     let mut config = Config::new(args.listen, args.public_url);
     config.default_limits.per_10s = args.rate_limit_per_10s;
     config.default_limits.per_day = args.rate_limit_per_day;
+    config.sms_webhook_url = args.sms_webhook_url;
+    config.allow_private_targets = args.allow_private_targets;
     if args.demo {
         let (spot_id, key) = demo::seed(&db).await?;
         eprintln!("demo spot {spot_id}\ndemo API key: {key}");
@@ -211,7 +321,7 @@ async fn serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(listen = %args.listen, public_url = %config.public_url, "openspot serving");
-    let state = AppState::new(db.clone(), config);
+    let state = AppState::new(db.clone(), config)?;
     crate::http::serve(state, listener, shutdown_signal()).await?;
     db.close().await;
     tracing::info!("openspot stopped");

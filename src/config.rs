@@ -12,6 +12,10 @@ pub struct Config {
     pub public_url: String,
     /// Rate limits of spots that have no override.
     pub default_limits: Limits,
+    /// Where Kaizala login PINs are posted (`{mobileNumber, pin}`); None: the server log.
+    pub sms_webhook_url: Option<String>,
+    /// Let outbound calls reach private, loopback and link-local addresses.
+    pub allow_private_targets: bool,
 }
 
 impl Config {
@@ -24,6 +28,8 @@ impl Config {
                 per_10s: 100,
                 per_day: 50_000,
             },
+            sms_webhook_url: None,
+            allow_private_targets: false,
         }
     }
 }

@@ -28,9 +28,48 @@ pub struct AuthedSpot {
     pub limits: Limits,
 }
 
-#[derive(Debug, Default)]
+/// A short-lived in-process cache keyed by a credential's SHA-256.
+#[derive(Debug)]
+pub struct HashCache<V> {
+    ttl: Duration,
+    entries: Mutex<HashMap<[u8; 32], (Instant, V)>>,
+}
+
+impl<V: Clone> HashCache<V> {
+    pub fn new(ttl: Duration) -> Self {
+        HashCache { ttl, entries: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn get(&self, hash: &[u8; 32]) -> Option<V> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.get(hash).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, v)| v.clone())
+    }
+
+    pub fn put(&self, hash: [u8; 32], value: V) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() > 10_000 {
+            let ttl = self.ttl;
+            entries.retain(|_, (at, _)| at.elapsed() < ttl);
+        }
+        entries.insert(hash, (Instant::now(), value));
+    }
+
+    /// Forgets every entry whose value fails `keep`.
+    pub fn retain(&self, keep: impl Fn(&V) -> bool) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.retain(|_, (_, v)| keep(v));
+    }
+}
+
+#[derive(Debug)]
 pub struct KeyCache {
-    entries: Mutex<HashMap<[u8; 32], (Instant, AuthedSpot)>>,
+    cache: HashCache<AuthedSpot>,
+}
+
+impl Default for KeyCache {
+    fn default() -> Self {
+        KeyCache { cache: HashCache::new(Self::TTL) }
+    }
 }
 
 impl KeyCache {
@@ -43,13 +82,8 @@ impl KeyCache {
     /// Finds the spot of `key`; 401 when there is none.
     pub async fn authenticate(&self, db: &Db, key: &str, defaults: Limits) -> Result<AuthedSpot> {
         let hash = hash_api_key(key);
-        {
-            let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((at, spot)) = entries.get(&hash) {
-                if at.elapsed() < Self::TTL {
-                    return Ok(spot.clone());
-                }
-            }
+        if let Some(spot) = self.cache.get(&hash) {
+            return Ok(spot);
         }
         let mut c = db.conn().await?;
         let found = store::spots::find_by_key_hash(c.ex(), &hash).await?;
@@ -67,17 +101,12 @@ impl KeyCache {
                 per_day: spot.rate_limit_per_day.unwrap_or(defaults.per_day),
             },
         };
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() > 10_000 {
-            entries.retain(|_, (at, _)| at.elapsed() < Self::TTL);
-        }
-        entries.insert(hash, (Instant::now(), authed.clone()));
+        self.cache.put(hash, authed.clone());
         Ok(authed)
     }
 
     /// Forgets every cached key of `spot_id` (after a rotation in this process).
     pub fn forget_spot(&self, spot_id: Uuid) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.retain(|_, (_, s)| s.spot_id != spot_id);
+        self.cache.retain(|s| s.spot_id != spot_id);
     }
 }

@@ -4,6 +4,7 @@
 
 use uuid::Uuid;
 
+use super::groups::{self, NewGroup};
 use super::{custom_roles, members, spots};
 use crate::error::Result;
 use crate::store::Db;
@@ -36,6 +37,7 @@ pub async fn seed(db: &Db) -> Result<(Uuid, String)> {
         ("katherine@example.com", "Katherine", "Johnson", "Accepted"),
         ("linus@example.com", "", "", ""),
     ];
+    let mut ids = Vec::new();
     for (i, (email, first, last, status)) in people.iter().enumerate() {
         let (m, _) = members::invite_member(db, spot.id, email).await?;
         let patch = members::MemberPatch {
@@ -46,7 +48,35 @@ pub async fn seed(db: &Db) -> Result<(Uuid, String)> {
             custom_role_id: (i == 1).then_some(Some(moderator.id)),
             ..Default::default()
         };
-        members::update_member(db, spot.id, m.id, patch).await?;
+        let m = members::update_member(db, spot.id, m.id, patch).await?;
+        ids.push(m.id);
     }
+    let pioneers = groups::create_group(
+        db,
+        spot.id,
+        NewGroup {
+            name: Some("Pioneers".into()),
+            description: Some("A static group".into()),
+            emoji: Some("🚀".into()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let id_strings: Vec<String> = ids.iter().take(3).map(|id| id.to_string()).collect();
+    groups::bulk_add(db, spot.id, pioneers.id, &id_strings).await?;
+    groups::create_group(
+        db,
+        spot.id,
+        NewGroup {
+            name: Some("Active members".into()),
+            description: Some("A smart group: every Accepted member".into()),
+            kind: Some("Smart".into()),
+            rules: Some(serde_json::json!({"operator": "AND", "conditions": [
+                {"operator": "OR", "triggers": [{"field": "status", "op": "eq", "value": "Accepted"}]}
+            ]})),
+            ..Default::default()
+        },
+    )
+    .await?;
     Ok((spot.id, key))
 }

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod kaizala;
 pub mod meltingspot;
 
 use std::sync::Arc;
@@ -24,7 +25,9 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::Config;
 use crate::domain::auth::KeyCache;
+use crate::domain::kaizala::{PinDelivery, TokenCache};
 use crate::domain::rate_limit::RateLimiter;
+use crate::outbound::Outbound;
 use crate::store::Db;
 
 /// The largest request body accepted (contract §3): larger → 413.
@@ -37,16 +40,25 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub keys: Arc<KeyCache>,
     pub limiter: Arc<RateLimiter>,
+    pub kz_tokens: Arc<TokenCache>,
+    pub pin_delivery: PinDelivery,
 }
 
+/// Timeout of every outbound call (contract §5).
+pub const OUTBOUND_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl AppState {
-    pub fn new(db: Db, config: Config) -> Self {
-        AppState {
+    pub fn new(db: Db, config: Config) -> anyhow::Result<Self> {
+        let outbound = Outbound::new(config.allow_private_targets, OUTBOUND_TIMEOUT)?;
+        let pin_delivery = PinDelivery { sms_webhook_url: config.sms_webhook_url.clone(), outbound };
+        Ok(AppState {
             db,
             config: Arc::new(config),
             keys: Arc::new(KeyCache::new()),
             limiter: Arc::new(RateLimiter::new()),
-        }
+            kz_tokens: Arc::new(TokenCache::default()),
+            pin_delivery,
+        })
     }
 }
 
@@ -69,6 +81,13 @@ impl Modify for SecurityAddon {
     fn modify(&self, openapi: &mut OpenApiDoc) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
+            "kaizalaToken",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "accessToken",
+                "A Kaizala access token (from GET /kaizala/v1/accessToken); `Authorization: Bearer <token>` also works.",
+            ))),
+        );
+        components.add_security_scheme(
             "apiKey",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "Authorization",
@@ -82,6 +101,7 @@ impl Modify for SecurityAddon {
 pub fn build(state: AppState) -> (Router, OpenApiDoc) {
     let (api_router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(meltingspot::routes(state.clone()))
+        .merge(kaizala::routes(state.clone()))
         .split_for_parts();
     (api_router.with_state(state), doc)
 }
@@ -147,10 +167,12 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    use axum::ServiceExt as _;
+    use tower::Layer as _;
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
-    let result = axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    // Kaizala paths as clients write them are normalised before routing.
+    let service = tower::util::MapRequestLayer::new(kaizala::normalize_request::<axum::body::Body>).layer(app(state));
+    let result = axum::serve(listener, service.into_make_service()).with_graceful_shutdown(shutdown).await;
     housekeeping.abort();
     Ok(result?)
 }

@@ -10,6 +10,7 @@
 
 pub mod custom_roles;
 pub mod groups;
+pub mod kaizala;
 pub mod members;
 pub mod rate_limits;
 pub mod spots;

@@ -30,6 +30,7 @@ fn api_key(headers: &HeaderMap) -> Option<&str> {
     let raw = headers.get("authorization")?.to_str().ok()?.trim();
     let key = match raw.split_once(' ') {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ if raw.eq_ignore_ascii_case("bearer") => "",
         _ => raw,
     };
     (!key.is_empty()).then_some(key)

@@ -1,0 +1,674 @@
+//! The Kaizala connectors model (`kaizala-api.md` §2–4, contract §6, §8 "Kaizala"),
+//! over the same spots, members and groups as the MeltingSpot dialect.
+//!
+//! A connector (application) belongs to one spot. A refresh token is minted for a
+//! (connector, member) pair — by the operator's CLI or by PIN login — and exchanged
+//! for 24-hour access tokens. Kaizala members are spot members identified by E.164
+//! mobile number; group membership carries the Kaizala role (Admin/Member). All
+//! secrets, tokens and PINs are stored as SHA-256 hashes.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use base64::Engine;
+use rand::{Rng, RngCore};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use super::auth::HashCache;
+use super::groups::{self, Group, NewGroup};
+use super::members::{self, Member};
+use super::{new_id, now_ms, phone};
+use crate::error::{Entity, Error, Result};
+use crate::outbound::Outbound;
+use crate::store::{self, Db, Tx};
+
+pub const ACCESS_TOKEN_TTL_MS: i64 = 24 * 3600 * 1000;
+pub const REFRESH_TOKEN_TTL_MS: i64 = 365 * 24 * 3600 * 1000;
+pub const PIN_TTL_MS: i64 = 10 * 60 * 1000;
+pub const PIN_TRIES: i64 = 5;
+pub const MAX_GROUP_MEMBERS_PER_CALL: usize = 100;
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+pub const GRANTED_SCOPE: &str = "groupinfo.read,groupinfo.write,groupinfo.remove,groupinfo.update,groupmember.read,\
+groupmember.write,groupmember.remove,textmessage.read,textmessage.write";
+
+/// Messages clients match on (kaizala-api.md §1.7).
+pub const MSG_TOKEN_MISSING: &str = "Token missing. Header should have token as value of ACCESSTOKEN";
+pub const MSG_TOKEN_INVALID: &str = "Invalid token. Failure reason:Token validation failed due to unknown reason!";
+pub const MSG_BAD_APP_CREDENTIALS: &str = "Dont have correct applicationId and secret in header!";
+
+/// Why a Kaizala call was refused before reaching the domain (the dialect picks the errorCode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// Missing, unknown or expired token: `InvalidToken`.
+    InvalidToken,
+    /// Wrong application credentials or PIN: `Unauthenticated`.
+    Unauthenticated,
+}
+
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct Connector {
+    pub spot_id: Uuid,
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: i64,
+}
+
+/// Who a token speaks for, and until when.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct TokenGrant {
+    pub spot_id: Uuid,
+    pub connector_id: Uuid,
+    pub member_id: Uuid,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
+fn random_token(prefix: &str, bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
+}
+
+fn sha256(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+fn same_hash(stored: &[u8], candidate: &[u8; 32]) -> bool {
+    bool::from(stored.ct_eq(candidate))
+}
+
+/// Creates a connector of `spot_id`; returns it with its secret (shown once).
+pub async fn create_connector(db: &Db, spot_id: Uuid, name: &str) -> Result<(Connector, String)> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(Error::invalid("name", "must not be empty"));
+    }
+    let secret = random_token("", 18).replace(['-', '_'], "X").to_uppercase();
+    let connector = Connector { spot_id, id: new_id(), name: name.to_string(), created_at: now_ms() };
+    let mut tx = db.begin().await?;
+    store::spots::get(tx.ex(), spot_id).await?.ok_or(Error::NotFound(Entity::Spot))?;
+    store::kaizala::insert_connector(tx.ex(), &connector, &sha256(&secret)).await?;
+    tx.commit().await?;
+    Ok((connector, secret))
+}
+
+pub async fn list_connectors(db: &Db, spot_id: Option<Uuid>) -> Result<Vec<Connector>> {
+    let mut c = db.conn().await?;
+    Ok(store::kaizala::list_connectors(c.ex(), spot_id).await?)
+}
+
+/// Deletes a connector; its tokens and PINs go with it.
+pub async fn delete_connector(db: &Db, id: Uuid) -> Result<()> {
+    let mut tx = db.begin().await?;
+    if !store::kaizala::delete_connector(tx.ex(), id).await? {
+        return Err(Error::NotFound(Entity::Connector));
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Normalises a mobile number or answers 400 naming `field`.
+pub fn mobile(field: &str, raw: &str) -> Result<String> {
+    phone::normalize_mobile_number(raw).map_err(|e| Error::invalid(field, e.to_string()))
+}
+
+/// The member with `mobile` in the spot, created (`Invited`, no email) when absent.
+pub async fn member_by_mobile(tx: &mut Tx, spot_id: Uuid, mobile: &str) -> Result<Member> {
+    if let Some(m) = store::members::get_by_mobile(tx.ex(), spot_id, mobile).await? {
+        return Ok(m);
+    }
+    let (m, _) = members::insert_or_get(tx, Member::new_invited(spot_id, None, Some(mobile.to_string()))).await?;
+    Ok(m)
+}
+
+/// Mints the (connector, member) refresh token, replacing an older one, and registers
+/// the member (first `Accepted` sets the registration date, contract §8).
+async fn mint_refresh(tx: &mut Tx, connector: &Connector, member: &Member) -> Result<(String, i64)> {
+    let now = now_ms();
+    if matches!(member.status.as_str(), "Invited" | "Pending") {
+        let mut m = member.clone();
+        m.set_status("Accepted", now);
+        m.updated_at = now;
+        store::members::update(tx.ex(), &m).await?;
+        groups::refresh_smart_memberships(tx, &m).await?;
+    }
+    let token = random_token("kzr_", 32);
+    let expires = now + REFRESH_TOKEN_TTL_MS;
+    store::kaizala::upsert_refresh_token(
+        tx.ex(),
+        connector.spot_id,
+        connector.id,
+        member.id,
+        &sha256(&token),
+        now,
+        expires,
+    )
+    .await?;
+    Ok((token, expires))
+}
+
+async fn connector_by_id(db: &Db, raw_id: &str) -> Result<Option<(Connector, Vec<u8>)>> {
+    let Ok(id) = Uuid::parse_str(raw_id.trim()) else { return Ok(None) };
+    let mut c = db.conn().await?;
+    Ok(store::kaizala::find_connector(c.ex(), id).await?)
+}
+
+/// `openspot kaizala tokens create`: an operator-minted user token. The number becomes
+/// a spot member (Accepted, Member) if it is not one.
+pub async fn create_user_token(db: &Db, application_id: &str, mobile_number: &str) -> Result<(String, i64)> {
+    let number = mobile("mobile-number", mobile_number)?;
+    let (connector, _) = connector_by_id(db, application_id).await?.ok_or(Error::NotFound(Entity::Connector))?;
+    let mut tx = db.begin().await?;
+    let member = member_by_mobile(&mut tx, connector.spot_id, &number).await?;
+    let out = mint_refresh(&mut tx, &connector, &member).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Where PINs go: the SMS relay when configured, else the server log.
+#[derive(Clone, Debug)]
+pub struct PinDelivery {
+    pub sms_webhook_url: Option<String>,
+    pub outbound: Outbound,
+}
+
+/// `POST /generatePin`: sends a PIN to a member of the connector's spot. Unknown
+/// numbers and connectors get the same `{}` and nothing is sent.
+pub async fn generate_pin(db: &Db, delivery: &PinDelivery, mobile_number: &str, application_id: &str) -> Result<()> {
+    let number = mobile("mobileNumber", mobile_number)?;
+    let Some((connector, _)) = connector_by_id(db, application_id).await? else { return Ok(()) };
+    let mut tx = db.begin().await?;
+    let Some(member) = store::members::get_by_mobile(tx.ex(), connector.spot_id, &number).await? else {
+        return Ok(());
+    };
+    let pin = rand::rngs::OsRng.gen_range(1000..=9999).to_string();
+    let pin_hash = sha256(&format!("{}:{}", connector.id, pin));
+    store::kaizala::upsert_pin(tx.ex(), connector.spot_id, connector.id, member.id, &pin_hash, now_ms() + PIN_TTL_MS, PIN_TRIES)
+        .await?;
+    tx.commit().await?;
+    match &delivery.sms_webhook_url {
+        Some(url) => {
+            let body = serde_json::json!({"mobileNumber": number, "pin": pin});
+            match delivery.outbound.post_json(url, &body).await {
+                Ok(status) if (200..300).contains(&status) => tracing::info!("PIN sent through the SMS relay"),
+                Ok(status) => tracing::warn!(status, "SMS relay refused the PIN"),
+                Err(e) => tracing::warn!(error = %e, "SMS relay unreachable"),
+            }
+        }
+        None => tracing::info!(mobile_number = %number, %pin, "Kaizala PIN (no OPENSPOT_SMS_WEBHOOK_URL set)"),
+    }
+    Ok(())
+}
+
+/// `POST /loginWithPinAndApplicationId`: a refresh token for the PIN's member.
+pub async fn login_with_pin(
+    db: &Db,
+    mobile_number: &str,
+    application_id: &str,
+    pin: &str,
+    application_secret: Option<&str>,
+) -> Result<std::result::Result<(String, i64), AuthFailure>> {
+    let number = mobile("mobileNumber", mobile_number)?;
+    let Some((connector, secret_hash)) = connector_by_id(db, application_id).await? else {
+        return Ok(Err(AuthFailure::Unauthenticated));
+    };
+    if let Some(secret) = application_secret {
+        if !same_hash(&secret_hash, &sha256(secret)) {
+            return Ok(Err(AuthFailure::Unauthenticated));
+        }
+    }
+    let mut tx = db.begin().await?;
+    let Some(member) = store::members::get_by_mobile(tx.ex(), connector.spot_id, &number).await? else {
+        return Ok(Err(AuthFailure::Unauthenticated));
+    };
+    let Some((hash, expires, tries)) = store::kaizala::find_pin(tx.ex(), connector.spot_id, connector.id, member.id).await?
+    else {
+        return Ok(Err(AuthFailure::Unauthenticated));
+    };
+    if expires < now_ms() || tries <= 0 {
+        store::kaizala::delete_pin(tx.ex(), connector.spot_id, connector.id, member.id).await?;
+        tx.commit().await?;
+        return Ok(Err(AuthFailure::Unauthenticated));
+    }
+    if !same_hash(&hash, &sha256(&format!("{}:{}", connector.id, pin.trim()))) {
+        store::kaizala::spend_pin_try(tx.ex(), connector.spot_id, connector.id, member.id).await?;
+        tx.commit().await?;
+        return Ok(Err(AuthFailure::Unauthenticated));
+    }
+    store::kaizala::delete_pin(tx.ex(), connector.spot_id, connector.id, member.id).await?;
+    let out = mint_refresh(&mut tx, &connector, &member).await?;
+    tx.commit().await?;
+    Ok(Ok(out))
+}
+
+/// An access token, and a new refresh token when the old one is in the last 10 % of its life.
+#[derive(Debug, Clone)]
+pub struct AccessGrant {
+    pub access_token: String,
+    pub expires_at: i64,
+    pub new_refresh_token: Option<String>,
+}
+
+/// `GET /accessToken`.
+pub async fn access_token(
+    db: &Db,
+    application_id: &str,
+    application_secret: &str,
+    refresh_token: &str,
+) -> Result<std::result::Result<AccessGrant, AuthFailure>> {
+    let Some((connector, secret_hash)) = connector_by_id(db, application_id).await? else {
+        return Ok(Err(AuthFailure::Unauthenticated));
+    };
+    if !same_hash(&secret_hash, &sha256(application_secret.trim())) {
+        return Ok(Err(AuthFailure::Unauthenticated));
+    }
+    let mut tx = db.begin().await?;
+    let grant = store::kaizala::find_refresh_token(tx.ex(), &sha256(refresh_token.trim())).await?;
+    let now = now_ms();
+    let Some(grant) = grant.filter(|g| g.connector_id == connector.id && g.expires_at > now) else {
+        return Ok(Err(AuthFailure::InvalidToken));
+    };
+    let access = random_token("kza_", 32);
+    let access_grant = TokenGrant { expires_at: now + ACCESS_TOKEN_TTL_MS, issued_at: now, ..grant.clone() };
+    store::kaizala::purge_access_tokens(tx.ex(), grant.spot_id, now).await?;
+    store::kaizala::insert_access_token(tx.ex(), &access_grant, &sha256(&access)).await?;
+    let life = grant.expires_at - grant.issued_at;
+    let new_refresh = if now >= grant.issued_at + life * 9 / 10 {
+        let member = members::get_in(tx.ex(), grant.spot_id, grant.member_id).await?;
+        Some(mint_refresh(&mut tx, &connector, &member).await?.0)
+    } else {
+        None
+    };
+    tx.commit().await?;
+    Ok(Ok(AccessGrant { access_token: access, expires_at: access_grant.expires_at, new_refresh_token: new_refresh }))
+}
+
+/// The caller of a Kaizala resource call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KzCaller {
+    pub spot_id: Uuid,
+    pub connector_id: Uuid,
+    pub member_id: Uuid,
+    pub expires_at: i64,
+}
+
+/// Access-token lookups, cached briefly so a call costs no extra round-trip.
+#[derive(Debug)]
+pub struct TokenCache(HashCache<KzCaller>);
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        TokenCache(HashCache::new(Duration::from_secs(5)))
+    }
+}
+
+impl TokenCache {
+    pub async fn authenticate(&self, db: &Db, token: &str) -> Result<std::result::Result<KzCaller, AuthFailure>> {
+        let hash = sha256(token.trim());
+        let now = now_ms();
+        if let Some(c) = self.0.get(&hash) {
+            return Ok(if c.expires_at > now { Ok(c) } else { Err(AuthFailure::InvalidToken) });
+        }
+        let mut c = db.conn().await?;
+        let grant = store::kaizala::find_access_token(c.ex(), &hash).await?;
+        let Some(g) = grant.filter(|g| g.expires_at > now) else { return Ok(Err(AuthFailure::InvalidToken)) };
+        let caller = KzCaller { spot_id: g.spot_id, connector_id: g.connector_id, member_id: g.member_id, expires_at: g.expires_at };
+        self.0.put(hash, caller.clone());
+        Ok(Ok(caller))
+    }
+}
+
+// ---- groups and members, as Kaizala sees them ------------------------------------
+
+/// A group with what the Kaizala group objects report.
+#[derive(Clone, Debug)]
+pub struct GroupView {
+    pub group: Group,
+    pub caller_role: Option<String>,
+    pub parent_ids: Vec<Uuid>,
+    pub child_ids: Vec<Uuid>,
+    pub current_level_user_count: i64,
+    pub current_level_unprovisioned: i64,
+    /// Members across the group and all its sub-groups (a member in two counts twice).
+    pub user_count: i64,
+    pub unique_user_count: i64,
+    pub unprovisioned_user_count: i64,
+}
+
+/// A member of a group as Kaizala lists it.
+#[derive(Clone, Debug)]
+pub struct GroupMemberView {
+    pub member: Member,
+    pub group_role: String,
+}
+
+async fn caller_member(tx: &mut Tx, caller: &KzCaller) -> Result<Member> {
+    members::get_in(tx.ex(), caller.spot_id, caller.member_id).await
+}
+
+async fn load_group(tx: &mut Tx, spot_id: Uuid, id: Uuid) -> Result<Group> {
+    store::groups::get(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Group))
+}
+
+/// The caller's role in the group; a spot Admin acts as a group Admin everywhere.
+async fn effective_role(tx: &mut Tx, caller: &KzCaller, me: &Member, group_id: Uuid) -> Result<Option<String>> {
+    let role = store::groups::membership_role(tx.ex(), caller.spot_id, group_id, caller.member_id).await?;
+    Ok(match role {
+        Some(r) if r == "Admin" => Some(r),
+        _ if me.role == "Admin" => Some("Admin".into()),
+        other => other,
+    })
+}
+
+async fn require_reader(tx: &mut Tx, caller: &KzCaller, group_id: Uuid) -> Result<(Group, Option<String>)> {
+    let g = load_group(tx, caller.spot_id, group_id).await?;
+    let me = caller_member(tx, caller).await?;
+    let role = effective_role(tx, caller, &me, group_id).await?;
+    if role.is_none() {
+        return Err(Error::Forbidden("Caller is not a member of this group".into()));
+    }
+    Ok((g, role))
+}
+
+async fn require_admin(tx: &mut Tx, caller: &KzCaller, group_id: Uuid) -> Result<Group> {
+    let (g, role) = require_reader(tx, caller, group_id).await?;
+    if role.as_deref() != Some("Admin") {
+        return Err(Error::Forbidden("Only a group Admin can change this group".into()));
+    }
+    Ok(g)
+}
+
+/// Creates a group (or a sub-group of `parent`) with the caller as its Admin.
+#[allow(clippy::too_many_arguments)]
+pub async fn create_group(
+    db: &Db,
+    caller: &KzCaller,
+    name: Option<String>,
+    welcome_message: Option<String>,
+    numbers: &[String],
+    group_type: Option<String>,
+    parent: Option<Uuid>,
+    add_caller: bool,
+) -> Result<(Group, bool)> {
+    if numbers.len() > MAX_GROUP_MEMBERS_PER_CALL {
+        return Err(Error::invalid("members", format!("at most {MAX_GROUP_MEMBERS_PER_CALL} mobile numbers")));
+    }
+    let numbers = numbers.iter().enumerate().map(|(i, n)| mobile(&format!("members[{i}]"), n)).collect::<Result<Vec<_>>>()?;
+    let mut tx = db.begin().await?;
+    if let Some(p) = parent {
+        require_admin(&mut tx, caller, p).await?;
+    }
+    let g = groups::create_in(
+        &mut tx,
+        caller.spot_id,
+        NewGroup { name, welcome_message, group_type, ..Default::default() },
+    )
+    .await?;
+    if add_caller {
+        groups::join(&mut tx, caller.spot_id, g.id, caller.member_id, "Admin").await?;
+    }
+    for n in &numbers {
+        let m = member_by_mobile(&mut tx, caller.spot_id, n).await?;
+        groups::join(&mut tx, caller.spot_id, g.id, m.id, "Member").await?;
+    }
+    if let Some(p) = parent {
+        store::groups::link(tx.ex(), caller.spot_id, p, g.id).await?;
+    }
+    tx.commit().await?;
+    Ok((g, true))
+}
+
+async fn view(tx: &mut Tx, caller: &KzCaller, me: &Member, g: Group, links: &[(Uuid, Uuid)]) -> Result<GroupView> {
+    let parent_ids: Vec<Uuid> = links.iter().filter(|(_, c)| *c == g.id).map(|(p, _)| *p).collect();
+    let child_ids: Vec<Uuid> = links.iter().filter(|(p, _)| *p == g.id).map(|(_, c)| *c).collect();
+    // The group and every group below it.
+    let mut hierarchy = vec![g.id];
+    let mut seen: HashSet<Uuid> = HashSet::from([g.id]);
+    let mut i = 0;
+    while i < hierarchy.len() {
+        let cur = hierarchy[i];
+        for (p, c) in links {
+            if *p == cur && seen.insert(*c) {
+                hierarchy.push(*c);
+            }
+        }
+        i += 1;
+    }
+    let mut user_count = 0;
+    let mut unprovisioned = 0;
+    let mut unique: HashMap<Uuid, bool> = HashMap::new();
+    let mut current = (0, 0);
+    for gid in &hierarchy {
+        let rows = store::groups::list_members(tx.ex(), caller.spot_id, *gid, &[], 0, None).await?;
+        for (m, _) in &rows {
+            let provisioned = m.status == "Accepted";
+            user_count += 1;
+            if !provisioned {
+                unprovisioned += 1;
+            }
+            unique.insert(m.id, provisioned);
+            if *gid == g.id {
+                current.0 += 1;
+                if !provisioned {
+                    current.1 += 1;
+                }
+            }
+        }
+    }
+    let caller_role = effective_role(tx, caller, me, g.id).await?;
+    Ok(GroupView {
+        group: g,
+        caller_role,
+        parent_ids,
+        child_ids,
+        current_level_user_count: current.0,
+        current_level_unprovisioned: current.1,
+        user_count,
+        unique_user_count: unique.len() as i64,
+        unprovisioned_user_count: unprovisioned,
+    })
+}
+
+/// The caller's groups: those it belongs to (all of the spot's for a spot Admin), plus
+/// with `fetch_all` their sub-groups and parent groups.
+pub async fn list_groups(db: &Db, caller: &KzCaller, fetch_all: bool) -> Result<Vec<GroupView>> {
+    let mut tx = db.begin().await?;
+    let me = caller_member(&mut tx, caller).await?;
+    let links = store::groups::links(tx.ex(), caller.spot_id).await?;
+    let mut ids: Vec<Uuid> = if me.role == "Admin" {
+        let (all, _) = store::groups::list(tx.ex(), caller.spot_id, &[], 0, i64::MAX).await?;
+        all.into_iter().map(|g| g.id).collect()
+    } else {
+        store::groups::groups_of_member(tx.ex(), caller.spot_id, caller.member_id).await?
+    };
+    if fetch_all {
+        let mut seen: HashSet<Uuid> = ids.iter().copied().collect();
+        let mut i = 0;
+        while i < ids.len() {
+            let cur = ids[i];
+            for (p, c) in &links {
+                let other = if *p == cur { Some(*c) } else if *c == cur { Some(*p) } else { None };
+                if let Some(o) = other {
+                    if seen.insert(o) {
+                        ids.push(o);
+                    }
+                }
+            }
+            i += 1;
+        }
+    }
+    ids.sort();
+    let groups = store::groups::get_many(tx.ex(), caller.spot_id, &ids).await?;
+    let mut out = Vec::with_capacity(groups.len());
+    for g in groups {
+        out.push(view(&mut tx, caller, &me, g, &links).await?);
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// One group, readable by its members and the spot's Admins.
+pub async fn group_detail(db: &Db, caller: &KzCaller, group_id: Uuid) -> Result<GroupView> {
+    let mut tx = db.begin().await?;
+    let (g, _) = require_reader(&mut tx, caller, group_id).await?;
+    let me = caller_member(&mut tx, caller).await?;
+    let links = store::groups::links(tx.ex(), caller.spot_id).await?;
+    let v = view(&mut tx, caller, &me, g, &links).await?;
+    tx.commit().await?;
+    Ok(v)
+}
+
+/// A group with its sub-groups (all levels with `fetch_all`).
+pub async fn sub_groups(db: &Db, caller: &KzCaller, group_id: Uuid, fetch_all: bool) -> Result<(Group, Vec<Group>, Vec<(Uuid, Uuid)>)> {
+    let mut tx = db.begin().await?;
+    let (g, _) = require_reader(&mut tx, caller, group_id).await?;
+    let links = store::groups::links(tx.ex(), caller.spot_id).await?;
+    let mut ids: Vec<Uuid> = links.iter().filter(|(p, _)| *p == group_id).map(|(_, c)| *c).collect();
+    if fetch_all {
+        let mut seen: HashSet<Uuid> = ids.iter().copied().chain([group_id]).collect();
+        let mut i = 0;
+        while i < ids.len() {
+            let cur = ids[i];
+            for (p, c) in &links {
+                if *p == cur && seen.insert(*c) {
+                    ids.push(*c);
+                }
+            }
+            i += 1;
+        }
+    }
+    ids.sort();
+    let subs = store::groups::get_many(tx.ex(), caller.spot_id, &ids).await?;
+    tx.commit().await?;
+    Ok((g, subs, links))
+}
+
+/// Attaches existing groups as sub-groups (caller must be Admin of the parent).
+pub async fn attach_sub_groups(db: &Db, caller: &KzCaller, group_id: Uuid, children: &[Uuid]) -> Result<()> {
+    let mut tx = db.begin().await?;
+    require_admin(&mut tx, caller, group_id).await?;
+    let found = store::groups::get_many(tx.ex(), caller.spot_id, children).await?;
+    for (i, c) in children.iter().enumerate() {
+        if !found.iter().any(|g| g.id == *c) {
+            return Err(Error::invalid(format!("subGroups[{i}]"), format!("no group '{c}'")));
+        }
+        if *c == group_id {
+            return Err(Error::invalid(format!("subGroups[{i}]"), "a group cannot be its own sub-group"));
+        }
+    }
+    let links = store::groups::links(tx.ex(), caller.spot_id).await?;
+    for c in children {
+        // Refuse cycles: the parent must not already be below the child.
+        let mut stack = vec![*c];
+        let mut seen = HashSet::new();
+        while let Some(cur) = stack.pop() {
+            if cur == group_id {
+                return Err(Error::invalid("subGroups", format!("group '{c}' contains this group; links cannot form a cycle")));
+            }
+            if seen.insert(cur) {
+                stack.extend(links.iter().filter(|(p, _)| *p == cur).map(|(_, ch)| *ch));
+            }
+        }
+        store::groups::link(tx.ex(), caller.spot_id, group_id, *c).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn detach_sub_group(db: &Db, caller: &KzCaller, group_id: Uuid, child: Uuid) -> Result<()> {
+    let mut tx = db.begin().await?;
+    require_admin(&mut tx, caller, group_id).await?;
+    if !store::groups::unlink(tx.ex(), caller.spot_id, group_id, child).await? {
+        return Err(Error::NotFound(Entity::Group));
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn list_members(db: &Db, caller: &KzCaller, group_id: Uuid) -> Result<Vec<GroupMemberView>> {
+    let mut tx = db.begin().await?;
+    require_reader(&mut tx, caller, group_id).await?;
+    let rows = store::groups::list_members(tx.ex(), caller.spot_id, group_id, &[], 0, None).await?;
+    tx.commit().await?;
+    Ok(rows.into_iter().map(|(member, group_role)| GroupMemberView { member, group_role }).collect())
+}
+
+fn smart_refusal() -> Error {
+    Error::invalid("groupId", "this is a smart group: its membership follows its rules")
+}
+
+/// Adds mobile numbers to a group (creating unknown numbers as members); all-or-nothing.
+pub async fn add_members(db: &Db, caller: &KzCaller, group_id: Uuid, numbers: &[String]) -> Result<()> {
+    if numbers.is_empty() {
+        return Err(Error::invalid("members", "must list at least one mobile number"));
+    }
+    if numbers.len() > MAX_GROUP_MEMBERS_PER_CALL {
+        return Err(Error::invalid("members", format!("at most {MAX_GROUP_MEMBERS_PER_CALL} mobile numbers")));
+    }
+    let numbers = numbers.iter().enumerate().map(|(i, n)| mobile(&format!("members[{i}]"), n)).collect::<Result<Vec<_>>>()?;
+    let mut tx = db.begin().await?;
+    let g = require_admin(&mut tx, caller, group_id).await?;
+    if g.is_smart() {
+        return Err(smart_refusal());
+    }
+    for n in &numbers {
+        let m = member_by_mobile(&mut tx, caller.spot_id, n).await?;
+        groups::join(&mut tx, caller.spot_id, group_id, m.id, "Member").await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Sets a member's group role; the last Admin cannot be demoted.
+pub async fn set_member_role(db: &Db, caller: &KzCaller, group_id: Uuid, member_id: Uuid, role: &str) -> Result<()> {
+    if role != "Admin" && role != "Member" {
+        return Err(Error::invalid("role", "must be Admin or Member"));
+    }
+    let mut tx = db.begin().await?;
+    require_admin(&mut tx, caller, group_id).await?;
+    let current = store::groups::membership_role(tx.ex(), caller.spot_id, group_id, member_id)
+        .await?
+        .ok_or(Error::NotFound(Entity::SpotMember))?;
+    if current == "Admin" && role == "Member" && store::groups::count_role(tx.ex(), caller.spot_id, group_id, "Admin").await? <= 1 {
+        return Err(Error::invalid("role", "the last Admin of a group cannot be demoted; promote another member first"));
+    }
+    store::groups::set_membership_role(tx.ex(), caller.spot_id, group_id, member_id, role).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Removes a member from a group; the last Admin cannot be removed.
+pub async fn remove_member(db: &Db, caller: &KzCaller, group_id: Uuid, member_id: Uuid) -> Result<()> {
+    let mut tx = db.begin().await?;
+    let g = require_admin(&mut tx, caller, group_id).await?;
+    let current = store::groups::membership_role(tx.ex(), caller.spot_id, group_id, member_id)
+        .await?
+        .ok_or(Error::NotFound(Entity::SpotMember))?;
+    if g.is_smart() {
+        return Err(smart_refusal());
+    }
+    if current == "Admin" && store::groups::count_role(tx.ex(), caller.spot_id, group_id, "Admin").await? <= 1 {
+        return Err(Error::invalid("memberId", "the last Admin of a group cannot be removed; promote another member first"));
+    }
+    groups::leave(&mut tx, caller.spot_id, group_id, &[member_id]).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Stores a text message sent to a group by one of its members; returns its reference id.
+pub async fn post_message(db: &Db, caller: &KzCaller, group_id: Uuid, text: &str) -> Result<Uuid> {
+    if text.trim().is_empty() {
+        return Err(Error::invalid("message", "must not be empty"));
+    }
+    if text.chars().count() > MAX_MESSAGE_CHARS {
+        return Err(Error::invalid("message", format!("at most {MAX_MESSAGE_CHARS} characters")));
+    }
+    let mut tx = db.begin().await?;
+    require_reader(&mut tx, caller, group_id).await?;
+    let id = new_id();
+    store::kaizala::insert_message(tx.ex(), caller.spot_id, id, group_id, caller.member_id, text, now_ms()).await?;
+    tx.commit().await?;
+    Ok(id)
+}

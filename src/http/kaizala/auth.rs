@@ -1,0 +1,152 @@
+//! Kaizala authentication endpoints (`kaizala-api.md` §2, contract §6):
+//! `generatePin`, `loginWithPinAndApplicationId`, `accessToken`.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{header, lenient, KzError, KzErrorBody, KzJson};
+use crate::domain::kaizala::{self, AuthFailure, GRANTED_SCOPE, MSG_BAD_APP_CREDENTIALS, MSG_TOKEN_INVALID};
+use crate::error::Error;
+use crate::http::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(generate_pin))
+        .routes(routes!(login_with_pin))
+        .routes(routes!(access_token))
+}
+
+/// Body of `generatePin` (keys in any case; JSON5 syntax accepted).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub struct GeneratePinBody {
+    #[schema(rename = "mobileNumber")]
+    mobilenumber: Option<String>,
+    #[schema(rename = "applicationId")]
+    applicationid: Option<String>,
+}
+
+fn required(v: Option<String>, field: &str) -> Result<String, KzError> {
+    v.filter(|s| !s.trim().is_empty()).ok_or_else(|| KzError::from(Error::invalid(field, "is required")))
+}
+
+/// Send a login PIN
+///
+/// Sends a 4-digit PIN (valid 10 minutes, 5 tries) to a member of the connector's spot,
+/// through `OPENSPOT_SMS_WEBHOOK_URL` or the server log. Always `{}`: membership is not revealed.
+#[utoipa::path(post, path = "/kaizala/v1/generatePin", tag = "Kaizala: authentication", security(()),
+    request_body = GeneratePinBody,
+    responses(
+        (status = 200, description = "`{}`", body = Object),
+        (status = 400, description = "InvalidParameters", body = KzErrorBody),
+    ))]
+async fn generate_pin(
+    State(st): State<AppState>,
+    KzJson(body): KzJson<GeneratePinBody>,
+) -> Result<Json<serde_json::Value>, KzError> {
+    let mobile = required(body.mobilenumber, "mobileNumber")?;
+    let app = required(body.applicationid, "applicationId")?;
+    kaizala::generate_pin(&st.db, &st.pin_delivery, &mobile, &app).await?;
+    Ok(Json(serde_json::json!({})))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub struct LoginBody {
+    #[schema(rename = "mobileNumber")]
+    mobilenumber: Option<String>,
+    #[schema(rename = "applicationId")]
+    applicationid: Option<String>,
+    /// A number or a string.
+    #[serde(default, deserialize_with = "lenient::opt_string_or_number")]
+    #[schema(value_type = Option<String>)]
+    pin: Option<String>,
+    /// Checked when sent.
+    #[schema(rename = "applicationSecret")]
+    applicationsecret: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginResult {
+    refresh_token: String,
+    granted_scope: String,
+    /// Milliseconds since the epoch.
+    refresh_token_expiry: i64,
+    endpoint_url: String,
+}
+
+/// Exchange a PIN for a refresh token
+#[utoipa::path(post, path = "/kaizala/v1/loginWithPinAndApplicationId", tag = "Kaizala: authentication",
+    security(()), request_body = LoginBody,
+    responses(
+        (status = 200, description = "Refresh token", body = LoginResult),
+        (status = 400, description = "InvalidParameters", body = KzErrorBody),
+        (status = 401, description = "Unauthenticated (wrong PIN, connector or secret)", body = KzErrorBody),
+    ))]
+async fn login_with_pin(
+    State(st): State<AppState>,
+    KzJson(body): KzJson<LoginBody>,
+) -> Result<Json<LoginResult>, KzError> {
+    let mobile = required(body.mobilenumber, "mobileNumber")?;
+    let app = required(body.applicationid, "applicationId")?;
+    let pin = required(body.pin, "pin")?;
+    match kaizala::login_with_pin(&st.db, &mobile, &app, &pin, body.applicationsecret.as_deref()).await? {
+        Ok((token, expiry)) => Ok(Json(LoginResult {
+            refresh_token: token,
+            granted_scope: GRANTED_SCOPE.to_string(),
+            refresh_token_expiry: expiry,
+            endpoint_url: format!("{}/kaizala", st.config.public_url),
+        })),
+        Err(f) => Err(KzError::auth(f, "Invalid mobile number, PIN or application")),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessTokenResult {
+    access_token: String,
+    /// `<public-url>/kaizala`, without a trailing slash.
+    endpoint_url: String,
+    /// Milliseconds since the epoch (24 h after issue).
+    access_token_expiry: i64,
+    /// Empty, except in the last 10 % of the refresh token's life: then a new one to store.
+    refresh_token: String,
+    scope: String,
+}
+
+/// Get an access token
+///
+/// Headers `applicationId`, `applicationSecret` and `refreshToken` (any case).
+#[utoipa::path(get, path = "/kaizala/v1/accessToken", tag = "Kaizala: authentication", security(()),
+    params(
+        ("applicationId" = String, Header), ("applicationSecret" = String, Header), ("refreshToken" = String, Header),
+    ),
+    responses(
+        (status = 200, description = "Access token", body = AccessTokenResult),
+        (status = 401, description = "Unauthenticated (connector credentials) or InvalidToken (refresh token)", body = KzErrorBody),
+    ))]
+async fn access_token(State(st): State<AppState>, headers: HeaderMap) -> Result<Json<AccessTokenResult>, KzError> {
+    let (Some(app), Some(secret)) = (header(&headers, "applicationid"), header(&headers, "applicationsecret")) else {
+        return Err(KzError::auth(AuthFailure::Unauthenticated, MSG_BAD_APP_CREDENTIALS));
+    };
+    let Some(refresh) = header(&headers, "refreshtoken") else {
+        return Err(KzError::auth(AuthFailure::InvalidToken, MSG_TOKEN_INVALID));
+    };
+    match kaizala::access_token(&st.db, app, secret, refresh).await? {
+        Ok(g) => Ok(Json(AccessTokenResult {
+            access_token: g.access_token,
+            endpoint_url: format!("{}/kaizala", st.config.public_url),
+            access_token_expiry: g.expires_at,
+            refresh_token: g.new_refresh_token.unwrap_or_default(),
+            scope: "token.write".into(),
+        })),
+        Err(AuthFailure::Unauthenticated) => Err(KzError::auth(AuthFailure::Unauthenticated, MSG_BAD_APP_CREDENTIALS)),
+        Err(AuthFailure::InvalidToken) => Err(KzError::auth(AuthFailure::InvalidToken, MSG_TOKEN_INVALID)),
+    }
+}

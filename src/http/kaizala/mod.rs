@@ -1,0 +1,300 @@
+//! The Kaizala connectors API dialect under `/kaizala` (`kaizala-api.md` §1–4,
+//! contract §6): a thin adapter over the same domain as `/v1`.
+//!
+//! What makes it Kaizala: lenient request bodies ([`lenient`]), token auth from the
+//! `accessToken` header (any case) or `Authorization: Bearer`, the error body
+//! `{message, errorCode, errorCategoryKey}`, per-connector and per-spot throttling,
+//! and paths as real clients write them (`subgroups` in any case, `@1` id suffixes,
+//! a doubled slash after the base URL), normalised by [`normalize_path`] before routing.
+
+pub mod auth;
+pub mod groups;
+pub mod lenient;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use uuid::Uuid;
+
+use super::AppState;
+use crate::domain::kaizala::{AuthFailure, KzCaller, MSG_TOKEN_INVALID, MSG_TOKEN_MISSING};
+use crate::domain::rate_limit::MINUTE_MS;
+use crate::error::{Entity, Error};
+
+/// Calls per minute per connector and per spot (kaizala-api.md §1.6).
+pub const PER_CONNECTOR_PER_MINUTE: i64 = 100;
+pub const PER_SPOT_PER_MINUTE: i64 = 300;
+
+pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(groups::routes().route_layer(axum::middleware::from_fn_with_state(state, guard)))
+        .merge(auth::routes())
+}
+
+/// The Kaizala error body.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KzErrorBody {
+    #[schema(example = "Invalid token. Failure reason:Token validation failed due to unknown reason!")]
+    pub message: String,
+    #[schema(example = "InvalidToken")]
+    pub error_code: String,
+    #[schema(example = "AuthException")]
+    pub error_category_key: String,
+}
+
+/// An error on its way out of a Kaizala handler.
+#[derive(Debug)]
+pub struct KzError {
+    status: StatusCode,
+    message: String,
+    code: &'static str,
+    category: &'static str,
+    retry_after_s: Option<u64>,
+}
+
+impl KzError {
+    pub fn auth(failure: AuthFailure, message: &str) -> Self {
+        let code = match failure {
+            AuthFailure::InvalidToken => "InvalidToken",
+            AuthFailure::Unauthenticated => "Unauthenticated",
+        };
+        KzError {
+            status: StatusCode::UNAUTHORIZED,
+            message: message.to_string(),
+            code,
+            category: "AuthException",
+            retry_after_s: None,
+        }
+    }
+}
+
+impl<E: Into<Error>> From<E> for KzError {
+    fn from(e: E) -> Self {
+        let e: Error = e.into();
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let (code, category) = match &e {
+            Error::Invalid { .. } | Error::BadRequest(_) | Error::Conflict(_) | Error::TooLarge => {
+                ("InvalidParameters", "ClientException")
+            }
+            Error::NotFound(Entity::Group) => ("GroupNotFound", "ClientException"),
+            Error::NotFound(Entity::SpotMember) => ("MemberNotFound", "ClientException"),
+            Error::NotFound(_) => ("ResourceNotFound", "ClientException"),
+            Error::Unauthorized(_) => ("InvalidToken", "AuthException"),
+            Error::Forbidden(_) => ("AccessDenied", "AuthException"),
+            Error::RateLimited { .. } => ("Throttled", "ClientException"),
+            Error::Unavailable(_) | Error::Internal(_) => ("InternalServerError", "ServerException"),
+        };
+        let message = match &e {
+            Error::Internal(inner) => {
+                tracing::error!(error = ?inner, "internal error");
+                "Internal server error".to_string()
+            }
+            other => other.to_string(),
+        };
+        let retry_after_s = match e {
+            Error::RateLimited { retry_after_s } => Some(retry_after_s),
+            _ => None,
+        };
+        KzError { status, message, code, category, retry_after_s }
+    }
+}
+
+impl IntoResponse for KzError {
+    fn into_response(self) -> Response {
+        let body = KzErrorBody {
+            message: self.message,
+            error_code: self.code.to_string(),
+            error_category_key: self.category.to_string(),
+        };
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(s) = self.retry_after_s {
+            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+                resp.headers_mut().insert("retry-after", v);
+            }
+        }
+        resp
+    }
+}
+
+/// A lenient JSON body (JSON5 syntax, keys lower-cased; see [`lenient`]). DTOs name
+/// their fields in lower case (`#[serde(rename_all = "lowercase")]`).
+pub struct KzJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for KzJson<T> {
+    type Rejection = KzError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                KzError::from(Error::TooLarge)
+            } else {
+                KzError::from(Error::BadRequest("cannot read the request body".into()))
+            }
+        })?;
+        let value = lenient::parse_lenient_body(&bytes).map_err(|e| KzError::from(Error::BadRequest(e.to_string())))?;
+        serde_path_to_error::deserialize(value).map(KzJson).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "body".to_string() } else { path };
+            KzError::from(Error::invalid(field, e.into_inner().to_string()))
+        })
+    }
+}
+
+/// The caller, set by [`guard`].
+pub struct Caller(pub KzCaller);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = KzError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<KzCaller>()
+            .cloned()
+            .map(Caller)
+            .ok_or_else(|| KzError::auth(AuthFailure::InvalidToken, MSG_TOKEN_MISSING))
+    }
+}
+
+/// A header by name, any case (HTTP header names are case-insensitive already).
+pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+}
+
+fn access_token_of(headers: &HeaderMap) -> Option<&str> {
+    header(headers, "accesstoken").or_else(|| {
+        let raw = header(headers, "authorization")?;
+        let (scheme, rest) = raw.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim()).filter(|t| !t.is_empty())
+    })
+}
+
+/// Authenticates the access token and applies the Kaizala throttles.
+async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(token) = access_token_of(req.headers()) else {
+        return KzError::auth(AuthFailure::InvalidToken, MSG_TOKEN_MISSING).into_response();
+    };
+    let caller = match st.kz_tokens.authenticate(&st.db, token).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(f)) => return KzError::auth(f, MSG_TOKEN_INVALID).into_response(),
+        Err(e) => return KzError::from(e).into_response(),
+    };
+    let conn_scope = format!("kz:connector:{}", caller.connector_id);
+    for (scope, limit) in [(conn_scope.as_str(), PER_CONNECTOR_PER_MINUTE), ("kz:spot", PER_SPOT_PER_MINUTE)] {
+        match st.limiter.check(&st.db, caller.spot_id, scope, limit, MINUTE_MS).await {
+            Ok(d) if d.allowed => {}
+            Ok(d) => return KzError::from(Error::RateLimited { retry_after_s: d.reset_s }).into_response(),
+            Err(e) => return KzError::from(e).into_response(),
+        }
+    }
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+/// A group id from a path or body: a UUID, optionally with an `@<n>` suffix.
+pub fn group_id(raw: &str) -> Result<Uuid, KzError> {
+    let base = raw.trim().split('@').next().unwrap_or_default();
+    Uuid::parse_str(base).map_err(|_| KzError::from(Error::NotFound(Entity::Group)))
+}
+
+pub fn member_id(raw: &str) -> Result<Uuid, KzError> {
+    Uuid::parse_str(raw.trim()).map_err(|_| KzError::from(Error::NotFound(Entity::SpotMember)))
+}
+
+/// Rewrites a `/kaizala` request path as real clients write it into the routed form:
+/// a doubled slash after `/kaizala` is collapsed, a `subgroups` segment in any case
+/// becomes `subGroups`, and an `@<n>` (or `%40<n>`) suffix of a segment is dropped.
+/// Empty segments inside the path are kept (they must not match a route).
+pub fn normalize_path(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/kaizala")?;
+    if !rest.is_empty() && !rest.starts_with('/') {
+        return None;
+    }
+    let rest = rest.strip_prefix("//").map(|r| format!("/{r}")).unwrap_or_else(|| rest.to_string());
+    let segments: Vec<String> = rest
+        .split('/')
+        .map(|seg| {
+            if seg.eq_ignore_ascii_case("subgroups") {
+                return "subGroups".to_string();
+            }
+            let cut = seg.find('@').or_else(|| seg.to_ascii_lowercase().find("%40"));
+            match cut {
+                Some(i) if i > 0 && seg[i..].trim_start_matches('@').trim_start_matches("%40").chars().all(|c| c.is_ascii_digit()) => {
+                    seg[..i].to_string()
+                }
+                _ => seg.to_string(),
+            }
+        })
+        .collect();
+    let normalized = format!("/kaizala{}", segments.join("/"));
+    (normalized != path).then_some(normalized)
+}
+
+/// Applies [`normalize_path`] to a request's URI (before routing).
+pub fn normalize_request<B>(mut req: axum::http::Request<B>) -> axum::http::Request<B> {
+    if let Some(path) = normalize_path(req.uri().path()) {
+        let pq = match req.uri().query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        let mut parts = req.uri().clone().into_parts();
+        if let Ok(p) = pq.parse() {
+            parts.path_and_query = Some(p);
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
+    }
+    req
+}
+
+/// A boolean query flag read leniently: any key case, `true`/`1`/`yes`.
+pub fn query_flag(uri: &Uri, names: &[&str]) -> bool {
+    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).any(|(k, v)| {
+        names.iter().any(|n| k.eq_ignore_ascii_case(n)) && matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_normalized_as_clients_write_them() {
+        let g = "df91cb37-97bf-4ccd-a8c2-b2a3ba5eac62";
+        assert_eq!(normalize_path(&format!("/kaizala/v1/groups/{g}@1/members")), Some(format!("/kaizala/v1/groups/{g}/members")));
+        assert_eq!(normalize_path(&format!("/kaizala/v1/groups/{g}%401")), Some(format!("/kaizala/v1/groups/{g}")));
+        assert_eq!(normalize_path(&format!("/kaizala/v1/groups/{g}/subgroups")), Some(format!("/kaizala/v1/groups/{g}/subGroups")));
+        assert_eq!(normalize_path(&format!("/kaizala/v1/groups/{g}/SUBGROUPS")), Some(format!("/kaizala/v1/groups/{g}/subGroups")));
+        assert_eq!(normalize_path("/kaizala//v1/groups"), Some("/kaizala/v1/groups".into()));
+        assert_eq!(normalize_path("/kaizala/v1/groups//subscribers/remove"), None);
+        assert_eq!(normalize_path("/kaizala/v1/groups"), None);
+        assert_eq!(normalize_path("/v1/groups/x@1"), None);
+        assert_eq!(normalize_path("/kaizalax/v1"), None);
+    }
+
+    #[test]
+    fn tokens_come_from_access_token_or_bearer() {
+        let mut h = HeaderMap::new();
+        assert_eq!(access_token_of(&h), None);
+        h.insert("authorization", HeaderValue::from_static("Bearer abc"));
+        assert_eq!(access_token_of(&h), Some("abc"));
+        h.insert("AccessToken", HeaderValue::from_static("xyz"));
+        assert_eq!(access_token_of(&h), Some("xyz"));
+    }
+
+    #[test]
+    fn group_ids_accept_suffixes() {
+        assert!(group_id("df91cb37-97bf-4ccd-a8c2-b2a3ba5eac62@2").is_ok());
+        assert!(group_id("nope").is_err());
+    }
+}
