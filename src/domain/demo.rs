@@ -5,7 +5,7 @@
 use uuid::Uuid;
 
 use super::groups::{self, NewGroup};
-use super::{custom_roles, members, spots};
+use super::{courses, custom_roles, members, spots};
 use crate::error::Result;
 use crate::store::Db;
 
@@ -78,5 +78,18 @@ pub async fn seed(db: &Db) -> Result<(Uuid, String)> {
         },
     )
     .await?;
+    let course = courses::create_course(
+        db,
+        spot.id,
+        courses::CourseInput {
+            title: Some("Welcome to the community".into()),
+            description: Some(Some("Start here".into())),
+            status: Some("Published".into()),
+            privacy: Some("Public".into()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    courses::link_groups(db, spot.id, course.id, &[pioneers.id.to_string()]).await?;
     Ok((spot.id, key))
 }

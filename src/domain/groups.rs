@@ -317,6 +317,7 @@ pub async fn join(
     .await?;
     if added {
         store::groups::add_member_count(tx.ex(), spot_id, group_id, 1).await?;
+        super::courses::invite_joiner(tx, spot_id, group_id, member_id).await?;
     }
     Ok(added)
 }

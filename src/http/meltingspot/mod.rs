@@ -2,6 +2,7 @@
 //! Each resource module owns its wire DTOs and handlers; this module guards them with
 //! API-key auth and the per-spot rate limits (contract §3).
 
+pub mod courses;
 pub mod custom_roles;
 pub mod groups;
 pub mod members;
@@ -22,6 +23,7 @@ pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
         .merge(members::routes())
         .merge(custom_roles::routes())
         .merge(groups::routes())
+        .merge(courses::routes())
         .route_layer(axum::middleware::from_fn_with_state(state, guard))
 }
 

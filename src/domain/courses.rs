@@ -1,0 +1,446 @@
+//! Courses and learner progress (`meltingspot-api.md` §3.10, §5.8; contract §4, §8
+//! "Courses").
+//!
+//! A participant moves Invited → Started → Completed, or to Unenrolled from anywhere;
+//! re-inviting an Unenrolled member makes them Invited again. The server sets every
+//! timestamp. A course linked to groups invites their current members (in batched
+//! multi-row inserts, so a 100,000-member group links inside one request) and every
+//! member who joins a linked group later ([`invite_joiner`], called by
+//! `groups::join`).
+
+use std::collections::HashSet;
+
+use uuid::Uuid;
+
+use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
+use super::{new_id, now_ms};
+use crate::error::{Entity, Error, Result};
+use crate::store::{self, Db, Tx};
+
+pub const STATUSES: &[&str] = &["Draft", "Published"];
+pub const PRIVACIES: &[&str] = &["Public", "Secret"];
+pub const NAVIGATION_MODES: &[&str] = &["Flexible", "Sequential"];
+pub const PARTICIPANT_STATUSES: &[&str] = &["Invited", "Started", "Completed", "Unenrolled"];
+pub const MAX_BULK: usize = 200;
+/// Rows per multi-row insert when inviting a whole group.
+pub const INVITE_BATCH: usize = 500;
+
+pub const COURSE_FILTERS: &[FieldSpec] = &[
+    FieldSpec { field: "status", column: "status", kind: Kind::Enum(STATUSES), ops: &[Op::Eq] },
+    FieldSpec { field: "privacy", column: "privacy", kind: Kind::Enum(PRIVACIES), ops: &[Op::Eq] },
+];
+
+pub const PARTICIPANT_FILTERS: &[FieldSpec] = &[
+    FieldSpec { field: "firstname", column: "m.firstname", kind: Kind::Text, ops: &[Op::In] },
+    FieldSpec { field: "lastname", column: "m.lastname", kind: Kind::Text, ops: &[Op::In] },
+    FieldSpec { field: "email", column: "m.email_norm", kind: Kind::TextLower, ops: &[Op::In] },
+    FieldSpec { field: "status", column: "p.status", kind: Kind::Enum(PARTICIPANT_STATUSES), ops: &[Op::Eq, Op::In] },
+];
+
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct Course {
+    pub spot_id: Uuid,
+    pub id: Uuid,
+    pub title: String,
+    pub description: Option<String>,
+    pub privacy: String,
+    pub status: String,
+    pub navigation_mode: String,
+    pub participant_count: i64,
+}
+
+/// A participant with the member fields the wire object denormalises.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct Participant {
+    pub spot_id: Uuid,
+    pub id: Uuid,
+    pub course_id: Uuid,
+    pub member_id: Uuid,
+    pub status: String,
+    pub invited_by: Option<Uuid>,
+    pub invited_at: i64,
+    pub started_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub unenrolled_at: Option<i64>,
+    pub last_activity_at: Option<i64>,
+    pub completion_rate: i64,
+    pub member_email: Option<String>,
+    pub member_firstname: String,
+    pub member_lastname: String,
+}
+
+fn check_enum(field: &str, value: &str, allowed: &[&str]) -> Result<String> {
+    if allowed.contains(&value) {
+        Ok(value.to_string())
+    } else {
+        Err(Error::invalid(field, format!("must be one of {}", allowed.join(", "))))
+    }
+}
+
+/// Fields of a course as a client sends them (create: title required; update: all optional).
+#[derive(Clone, Debug, Default)]
+pub struct CourseInput {
+    pub title: Option<String>,
+    pub description: Option<Option<String>>,
+    pub status: Option<String>,
+    pub privacy: Option<String>,
+    pub navigation_mode: Option<String>,
+}
+
+fn apply(c: &mut Course, input: CourseInput) -> Result<()> {
+    if let Some(t) = input.title {
+        let t = t.trim().to_string();
+        if t.is_empty() {
+            return Err(Error::invalid("title", "must not be empty"));
+        }
+        c.title = t;
+    }
+    if let Some(d) = input.description {
+        c.description = d;
+    }
+    if let Some(s) = input.status {
+        c.status = check_enum("status", &s, STATUSES)?;
+    }
+    if let Some(p) = input.privacy {
+        c.privacy = check_enum("privacy", &p, PRIVACIES)?;
+    }
+    if let Some(n) = input.navigation_mode {
+        c.navigation_mode = check_enum("navigationMode", &n, NAVIGATION_MODES)?;
+    }
+    Ok(())
+}
+
+pub async fn list_courses(db: &Db, spot_id: Uuid, q: &ListQuery) -> Result<(Vec<Course>, i64)> {
+    let preds = filter::validate(&q.filters, COURSE_FILTERS)?;
+    let mut c = db.conn().await?;
+    Ok(store::courses::list_courses(c.ex(), spot_id, &preds, q.offset(), i64::from(q.limit)).await?)
+}
+
+pub async fn get_course(db: &Db, spot_id: Uuid, id: Uuid) -> Result<Course> {
+    let mut c = db.conn().await?;
+    store::courses::get_course(c.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Course))
+}
+
+/// `POST /v1/courses` (extension): defaults Draft, Secret, Flexible.
+pub async fn create_course(db: &Db, spot_id: Uuid, input: CourseInput) -> Result<Course> {
+    if input.title.as_deref().is_none_or(|t| t.trim().is_empty()) {
+        return Err(Error::invalid("title", "is required"));
+    }
+    let mut course = Course {
+        spot_id,
+        id: new_id(),
+        title: String::new(),
+        description: None,
+        privacy: "Secret".into(),
+        status: "Draft".into(),
+        navigation_mode: "Flexible".into(),
+        participant_count: 0,
+    };
+    apply(&mut course, input)?;
+    let mut tx = db.begin().await?;
+    store::courses::insert_course(tx.ex(), &course, now_ms()).await?;
+    tx.commit().await?;
+    Ok(course)
+}
+
+pub async fn update_course(db: &Db, spot_id: Uuid, id: Uuid, input: CourseInput) -> Result<Course> {
+    let mut tx = db.begin().await?;
+    let mut course = store::courses::get_course(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Course))?;
+    apply(&mut course, input)?;
+    store::courses::update_course(tx.ex(), &course).await?;
+    tx.commit().await?;
+    Ok(course)
+}
+
+/// Deletes a course; its participants and group links go with it.
+pub async fn delete_course(db: &Db, spot_id: Uuid, id: Uuid) -> Result<()> {
+    let mut tx = db.begin().await?;
+    if !store::courses::delete_course(tx.ex(), spot_id, id).await? {
+        return Err(Error::NotFound(Entity::Course));
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn course_in(tx: &mut Tx, spot_id: Uuid, id: Uuid) -> Result<Course> {
+    store::courses::get_course(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Course))
+}
+
+pub async fn list_participants(
+    db: &Db,
+    spot_id: Uuid,
+    course_id: Uuid,
+    q: &ListQuery,
+) -> Result<(Vec<Participant>, i64)> {
+    let preds = filter::validate(&q.filters, PARTICIPANT_FILTERS)?;
+    let mut c = db.conn().await?;
+    let course =
+        store::courses::get_course(c.ex(), spot_id, course_id).await?.ok_or(Error::NotFound(Entity::Course))?;
+    let items =
+        store::courses::list_participants(c.ex(), spot_id, course_id, &preds, q.offset(), i64::from(q.limit)).await?;
+    let total = if preds.is_empty() {
+        course.participant_count
+    } else {
+        store::courses::count_participants(c.ex(), spot_id, course_id, &preds).await?
+    };
+    Ok((items, total))
+}
+
+pub async fn get_participant(db: &Db, spot_id: Uuid, course_id: Uuid, id: Uuid) -> Result<Participant> {
+    let mut c = db.conn().await?;
+    store::courses::get_course(c.ex(), spot_id, course_id).await?.ok_or(Error::NotFound(Entity::Course))?;
+    store::courses::get_participant(c.ex(), spot_id, course_id, id)
+        .await?
+        .ok_or(Error::NotFound(Entity::CourseParticipant))
+}
+
+/// Invites members (inside the caller's transaction): new participants are created,
+/// Unenrolled ones become Invited again when `reinvite_unenrolled` (an explicit
+/// invitation; group links leave them Unenrolled), others stay as they are. Returns
+/// the participants that are new or re-invited.
+async fn invite_in(
+    tx: &mut Tx,
+    spot_id: Uuid,
+    course_id: Uuid,
+    member_ids: &[Uuid],
+    invited_by: Option<Uuid>,
+    reinvite_unenrolled: bool,
+) -> Result<Vec<Participant>> {
+    let now = now_ms();
+    let existing = store::courses::participants_of_members(tx.ex(), spot_id, course_id, member_ids).await?;
+    let mut changed = HashSet::new();
+    for p in existing.iter().filter(|p| reinvite_unenrolled && p.status == "Unenrolled") {
+        let mut p = p.clone();
+        p.status = "Invited".into();
+        p.invited_at = now;
+        p.invited_by = invited_by;
+        p.started_at = None;
+        p.completed_at = None;
+        p.unenrolled_at = None;
+        p.completion_rate = 0;
+        store::courses::update_participant(tx.ex(), &p).await?;
+        changed.insert(p.member_id);
+    }
+    let known: HashSet<Uuid> = existing.iter().map(|p| p.member_id).collect();
+    let fresh: Vec<(Uuid, Uuid)> =
+        member_ids.iter().filter(|m| !known.contains(m)).map(|m| (new_id(), *m)).collect();
+    for chunk in fresh.chunks(INVITE_BATCH) {
+        let n = store::courses::insert_invited(tx.ex(), spot_id, course_id, chunk, invited_by, now).await?;
+        store::courses::add_participant_count(tx.ex(), spot_id, course_id, n as i64).await?;
+    }
+    changed.extend(fresh.iter().map(|(_, m)| *m));
+    let ids: Vec<Uuid> = changed.into_iter().collect();
+    Ok(store::courses::participants_of_members(tx.ex(), spot_id, course_id, &ids).await?)
+}
+
+async fn check_inviter(tx: &mut Tx, spot_id: Uuid, invited_by: Option<Uuid>) -> Result<()> {
+    if let Some(by) = invited_by {
+        if store::members::get(tx.ex(), spot_id, by).await?.is_none() {
+            return Err(Error::invalid("invitedBySpotMemberId", format!("no spot member '{by}'")));
+        }
+    }
+    Ok(())
+}
+
+/// `POST …/participants`: (participant, true) when newly invited, (existing, false) otherwise.
+pub async fn invite_participant(
+    db: &Db,
+    spot_id: Uuid,
+    course_id: Uuid,
+    member_id: Uuid,
+    invited_by: Option<Uuid>,
+) -> Result<(Participant, bool)> {
+    let mut tx = db.begin().await?;
+    course_in(&mut tx, spot_id, course_id).await?;
+    store::members::get(tx.ex(), spot_id, member_id).await?.ok_or(Error::NotFound(Entity::SpotMember))?;
+    check_inviter(&mut tx, spot_id, invited_by).await?;
+    let invited = invite_in(&mut tx, spot_id, course_id, &[member_id], invited_by, true).await?;
+    let out = match invited.into_iter().next() {
+        Some(p) => (p, true),
+        None => {
+            let existing = store::courses::participants_of_members(tx.ex(), spot_id, course_id, &[member_id]).await?;
+            let p = existing.into_iter().next().ok_or(Error::NotFound(Entity::CourseParticipant))?;
+            (p, false)
+        }
+    };
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// `POST …/participants~bulkInvite`: any unknown or foreign id → 400 naming them and
+/// nothing written; otherwise (new or re-invited participants, all participants asked for).
+pub async fn bulk_invite(
+    db: &Db,
+    spot_id: Uuid,
+    course_id: Uuid,
+    raw_ids: &[String],
+    invited_by: Option<Uuid>,
+) -> Result<(Vec<Participant>, Vec<Participant>)> {
+    if raw_ids.is_empty() {
+        return Err(Error::invalid("spotMemberIds", "must contain at least 1 id"));
+    }
+    if raw_ids.len() > MAX_BULK {
+        return Err(Error::TooLarge);
+    }
+    let mut ids = Vec::new();
+    let mut bad = Vec::new();
+    for r in raw_ids {
+        match Uuid::parse_str(r.trim()) {
+            Ok(id) if !ids.contains(&id) => ids.push(id),
+            Ok(_) => {}
+            Err(_) => bad.push(r.clone()),
+        }
+    }
+    let mut tx = db.begin().await?;
+    course_in(&mut tx, spot_id, course_id).await?;
+    check_inviter(&mut tx, spot_id, invited_by).await?;
+    let found: HashSet<Uuid> = store::members::get_many(tx.ex(), spot_id, &ids).await?.into_iter().map(|m| m.id).collect();
+    bad.extend(ids.iter().filter(|id| !found.contains(id)).map(|id| id.to_string()));
+    if !bad.is_empty() {
+        return Err(Error::invalid("spotMemberIds", format!("unknown spot members: {}", bad.join(", "))));
+    }
+    let invited = invite_in(&mut tx, spot_id, course_id, &ids, invited_by, true).await?;
+    let all = store::courses::participants_of_members(tx.ex(), spot_id, course_id, &ids).await?;
+    tx.commit().await?;
+    Ok((invited, all))
+}
+
+/// Learner progress (`PUT …/participants/{id}`, extension): allowed moves are
+/// Invited→Started→Completed and any→Unenrolled; 409 names both statuses otherwise.
+pub async fn update_progress(
+    db: &Db,
+    spot_id: Uuid,
+    course_id: Uuid,
+    id: Uuid,
+    status: Option<String>,
+    completion_rate: Option<i64>,
+) -> Result<Participant> {
+    if let Some(s) = &status {
+        check_enum("status", s, &["Started", "Completed", "Unenrolled"])?;
+    }
+    if let Some(r) = completion_rate {
+        if !(0..=100).contains(&r) {
+            return Err(Error::invalid("completionRate", "must be an integer from 0 to 100"));
+        }
+    }
+    if status.is_none() && completion_rate.is_none() {
+        return Err(Error::invalid("body", "send status and/or completionRate"));
+    }
+    let mut tx = db.begin().await?;
+    course_in(&mut tx, spot_id, course_id).await?;
+    let mut p = store::courses::get_participant(tx.ex(), spot_id, course_id, id)
+        .await?
+        .ok_or(Error::NotFound(Entity::CourseParticipant))?;
+    let now = now_ms();
+    if let Some(to) = status.as_deref() {
+        let from = p.status.as_str();
+        let allowed = matches!((from, to), ("Invited", "Started") | ("Started", "Completed") | ("Started", "Started"))
+            || (to == "Unenrolled" && from != "Unenrolled")
+            || from == to && to == "Completed";
+        if !allowed {
+            return Err(Error::Conflict(format!("A participant cannot move from {from} to {to}")));
+        }
+        match to {
+            "Started" if p.started_at.is_none() => p.started_at = Some(now),
+            "Completed" => {
+                p.completed_at = p.completed_at.or(Some(now));
+                p.completion_rate = 100;
+            }
+            "Unenrolled" => p.unenrolled_at = Some(now),
+            _ => {}
+        }
+        p.status = to.to_string();
+    }
+    if let Some(r) = completion_rate {
+        match p.status.as_str() {
+            "Started" => p.completion_rate = r,
+            "Completed" if r == 100 => {}
+            other => {
+                return Err(Error::Conflict(format!(
+                    "completionRate can change only while Started (the participant is {other})"
+                )))
+            }
+        }
+    }
+    p.last_activity_at = Some(now);
+    store::courses::update_participant(tx.ex(), &p).await?;
+    tx.commit().await?;
+    Ok(p)
+}
+
+fn parse_group_ids(raw: &[String]) -> Result<Vec<Uuid>> {
+    if raw.is_empty() {
+        return Err(Error::invalid("groupIds", "must contain at least 1 id"));
+    }
+    if raw.len() > MAX_BULK {
+        return Err(Error::TooLarge);
+    }
+    let mut ids = Vec::new();
+    let mut bad = Vec::new();
+    for r in raw {
+        match Uuid::parse_str(r.trim()) {
+            Ok(id) => {
+                if !ids.contains(&id) {
+                    ids.push(id)
+                }
+            }
+            Err(_) => bad.push(r.clone()),
+        }
+    }
+    if !bad.is_empty() {
+        return Err(Error::invalid("groupIds", format!("unknown groups: {}", bad.join(", "))));
+    }
+    Ok(ids)
+}
+
+async fn check_groups(tx: &mut Tx, spot_id: Uuid, ids: &[Uuid]) -> Result<()> {
+    let found: HashSet<Uuid> = store::groups::get_many(tx.ex(), spot_id, ids).await?.into_iter().map(|g| g.id).collect();
+    let missing: Vec<String> = ids.iter().filter(|id| !found.contains(id)).map(|id| id.to_string()).collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::invalid("groupIds", format!("unknown groups: {}", missing.join(", "))))
+    }
+}
+
+/// `groups~bulkAdd`: links groups and invites all their current members.
+pub async fn link_groups(db: &Db, spot_id: Uuid, course_id: Uuid, raw: &[String]) -> Result<()> {
+    let ids = parse_group_ids(raw)?;
+    let mut tx = db.begin().await?;
+    course_in(&mut tx, spot_id, course_id).await?;
+    check_groups(&mut tx, spot_id, &ids).await?;
+    for gid in &ids {
+        store::courses::link_group(tx.ex(), spot_id, course_id, *gid).await?;
+        let mut after = None;
+        loop {
+            let batch = store::courses::group_member_ids(tx.ex(), spot_id, *gid, after, 5000).await?;
+            let Some(last) = batch.last().copied() else { break };
+            invite_in(&mut tx, spot_id, course_id, &batch, None, false).await?;
+            after = Some(last);
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `groups~bulkRemove`: stops inviting future members; participants stay.
+pub async fn unlink_groups(db: &Db, spot_id: Uuid, course_id: Uuid, raw: &[String]) -> Result<()> {
+    let ids = parse_group_ids(raw)?;
+    let mut tx = db.begin().await?;
+    course_in(&mut tx, spot_id, course_id).await?;
+    check_groups(&mut tx, spot_id, &ids).await?;
+    for gid in &ids {
+        store::courses::unlink_group(tx.ex(), spot_id, course_id, *gid).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Invites a member who just joined `group_id` to every course linked to it
+/// (inside the joining transaction).
+pub async fn invite_joiner(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_id: Uuid) -> Result<()> {
+    for course_id in store::courses::courses_of_group(tx.ex(), spot_id, group_id).await? {
+        invite_in(tx, spot_id, course_id, &[member_id], None, false).await?;
+    }
+    Ok(())
+}
