@@ -1,0 +1,264 @@
+//! On-demand load benchmark (not part of `cargo test`):
+//!
+//! ```sh
+//! cargo bench --bench load                       # 100,000 members on SQLite
+//! OPENSPOT_BENCH_MEMBERS=1000000 cargo bench --bench load
+//! OPENSPOT_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1/bench cargo bench --bench load
+//! ```
+//!
+//! Seeds one spot with N members, starts a real server on a loopback port and drives
+//! it with concurrent HTTP clients. Every figure is reported with its ratio to the
+//! baseline measured in the same run (GET one member by id), so results compare across
+//! machines. It also times what the design avoids (a `COUNT(*)` over the spot), the cost
+//! of smart groups per member change, and linking a large group to a course.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openspot::domain::auth::Limits;
+use openspot::store::Db;
+use openspot::{AppState, Config};
+use serde_json::json;
+use uuid::Uuid;
+
+const WORKERS: usize = 8;
+const RUN: Duration = Duration::from_secs(3);
+
+struct Bench {
+    base: String,
+    key: String,
+    client: reqwest::Client,
+}
+
+impl Bench {
+    /// Requests per second over `RUN` with `WORKERS` concurrent clients.
+    async fn rate(&self, label: &str, make: impl Fn(u64) -> (reqwest::Method, String, Option<serde_json::Value>) + Send + Sync + 'static) -> f64 {
+        let make = Arc::new(make);
+        let done = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..WORKERS {
+            let (client, base, key, make, done, errors) =
+                (self.client.clone(), self.base.clone(), self.key.clone(), make.clone(), done.clone(), errors.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut i = w as u64;
+                while start.elapsed() < RUN {
+                    let (method, path, body) = make(i);
+                    let mut rb = client.request(method, format!("{base}{path}")).header("authorization", &key);
+                    if let Some(b) = body {
+                        rb = rb.json(&b);
+                    }
+                    match rb.send().await {
+                        Ok(r) if r.status().is_success() => {
+                            let _ = r.bytes().await;
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    i += WORKERS as u64;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let rate = done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
+        let errs = errors.load(Ordering::Relaxed);
+        eprintln!("  {label:<48} {rate:>9.0} req/s{}", if errs > 0 { format!("  ({errs} errors)") } else { String::new() });
+        rate
+    }
+}
+
+async fn exec(db: &Db, sql: &str) {
+    match db {
+        Db::Sqlite(p) => {
+            sqlx::query(sql).execute(p).await.unwrap();
+        }
+        Db::Postgres(p) => {
+            sqlx::query(sql).execute(p).await.unwrap();
+        }
+    }
+}
+
+/// Inserts `n` members with multi-row statements (the bench seeds below the API).
+async fn seed_members(db: &Db, spot: Uuid, n: usize) -> Vec<Uuid> {
+    let now = openspot::domain::now_ms();
+    let mut ids = Vec::with_capacity(n);
+    let chunk = 500;
+    let mut i = 0;
+    while i < n {
+        let m = chunk.min(n - i);
+        let mut sql = String::from(
+            "INSERT INTO members (spot_id, id, email, email_norm, firstname, lastname, status, invited_at, registered_at, updated_at) VALUES ",
+        );
+        for j in 0..m {
+            let id = Uuid::now_v7();
+            ids.push(id);
+            let k = i + j;
+            let (spot_lit, id_lit) = match db {
+                Db::Sqlite(_) => (format!("X'{}'", spot.simple()), format!("X'{}'", id.simple())),
+                Db::Postgres(_) => (format!("'{spot}'"), format!("'{id}'")),
+            };
+            let status = if k % 3 == 0 { "Accepted" } else { "Invited" };
+            let reg = if k % 3 == 0 { (now - 1000).to_string() } else { "NULL".into() };
+            if j > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "({spot_lit}, {id_lit}, 'm{k}@bench.io', 'm{k}@bench.io', 'First{}', 'Last{}', '{status}', {}, {reg}, {now})",
+                k % 1000,
+                k % 997,
+                now - (n - k) as i64
+            ));
+        }
+        exec(db, &sql).await;
+        i += m;
+    }
+    let lit = match db {
+        Db::Sqlite(_) => format!("X'{}'", spot.simple()),
+        Db::Postgres(_) => format!("'{spot}'"),
+    };
+    exec(db, &format!("UPDATE spots SET member_count = {n} WHERE id = {lit}")).await;
+    ids
+}
+
+async fn count_scan_ms(db: &Db, spot: Uuid) -> f64 {
+    let start = Instant::now();
+    let runs = 5;
+    for _ in 0..runs {
+        let _: i64 = match db {
+            Db::Sqlite(p) => sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE spot_id = $1").bind(spot).fetch_one(p).await.unwrap(),
+            Db::Postgres(p) => sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE spot_id = $1").bind(spot).fetch_one(p).await.unwrap(),
+        };
+    }
+    start.elapsed().as_secs_f64() * 1000.0 / runs as f64
+}
+
+#[tokio::main]
+async fn main() {
+    let n: usize = std::env::var("OPENSPOT_BENCH_MEMBERS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let url = std::env::var("OPENSPOT_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("bench.db").display()));
+    let db = Db::connect_and_migrate(&url).await.unwrap();
+    let (spot, key) = openspot::domain::spots::create_spot(&db, "bench").await.unwrap();
+    eprintln!("openspot load benchmark: {n} members, {WORKERS} concurrent clients, {}s per scenario, {}", RUN.as_secs(), db.backend_name());
+    let t = Instant::now();
+    let ids = Arc::new(seed_members(&db, spot.id, n).await);
+    eprintln!("  seeded {n} members in {:.1}s", t.elapsed().as_secs_f64());
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut config = Config::new(addr, None);
+    config.default_limits = Limits { per_10s: i64::MAX / 4, per_day: i64::MAX / 4 };
+    let state = AppState::new(db.clone(), config).unwrap();
+    tokio::spawn(openspot::serve(state, listener, std::future::pending()));
+    let bench = Bench { base: format!("http://{addr}"), key, client: reqwest::Client::new() };
+
+    eprintln!("reads:");
+    let ids2 = ids.clone();
+    let baseline = bench
+        .rate("GET /v1/spotMembers/{id} (baseline)", move |i| {
+            (reqwest::Method::GET, format!("/v1/spotMembers/{}", ids2[(i as usize * 7919) % ids2.len()]), None)
+        })
+        .await;
+    let page = bench.rate("GET /v1/spotMembers (page 1, counted total)", |_| (reqwest::Method::GET, "/v1/spotMembers".into(), None)).await;
+    let email = bench
+        .rate("GET /v1/spotMembers?email[in]=…", move |i| {
+            (reqwest::Method::GET, format!("/v1/spotMembers?email%5Bin%5D=m{}@bench.io", (i as usize * 31) % n), None)
+        })
+        .await;
+    let first = bench
+        .rate("GET /v1/spotMembers?firstname[in]=…", move |i| {
+            (reqwest::Method::GET, format!("/v1/spotMembers?firstname%5Bin%5D=First{}", i % 1000), None)
+        })
+        .await;
+    let scan = count_scan_ms(&db, spot.id).await;
+    eprintln!("  what the maintained count avoids: COUNT(*) over the spot = {scan:.1} ms per request");
+
+    eprintln!("member changes (PUT /v1/spotMembers/{{id}}):");
+    let ids3 = ids.clone();
+    let put = move |i: u64| {
+        let status = if i % 2 == 0 { "Accepted" } else { "Deactivated" };
+        (reqwest::Method::PUT, format!("/v1/spotMembers/{}", ids3[(i as usize * 104_729) % ids3.len()]), Some(json!({"status": status})))
+    };
+    let put_plain = bench.rate("no smart group", put.clone()).await;
+    for k in 0..10 {
+        let rules = json!({"operator": "AND", "conditions": [{"operator": "OR", "triggers": [
+            {"field": "status", "op": "eq", "value": "Accepted"},
+            {"field": "firstname", "op": "eq", "value": format!("First{k}")}]}]});
+        openspot::domain::groups::create_group(
+            &db,
+            spot.id,
+            openspot::domain::groups::NewGroup { name: Some(format!("smart {k}")), kind: Some("Smart".into()), rules: Some(rules), ..Default::default() },
+        )
+        .await
+        .unwrap();
+    }
+    let t = Instant::now();
+    loop {
+        let (groups, _) = openspot::domain::groups::list_groups(&db, spot.id, &Default::default()).await.unwrap();
+        if groups.iter().all(|g| g.ready) {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(1800) {
+            panic!("smart groups not computed in 30 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("  10 smart groups computed over {n} members in {:.1}s (background)", t.elapsed().as_secs_f64());
+    let put_smart = bench.rate("with 10 smart groups", put).await;
+
+    eprintln!("course linked to a large group:");
+    let group_size = (n / 2).min(100_000);
+    let g = openspot::domain::groups::create_group(
+        &db,
+        spot.id,
+        openspot::domain::groups::NewGroup { name: Some("big".into()), ..Default::default() },
+    )
+    .await
+    .unwrap();
+    for chunk in ids[..group_size].chunks(200) {
+        let strs: Vec<String> = chunk.iter().map(|i| i.to_string()).collect();
+        openspot::domain::groups::bulk_add(&db, spot.id, g.id, &strs).await.unwrap();
+    }
+    let course = openspot::domain::courses::create_course(
+        &db,
+        spot.id,
+        openspot::domain::courses::CourseInput { title: Some("big course".into()), ..Default::default() },
+    )
+    .await
+    .unwrap();
+    let t = Instant::now();
+    let r = bench
+        .client
+        .post(format!("{}/v1/courses/{}/groups~bulkAdd", bench.base, course.id))
+        .header("authorization", &bench.key)
+        .json(&json!({"groupIds": [g.id]}))
+        .send()
+        .await
+        .unwrap();
+    let link_s = t.elapsed().as_secs_f64();
+    eprintln!("  POST groups~bulkAdd with a {group_size}-member group: HTTP {} in {link_s:.2}s", r.status());
+
+    eprintln!("\nsummary (ratios to the baseline of this run, {baseline:.0} req/s):");
+    eprintln!("  unfiltered page      {:.2}x", page / baseline);
+    eprintln!("  email[in] filter     {:.2}x", email / baseline);
+    eprintln!("  firstname[in] filter {:.2}x", first / baseline);
+    eprintln!("  member update        {:.2}x (no smart group), {:.2}x (10 smart groups)", put_plain / baseline, put_smart / baseline);
+    // Member writes are serialised (SQLite's one writer, the spot's counter row on
+    // PostgreSQL), so 1/rate is the write-path time of one update.
+    eprintln!(
+        "  smart-group cost per member change: +{:.0} µs ({:.0} → {:.0} µs of write path per update)",
+        1e6 / put_smart - 1e6 / put_plain,
+        1e6 / put_plain,
+        1e6 / put_smart
+    );
+    eprintln!("  course link of a {group_size}-member group: {link_s:.2}s");
+}
