@@ -151,17 +151,17 @@ pub fn normalize_email(field: &str, raw: &str) -> Result<String> {
 }
 
 pub async fn list_members(db: &Db, spot_id: Uuid, q: &ListQuery) -> Result<(Vec<Member>, i64)> {
-    let preds = filter::validate(&q.filters, MEMBER_FILTERS)?;
+    let (prop_raw, plain): (Vec<_>, Vec<_>) =
+        q.filters.iter().cloned().partition(|f| f.field.starts_with("customProperties."));
+    let preds = filter::validate(&plain, MEMBER_FILTERS)?;
+    let props = super::properties::property_filters(db, spot_id, &prop_raw).await?;
     let mut c = db.conn().await?;
     let items =
-        store::members::list(c.ex(), spot_id, &preds, q.offset(), i64::from(q.limit)).await?;
-    let total = if preds.is_empty() {
-        store::spots::get(c.ex(), spot_id)
-            .await?
-            .map(|s| s.member_count)
-            .unwrap_or(0)
+        store::members::list_with_properties(c.ex(), spot_id, &preds, &props, q.offset(), i64::from(q.limit)).await?;
+    let total = if preds.is_empty() && props.is_empty() {
+        store::spots::get(c.ex(), spot_id).await?.map(|s| s.member_count).unwrap_or(0)
     } else {
-        store::members::count(c.ex(), spot_id, &preds).await?
+        store::members::count_with_properties(c.ex(), spot_id, &preds, &props).await?
     };
     Ok((items, total))
 }

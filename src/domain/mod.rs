@@ -13,6 +13,7 @@ pub mod groups;
 pub mod kaizala;
 pub mod members;
 pub mod phone;
+pub mod properties;
 pub mod rate_limit;
 pub mod smart_rules;
 pub mod spots;

@@ -191,3 +191,44 @@ pub async fn clear_custom_role(
     .map(|r| r.rows_affected())
     })
 }
+
+fn push_property_filters(sql: &mut Sql, spot_id: Uuid, props: &[crate::domain::properties::PropertyFilter]) {
+    for f in props {
+        sql.push(" AND id IN (SELECT member_id FROM member_property_values WHERE spot_id = ");
+        sql.push_bind(Bind::Uuid(spot_id)).push(" AND property_id = ").push_bind(Bind::Uuid(f.property_id));
+        sql.push_predicates(std::slice::from_ref(&f.predicate));
+        sql.push(")");
+    }
+}
+
+/// Like [`list`], also filtering on custom-property values (each an index range on
+/// `member_property_values` yielding member ids).
+pub async fn list_with_properties(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    filters: &[Predicate],
+    props: &[crate::domain::properties::PropertyFilter],
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<Member>, sqlx::Error> {
+    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM members WHERE spot_id = "));
+    sql.push_bind(Bind::Uuid(spot_id));
+    sql.push_predicates(filters);
+    push_property_filters(&mut sql, spot_id, props);
+    sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds).fetch_all(c).await)
+}
+
+/// Like [`count`], also filtering on custom-property values.
+pub async fn count_with_properties(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    filters: &[Predicate],
+    props: &[crate::domain::properties::PropertyFilter],
+) -> Result<i64, sqlx::Error> {
+    let mut sql = Sql::new("SELECT COUNT(*) FROM members WHERE spot_id = ");
+    sql.push_bind(Bind::Uuid(spot_id));
+    sql.push_predicates(filters);
+    push_property_filters(&mut sql, spot_id, props);
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(&sql.text), &sql.binds).fetch_one(c).await)
+}

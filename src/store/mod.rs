@@ -13,6 +13,7 @@ pub mod custom_roles;
 pub mod groups;
 pub mod kaizala;
 pub mod members;
+pub mod properties;
 pub mod rate_limits;
 pub mod spots;
 pub mod sql;

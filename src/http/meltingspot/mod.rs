@@ -6,6 +6,7 @@ pub mod courses;
 pub mod custom_roles;
 pub mod groups;
 pub mod members;
+pub mod properties;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue};
@@ -24,6 +25,7 @@ pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
         .merge(custom_roles::routes())
         .merge(groups::routes())
         .merge(courses::routes())
+        .merge(properties::routes())
         .route_layer(axum::middleware::from_fn_with_state(state, guard))
 }
 

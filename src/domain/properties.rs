@@ -1,0 +1,516 @@
+//! Custom member properties (`meltingspot-api.md` §3.3, §5.5; contract §4, §8 "Custom
+//! properties"): definitions managed through the openspot extension, typed values per
+//! member, and filters on them.
+//!
+//! Values are stored one row per value in `member_property_values` (text or number
+//! column by type; a MultipleSelect keeps one row per option), indexed by
+//! (spot, property, value), so `customProperties.<slug>[op]=v` is an index range that
+//! yields member ids.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::filter::{Op, Predicate, RawFilter};
+use super::{new_id, now_ms};
+use crate::error::{Entity, Error, Result};
+use crate::store::sql::Bind;
+use crate::store::{self, Db, Tx};
+
+pub const TYPES: &[&str] = &["Text", "Number", "Boolean", "Date", "SingleSelect", "MultipleSelect"];
+pub const MAX_OPTIONS: usize = 200;
+
+/// Select options as stored (a JSON array in a text column).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Options(pub Vec<String>);
+
+impl Options {
+    pub fn to_json(&self) -> String {
+        Value::from(self.0.clone()).to_string()
+    }
+}
+
+impl TryFrom<String> for Options {
+    type Error = serde_json::Error;
+    fn try_from(s: String) -> std::result::Result<Self, Self::Error> {
+        serde_json::from_str(&s).map(Options)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct PropertyDef {
+    pub spot_id: Uuid,
+    pub id: Uuid,
+    pub slug: String,
+    pub label: String,
+    pub description: Option<String>,
+    /// One of [`TYPES`].
+    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub possible_values: Options,
+}
+
+impl PropertyDef {
+    fn is_select(&self) -> bool {
+        self.kind == "SingleSelect" || self.kind == "MultipleSelect"
+    }
+}
+
+/// One stored value row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredValue {
+    pub text: Option<String>,
+    pub num: Option<f64>,
+}
+
+/// A property with a member's value (null when unset).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PropertyValue {
+    pub def: PropertyDef,
+    pub value: Value,
+}
+
+fn valid_slug(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
+}
+
+/// `Company size (FTE)` → `company-size-fte`.
+pub fn slug_from_label(label: &str) -> String {
+    let mut out = String::new();
+    for ch in label.trim().to_lowercase().chars() {
+        if ch.is_ascii_alphanumeric() {
+            out.push(ch);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let out: String = out.trim_end_matches('-').chars().take(64).collect();
+    if out.is_empty() {
+        "property".into()
+    } else {
+        out
+    }
+}
+
+fn check_options(kind: &str, options: Option<Vec<String>>) -> Result<Options> {
+    let select = kind == "SingleSelect" || kind == "MultipleSelect";
+    let options = options.unwrap_or_default();
+    if !select {
+        if !options.is_empty() {
+            return Err(Error::invalid("possibleValues", format!("a {kind} property has no possible values")));
+        }
+        return Ok(Options::default());
+    }
+    if options.is_empty() {
+        return Err(Error::invalid("possibleValues", "a select property needs at least one value"));
+    }
+    if options.len() > MAX_OPTIONS {
+        return Err(Error::invalid("possibleValues", format!("at most {MAX_OPTIONS} values")));
+    }
+    let mut seen = HashSet::new();
+    for (i, o) in options.iter().enumerate() {
+        if o.trim().is_empty() {
+            return Err(Error::invalid(format!("possibleValues[{i}]"), "must not be empty"));
+        }
+        if !seen.insert(o.as_str()) {
+            return Err(Error::invalid(format!("possibleValues[{i}]"), format!("'{o}' is repeated")));
+        }
+    }
+    Ok(Options(options))
+}
+
+/// What a client sends to create a property.
+#[derive(Clone, Debug, Default)]
+pub struct NewProperty {
+    pub slug: Option<String>,
+    pub label: Option<String>,
+    pub description: Option<String>,
+    pub kind: Option<String>,
+    pub possible_values: Option<Vec<String>>,
+}
+
+pub async fn list_properties(db: &Db, spot_id: Uuid) -> Result<Vec<PropertyDef>> {
+    let mut c = db.conn().await?;
+    Ok(store::properties::list(c.ex(), spot_id).await?)
+}
+
+pub async fn get_property(db: &Db, spot_id: Uuid, slug: &str) -> Result<PropertyDef> {
+    let mut c = db.conn().await?;
+    store::properties::get_by_slug(c.ex(), spot_id, slug).await?.ok_or(Error::NotFound(Entity::CustomProperty))
+}
+
+/// `POST /v1/customProperties`: the slug is given or derived from the label (made
+/// unique with `-2`, `-3`…); a given slug already in use → 409.
+pub async fn create_property(db: &Db, spot_id: Uuid, n: NewProperty) -> Result<PropertyDef> {
+    let label = n.label.as_deref().map(str::trim).unwrap_or_default().to_string();
+    if label.is_empty() {
+        return Err(Error::invalid("label", "is required"));
+    }
+    let kind = n.kind.ok_or_else(|| Error::invalid("type", format!("is required (one of {})", TYPES.join(", "))))?;
+    if !TYPES.contains(&kind.as_str()) {
+        return Err(Error::invalid("type", format!("must be one of {}", TYPES.join(", "))));
+    }
+    let options = check_options(&kind, n.possible_values)?;
+    if let Some(s) = &n.slug {
+        if !valid_slug(s) {
+            return Err(Error::invalid("slug", "must match ^[a-z0-9][a-z0-9_-]{0,63}$"));
+        }
+    }
+    let mut tx = db.begin().await?;
+    let slug = match n.slug {
+        Some(s) => {
+            if store::properties::get_by_slug(tx.ex(), spot_id, &s).await?.is_some() {
+                return Err(Error::Conflict(format!("A custom property with slug '{s}' already exists")));
+            }
+            s
+        }
+        None => {
+            let base = slug_from_label(&label);
+            let mut candidate = base.clone();
+            let mut i = 2;
+            while store::properties::get_by_slug(tx.ex(), spot_id, &candidate).await?.is_some() {
+                candidate = format!("{}-{i}", base.chars().take(60).collect::<String>());
+                i += 1;
+            }
+            candidate
+        }
+    };
+    let def = PropertyDef { spot_id, id: new_id(), slug, label, description: n.description, kind, possible_values: options };
+    store::properties::insert(tx.ex(), &def, now_ms()).await?;
+    tx.commit().await?;
+    Ok(def)
+}
+
+/// A change of definition: label, description, options (with renames). Slug and type are fixed.
+#[derive(Clone, Debug, Default)]
+pub struct PropertyPatch {
+    pub slug: Option<String>,
+    pub kind: Option<String>,
+    pub label: Option<String>,
+    pub description: Option<Option<String>>,
+    pub possible_values: Option<Vec<String>>,
+    /// Options renamed (old → new); stored values follow.
+    pub renamed_values: HashMap<String, String>,
+}
+
+/// `PUT /v1/customProperties/{slug}`: removed options take their stored values with them
+/// (same transaction); renamed options rename them.
+pub async fn update_property(db: &Db, spot_id: Uuid, slug: &str, p: PropertyPatch) -> Result<PropertyDef> {
+    let mut tx = db.begin().await?;
+    let mut def =
+        store::properties::get_by_slug(tx.ex(), spot_id, slug).await?.ok_or(Error::NotFound(Entity::CustomProperty))?;
+    if p.slug.as_deref().is_some_and(|s| s != def.slug) {
+        return Err(Error::invalid("slug", "cannot change"));
+    }
+    if p.kind.as_deref().is_some_and(|k| k != def.kind) {
+        return Err(Error::invalid("type", "cannot change"));
+    }
+    if let Some(l) = p.label {
+        let l = l.trim().to_string();
+        if l.is_empty() {
+            return Err(Error::invalid("label", "must not be empty"));
+        }
+        def.label = l;
+    }
+    if let Some(d) = p.description {
+        def.description = d;
+    }
+    if !p.renamed_values.is_empty() && !def.is_select() {
+        return Err(Error::invalid("renamedValues", "only select properties have values to rename"));
+    }
+    let old: Vec<String> = def.possible_values.0.clone();
+    let mut current = old.clone();
+    for (from, to) in &p.renamed_values {
+        let Some(pos) = current.iter().position(|o| o == from) else {
+            return Err(Error::invalid("renamedValues", format!("'{from}' is not a possible value")));
+        };
+        current[pos] = to.clone();
+        store::properties::rename_option_values(tx.ex(), spot_id, def.id, from, to).await?;
+    }
+    let next = match p.possible_values {
+        Some(v) => check_options(&def.kind, Some(v))?,
+        None => check_options(&def.kind, (!current.is_empty()).then_some(current.clone()))?,
+    };
+    for removed in current.iter().filter(|o| !next.0.contains(o)) {
+        store::properties::delete_option_values(tx.ex(), spot_id, def.id, removed).await?;
+    }
+    def.possible_values = next;
+    store::properties::update(tx.ex(), &def).await?;
+    tx.commit().await?;
+    Ok(def)
+}
+
+/// Deletes a property and every stored value of it, in one transaction.
+pub async fn delete_property(db: &Db, spot_id: Uuid, slug: &str) -> Result<()> {
+    let mut tx = db.begin().await?;
+    let def =
+        store::properties::get_by_slug(tx.ex(), spot_id, slug).await?.ok_or(Error::NotFound(Entity::CustomProperty))?;
+    store::properties::delete_all_values(tx.ex(), spot_id, def.id).await?;
+    store::properties::delete(tx.ex(), spot_id, def.id).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+fn parse_date(field: &str, s: &str) -> Result<String> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, &fmt).map(|_| s.to_string()).map_err(|_| Error::invalid(field, "must be a date YYYY-MM-DD"))
+}
+
+/// Validates `value` against the property's type; `field` names it in errors.
+pub fn to_stored(def: &PropertyDef, value: &Value, field: &str) -> Result<Vec<StoredValue>> {
+    if value.is_null() {
+        return Ok(Vec::new());
+    }
+    let text = |t: String| StoredValue { text: Some(t), num: None };
+    let expect = |what: &str| Error::invalid(field, format!("a {} property takes {what}", def.kind));
+    let option = |s: &str| -> Result<String> {
+        if def.possible_values.0.iter().any(|o| o == s) {
+            Ok(s.to_string())
+        } else {
+            Err(Error::invalid(field, format!("'{s}' is not one of {}", def.possible_values.0.join(", "))))
+        }
+    };
+    Ok(match def.kind.as_str() {
+        "Text" => vec![text(value.as_str().ok_or_else(|| expect("a string"))?.to_string())],
+        "Number" => {
+            let n = value.as_f64().filter(|n| n.is_finite()).ok_or_else(|| expect("a number"))?;
+            vec![StoredValue { text: None, num: Some(n) }]
+        }
+        "Boolean" => {
+            let b = value.as_bool().ok_or_else(|| expect("true or false"))?;
+            vec![StoredValue { text: None, num: Some(if b { 1.0 } else { 0.0 }) }]
+        }
+        "Date" => vec![text(parse_date(field, value.as_str().ok_or_else(|| expect("a date YYYY-MM-DD"))?)?)],
+        "SingleSelect" => vec![text(option(value.as_str().ok_or_else(|| expect("one of its possible values"))?)?)],
+        "MultipleSelect" => {
+            let items = value.as_array().ok_or_else(|| expect("an array of its possible values"))?;
+            let mut out: Vec<StoredValue> = Vec::new();
+            for v in items {
+                let s = option(v.as_str().ok_or_else(|| expect("an array of its possible values"))?)?;
+                if !out.iter().any(|o| o.text.as_deref() == Some(s.as_str())) {
+                    out.push(text(s));
+                }
+            }
+            out
+        }
+        _ => return Err(Error::Internal(anyhow::anyhow!("unknown property type {}", def.kind))),
+    })
+}
+
+/// The wire value of stored rows.
+pub fn from_stored(def: &PropertyDef, rows: &[StoredValue]) -> Value {
+    let Some(first) = rows.first() else { return Value::Null };
+    match def.kind.as_str() {
+        "Number" => match first.num {
+            Some(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => Value::from(n as i64),
+            Some(n) => Value::from(n),
+            None => Value::Null,
+        },
+        "Boolean" => Value::from(first.num.is_some_and(|n| n != 0.0)),
+        "MultipleSelect" => Value::from(rows.iter().filter_map(|r| r.text.clone()).collect::<Vec<_>>()),
+        _ => first.text.clone().map(Value::from).unwrap_or(Value::Null),
+    }
+}
+
+async fn values_of(tx_or_conn: crate::store::Ex<'_>, spot_id: Uuid, member_id: Uuid) -> Result<HashMap<Uuid, Vec<StoredValue>>> {
+    let rows = store::properties::member_values(tx_or_conn, spot_id, member_id).await?;
+    let mut out: HashMap<Uuid, Vec<StoredValue>> = HashMap::new();
+    for (pid, _, text, num) in rows {
+        out.entry(pid).or_default().push(StoredValue { text, num });
+    }
+    Ok(out)
+}
+
+/// Every property of the spot with the member's value (null when unset), paginated.
+pub async fn member_values(
+    db: &Db,
+    spot_id: Uuid,
+    member_id: Uuid,
+    offset: usize,
+    limit: usize,
+) -> Result<(Vec<PropertyValue>, i64)> {
+    let mut c = db.conn().await?;
+    store::members::get(c.ex(), spot_id, member_id).await?.ok_or(Error::NotFound(Entity::SpotMember))?;
+    let defs = store::properties::list(c.ex(), spot_id).await?;
+    let values = values_of(c.ex(), spot_id, member_id).await?;
+    let total = defs.len() as i64;
+    let items = defs
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|def| {
+            let value = from_stored(&def, values.get(&def.id).map(Vec::as_slice).unwrap_or(&[]));
+            PropertyValue { def, value }
+        })
+        .collect();
+    Ok((items, total))
+}
+
+/// Sets values (all-or-nothing) inside the caller's transaction; each item is
+/// (slug, value, field name for errors).
+pub async fn set_values_in(
+    tx: &mut Tx,
+    spot_id: Uuid,
+    member_id: Uuid,
+    items: &[(String, Value, String)],
+) -> Result<Vec<PropertyValue>> {
+    let member = store::members::get(tx.ex(), spot_id, member_id).await?.ok_or(Error::NotFound(Entity::SpotMember))?;
+    let defs = store::properties::list(tx.ex(), spot_id).await?;
+    let mut prepared = Vec::with_capacity(items.len());
+    for (slug, value, field) in items {
+        let def = defs.iter().find(|d| &d.slug == slug).ok_or(Error::NotFound(Entity::CustomProperty))?;
+        prepared.push((def.clone(), to_stored(def, value, field)?));
+    }
+    let mut out = Vec::with_capacity(prepared.len());
+    for (def, rows) in prepared {
+        store::properties::set_values(tx.ex(), spot_id, def.id, member_id, &rows).await?;
+        let value = from_stored(&def, &rows);
+        out.push(PropertyValue { def, value });
+    }
+    let mut m = member;
+    m.updated_at = now_ms();
+    store::members::update(tx.ex(), &m).await?;
+    super::groups::refresh_smart_memberships(tx, &m).await?;
+    Ok(out)
+}
+
+/// `PUT …/customPropertiesValues/{slug}` and `~bulkUpsert` (all-or-nothing).
+pub async fn set_values(
+    db: &Db,
+    spot_id: Uuid,
+    member_id: Uuid,
+    items: &[(String, Value, String)],
+) -> Result<Vec<PropertyValue>> {
+    let mut tx = db.begin().await?;
+    let out = set_values_in(&mut tx, spot_id, member_id, items).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// A filter on a property value, ready for the store: members whose `column` row
+/// satisfies `predicate`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PropertyFilter {
+    pub property_id: Uuid,
+    /// The condition on `value_text` / `value_num`.
+    pub predicate: Predicate,
+}
+
+fn ops_of(kind: &str) -> &'static [Op] {
+    match kind {
+        "Text" => &[Op::Eq, Op::Neq, Op::In, Op::Contains],
+        "Number" => &[Op::Eq, Op::Neq, Op::Gt, Op::Gte, Op::Lt, Op::Lte],
+        "Boolean" => &[Op::Eq],
+        "Date" => &[Op::Eq, Op::Before, Op::After],
+        "SingleSelect" => &[Op::Eq, Op::Neq, Op::In],
+        "MultipleSelect" => &[Op::Contains, Op::In],
+        _ => &[],
+    }
+}
+
+/// Turns `customProperties.<slug>[op]=v` filters into property filters.
+pub async fn property_filters(db: &Db, spot_id: Uuid, raw: &[RawFilter]) -> Result<Vec<PropertyFilter>> {
+    if raw.is_empty() {
+        return Ok(Vec::new());
+    }
+    let defs = list_properties(db, spot_id).await?;
+    raw.iter()
+        .map(|f| {
+            let slug = f.field.trim_start_matches("customProperties.");
+            let def = defs
+                .iter()
+                .find(|d| d.slug == slug)
+                .ok_or_else(|| Error::invalid(&f.param, format!("no custom property '{slug}' in this spot")))?;
+            let ops = ops_of(&def.kind);
+            if !ops.contains(&f.op) {
+                let allowed: Vec<&str> = ops.iter().map(|o| o.as_str()).collect();
+                return Err(Error::invalid(
+                    &f.param,
+                    format!("operator '{}' is not allowed on a {} property (allowed: {})", f.op.as_str(), def.kind, allowed.join(", ")),
+                ));
+            }
+            let numeric = def.kind == "Number" || def.kind == "Boolean";
+            let values = f
+                .values
+                .iter()
+                .map(|v| -> Result<Bind> {
+                    Ok(match def.kind.as_str() {
+                        "Number" => Bind::F64(v.trim().parse().map_err(|_| Error::invalid(&f.param, "must be a number"))?),
+                        "Boolean" => match v.trim() {
+                            "true" => Bind::F64(1.0),
+                            "false" => Bind::F64(0.0),
+                            _ => return Err(Error::invalid(&f.param, "must be true or false")),
+                        },
+                        "Date" => Bind::Text(parse_date(&f.param, v.trim())?),
+                        "SingleSelect" | "MultipleSelect" => {
+                            if !def.possible_values.0.iter().any(|o| o == v) {
+                                return Err(Error::invalid(&f.param, format!("'{v}' is not a possible value")));
+                            }
+                            Bind::Text(v.clone())
+                        }
+                        _ => Bind::Text(v.clone()),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if values.is_empty() {
+                return Err(Error::invalid(&f.param, "needs a value"));
+            }
+            // "Has this option" is equality on one of the member's option rows.
+            let op = if def.kind == "MultipleSelect" && f.op == Op::Contains { Op::Eq } else { f.op };
+            let column = if numeric { "value_num" } else { "value_text" };
+            Ok(PropertyFilter { property_id: def.id, predicate: Predicate { column, op, values } })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_derive_from_labels() {
+        assert_eq!(slug_from_label("Company size (FTE)"), "company-size-fte");
+        assert_eq!(slug_from_label("  Plan  "), "plan");
+        assert_eq!(slug_from_label("!!!"), "property");
+        assert!(valid_slug("plan_2024-x"));
+        assert!(!valid_slug("-plan"));
+        assert!(!valid_slug("Plan"));
+    }
+
+    fn def(kind: &str, opts: &[&str]) -> PropertyDef {
+        PropertyDef {
+            spot_id: Uuid::nil(),
+            id: Uuid::nil(),
+            slug: "p".into(),
+            label: "P".into(),
+            description: None,
+            kind: kind.into(),
+            possible_values: Options(opts.iter().map(|s| s.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn values_are_checked_against_the_type() {
+        use serde_json::json;
+        let ok = |d: &PropertyDef, v: Value| to_stored(d, &v, "value").map(|r| from_stored(d, &r)).ok();
+        assert_eq!(ok(&def("Text", &[]), json!("x")), Some(json!("x")));
+        assert_eq!(ok(&def("Text", &[]), json!(5)), None);
+        assert_eq!(ok(&def("Number", &[]), json!(5)), Some(json!(5)));
+        assert_eq!(ok(&def("Number", &[]), json!(2.5)), Some(json!(2.5)));
+        assert_eq!(ok(&def("Number", &[]), json!("5")), None);
+        assert_eq!(ok(&def("Boolean", &[]), json!(true)), Some(json!(true)));
+        assert_eq!(ok(&def("Boolean", &[]), json!("true")), None);
+        assert_eq!(ok(&def("Date", &[]), json!("2024-02-29")), Some(json!("2024-02-29")));
+        assert_eq!(ok(&def("Date", &[]), json!("2023-02-29")), None);
+        assert_eq!(ok(&def("SingleSelect", &["a", "b"]), json!("b")), Some(json!("b")));
+        assert_eq!(ok(&def("SingleSelect", &["a", "b"]), json!("c")), None);
+        assert_eq!(ok(&def("MultipleSelect", &["a", "b"]), json!(["b", "a", "b"])), Some(json!(["b", "a"])));
+        assert_eq!(ok(&def("MultipleSelect", &["a", "b"]), json!("a")), None);
+        assert_eq!(ok(&def("Text", &[]), Value::Null), Some(Value::Null));
+    }
+}

@@ -1,0 +1,159 @@
+//! Custom property definitions and member values.
+
+use uuid::Uuid;
+
+use super::sql::{Bind, Sql};
+use super::Ex;
+use crate::domain::properties::{PropertyDef, StoredValue};
+use crate::{bind_all, run};
+
+const COLUMNS: &str = "spot_id, id, slug, label, description, type AS kind, possible_values";
+
+pub async fn insert(ex: Ex<'_>, p: &PropertyDef, now: i64) -> Result<(), sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "INSERT INTO custom_properties (spot_id, id, slug, label, description, type, possible_values, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    )
+    .bind(p.spot_id)
+    .bind(p.id)
+    .bind(&p.slug)
+    .bind(&p.label)
+    .bind(&p.description)
+    .bind(&p.kind)
+    .bind(p.possible_values.to_json())
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|_| ()))
+}
+
+pub async fn get_by_slug(ex: Ex<'_>, spot_id: Uuid, slug: &str) -> Result<Option<PropertyDef>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM custom_properties WHERE spot_id = $1 AND slug = $2");
+    run!(ex, |c| sqlx::query_as::<_, PropertyDef>(&sql).bind(spot_id).bind(slug).fetch_optional(c).await)
+}
+
+/// Every property of the spot, in creation order.
+pub async fn list(ex: Ex<'_>, spot_id: Uuid) -> Result<Vec<PropertyDef>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM custom_properties WHERE spot_id = $1 ORDER BY id");
+    run!(ex, |c| sqlx::query_as::<_, PropertyDef>(&sql).bind(spot_id).fetch_all(c).await)
+}
+
+pub async fn update(ex: Ex<'_>, p: &PropertyDef) -> Result<(), sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "UPDATE custom_properties SET label = $3, description = $4, possible_values = $5 WHERE spot_id = $1 AND id = $2"
+    )
+    .bind(p.spot_id)
+    .bind(p.id)
+    .bind(&p.label)
+    .bind(&p.description)
+    .bind(p.possible_values.to_json())
+    .execute(c)
+    .await
+    .map(|_| ()))
+}
+
+pub async fn delete(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
+    run!(ex, |c| sqlx::query("DELETE FROM custom_properties WHERE spot_id = $1 AND id = $2")
+        .bind(spot_id)
+        .bind(id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected() == 1))
+}
+
+/// Removes every stored value of a property (explicitly, before deleting it).
+pub async fn delete_all_values(ex: Ex<'_>, spot_id: Uuid, property_id: Uuid) -> Result<u64, sqlx::Error> {
+    run!(ex, |c| sqlx::query("DELETE FROM member_property_values WHERE spot_id = $1 AND property_id = $2")
+        .bind(spot_id)
+        .bind(property_id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+}
+
+/// Removes the stored values equal to `option` (a select option that was dropped).
+pub async fn delete_option_values(ex: Ex<'_>, spot_id: Uuid, property_id: Uuid, option: &str) -> Result<u64, sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "DELETE FROM member_property_values WHERE spot_id = $1 AND property_id = $2 AND value_text = $3"
+    )
+    .bind(spot_id)
+    .bind(property_id)
+    .bind(option)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))
+}
+
+/// Renames a select option in the stored values.
+pub async fn rename_option_values(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    property_id: Uuid,
+    from: &str,
+    to: &str,
+) -> Result<u64, sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "UPDATE member_property_values SET value_text = $4 WHERE spot_id = $1 AND property_id = $2 AND value_text = $3"
+    )
+    .bind(spot_id)
+    .bind(property_id)
+    .bind(from)
+    .bind(to)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))
+}
+
+/// Replaces a member's value of a property (`values` empty clears it).
+pub async fn set_values(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    property_id: Uuid,
+    member_id: Uuid,
+    values: &[StoredValue],
+) -> Result<(), sqlx::Error> {
+    let mut sql = Sql::new("DELETE FROM member_property_values WHERE spot_id = ");
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND property_id = ").push_bind(Bind::Uuid(property_id));
+    sql.push(" AND member_id = ").push_bind(Bind::Uuid(member_id));
+    let mut insert = Sql::new("INSERT INTO member_property_values (spot_id, property_id, member_id, ord, value_text, value_num) VALUES ");
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            insert.push(", ");
+        }
+        insert.push("(").push_bind(Bind::Uuid(spot_id)).push(", ").push_bind(Bind::Uuid(property_id));
+        insert.push(", ").push_bind(Bind::Uuid(member_id)).push(", ").push_bind(Bind::I64(i as i64)).push(", ");
+        match &v.text {
+            Some(t) => insert.push_bind(Bind::Text(t.clone())),
+            None => insert.push("NULL"),
+        };
+        insert.push(", ");
+        match v.num {
+            Some(n) => insert.push_bind(Bind::F64(n)),
+            None => insert.push("NULL"),
+        };
+        insert.push(")");
+    }
+    run!(ex, |c| {
+        bind_all!(sqlx::query(&sql.text), &sql.binds).execute(&mut *c).await?;
+        if !values.is_empty() {
+            bind_all!(sqlx::query(&insert.text), &insert.binds).execute(&mut *c).await?;
+        }
+        Ok(())
+    })
+}
+
+/// A member's stored values: (property id, ord, text, num), in ord order.
+pub async fn member_values(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    member_id: Uuid,
+) -> Result<Vec<(Uuid, i64, Option<String>, Option<f64>)>, sqlx::Error> {
+    run!(ex, |c| sqlx::query_as::<_, (Uuid, i64, Option<String>, Option<f64>)>(
+        "SELECT property_id, ord, value_text, value_num FROM member_property_values \
+         WHERE spot_id = $1 AND member_id = $2 ORDER BY property_id, ord"
+    )
+    .bind(spot_id)
+    .bind(member_id)
+    .fetch_all(c)
+    .await)
+}
