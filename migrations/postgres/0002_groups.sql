@@ -34,7 +34,7 @@ CREATE TABLE group_members (
     FOREIGN KEY (spot_id, group_id) REFERENCES spot_groups (spot_id, id) ON DELETE CASCADE,
     FOREIGN KEY (spot_id, member_id) REFERENCES members (spot_id, id) ON DELETE CASCADE
 );
-CREATE INDEX group_members_member ON group_members (spot_id, member_id);
+CREATE INDEX group_members_member ON group_members (spot_id, member_id, group_id);
 
 CREATE TABLE group_blacklist (
     spot_id UUID NOT NULL,
@@ -44,7 +44,7 @@ CREATE TABLE group_blacklist (
     FOREIGN KEY (spot_id, group_id) REFERENCES spot_groups (spot_id, id) ON DELETE CASCADE,
     FOREIGN KEY (spot_id, member_id) REFERENCES members (spot_id, id) ON DELETE CASCADE
 );
-CREATE INDEX group_blacklist_member ON group_blacklist (spot_id, member_id);
+CREATE INDEX group_blacklist_member ON group_blacklist (spot_id, member_id, group_id);
 
 -- Kaizala sub-groups: child is a sub-group of parent.
 CREATE TABLE group_links (
@@ -55,4 +55,4 @@ CREATE TABLE group_links (
     FOREIGN KEY (spot_id, parent_id) REFERENCES spot_groups (spot_id, id) ON DELETE CASCADE,
     FOREIGN KEY (spot_id, child_id) REFERENCES spot_groups (spot_id, id) ON DELETE CASCADE
 );
-CREATE INDEX group_links_child ON group_links (spot_id, child_id);
+CREATE INDEX group_links_child ON group_links (spot_id, child_id, parent_id);

@@ -43,4 +43,4 @@ CREATE TABLE course_groups (
     FOREIGN KEY (spot_id, course_id) REFERENCES courses (spot_id, id) ON DELETE CASCADE,
     FOREIGN KEY (spot_id, group_id) REFERENCES spot_groups (spot_id, id) ON DELETE CASCADE
 );
-CREATE INDEX course_groups_group ON course_groups (spot_id, group_id);
+CREATE INDEX course_groups_group ON course_groups (spot_id, group_id, course_id);

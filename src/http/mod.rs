@@ -180,6 +180,7 @@ pub async fn serve(
 /// Periodic work: resuming orphaned smart-group computations, dropping stale rate-limit leases.
 async fn housekeeping(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
+    let mut ticks: u64 = 1;
     loop {
         tick.tick().await;
         // Smart-group computations left behind by a stopped replica.
@@ -187,5 +188,12 @@ async fn housekeeping(state: AppState) {
             tracing::warn!(error = ?e, "cannot resume smart-group computations");
         }
         state.limiter.forget_stale();
+        if ticks % 120 == 0 {
+            // About hourly: keep the planner's statistics current as spots grow.
+            if let Err(e) = state.db.optimize().await {
+                tracing::warn!(error = ?e, "database optimize failed");
+            }
+        }
+        ticks += 1;
     }
 }

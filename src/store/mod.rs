@@ -195,6 +195,19 @@ impl Db {
             Db::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await?,
             Db::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await?,
         }
+        self.optimize().await
+    }
+
+    /// Refreshes the query planner's statistics. SQLite has none until asked, and
+    /// without them it may walk a spot's members in id order to satisfy `ORDER BY id`
+    /// instead of using a selective filter index; a bounded `PRAGMA optimize` (sampled
+    /// with `analysis_limit`) fixes that cheaply. PostgreSQL's autovacuum does this itself.
+    pub async fn optimize(&self) -> anyhow::Result<()> {
+        if let Db::Sqlite(p) = self {
+            let mut c = p.acquire().await?;
+            sqlx::query("PRAGMA analysis_limit = 1000").execute(&mut *c).await?;
+            sqlx::query("PRAGMA optimize = 0x10002").execute(&mut *c).await?;
+        }
         Ok(())
     }
 
