@@ -5,3 +5,4 @@
 
 mod common;
 mod ms_members;
+mod ms_properties;

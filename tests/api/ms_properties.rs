@@ -1,0 +1,190 @@
+//! Custom properties: definitions (`/v1/customProperties`), member values and filters.
+
+use serde_json::{json, Value};
+
+use crate::both;
+use crate::common::{assert_ms_error, TestApp};
+
+async fn set(app: &TestApp, m: &str, body: Value) -> crate::common::Resp {
+    app.post(&format!("/v1/spotMembers/{m}/customPropertiesValues~bulkUpsert"), body).await
+}
+
+/// Emails of the members matching query `q`, sorted; checks `total` against them.
+async fn emails(app: &TestApp, q: &str) -> Vec<String> {
+    let r = app.get(&format!("/v1/spotMembers?{q}")).await;
+    assert_eq!(r.status, 200, "{q}: {}", r.text);
+    let mut v: Vec<String> =
+        r.body["items"].as_array().unwrap().iter().map(|m| m["email"].as_str().unwrap().to_string()).collect();
+    v.sort();
+    assert_eq!(r.body["total"].as_u64().unwrap() as usize, v.len());
+    v
+}
+
+async fn define(app: &TestApp, body: Value) -> Value {
+    let r = app.post("/v1/customProperties", body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.body
+}
+
+both!(definitions_crud, |app| {
+    let plan = define(&app, json!({"label": "Plan", "type": "SingleSelect", "possibleValues": ["free", "pro"]})).await;
+    assert_eq!(plan["slug"], "plan");
+    assert_eq!(plan["type"], "SingleSelect");
+    let again = define(&app, json!({"label": "Plan", "type": "Text"})).await;
+    assert_eq!(again["slug"], "plan-2", "a derived slug is made unique");
+    let r = app.post("/v1/customProperties", json!({"slug": "plan", "label": "X", "type": "Text"})).await;
+    assert_ms_error(&r, 409);
+    let r = app.post("/v1/customProperties", json!({"slug": "Bad Slug", "label": "X", "type": "Text"})).await;
+    assert!(assert_ms_error(&r, 400).starts_with("slug"));
+    let r = app.post("/v1/customProperties", json!({"label": "X", "type": "Colour"})).await;
+    assert!(assert_ms_error(&r, 400).starts_with("type"));
+    let r = app.post("/v1/customProperties", json!({"label": "X", "type": "SingleSelect"})).await;
+    assert!(assert_ms_error(&r, 400).starts_with("possibleValues"));
+    let r = app.post("/v1/customProperties", json!({"type": "Text"})).await;
+    assert!(assert_ms_error(&r, 400).starts_with("label"));
+
+    let list = app.get("/v1/customProperties").await;
+    assert_eq!(list.body["total"], 2);
+    assert_eq!(app.get("/v1/customProperties/plan").await.body["label"], "Plan");
+    let r = app.put("/v1/customProperties/plan", json!({"slug": "other"})).await;
+    assert!(assert_ms_error(&r, 400).starts_with("slug"));
+    let r = app.put("/v1/customProperties/plan", json!({"type": "Text"})).await;
+    assert!(assert_ms_error(&r, 400).starts_with("type"));
+    let r = app.put("/v1/customProperties/plan", json!({"label": "Pricing plan", "description": "tier"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["label"], "Pricing plan");
+    assert_eq!(app.delete("/v1/customProperties/plan-2").await.status, 204);
+    let r = app.get("/v1/customProperties/plan-2").await;
+    assert_eq!(assert_ms_error(&r, 404), "Custom property not found");
+});
+
+both!(values_by_type, |app| {
+    let m = app.invite("ada@example.com").await;
+    for (label, kind, options) in [
+        ("Company", "Text", json!(null)),
+        ("Seats", "Number", json!(null)),
+        ("Consent", "Boolean", json!(null)),
+        ("Joined", "Date", json!(null)),
+        ("Plan", "SingleSelect", json!(["free", "pro"])),
+        ("Topics", "MultipleSelect", json!(["rust", "go", "sql"])),
+    ] {
+        let mut body = json!({"label": label, "type": kind});
+        if !options.is_null() {
+            body["possibleValues"] = options;
+        }
+        define(&app, body).await;
+    }
+    let path = |slug: &str| format!("/v1/spotMembers/{m}/customPropertiesValues/{slug}");
+    for (slug, good, bad) in [
+        ("company", json!("Acme"), json!(5)),
+        ("seats", json!(12), json!("12")),
+        ("consent", json!(true), json!("yes")),
+        ("joined", json!("2024-02-29"), json!("2023-02-29")),
+        ("plan", json!("pro"), json!("gold")),
+        ("topics", json!(["rust", "sql"]), json!(["cobol"])),
+    ] {
+        let r = app.put(&path(slug), json!({"value": good})).await;
+        assert_eq!(r.status, 200, "{slug}: {}", r.text);
+        assert_eq!(r.body["value"], good, "{slug}");
+        assert_eq!(r.body["customPropertySlug"], slug);
+        let r = app.put(&path(slug), json!({"value": bad})).await;
+        assert!(assert_ms_error(&r, 400).starts_with("value"), "{slug}");
+    }
+    let r = app.put(&path("nope"), json!({"value": "x"})).await;
+    assert_eq!(assert_ms_error(&r, 404), "Custom property not found");
+    let list = app.get(&format!("/v1/spotMembers/{m}/customPropertiesValues")).await;
+    assert_eq!(list.body["total"], 6);
+    let items = list.body["items"].as_array().unwrap();
+    assert_eq!(items[0]["value"], "Acme");
+    assert_eq!(items[5]["value"], json!(["rust", "sql"]));
+    // null clears a value; an unset property lists null.
+    assert_eq!(app.put(&path("company"), json!({"value": null})).await.body["value"], Value::Null);
+    let list = app.get(&format!("/v1/spotMembers/{m}/customPropertiesValues?limit=1")).await;
+    assert_eq!(list.body["items"][0]["value"], Value::Null);
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+});
+
+both!(bulk_upsert_is_all_or_nothing, |app| {
+    let m = app.invite("ada@example.com").await;
+    define(&app, json!({"label": "Seats", "type": "Number"})).await;
+    define(&app, json!({"label": "Plan", "type": "SingleSelect", "possibleValues": ["free", "pro"]})).await;
+    let url = format!("/v1/spotMembers/{m}/customPropertiesValues~bulkUpsert");
+    let r = app.post(&url, json!([{"customPropertySlug": "seats", "value": 3}, {"customPropertySlug": "plan", "value": "gold"}])).await;
+    assert!(assert_ms_error(&r, 400).starts_with("[1].value"), "{}", r.text);
+    let list = app.get(&format!("/v1/spotMembers/{m}/customPropertiesValues")).await;
+    assert_eq!(list.body["items"][0]["value"], Value::Null, "nothing was written");
+    let r = app.post(&url, json!([{"customPropertySlug": "seats", "value": 3}, {"customPropertySlug": "plan", "value": "pro"}])).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body.as_array().unwrap().len(), 2);
+    let r = app.post(&url, json!([{"customPropertySlug": "ghost", "value": 1}])).await;
+    assert_eq!(assert_ms_error(&r, 404), "Custom property not found");
+});
+
+both!(filters_per_type, |app| {
+    define(&app, json!({"label": "Seats", "type": "Number"})).await;
+    define(&app, json!({"label": "Plan", "type": "SingleSelect", "possibleValues": ["free", "pro"]})).await;
+    define(&app, json!({"label": "Topics", "type": "MultipleSelect", "possibleValues": ["rust", "go"]})).await;
+    define(&app, json!({"label": "Joined", "type": "Date"})).await;
+    define(&app, json!({"label": "Company", "type": "Text"})).await;
+    let a = app.invite("a@x.io").await;
+    let b = app.invite("b@x.io").await;
+    app.invite("c@x.io").await;
+    let r = set(&app, &a, json!([{"customPropertySlug": "seats", "value": 5}, {"customPropertySlug": "plan", "value": "pro"},
+        {"customPropertySlug": "topics", "value": ["rust", "go"]}, {"customPropertySlug": "joined", "value": "2024-01-10"},
+        {"customPropertySlug": "company", "value": "Acme Corp"}])).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = set(&app, &b, json!([{"customPropertySlug": "seats", "value": 50}, {"customPropertySlug": "plan", "value": "free"},
+        {"customPropertySlug": "topics", "value": ["go"]}, {"customPropertySlug": "joined", "value": "2025-06-01"}])).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(emails(&app, "customProperties.seats[gt]=10").await, vec!["b@x.io"]);
+    assert_eq!(emails(&app, "customProperties.seats%5Blte%5D=5").await, vec!["a@x.io"]);
+    assert_eq!(emails(&app, "customProperties.plan[eq]=pro").await, vec!["a@x.io"]);
+    assert_eq!(emails(&app, "customProperties.plan[in]=pro,free").await, vec!["a@x.io", "b@x.io"]);
+    assert_eq!(emails(&app, "customProperties.plan[neq]=pro").await, vec!["b@x.io"]);
+    assert_eq!(emails(&app, "customProperties.topics[contains]=rust").await, vec!["a@x.io"]);
+    assert_eq!(emails(&app, "customProperties.topics[in]=go").await, vec!["a@x.io", "b@x.io"]);
+    assert_eq!(emails(&app, "customProperties.joined[before]=2025-01-01").await, vec!["a@x.io"]);
+    assert_eq!(emails(&app, "customProperties.company[contains]=acme").await, vec!["a@x.io"]);
+    assert_eq!(emails(&app, "customProperties.seats[gt]=1&email[in]=b@x.io").await, vec!["b@x.io"]);
+    for bad in ["customProperties.seats[contains]=1", "customProperties.ghost[eq]=1", "customProperties.plan[eq]=gold",
+        "customProperties.seats[gt]=many", "customProperties.joined[after]=yesterday"] {
+        let r = app.get(&format!("/v1/spotMembers?{bad}")).await;
+        let msg = assert_ms_error(&r, 400);
+        assert!(msg.starts_with("customProperties."), "{bad}: {msg}");
+    }
+});
+
+both!(removing_options_and_properties_removes_values, |app| {
+    let m = app.invite("a@x.io").await;
+    define(&app, json!({"label": "Plan", "type": "SingleSelect", "possibleValues": ["free", "pro", "team"]})).await;
+    define(&app, json!({"label": "Topics", "type": "MultipleSelect", "possibleValues": ["rust", "go"]})).await;
+    let url = format!("/v1/spotMembers/{m}/customPropertiesValues~bulkUpsert");
+    app.post(&url, json!([{"customPropertySlug": "plan", "value": "pro"}, {"customPropertySlug": "topics", "value": ["rust", "go"]}])).await;
+    // Rename an option: the stored value follows.
+    let r = app.put("/v1/customProperties/plan", json!({"renamedValues": {"pro": "business"}})).await;
+    assert_eq!(r.body["possibleValues"], json!(["free", "business", "team"]), "{}", r.text);
+    let values = app.get(&format!("/v1/spotMembers/{m}/customPropertiesValues")).await;
+    assert_eq!(values.body["items"][0]["value"], "business");
+    // Drop an option: its stored values go.
+    let r = app.put("/v1/customProperties/topics", json!({"possibleValues": ["go"]})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let values = app.get(&format!("/v1/spotMembers/{m}/customPropertiesValues")).await;
+    assert_eq!(values.body["items"][1]["value"], json!(["go"]));
+    // Delete the property, then re-create it: no stale value comes back.
+    assert_eq!(app.delete("/v1/customProperties/plan").await.status, 204);
+    define(&app, json!({"label": "Plan", "type": "SingleSelect", "possibleValues": ["business"]})).await;
+    let r = app.get("/v1/spotMembers?customProperties.plan[eq]=business").await;
+    assert_eq!(r.body["total"], 0, "{}", r.text);
+});
+
+both!(properties_are_scoped_to_the_spot, |app| {
+    define(&app, json!({"label": "Plan", "type": "Text"})).await;
+    let (_, other_key) = app.other_spot().await;
+    let r = app.send(reqwest::Method::GET, "/v1/customProperties/plan", Some(&other_key), None).await;
+    assert_eq!(assert_ms_error(&r, 404), "Custom property not found");
+    let m = app.invite("a@x.io").await;
+    let r = app
+        .send(reqwest::Method::GET, &format!("/v1/spotMembers/{m}/customPropertiesValues"), Some(&other_key), None)
+        .await;
+    assert_eq!(assert_ms_error(&r, 404), "Spot member not found");
+});
