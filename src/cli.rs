@@ -9,7 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::domain::{demo, kaizala, spots};
+use crate::domain::{demo, import, kaizala, spots};
 use crate::http::AppState;
 use crate::store::{redact_url, Db};
 
@@ -44,7 +44,44 @@ pub enum Command {
     /// Kaizala connectors and user tokens.
     #[command(subcommand)]
     Kaizala(KaizalaCommand),
+    /// Spot members.
+    #[command(subcommand)]
+    Members(MembersCommand),
 }
+
+#[derive(Debug, Subcommand)]
+pub enum MembersCommand {
+    /// Import members and their custom-property values from a CSV or XLSX file.
+    Import {
+        #[arg(long)]
+        spot: Uuid,
+        /// The .csv or .xlsx file (header row: email, firstname, lastname, property slugs).
+        file: std::path::PathBuf,
+        /// Validate and report what would happen, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Add every imported member to this group (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<Uuid>,
+        /// Write the failed rows as CSV (line,email,reason) to this file.
+        #[arg(long)]
+        errors: Option<std::path::PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A file the import cannot use (exit status 2).
+#[derive(Debug)]
+pub struct UnusableFile(pub String);
+
+impl std::fmt::Display for UnusableFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UnusableFile {}
 
 #[derive(Debug, Subcommand)]
 pub enum KaizalaCommand {
@@ -174,6 +211,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await;
             result
         }
+        Command::Members(cmd) => {
+            let db = Db::connect_and_migrate(&cli.database_url).await?;
+            let result = members_command(&db, cmd).await;
+            db.close().await;
+            result
+        }
         Command::Kaizala(cmd) => {
             let db = Db::connect_and_migrate(&cli.database_url).await?;
             let result = kaizala_command(&db, cmd).await;
@@ -181,6 +224,64 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
     }
+}
+
+async fn members_command(db: &Db, cmd: MembersCommand) -> anyhow::Result<()> {
+    let MembersCommand::Import { spot, file, dry_run, groups, errors, json } = cmd;
+    let unusable = |e: crate::error::Error| anyhow::Error::new(UnusableFile(e.to_string()));
+    let bytes = std::fs::read(&file)
+        .map_err(|e| anyhow::Error::new(UnusableFile(format!("cannot read {}: {e}", file.display()))))?;
+    let rows = import::read_rows(&bytes).map_err(unusable)?;
+    crate::domain::spots::get_spot(db, spot).await?;
+    import::prepare(db, spot, &rows, &groups).await.map_err(unusable)?;
+    let total = rows.len().saturating_sub(1) as u64;
+    let bar = if !json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows  {per_sec}  eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let progress = {
+        let bar = bar.clone();
+        move |done: u64| {
+            if let Some(b) = &bar {
+                b.set_position(done);
+            }
+        }
+    };
+    let started = std::time::Instant::now();
+    let report = import::import_rows(db, spot, &rows, &groups, dry_run, &progress).await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if let Some(path) = errors {
+        std::fs::write(&path, import::failed_rows_csv(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if json {
+        print_json(serde_json::to_value(&report)?);
+    } else {
+        eprintln!(
+            "{}{} created, {} updated, {} failed ({} rows in {:.1}s)",
+            if dry_run { "dry run: would have " } else { "" },
+            report.created,
+            report.updated,
+            report.failed.len(),
+            total,
+            started.elapsed().as_secs_f64()
+        );
+        for f in report.failed.iter().take(20) {
+            eprintln!("  line {}: {} — {}", f.line, f.email, f.reason);
+        }
+        if report.failed.len() > 20 {
+            eprintln!("  … {} more (use --errors FILE)", report.failed.len() - 20);
+        }
+    }
+    Ok(())
 }
 
 async fn kaizala_command(db: &Db, cmd: KaizalaCommand) -> anyhow::Result<()> {

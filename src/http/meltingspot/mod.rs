@@ -5,6 +5,7 @@
 pub mod courses;
 pub mod custom_roles;
 pub mod groups;
+pub mod import;
 pub mod members;
 pub mod properties;
 
@@ -26,6 +27,7 @@ pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
         .merge(groups::routes())
         .merge(courses::routes())
         .merge(properties::routes())
+        .merge(import::routes())
         .route_layer(axum::middleware::from_fn_with_state(state, guard))
 }
 

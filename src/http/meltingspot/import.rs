@@ -1,0 +1,128 @@
+//! `POST /v1/spotMembers~import` (openspot; contract §8 "Member import"): the CLI
+//! import over HTTP, as `multipart/form-data` with the file in the part `file`,
+//! optional `dryRun` and repeatable `groupId`. MeltingSpot's own limits apply: 5 MiB
+//! and 2,000 member rows, else 413 with nothing written.
+
+use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::domain::import::{self, HTTP_MAX_BYTES, HTTP_MAX_ROWS};
+use crate::error::Error;
+use crate::http::error::{ErrorBody, MsError};
+use crate::http::extract::CallerSpot;
+use crate::http::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(import_spot_members)).layer(DefaultBodyLimit::max(HTTP_MAX_BYTES + 64 * 1024))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailedRowDto {
+    /// The spreadsheet line (the header is line 1).
+    line: u64,
+    email: String,
+    reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportReportDto {
+    created: u64,
+    updated: u64,
+    failed: Vec<FailedRowDto>,
+}
+
+/// The multipart form (documentation only; parsed by hand).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ImportForm {
+    /// A .csv (UTF-8) or .xlsx file: header `email` (required), `firstname`, `lastname`, property slugs.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// `true` validates and reports, writing nothing.
+    #[schema(rename = "dryRun")]
+    dry_run: Option<bool>,
+    /// A static group every imported member joins (repeat the part for several).
+    #[schema(rename = "groupId")]
+    group_id: Option<Uuid>,
+}
+
+fn too_large() -> MsError {
+    MsError(Error::TooLarge)
+}
+
+/// Import members from a spreadsheet (openspot)
+///
+/// Each row creates a member (`Invited`, no email sent) or updates the member with that
+/// email; a bad row fails alone (reported with its line) and the others land.
+#[utoipa::path(post, path = "/v1/spotMembers~import", tag = "Spot members",
+    request_body(content = ImportForm, content_type = "multipart/form-data"),
+    extensions(("x-openspot" = json!(true))),
+    responses(
+        (status = 200, description = "Import report", body = ImportReportDto),
+        (status = 400, description = "Unusable file (names the reason) or unknown group", body = ErrorBody),
+        (status = 401, description = "Unauthorized", body = ErrorBody),
+        (status = 413, description = "Payload is too large (over 5 MiB or 2,000 rows)", body = ErrorBody),
+    ))]
+async fn import_spot_members(
+    State(st): State<AppState>,
+    CallerSpot(spot): CallerSpot,
+    mut form: Multipart,
+) -> Result<Json<ImportReportDto>, MsError> {
+    let mut file: Option<Vec<u8>> = None;
+    let mut dry_run = false;
+    let mut groups = Vec::new();
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
+            Err(e) => return Err(Error::BadRequest(format!("malformed multipart body: {}", e.body_text())).into()),
+        };
+        let name = field.name().unwrap_or_default().to_string();
+        let bytes = field.bytes().await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                too_large()
+            } else {
+                MsError(Error::BadRequest(format!("malformed multipart body: {}", e.body_text())))
+            }
+        })?;
+        match name.as_str() {
+            "file" => {
+                if bytes.len() > HTTP_MAX_BYTES {
+                    return Err(too_large());
+                }
+                file = Some(bytes.to_vec());
+            }
+            "dryRun" => {
+                dry_run = match String::from_utf8_lossy(&bytes).trim() {
+                    "true" => true,
+                    "false" | "" => false,
+                    other => return Err(Error::invalid("dryRun", format!("must be true or false, not '{other}'")).into()),
+                }
+            }
+            "groupId" => {
+                let raw = String::from_utf8_lossy(&bytes).trim().to_string();
+                groups.push(Uuid::parse_str(&raw).map_err(|_| Error::invalid("groupId", format!("'{raw}' is not a group id")))?);
+            }
+            other => return Err(Error::invalid(other, "is not a part of this form (file, dryRun, groupId)").into()),
+        }
+    }
+    let file = file.ok_or_else(|| Error::invalid("file", "is required"))?;
+    let rows = import::read_rows(&file)?;
+    let data_rows = rows.iter().skip(1).filter(|r| !r.is_empty()).count();
+    if data_rows > HTTP_MAX_ROWS {
+        return Err(too_large());
+    }
+    import::prepare(&st.db, spot, &rows, &groups).await?;
+    let report = import::import_rows(&st.db, spot, &rows, &groups, dry_run, &|_| {}).await?;
+    Ok(Json(ImportReportDto {
+        created: report.created,
+        updated: report.updated,
+        failed: report.failed.into_iter().map(|f| FailedRowDto { line: f.line, email: f.email, reason: f.reason }).collect(),
+    }))
+}
