@@ -334,6 +334,14 @@ pub async fn leave(
     Ok(removed)
 }
 
+/// Loads a group under its row lock (see `store::groups::lock`); 404 when absent.
+async fn locked_group(tx: &mut Tx, spot_id: Uuid, group_id: Uuid) -> Result<Group> {
+    if !store::groups::lock(tx.ex(), spot_id, group_id).await? {
+        return Err(Error::NotFound(Entity::Group));
+    }
+    store::groups::get(tx.ex(), spot_id, group_id).await?.ok_or(Error::NotFound(Entity::Group))
+}
+
 fn smart_refusal() -> Error {
     Error::Conflict(
         "The membership of a smart group follows its rules; use its blacklist to exclude members"
@@ -344,9 +352,7 @@ fn smart_refusal() -> Error {
 /// `POST /v1/groups/{id}/spotMembers`: idempotent.
 pub async fn add_member(db: &Db, spot_id: Uuid, group_id: Uuid, member_id: Uuid) -> Result<()> {
     let mut tx = db.begin().await?;
-    let g = store::groups::get(tx.ex(), spot_id, group_id)
-        .await?
-        .ok_or(Error::NotFound(Entity::Group))?;
+    let g = locked_group(&mut tx, spot_id, group_id).await?;
     store::members::get(tx.ex(), spot_id, member_id)
         .await?
         .ok_or(Error::NotFound(Entity::SpotMember))?;
@@ -400,9 +406,7 @@ pub async fn bulk_add(
     check_bulk(ids)?;
     let (parsed, mut failed) = split_ids(ids);
     let mut tx = db.begin().await?;
-    let g = store::groups::get(tx.ex(), spot_id, group_id)
-        .await?
-        .ok_or(Error::NotFound(Entity::Group))?;
+    let g = locked_group(&mut tx, spot_id, group_id).await?;
     if g.is_smart() {
         return Ok((Vec::new(), ids.to_vec()));
     }
@@ -429,9 +433,7 @@ pub async fn bulk_remove(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String])
     check_bulk(ids)?;
     let (parsed, _) = split_ids(ids);
     let mut tx = db.begin().await?;
-    let g = store::groups::get(tx.ex(), spot_id, group_id)
-        .await?
-        .ok_or(Error::NotFound(Entity::Group))?;
+    let g = locked_group(&mut tx, spot_id, group_id).await?;
     if g.is_smart() {
         return Err(smart_refusal());
     }
@@ -451,9 +453,7 @@ pub async fn change_blacklist(
     check_bulk(ids)?;
     let (parsed, _) = split_ids(ids);
     let mut tx = db.begin().await?;
-    let g = store::groups::get(tx.ex(), spot_id, group_id)
-        .await?
-        .ok_or(Error::NotFound(Entity::Group))?;
+    let g = locked_group(&mut tx, spot_id, group_id).await?;
     if !g.is_smart() {
         return Err(Error::Conflict("Only a smart group has a blacklist".into()));
     }

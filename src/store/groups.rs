@@ -133,6 +133,19 @@ pub async fn delete(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<bool, sqlx::E
     .map(|r| r.rows_affected() == 1))
 }
 
+/// Takes the group row's write lock for the rest of the transaction (and tells whether
+/// it exists): concurrent membership writes to one group then queue instead of
+/// deadlocking on each other's uncommitted rows (PostgreSQL; SQLite writers are
+/// serialised already).
+pub async fn lock(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
+    run!(ex, |c| sqlx::query("UPDATE spot_groups SET member_count = member_count WHERE spot_id = $1 AND id = $2")
+        .bind(spot_id)
+        .bind(id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected() == 1))
+}
+
 pub async fn add_member_count(
     ex: Ex<'_>,
     spot_id: Uuid,
@@ -225,7 +238,7 @@ pub async fn pending_computes(ex: Ex<'_>, now: i64) -> Result<Vec<(Uuid, Uuid)>,
 pub async fn smart_groups(ex: Ex<'_>, spot_id: Uuid) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
     run!(ex, |c| {
         sqlx::query_as::<_, (Uuid, String)>(
-        "SELECT id, rules FROM spot_groups WHERE spot_id = $1 AND kind = 'Smart' AND rules IS NOT NULL"
+        "SELECT id, rules FROM spot_groups WHERE spot_id = $1 AND kind = 'Smart' AND rules IS NOT NULL ORDER BY id"
     )
     .bind(spot_id)
     .fetch_all(c)

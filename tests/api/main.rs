@@ -6,3 +6,7 @@
 mod common;
 mod ms_members;
 mod ms_properties;
+mod ms_import;
+mod ms_groups;
+mod ms_courses;
+mod kaizala;

@@ -1,0 +1,296 @@
+//! The Kaizala dialect: auth flow, lenient bodies, groups, sub-groups, members,
+//! permissions, messages, throttling, and visibility across dialects.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::both;
+use crate::common::{Resp, TestApp};
+
+/// A connector of the test spot with a token for one number.
+struct Kz {
+    app_id: String,
+    secret: String,
+    refresh: String,
+    token: String,
+}
+
+async fn raw(app: &TestApp, method: Method, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
+    let mut rb = app.client.request(method, format!("{}{}", app.base, path));
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    if let Some(b) = body {
+        rb = rb.header("content-type", "application/json").body(b.to_vec());
+    }
+    let r = rb.send().await.expect("request");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Resp { status, body, text, headers }
+}
+
+async fn access(app: &TestApp, app_id: &str, secret: &str, refresh: &str) -> Resp {
+    raw(app, Method::GET, "/kaizala/v1/accessToken", &[("APPLICATIONID", app_id), ("applicationsecret", secret), ("RefreshToken", refresh)], None).await
+}
+
+async fn setup(app: &TestApp, number: &str) -> Kz {
+    let (c, secret) = openspot::domain::kaizala::create_connector(&app.db, app.spot_id, "c").await.unwrap();
+    let app_id = c.id.to_string();
+    user(app, &app_id, &secret, number).await
+}
+
+async fn user(app: &TestApp, app_id: &str, secret: &str, number: &str) -> Kz {
+    let (refresh, _) = openspot::domain::kaizala::create_user_token(&app.db, app_id, number).await.unwrap();
+    let r = access(app, app_id, secret, &refresh).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    Kz { app_id: app_id.into(), secret: secret.into(), refresh, token: r.body["accessToken"].as_str().unwrap().into() }
+}
+
+async fn call(app: &TestApp, kz: &Kz, method: Method, path: &str, body: Option<&str>) -> Resp {
+    raw(app, method, &format!("/kaizala/v1{path}"), &[("accessToken", &kz.token)], body.map(str::as_bytes)).await
+}
+
+fn assert_kz_error(r: &Resp, status: u16, code: &str) -> String {
+    assert_eq!(r.status, status, "{}", r.text);
+    assert_eq!(r.body["errorCode"], code, "{}", r.text);
+    assert!(r.body["errorCategoryKey"].is_string());
+    r.body["message"].as_str().unwrap().to_string()
+}
+
+async fn create_group(app: &TestApp, kz: &Kz, body: &str) -> String {
+    let r = call(app, kz, Method::POST, "/groups", Some(body)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["membersAdded"], true);
+    assert!(r.body.get("message").is_none());
+    r.body["groupId"].as_str().unwrap().to_string()
+}
+
+async fn members(app: &TestApp, kz: &Kz, gid: &str) -> Vec<Value> {
+    let r = call(app, kz, Method::GET, &format!("/groups/{gid}/members"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["members"].as_array().unwrap().clone()
+}
+
+fn numbers(ms: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> = ms.iter().map(|m| m["mobileNumber"].as_str().unwrap_or("-").to_string()).collect();
+    v.sort();
+    v
+}
+
+both!(auth_flow, |app| {
+    let kz = setup(&app, "+91 11 9999 9999").await;
+    let r = access(&app, &kz.app_id, &kz.secret, &kz.refresh).await;
+    assert_eq!(r.body["endpointUrl"], format!("{}/kaizala", app.base));
+    assert_eq!(r.body["refreshToken"], "");
+    assert_eq!(r.body["scope"], "token.write");
+    let expiry = r.body["accessTokenExpiry"].as_i64().unwrap();
+    let now = openspot::domain::now_ms();
+    assert!((expiry - now - 86_400_000).abs() < 60_000, "24 h in ms");
+    // The number is a registered spot member.
+    let m = app.get("/v1/spotMembers").await;
+    assert_eq!(m.body["items"][0]["mobileNumber"], "+911199999999");
+    assert_eq!(m.body["items"][0]["status"], "Accepted");
+    assert_eq!(m.body["items"][0]["email"], Value::Null);
+    assert_eq!(app.get("/v1/spotMembers?registrationDate[after]=1000000000").await.body["total"], 1);
+
+    let msg = assert_kz_error(&access(&app, &kz.app_id, "WRONG", &kz.refresh).await, 401, "Unauthenticated");
+    assert_eq!(msg, "Dont have correct applicationId and secret in header!");
+    assert_kz_error(&access(&app, &kz.app_id, &kz.secret, "garbage").await, 401, "InvalidToken");
+    // A new refresh token for the pair replaces the old one.
+    let (newer, _) = openspot::domain::kaizala::create_user_token(&app.db, &kz.app_id, "+911199999999").await.unwrap();
+    assert_kz_error(&access(&app, &kz.app_id, &kz.secret, &kz.refresh).await, 401, "InvalidToken");
+    assert_eq!(access(&app, &kz.app_id, &kz.secret, &newer).await.status, 200);
+
+    // Resource auth: header in any case, Bearer, legacy applicationId ignored.
+    let msg = assert_kz_error(&raw(&app, Method::GET, "/kaizala/v1/groups", &[], None).await, 401, "InvalidToken");
+    assert_eq!(msg, "Token missing. Header should have token as value of ACCESSTOKEN");
+    assert_kz_error(&raw(&app, Method::GET, "/kaizala/v1/groups", &[("accesstoken", "nope")], None).await, 401, "InvalidToken");
+    let bearer = format!("Bearer {}", kz.token);
+    assert_eq!(raw(&app, Method::GET, "/kaizala/v1/groups", &[("Authorization", &bearer)], None).await.status, 200);
+    let r = raw(&app, Method::GET, "/kaizala/v1/groups", &[("ACCESSTOKEN", &kz.token), ("applicationId", "legacy")], Some(b"")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // Deleting the connector ends its tokens.
+    openspot::domain::kaizala::delete_connector(&app.db, kz.app_id.parse().unwrap()).await.unwrap();
+    assert_kz_error(&access(&app, &kz.app_id, &kz.secret, &newer).await, 401, "Unauthenticated");
+    let mut refused = false;
+    for _ in 0..100 {
+        if call(&app, &kz, Method::GET, "/groups", None).await.status == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(refused, "access token still accepted after the auth cache lifetime");
+});
+
+both!(refresh_token_renewal_and_expiry, |app| {
+    let kz = setup(&app, "+911199999999").await;
+    let now = openspot::domain::now_ms();
+    let day = 86_400_000i64;
+    let sql = "UPDATE kz_refresh_tokens SET issued_at = $1, expires_at = $2";
+    match &app.db {
+        openspot::Db::Sqlite(p) => sqlx::query(sql).bind(now - 340 * day).bind(now + 25 * day).execute(p).await.map(|_| ()),
+        openspot::Db::Postgres(p) => sqlx::query(sql).bind(now - 340 * day).bind(now + 25 * day).execute(p).await.map(|_| ()),
+    }
+    .unwrap();
+    let r = access(&app, &kz.app_id, &kz.secret, &kz.refresh).await;
+    let renewed = r.body["refreshToken"].as_str().unwrap().to_string();
+    assert!(!renewed.is_empty(), "a new refresh token in the last 10 %: {}", r.text);
+    assert_eq!(access(&app, &kz.app_id, &kz.secret, &renewed).await.body["refreshToken"], "");
+    assert_kz_error(&access(&app, &kz.app_id, &kz.secret, &kz.refresh).await, 401, "InvalidToken");
+    // An expired access token (never used, so not cached) is refused.
+    let fresh = access(&app, &kz.app_id, &kz.secret, &renewed).await.body["accessToken"].as_str().unwrap().to_string();
+    let sql = "UPDATE kz_access_tokens SET expires_at = $1";
+    match &app.db {
+        openspot::Db::Sqlite(p) => sqlx::query(sql).bind(now - 1).execute(p).await.map(|_| ()),
+        openspot::Db::Postgres(p) => sqlx::query(sql).bind(now - 1).execute(p).await.map(|_| ()),
+    }
+    .unwrap();
+    assert_kz_error(&raw(&app, Method::GET, "/kaizala/v1/groups", &[("accessToken", &fresh)], None).await, 401, "InvalidToken");
+});
+
+both!(groups_with_real_client_bodies, |app| {
+    let kz = setup(&app, "+911199999999").await;
+    let g1 = create_group(&app, &kz, "{name:\"Kaizala Test group\", welcomeMessage:\"Welcome\", members:[\"+911199999990\"], groupType:\"Group\"}\r\n").await;
+    let g2 = create_group(&app, &kz, "{'name': 'Py group', 'members': ['+91 11 9999 9991']}").await;
+    let g3 = create_group(&app, &kz, r#"{"Name":"Net group","WelcomeMessage":"y","Members":[],"GroupType":"ConnectGroup"}"#).await;
+    let ms = members(&app, &kz, &g1).await;
+    assert_eq!(numbers(&ms), vec!["+911199999990", "+911199999999"]);
+    let me = ms.iter().find(|m| m["mobileNumber"] == "+911199999999").unwrap();
+    assert_eq!((me["role"].clone(), me["isProvisioned"].clone()), (json!("Admin"), json!(true)));
+    let other = ms.iter().find(|m| m["mobileNumber"] == "+911199999990").unwrap();
+    assert_eq!((other["role"].clone(), other["isProvisioned"].clone()), (json!("Member"), json!(false)));
+    assert_eq!(numbers(&members(&app, &kz, &g2).await), vec!["+911199999991", "+911199999999"]);
+
+    let list = call(&app, &kz, Method::GET, "/groups", None).await;
+    let groups = list.body["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 3);
+    let mut keys: Vec<&String> = groups[0].as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, vec!["callerRole", "groupId", "groupImageUrl", "groupName", "groupType"]);
+    assert!(groups.iter().any(|g| g["groupId"] == g3.as_str() && g["groupType"] == "ConnectGroup"));
+    for flag in ["showDetails=true", "showDetail=true"] {
+        let d = call(&app, &kz, Method::GET, &format!("/groups?{flag}"), None).await;
+        let g = d.body["groups"].as_array().unwrap().iter().find(|g| g["groupId"] == g1.as_str()).unwrap().clone();
+        assert_eq!((g["currentLevelUserCount"].clone(), g["currentLevelUnProvisionedUserCount"].clone()), (json!(2), json!(1)));
+        for k in ["hasSubGroups", "hasParentGroups", "currentLevelSubGroupCount", "userCount", "uniqueUserCount", "unProvisionedUserCount", "isMappedToTenant", "isDuplicate", "isEditable", "isDetailsReadable"] {
+            assert!(g.get(k).is_some(), "{flag}: {k}");
+        }
+    }
+    let one = call(&app, &kz, Method::GET, &format!("/groups/{g1}@1"), Some("")).await;
+    assert_eq!(one.body["groups"][0]["groupName"], "Kaizala Test group", "{}", one.text);
+    let doubled = raw(&app, Method::GET, "/kaizala//v1/groups", &[("accessToken", &kz.token)], None).await;
+    assert_eq!(doubled.status, 200, "{}", doubled.text);
+
+    // Bad input: InvalidParameters, nothing created.
+    let many: Vec<String> = (0..101).map(|i| format!("+9111999{i:05}")).collect();
+    let body = json!({"name": "big", "members": many}).to_string();
+    assert_kz_error(&call(&app, &kz, Method::POST, "/groups", Some(&body)).await, 400, "InvalidParameters");
+    let msg = assert_kz_error(&call(&app, &kz, Method::POST, "/groups", Some("{name:'x', members:['911199999990']}")).await, 400, "InvalidParameters");
+    assert!(msg.starts_with("members[0]"), "{msg}");
+    assert_kz_error(&call(&app, &kz, Method::POST, "/groups", Some("{name:")).await, 400, "InvalidParameters");
+    assert_eq!(app.get("/v1/groups").await.body["total"], 3);
+});
+
+both!(sub_groups, |app| {
+    let kz = setup(&app, "+911199999999").await;
+    let parent = create_group(&app, &kz, "{name:'Parent'}").await;
+    let r = call(&app, &kz, Method::POST, &format!("/groups/{parent}/subgroups"), Some("{groupName:'Child', members:['+911199999990']}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let child = r.body["groupId"].as_str().unwrap().to_string();
+    let other = create_group(&app, &kz, "{name:'Other'}").await;
+    let r = call(&app, &kz, Method::PUT, &format!("/groups/{parent}/SubGroups"), Some(&format!("{{subGroups:['{other}@1']}}"))).await;
+    assert_eq!(r.body, json!({"result": true}), "{}", r.text);
+    let r = call(&app, &kz, Method::GET, &format!("/groups/{parent}/subGroups"), None).await;
+    let mut subs: Vec<String> = r.body["subGroups"].as_array().unwrap().iter().map(|g| g["groupName"].as_str().unwrap().to_string()).collect();
+    subs.sort();
+    assert_eq!(subs, vec!["Child", "Other"]);
+    assert_eq!(r.body["hasSubGroups"], true);
+    // Cycles are refused.
+    let r = call(&app, &kz, Method::PUT, &format!("/groups/{child}/subGroups"), Some(&format!("{{subGroups:['{parent}']}}"))).await;
+    assert_kz_error(&r, 400, "InvalidParameters");
+    let d = call(&app, &kz, Method::GET, "/groups?showDetails=true", None).await;
+    let p = d.body["groups"].as_array().unwrap().iter().find(|g| g["groupId"] == parent.as_str()).unwrap().clone();
+    assert_eq!((p["currentLevelSubGroupCount"].clone(), p["userCount"].clone(), p["uniqueUserCount"].clone()), (json!(2), json!(4), json!(2)));
+    let r = call(&app, &kz, Method::DELETE, &format!("/groups/{parent}/subGroups/{other}"), None).await;
+    assert_eq!(r.body, json!({"result": true}));
+    let r = call(&app, &kz, Method::GET, &format!("/groups/{parent}/subGroups"), None).await;
+    assert_eq!(r.body["subGroups"].as_array().unwrap().len(), 1);
+});
+
+both!(members_roles_and_permissions, |app| {
+    let admin = setup(&app, "+911199999999").await;
+    let gid = create_group(&app, &admin, "{name:'Team', members:['+911199999990']}").await;
+    let r = call(&app, &admin, Method::PUT, &format!("/groups/{gid}/members"), Some("{members:['+911199999991', '+911199999990']}")).await;
+    assert_eq!(r.body, json!({"result": true}), "{}", r.text);
+    let ms = members(&app, &admin, &gid).await;
+    assert_eq!(numbers(&ms), vec!["+911199999990", "+911199999991", "+911199999999"], "no duplicate");
+    // A member added via /v1 (email only) shows with a null number.
+    let e = app.invite("mail@x.io").await;
+    assert_eq!(app.post(&format!("/v1/groups/{gid}/spotMembers"), json!({"spotMemberId": e})).await.status, 204);
+    let ms = members(&app, &admin, &gid).await;
+    assert!(ms.iter().any(|m| m["id"] == e.as_str() && m["mobileNumber"].is_null()));
+    // And the group and its phone members show through /v1.
+    let v1 = app.get(&format!("/v1/groups/{gid}/spotMembers")).await;
+    assert_eq!(v1.body["total"], 4);
+    assert!(v1.body["items"].as_array().unwrap().iter().any(|m| m["mobileNumber"] == "+911199999991" && m["email"].is_null()));
+
+    let me = ms.iter().find(|m| m["mobileNumber"] == "+911199999999").unwrap()["id"].as_str().unwrap().to_string();
+    let plain = ms.iter().find(|m| m["mobileNumber"] == "+911199999990").unwrap()["id"].as_str().unwrap().to_string();
+    let msg = assert_kz_error(&call(&app, &admin, Method::PUT, &format!("/groups/{gid}/members/{me}"), Some("{role:'Member'}")).await, 400, "InvalidParameters");
+    assert!(msg.contains("last Admin"), "{msg}");
+    assert_kz_error(&call(&app, &admin, Method::DELETE, &format!("/groups/{gid}/members/{me}"), None).await, 400, "InvalidParameters");
+    let r = call(&app, &admin, Method::PUT, &format!("/groups/{gid}/members/{plain}"), Some(r#"{"role":"Admin"}"#)).await;
+    assert_eq!(r.body, json!({"result": true}), "{}", r.text);
+    let r = call(&app, &admin, Method::PUT, &format!("/groups/{gid}/members/{plain}"), Some("{role:'member'}")).await;
+    assert_eq!(r.body, json!({"result": true}), "{}", r.text);
+
+    // A plain member can read but not change the group.
+    let member = user(&app, &admin.app_id, &admin.secret, "+911199999990").await;
+    assert_eq!(members(&app, &member, &gid).await.len(), 4);
+    assert_kz_error(&call(&app, &member, Method::PUT, &format!("/groups/{gid}/members"), Some("{members:['+911199999992']}")).await, 403, "AccessDenied");
+    assert_kz_error(&call(&app, &member, Method::PUT, &format!("/groups/{gid}/members/{me}"), Some("{role:'Member'}")).await, 403, "AccessDenied");
+    assert_kz_error(&call(&app, &member, Method::DELETE, &format!("/groups/{gid}/members/{me}"), None).await, 403, "AccessDenied");
+    // Someone outside the group cannot read it.
+    let outsider = user(&app, &admin.app_id, &admin.secret, "+911199999993").await;
+    assert_kz_error(&call(&app, &outsider, Method::GET, &format!("/groups/{gid}/members"), None).await, 403, "AccessDenied");
+    assert_kz_error(&call(&app, &admin, Method::GET, "/groups/01930000-0000-7000-8000-000000000000/members", None).await, 404, "GroupNotFound");
+
+    let r = call(&app, &admin, Method::DELETE, &format!("/groups/{gid}/members/{plain}"), Some("")).await;
+    assert_eq!(r.body, json!({"result": true}), "{}", r.text);
+    assert_eq!(members(&app, &admin, &gid).await.len(), 3);
+    assert_kz_error(&call(&app, &admin, Method::DELETE, &format!("/groups/{gid}/members/{plain}"), None).await, 404, "MemberNotFound");
+
+    // Another spot's connector sees nothing of it.
+    let (other_spot, _) = app.other_spot().await;
+    let (c2, s2) = openspot::domain::kaizala::create_connector(&app.db, other_spot, "c2").await.unwrap();
+    let stranger = user(&app, &c2.id.to_string(), &s2, "+911199999999").await;
+    let r = call(&app, &stranger, Method::GET, &format!("/groups/{gid}/members"), None).await;
+    assert_kz_error(&r, 404, "GroupNotFound");
+    assert_eq!(call(&app, &stranger, Method::GET, "/groups", None).await.body["groups"], json!([]));
+});
+
+both!(messages_and_throttling, |app| {
+    let kz = setup(&app, "+911199999999").await;
+    let gid = create_group(&app, &kz, "{name:'Chat'}").await;
+    let r = call(&app, &kz, Method::POST, &format!("/groups/{gid}/messages"), Some("{message:\"Test message via API\"}\r\n")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.body["referenceId"].is_string());
+    let long = json!({"message": "x".repeat(4001)}).to_string();
+    assert_kz_error(&call(&app, &kz, Method::POST, &format!("/groups/{gid}/messages"), Some(&long)).await, 400, "InvalidParameters");
+    // 100 calls a minute per connector (two calls above).
+    let mut last = None;
+    for _ in 0..100 {
+        let r = call(&app, &kz, Method::GET, "/groups", None).await;
+        if r.status != 200 {
+            last = Some(r);
+            break;
+        }
+    }
+    let r = last.expect("the limit was never reached");
+    assert_kz_error(&r, 429, "Throttled");
+    assert!(r.header("retry-after").and_then(|v| v.parse::<u64>().ok()).is_some_and(|s| s >= 1));
+});

@@ -1,0 +1,156 @@
+//! `POST /v1/spotMembers~import`: CSV and XLSX uploads, row failures, dry runs, re-runs,
+//! groups and limits.
+
+use reqwest::multipart::{Form, Part};
+use serde_json::{json, Value};
+
+use crate::both;
+use crate::common::{assert_ms_error, Resp, TestApp};
+
+async fn upload(app: &TestApp, form: Form) -> Resp {
+    let r = app
+        .client
+        .post(format!("{}/v1/spotMembers~import", app.base))
+        .header("authorization", &app.key)
+        .multipart(form)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Resp { status, body, text, headers }
+}
+
+fn file_part(bytes: Vec<u8>, name: &str) -> Part {
+    Part::bytes(bytes).file_name(name.to_string())
+}
+
+async fn setup_properties(app: &TestApp) {
+    for body in [
+        json!({"label": "Plan", "type": "SingleSelect", "possibleValues": ["free", "pro"]}),
+        json!({"label": "Seats", "type": "Number"}),
+        json!({"label": "Consent", "type": "Boolean"}),
+        json!({"label": "Joined", "type": "Date"}),
+        json!({"label": "Topics", "type": "MultipleSelect", "possibleValues": ["rust", "go"]}),
+    ] {
+        let r = app.post("/v1/customProperties", body).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+}
+
+async fn member_values(app: &TestApp, email: &str) -> Value {
+    let r = app.get(&format!("/v1/spotMembers?email[in]={email}")).await;
+    let id = r.body["items"][0]["id"].as_str().expect("member exists").to_string();
+    let v = app.get(&format!("/v1/spotMembers/{id}/customPropertiesValues")).await;
+    let mut out = serde_json::Map::new();
+    for item in v.body["items"].as_array().unwrap() {
+        out.insert(item["customPropertySlug"].as_str().unwrap().to_string(), item["value"].clone());
+    }
+    out.insert("firstname".into(), r.body["items"][0]["firstname"].clone());
+    Value::Object(out)
+}
+
+const CSV: &str = "\u{feff}Email,FirstName,lastname,plan,seats,consent,joined,topics\r\n\
+ada@example.com,Ada,Lovelace,pro,5,yes,2024-01-10,rust;go\r\n\
+not-an-email,Bob,B,free,1,no,2024-01-11,\r\n\
+carol@example.com,Carol,C,gold,1,no,2024-01-12,\r\n\
+dan@example.com,\"Dan, Jr\",D,,,,,\r\n\
+ADA@example.com,Ada Augusta,,,7,,,\r\n";
+
+both!(csv_import_reports_bad_rows_and_lands_good_ones, |app| {
+    setup_properties(&app).await;
+    let r = upload(&app, Form::new().part("file", file_part(CSV.as_bytes().to_vec(), "m.csv"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["created"], 2, "{}", r.text);
+    assert_eq!(r.body["updated"], 1, "the repeated email updates the first row's member");
+    let failed = r.body["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 2);
+    assert_eq!(failed[0]["line"], 3);
+    assert_eq!(failed[0]["email"], "not-an-email");
+    assert_eq!(failed[1]["line"], 4);
+    assert!(failed[1]["reason"].as_str().unwrap().contains("gold"), "{}", r.text);
+    let ada = member_values(&app, "ada@example.com").await;
+    assert_eq!(ada["firstname"], "Ada Augusta");
+    assert_eq!(ada["plan"], "pro");
+    assert_eq!(ada["seats"], 7);
+    assert_eq!(ada["consent"], true);
+    assert_eq!(ada["joined"], "2024-01-10");
+    assert_eq!(ada["topics"], json!(["rust", "go"]));
+    assert_eq!(member_values(&app, "dan@example.com").await["firstname"], "Dan, Jr");
+    assert_eq!(app.get("/v1/spotMembers?email[in]=carol@example.com").await.body["total"], 0, "a failed row writes nothing");
+    let list = app.get("/v1/spotMembers").await;
+    assert_eq!(list.body["total"], 2);
+    assert_eq!(list.body["items"][0]["status"], "Invited");
+
+    // Running the same file again creates no one.
+    let again = upload(&app, Form::new().part("file", file_part(CSV.as_bytes().to_vec(), "m.csv"))).await;
+    assert_eq!((again.body["created"].clone(), again.body["updated"].clone()), (json!(0), json!(3)), "{}", again.text);
+    assert_eq!(app.get("/v1/spotMembers").await.body["total"], 2);
+});
+
+both!(dry_run_writes_nothing, |app| {
+    setup_properties(&app).await;
+    let form = Form::new().part("file", file_part(CSV.as_bytes().to_vec(), "m.csv")).text("dryRun", "true");
+    let r = upload(&app, form).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!((r.body["created"].clone(), r.body["updated"].clone()), (json!(2), json!(1)));
+    assert_eq!(r.body["failed"].as_array().unwrap().len(), 2);
+    assert_eq!(app.get("/v1/spotMembers").await.body["total"], 0);
+});
+
+both!(xlsx_import_with_typed_cells_and_groups, |app| {
+    setup_properties(&app).await;
+    let group = app.post("/v1/groups", json!({"name": "Imported"})).await.body["id"].as_str().unwrap().to_string();
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet();
+    let date = rust_xlsxwriter::Format::new().set_num_format("yyyy-mm-dd");
+    for (c, h) in ["email", "firstname", "seats", "consent", "joined", "plan"].iter().enumerate() {
+        ws.write_string(0, c as u16, *h).unwrap();
+    }
+    ws.write_string(1, 0, "xl@example.com").unwrap();
+    ws.write_string(1, 1, "Xena").unwrap();
+    ws.write_number(1, 2, 42.0).unwrap();
+    ws.write_boolean(1, 3, true).unwrap();
+    ws.write_datetime_with_format(1, 4, &rust_xlsxwriter::ExcelDateTime::from_ymd(2024, 3, 5).unwrap(), &date).unwrap();
+    ws.write_string(1, 5, "free").unwrap();
+    ws.write_string(2, 0, "yo@example.com").unwrap();
+    ws.write_string(2, 2, "many").unwrap();
+    let bytes = wb.save_to_buffer().unwrap();
+    let form = Form::new().part("file", file_part(bytes, "members.xlsx")).text("groupId", group.clone());
+    let r = upload(&app, form).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["created"], 1, "{}", r.text);
+    assert_eq!(r.body["failed"][0]["line"], 3);
+    let xl = member_values(&app, "xl@example.com").await;
+    assert_eq!((xl["seats"].clone(), xl["consent"].clone(), xl["joined"].clone()), (json!(42), json!(true), json!("2024-03-05")));
+    let members = app.get(&format!("/v1/groups/{group}/spotMembers")).await;
+    assert_eq!(members.body["total"], 1);
+    assert_eq!(members.body["items"][0]["email"], "xl@example.com");
+});
+
+both!(refused_files_and_limits, |app| {
+    let r = upload(&app, Form::new().part("file", file_part(b"email,plna\na@x.io,1\n".to_vec(), "m.csv"))).await;
+    assert!(assert_ms_error(&r, 400).contains("'plna'"), "{}", r.text);
+    let r = upload(&app, Form::new().part("file", file_part(b"firstname\nAda\n".to_vec(), "m.csv"))).await;
+    assert!(assert_ms_error(&r, 400).contains("email"));
+    let r = upload(&app, Form::new().text("dryRun", "true")).await;
+    assert!(assert_ms_error(&r, 400).starts_with("file"));
+    let form = Form::new()
+        .part("file", file_part(b"email\na@x.io\n".to_vec(), "m.csv"))
+        .text("groupId", "01930000-0000-7000-8000-000000000000");
+    assert!(assert_ms_error(&upload(&app, form).await, 400).starts_with("groupId"));
+    assert_eq!(app.get("/v1/spotMembers").await.body["total"], 0, "nothing written by refused files");
+
+    let mut big = String::from("email\n");
+    for i in 0..2001 {
+        big.push_str(&format!("m{i}@x.io\n"));
+    }
+    let r = upload(&app, Form::new().part("file", file_part(big.into_bytes(), "m.csv"))).await;
+    assert_eq!(assert_ms_error(&r, 413), "Payload is too large");
+    let huge = vec![b'a'; 6 << 20];
+    let r = upload(&app, Form::new().part("file", file_part(huge, "m.csv"))).await;
+    assert_eq!(assert_ms_error(&r, 413), "Payload is too large");
+    assert_eq!(app.get("/v1/spotMembers").await.body["total"], 0);
+});
