@@ -306,6 +306,9 @@ pub async fn import_rows(
     Ok(report)
 }
 
+/// Writes one batch of validated rows in one transaction, with multi-row statements
+/// for what is new (members and their values) and per-row statements only for
+/// members that already exist.
 async fn write_batch(
     db: &Db,
     spot_id: Uuid,
@@ -314,66 +317,131 @@ async fn write_batch(
     has_smart: bool,
     report: &mut ImportReport,
 ) -> Result<()> {
-    let mut tx = db.begin().await?;
-    let now = now_ms();
-    let mut created = 0i64;
-    let mut members_by_email: HashMap<String, Member> = HashMap::new();
+    // Rows repeating an email within the batch merge into its first row (later cells win).
+    let mut order: Vec<String> = Vec::new();
+    let mut merged: HashMap<String, RowPlan> = HashMap::new();
+    let mut occurrences: Vec<String> = Vec::with_capacity(plans.len());
     for p in plans {
         let key = p.email.to_lowercase();
-        let existing = match members_by_email.get(&key) {
-            Some(m) => Some(m.clone()),
-            None => store::members::get_by_email(tx.ex(), spot_id, &p.email).await?,
-        };
-        let mut m = match existing {
+        occurrences.push(key.clone());
+        match merged.get_mut(&key) {
             Some(m) => {
-                report.updated += 1;
-                m
-            }
-            None => {
-                let mut fresh = Member::new_invited(spot_id, Some(p.email.clone()), None);
-                fresh.firstname = p.firstname.clone().unwrap_or_default();
-                fresh.lastname = p.lastname.clone().unwrap_or_default();
-                match store::members::insert_if_absent(tx.ex(), &fresh).await? {
-                    Some(m) => {
-                        created += 1;
-                        report.created += 1;
-                        m
-                    }
-                    None => {
-                        report.updated += 1;
-                        store::members::get_by_email(tx.ex(), spot_id, &p.email)
-                            .await?
-                            .ok_or_else(|| Error::Internal(anyhow::anyhow!("member {} vanished", p.email)))?
-                    }
+                if p.firstname.is_some() {
+                    m.firstname = p.firstname.clone();
+                }
+                if p.lastname.is_some() {
+                    m.lastname = p.lastname.clone();
+                }
+                for (pid, v) in &p.values {
+                    m.values.retain(|(id, _)| id != pid);
+                    m.values.push((*pid, v.clone()));
                 }
             }
-        };
-        let mut changed = false;
-        if let Some(f) = &p.firstname {
-            changed |= m.firstname != *f;
-            m.firstname = f.clone();
+            None => {
+                order.push(key.clone());
+                merged.insert(
+                    key,
+                    RowPlan {
+                        email: p.email.clone(),
+                        firstname: p.firstname.clone(),
+                        lastname: p.lastname.clone(),
+                        values: p.values.clone(),
+                    },
+                );
+            }
         }
-        if let Some(l) = &p.lastname {
-            changed |= m.lastname != *l;
-            m.lastname = l.clone();
+    }
+    let mut tx = db.begin().await?;
+    let now = now_ms();
+    let mut members: HashMap<String, Member> = HashMap::new();
+    for chunk in order.chunks(500) {
+        for m in store::members::get_many_by_email(tx.ex(), spot_id, chunk).await? {
+            if let Some(e) = &m.email {
+                members.insert(e.to_lowercase(), m);
+            }
         }
-        for (pid, rows) in &p.values {
-            store::properties::set_values(tx.ex(), spot_id, *pid, m.id, rows).await?;
-            changed = true;
-        }
-        if changed {
+    }
+    let existing: HashSet<String> = members.keys().cloned().collect();
+    let fresh: Vec<Member> = order
+        .iter()
+        .filter(|k| !existing.contains(*k))
+        .filter_map(|k| merged.get(k))
+        .map(|p| {
+            let mut m = Member::new_invited(spot_id, Some(p.email.clone()), None);
+            m.firstname = p.firstname.clone().unwrap_or_default();
+            m.lastname = p.lastname.clone().unwrap_or_default();
+            m.invited_at = now;
             m.updated_at = now;
-            store::members::update(tx.ex(), &m).await?;
+            m
+        })
+        .collect();
+    let mut created: HashSet<String> = HashSet::new();
+    for chunk in fresh.chunks(100) {
+        for m in store::members::insert_many_if_absent(tx.ex(), chunk).await? {
+            if let Some(e) = &m.email {
+                created.insert(e.to_lowercase());
+                members.insert(e.to_lowercase(), m);
+            }
         }
+    }
+    // A member created meanwhile by another writer is updated like any existing one.
+    for m in &fresh {
+        let key = m.email.as_deref().unwrap_or_default().to_lowercase();
+        if !members.contains_key(&key) {
+            if let Some(found) = store::members::get_by_email(tx.ex(), spot_id, &key).await? {
+                members.insert(key, found);
+            }
+        }
+    }
+    let mut counted: HashSet<&str> = HashSet::new();
+    for key in &occurrences {
+        if created.contains(key) && counted.insert(key.as_str()) {
+            report.created += 1;
+        } else {
+            report.updated += 1;
+        }
+    }
+    let mut new_values: Vec<(Uuid, Uuid, i64, StoredValue)> = Vec::new();
+    for key in &order {
+        let (Some(p), Some(m)) = (merged.get(key), members.get_mut(key)) else { continue };
+        if created.contains(key) {
+            for (pid, rows) in &p.values {
+                for (i, v) in rows.iter().enumerate() {
+                    new_values.push((*pid, m.id, i as i64, v.clone()));
+                }
+            }
+        } else {
+            let mut changed = !p.values.is_empty();
+            if let Some(f) = &p.firstname {
+                changed |= m.firstname != *f;
+                m.firstname = f.clone();
+            }
+            if let Some(l) = &p.lastname {
+                changed |= m.lastname != *l;
+                m.lastname = l.clone();
+            }
+            for (pid, rows) in &p.values {
+                store::properties::set_values(tx.ex(), spot_id, *pid, m.id, rows).await?;
+            }
+            if changed {
+                m.updated_at = now;
+                store::members::update(tx.ex(), m).await?;
+            }
+        }
+    }
+    for chunk in new_values.chunks(150) {
+        store::properties::insert_values(tx.ex(), spot_id, chunk).await?;
+    }
+    for key in &order {
+        let Some(m) = members.get(key) else { continue };
         if has_smart {
-            super::groups::refresh_smart_memberships(&mut tx, &m).await?;
+            super::groups::refresh_smart_memberships(&mut tx, m).await?;
         }
         for g in group_ids {
             super::groups::join(&mut tx, spot_id, *g, m.id, "Member").await?;
         }
-        members_by_email.insert(key, m);
     }
-    store::spots::add_member_count(tx.ex(), spot_id, created).await?;
+    store::spots::add_member_count(tx.ex(), spot_id, created.len() as i64).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -232,3 +232,53 @@ pub async fn count_with_properties(
     push_property_filters(&mut sql, spot_id, props);
     run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(&sql.text), &sql.binds).fetch_one(c).await)
 }
+
+/// Inserts new members in one multi-row statement, skipping emails (or numbers)
+/// already taken; returns the members actually inserted.
+pub async fn insert_many_if_absent(ex: Ex<'_>, members: &[Member]) -> Result<Vec<Member>, sqlx::Error> {
+    if members.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new(
+        "INSERT INTO members (spot_id, id, email, email_norm, mobile_number, lang, role, status, firstname, lastname, \
+         warnings, invited_at, updated_at) VALUES ",
+    );
+    for (i, m) in members.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push("(").push_bind(Bind::Uuid(m.spot_id)).push(", ").push_bind(Bind::Uuid(m.id)).push(", ");
+        match &m.email {
+            Some(e) => sql.push_bind(Bind::Text(e.clone())).push(", ").push_bind(Bind::Text(e.to_lowercase())),
+            None => sql.push("NULL, NULL"),
+        };
+        sql.push(", ");
+        match &m.mobile_number {
+            Some(n) => sql.push_bind(Bind::Text(n.clone())),
+            None => sql.push("NULL"),
+        };
+        sql.push(", ").push_bind(Bind::Text(m.lang.clone())).push(", ").push_bind(Bind::Text(m.role.clone()));
+        sql.push(", ").push_bind(Bind::Text(m.status.clone())).push(", ").push_bind(Bind::Text(m.firstname.clone()));
+        sql.push(", ").push_bind(Bind::Text(m.lastname.clone())).push(", 0, ").push_bind(Bind::I64(m.invited_at));
+        sql.push(", ").push_bind(Bind::I64(m.updated_at)).push(")");
+    }
+    sql.push(" ON CONFLICT DO NOTHING RETURNING ").push(COLUMNS);
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds).fetch_all(c).await)
+}
+
+/// The spot's members with any of `emails` (compared lower-cased).
+pub async fn get_many_by_email(ex: Ex<'_>, spot_id: Uuid, emails: &[String]) -> Result<Vec<Member>, sqlx::Error> {
+    if emails.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM members WHERE spot_id = "));
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND email_norm IN (");
+    for (i, e) in emails.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push_bind(Bind::Text(e.to_lowercase()));
+    }
+    sql.push(")");
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds).fetch_all(c).await)
+}

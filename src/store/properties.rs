@@ -157,3 +157,36 @@ pub async fn member_values(
     .fetch_all(c)
     .await)
 }
+
+/// Inserts value rows of several members at once: (property, member, ord, value).
+/// The caller has cleared any previous value of those (property, member) pairs.
+pub async fn insert_values(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    rows: &[(Uuid, Uuid, i64, StoredValue)],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut sql = Sql::new(
+        "INSERT INTO member_property_values (spot_id, property_id, member_id, ord, value_text, value_num) VALUES ",
+    );
+    for (i, (pid, mid, ord, v)) in rows.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push("(").push_bind(Bind::Uuid(spot_id)).push(", ").push_bind(Bind::Uuid(*pid));
+        sql.push(", ").push_bind(Bind::Uuid(*mid)).push(", ").push_bind(Bind::I64(*ord)).push(", ");
+        match &v.text {
+            Some(t) => sql.push_bind(Bind::Text(t.clone())),
+            None => sql.push("NULL"),
+        };
+        sql.push(", ");
+        match v.num {
+            Some(n) => sql.push_bind(Bind::F64(n)),
+            None => sql.push("NULL"),
+        };
+        sql.push(")");
+    }
+    run!(ex, |c| bind_all!(sqlx::query(&sql.text), &sql.binds).execute(c).await.map(|_| ()))
+}
