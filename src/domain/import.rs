@@ -376,7 +376,7 @@ async fn write_batch(
         })
         .collect();
     let mut created: HashSet<String> = HashSet::new();
-    for chunk in fresh.chunks(100) {
+    for chunk in fresh.chunks(250) {
         for m in store::members::insert_many_if_absent(tx.ex(), chunk).await? {
             if let Some(e) = &m.email {
                 created.insert(e.to_lowercase());
@@ -429,7 +429,7 @@ async fn write_batch(
             }
         }
     }
-    for chunk in new_values.chunks(150) {
+    for chunk in new_values.chunks(500) {
         store::properties::insert_values(tx.ex(), spot_id, chunk).await?;
     }
     for key in &order {

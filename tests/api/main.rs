@@ -10,3 +10,4 @@ mod ms_import;
 mod ms_groups;
 mod ms_courses;
 mod kaizala;
+mod conventions;

@@ -1,0 +1,148 @@
+//! The real `openspot` binary: `--json` output, exit codes, `serve --demo` and a
+//! graceful SIGTERM shutdown (SQLite in a temporary directory).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn openspot(db: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_openspot"))
+        .arg("--database-url")
+        .arg(db)
+        .args(args)
+        .env_remove("OPENSPOT_DATABASE_URL")
+        .output()
+        .expect("run openspot");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Exactly one JSON object on stdout.
+fn one_object(stdout: &str) -> Value {
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not one JSON value ({e}): {stdout}"));
+    assert!(v.is_object(), "{stdout}");
+    v
+}
+
+#[test]
+fn spot_commands_print_one_json_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cli.db").display());
+    let (code, out, _) = openspot(&db, &["spots", "create", "--name", "Acme", "--json"]);
+    assert_eq!(code, 0);
+    let created = one_object(&out);
+    let spot = created["spotId"].as_str().unwrap().to_string();
+    let key = created["apiKey"].as_str().unwrap().to_string();
+    assert!(key.starts_with("os_"));
+    let (_, out, _) = openspot(&db, &["spots", "list", "--json"]);
+    assert_eq!(one_object(&out)["spots"][0]["spotId"], spot.as_str());
+    let (_, out, _) = openspot(&db, &["spots", "rotate-key", &spot, "--json"]);
+    let rotated = one_object(&out);
+    assert_eq!(rotated["spotId"], spot.as_str());
+    assert_ne!(rotated["apiKey"], key.as_str());
+    let (_, out, _) = openspot(&db, &["spots", "set-limits", &spot, "--per-10s", "5", "--json"]);
+    assert_eq!(one_object(&out)["rateLimitPer10s"], 5);
+    let (code, out, _) = openspot(&db, &["kaizala", "connectors", "create", "--spot", &spot, "--name", "c", "--json"]);
+    assert_eq!(code, 0);
+    let conn = one_object(&out);
+    let app_id = conn["applicationId"].as_str().unwrap().to_string();
+    assert!(conn["applicationSecret"].is_string());
+    let (_, out, _) = openspot(&db, &["kaizala", "tokens", "create", "--application-id", &app_id, "--mobile-number", "+911199999999", "--json"]);
+    let token = one_object(&out);
+    assert!(token["refreshToken"].is_string() && token["refreshTokenExpiry"].is_i64());
+    let (code, _, err) = openspot(&db, &["kaizala", "tokens", "create", "--application-id", &app_id, "--mobile-number", "911199999999"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("mobile"), "{err}");
+    let (code, _, err) = openspot(&db, &["spots", "rotate-key", "01930000-0000-7000-8000-000000000000"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not found"), "{err}");
+    let (code, out, _) = openspot(&db, &["spots", "delete", &spot, "--json"]);
+    assert_eq!((code, one_object(&out)["deleted"].clone()), (0, Value::Bool(true)));
+    assert_eq!(openspot(&db, &["migrate"]).0, 0);
+}
+
+#[test]
+fn members_import_reports_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cli.db").display());
+    let spot = one_object(&openspot(&db, &["spots", "create", "--name", "Acme", "--json"]).1)["spotId"].as_str().unwrap().to_string();
+    let csv = dir.path().join("m.csv");
+    std::fs::write(&csv, "email,firstname\na@x.io,Ada\nnope,Bo\nb@x.io,Bea\n").unwrap();
+    let errors = dir.path().join("errors.csv");
+    let csv_s = csv.to_str().unwrap();
+    let (code, out, _) = openspot(&db, &["members", "import", "--spot", &spot, csv_s, "--dry-run", "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(one_object(&out)["created"], 2);
+    let (code, out, _) =
+        openspot(&db, &["members", "import", "--spot", &spot, csv_s, "--json", "--errors", errors.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let report = one_object(&out);
+    assert_eq!((report["created"].clone(), report["failed"][0]["line"].clone()), (Value::from(2), Value::from(3)));
+    let written = std::fs::read_to_string(&errors).unwrap();
+    assert!(written.starts_with("line,email,reason\n3,nope,"), "{written}");
+    let (_, out, _) = openspot(&db, &["members", "import", "--spot", &spot, csv_s, "--json"]);
+    assert_eq!((one_object(&out)["created"].clone(), one_object(&out)["updated"].clone()), (Value::from(0), Value::from(2)));
+    std::fs::write(&csv, "email,shoe_size\na@x.io,42\n").unwrap();
+    let (code, _, err) = openspot(&db, &["members", "import", "--spot", &spot, csv_s]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("shoe_size"));
+    let (code, _, _) = openspot(&db, &["members", "import", "--spot", &spot, "/nonexistent.csv"]);
+    assert_eq!(code, 2);
+    let (code, _, _) = openspot(&db, &["members", "import", "--spot", &spot, csv_s, "--group", "01930000-0000-7000-8000-000000000000"]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn serve_demo_answers_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_openspot"))
+        .args(["--database-url", &db, "serve", "--demo", "--listen", &listen])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut key = None;
+    let mut line = String::new();
+    while key.is_none() && stderr.read_line(&mut line).unwrap() > 0 {
+        if let Some(k) = line.trim().strip_prefix("demo API key: ") {
+            key = Some(k.to_string());
+        }
+        line.clear();
+    }
+    let key = key.expect("demo key printed");
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let body: Value = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let start = Instant::now();
+        loop {
+            match client.get(format!("http://{listen}/v1/spotMembers")).header("authorization", &key).send().await {
+                Ok(r) => break r.json().await.unwrap(),
+                Err(_) if start.elapsed() < Duration::from_secs(10) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => panic!("server never answered: {e}"),
+            }
+        }
+    });
+    assert_eq!(body["total"], 5, "{body}");
+    let groups: Value = rt.block_on(async {
+        reqwest::Client::new().get(format!("http://{listen}/v1/groups")).header("authorization", &key).send().await.unwrap().json().await.unwrap()
+    });
+    assert_eq!(groups["total"], 2, "{groups}");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+}
