@@ -35,7 +35,11 @@ struct Bench {
 
 impl Bench {
     /// Requests per second over `RUN` with `WORKERS` concurrent clients.
-    async fn rate(&self, label: &str, make: impl Fn(u64) -> (reqwest::Method, String, Option<serde_json::Value>) + Send + Sync + 'static) -> f64 {
+    async fn rate(
+        &self,
+        label: &str,
+        make: impl Fn(u64) -> (reqwest::Method, String, Option<serde_json::Value>) + Send + Sync + 'static,
+    ) -> f64 {
         let make = Arc::new(make);
         let done = Arc::new(AtomicU64::new(0));
         let errors = Arc::new(AtomicU64::new(0));
@@ -70,7 +74,10 @@ impl Bench {
         }
         let rate = done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
         let errs = errors.load(Ordering::Relaxed);
-        eprintln!("  {label:<48} {rate:>9.0} req/s{}", if errs > 0 { format!("  ({errs} errors)") } else { String::new() });
+        eprintln!(
+            "  {label:<48} {rate:>9.0} req/s{}",
+            if errs > 0 { format!("  ({errs} errors)") } else { String::new() }
+        );
         rate
     }
 }
@@ -133,8 +140,16 @@ async fn count_scan_ms(db: &Db, spot: Uuid) -> f64 {
     let runs = 5;
     for _ in 0..runs {
         let _: i64 = match db {
-            Db::Sqlite(p) => sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE spot_id = $1").bind(spot).fetch_one(p).await.unwrap(),
-            Db::Postgres(p) => sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE spot_id = $1").bind(spot).fetch_one(p).await.unwrap(),
+            Db::Sqlite(p) => sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE spot_id = $1")
+                .bind(spot)
+                .fetch_one(p)
+                .await
+                .unwrap(),
+            Db::Postgres(p) => sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE spot_id = $1")
+                .bind(spot)
+                .fetch_one(p)
+                .await
+                .unwrap(),
         };
     }
     start.elapsed().as_secs_f64() * 1000.0 / runs as f64
@@ -148,7 +163,11 @@ async fn main() {
         .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("bench.db").display()));
     let db = Db::connect_and_migrate(&url).await.unwrap();
     let (spot, key) = openspot::domain::spots::create_spot(&db, "bench").await.unwrap();
-    eprintln!("openspot load benchmark: {n} members, {WORKERS} concurrent clients, {}s per scenario, {}", RUN.as_secs(), db.backend_name());
+    eprintln!(
+        "openspot load benchmark: {n} members, {WORKERS} concurrent clients, {}s per scenario, {}",
+        RUN.as_secs(),
+        db.backend_name()
+    );
     let t = Instant::now();
     let ids = Arc::new(seed_members(&db, spot.id, n).await);
     eprintln!("  seeded {n} members in {:.1}s", t.elapsed().as_secs_f64());
@@ -170,7 +189,9 @@ async fn main() {
             (reqwest::Method::GET, format!("/v1/spotMembers/{}", ids2[(i as usize * 7919) % ids2.len()]), None)
         })
         .await;
-    let page = bench.rate("GET /v1/spotMembers (page 1, counted total)", |_| (reqwest::Method::GET, "/v1/spotMembers".into(), None)).await;
+    let page = bench
+        .rate("GET /v1/spotMembers (page 1, counted total)", |_| (reqwest::Method::GET, "/v1/spotMembers".into(), None))
+        .await;
     let email = bench
         .rate("GET /v1/spotMembers?email[in]=…", move |i| {
             (reqwest::Method::GET, format!("/v1/spotMembers?email%5Bin%5D=m{}@bench.io", (i as usize * 31) % n), None)
@@ -188,7 +209,11 @@ async fn main() {
     let ids3 = ids.clone();
     let put = move |i: u64| {
         let status = if i % 2 == 0 { "Accepted" } else { "Deactivated" };
-        (reqwest::Method::PUT, format!("/v1/spotMembers/{}", ids3[(i as usize * 104_729) % ids3.len()]), Some(json!({"status": status})))
+        (
+            reqwest::Method::PUT,
+            format!("/v1/spotMembers/{}", ids3[(i as usize * 104_729) % ids3.len()]),
+            Some(json!({"status": status})),
+        )
     };
     let put_plain = bench.rate("no smart group", put.clone()).await;
     for k in 0..10 {
@@ -198,7 +223,12 @@ async fn main() {
         openspot::domain::groups::create_group(
             &db,
             spot.id,
-            openspot::domain::groups::NewGroup { name: Some(format!("smart {k}")), kind: Some("Smart".into()), rules: Some(rules), ..Default::default() },
+            openspot::domain::groups::NewGroup {
+                name: Some(format!("smart {k}")),
+                kind: Some("Smart".into()),
+                rules: Some(rules),
+                ..Default::default()
+            },
         )
         .await
         .unwrap();
@@ -258,7 +288,11 @@ async fn main() {
     eprintln!("  unfiltered page      {:.2}x", page / baseline);
     eprintln!("  email[in] filter     {:.2}x", email / baseline);
     eprintln!("  firstname[in] filter {:.2}x", first / baseline);
-    eprintln!("  member update        {:.2}x (no smart group), {:.2}x (10 smart groups)", put_plain / baseline, put_smart / baseline);
+    eprintln!(
+        "  member update        {:.2}x (no smart group), {:.2}x (10 smart groups)",
+        put_plain / baseline,
+        put_smart / baseline
+    );
     // Member writes are serialised (SQLite's one writer, the spot's counter row on
     // PostgreSQL), so 1/rate is the write-path time of one update.
     eprintln!(

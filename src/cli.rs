@@ -14,19 +14,10 @@ use crate::http::AppState;
 use crate::store::{redact_url, Db};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "openspot",
-    version,
-    about = "Self-hosted community-membership server (MeltingSpot and Kaizala APIs)"
-)]
+#[command(name = "openspot", version, about = "Self-hosted community-membership server (MeltingSpot and Kaizala APIs)")]
 pub struct Cli {
     /// Database URL: sqlite://PATH (created if missing) or postgres://USER@HOST/DB.
-    #[arg(
-        long,
-        global = true,
-        env = "OPENSPOT_DATABASE_URL",
-        default_value = "sqlite://openspot.db"
-    )]
+    #[arg(long, global = true, env = "OPENSPOT_DATABASE_URL", default_value = "sqlite://openspot.db")]
     pub database_url: String,
     #[command(subcommand)]
     pub command: Command,
@@ -339,10 +330,7 @@ async fn spots_command(db: &Db, cmd: SpotsCommand) -> anyhow::Result<()> {
             if json {
                 print_json(json!({"spotId": spot.id, "apiKey": key}));
             } else {
-                println!(
-                    "spot:    {} ({})\napi key: {key}\n(the key is shown only once)",
-                    spot.id, spot.name
-                );
+                println!("spot:    {} ({})\napi key: {key}\n(the key is shown only once)", spot.id, spot.name);
             }
         }
         SpotsCommand::List { json } => {
@@ -379,18 +367,11 @@ async fn spots_command(db: &Db, cmd: SpotsCommand) -> anyhow::Result<()> {
                 println!("spot {spot_id} deleted");
             }
         }
-        SpotsCommand::SetLimits {
-            spot_id,
-            per_10s,
-            per_day,
-            json,
-        } => {
+        SpotsCommand::SetLimits { spot_id, per_10s, per_day, json } => {
             let s = spots::set_limits(db, spot_id, per_10s, per_day).await?;
             if json {
-                print_json(
-                    json!({"spotId": s.id, "rateLimitPer10s": s.rate_limit_per_10s,
-                                  "rateLimitPerDay": s.rate_limit_per_day}),
-                );
+                print_json(json!({"spotId": s.id, "rateLimitPer10s": s.rate_limit_per_10s,
+                                  "rateLimitPerDay": s.rate_limit_per_day}));
             } else {
                 println!(
                     "spot {}: per-10s {:?}, per-day {:?} (None = server default)",
@@ -413,10 +394,7 @@ async fn serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     if args.demo {
         let (spot_id, key) = demo::seed(&db).await?;
         eprintln!("demo spot {spot_id}\ndemo API key: {key}");
-        eprintln!(
-            "try: curl -H 'Authorization: {key}' {}/v1/spotMembers",
-            config.public_url
-        );
+        eprintln!("try: curl -H 'Authorization: {key}' {}/v1/spotMembers", config.public_url);
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -24,10 +24,7 @@ impl Config {
         Config {
             listen,
             public_url: public_url.trim_end_matches('/').to_string(),
-            default_limits: Limits {
-                per_10s: 100,
-                per_day: 50_000,
-            },
+            default_limits: Limits { per_10s: 100, per_day: 50_000 },
             sms_webhook_url: None,
             allow_private_targets: false,
         }

@@ -70,10 +70,7 @@ pub enum Error {
 
 impl Error {
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Invalid {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        Error::Invalid { field: field.into(), reason: reason.into() }
     }
 
     pub fn status(&self) -> u16 {
@@ -94,9 +91,7 @@ impl Error {
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut => {
-                Error::Unavailable("database is busy, retry shortly".into())
-            }
+            sqlx::Error::PoolTimedOut => Error::Unavailable("database is busy, retry shortly".into()),
             other => Error::Internal(anyhow::Error::new(other)),
         }
     }

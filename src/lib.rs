@@ -10,12 +10,12 @@ pub mod cli;
 pub mod config;
 /// Domain logic shared by both dialects.
 pub mod domain;
-/// Outbound HTTP with timeouts and the private-target check.
-pub mod outbound;
 /// The one error type.
 pub mod error;
 /// HTTP router, middleware and dialect adapters.
 pub mod http;
+/// Outbound HTTP with timeouts and the private-target check.
+pub mod outbound;
 /// SQL on SQLite and PostgreSQL.
 pub mod store;
 

@@ -17,7 +17,11 @@ fn openspot(db: &str, args: &[&str]) -> (i32, String, String) {
         .env_remove("OPENSPOT_DATABASE_URL")
         .output()
         .expect("run openspot");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Exactly one JSON object on stdout.
@@ -50,10 +54,14 @@ fn spot_commands_print_one_json_object() {
     let conn = one_object(&out);
     let app_id = conn["applicationId"].as_str().unwrap().to_string();
     assert!(conn["applicationSecret"].is_string());
-    let (_, out, _) = openspot(&db, &["kaizala", "tokens", "create", "--application-id", &app_id, "--mobile-number", "+911199999999", "--json"]);
+    let (_, out, _) = openspot(
+        &db,
+        &["kaizala", "tokens", "create", "--application-id", &app_id, "--mobile-number", "+911199999999", "--json"],
+    );
     let token = one_object(&out);
     assert!(token["refreshToken"].is_string() && token["refreshTokenExpiry"].is_i64());
-    let (code, _, err) = openspot(&db, &["kaizala", "tokens", "create", "--application-id", &app_id, "--mobile-number", "911199999999"]);
+    let (code, _, err) =
+        openspot(&db, &["kaizala", "tokens", "create", "--application-id", &app_id, "--mobile-number", "911199999999"]);
     assert_ne!(code, 0);
     assert!(err.contains("mobile"), "{err}");
     let (code, _, err) = openspot(&db, &["spots", "rotate-key", "01930000-0000-7000-8000-000000000000"]);
@@ -68,7 +76,10 @@ fn spot_commands_print_one_json_object() {
 fn members_import_reports_and_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("cli.db").display());
-    let spot = one_object(&openspot(&db, &["spots", "create", "--name", "Acme", "--json"]).1)["spotId"].as_str().unwrap().to_string();
+    let spot = one_object(&openspot(&db, &["spots", "create", "--name", "Acme", "--json"]).1)["spotId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let csv = dir.path().join("m.csv");
     std::fs::write(&csv, "email,firstname\na@x.io,Ada\nnope,Bo\nb@x.io,Bea\n").unwrap();
     let errors = dir.path().join("errors.csv");
@@ -84,14 +95,20 @@ fn members_import_reports_and_exit_codes() {
     let written = std::fs::read_to_string(&errors).unwrap();
     assert!(written.starts_with("line,email,reason\n3,nope,"), "{written}");
     let (_, out, _) = openspot(&db, &["members", "import", "--spot", &spot, csv_s, "--json"]);
-    assert_eq!((one_object(&out)["created"].clone(), one_object(&out)["updated"].clone()), (Value::from(0), Value::from(2)));
+    assert_eq!(
+        (one_object(&out)["created"].clone(), one_object(&out)["updated"].clone()),
+        (Value::from(0), Value::from(2))
+    );
     std::fs::write(&csv, "email,shoe_size\na@x.io,42\n").unwrap();
     let (code, _, err) = openspot(&db, &["members", "import", "--spot", &spot, csv_s]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("shoe_size"));
     let (code, _, _) = openspot(&db, &["members", "import", "--spot", &spot, "/nonexistent.csv"]);
     assert_eq!(code, 2);
-    let (code, _, _) = openspot(&db, &["members", "import", "--spot", &spot, csv_s, "--group", "01930000-0000-7000-8000-000000000000"]);
+    let (code, _, _) = openspot(
+        &db,
+        &["members", "import", "--spot", &spot, csv_s, "--group", "01930000-0000-7000-8000-000000000000"],
+    );
     assert_eq!(code, 2);
 }
 
@@ -125,14 +142,24 @@ fn serve_demo_answers_and_stops_on_sigterm() {
         loop {
             match client.get(format!("http://{listen}/v1/spotMembers")).header("authorization", &key).send().await {
                 Ok(r) => break r.json().await.unwrap(),
-                Err(_) if start.elapsed() < Duration::from_secs(10) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(_) if start.elapsed() < Duration::from_secs(10) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
                 Err(e) => panic!("server never answered: {e}"),
             }
         }
     });
     assert_eq!(body["total"], 5, "{body}");
     let groups: Value = rt.block_on(async {
-        reqwest::Client::new().get(format!("http://{listen}/v1/groups")).header("authorization", &key).send().await.unwrap().json().await.unwrap()
+        reqwest::Client::new()
+            .get(format!("http://{listen}/v1/groups"))
+            .header("authorization", &key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     });
     assert_eq!(groups["total"], 2, "{groups}");
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();

@@ -222,8 +222,7 @@ async fn invite_in(
         changed.insert(p.member_id);
     }
     let known: HashSet<Uuid> = existing.iter().map(|p| p.member_id).collect();
-    let fresh: Vec<(Uuid, Uuid)> =
-        member_ids.iter().filter(|m| !known.contains(m)).map(|m| (new_id(), *m)).collect();
+    let fresh: Vec<(Uuid, Uuid)> = member_ids.iter().filter(|m| !known.contains(m)).map(|m| (new_id(), *m)).collect();
     for chunk in fresh.chunks(INVITE_BATCH) {
         let n = store::courses::insert_invited(tx.ex(), spot_id, course_id, chunk, invited_by, now).await?;
         store::courses::add_participant_count(tx.ex(), spot_id, course_id, n as i64).await?;
@@ -294,7 +293,8 @@ pub async fn bulk_invite(
     let mut tx = db.begin().await?;
     course_in(&mut tx, spot_id, course_id).await?;
     check_inviter(&mut tx, spot_id, invited_by).await?;
-    let found: HashSet<Uuid> = store::members::get_many(tx.ex(), spot_id, &ids).await?.into_iter().map(|m| m.id).collect();
+    let found: HashSet<Uuid> =
+        store::members::get_many(tx.ex(), spot_id, &ids).await?.into_iter().map(|m| m.id).collect();
     bad.extend(ids.iter().filter(|id| !found.contains(id)).map(|id| id.to_string()));
     if !bad.is_empty() {
         return Err(Error::invalid("spotMemberIds", format!("unknown spot members: {}", bad.join(", "))));
@@ -394,7 +394,8 @@ fn parse_group_ids(raw: &[String]) -> Result<Vec<Uuid>> {
 }
 
 async fn check_groups(tx: &mut Tx, spot_id: Uuid, ids: &[Uuid]) -> Result<()> {
-    let found: HashSet<Uuid> = store::groups::get_many(tx.ex(), spot_id, ids).await?.into_iter().map(|g| g.id).collect();
+    let found: HashSet<Uuid> =
+        store::groups::get_many(tx.ex(), spot_id, ids).await?.into_iter().map(|g| g.id).collect();
     let missing: Vec<String> = ids.iter().filter(|id| !found.contains(id)).map(|id| id.to_string()).collect();
     if missing.is_empty() {
         Ok(())

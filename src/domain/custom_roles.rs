@@ -21,12 +21,8 @@ pub const PERMISSIONS: &[&str] = &[
     "collection.limited.*",
 ];
 
-pub const ROLE_FILTERS: &[FieldSpec] = &[FieldSpec {
-    field: "label",
-    column: "label",
-    kind: Kind::Text,
-    ops: &[Op::Eq, Op::Contains, Op::In],
-}];
+pub const ROLE_FILTERS: &[FieldSpec] =
+    &[FieldSpec { field: "label", column: "label", kind: Kind::Text, ops: &[Op::Eq, Op::Contains, Op::In] }];
 
 /// Permissions as stored (a JSON array in a text column on both backends).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -68,10 +64,7 @@ fn check_permissions(perms: Vec<String>) -> Result<Permissions> {
         if !PERMISSIONS.contains(&p.as_str()) {
             return Err(Error::invalid(
                 format!("permissions[{i}]"),
-                format!(
-                    "'{p}' is not a permission (allowed: {})",
-                    PERMISSIONS.join(", ")
-                ),
+                format!("'{p}' is not a permission (allowed: {})", PERMISSIONS.join(", ")),
             ));
         }
     }
@@ -88,9 +81,7 @@ pub async fn list_roles(db: &Db, spot_id: Uuid, q: &ListQuery) -> Result<(Vec<Cu
 
 pub async fn get_role(db: &Db, spot_id: Uuid, id: Uuid) -> Result<CustomRole> {
     let mut c = db.conn().await?;
-    store::custom_roles::get(c.ex(), spot_id, id)
-        .await?
-        .ok_or(Error::NotFound(Entity::CustomRole))
+    store::custom_roles::get(c.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::CustomRole))
 }
 
 pub async fn create_role(
@@ -124,9 +115,7 @@ pub async fn update_role(
     let label = label.as_deref().map(check_label).transpose()?;
     let permissions = permissions.map(check_permissions).transpose()?;
     let mut tx = db.begin().await?;
-    let mut role = store::custom_roles::get(tx.ex(), spot_id, id)
-        .await?
-        .ok_or(Error::NotFound(Entity::CustomRole))?;
+    let mut role = store::custom_roles::get(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::CustomRole))?;
     if let Some(l) = label {
         role.label = l;
     }

@@ -13,11 +13,7 @@ pub const DEMO_SPOT_NAME: &str = "openspot demo";
 
 /// Creates (or refreshes) the demo spot and returns its id and a usable API key.
 pub async fn seed(db: &Db) -> Result<(Uuid, String)> {
-    if let Some(existing) = spots::list_spots(db)
-        .await?
-        .into_iter()
-        .find(|s| s.name == DEMO_SPOT_NAME)
-    {
+    if let Some(existing) = spots::list_spots(db).await?.into_iter().find(|s| s.name == DEMO_SPOT_NAME) {
         let key = spots::rotate_key(db, existing.id).await?;
         return Ok((existing.id, key));
     }

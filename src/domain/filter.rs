@@ -89,11 +89,7 @@ pub struct ListQuery {
 
 impl Default for ListQuery {
     fn default() -> Self {
-        ListQuery {
-            page: 1,
-            limit: DEFAULT_LIMIT,
-            filters: Vec::new(),
-        }
+        ListQuery { page: 1, limit: DEFAULT_LIMIT, filters: Vec::new() }
     }
 }
 
@@ -120,10 +116,7 @@ pub fn parse_list_query(query: Option<&str>, extra: &[&str]) -> Result<ListQuery
             "limit" => {
                 if let Some(n) = parse_positive(key, &value)? {
                     if n > MAX_LIMIT {
-                        return Err(Error::invalid(
-                            "limit",
-                            format!("must not be greater than {MAX_LIMIT}"),
-                        ));
+                        return Err(Error::invalid("limit", format!("must not be greater than {MAX_LIMIT}")));
                     }
                     out.limit = n;
                 }
@@ -132,30 +125,17 @@ pub fn parse_list_query(query: Option<&str>, extra: &[&str]) -> Result<ListQuery
             _ => {
                 let (field, op) = split_key(key)?;
                 let values: Vec<String> = if op.is_list() {
-                    value
-                        .split(',')
-                        .map(|v| v.trim().to_string())
-                        .filter(|v| !v.is_empty())
-                        .collect()
+                    value.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect()
                 } else {
                     vec![value.to_string()]
                 };
-                if let Some(existing) = out
-                    .filters
-                    .iter_mut()
-                    .find(|f| f.field == field && f.op == op)
-                {
+                if let Some(existing) = out.filters.iter_mut().find(|f| f.field == field && f.op == op) {
                     if !op.is_list() {
                         return Err(Error::invalid(key, "is given more than once"));
                     }
                     existing.values.extend(values);
                 } else {
-                    out.filters.push(RawFilter {
-                        param: key.to_string(),
-                        field,
-                        op,
-                        values,
-                    });
+                    out.filters.push(RawFilter { param: key.to_string(), field, op, values });
                 }
             }
         }
@@ -170,10 +150,7 @@ fn parse_positive(name: &str, value: &str) -> Result<Option<u32>> {
     }
     match value.parse::<i64>() {
         Ok(n) if n >= 1 && n <= i64::from(u32::MAX) => Ok(Some(n as u32)),
-        Ok(_) => Err(Error::invalid(
-            name,
-            "must be an integer greater than or equal to 1",
-        )),
+        Ok(_) => Err(Error::invalid(name, "must be an integer greater than or equal to 1")),
         Err(_) => Err(Error::invalid(name, "must be an integer")),
     }
 }
@@ -188,8 +165,7 @@ fn split_key(key: &str) -> Result<(String, Op)> {
     }
     let field = &key[..open];
     let op_text = &key[open + 1..key.len() - 1];
-    let op = Op::parse(op_text)
-        .ok_or_else(|| Error::invalid(key, format!("unknown operator '{op_text}'")))?;
+    let op = Op::parse(op_text).ok_or_else(|| Error::invalid(key, format!("unknown operator '{op_text}'")))?;
     Ok((field.to_string(), op))
 }
 
@@ -248,27 +224,14 @@ fn validate_one(f: &RawFilter, specs: &[FieldSpec]) -> Result<Predicate> {
         let allowed: Vec<&str> = spec.ops.iter().map(|o| o.as_str()).collect();
         return Err(Error::invalid(
             &f.param,
-            format!(
-                "operator '{}' is not allowed on '{}' (allowed: {})",
-                f.op.as_str(),
-                f.field,
-                allowed.join(", ")
-            ),
+            format!("operator '{}' is not allowed on '{}' (allowed: {})", f.op.as_str(), f.field, allowed.join(", ")),
         ));
     }
     if f.values.is_empty() {
         return Err(Error::invalid(&f.param, "needs a value"));
     }
-    let values = f
-        .values
-        .iter()
-        .map(|v| convert(&f.param, spec.kind, v))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Predicate {
-        column: spec.column,
-        op: f.op,
-        values,
-    })
+    let values = f.values.iter().map(|v| convert(&f.param, spec.kind, v)).collect::<Result<Vec<_>>>()?;
+    Ok(Predicate { column: spec.column, op: f.op, values })
 }
 
 fn convert(param: &str, kind: Kind, raw: &str) -> Result<Bind> {
@@ -276,25 +239,17 @@ fn convert(param: &str, kind: Kind, raw: &str) -> Result<Bind> {
         Kind::Text => Bind::Text(raw.to_string()),
         Kind::TextLower => Bind::Text(raw.trim().to_lowercase()),
         Kind::Date => {
-            let n: i64 = raw.trim().parse().map_err(|_| {
-                Error::invalid(param, "must be a Unix timestamp (seconds or milliseconds)")
-            })?;
+            let n: i64 = raw
+                .trim()
+                .parse()
+                .map_err(|_| Error::invalid(param, "must be a Unix timestamp (seconds or milliseconds)"))?;
             Bind::I64(unix_to_ms(n))
         }
-        Kind::Integer => Bind::I64(
-            raw.trim()
-                .parse()
-                .map_err(|_| Error::invalid(param, "must be an integer"))?,
-        ),
-        Kind::Uuid => Bind::Uuid(
-            Uuid::parse_str(raw.trim()).map_err(|_| Error::invalid(param, "must be a UUID"))?,
-        ),
+        Kind::Integer => Bind::I64(raw.trim().parse().map_err(|_| Error::invalid(param, "must be an integer"))?),
+        Kind::Uuid => Bind::Uuid(Uuid::parse_str(raw.trim()).map_err(|_| Error::invalid(param, "must be a UUID"))?),
         Kind::Enum(allowed) => {
             if !allowed.contains(&raw) {
-                return Err(Error::invalid(
-                    param,
-                    format!("must be one of {}", allowed.join(", ")),
-                ));
+                return Err(Error::invalid(param, format!("must be one of {}", allowed.join(", "))));
             }
             Bind::Text(raw.to_string())
         }
@@ -310,24 +265,14 @@ mod tests {
     }
 
     const SPECS: &[FieldSpec] = &[
-        FieldSpec {
-            field: "email",
-            column: "email_norm",
-            kind: Kind::TextLower,
-            ops: &[Op::In],
-        },
+        FieldSpec { field: "email", column: "email_norm", kind: Kind::TextLower, ops: &[Op::In] },
         FieldSpec {
             field: "registrationDate",
             column: "registered_at",
             kind: Kind::Date,
             ops: &[Op::Before, Op::After],
         },
-        FieldSpec {
-            field: "customRoleId",
-            column: "custom_role_id",
-            kind: Kind::Uuid,
-            ops: &[Op::Eq],
-        },
+        FieldSpec { field: "customRoleId", column: "custom_role_id", kind: Kind::Uuid, ops: &[Op::Eq] },
         FieldSpec {
             field: "status",
             column: "status",
@@ -339,45 +284,20 @@ mod tests {
     #[test]
     fn defaults_when_absent() {
         let q = parse_list_query(None, &[]).ok();
-        assert_eq!(
-            q,
-            Some(ListQuery {
-                page: 1,
-                limit: 20,
-                filters: vec![]
-            })
-        );
+        assert_eq!(q, Some(ListQuery { page: 1, limit: 20, filters: vec![] }));
     }
 
     #[test]
     fn page_and_limit_bounds() {
         let q = parse_list_query(Some("page=3&limit=100"), &[]).ok();
-        assert_eq!(
-            q.map(|q| (q.page, q.limit, q.offset())),
-            Some((3, 100, 200))
-        );
-        for bad in [
-            "page=0",
-            "limit=0",
-            "limit=101",
-            "page=-1",
-            "page=abc",
-            "limit=1.5",
-        ] {
-            let err = parse_list_query(Some(bad), &[])
-                .err()
-                .map(msg)
-                .unwrap_or_default();
+        assert_eq!(q.map(|q| (q.page, q.limit, q.offset())), Some((3, 100, 200)));
+        for bad in ["page=0", "limit=0", "limit=101", "page=-1", "page=abc", "limit=1.5"] {
+            let err = parse_list_query(Some(bad), &[]).err().map(msg).unwrap_or_default();
             let name = bad.split('=').next().unwrap_or_default();
             assert!(err.starts_with(name), "{bad} → {err}");
         }
         // An empty value means "not given".
-        assert_eq!(
-            parse_list_query(Some("page=&limit="), &[])
-                .ok()
-                .map(|q| (q.page, q.limit)),
-            Some((1, 20))
-        );
+        assert_eq!(parse_list_query(Some("page=&limit="), &[]).ok().map(|q| (q.page, q.limit)), Some((1, 20)));
     }
 
     #[test]
@@ -404,64 +324,38 @@ mod tests {
 
     #[test]
     fn repeated_single_value_operator_is_refused() {
-        let err = parse_list_query(Some("name[eq]=a&name[eq]=b"), &[])
-            .err()
-            .map(msg)
-            .unwrap_or_default();
-        assert!(
-            err.contains("name[eq]") && err.contains("more than once"),
-            "{err}"
-        );
+        let err = parse_list_query(Some("name[eq]=a&name[eq]=b"), &[]).err().map(msg).unwrap_or_default();
+        assert!(err.contains("name[eq]") && err.contains("more than once"), "{err}");
     }
 
     #[test]
     fn unknown_operator_and_plain_keys_are_named() {
-        let err = parse_list_query(Some("email[like]=x"), &[])
-            .err()
-            .map(msg)
-            .unwrap_or_default();
+        let err = parse_list_query(Some("email[like]=x"), &[]).err().map(msg).unwrap_or_default();
         assert!(err.contains("email[like]") && err.contains("like"), "{err}");
-        let err = parse_list_query(Some("foo=1"), &[])
-            .err()
-            .map(msg)
-            .unwrap_or_default();
+        let err = parse_list_query(Some("foo=1"), &[]).err().map(msg).unwrap_or_default();
         assert!(err.starts_with("foo"), "{err}");
         assert!(parse_list_query(Some("showDetail=true"), &["showDetail"]).is_ok());
     }
 
     #[test]
     fn unknown_field_and_disallowed_op_are_named() {
-        let q = parse_list_query(Some("nickname[in]=x"), &[])
-            .ok()
-            .map(|q| q.filters)
-            .unwrap_or_default();
+        let q = parse_list_query(Some("nickname[in]=x"), &[]).ok().map(|q| q.filters).unwrap_or_default();
         let err = validate(&q, SPECS).err().map(msg).unwrap_or_default();
-        assert!(
-            err.starts_with("nickname[in]") && err.contains("unknown filter field"),
-            "{err}"
-        );
-        let q = parse_list_query(Some("email[eq]=x"), &[])
-            .ok()
-            .map(|q| q.filters)
-            .unwrap_or_default();
+        assert!(err.starts_with("nickname[in]") && err.contains("unknown filter field"), "{err}");
+        let q = parse_list_query(Some("email[eq]=x"), &[]).ok().map(|q| q.filters).unwrap_or_default();
         let err = validate(&q, SPECS).err().map(msg).unwrap_or_default();
-        assert!(
-            err.starts_with("email[eq]") && err.contains("not allowed"),
-            "{err}"
-        );
+        assert!(err.starts_with("email[eq]") && err.contains("not allowed"), "{err}");
     }
 
     #[test]
     fn dates_are_seconds_or_milliseconds() {
         assert_eq!(unix_to_ms(1_700_000_000), 1_700_000_000_000);
         assert_eq!(unix_to_ms(1_700_000_000_123), 1_700_000_000_123);
-        let q = parse_list_query(
-            Some("registrationDate[after]=1700000000&registrationDate[before]=1800000000000"),
-            &[],
-        )
-        .ok()
-        .map(|q| q.filters)
-        .unwrap_or_default();
+        let q =
+            parse_list_query(Some("registrationDate[after]=1700000000&registrationDate[before]=1800000000000"), &[])
+                .ok()
+                .map(|q| q.filters)
+                .unwrap_or_default();
         let p = validate(&q, SPECS).ok().unwrap_or_default();
         assert_eq!(p[0].values, vec![Bind::I64(1_700_000_000_000)]);
         assert_eq!(p[0].op, Op::After);
@@ -470,49 +364,22 @@ mod tests {
             .ok()
             .map(|q| q.filters)
             .unwrap_or_default();
-        assert!(validate(&q, SPECS)
-            .err()
-            .map(msg)
-            .unwrap_or_default()
-            .starts_with("registrationDate[after]"));
+        assert!(validate(&q, SPECS).err().map(msg).unwrap_or_default().starts_with("registrationDate[after]"));
     }
 
     #[test]
     fn emails_are_lower_cased_and_uuids_checked() {
-        let q = parse_list_query(Some("email[in]=John@X.io"), &[])
-            .ok()
-            .map(|q| q.filters)
-            .unwrap_or_default();
-        assert_eq!(
-            validate(&q, SPECS).ok().map(|p| p[0].values.clone()),
-            Some(vec![Bind::Text("john@x.io".into())])
-        );
-        let q = parse_list_query(Some("customRoleId[eq]=nope"), &[])
-            .ok()
-            .map(|q| q.filters)
-            .unwrap_or_default();
-        assert!(validate(&q, SPECS)
-            .err()
-            .map(msg)
-            .unwrap_or_default()
-            .contains("UUID"));
+        let q = parse_list_query(Some("email[in]=John@X.io"), &[]).ok().map(|q| q.filters).unwrap_or_default();
+        assert_eq!(validate(&q, SPECS).ok().map(|p| p[0].values.clone()), Some(vec![Bind::Text("john@x.io".into())]));
+        let q = parse_list_query(Some("customRoleId[eq]=nope"), &[]).ok().map(|q| q.filters).unwrap_or_default();
+        assert!(validate(&q, SPECS).err().map(msg).unwrap_or_default().contains("UUID"));
     }
 
     #[test]
     fn enums_are_checked() {
-        let q = parse_list_query(Some("status[in]=Invited,Started"), &[])
-            .ok()
-            .map(|q| q.filters)
-            .unwrap_or_default();
+        let q = parse_list_query(Some("status[in]=Invited,Started"), &[]).ok().map(|q| q.filters).unwrap_or_default();
         assert!(validate(&q, SPECS).is_ok());
-        let q = parse_list_query(Some("status[eq]=Done"), &[])
-            .ok()
-            .map(|q| q.filters)
-            .unwrap_or_default();
-        assert!(validate(&q, SPECS)
-            .err()
-            .map(msg)
-            .unwrap_or_default()
-            .contains("must be one of"));
+        let q = parse_list_query(Some("status[eq]=Done"), &[]).ok().map(|q| q.filters).unwrap_or_default();
+        assert!(validate(&q, SPECS).err().map(msg).unwrap_or_default().contains("must be one of"));
     }
 }

@@ -27,38 +27,14 @@ pub const COMPUTE_BATCH: i64 = 2000;
 /// How long a replica's claim on a smart-group computation lasts without renewal.
 pub const COMPUTE_LEASE_MS: i64 = 60_000;
 
-pub const GROUP_FILTERS: &[FieldSpec] = &[FieldSpec {
-    field: "name",
-    column: "name",
-    kind: Kind::Text,
-    ops: &[Op::Eq, Op::Contains],
-}];
+pub const GROUP_FILTERS: &[FieldSpec] =
+    &[FieldSpec { field: "name", column: "name", kind: Kind::Text, ops: &[Op::Eq, Op::Contains] }];
 
 pub const GROUP_MEMBER_FILTERS: &[FieldSpec] = &[
-    FieldSpec {
-        field: "email",
-        column: "m.email_norm",
-        kind: Kind::TextLower,
-        ops: &[Op::In],
-    },
-    FieldSpec {
-        field: "firstname",
-        column: "m.firstname",
-        kind: Kind::Text,
-        ops: &[Op::In],
-    },
-    FieldSpec {
-        field: "lastname",
-        column: "m.lastname",
-        kind: Kind::Text,
-        ops: &[Op::In],
-    },
-    FieldSpec {
-        field: "registrationDate",
-        column: "m.registered_at",
-        kind: Kind::Date,
-        ops: &[Op::Before, Op::After],
-    },
+    FieldSpec { field: "email", column: "m.email_norm", kind: Kind::TextLower, ops: &[Op::In] },
+    FieldSpec { field: "firstname", column: "m.firstname", kind: Kind::Text, ops: &[Op::In] },
+    FieldSpec { field: "lastname", column: "m.lastname", kind: Kind::Text, ops: &[Op::In] },
+    FieldSpec { field: "registrationDate", column: "m.registered_at", kind: Kind::Date, ops: &[Op::Before, Op::After] },
 ];
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
@@ -88,9 +64,7 @@ impl Group {
     }
 
     pub fn rules_json(&self) -> Option<Value> {
-        self.rules
-            .as_deref()
-            .and_then(|r| serde_json::from_str(r).ok())
+        self.rules.as_deref().and_then(|r| serde_json::from_str(r).ok())
     }
 }
 
@@ -107,12 +81,7 @@ pub struct NewGroup {
 }
 
 fn prepare(spot_id: Uuid, n: NewGroup) -> Result<Group> {
-    let name = n
-        .name
-        .as_deref()
-        .map(str::trim)
-        .unwrap_or_default()
-        .to_string();
+    let name = n.name.as_deref().map(str::trim).unwrap_or_default().to_string();
     if name.is_empty() {
         return Err(Error::invalid("name", "is required"));
     }
@@ -120,9 +89,7 @@ fn prepare(spot_id: Uuid, n: NewGroup) -> Result<Group> {
     let rules = match (kind.as_str(), n.rules) {
         ("Static", None | Some(Value::Null)) => None,
         ("Static", Some(_)) => return Err(Error::invalid("rules", "only a Smart group has rules")),
-        ("Smart", None | Some(Value::Null)) => {
-            return Err(Error::invalid("rules", "is required for a Smart group"))
-        }
+        ("Smart", None | Some(Value::Null)) => return Err(Error::invalid("rules", "is required for a Smart group")),
         ("Smart", Some(v)) => Some(Rules::parse(&v)?.to_json().to_string()),
         _ => return Err(Error::invalid("type", "must be Static or Smart")),
     };
@@ -155,9 +122,7 @@ pub async fn list_groups(db: &Db, spot_id: Uuid, q: &ListQuery) -> Result<(Vec<G
 
 pub async fn get_group(db: &Db, spot_id: Uuid, id: Uuid) -> Result<Group> {
     let mut c = db.conn().await?;
-    store::groups::get(c.ex(), spot_id, id)
-        .await?
-        .ok_or(Error::NotFound(Entity::Group))
+    store::groups::get(c.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Group))
 }
 
 /// Creates a group inside the caller's transaction; a smart group still needs
@@ -180,16 +145,9 @@ pub async fn create_group(db: &Db, spot_id: Uuid, n: NewGroup) -> Result<Group> 
 }
 
 /// `POST /v1/groups~bulkCreate`: each item is created or, when invalid, echoed in `failed`.
-pub async fn bulk_create(
-    db: &Db,
-    spot_id: Uuid,
-    items: Vec<(NewGroup, Value)>,
-) -> Result<(Vec<Group>, Vec<Value>)> {
+pub async fn bulk_create(db: &Db, spot_id: Uuid, items: Vec<(NewGroup, Value)>) -> Result<(Vec<Group>, Vec<Value>)> {
     if items.is_empty() {
-        return Err(Error::invalid(
-            "body",
-            "must be a non-empty array of groups",
-        ));
+        return Err(Error::invalid("body", "must be a non-empty array of groups"));
     }
     if items.len() > MAX_BULK {
         return Err(Error::TooLarge);
@@ -228,9 +186,7 @@ pub struct GroupPatch {
 /// `PUT /v1/groups/{id}`: name, description and emoji; rules and type are fixed.
 pub async fn update_group(db: &Db, spot_id: Uuid, id: Uuid, p: GroupPatch) -> Result<Group> {
     let mut tx = db.begin().await?;
-    let mut g = store::groups::get(tx.ex(), spot_id, id)
-        .await?
-        .ok_or(Error::NotFound(Entity::Group))?;
+    let mut g = store::groups::get(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Group))?;
     if p.rules_sent || p.kind.as_deref().is_some_and(|k| k != g.kind) {
         return Err(Error::Conflict(
             "A group's type and rules cannot be changed after creation; delete and recreate the group".into(),
@@ -269,26 +225,12 @@ pub async fn delete_group(db: &Db, spot_id: Uuid, id: Uuid) -> Result<()> {
     Ok(())
 }
 
-pub async fn list_group_members(
-    db: &Db,
-    spot_id: Uuid,
-    group_id: Uuid,
-    q: &ListQuery,
-) -> Result<(Vec<Member>, i64)> {
+pub async fn list_group_members(db: &Db, spot_id: Uuid, group_id: Uuid, q: &ListQuery) -> Result<(Vec<Member>, i64)> {
     let preds = filter::validate(&q.filters, GROUP_MEMBER_FILTERS)?;
     let mut c = db.conn().await?;
-    let g = store::groups::get(c.ex(), spot_id, group_id)
-        .await?
-        .ok_or(Error::NotFound(Entity::Group))?;
-    let rows = store::groups::list_members(
-        c.ex(),
-        spot_id,
-        group_id,
-        &preds,
-        q.offset(),
-        Some(i64::from(q.limit)),
-    )
-    .await?;
+    let g = store::groups::get(c.ex(), spot_id, group_id).await?.ok_or(Error::NotFound(Entity::Group))?;
+    let rows =
+        store::groups::list_members(c.ex(), spot_id, group_id, &preds, q.offset(), Some(i64::from(q.limit))).await?;
     let total = if preds.is_empty() {
         g.member_count
     } else {
@@ -299,22 +241,8 @@ pub async fn list_group_members(
 
 /// Adds one membership (inside the caller's transaction); false when already a member.
 /// Every membership addition of either dialect goes through here.
-pub async fn join(
-    tx: &mut Tx,
-    spot_id: Uuid,
-    group_id: Uuid,
-    member_id: Uuid,
-    group_role: &str,
-) -> Result<bool> {
-    let added = store::groups::insert_membership(
-        tx.ex(),
-        spot_id,
-        group_id,
-        member_id,
-        group_role,
-        now_ms(),
-    )
-    .await?;
+pub async fn join(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_id: Uuid, group_role: &str) -> Result<bool> {
+    let added = store::groups::insert_membership(tx.ex(), spot_id, group_id, member_id, group_role, now_ms()).await?;
     if added {
         store::groups::add_member_count(tx.ex(), spot_id, group_id, 1).await?;
         super::courses::invite_joiner(tx, spot_id, group_id, member_id).await?;
@@ -323,12 +251,7 @@ pub async fn join(
 }
 
 /// Removes memberships (inside the caller's transaction); returns the ids removed.
-pub async fn leave(
-    tx: &mut Tx,
-    spot_id: Uuid,
-    group_id: Uuid,
-    member_ids: &[Uuid],
-) -> Result<Vec<Uuid>> {
+pub async fn leave(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_ids: &[Uuid]) -> Result<Vec<Uuid>> {
     let removed = store::groups::delete_memberships(tx.ex(), spot_id, group_id, member_ids).await?;
     store::groups::add_member_count(tx.ex(), spot_id, group_id, -(removed.len() as i64)).await?;
     Ok(removed)
@@ -343,19 +266,14 @@ async fn locked_group(tx: &mut Tx, spot_id: Uuid, group_id: Uuid) -> Result<Grou
 }
 
 fn smart_refusal() -> Error {
-    Error::Conflict(
-        "The membership of a smart group follows its rules; use its blacklist to exclude members"
-            .into(),
-    )
+    Error::Conflict("The membership of a smart group follows its rules; use its blacklist to exclude members".into())
 }
 
 /// `POST /v1/groups/{id}/spotMembers`: idempotent.
 pub async fn add_member(db: &Db, spot_id: Uuid, group_id: Uuid, member_id: Uuid) -> Result<()> {
     let mut tx = db.begin().await?;
     let g = locked_group(&mut tx, spot_id, group_id).await?;
-    store::members::get(tx.ex(), spot_id, member_id)
-        .await?
-        .ok_or(Error::NotFound(Entity::SpotMember))?;
+    store::members::get(tx.ex(), spot_id, member_id).await?.ok_or(Error::NotFound(Entity::SpotMember))?;
     if g.is_smart() {
         return Err(smart_refusal());
     }
@@ -384,10 +302,7 @@ fn split_ids(raw: &[String]) -> (Vec<Uuid>, Vec<String>) {
 
 fn check_bulk(ids: &[String]) -> Result<()> {
     if ids.is_empty() {
-        return Err(Error::invalid(
-            "spotMemberIds",
-            "must contain at least 1 id",
-        ));
+        return Err(Error::invalid("spotMemberIds", "must contain at least 1 id"));
     }
     if ids.len() > MAX_BULK {
         return Err(Error::TooLarge);
@@ -397,12 +312,7 @@ fn check_bulk(ids: &[String]) -> Result<()> {
 
 /// `POST /v1/groups/{id}/spotMembers~bulkAdd`: (added ids, failed ids). Ids already in
 /// the group count as added; unknown or foreign ids, and any id on a smart group, fail.
-pub async fn bulk_add(
-    db: &Db,
-    spot_id: Uuid,
-    group_id: Uuid,
-    ids: &[String],
-) -> Result<(Vec<String>, Vec<String>)> {
+pub async fn bulk_add(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String]) -> Result<(Vec<String>, Vec<String>)> {
     check_bulk(ids)?;
     let (parsed, mut failed) = split_ids(ids);
     let mut tx = db.begin().await?;
@@ -410,11 +320,8 @@ pub async fn bulk_add(
     if g.is_smart() {
         return Ok((Vec::new(), ids.to_vec()));
     }
-    let found: HashSet<Uuid> = store::members::get_many(tx.ex(), spot_id, &parsed)
-        .await?
-        .into_iter()
-        .map(|m| m.id)
-        .collect();
+    let found: HashSet<Uuid> =
+        store::members::get_many(tx.ex(), spot_id, &parsed).await?.into_iter().map(|m| m.id).collect();
     let mut added = Vec::new();
     for id in parsed {
         if found.contains(&id) {
@@ -443,13 +350,7 @@ pub async fn bulk_remove(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String])
 }
 
 /// `blacklist~bulkAdd` / `blacklist~bulkRemove` of a smart group; returns the whole list.
-pub async fn change_blacklist(
-    db: &Db,
-    spot_id: Uuid,
-    group_id: Uuid,
-    ids: &[String],
-    add: bool,
-) -> Result<Vec<Uuid>> {
+pub async fn change_blacklist(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String], add: bool) -> Result<Vec<Uuid>> {
     check_bulk(ids)?;
     let (parsed, _) = split_ids(ids);
     let mut tx = db.begin().await?;
@@ -463,9 +364,7 @@ pub async fn change_blacklist(
         if add {
             store::groups::blacklist_add(tx.ex(), spot_id, group_id, m.id).await?;
             leave(&mut tx, spot_id, group_id, &[m.id]).await?;
-        } else if store::groups::blacklist_remove(tx.ex(), spot_id, group_id, m.id).await?
-            && rules.matches(m)
-        {
+        } else if store::groups::blacklist_remove(tx.ex(), spot_id, group_id, m.id).await? && rules.matches(m) {
             join(&mut tx, spot_id, group_id, m.id, "Member").await?;
         }
     }
@@ -475,9 +374,7 @@ pub async fn change_blacklist(
 }
 
 fn parse_stored_rules(g: &Group) -> Result<Rules> {
-    let v = g
-        .rules_json()
-        .ok_or_else(|| Error::Internal(anyhow::anyhow!("smart group {} has no rules", g.id)))?;
+    let v = g.rules_json().ok_or_else(|| Error::Internal(anyhow::anyhow!("smart group {} has no rules", g.id)))?;
     Rules::parse(&v)
 }
 
@@ -489,14 +386,9 @@ pub async fn refresh_smart_memberships(tx: &mut Tx, m: &Member) -> Result<()> {
     if smart.is_empty() {
         return Ok(());
     }
-    let current: HashSet<Uuid> = store::groups::groups_of_member(tx.ex(), m.spot_id, m.id)
-        .await?
-        .into_iter()
-        .collect();
-    let blacklisted: HashSet<Uuid> = store::groups::blacklisting_groups(tx.ex(), m.spot_id, m.id)
-        .await?
-        .into_iter()
-        .collect();
+    let current: HashSet<Uuid> = store::groups::groups_of_member(tx.ex(), m.spot_id, m.id).await?.into_iter().collect();
+    let blacklisted: HashSet<Uuid> =
+        store::groups::blacklisting_groups(tx.ex(), m.spot_id, m.id).await?.into_iter().collect();
     for (group_id, rules) in smart {
         let Ok(v) = serde_json::from_str::<Value>(&rules) else {
             continue;
@@ -542,9 +434,7 @@ pub async fn resume_computations(db: &Db) -> Result<usize> {
 pub async fn compute_smart_group(db: &Db, spot_id: Uuid, group_id: Uuid) -> Result<()> {
     let now = now_ms();
     let mut tx = db.begin().await?;
-    let claimed =
-        store::groups::claim_compute(tx.ex(), spot_id, group_id, now, now + COMPUTE_LEASE_MS)
-            .await?;
+    let claimed = store::groups::claim_compute(tx.ex(), spot_id, group_id, now, now + COMPUTE_LEASE_MS).await?;
     let group = store::groups::get(tx.ex(), spot_id, group_id).await?;
     tx.commit().await?;
     let (true, Some(group)) = (claimed, group) else {
@@ -560,10 +450,8 @@ pub async fn compute_smart_group(db: &Db, spot_id: Uuid, group_id: Uuid) -> Resu
             tx.commit().await?;
             return Ok(());
         };
-        let blacklisted: HashSet<Uuid> = store::groups::blacklist(tx.ex(), spot_id, group_id)
-            .await?
-            .into_iter()
-            .collect();
+        let blacklisted: HashSet<Uuid> =
+            store::groups::blacklist(tx.ex(), spot_id, group_id).await?.into_iter().collect();
         let mut out = Vec::new();
         for m in &batch {
             if rules.matches(m) && !blacklisted.contains(&m.id) {
@@ -573,8 +461,7 @@ pub async fn compute_smart_group(db: &Db, spot_id: Uuid, group_id: Uuid) -> Resu
             }
         }
         leave(&mut tx, spot_id, group_id, &out).await?;
-        store::groups::extend_lease(tx.ex(), spot_id, group_id, now_ms() + COMPUTE_LEASE_MS)
-            .await?;
+        store::groups::extend_lease(tx.ex(), spot_id, group_id, now_ms() + COMPUTE_LEASE_MS).await?;
         tx.commit().await?;
         after = Some(last);
     }

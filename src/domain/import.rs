@@ -88,7 +88,9 @@ fn read_csv(bytes: &[u8]) -> Result<Vec<Vec<Cell>>> {
     let mut rows = Vec::new();
     for (i, rec) in reader.records().enumerate() {
         let rec = rec.map_err(|e| Error::invalid("file", format!("CSV error on line {}: {e}", i + 1)))?;
-        rows.push(rec.iter().map(|f| if f.trim().is_empty() { Cell::Empty } else { Cell::Text(f.to_string()) }).collect());
+        rows.push(
+            rec.iter().map(|f| if f.trim().is_empty() { Cell::Empty } else { Cell::Text(f.to_string()) }).collect(),
+        );
     }
     Ok(rows)
 }
@@ -149,7 +151,9 @@ fn columns(header: &[Cell], defs: &[PropertyDef]) -> Result<Vec<Column>> {
             _ => Column::Property(defs.iter().find(|d| d.slug == key).cloned().ok_or_else(|| {
                 Error::invalid(
                     "file",
-                    format!("column '{name}' is neither email, firstname, lastname nor a custom property slug of this spot"),
+                    format!(
+                        "column '{name}' is neither email, firstname, lastname nor a custom property slug of this spot"
+                    ),
                 )
             })?),
         };
@@ -243,7 +247,10 @@ async fn check_groups(db: &Db, spot_id: Uuid, group_ids: &[Uuid]) -> Result<()> 
         match found.iter().find(|f| f.id == *g) {
             None => return Err(Error::invalid("groupId", format!("no group '{g}' in this spot"))),
             Some(f) if f.is_smart() => {
-                return Err(Error::invalid("groupId", format!("group '{g}' is a smart group: its members follow its rules")))
+                return Err(Error::invalid(
+                    "groupId",
+                    format!("group '{g}' is a smart group: its members follow its rules"),
+                ))
             }
             Some(_) => {}
         }
@@ -387,9 +394,9 @@ async fn write_batch(
     // A member created meanwhile by another writer is updated like any existing one.
     for m in &fresh {
         let key = m.email.as_deref().unwrap_or_default().to_lowercase();
-        if !members.contains_key(&key) {
-            if let Some(found) = store::members::get_by_email(tx.ex(), spot_id, &key).await? {
-                members.insert(key, found);
+        if let std::collections::hash_map::Entry::Vacant(slot) = members.entry(key) {
+            if let Some(found) = store::members::get_by_email(tx.ex(), spot_id, slot.key()).await? {
+                slot.insert(found);
             }
         }
     }
@@ -451,7 +458,8 @@ pub fn failed_rows_csv(report: &ImportReport) -> Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["line", "email", "reason"]).map_err(|e| Error::Internal(e.into()))?;
     for f in &report.failed {
-        w.write_record([f.line.to_string(), f.email.clone(), f.reason.clone()]).map_err(|e| Error::Internal(e.into()))?;
+        w.write_record([f.line.to_string(), f.email.clone(), f.reason.clone()])
+            .map_err(|e| Error::Internal(e.into()))?;
     }
     let bytes = w.into_inner().map_err(|e| Error::Internal(anyhow::anyhow!("{e}")))?;
     String::from_utf8(bytes).map_err(|e| Error::Internal(e.into()))

@@ -185,8 +185,16 @@ pub async fn generate_pin(db: &Db, delivery: &PinDelivery, mobile_number: &str, 
     };
     let pin = rand::rngs::OsRng.gen_range(1000..=9999).to_string();
     let pin_hash = sha256(&format!("{}:{}", connector.id, pin));
-    store::kaizala::upsert_pin(tx.ex(), connector.spot_id, connector.id, member.id, &pin_hash, now_ms() + PIN_TTL_MS, PIN_TRIES)
-        .await?;
+    store::kaizala::upsert_pin(
+        tx.ex(),
+        connector.spot_id,
+        connector.id,
+        member.id,
+        &pin_hash,
+        now_ms() + PIN_TTL_MS,
+        PIN_TRIES,
+    )
+    .await?;
     tx.commit().await?;
     match &delivery.sms_webhook_url {
         Some(url) => {
@@ -223,7 +231,8 @@ pub async fn login_with_pin(
     let Some(member) = store::members::get_by_mobile(tx.ex(), connector.spot_id, &number).await? else {
         return Ok(Err(AuthFailure::Unauthenticated));
     };
-    let Some((hash, expires, tries)) = store::kaizala::find_pin(tx.ex(), connector.spot_id, connector.id, member.id).await?
+    let Some((hash, expires, tries)) =
+        store::kaizala::find_pin(tx.ex(), connector.spot_id, connector.id, member.id).await?
     else {
         return Ok(Err(AuthFailure::Unauthenticated));
     };
@@ -314,7 +323,12 @@ impl TokenCache {
         let mut c = db.conn().await?;
         let grant = store::kaizala::find_access_token(c.ex(), &hash).await?;
         let Some(g) = grant.filter(|g| g.expires_at > now) else { return Ok(Err(AuthFailure::InvalidToken)) };
-        let caller = KzCaller { spot_id: g.spot_id, connector_id: g.connector_id, member_id: g.member_id, expires_at: g.expires_at };
+        let caller = KzCaller {
+            spot_id: g.spot_id,
+            connector_id: g.connector_id,
+            member_id: g.member_id,
+            expires_at: g.expires_at,
+        };
         self.0.put(hash, caller.clone());
         Ok(Ok(caller))
     }
@@ -395,7 +409,8 @@ pub async fn create_group(
     if numbers.len() > MAX_GROUP_MEMBERS_PER_CALL {
         return Err(Error::invalid("members", format!("at most {MAX_GROUP_MEMBERS_PER_CALL} mobile numbers")));
     }
-    let numbers = numbers.iter().enumerate().map(|(i, n)| mobile(&format!("members[{i}]"), n)).collect::<Result<Vec<_>>>()?;
+    let numbers =
+        numbers.iter().enumerate().map(|(i, n)| mobile(&format!("members[{i}]"), n)).collect::<Result<Vec<_>>>()?;
     let mut tx = db.begin().await?;
     if let Some(p) = parent {
         require_admin(&mut tx, caller, p).await?;
@@ -489,7 +504,13 @@ pub async fn list_groups(db: &Db, caller: &KzCaller, fetch_all: bool) -> Result<
         while i < ids.len() {
             let cur = ids[i];
             for (p, c) in &links {
-                let other = if *p == cur { Some(*c) } else if *c == cur { Some(*p) } else { None };
+                let other = if *p == cur {
+                    Some(*c)
+                } else if *c == cur {
+                    Some(*p)
+                } else {
+                    None
+                };
                 if let Some(o) = other {
                     if seen.insert(o) {
                         ids.push(o);
@@ -521,7 +542,12 @@ pub async fn group_detail(db: &Db, caller: &KzCaller, group_id: Uuid) -> Result<
 }
 
 /// A group with its sub-groups (all levels with `fetch_all`).
-pub async fn sub_groups(db: &Db, caller: &KzCaller, group_id: Uuid, fetch_all: bool) -> Result<(Group, Vec<Group>, Vec<(Uuid, Uuid)>)> {
+pub async fn sub_groups(
+    db: &Db,
+    caller: &KzCaller,
+    group_id: Uuid,
+    fetch_all: bool,
+) -> Result<(Group, Vec<Group>, Vec<(Uuid, Uuid)>)> {
     let mut tx = db.begin().await?;
     let (g, _) = require_reader(&mut tx, caller, group_id).await?;
     let links = store::groups::links(tx.ex(), caller.spot_id).await?;
@@ -565,7 +591,10 @@ pub async fn attach_sub_groups(db: &Db, caller: &KzCaller, group_id: Uuid, child
         let mut seen = HashSet::new();
         while let Some(cur) = stack.pop() {
             if cur == group_id {
-                return Err(Error::invalid("subGroups", format!("group '{c}' contains this group; links cannot form a cycle")));
+                return Err(Error::invalid(
+                    "subGroups",
+                    format!("group '{c}' contains this group; links cannot form a cycle"),
+                ));
             }
             if seen.insert(cur) {
                 stack.extend(links.iter().filter(|(p, _)| *p == cur).map(|(_, ch)| *ch));
@@ -607,7 +636,8 @@ pub async fn add_members(db: &Db, caller: &KzCaller, group_id: Uuid, numbers: &[
     if numbers.len() > MAX_GROUP_MEMBERS_PER_CALL {
         return Err(Error::invalid("members", format!("at most {MAX_GROUP_MEMBERS_PER_CALL} mobile numbers")));
     }
-    let numbers = numbers.iter().enumerate().map(|(i, n)| mobile(&format!("members[{i}]"), n)).collect::<Result<Vec<_>>>()?;
+    let numbers =
+        numbers.iter().enumerate().map(|(i, n)| mobile(&format!("members[{i}]"), n)).collect::<Result<Vec<_>>>()?;
     let mut tx = db.begin().await?;
     let g = require_admin(&mut tx, caller, group_id).await?;
     if g.is_smart() {
@@ -631,8 +661,14 @@ pub async fn set_member_role(db: &Db, caller: &KzCaller, group_id: Uuid, member_
     let current = store::groups::membership_role(tx.ex(), caller.spot_id, group_id, member_id)
         .await?
         .ok_or(Error::NotFound(Entity::SpotMember))?;
-    if current == "Admin" && role == "Member" && store::groups::count_role(tx.ex(), caller.spot_id, group_id, "Admin").await? <= 1 {
-        return Err(Error::invalid("role", "the last Admin of a group cannot be demoted; promote another member first"));
+    if current == "Admin"
+        && role == "Member"
+        && store::groups::count_role(tx.ex(), caller.spot_id, group_id, "Admin").await? <= 1
+    {
+        return Err(Error::invalid(
+            "role",
+            "the last Admin of a group cannot be demoted; promote another member first",
+        ));
     }
     store::groups::set_membership_role(tx.ex(), caller.spot_id, group_id, member_id, role).await?;
     tx.commit().await?;
@@ -650,7 +686,10 @@ pub async fn remove_member(db: &Db, caller: &KzCaller, group_id: Uuid, member_id
         return Err(smart_refusal());
     }
     if current == "Admin" && store::groups::count_role(tx.ex(), caller.spot_id, group_id, "Admin").await? <= 1 {
-        return Err(Error::invalid("memberId", "the last Admin of a group cannot be removed; promote another member first"));
+        return Err(Error::invalid(
+            "memberId",
+            "the last Admin of a group cannot be removed; promote another member first",
+        ));
     }
     groups::leave(&mut tx, caller.spot_id, group_id, &[member_id]).await?;
     tx.commit().await?;

@@ -15,15 +15,8 @@ use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db, Ex};
 
 pub const ROLES: &[&str] = &["Member", "Admin"];
-pub const STATUSES: &[&str] = &[
-    "Accepted",
-    "Deactivated",
-    "DeclinedInvitation",
-    "Invited",
-    "Left",
-    "Pending",
-    "Rejected",
-];
+pub const STATUSES: &[&str] =
+    &["Accepted", "Deactivated", "DeclinedInvitation", "Invited", "Left", "Pending", "Rejected"];
 /// The statuses `PUT /v1/spotMembers/{id}` may set.
 pub const WRITABLE_STATUSES: &[&str] = &["Accepted", "Deactivated", "Rejected"];
 pub const MAX_BULK_INVITE: usize = 200;
@@ -54,11 +47,7 @@ pub struct Member {
 
 impl Member {
     /// A new `Invited` member of `spot_id` with default fields.
-    pub fn new_invited(
-        spot_id: Uuid,
-        email: Option<String>,
-        mobile_number: Option<String>,
-    ) -> Member {
+    pub fn new_invited(spot_id: Uuid, email: Option<String>, mobile_number: Option<String>) -> Member {
         let now = now_ms();
         Member {
             spot_id,
@@ -97,42 +86,12 @@ impl Member {
 
 /// The filters of `GET /v1/spotMembers`.
 pub const MEMBER_FILTERS: &[FieldSpec] = &[
-    FieldSpec {
-        field: "email",
-        column: "email_norm",
-        kind: Kind::TextLower,
-        ops: &[Op::In],
-    },
-    FieldSpec {
-        field: "firstname",
-        column: "firstname",
-        kind: Kind::Text,
-        ops: &[Op::In],
-    },
-    FieldSpec {
-        field: "lastname",
-        column: "lastname",
-        kind: Kind::Text,
-        ops: &[Op::In],
-    },
-    FieldSpec {
-        field: "customRoleId",
-        column: "custom_role_id",
-        kind: Kind::Uuid,
-        ops: &[Op::Eq],
-    },
-    FieldSpec {
-        field: "invitationDate",
-        column: "invited_at",
-        kind: Kind::Date,
-        ops: &[Op::Before, Op::After],
-    },
-    FieldSpec {
-        field: "registrationDate",
-        column: "registered_at",
-        kind: Kind::Date,
-        ops: &[Op::Before, Op::After],
-    },
+    FieldSpec { field: "email", column: "email_norm", kind: Kind::TextLower, ops: &[Op::In] },
+    FieldSpec { field: "firstname", column: "firstname", kind: Kind::Text, ops: &[Op::In] },
+    FieldSpec { field: "lastname", column: "lastname", kind: Kind::Text, ops: &[Op::In] },
+    FieldSpec { field: "customRoleId", column: "custom_role_id", kind: Kind::Uuid, ops: &[Op::Eq] },
+    FieldSpec { field: "invitationDate", column: "invited_at", kind: Kind::Date, ops: &[Op::Before, Op::After] },
+    FieldSpec { field: "registrationDate", column: "registered_at", kind: Kind::Date, ops: &[Op::Before, Op::After] },
 ];
 
 /// Trims and checks an email address.
@@ -142,10 +101,7 @@ pub fn normalize_email(field: &str, raw: &str) -> Result<String> {
         return Err(Error::invalid(field, "is required"));
     }
     if !email_address::EmailAddress::is_valid(email) {
-        return Err(Error::invalid(
-            field,
-            format!("'{email}' is not a valid email address"),
-        ));
+        return Err(Error::invalid(field, format!("'{email}' is not a valid email address")));
     }
     Ok(email.to_string())
 }
@@ -156,21 +112,18 @@ pub async fn list_members(db: &Db, spot_id: Uuid, q: &ListQuery) -> Result<(Vec<
     let preds = filter::validate(&plain, MEMBER_FILTERS)?;
     let props = super::properties::property_filters(db, spot_id, &prop_raw).await?;
     let mut c = db.conn().await?;
-    let items =
-        store::members::list_with_properties(c.ex(), spot_id, &preds, &props, q.offset(), i64::from(q.limit)).await?;
+    let items = store::members::list(c.ex(), spot_id, &preds, &props, q.offset(), i64::from(q.limit)).await?;
     let total = if preds.is_empty() && props.is_empty() {
         store::spots::get(c.ex(), spot_id).await?.map(|s| s.member_count).unwrap_or(0)
     } else {
-        store::members::count_with_properties(c.ex(), spot_id, &preds, &props).await?
+        store::members::count(c.ex(), spot_id, &preds, &props).await?
     };
     Ok((items, total))
 }
 
 pub async fn get_member(db: &Db, spot_id: Uuid, id: Uuid) -> Result<Member> {
     let mut c = db.conn().await?;
-    store::members::get(c.ex(), spot_id, id)
-        .await?
-        .ok_or(Error::NotFound(Entity::SpotMember))
+    store::members::get(c.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::SpotMember))
 }
 
 /// Inserts `candidate` unless its email/number exists; returns the member and whether it is new.
@@ -183,14 +136,10 @@ pub async fn insert_or_get(ex: &mut crate::store::Tx, candidate: Member) -> Resu
     }
     let existing = match (&candidate.email, &candidate.mobile_number) {
         (Some(email), _) => store::members::get_by_email(ex.ex(), candidate.spot_id, email).await?,
-        (None, Some(mobile)) => {
-            store::members::get_by_mobile(ex.ex(), candidate.spot_id, mobile).await?
-        }
+        (None, Some(mobile)) => store::members::get_by_mobile(ex.ex(), candidate.spot_id, mobile).await?,
         (None, None) => None,
     };
-    existing
-        .map(|m| (m, false))
-        .ok_or_else(|| Error::Conflict("member conflicts with an existing member".into()))
+    existing.map(|m| (m, false)).ok_or_else(|| Error::Conflict("member conflicts with an existing member".into()))
 }
 
 /// `POST /v1/spotMembers`: invites `email`; an existing member is returned as it is.
@@ -211,11 +160,7 @@ pub struct FailedInvite {
 
 /// `POST /v1/spotMembers~bulkInvite`: every valid email is invited (or found) once;
 /// invalid emails and repeats within the request are reported as failed.
-pub async fn bulk_invite(
-    db: &Db,
-    spot_id: Uuid,
-    emails: &[String],
-) -> Result<(Vec<Member>, Vec<FailedInvite>)> {
+pub async fn bulk_invite(db: &Db, spot_id: Uuid, emails: &[String]) -> Result<(Vec<Member>, Vec<FailedInvite>)> {
     if emails.is_empty() {
         return Err(Error::invalid("emails", "must contain at least 1 email"));
     }
@@ -227,18 +172,12 @@ pub async fn bulk_invite(
     let mut failed = Vec::new();
     for raw in emails {
         match normalize_email("email", raw) {
-            Err(e) => failed.push(FailedInvite {
-                email: raw.clone(),
-                reason: reason_of(&e),
-            }),
+            Err(e) => failed.push(FailedInvite { email: raw.clone(), reason: reason_of(&e) }),
             Ok(email) => {
                 if seen.insert(email.to_lowercase()) {
                     valid.push(email);
                 } else {
-                    failed.push(FailedInvite {
-                        email: raw.clone(),
-                        reason: "is repeated in this request".into(),
-                    });
+                    failed.push(FailedInvite { email: raw.clone(), reason: "is repeated in this request".into() });
                 }
             }
         }
@@ -247,8 +186,7 @@ pub async fn bulk_invite(
     if !valid.is_empty() {
         let mut tx = db.begin().await?;
         for email in valid {
-            let (m, _) =
-                insert_or_get(&mut tx, Member::new_invited(spot_id, Some(email), None)).await?;
+            let (m, _) = insert_or_get(&mut tx, Member::new_invited(spot_id, Some(email), None)).await?;
             created.push(m);
         }
         tx.commit().await?;
@@ -280,33 +218,19 @@ pub struct MemberPatch {
 pub async fn update_member(db: &Db, spot_id: Uuid, id: Uuid, patch: MemberPatch) -> Result<Member> {
     if let Some(role) = &patch.role {
         if !ROLES.contains(&role.as_str()) {
-            return Err(Error::invalid(
-                "role",
-                format!("must be one of {}", ROLES.join(", ")),
-            ));
+            return Err(Error::invalid("role", format!("must be one of {}", ROLES.join(", "))));
         }
     }
     if let Some(status) = &patch.status {
         if !WRITABLE_STATUSES.contains(&status.as_str()) {
-            return Err(Error::invalid(
-                "status",
-                format!("must be one of {}", WRITABLE_STATUSES.join(", ")),
-            ));
+            return Err(Error::invalid("status", format!("must be one of {}", WRITABLE_STATUSES.join(", "))));
         }
     }
     let mut tx = db.begin().await?;
-    let mut m = store::members::get(tx.ex(), spot_id, id)
-        .await?
-        .ok_or(Error::NotFound(Entity::SpotMember))?;
+    let mut m = store::members::get(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::SpotMember))?;
     if let Some(Some(role_id)) = patch.custom_role_id {
-        if store::custom_roles::get(tx.ex(), spot_id, role_id)
-            .await?
-            .is_none()
-        {
-            return Err(Error::invalid(
-                "customRoleId",
-                format!("no custom role '{role_id}' in this spot"),
-            ));
+        if store::custom_roles::get(tx.ex(), spot_id, role_id).await?.is_none() {
+            return Err(Error::invalid("customRoleId", format!("no custom role '{role_id}' in this spot")));
         }
     }
     let now = now_ms();
@@ -346,7 +270,5 @@ pub async fn update_member(db: &Db, spot_id: Uuid, id: Uuid, patch: MemberPatch)
 
 /// Loads a member inside a transaction (404 when absent or of another spot).
 pub async fn get_in(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<Member> {
-    store::members::get(ex, spot_id, id)
-        .await?
-        .ok_or(Error::NotFound(Entity::SpotMember))
+    store::members::get(ex, spot_id, id).await?.ok_or(Error::NotFound(Entity::SpotMember))
 }

@@ -63,12 +63,13 @@ pub fn normalize_mobile_number(input: &str) -> Result<String, PhoneError> {
                 _ => [national.len() as u16; 2],
             };
             let d = meta.descriptors();
-            let typed = [d.fixed_line(), d.mobile(), d.toll_free(), d.premium_rate(), d.shared_cost(), d.personal_number()];
-            std::iter::once(d.general())
-                .chain(typed.into_iter().flatten())
-                .any(|desc| {
-                    national_len.iter().any(|n| desc.possible_length().contains(n) || desc.possible_local_length().contains(n))
-                })
+            let typed =
+                [d.fixed_line(), d.mobile(), d.toll_free(), d.premium_rate(), d.shared_cost(), d.personal_number()];
+            std::iter::once(d.general()).chain(typed.into_iter().flatten()).any(|desc| {
+                national_len
+                    .iter()
+                    .any(|n| desc.possible_length().contains(n) || desc.possible_local_length().contains(n))
+            })
         });
         if possible {
             return Ok(format!("+{digits}"));

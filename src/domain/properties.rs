@@ -180,7 +180,8 @@ pub async fn create_property(db: &Db, spot_id: Uuid, n: NewProperty) -> Result<P
             candidate
         }
     };
-    let def = PropertyDef { spot_id, id: new_id(), slug, label, description: n.description, kind, possible_values: options };
+    let def =
+        PropertyDef { spot_id, id: new_id(), slug, label, description: n.description, kind, possible_values: options };
     store::properties::insert(tx.ex(), &def, now_ms()).await?;
     tx.commit().await?;
     Ok(def)
@@ -317,7 +318,11 @@ pub fn from_stored(def: &PropertyDef, rows: &[StoredValue]) -> Value {
     }
 }
 
-async fn values_of(tx_or_conn: crate::store::Ex<'_>, spot_id: Uuid, member_id: Uuid) -> Result<HashMap<Uuid, Vec<StoredValue>>> {
+async fn values_of(
+    tx_or_conn: crate::store::Ex<'_>,
+    spot_id: Uuid,
+    member_id: Uuid,
+) -> Result<HashMap<Uuid, Vec<StoredValue>>> {
     let rows = store::properties::member_values(tx_or_conn, spot_id, member_id).await?;
     let mut out: HashMap<Uuid, Vec<StoredValue>> = HashMap::new();
     for (pid, _, text, num) in rows {
@@ -431,7 +436,12 @@ pub async fn property_filters(db: &Db, spot_id: Uuid, raw: &[RawFilter]) -> Resu
                 let allowed: Vec<&str> = ops.iter().map(|o| o.as_str()).collect();
                 return Err(Error::invalid(
                     &f.param,
-                    format!("operator '{}' is not allowed on a {} property (allowed: {})", f.op.as_str(), def.kind, allowed.join(", ")),
+                    format!(
+                        "operator '{}' is not allowed on a {} property (allowed: {})",
+                        f.op.as_str(),
+                        def.kind,
+                        allowed.join(", ")
+                    ),
                 ));
             }
             let numeric = def.kind == "Number" || def.kind == "Boolean";
@@ -440,7 +450,9 @@ pub async fn property_filters(db: &Db, spot_id: Uuid, raw: &[RawFilter]) -> Resu
                 .iter()
                 .map(|v| -> Result<Bind> {
                     Ok(match def.kind.as_str() {
-                        "Number" => Bind::F64(v.trim().parse().map_err(|_| Error::invalid(&f.param, "must be a number"))?),
+                        "Number" => {
+                            Bind::F64(v.trim().parse().map_err(|_| Error::invalid(&f.param, "must be a number"))?)
+                        }
                         "Boolean" => match v.trim() {
                             "true" => Bind::F64(1.0),
                             "false" => Bind::F64(0.0),

@@ -52,14 +52,7 @@ impl RateLimiter {
     }
 
     /// Spends one request of `scope` for `spot_id`, leasing more from the database when needed.
-    pub async fn check(
-        &self,
-        db: &Db,
-        spot_id: Uuid,
-        scope: &str,
-        limit: i64,
-        window_ms: i64,
-    ) -> Result<Decision> {
+    pub async fn check(&self, db: &Db, spot_id: Uuid, scope: &str, limit: i64, window_ms: i64) -> Result<Decision> {
         let now = now_ms();
         let window_start = now - now.rem_euclid(window_ms);
         let reset_s = ((window_start + window_ms - now + 999) / 1000).max(1) as u64;
@@ -69,41 +62,26 @@ impl RateLimiter {
             let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
             let lease = leases.entry(key.clone()).or_insert_with(|| {
                 rolled_over = true;
-                Lease {
-                    window_start,
-                    unspent: 0,
-                    db_used: 0,
-                }
+                Lease { window_start, unspent: 0, db_used: 0 }
             });
             if lease.window_start != window_start {
                 rolled_over = true;
-                *lease = Lease {
-                    window_start,
-                    unspent: 0,
-                    db_used: 0,
-                };
+                *lease = Lease { window_start, unspent: 0, db_used: 0 };
             }
             if lease.unspent > 0 {
                 lease.unspent -= 1;
                 let remaining = (limit - lease.db_used + lease.unspent).max(0);
-                return Ok(Decision {
-                    allowed: true,
-                    limit,
-                    remaining,
-                    reset_s,
-                });
+                return Ok(Decision { allowed: true, limit, remaining, reset_s });
             }
             ((limit - lease.db_used) / 8).clamp(1, 20)
         };
 
         let mut c = db.conn().await?;
         let mut granted = want;
-        let mut total =
-            store::rate_limits::try_take(c.ex(), spot_id, scope, window_start, want, limit).await?;
+        let mut total = store::rate_limits::try_take(c.ex(), spot_id, scope, window_start, want, limit).await?;
         if total.is_none() && want > 1 {
             granted = 1;
-            total = store::rate_limits::try_take(c.ex(), spot_id, scope, window_start, 1, limit)
-                .await?;
+            total = store::rate_limits::try_take(c.ex(), spot_id, scope, window_start, 1, limit).await?;
         }
         if rolled_over {
             // First use of this window here: past windows of the scope are dead rows.
@@ -112,38 +90,20 @@ impl RateLimiter {
         drop(c);
 
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        let lease = leases.entry(key).or_insert(Lease {
-            window_start,
-            unspent: 0,
-            db_used: 0,
-        });
+        let lease = leases.entry(key).or_insert(Lease { window_start, unspent: 0, db_used: 0 });
         if lease.window_start != window_start {
-            *lease = Lease {
-                window_start,
-                unspent: 0,
-                db_used: 0,
-            };
+            *lease = Lease { window_start, unspent: 0, db_used: 0 };
         }
         match total {
             Some(total) => {
                 lease.db_used = lease.db_used.max(total);
                 lease.unspent += granted - 1;
                 let remaining = (limit - lease.db_used + lease.unspent).max(0);
-                Ok(Decision {
-                    allowed: true,
-                    limit,
-                    remaining,
-                    reset_s,
-                })
+                Ok(Decision { allowed: true, limit, remaining, reset_s })
             }
             None => {
                 lease.db_used = limit;
-                Ok(Decision {
-                    allowed: false,
-                    limit,
-                    remaining: 0,
-                    reset_s,
-                })
+                Ok(Decision { allowed: false, limit, remaining: 0, reset_s })
             }
         }
     }

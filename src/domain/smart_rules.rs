@@ -114,33 +114,20 @@ pub const MAX_TRIGGERS: usize = 20;
 impl Rules {
     /// Validates a rules document; errors name the offending path.
     pub fn parse(v: &Value) -> Result<Rules> {
-        let obj = v
-            .as_object()
-            .ok_or_else(|| Error::invalid("rules", "must be an object"))?;
-        let operator = Junction::parse(
-            obj.get("operator").unwrap_or(&Value::Null),
-            "rules.operator",
-        )?;
+        let obj = v.as_object().ok_or_else(|| Error::invalid("rules", "must be an object"))?;
+        let operator = Junction::parse(obj.get("operator").unwrap_or(&Value::Null), "rules.operator")?;
         let conds = obj
             .get("conditions")
             .and_then(Value::as_array)
             .ok_or_else(|| Error::invalid("rules.conditions", "must be an array"))?;
         if conds.is_empty() || conds.len() > MAX_CONDITIONS {
-            return Err(Error::invalid(
-                "rules.conditions",
-                format!("must hold 1 to {MAX_CONDITIONS} conditions"),
-            ));
+            return Err(Error::invalid("rules.conditions", format!("must hold 1 to {MAX_CONDITIONS} conditions")));
         }
         let mut conditions = Vec::with_capacity(conds.len());
         for (i, c) in conds.iter().enumerate() {
             let path = format!("rules.conditions[{i}]");
-            let co = c
-                .as_object()
-                .ok_or_else(|| Error::invalid(&path, "must be an object"))?;
-            let operator = Junction::parse(
-                co.get("operator").unwrap_or(&Value::Null),
-                &format!("{path}.operator"),
-            )?;
+            let co = c.as_object().ok_or_else(|| Error::invalid(&path, "must be an object"))?;
+            let operator = Junction::parse(co.get("operator").unwrap_or(&Value::Null), &format!("{path}.operator"))?;
             let trigs = co
                 .get("triggers")
                 .and_then(Value::as_array)
@@ -158,10 +145,7 @@ impl Rules {
                 .collect::<Result<Vec<_>>>()?;
             conditions.push(Condition { operator, triggers });
         }
-        Ok(Rules {
-            operator,
-            conditions,
-        })
+        Ok(Rules { operator, conditions })
     }
 
     /// The rules as stored and shown (`Time` operands back in Unix seconds).
@@ -202,15 +186,10 @@ impl Rules {
 }
 
 fn parse_trigger(t: &Value, path: &str) -> Result<Trigger> {
-    let o = t
-        .as_object()
-        .ok_or_else(|| Error::invalid(path, "must be an object"))?;
+    let o = t.as_object().ok_or_else(|| Error::invalid(path, "must be an object"))?;
     let field_name = o.get("field").and_then(Value::as_str).unwrap_or_default();
     let field = if let Some(slug) = field_name.strip_prefix("customProperties.") {
-        return Err(Error::invalid(
-            format!("{path}.field"),
-            format!("no custom property '{slug}' in this spot"),
-        ));
+        return Err(Error::invalid(format!("{path}.field"), format!("no custom property '{slug}' in this spot")));
     } else {
         Field::parse(field_name).ok_or_else(|| {
             Error::invalid(
@@ -223,31 +202,21 @@ fn parse_trigger(t: &Value, path: &str) -> Result<Trigger> {
         })?
     };
     let op_name = o.get("op").and_then(Value::as_str).unwrap_or_default();
-    let op = Op::parse(op_name)
-        .filter(|op| field.ops().contains(op))
-        .ok_or_else(|| {
-            let allowed: Vec<&str> = field.ops().iter().map(|o| o.as_str()).collect();
-            Error::invalid(
-                format!("{path}.op"),
-                format!(
-                    "operator '{op_name}' is not allowed on '{}' (allowed: {})",
-                    field.as_str(),
-                    allowed.join(", ")
-                ),
-            )
-        })?;
+    let op = Op::parse(op_name).filter(|op| field.ops().contains(op)).ok_or_else(|| {
+        let allowed: Vec<&str> = field.ops().iter().map(|o| o.as_str()).collect();
+        Error::invalid(
+            format!("{path}.op"),
+            format!("operator '{op_name}' is not allowed on '{}' (allowed: {})", field.as_str(), allowed.join(", ")),
+        )
+    })?;
     let vpath = format!("{path}.value");
     let raw = o.get("value").unwrap_or(&Value::Null);
     let value = match op {
-        Op::Before | Op::After => {
-            Operand::Time(unix_to_ms(raw.as_i64().ok_or_else(|| {
-                Error::invalid(&vpath, "must be a Unix timestamp in seconds")
-            })?))
-        }
+        Op::Before | Op::After => Operand::Time(unix_to_ms(
+            raw.as_i64().ok_or_else(|| Error::invalid(&vpath, "must be a Unix timestamp in seconds"))?,
+        )),
         Op::In | Op::NotIn => {
-            let items = raw
-                .as_array()
-                .ok_or_else(|| Error::invalid(&vpath, "must be an array of strings"))?;
+            let items = raw.as_array().ok_or_else(|| Error::invalid(&vpath, "must be an array of strings"))?;
             let list = items
                 .iter()
                 .map(|x| x.as_str().map(str::to_string))
@@ -262,9 +231,7 @@ fn parse_trigger(t: &Value, path: &str) -> Result<Trigger> {
             Operand::List(list)
         }
         _ => {
-            let s = raw
-                .as_str()
-                .ok_or_else(|| Error::invalid(&vpath, "must be a string"))?;
+            let s = raw.as_str().ok_or_else(|| Error::invalid(&vpath, "must be a string"))?;
             if op != Op::Contains {
                 check_value(&field, s, &vpath)?;
             }
@@ -325,9 +292,7 @@ impl Trigger {
             }
             (Operand::Text(v), Op::Eq) => text.is_some_and(|x| x == norm(v)),
             (Operand::Text(v), Op::Neq) => text.is_none_or(|x| x != norm(v)),
-            (Operand::Text(v), Op::Contains) => {
-                text.is_some_and(|x| x.to_lowercase().contains(&v.to_lowercase()))
-            }
+            (Operand::Text(v), Op::Contains) => text.is_some_and(|x| x.to_lowercase().contains(&v.to_lowercase())),
             (Operand::List(l), Op::In) => text.is_some_and(|x| l.iter().any(|v| x == norm(v))),
             (Operand::List(l), Op::NotIn) => text.is_none_or(|x| l.iter().all(|v| x != norm(v))),
             _ => false,
@@ -348,10 +313,7 @@ mod tests {
     }
 
     fn err(v: Value) -> String {
-        Rules::parse(&v)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default()
+        Rules::parse(&v).err().map(|e| e.to_string()).unwrap_or_default()
     }
 
     #[test]
@@ -387,10 +349,8 @@ mod tests {
 
     #[test]
     fn email_comparison_ignores_case() {
-        let r = Rules::parse(
-            &json!({"operator": "AND", "conditions": [{"operator": "AND", "triggers": [
-            {"field": "email", "op": "eq", "value": "ADA@example.COM"}]}]}),
-        )
+        let r = Rules::parse(&json!({"operator": "AND", "conditions": [{"operator": "AND", "triggers": [
+            {"field": "email", "op": "eq", "value": "ADA@example.COM"}]}]}))
         .expect("rules parse");
         assert!(r.matches(&member()));
     }
@@ -402,32 +362,20 @@ mod tests {
             {"operator": "AND", "triggers": [{"field": "status", "op": "eq", "value": "Accepted"}]},
             {"operator": "OR", "triggers": [t]}]})
         };
-        assert!(
-            err(base(json!({"field": "status", "op": "gt", "value": "x"})))
-                .starts_with("rules.conditions[1].triggers[0].op")
-        );
-        assert!(
-            err(base(json!({"field": "shoeSize", "op": "eq", "value": "x"})))
-                .starts_with("rules.conditions[1].triggers[0].field")
-        );
-        assert!(err(base(
-            json!({"field": "status", "op": "eq", "value": "Sleeping"})
-        ))
-        .starts_with("rules.conditions[1].triggers[0].value"));
-        assert!(err(base(
-            json!({"field": "registrationDate", "op": "before", "value": "yesterday"})
-        ))
-        .starts_with("rules.conditions[1].triggers[0].value"));
-        assert!(
-            err(base(json!({"field": "role", "op": "in", "value": "Admin"})))
-                .starts_with("rules.conditions[1].triggers[0].value")
-        );
+        assert!(err(base(json!({"field": "status", "op": "gt", "value": "x"})))
+            .starts_with("rules.conditions[1].triggers[0].op"));
+        assert!(err(base(json!({"field": "shoeSize", "op": "eq", "value": "x"})))
+            .starts_with("rules.conditions[1].triggers[0].field"));
+        assert!(err(base(json!({"field": "status", "op": "eq", "value": "Sleeping"})))
+            .starts_with("rules.conditions[1].triggers[0].value"));
+        assert!(err(base(json!({"field": "registrationDate", "op": "before", "value": "yesterday"})))
+            .starts_with("rules.conditions[1].triggers[0].value"));
+        assert!(err(base(json!({"field": "role", "op": "in", "value": "Admin"})))
+            .starts_with("rules.conditions[1].triggers[0].value"));
         assert!(err(json!({"operator": "XOR", "conditions": []})).starts_with("rules.operator"));
         assert!(err(json!({"operator": "AND", "conditions": []})).starts_with("rules.conditions"));
-        assert!(err(
-            json!({"operator": "AND", "conditions": [{"operator": "AND", "triggers": []}]})
-        )
-        .starts_with("rules.conditions[0].triggers"));
+        assert!(err(json!({"operator": "AND", "conditions": [{"operator": "AND", "triggers": []}]}))
+            .starts_with("rules.conditions[0].triggers"));
     }
 
     #[test]

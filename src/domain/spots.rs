@@ -27,10 +27,7 @@ pub struct Spot {
 pub fn generate_api_key() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!(
-        "os_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
+    format!("os_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 pub fn hash_api_key(key: &str) -> [u8; 32] {
@@ -65,9 +62,7 @@ pub async fn list_spots(db: &Db) -> Result<Vec<Spot>> {
 
 pub async fn get_spot(db: &Db, id: Uuid) -> Result<Spot> {
     let mut c = db.conn().await?;
-    store::spots::get(c.ex(), id)
-        .await?
-        .ok_or(Error::NotFound(Entity::Spot))
+    store::spots::get(c.ex(), id).await?.ok_or(Error::NotFound(Entity::Spot))
 }
 
 /// Replaces the spot's key; the old one stops working.
@@ -82,12 +77,7 @@ pub async fn rotate_key(db: &Db, id: Uuid) -> Result<String> {
 }
 
 /// Overrides the spot's rate limits (`None` keeps the current value).
-pub async fn set_limits(
-    db: &Db,
-    id: Uuid,
-    per_10s: Option<i64>,
-    per_day: Option<i64>,
-) -> Result<Spot> {
+pub async fn set_limits(db: &Db, id: Uuid, per_10s: Option<i64>, per_day: Option<i64>) -> Result<Spot> {
     for (field, v) in [("per-10s", per_10s), ("per-day", per_day)] {
         if v.is_some_and(|n| n < 1) {
             return Err(Error::invalid(field, "must be at least 1"));
@@ -97,9 +87,7 @@ pub async fn set_limits(
     if !store::spots::set_limits(tx.ex(), id, per_10s, per_day).await? {
         return Err(Error::NotFound(Entity::Spot));
     }
-    let spot = store::spots::get(tx.ex(), id)
-        .await?
-        .ok_or(Error::NotFound(Entity::Spot))?;
+    let spot = store::spots::get(tx.ex(), id).await?.ok_or(Error::NotFound(Entity::Spot))?;
     tx.commit().await?;
     Ok(spot)
 }

@@ -33,20 +33,13 @@ impl<E: Into<Error>> From<E> for MsError {
 }
 
 pub fn reason_phrase(status: u16) -> &'static str {
-    StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("Error")
+    StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error")
 }
 
 /// The JSON error response for `status` with `message`.
 pub fn error_response(status: u16, message: String) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = ErrorBody {
-        status_code: status,
-        message,
-        error: reason_phrase(status).to_string(),
-    };
+    let body = ErrorBody { status_code: status, message, error: reason_phrase(status).to_string() };
     (code, Json(body)).into_response()
 }
 

@@ -110,10 +110,7 @@ pub fn build(state: AppState) -> (Router, OpenApiDoc) {
 pub fn app(state: AppState) -> Router {
     let (api, doc) = build(state.clone());
     let probes = Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-        )
+        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .with_state(state);
     let request_id = HeaderName::from_static("x-request-id");
@@ -124,9 +121,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(CatchPanicLayer::custom(|_| {
-            error::error_response(500, "Internal server error".into())
-        }))
+        .layer(CatchPanicLayer::custom(|_| error::error_response(500, "Internal server error".into())))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
@@ -138,10 +133,7 @@ pub fn app(state: AppState) -> Router {
 async fn readyz(State(st): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), st.db.ping()).await {
         Ok(Ok(())) => Json(serde_json::json!({"status": "ready"})).into_response(),
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"status": "database unavailable"})),
-        )
+        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "database unavailable"})))
             .into_response(),
     }
 }
@@ -151,14 +143,7 @@ async fn not_found(req: Request) -> Response {
 }
 
 async fn method_not_allowed(req: Request) -> Response {
-    error::error_response(
-        405,
-        format!(
-            "Method {} is not allowed on {}",
-            req.method(),
-            req.uri().path()
-        ),
-    )
+    error::error_response(405, format!("Method {} is not allowed on {}", req.method(), req.uri().path()))
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves; in-flight requests finish.

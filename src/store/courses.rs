@@ -132,7 +132,12 @@ pub async fn insert_invited(
     run!(ex, |c| bind_all!(sqlx::query(&sql.text), &sql.binds).execute(c).await.map(|r| r.rows_affected()))
 }
 
-pub async fn get_participant(ex: Ex<'_>, spot_id: Uuid, course_id: Uuid, id: Uuid) -> Result<Option<Participant>, sqlx::Error> {
+pub async fn get_participant(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    course_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Participant>, sqlx::Error> {
     let sql = format!("SELECT {PARTICIPANT_COLUMNS} {PARTICIPANT_FROM}$1 AND p.course_id = $2 AND p.id = $3");
     run!(ex, |c| sqlx::query_as::<_, Participant>(&sql).bind(spot_id).bind(course_id).bind(id).fetch_optional(c).await)
 }
@@ -182,7 +187,10 @@ pub async fn count_participants(
     filters: &[Predicate],
 ) -> Result<i64, sqlx::Error> {
     let mut sql = Sql::new("SELECT COUNT(*) ");
-    sql.push(PARTICIPANT_FROM).push_bind(Bind::Uuid(spot_id)).push(" AND p.course_id = ").push_bind(Bind::Uuid(course_id));
+    sql.push(PARTICIPANT_FROM)
+        .push_bind(Bind::Uuid(spot_id))
+        .push(" AND p.course_id = ")
+        .push_bind(Bind::Uuid(course_id));
     sql.push_predicates(filters);
     run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(&sql.text), &sql.binds).fetch_one(c).await)
 }
@@ -232,11 +240,13 @@ pub async fn unlink_group(ex: Ex<'_>, spot_id: Uuid, course_id: Uuid, group_id: 
 
 /// Courses linked to a group.
 pub async fn courses_of_group(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
-    run!(ex, |c| sqlx::query_scalar::<_, Uuid>("SELECT course_id FROM course_groups WHERE spot_id = $1 AND group_id = $2")
-        .bind(spot_id)
-        .bind(group_id)
-        .fetch_all(c)
-        .await)
+    run!(ex, |c| sqlx::query_scalar::<_, Uuid>(
+        "SELECT course_id FROM course_groups WHERE spot_id = $1 AND group_id = $2"
+    )
+    .bind(spot_id)
+    .bind(group_id)
+    .fetch_all(c)
+    .await)
 }
 
 /// A batch of a group's member ids after `after`, in id order (keyset paging).

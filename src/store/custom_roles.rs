@@ -28,11 +28,7 @@ pub async fn insert(ex: Ex<'_>, r: &CustomRole, now: i64) -> Result<(), sqlx::Er
 
 pub async fn get(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<Option<CustomRole>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM custom_roles WHERE spot_id = $1 AND id = $2");
-    run!(ex, |c| sqlx::query_as::<_, CustomRole>(&sql)
-        .bind(spot_id)
-        .bind(id)
-        .fetch_optional(c)
-        .await)
+    run!(ex, |c| sqlx::query_as::<_, CustomRole>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
 }
 
 pub async fn list(
@@ -42,25 +38,14 @@ pub async fn list(
     offset: i64,
     limit: i64,
 ) -> Result<(Vec<CustomRole>, i64), sqlx::Error> {
-    let mut sql = Sql::new(&format!(
-        "SELECT {COLUMNS} FROM custom_roles WHERE spot_id = "
-    ));
+    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM custom_roles WHERE spot_id = "));
     sql.push_bind(Bind::Uuid(spot_id)).push_predicates(filters);
     let mut count = Sql::new("SELECT COUNT(*) FROM custom_roles WHERE spot_id = ");
-    count
-        .push_bind(Bind::Uuid(spot_id))
-        .push_predicates(filters);
-    sql.push(" ORDER BY id LIMIT ")
-        .push_bind(Bind::I64(limit))
-        .push(" OFFSET ")
-        .push_bind(Bind::I64(offset));
+    count.push_bind(Bind::Uuid(spot_id)).push_predicates(filters);
+    sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
     run!(ex, |c| {
-        let items = bind_all!(sqlx::query_as::<_, CustomRole>(&sql.text), &sql.binds)
-            .fetch_all(&mut *c)
-            .await?;
-        let total = bind_all!(sqlx::query_scalar::<_, i64>(&count.text), &count.binds)
-            .fetch_one(&mut *c)
-            .await?;
+        let items = bind_all!(sqlx::query_as::<_, CustomRole>(&sql.text), &sql.binds).fetch_all(&mut *c).await?;
+        let total = bind_all!(sqlx::query_scalar::<_, i64>(&count.text), &count.binds).fetch_one(&mut *c).await?;
         Ok((items, total))
     })
 }
@@ -68,26 +53,24 @@ pub async fn list(
 pub async fn update(ex: Ex<'_>, r: &CustomRole) -> Result<(), sqlx::Error> {
     run!(ex, |c| {
         sqlx::query(
-        "UPDATE custom_roles SET label = $3, description = $4, permissions = $5 WHERE spot_id = $1 AND id = $2"
-    )
-    .bind(r.spot_id)
-    .bind(r.id)
-    .bind(&r.label)
-    .bind(&r.description)
-    .bind(r.permissions.to_json())
-    .execute(c)
-    .await
-    .map(|_| ())
+            "UPDATE custom_roles SET label = $3, description = $4, permissions = $5 WHERE spot_id = $1 AND id = $2",
+        )
+        .bind(r.spot_id)
+        .bind(r.id)
+        .bind(&r.label)
+        .bind(&r.description)
+        .bind(r.permissions.to_json())
+        .execute(c)
+        .await
+        .map(|_| ())
     })
 }
 
 pub async fn delete(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
-    run!(ex, |c| sqlx::query(
-        "DELETE FROM custom_roles WHERE spot_id = $1 AND id = $2"
-    )
-    .bind(spot_id)
-    .bind(id)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected() == 1))
+    run!(ex, |c| sqlx::query("DELETE FROM custom_roles WHERE spot_id = $1 AND id = $2")
+        .bind(spot_id)
+        .bind(id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected() == 1))
 }

@@ -10,42 +10,37 @@ use crate::domain::groups::Group;
 use crate::domain::members::Member;
 use crate::{bind_all, run};
 
-const COLUMNS: &str =
-    "spot_id, id, name, description, emoji, icon, kind, rules, ready, member_count, \
+const COLUMNS: &str = "spot_id, id, name, description, emoji, icon, kind, rules, ready, member_count, \
     welcome_message, group_type, created_at";
 
 pub async fn insert(ex: Ex<'_>, g: &Group) -> Result<(), sqlx::Error> {
     run!(ex, |c| {
         sqlx::query(
-        "INSERT INTO spot_groups (spot_id, id, name, description, emoji, icon, kind, rules, ready, member_count, \
-         welcome_message, group_type, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-    )
-    .bind(g.spot_id)
-    .bind(g.id)
-    .bind(&g.name)
-    .bind(&g.description)
-    .bind(&g.emoji)
-    .bind(&g.icon)
-    .bind(&g.kind)
-    .bind(&g.rules)
-    .bind(g.ready)
-    .bind(g.member_count)
-    .bind(&g.welcome_message)
-    .bind(&g.group_type)
-    .bind(g.created_at)
-    .execute(c)
-    .await
-    .map(|_| ())
+            "INSERT INTO spot_groups (spot_id, id, name, description, emoji, icon, kind, rules, ready, member_count, \
+         welcome_message, group_type, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(g.spot_id)
+        .bind(g.id)
+        .bind(&g.name)
+        .bind(&g.description)
+        .bind(&g.emoji)
+        .bind(&g.icon)
+        .bind(&g.kind)
+        .bind(&g.rules)
+        .bind(g.ready)
+        .bind(g.member_count)
+        .bind(&g.welcome_message)
+        .bind(&g.group_type)
+        .bind(g.created_at)
+        .execute(c)
+        .await
+        .map(|_| ())
     })
 }
 
 pub async fn get(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<Option<Group>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM spot_groups WHERE spot_id = $1 AND id = $2");
-    run!(ex, |c| sqlx::query_as::<_, Group>(&sql)
-        .bind(spot_id)
-        .bind(id)
-        .fetch_optional(c)
-        .await)
+    run!(ex, |c| sqlx::query_as::<_, Group>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
 }
 
 /// A page of the spot's groups matching `filters`, and how many match.
@@ -56,25 +51,14 @@ pub async fn list(
     offset: i64,
     limit: i64,
 ) -> Result<(Vec<Group>, i64), sqlx::Error> {
-    let mut sql = Sql::new(&format!(
-        "SELECT {COLUMNS} FROM spot_groups WHERE spot_id = "
-    ));
+    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM spot_groups WHERE spot_id = "));
     sql.push_bind(Bind::Uuid(spot_id)).push_predicates(filters);
     let mut count = Sql::new("SELECT COUNT(*) FROM spot_groups WHERE spot_id = ");
-    count
-        .push_bind(Bind::Uuid(spot_id))
-        .push_predicates(filters);
-    sql.push(" ORDER BY id LIMIT ")
-        .push_bind(Bind::I64(limit))
-        .push(" OFFSET ")
-        .push_bind(Bind::I64(offset));
+    count.push_bind(Bind::Uuid(spot_id)).push_predicates(filters);
+    sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
     run!(ex, |c| {
-        let items = bind_all!(sqlx::query_as::<_, Group>(&sql.text), &sql.binds)
-            .fetch_all(&mut *c)
-            .await?;
-        let total = bind_all!(sqlx::query_scalar::<_, i64>(&count.text), &count.binds)
-            .fetch_one(&mut *c)
-            .await?;
+        let items = bind_all!(sqlx::query_as::<_, Group>(&sql.text), &sql.binds).fetch_all(&mut *c).await?;
+        let total = bind_all!(sqlx::query_scalar::<_, i64>(&count.text), &count.binds).fetch_one(&mut *c).await?;
         Ok((items, total))
     })
 }
@@ -84,9 +68,7 @@ pub async fn get_many(ex: Ex<'_>, spot_id: Uuid, ids: &[Uuid]) -> Result<Vec<Gro
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sql = Sql::new(&format!(
-        "SELECT {COLUMNS} FROM spot_groups WHERE spot_id = "
-    ));
+    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM spot_groups WHERE spot_id = "));
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN (");
     for (i, id) in ids.iter().enumerate() {
         if i > 0 {
@@ -95,42 +77,35 @@ pub async fn get_many(ex: Ex<'_>, spot_id: Uuid, ids: &[Uuid]) -> Result<Vec<Gro
         sql.push_bind(Bind::Uuid(*id));
     }
     sql.push(") ORDER BY id");
-    run!(ex, |c| bind_all!(
-        sqlx::query_as::<_, Group>(&sql.text),
-        &sql.binds
-    )
-    .fetch_all(c)
-    .await)
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, Group>(&sql.text), &sql.binds).fetch_all(c).await)
 }
 
 pub async fn update(ex: Ex<'_>, g: &Group) -> Result<(), sqlx::Error> {
     run!(ex, |c| {
         sqlx::query(
-        "UPDATE spot_groups SET name = $3, description = $4, emoji = $5, welcome_message = $6, group_type = $7 \
-         WHERE spot_id = $1 AND id = $2"
-    )
-    .bind(g.spot_id)
-    .bind(g.id)
-    .bind(&g.name)
-    .bind(&g.description)
-    .bind(&g.emoji)
-    .bind(&g.welcome_message)
-    .bind(&g.group_type)
-    .execute(c)
-    .await
-    .map(|_| ())
+            "UPDATE spot_groups SET name = $3, description = $4, emoji = $5, welcome_message = $6, group_type = $7 \
+         WHERE spot_id = $1 AND id = $2",
+        )
+        .bind(g.spot_id)
+        .bind(g.id)
+        .bind(&g.name)
+        .bind(&g.description)
+        .bind(&g.emoji)
+        .bind(&g.welcome_message)
+        .bind(&g.group_type)
+        .execute(c)
+        .await
+        .map(|_| ())
     })
 }
 
 pub async fn delete(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
-    run!(ex, |c| sqlx::query(
-        "DELETE FROM spot_groups WHERE spot_id = $1 AND id = $2"
-    )
-    .bind(spot_id)
-    .bind(id)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected() == 1))
+    run!(ex, |c| sqlx::query("DELETE FROM spot_groups WHERE spot_id = $1 AND id = $2")
+        .bind(spot_id)
+        .bind(id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected() == 1))
 }
 
 /// Takes the group row's write lock for the rest of the transaction (and tells whether
@@ -146,78 +121,56 @@ pub async fn lock(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<bool, sqlx::Err
         .map(|r| r.rows_affected() == 1))
 }
 
-pub async fn add_member_count(
-    ex: Ex<'_>,
-    spot_id: Uuid,
-    id: Uuid,
-    delta: i64,
-) -> Result<(), sqlx::Error> {
+pub async fn add_member_count(ex: Ex<'_>, spot_id: Uuid, id: Uuid, delta: i64) -> Result<(), sqlx::Error> {
     if delta == 0 {
         return Ok(());
     }
-    run!(ex, |c| sqlx::query(
-        "UPDATE spot_groups SET member_count = member_count + $3 WHERE spot_id = $1 AND id = $2"
-    )
-    .bind(spot_id)
-    .bind(id)
-    .bind(delta)
-    .execute(c)
-    .await
-    .map(|_| ()))
+    run!(ex, |c| sqlx::query("UPDATE spot_groups SET member_count = member_count + $3 WHERE spot_id = $1 AND id = $2")
+        .bind(spot_id)
+        .bind(id)
+        .bind(delta)
+        .execute(c)
+        .await
+        .map(|_| ()))
 }
 
 /// Takes the computation lease of a smart group that is not ready, if free or lapsed.
-pub async fn claim_compute(
-    ex: Ex<'_>,
-    spot_id: Uuid,
-    id: Uuid,
-    now: i64,
-    until: i64,
-) -> Result<bool, sqlx::Error> {
+pub async fn claim_compute(ex: Ex<'_>, spot_id: Uuid, id: Uuid, now: i64, until: i64) -> Result<bool, sqlx::Error> {
     run!(ex, |c| {
         sqlx::query(
-        "UPDATE spot_groups SET compute_lease_until = $4 WHERE spot_id = $1 AND id = $2 AND ready = $5 \
-         AND (compute_lease_until IS NULL OR compute_lease_until < $3)"
-    )
-    .bind(spot_id)
-    .bind(id)
-    .bind(now)
-    .bind(until)
-    .bind(false)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected() == 1)
+            "UPDATE spot_groups SET compute_lease_until = $4 WHERE spot_id = $1 AND id = $2 AND ready = $5 \
+         AND (compute_lease_until IS NULL OR compute_lease_until < $3)",
+        )
+        .bind(spot_id)
+        .bind(id)
+        .bind(now)
+        .bind(until)
+        .bind(false)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected() == 1)
     })
 }
 
-pub async fn extend_lease(
-    ex: Ex<'_>,
-    spot_id: Uuid,
-    id: Uuid,
-    until: i64,
-) -> Result<(), sqlx::Error> {
-    run!(ex, |c| sqlx::query(
-        "UPDATE spot_groups SET compute_lease_until = $3 WHERE spot_id = $1 AND id = $2"
-    )
-    .bind(spot_id)
-    .bind(id)
-    .bind(until)
-    .execute(c)
-    .await
-    .map(|_| ()))
+pub async fn extend_lease(ex: Ex<'_>, spot_id: Uuid, id: Uuid, until: i64) -> Result<(), sqlx::Error> {
+    run!(ex, |c| sqlx::query("UPDATE spot_groups SET compute_lease_until = $3 WHERE spot_id = $1 AND id = $2")
+        .bind(spot_id)
+        .bind(id)
+        .bind(until)
+        .execute(c)
+        .await
+        .map(|_| ()))
 }
 
 pub async fn set_ready(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<(), sqlx::Error> {
     run!(ex, |c| {
-        sqlx::query(
-        "UPDATE spot_groups SET ready = $3, compute_lease_until = NULL WHERE spot_id = $1 AND id = $2"
-    )
-    .bind(spot_id)
-    .bind(id)
-    .bind(true)
-    .execute(c)
-    .await
-    .map(|_| ())
+        sqlx::query("UPDATE spot_groups SET ready = $3, compute_lease_until = NULL WHERE spot_id = $1 AND id = $2")
+            .bind(spot_id)
+            .bind(id)
+            .bind(true)
+            .execute(c)
+            .await
+            .map(|_| ())
     })
 }
 
@@ -238,11 +191,11 @@ pub async fn pending_computes(ex: Ex<'_>, now: i64) -> Result<Vec<(Uuid, Uuid)>,
 pub async fn smart_groups(ex: Ex<'_>, spot_id: Uuid) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
     run!(ex, |c| {
         sqlx::query_as::<_, (Uuid, String)>(
-        "SELECT id, rules FROM spot_groups WHERE spot_id = $1 AND kind = 'Smart' AND rules IS NOT NULL ORDER BY id"
-    )
-    .bind(spot_id)
-    .fetch_all(c)
-    .await
+            "SELECT id, rules FROM spot_groups WHERE spot_id = $1 AND kind = 'Smart' AND rules IS NOT NULL ORDER BY id",
+        )
+        .bind(spot_id)
+        .fetch_all(c)
+        .await
     })
 }
 
@@ -282,9 +235,7 @@ pub async fn delete_memberships(
         return Ok(Vec::new());
     }
     let mut sql = Sql::new("DELETE FROM group_members WHERE spot_id = ");
-    sql.push_bind(Bind::Uuid(spot_id))
-        .push(" AND group_id = ")
-        .push_bind(Bind::Uuid(group_id));
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND group_id = ").push_bind(Bind::Uuid(group_id));
     sql.push(" AND member_id IN (");
     for (i, id) in member_ids.iter().enumerate() {
         if i > 0 {
@@ -293,12 +244,7 @@ pub async fn delete_memberships(
         sql.push_bind(Bind::Uuid(*id));
     }
     sql.push(") RETURNING member_id");
-    run!(ex, |c| bind_all!(
-        sqlx::query_scalar::<_, Uuid>(&sql.text),
-        &sql.binds
-    )
-    .fetch_all(c)
-    .await)
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, Uuid>(&sql.text), &sql.binds).fetch_all(c).await)
 }
 
 /// The member's Kaizala role in a group, or None when not a member.
@@ -310,13 +256,13 @@ pub async fn membership_role(
 ) -> Result<Option<String>, sqlx::Error> {
     run!(ex, |c| {
         sqlx::query_scalar::<_, String>(
-        "SELECT group_role FROM group_members WHERE spot_id = $1 AND group_id = $2 AND member_id = $3"
-    )
-    .bind(spot_id)
-    .bind(group_id)
-    .bind(member_id)
-    .fetch_optional(c)
-    .await
+            "SELECT group_role FROM group_members WHERE spot_id = $1 AND group_id = $2 AND member_id = $3",
+        )
+        .bind(spot_id)
+        .bind(group_id)
+        .bind(member_id)
+        .fetch_optional(c)
+        .await
     })
 }
 
@@ -328,44 +274,33 @@ pub async fn set_membership_role(
     group_role: &str,
 ) -> Result<bool, sqlx::Error> {
     run!(ex, |c| {
-        sqlx::query(
-        "UPDATE group_members SET group_role = $4 WHERE spot_id = $1 AND group_id = $2 AND member_id = $3"
-    )
-    .bind(spot_id)
-    .bind(group_id)
-    .bind(member_id)
-    .bind(group_role)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected() == 1)
+        sqlx::query("UPDATE group_members SET group_role = $4 WHERE spot_id = $1 AND group_id = $2 AND member_id = $3")
+            .bind(spot_id)
+            .bind(group_id)
+            .bind(member_id)
+            .bind(group_role)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected() == 1)
     })
 }
 
 /// How many members of the group hold `group_role`.
-pub async fn count_role(
-    ex: Ex<'_>,
-    spot_id: Uuid,
-    group_id: Uuid,
-    group_role: &str,
-) -> Result<i64, sqlx::Error> {
+pub async fn count_role(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid, group_role: &str) -> Result<i64, sqlx::Error> {
     run!(ex, |c| {
         sqlx::query_scalar::<_, i64>(
-        "SELECT COUNT(*) FROM group_members WHERE spot_id = $1 AND group_id = $2 AND group_role = $3"
-    )
-    .bind(spot_id)
-    .bind(group_id)
-    .bind(group_role)
-    .fetch_one(c)
-    .await
+            "SELECT COUNT(*) FROM group_members WHERE spot_id = $1 AND group_id = $2 AND group_role = $3",
+        )
+        .bind(spot_id)
+        .bind(group_id)
+        .bind(group_role)
+        .fetch_one(c)
+        .await
     })
 }
 
 /// Ids of the groups the member belongs to.
-pub async fn groups_of_member(
-    ex: Ex<'_>,
-    spot_id: Uuid,
-    member_id: Uuid,
-) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn groups_of_member(ex: Ex<'_>, spot_id: Uuid, member_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
     run!(ex, |c| sqlx::query_scalar::<_, Uuid>(
         "SELECT group_id FROM group_members WHERE spot_id = $1 AND member_id = $2"
     )
@@ -376,11 +311,7 @@ pub async fn groups_of_member(
 }
 
 /// Ids of the groups whose blacklist holds the member.
-pub async fn blacklisting_groups(
-    ex: Ex<'_>,
-    spot_id: Uuid,
-    member_id: Uuid,
-) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn blacklisting_groups(ex: Ex<'_>, spot_id: Uuid, member_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
     run!(ex, |c| sqlx::query_scalar::<_, Uuid>(
         "SELECT group_id FROM group_blacklist WHERE spot_id = $1 AND member_id = $2"
     )
@@ -390,64 +321,44 @@ pub async fn blacklisting_groups(
     .await)
 }
 
-pub async fn blacklist_add(
-    ex: Ex<'_>,
-    spot_id: Uuid,
-    group_id: Uuid,
-    member_id: Uuid,
-) -> Result<bool, sqlx::Error> {
+pub async fn blacklist_add(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid, member_id: Uuid) -> Result<bool, sqlx::Error> {
     run!(ex, |c| {
         sqlx::query(
-        "INSERT INTO group_blacklist (spot_id, group_id, member_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
-    )
-    .bind(spot_id)
-    .bind(group_id)
-    .bind(member_id)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected() == 1)
+            "INSERT INTO group_blacklist (spot_id, group_id, member_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(spot_id)
+        .bind(group_id)
+        .bind(member_id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected() == 1)
     })
 }
 
-pub async fn blacklist_remove(
-    ex: Ex<'_>,
-    spot_id: Uuid,
-    group_id: Uuid,
-    member_id: Uuid,
-) -> Result<bool, sqlx::Error> {
-    run!(ex, |c| sqlx::query(
-        "DELETE FROM group_blacklist WHERE spot_id = $1 AND group_id = $2 AND member_id = $3"
-    )
-    .bind(spot_id)
-    .bind(group_id)
-    .bind(member_id)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected() == 1))
+pub async fn blacklist_remove(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid, member_id: Uuid) -> Result<bool, sqlx::Error> {
+    run!(ex, |c| sqlx::query("DELETE FROM group_blacklist WHERE spot_id = $1 AND group_id = $2 AND member_id = $3")
+        .bind(spot_id)
+        .bind(group_id)
+        .bind(member_id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected() == 1))
 }
 
-pub async fn blacklist(
-    ex: Ex<'_>,
-    spot_id: Uuid,
-    group_id: Uuid,
-) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn blacklist(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
     run!(ex, |c| {
         sqlx::query_scalar::<_, Uuid>(
-        "SELECT member_id FROM group_blacklist WHERE spot_id = $1 AND group_id = $2 ORDER BY member_id"
-    )
-    .bind(spot_id)
-    .bind(group_id)
-    .fetch_all(c)
-    .await
+            "SELECT member_id FROM group_blacklist WHERE spot_id = $1 AND group_id = $2 ORDER BY member_id",
+        )
+        .bind(spot_id)
+        .bind(group_id)
+        .fetch_all(c)
+        .await
     })
 }
 
 fn prefixed_member_columns() -> String {
-    crate::store::members::COLUMNS
-        .split(", ")
-        .map(|c| format!("m.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
+    crate::store::members::COLUMNS.split(", ").map(|c| format!("m.{}", c.trim())).collect::<Vec<_>>().join(", ")
 }
 
 fn group_members_sql(select: &str, spot_id: Uuid, group_id: Uuid, filters: &[Predicate]) -> Sql {
@@ -455,9 +366,7 @@ fn group_members_sql(select: &str, spot_id: Uuid, group_id: Uuid, filters: &[Pre
         "SELECT {select} FROM group_members gm JOIN members m ON m.spot_id = gm.spot_id AND m.id = gm.member_id \
          WHERE gm.spot_id = "
     ));
-    sql.push_bind(Bind::Uuid(spot_id))
-        .push(" AND gm.group_id = ")
-        .push_bind(Bind::Uuid(group_id));
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND gm.group_id = ").push_bind(Bind::Uuid(group_id));
     sql.push_predicates(filters);
     sql
 }
@@ -475,16 +384,11 @@ pub async fn list_members(
     let mut sql = group_members_sql(&select, spot_id, group_id, filters);
     sql.push(" ORDER BY gm.member_id");
     if let Some(limit) = limit {
-        sql.push(" LIMIT ")
-            .push_bind(Bind::I64(limit))
-            .push(" OFFSET ")
-            .push_bind(Bind::I64(offset));
+        sql.push(" LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
     }
     run!(ex, |c| {
         use sqlx::{FromRow, Row};
-        let rows = bind_all!(sqlx::query(&sql.text), &sql.binds)
-            .fetch_all(&mut *c)
-            .await?;
+        let rows = bind_all!(sqlx::query(&sql.text), &sql.binds).fetch_all(&mut *c).await?;
         rows.iter()
             .map(|r| Ok((Member::from_row(r)?, r.try_get::<String, _>("group_role")?)))
             .collect::<Result<Vec<_>, sqlx::Error>>()
@@ -498,12 +402,7 @@ pub async fn count_members(
     filters: &[Predicate],
 ) -> Result<i64, sqlx::Error> {
     let sql = group_members_sql("COUNT(*)", spot_id, group_id, filters);
-    run!(ex, |c| bind_all!(
-        sqlx::query_scalar::<_, i64>(&sql.text),
-        &sql.binds
-    )
-    .fetch_one(c)
-    .await)
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(&sql.text), &sql.binds).fetch_one(c).await)
 }
 
 /// The next batch of the spot's members after `after` (id order), for a full smart-group
@@ -515,64 +414,41 @@ pub async fn members_batch(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Member>, sqlx::Error> {
-    let mut sql = Sql::new(&format!(
-        "SELECT {} FROM members WHERE spot_id = ",
-        crate::store::members::COLUMNS
-    ));
+    let mut sql = Sql::new(&format!("SELECT {} FROM members WHERE spot_id = ", crate::store::members::COLUMNS));
     sql.push_bind(Bind::Uuid(spot_id));
     if let Some(after) = after {
         sql.push(" AND id > ").push_bind(Bind::Uuid(after));
     }
     sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit));
     match ex {
-        Ex::Sqlite(c) => {
-            bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds)
-                .fetch_all(c)
-                .await
-        }
+        Ex::Sqlite(c) => bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds).fetch_all(c).await,
         Ex::Postgres(c) => {
             sql.push(" FOR SHARE");
-            bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds)
-                .fetch_all(c)
-                .await
+            bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds).fetch_all(c).await
         }
     }
 }
 
-pub async fn link(
-    ex: Ex<'_>,
-    spot_id: Uuid,
-    parent: Uuid,
-    child: Uuid,
-) -> Result<bool, sqlx::Error> {
+pub async fn link(ex: Ex<'_>, spot_id: Uuid, parent: Uuid, child: Uuid) -> Result<bool, sqlx::Error> {
     run!(ex, |c| {
-        sqlx::query(
-        "INSERT INTO group_links (spot_id, parent_id, child_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
-    )
-    .bind(spot_id)
-    .bind(parent)
-    .bind(child)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected() == 1)
+        sqlx::query("INSERT INTO group_links (spot_id, parent_id, child_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(spot_id)
+            .bind(parent)
+            .bind(child)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected() == 1)
     })
 }
 
-pub async fn unlink(
-    ex: Ex<'_>,
-    spot_id: Uuid,
-    parent: Uuid,
-    child: Uuid,
-) -> Result<bool, sqlx::Error> {
-    run!(ex, |c| sqlx::query(
-        "DELETE FROM group_links WHERE spot_id = $1 AND parent_id = $2 AND child_id = $3"
-    )
-    .bind(spot_id)
-    .bind(parent)
-    .bind(child)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected() == 1))
+pub async fn unlink(ex: Ex<'_>, spot_id: Uuid, parent: Uuid, child: Uuid) -> Result<bool, sqlx::Error> {
+    run!(ex, |c| sqlx::query("DELETE FROM group_links WHERE spot_id = $1 AND parent_id = $2 AND child_id = $3")
+        .bind(spot_id)
+        .bind(parent)
+        .bind(child)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected() == 1))
 }
 
 /// (parent, child) links of the spot.

@@ -153,14 +153,16 @@ pub async fn find_pin(
     connector_id: Uuid,
     member_id: Uuid,
 ) -> Result<Option<(Vec<u8>, i64, i64)>, sqlx::Error> {
-    run!(ex, |c| sqlx::query_as::<_, (Vec<u8>, i64, i64)>(
+    run!(ex, |c| {
+        sqlx::query_as::<_, (Vec<u8>, i64, i64)>(
         "SELECT pin_hash, expires_at, tries_left FROM kz_pins WHERE spot_id = $1 AND connector_id = $2 AND member_id = $3"
     )
     .bind(spot_id)
     .bind(connector_id)
     .bind(member_id)
     .fetch_optional(c)
-    .await)
+    .await
+    })
 }
 
 pub async fn spend_pin_try(ex: Ex<'_>, spot_id: Uuid, connector_id: Uuid, member_id: Uuid) -> Result<(), sqlx::Error> {

@@ -51,18 +51,10 @@ pub async fn insert_if_absent(ex: Ex<'_>, m: &Member) -> Result<Option<Member>, 
 
 pub async fn get(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<Option<Member>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND id = $2");
-    run!(ex, |c| sqlx::query_as::<_, Member>(&sql)
-        .bind(spot_id)
-        .bind(id)
-        .fetch_optional(c)
-        .await)
+    run!(ex, |c| sqlx::query_as::<_, Member>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
 }
 
-pub async fn get_by_email(
-    ex: Ex<'_>,
-    spot_id: Uuid,
-    email: &str,
-) -> Result<Option<Member>, sqlx::Error> {
+pub async fn get_by_email(ex: Ex<'_>, spot_id: Uuid, email: &str) -> Result<Option<Member>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND email_norm = $2");
     run!(ex, |c| sqlx::query_as::<_, Member>(&sql)
         .bind(spot_id)
@@ -71,17 +63,9 @@ pub async fn get_by_email(
         .await)
 }
 
-pub async fn get_by_mobile(
-    ex: Ex<'_>,
-    spot_id: Uuid,
-    mobile: &str,
-) -> Result<Option<Member>, sqlx::Error> {
+pub async fn get_by_mobile(ex: Ex<'_>, spot_id: Uuid, mobile: &str) -> Result<Option<Member>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND mobile_number = $2");
-    run!(ex, |c| sqlx::query_as::<_, Member>(&sql)
-        .bind(spot_id)
-        .bind(mobile)
-        .fetch_optional(c)
-        .await)
+    run!(ex, |c| sqlx::query_as::<_, Member>(&sql).bind(spot_id).bind(mobile).fetch_optional(c).await)
 }
 
 /// The members among `ids` that belong to the spot.
@@ -98,97 +82,51 @@ pub async fn get_many(ex: Ex<'_>, spot_id: Uuid, ids: &[Uuid]) -> Result<Vec<Mem
         sql.push_bind(Bind::Uuid(*id));
     }
     sql.push(") ORDER BY id");
-    run!(ex, |c| bind_all!(
-        sqlx::query_as::<_, Member>(&sql.text),
-        &sql.binds
-    )
-    .fetch_all(c)
-    .await)
-}
-
-/// One page of the spot's members matching `filters`, in creation order.
-pub async fn list(
-    ex: Ex<'_>,
-    spot_id: Uuid,
-    filters: &[Predicate],
-    offset: i64,
-    limit: i64,
-) -> Result<Vec<Member>, sqlx::Error> {
-    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM members WHERE spot_id = "));
-    sql.push_bind(Bind::Uuid(spot_id));
-    sql.push_predicates(filters);
-    sql.push(" ORDER BY id LIMIT ")
-        .push_bind(Bind::I64(limit))
-        .push(" OFFSET ")
-        .push_bind(Bind::I64(offset));
-    run!(ex, |c| bind_all!(
-        sqlx::query_as::<_, Member>(&sql.text),
-        &sql.binds
-    )
-    .fetch_all(c)
-    .await)
-}
-
-/// How many of the spot's members match `filters` (an index range when filtered).
-pub async fn count(ex: Ex<'_>, spot_id: Uuid, filters: &[Predicate]) -> Result<i64, sqlx::Error> {
-    let mut sql = Sql::new("SELECT COUNT(*) FROM members WHERE spot_id = ");
-    sql.push_bind(Bind::Uuid(spot_id));
-    sql.push_predicates(filters);
-    run!(ex, |c| bind_all!(
-        sqlx::query_scalar::<_, i64>(&sql.text),
-        &sql.binds
-    )
-    .fetch_one(c)
-    .await)
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds).fetch_all(c).await)
 }
 
 /// Writes every mutable field of `m`.
 pub async fn update(ex: Ex<'_>, m: &Member) -> Result<(), sqlx::Error> {
     run!(ex, |c| {
         sqlx::query(
-        "UPDATE members SET user_id = $3, title = $4, lang = $5, role = $6, custom_role_id = $7, status = $8, \
+            "UPDATE members SET user_id = $3, title = $4, lang = $5, role = $6, custom_role_id = $7, status = $8, \
          firstname = $9, lastname = $10, avatar_url = $11, embed_base_urls = $12, registered_at = $13, \
-         updated_at = $14, last_activity_at = $15, mobile_number = $16 WHERE spot_id = $1 AND id = $2"
-    )
-    .bind(m.spot_id)
-    .bind(m.id)
-    .bind(m.user_id)
-    .bind(&m.title)
-    .bind(&m.lang)
-    .bind(&m.role)
-    .bind(m.custom_role_id)
-    .bind(&m.status)
-    .bind(&m.firstname)
-    .bind(&m.lastname)
-    .bind(&m.avatar_url)
-    .bind(&m.embed_base_urls)
-    .bind(m.registered_at)
-    .bind(m.updated_at)
-    .bind(m.last_activity_at)
-    .bind(&m.mobile_number)
-    .execute(c)
-    .await
-    .map(|_| ())
+         updated_at = $14, last_activity_at = $15, mobile_number = $16 WHERE spot_id = $1 AND id = $2",
+        )
+        .bind(m.spot_id)
+        .bind(m.id)
+        .bind(m.user_id)
+        .bind(&m.title)
+        .bind(&m.lang)
+        .bind(&m.role)
+        .bind(m.custom_role_id)
+        .bind(&m.status)
+        .bind(&m.firstname)
+        .bind(&m.lastname)
+        .bind(&m.avatar_url)
+        .bind(&m.embed_base_urls)
+        .bind(m.registered_at)
+        .bind(m.updated_at)
+        .bind(m.last_activity_at)
+        .bind(&m.mobile_number)
+        .execute(c)
+        .await
+        .map(|_| ())
     })
 }
 
 /// Takes a deleted custom role away from the members holding it.
-pub async fn clear_custom_role(
-    ex: Ex<'_>,
-    spot_id: Uuid,
-    role_id: Uuid,
-    now: i64,
-) -> Result<u64, sqlx::Error> {
+pub async fn clear_custom_role(ex: Ex<'_>, spot_id: Uuid, role_id: Uuid, now: i64) -> Result<u64, sqlx::Error> {
     run!(ex, |c| {
         sqlx::query(
-        "UPDATE members SET custom_role_id = NULL, updated_at = $3 WHERE spot_id = $1 AND custom_role_id = $2"
-    )
-    .bind(spot_id)
-    .bind(role_id)
-    .bind(now)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected())
+            "UPDATE members SET custom_role_id = NULL, updated_at = $3 WHERE spot_id = $1 AND custom_role_id = $2",
+        )
+        .bind(spot_id)
+        .bind(role_id)
+        .bind(now)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected())
     })
 }
 
@@ -201,9 +139,9 @@ fn push_property_filters(sql: &mut Sql, spot_id: Uuid, props: &[crate::domain::p
     }
 }
 
-/// Like [`list`], also filtering on custom-property values (each an index range on
-/// `member_property_values` yielding member ids).
-pub async fn list_with_properties(
+/// One page of the spot's members matching `filters` and property filters (each an
+/// index range on `member_property_values` yielding member ids), in creation order.
+pub async fn list(
     ex: Ex<'_>,
     spot_id: Uuid,
     filters: &[Predicate],
@@ -219,8 +157,8 @@ pub async fn list_with_properties(
     run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds).fetch_all(c).await)
 }
 
-/// Like [`count`], also filtering on custom-property values.
-pub async fn count_with_properties(
+/// How many members match (an index range when filtered).
+pub async fn count(
     ex: Ex<'_>,
     spot_id: Uuid,
     filters: &[Predicate],

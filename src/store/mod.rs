@@ -179,9 +179,7 @@ impl Db {
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(opts)
                     .await
-                    .with_context(|| {
-                        format!("cannot connect to PostgreSQL at '{}'", redact_url(url))
-                    })?;
+                    .with_context(|| format!("cannot connect to PostgreSQL at '{}'", redact_url(url)))?;
                 Ok(Db::Postgres(pool))
             }
         }
@@ -275,39 +273,19 @@ mod tests {
 
     #[test]
     fn backend_is_chosen_by_scheme() {
-        assert_eq!(
-            Backend::from_url("sqlite://x.db").ok(),
-            Some(Backend::Sqlite)
-        );
-        assert_eq!(
-            Backend::from_url("sqlite::memory:").ok(),
-            Some(Backend::Sqlite)
-        );
-        assert_eq!(
-            Backend::from_url("postgres://u@h/db").ok(),
-            Some(Backend::Postgres)
-        );
-        assert_eq!(
-            Backend::from_url("postgresql://u@h/db").ok(),
-            Some(Backend::Postgres)
-        );
-        let err = Backend::from_url("mysql://u:secret@h/db")
-            .err()
-            .map(|e| e.to_string());
-        assert!(err
-            .as_deref()
-            .is_some_and(|e| e.contains("mysql://u:****@h/db")));
+        assert_eq!(Backend::from_url("sqlite://x.db").ok(), Some(Backend::Sqlite));
+        assert_eq!(Backend::from_url("sqlite::memory:").ok(), Some(Backend::Sqlite));
+        assert_eq!(Backend::from_url("postgres://u@h/db").ok(), Some(Backend::Postgres));
+        assert_eq!(Backend::from_url("postgresql://u@h/db").ok(), Some(Backend::Postgres));
+        let err = Backend::from_url("mysql://u:secret@h/db").err().map(|e| e.to_string());
+        assert!(err.as_deref().is_some_and(|e| e.contains("mysql://u:****@h/db")));
     }
 
     #[test]
     fn migrations_have_the_same_versions_on_both_backends() {
         let names = |dir: &str| {
             let mut v: Vec<String> = std::fs::read_dir(dir)
-                .map(|rd| {
-                    rd.filter_map(|e| e.ok())
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .collect()
-                })
+                .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
                 .unwrap_or_default();
             v.sort();
             v

@@ -39,7 +39,8 @@ pub async fn list(ex: Ex<'_>, spot_id: Uuid) -> Result<Vec<PropertyDef>, sqlx::E
 }
 
 pub async fn update(ex: Ex<'_>, p: &PropertyDef) -> Result<(), sqlx::Error> {
-    run!(ex, |c| sqlx::query(
+    run!(ex, |c| {
+        sqlx::query(
         "UPDATE custom_properties SET label = $3, description = $4, possible_values = $5 WHERE spot_id = $1 AND id = $2"
     )
     .bind(p.spot_id)
@@ -49,7 +50,8 @@ pub async fn update(ex: Ex<'_>, p: &PropertyDef) -> Result<(), sqlx::Error> {
     .bind(p.possible_values.to_json())
     .execute(c)
     .await
-    .map(|_| ()))
+    .map(|_| ())
+    })
 }
 
 pub async fn delete(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
@@ -72,7 +74,12 @@ pub async fn delete_all_values(ex: Ex<'_>, spot_id: Uuid, property_id: Uuid) -> 
 }
 
 /// Removes the stored values equal to `option` (a select option that was dropped).
-pub async fn delete_option_values(ex: Ex<'_>, spot_id: Uuid, property_id: Uuid, option: &str) -> Result<u64, sqlx::Error> {
+pub async fn delete_option_values(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    property_id: Uuid,
+    option: &str,
+) -> Result<u64, sqlx::Error> {
     run!(ex, |c| sqlx::query(
         "DELETE FROM member_property_values WHERE spot_id = $1 AND property_id = $2 AND value_text = $3"
     )
@@ -115,7 +122,9 @@ pub async fn set_values(
     let mut sql = Sql::new("DELETE FROM member_property_values WHERE spot_id = ");
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND property_id = ").push_bind(Bind::Uuid(property_id));
     sql.push(" AND member_id = ").push_bind(Bind::Uuid(member_id));
-    let mut insert = Sql::new("INSERT INTO member_property_values (spot_id, property_id, member_id, ord, value_text, value_num) VALUES ");
+    let mut insert = Sql::new(
+        "INSERT INTO member_property_values (spot_id, property_id, member_id, ord, value_text, value_num) VALUES ",
+    );
     for (i, v) in values.iter().enumerate() {
         if i > 0 {
             insert.push(", ");

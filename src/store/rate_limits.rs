@@ -20,65 +20,51 @@ pub async fn try_take(
     }
     run!(ex, |c| {
         sqlx::query_scalar::<_, i64>(
-        "INSERT INTO rate_limit_windows (spot_id, scope, window_start, used) VALUES ($1, $2, $3, $4) \
+            "INSERT INTO rate_limit_windows (spot_id, scope, window_start, used) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (spot_id, scope, window_start) DO UPDATE SET used = rate_limit_windows.used + excluded.used \
-         WHERE rate_limit_windows.used + excluded.used <= $5 RETURNING used"
-    )
-    .bind(spot_id)
-    .bind(scope)
-    .bind(window_start)
-    .bind(n)
-    .bind(limit)
-    .fetch_optional(c)
-    .await
+         WHERE rate_limit_windows.used + excluded.used <= $5 RETURNING used",
+        )
+        .bind(spot_id)
+        .bind(scope)
+        .bind(window_start)
+        .bind(n)
+        .bind(limit)
+        .fetch_optional(c)
+        .await
     })
 }
 
 /// Requests granted so far in a window.
-pub async fn used(
-    ex: Ex<'_>,
-    spot_id: Uuid,
-    scope: &str,
-    window_start: i64,
-) -> Result<i64, sqlx::Error> {
+pub async fn used(ex: Ex<'_>, spot_id: Uuid, scope: &str, window_start: i64) -> Result<i64, sqlx::Error> {
     run!(ex, |c| {
         sqlx::query_scalar::<_, i64>(
-        "SELECT used FROM rate_limit_windows WHERE spot_id = $1 AND scope = $2 AND window_start = $3"
-    )
-    .bind(spot_id)
-    .bind(scope)
-    .bind(window_start)
-    .fetch_optional(c)
-    .await
-    .map(|v| v.unwrap_or(0))
+            "SELECT used FROM rate_limit_windows WHERE spot_id = $1 AND scope = $2 AND window_start = $3",
+        )
+        .bind(spot_id)
+        .bind(scope)
+        .bind(window_start)
+        .fetch_optional(c)
+        .await
+        .map(|v| v.unwrap_or(0))
     })
 }
 
 /// Drops the spot's windows of `scope` that started before `before_ms` (index-served
 /// by the primary key; done once per window rollover).
-pub async fn purge_before(
-    ex: Ex<'_>,
-    spot_id: Uuid,
-    scope: &str,
-    before_ms: i64,
-) -> Result<u64, sqlx::Error> {
-    run!(ex, |c| sqlx::query(
-        "DELETE FROM rate_limit_windows WHERE spot_id = $1 AND scope = $2 AND window_start < $3"
-    )
-    .bind(spot_id)
-    .bind(scope)
-    .bind(before_ms)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected()))
+pub async fn purge_before(ex: Ex<'_>, spot_id: Uuid, scope: &str, before_ms: i64) -> Result<u64, sqlx::Error> {
+    run!(ex, |c| sqlx::query("DELETE FROM rate_limit_windows WHERE spot_id = $1 AND scope = $2 AND window_start < $3")
+        .bind(spot_id)
+        .bind(scope)
+        .bind(before_ms)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
 }
 
 pub async fn delete_spot(ex: Ex<'_>, spot_id: Uuid) -> Result<(), sqlx::Error> {
-    run!(ex, |c| sqlx::query(
-        "DELETE FROM rate_limit_windows WHERE spot_id = $1"
-    )
-    .bind(spot_id)
-    .execute(c)
-    .await
-    .map(|_| ()))
+    run!(ex, |c| sqlx::query("DELETE FROM rate_limit_windows WHERE spot_id = $1")
+        .bind(spot_id)
+        .execute(c)
+        .await
+        .map(|_| ()))
 }

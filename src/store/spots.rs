@@ -28,17 +28,11 @@ pub async fn insert(ex: Ex<'_>, spot: &Spot, key_hash: &[u8]) -> Result<(), sqlx
 
 pub async fn get(ex: Ex<'_>, id: Uuid) -> Result<Option<Spot>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM spots WHERE id = $1");
-    run!(ex, |c| sqlx::query_as::<_, Spot>(&sql)
-        .bind(id)
-        .fetch_optional(c)
-        .await)
+    run!(ex, |c| sqlx::query_as::<_, Spot>(&sql).bind(id).fetch_optional(c).await)
 }
 
 /// The spot whose key hashes to `hash`, with the stored hash (compared in constant time by the caller).
-pub async fn find_by_key_hash(
-    ex: Ex<'_>,
-    hash: &[u8],
-) -> Result<Option<(Spot, Vec<u8>)>, sqlx::Error> {
+pub async fn find_by_key_hash(ex: Ex<'_>, hash: &[u8]) -> Result<Option<(Spot, Vec<u8>)>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS}, api_key_hash FROM spots WHERE api_key_hash = $1");
     run!(ex, |c| {
         use sqlx::Row;
@@ -60,22 +54,15 @@ pub async fn list(ex: Ex<'_>) -> Result<Vec<Spot>, sqlx::Error> {
 }
 
 pub async fn set_key_hash(ex: Ex<'_>, id: Uuid, hash: &[u8]) -> Result<bool, sqlx::Error> {
-    run!(ex, |c| sqlx::query(
-        "UPDATE spots SET api_key_hash = $2 WHERE id = $1"
-    )
-    .bind(id)
-    .bind(hash)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected() == 1))
+    run!(ex, |c| sqlx::query("UPDATE spots SET api_key_hash = $2 WHERE id = $1")
+        .bind(id)
+        .bind(hash)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected() == 1))
 }
 
-pub async fn set_limits(
-    ex: Ex<'_>,
-    id: Uuid,
-    per_10s: Option<i64>,
-    per_day: Option<i64>,
-) -> Result<bool, sqlx::Error> {
+pub async fn set_limits(ex: Ex<'_>, id: Uuid, per_10s: Option<i64>, per_day: Option<i64>) -> Result<bool, sqlx::Error> {
     run!(ex, |c| sqlx::query(
         "UPDATE spots SET rate_limit_per_10s = COALESCE($2, rate_limit_per_10s), \
          rate_limit_per_day = COALESCE($3, rate_limit_per_day) WHERE id = $1"
@@ -98,12 +85,10 @@ pub async fn delete(ex: Ex<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
 
 /// Adds `delta` to the spot's maintained member count (same transaction as the write).
 pub async fn add_member_count(ex: Ex<'_>, id: Uuid, delta: i64) -> Result<(), sqlx::Error> {
-    run!(ex, |c| sqlx::query(
-        "UPDATE spots SET member_count = member_count + $2 WHERE id = $1"
-    )
-    .bind(id)
-    .bind(delta)
-    .execute(c)
-    .await
-    .map(|_| ()))
+    run!(ex, |c| sqlx::query("UPDATE spots SET member_count = member_count + $2 WHERE id = $1")
+        .bind(id)
+        .bind(delta)
+        .execute(c)
+        .await
+        .map(|_| ()))
 }

@@ -26,10 +26,7 @@ pub struct Sql {
 
 impl Sql {
     pub fn new(text: &str) -> Self {
-        Sql {
-            text: text.to_string(),
-            binds: Vec::new(),
-        }
+        Sql { text: text.to_string(), binds: Vec::new() }
     }
 
     pub fn push(&mut self, text: &str) -> &mut Self {
@@ -70,8 +67,7 @@ impl Sql {
             Op::Lt | Op::Before => single(self, " < "),
             Op::Lte => single(self, " <= "),
             Op::In | Op::NotIn => {
-                self.push(col)
-                    .push(if p.op == Op::In { " IN (" } else { " NOT IN (" });
+                self.push(col).push(if p.op == Op::In { " IN (" } else { " NOT IN (" });
                 for (i, v) in p.values.iter().enumerate() {
                     if i > 0 {
                         self.push(", ");
@@ -119,21 +115,9 @@ mod tests {
                 op: Op::In,
                 values: vec![Bind::Text("a".into()), Bind::Text("b".into())],
             },
-            Predicate {
-                column: "registered_at",
-                op: Op::Before,
-                values: vec![Bind::I64(5)],
-            },
-            Predicate {
-                column: "label",
-                op: Op::Contains,
-                values: vec![Bind::Text("50%_Off".into())],
-            },
-            Predicate {
-                column: "status",
-                op: Op::NotIn,
-                values: vec![Bind::Text("Left".into())],
-            },
+            Predicate { column: "registered_at", op: Op::Before, values: vec![Bind::I64(5)] },
+            Predicate { column: "label", op: Op::Contains, values: vec![Bind::Text("50%_Off".into())] },
+            Predicate { column: "status", op: Op::NotIn, values: vec![Bind::Text("Left".into())] },
         ]);
         assert_eq!(
             sql.text,

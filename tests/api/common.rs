@@ -27,10 +27,7 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
     }
 }
 
@@ -50,20 +47,14 @@ impl Drop for PgGuard {
         let name = self.name.clone();
         // Drop runs inside the test's runtime: use a thread with its own runtime.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
             };
             rt.block_on(async move {
                 if let Ok(db) = Db::connect(&admin_url).await {
                     if let Db::Postgres(p) = &db {
-                        let _ = sqlx::query(&format!(
-                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                        ))
-                        .execute(p)
-                        .await;
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(p).await;
                     }
                     db.close().await;
                 }
@@ -86,9 +77,7 @@ pub struct TestApp {
 }
 
 /// A database URL for `backend`, or None when PostgreSQL is not configured.
-pub async fn test_database(
-    backend: Backend,
-) -> Option<(String, Option<tempfile::TempDir>, Option<PgGuard>)> {
+pub async fn test_database(backend: Backend) -> Option<(String, Option<tempfile::TempDir>, Option<PgGuard>)> {
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().ok()?;
@@ -104,14 +93,9 @@ pub async fn test_database(
                 return None;
             };
             let name = format!("openspot_t_{}", Uuid::new_v4().simple());
-            let admin = Db::connect(&admin_url)
-                .await
-                .expect("cannot reach TEST_POSTGRES_URL");
+            let admin = Db::connect(&admin_url).await.expect("cannot reach TEST_POSTGRES_URL");
             if let Db::Postgres(p) = &admin {
-                sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-                    .execute(p)
-                    .await
-                    .expect("create test database");
+                sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(p).await.expect("create test database");
             }
             admin.close().await;
             let base = match admin_url.rfind('/') {
@@ -132,25 +116,16 @@ impl TestApp {
     /// Spawns with a configuration tweak applied before the server starts.
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
         let (url, dir, pg) = test_database(backend).await?;
-        let db = Db::connect_and_migrate(&url)
-            .await
-            .expect("connect and migrate");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
+        let db = Db::connect_and_migrate(&url).await.expect("connect and migrate");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         let mut config = Config::new(addr, None);
         // Generous defaults so suites never trip the limiter by accident; the
         // rate-limit tests lower a spot's own limits.
-        config.default_limits = Limits {
-            per_10s: 100_000,
-            per_day: 10_000_000,
-        };
+        config.default_limits = Limits { per_10s: 100_000, per_day: 10_000_000 };
         tweak(&mut config);
         let state = AppState::new(db.clone(), config).expect("state");
-        let (spot, key) = openspot::domain::spots::create_spot(&db, "test spot")
-            .await
-            .expect("create spot");
+        let (spot, key) = openspot::domain::spots::create_spot(&db, "test spot").await.expect("create spot");
         let serve_state = state.clone();
         tokio::spawn(async move {
             let _ = openspot::serve(serve_state, listener, std::future::pending()).await;
@@ -170,23 +145,13 @@ impl TestApp {
 
     /// Creates another spot in the same database; returns its id and key.
     pub async fn other_spot(&self) -> (Uuid, String) {
-        let (s, k) = openspot::domain::spots::create_spot(&self.db, "other spot")
-            .await
-            .expect("create spot");
+        let (s, k) = openspot::domain::spots::create_spot(&self.db, "other spot").await.expect("create spot");
         (s.id, k)
     }
 
     /// A request authenticated with `key` (or none when `key` is None).
-    pub async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        key: Option<&str>,
-        body: Option<Value>,
-    ) -> Resp {
-        let mut rb = self
-            .client
-            .request(method, format!("{}{}", self.base, path));
+    pub async fn send(&self, method: Method, path: &str, key: Option<&str>, body: Option<Value>) -> Resp {
+        let mut rb = self.client.request(method, format!("{}{}", self.base, path));
         if let Some(k) = key {
             rb = rb.header("authorization", k);
         }
@@ -198,29 +163,20 @@ impl TestApp {
         let headers = r.headers().clone();
         let text = r.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp {
-            status,
-            body,
-            text,
-            headers,
-        }
+        Resp { status, body, text, headers }
     }
 
     pub async fn get(&self, path: &str) -> Resp {
-        self.send(Method::GET, path, Some(&self.key.clone()), None)
-            .await
+        self.send(Method::GET, path, Some(&self.key.clone()), None).await
     }
     pub async fn post(&self, path: &str, body: Value) -> Resp {
-        self.send(Method::POST, path, Some(&self.key.clone()), Some(body))
-            .await
+        self.send(Method::POST, path, Some(&self.key.clone()), Some(body)).await
     }
     pub async fn put(&self, path: &str, body: Value) -> Resp {
-        self.send(Method::PUT, path, Some(&self.key.clone()), Some(body))
-            .await
+        self.send(Method::PUT, path, Some(&self.key.clone()), Some(body)).await
     }
     pub async fn delete(&self, path: &str) -> Resp {
-        self.send(Method::DELETE, path, Some(&self.key.clone()), None)
-            .await
+        self.send(Method::DELETE, path, Some(&self.key.clone()), None).await
     }
 
     /// Sends a raw body (for malformed JSON and size tests).
@@ -238,25 +194,13 @@ impl TestApp {
         let headers = r.headers().clone();
         let text = r.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp {
-            status,
-            body,
-            text,
-            headers,
-        }
+        Resp { status, body, text, headers }
     }
 
     /// Invites `email` and returns the member's id.
     pub async fn invite(&self, email: &str) -> String {
-        let r = self
-            .post("/v1/spotMembers", serde_json::json!({ "email": email }))
-            .await;
-        assert!(
-            r.status == 201 || r.status == 200,
-            "invite {email}: {} {}",
-            r.status,
-            r.text
-        );
+        let r = self.post("/v1/spotMembers", serde_json::json!({ "email": email })).await;
+        assert!(r.status == 201 || r.status == 200, "invite {email}: {} {}", r.status, r.text);
         r.body["id"].as_str().expect("member id").to_string()
     }
 }
@@ -266,10 +210,7 @@ pub fn assert_ms_error(r: &Resp, status: u16) -> String {
     assert_eq!(r.status, status, "unexpected status; body: {}", r.text);
     assert_eq!(r.body["statusCode"], status, "body: {}", r.text);
     assert!(r.body["error"].is_string(), "body: {}", r.text);
-    r.body["message"]
-        .as_str()
-        .expect("message is a string")
-        .to_string()
+    r.body["message"].as_str().expect("message is a string").to_string()
 }
 
 /// Generates `name::sqlite` and `name::postgres` tests from one body.
@@ -281,18 +222,14 @@ macro_rules! both {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let Some($app) =
-                    $crate::common::TestApp::spawn(openspot::store::Backend::Sqlite).await
-                else {
+                let Some($app) = $crate::common::TestApp::spawn(openspot::store::Backend::Sqlite).await else {
                     return;
                 };
                 $body
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let Some($app) =
-                    $crate::common::TestApp::spawn(openspot::store::Backend::Postgres).await
-                else {
+                let Some($app) = $crate::common::TestApp::spawn(openspot::store::Backend::Postgres).await else {
                     return;
                 };
                 $body

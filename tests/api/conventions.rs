@@ -54,34 +54,63 @@ both!(openapi_describes_both_dialects, |app| {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = doc["paths"].as_object().unwrap();
     for p in [
-        "/v1/spotMembers", "/v1/spotMembers/{spotMemberId}", "/v1/spotMembers~bulkInvite", "/v1/spotMembers~import",
-        "/v1/spotMemberCustomRole", "/v1/spotMemberCustomRole/{customRoleId}", "/v1/groups", "/v1/groups~bulkCreate",
-        "/v1/groups/{groupId}", "/v1/groups/{groupId}/spotMembers", "/v1/groups/{groupId}/spotMembers~bulkAdd",
-        "/v1/groups/{groupId}/spotMembers~bulkRemove", "/v1/groups/{groupId}/blacklist~bulkAdd", "/v1/courses",
-        "/v1/courses/{courseId}", "/v1/courses/{courseId}/participants", "/v1/courses/{courseId}/groups~bulkAdd",
-        "/v1/customProperties", "/v1/customProperties/{slug}", "/v1/spotMembers/{spotMemberId}/customPropertiesValues",
-        "/kaizala/v1/accessToken", "/kaizala/v1/generatePin", "/kaizala/v1/loginWithPinAndApplicationId",
-        "/kaizala/v1/groups", "/kaizala/v1/groups/{groupId}/members", "/kaizala/v1/groups/{groupId}/subGroups",
+        "/v1/spotMembers",
+        "/v1/spotMembers/{spotMemberId}",
+        "/v1/spotMembers~bulkInvite",
+        "/v1/spotMembers~import",
+        "/v1/spotMemberCustomRole",
+        "/v1/spotMemberCustomRole/{customRoleId}",
+        "/v1/groups",
+        "/v1/groups~bulkCreate",
+        "/v1/groups/{groupId}",
+        "/v1/groups/{groupId}/spotMembers",
+        "/v1/groups/{groupId}/spotMembers~bulkAdd",
+        "/v1/groups/{groupId}/spotMembers~bulkRemove",
+        "/v1/groups/{groupId}/blacklist~bulkAdd",
+        "/v1/courses",
+        "/v1/courses/{courseId}",
+        "/v1/courses/{courseId}/participants",
+        "/v1/courses/{courseId}/groups~bulkAdd",
+        "/v1/customProperties",
+        "/v1/customProperties/{slug}",
+        "/v1/spotMembers/{spotMemberId}/customPropertiesValues",
+        "/kaizala/v1/accessToken",
+        "/kaizala/v1/generatePin",
+        "/kaizala/v1/loginWithPinAndApplicationId",
+        "/kaizala/v1/groups",
+        "/kaizala/v1/groups/{groupId}/members",
+        "/kaizala/v1/groups/{groupId}/subGroups",
     ] {
         assert!(paths.contains_key(p), "missing {p}");
     }
     assert_eq!(doc["paths"]["/v1/courses"]["post"]["x-openspot"], true);
     assert_eq!(doc["paths"]["/v1/groups/{groupId}/blacklist~bulkAdd"]["post"]["x-openspot"], true);
-    assert!(doc["paths"]["/v1/spotMembers"]["get"]["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "email[in]"));
+    assert!(doc["paths"]["/v1/spotMembers"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "email[in]"));
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
 });
 
 both!(spots_are_isolated, |app| {
     let member = app.invite("ada@x.io").await;
-    let role = app.post("/v1/spotMemberCustomRole", json!({"label": "Mod"})).await.body["id"].as_str().unwrap().to_string();
+    let role =
+        app.post("/v1/spotMemberCustomRole", json!({"label": "Mod"})).await.body["id"].as_str().unwrap().to_string();
     let (_, other) = app.other_spot().await;
     let o = |m: Method, p: String, b: Option<Value>| {
         let (app, other) = (&app, other.clone());
         async move { app.send(m, &p, Some(&other), b).await }
     };
-    assert_eq!(assert_ms_error(&o(Method::GET, format!("/v1/spotMembers/{member}"), None).await, 404), "Spot member not found");
+    assert_eq!(
+        assert_ms_error(&o(Method::GET, format!("/v1/spotMembers/{member}"), None).await, 404),
+        "Spot member not found"
+    );
     assert_ms_error(&o(Method::PUT, format!("/v1/spotMembers/{member}"), Some(json!({"firstname": "x"}))).await, 404);
-    assert_eq!(assert_ms_error(&o(Method::GET, format!("/v1/spotMemberCustomRole/{role}"), None).await, 404), "Custom role not found");
+    assert_eq!(
+        assert_ms_error(&o(Method::GET, format!("/v1/spotMemberCustomRole/{role}"), None).await, 404),
+        "Custom role not found"
+    );
     assert_ms_error(&o(Method::DELETE, format!("/v1/spotMemberCustomRole/{role}"), None).await, 404);
     assert_eq!(o(Method::GET, "/v1/spotMembers".into(), None).await.body["total"], 0);
     let theirs = o(Method::POST, "/v1/spotMembers".into(), Some(json!({"email": "ada@x.io"}))).await;
@@ -93,24 +122,39 @@ both!(spots_are_isolated, |app| {
 });
 
 both!(custom_roles, |app| {
-    let r = app.post("/v1/spotMemberCustomRole", json!({"label": "Moderator", "description": "mods", "permissions": ["moderation.*", "live.full.*"]})).await;
+    let r = app
+        .post(
+            "/v1/spotMemberCustomRole",
+            json!({"label": "Moderator", "description": "mods", "permissions": ["moderation.*", "live.full.*"]}),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["permissions"], json!(["moderation.*", "live.full.*"]));
     let id = r.body["id"].as_str().unwrap().to_string();
     app.post("/v1/spotMemberCustomRole", json!({"label": "Course author", "permissions": ["course.full.*"]})).await;
-    assert!(assert_ms_error(&app.post("/v1/spotMemberCustomRole", json!({"permissions": []})).await, 400).starts_with("label"));
-    let msg = assert_ms_error(&app.post("/v1/spotMemberCustomRole", json!({"label": "x", "permissions": ["moderation.*", "root"]})).await, 400);
+    assert!(assert_ms_error(&app.post("/v1/spotMemberCustomRole", json!({"permissions": []})).await, 400)
+        .starts_with("label"));
+    let msg = assert_ms_error(
+        &app.post("/v1/spotMemberCustomRole", json!({"label": "x", "permissions": ["moderation.*", "root"]})).await,
+        400,
+    );
     assert!(msg.starts_with("permissions[1]"), "{msg}");
     assert_eq!(app.get("/v1/spotMemberCustomRole").await.body["total"], 2);
     assert_eq!(app.get("/v1/spotMemberCustomRole?label[eq]=Moderator").await.body["total"], 1);
-    assert_eq!(app.get("/v1/spotMemberCustomRole?label[contains]=AUTHOR").await.body["items"][0]["label"], "Course author");
+    assert_eq!(
+        app.get("/v1/spotMemberCustomRole?label[contains]=AUTHOR").await.body["items"][0]["label"],
+        "Course author"
+    );
     assert_eq!(app.get("/v1/spotMemberCustomRole?label[in]=Moderator,Course%20author").await.body["total"], 2);
     let r = app.put(&format!("/v1/spotMemberCustomRole/{id}"), json!({"description": null})).await;
     assert_eq!((r.body["label"].clone(), r.body["description"].clone()), (json!("Moderator"), Value::Null));
     let m = app.invite("a@x.io").await;
     app.put(&format!("/v1/spotMembers/{m}"), json!({"customRoleId": id})).await;
     assert_eq!(app.delete(&format!("/v1/spotMemberCustomRole/{id}")).await.status, 204);
-    assert_eq!(assert_ms_error(&app.get(&format!("/v1/spotMemberCustomRole/{id}")).await, 404), "Custom role not found");
+    assert_eq!(
+        assert_ms_error(&app.get(&format!("/v1/spotMemberCustomRole/{id}")).await, 404),
+        "Custom role not found"
+    );
     assert_eq!(app.get(&format!("/v1/spotMembers/{m}")).await.body["customRoleId"], Value::Null);
 });
 

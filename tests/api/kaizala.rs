@@ -32,7 +32,14 @@ async fn raw(app: &TestApp, method: Method, path: &str, headers: &[(&str, &str)]
 }
 
 async fn access(app: &TestApp, app_id: &str, secret: &str, refresh: &str) -> Resp {
-    raw(app, Method::GET, "/kaizala/v1/accessToken", &[("APPLICATIONID", app_id), ("applicationsecret", secret), ("RefreshToken", refresh)], None).await
+    raw(
+        app,
+        Method::GET,
+        "/kaizala/v1/accessToken",
+        &[("APPLICATIONID", app_id), ("applicationsecret", secret), ("RefreshToken", refresh)],
+        None,
+    )
+    .await
 }
 
 async fn setup(app: &TestApp, number: &str) -> Kz {
@@ -106,10 +113,21 @@ both!(auth_flow, |app| {
     // Resource auth: header in any case, Bearer, legacy applicationId ignored.
     let msg = assert_kz_error(&raw(&app, Method::GET, "/kaizala/v1/groups", &[], None).await, 401, "InvalidToken");
     assert_eq!(msg, "Token missing. Header should have token as value of ACCESSTOKEN");
-    assert_kz_error(&raw(&app, Method::GET, "/kaizala/v1/groups", &[("accesstoken", "nope")], None).await, 401, "InvalidToken");
+    assert_kz_error(
+        &raw(&app, Method::GET, "/kaizala/v1/groups", &[("accesstoken", "nope")], None).await,
+        401,
+        "InvalidToken",
+    );
     let bearer = format!("Bearer {}", kz.token);
     assert_eq!(raw(&app, Method::GET, "/kaizala/v1/groups", &[("Authorization", &bearer)], None).await.status, 200);
-    let r = raw(&app, Method::GET, "/kaizala/v1/groups", &[("ACCESSTOKEN", &kz.token), ("applicationId", "legacy")], Some(b"")).await;
+    let r = raw(
+        &app,
+        Method::GET,
+        "/kaizala/v1/groups",
+        &[("ACCESSTOKEN", &kz.token), ("applicationId", "legacy")],
+        Some(b""),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
 
     // Deleting the connector ends its tokens.
@@ -132,8 +150,12 @@ both!(refresh_token_renewal_and_expiry, |app| {
     let day = 86_400_000i64;
     let sql = "UPDATE kz_refresh_tokens SET issued_at = $1, expires_at = $2";
     match &app.db {
-        openspot::Db::Sqlite(p) => sqlx::query(sql).bind(now - 340 * day).bind(now + 25 * day).execute(p).await.map(|_| ()),
-        openspot::Db::Postgres(p) => sqlx::query(sql).bind(now - 340 * day).bind(now + 25 * day).execute(p).await.map(|_| ()),
+        openspot::Db::Sqlite(p) => {
+            sqlx::query(sql).bind(now - 340 * day).bind(now + 25 * day).execute(p).await.map(|_| ())
+        }
+        openspot::Db::Postgres(p) => {
+            sqlx::query(sql).bind(now - 340 * day).bind(now + 25 * day).execute(p).await.map(|_| ())
+        }
     }
     .unwrap();
     let r = access(&app, &kz.app_id, &kz.secret, &kz.refresh).await;
@@ -149,14 +171,20 @@ both!(refresh_token_renewal_and_expiry, |app| {
         openspot::Db::Postgres(p) => sqlx::query(sql).bind(now - 1).execute(p).await.map(|_| ()),
     }
     .unwrap();
-    assert_kz_error(&raw(&app, Method::GET, "/kaizala/v1/groups", &[("accessToken", &fresh)], None).await, 401, "InvalidToken");
+    assert_kz_error(
+        &raw(&app, Method::GET, "/kaizala/v1/groups", &[("accessToken", &fresh)], None).await,
+        401,
+        "InvalidToken",
+    );
 });
 
 both!(groups_with_real_client_bodies, |app| {
     let kz = setup(&app, "+911199999999").await;
     let g1 = create_group(&app, &kz, "{name:\"Kaizala Test group\", welcomeMessage:\"Welcome\", members:[\"+911199999990\"], groupType:\"Group\"}\r\n").await;
     let g2 = create_group(&app, &kz, "{'name': 'Py group', 'members': ['+91 11 9999 9991']}").await;
-    let g3 = create_group(&app, &kz, r#"{"Name":"Net group","WelcomeMessage":"y","Members":[],"GroupType":"ConnectGroup"}"#).await;
+    let g3 =
+        create_group(&app, &kz, r#"{"Name":"Net group","WelcomeMessage":"y","Members":[],"GroupType":"ConnectGroup"}"#)
+            .await;
     let ms = members(&app, &kz, &g1).await;
     assert_eq!(numbers(&ms), vec!["+911199999990", "+911199999999"]);
     let me = ms.iter().find(|m| m["mobileNumber"] == "+911199999999").unwrap();
@@ -175,8 +203,22 @@ both!(groups_with_real_client_bodies, |app| {
     for flag in ["showDetails=true", "showDetail=true"] {
         let d = call(&app, &kz, Method::GET, &format!("/groups?{flag}"), None).await;
         let g = d.body["groups"].as_array().unwrap().iter().find(|g| g["groupId"] == g1.as_str()).unwrap().clone();
-        assert_eq!((g["currentLevelUserCount"].clone(), g["currentLevelUnProvisionedUserCount"].clone()), (json!(2), json!(1)));
-        for k in ["hasSubGroups", "hasParentGroups", "currentLevelSubGroupCount", "userCount", "uniqueUserCount", "unProvisionedUserCount", "isMappedToTenant", "isDuplicate", "isEditable", "isDetailsReadable"] {
+        assert_eq!(
+            (g["currentLevelUserCount"].clone(), g["currentLevelUnProvisionedUserCount"].clone()),
+            (json!(2), json!(1))
+        );
+        for k in [
+            "hasSubGroups",
+            "hasParentGroups",
+            "currentLevelSubGroupCount",
+            "userCount",
+            "uniqueUserCount",
+            "unProvisionedUserCount",
+            "isMappedToTenant",
+            "isDuplicate",
+            "isEditable",
+            "isDetailsReadable",
+        ] {
             assert!(g.get(k).is_some(), "{flag}: {k}");
         }
     }
@@ -189,7 +231,11 @@ both!(groups_with_real_client_bodies, |app| {
     let many: Vec<String> = (0..101).map(|i| format!("+9111999{i:05}")).collect();
     let body = json!({"name": "big", "members": many}).to_string();
     assert_kz_error(&call(&app, &kz, Method::POST, "/groups", Some(&body)).await, 400, "InvalidParameters");
-    let msg = assert_kz_error(&call(&app, &kz, Method::POST, "/groups", Some("{name:'x', members:['911199999990']}")).await, 400, "InvalidParameters");
+    let msg = assert_kz_error(
+        &call(&app, &kz, Method::POST, "/groups", Some("{name:'x', members:['911199999990']}")).await,
+        400,
+        "InvalidParameters",
+    );
     assert!(msg.starts_with("members[0]"), "{msg}");
     assert_kz_error(&call(&app, &kz, Method::POST, "/groups", Some("{name:")).await, 400, "InvalidParameters");
     assert_eq!(app.get("/v1/groups").await.body["total"], 3);
@@ -198,23 +244,48 @@ both!(groups_with_real_client_bodies, |app| {
 both!(sub_groups, |app| {
     let kz = setup(&app, "+911199999999").await;
     let parent = create_group(&app, &kz, "{name:'Parent'}").await;
-    let r = call(&app, &kz, Method::POST, &format!("/groups/{parent}/subgroups"), Some("{groupName:'Child', members:['+911199999990']}")).await;
+    let r = call(
+        &app,
+        &kz,
+        Method::POST,
+        &format!("/groups/{parent}/subgroups"),
+        Some("{groupName:'Child', members:['+911199999990']}"),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let child = r.body["groupId"].as_str().unwrap().to_string();
     let other = create_group(&app, &kz, "{name:'Other'}").await;
-    let r = call(&app, &kz, Method::PUT, &format!("/groups/{parent}/SubGroups"), Some(&format!("{{subGroups:['{other}@1']}}"))).await;
+    let r = call(
+        &app,
+        &kz,
+        Method::PUT,
+        &format!("/groups/{parent}/SubGroups"),
+        Some(&format!("{{subGroups:['{other}@1']}}")),
+    )
+    .await;
     assert_eq!(r.body, json!({"result": true}), "{}", r.text);
     let r = call(&app, &kz, Method::GET, &format!("/groups/{parent}/subGroups"), None).await;
-    let mut subs: Vec<String> = r.body["subGroups"].as_array().unwrap().iter().map(|g| g["groupName"].as_str().unwrap().to_string()).collect();
+    let mut subs: Vec<String> =
+        r.body["subGroups"].as_array().unwrap().iter().map(|g| g["groupName"].as_str().unwrap().to_string()).collect();
     subs.sort();
     assert_eq!(subs, vec!["Child", "Other"]);
     assert_eq!(r.body["hasSubGroups"], true);
     // Cycles are refused.
-    let r = call(&app, &kz, Method::PUT, &format!("/groups/{child}/subGroups"), Some(&format!("{{subGroups:['{parent}']}}"))).await;
+    let r = call(
+        &app,
+        &kz,
+        Method::PUT,
+        &format!("/groups/{child}/subGroups"),
+        Some(&format!("{{subGroups:['{parent}']}}")),
+    )
+    .await;
     assert_kz_error(&r, 400, "InvalidParameters");
     let d = call(&app, &kz, Method::GET, "/groups?showDetails=true", None).await;
     let p = d.body["groups"].as_array().unwrap().iter().find(|g| g["groupId"] == parent.as_str()).unwrap().clone();
-    assert_eq!((p["currentLevelSubGroupCount"].clone(), p["userCount"].clone(), p["uniqueUserCount"].clone()), (json!(2), json!(4), json!(2)));
+    assert_eq!(
+        (p["currentLevelSubGroupCount"].clone(), p["userCount"].clone(), p["uniqueUserCount"].clone()),
+        (json!(2), json!(4), json!(2))
+    );
     let r = call(&app, &kz, Method::DELETE, &format!("/groups/{parent}/subGroups/{other}"), None).await;
     assert_eq!(r.body, json!({"result": true}));
     let r = call(&app, &kz, Method::GET, &format!("/groups/{parent}/subGroups"), None).await;
@@ -224,7 +295,14 @@ both!(sub_groups, |app| {
 both!(members_roles_and_permissions, |app| {
     let admin = setup(&app, "+911199999999").await;
     let gid = create_group(&app, &admin, "{name:'Team', members:['+911199999990']}").await;
-    let r = call(&app, &admin, Method::PUT, &format!("/groups/{gid}/members"), Some("{members:['+911199999991', '+911199999990']}")).await;
+    let r = call(
+        &app,
+        &admin,
+        Method::PUT,
+        &format!("/groups/{gid}/members"),
+        Some("{members:['+911199999991', '+911199999990']}"),
+    )
+    .await;
     assert_eq!(r.body, json!({"result": true}), "{}", r.text);
     let ms = members(&app, &admin, &gid).await;
     assert_eq!(numbers(&ms), vec!["+911199999990", "+911199999991", "+911199999999"], "no duplicate");
@@ -236,14 +314,27 @@ both!(members_roles_and_permissions, |app| {
     // And the group and its phone members show through /v1.
     let v1 = app.get(&format!("/v1/groups/{gid}/spotMembers")).await;
     assert_eq!(v1.body["total"], 4);
-    assert!(v1.body["items"].as_array().unwrap().iter().any(|m| m["mobileNumber"] == "+911199999991" && m["email"].is_null()));
+    assert!(v1.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["mobileNumber"] == "+911199999991" && m["email"].is_null()));
 
     let me = ms.iter().find(|m| m["mobileNumber"] == "+911199999999").unwrap()["id"].as_str().unwrap().to_string();
     let plain = ms.iter().find(|m| m["mobileNumber"] == "+911199999990").unwrap()["id"].as_str().unwrap().to_string();
-    let msg = assert_kz_error(&call(&app, &admin, Method::PUT, &format!("/groups/{gid}/members/{me}"), Some("{role:'Member'}")).await, 400, "InvalidParameters");
+    let msg = assert_kz_error(
+        &call(&app, &admin, Method::PUT, &format!("/groups/{gid}/members/{me}"), Some("{role:'Member'}")).await,
+        400,
+        "InvalidParameters",
+    );
     assert!(msg.contains("last Admin"), "{msg}");
-    assert_kz_error(&call(&app, &admin, Method::DELETE, &format!("/groups/{gid}/members/{me}"), None).await, 400, "InvalidParameters");
-    let r = call(&app, &admin, Method::PUT, &format!("/groups/{gid}/members/{plain}"), Some(r#"{"role":"Admin"}"#)).await;
+    assert_kz_error(
+        &call(&app, &admin, Method::DELETE, &format!("/groups/{gid}/members/{me}"), None).await,
+        400,
+        "InvalidParameters",
+    );
+    let r =
+        call(&app, &admin, Method::PUT, &format!("/groups/{gid}/members/{plain}"), Some(r#"{"role":"Admin"}"#)).await;
     assert_eq!(r.body, json!({"result": true}), "{}", r.text);
     let r = call(&app, &admin, Method::PUT, &format!("/groups/{gid}/members/{plain}"), Some("{role:'member'}")).await;
     assert_eq!(r.body, json!({"result": true}), "{}", r.text);
@@ -251,18 +342,42 @@ both!(members_roles_and_permissions, |app| {
     // A plain member can read but not change the group.
     let member = user(&app, &admin.app_id, &admin.secret, "+911199999990").await;
     assert_eq!(members(&app, &member, &gid).await.len(), 4);
-    assert_kz_error(&call(&app, &member, Method::PUT, &format!("/groups/{gid}/members"), Some("{members:['+911199999992']}")).await, 403, "AccessDenied");
-    assert_kz_error(&call(&app, &member, Method::PUT, &format!("/groups/{gid}/members/{me}"), Some("{role:'Member'}")).await, 403, "AccessDenied");
-    assert_kz_error(&call(&app, &member, Method::DELETE, &format!("/groups/{gid}/members/{me}"), None).await, 403, "AccessDenied");
+    assert_kz_error(
+        &call(&app, &member, Method::PUT, &format!("/groups/{gid}/members"), Some("{members:['+911199999992']}")).await,
+        403,
+        "AccessDenied",
+    );
+    assert_kz_error(
+        &call(&app, &member, Method::PUT, &format!("/groups/{gid}/members/{me}"), Some("{role:'Member'}")).await,
+        403,
+        "AccessDenied",
+    );
+    assert_kz_error(
+        &call(&app, &member, Method::DELETE, &format!("/groups/{gid}/members/{me}"), None).await,
+        403,
+        "AccessDenied",
+    );
     // Someone outside the group cannot read it.
     let outsider = user(&app, &admin.app_id, &admin.secret, "+911199999993").await;
-    assert_kz_error(&call(&app, &outsider, Method::GET, &format!("/groups/{gid}/members"), None).await, 403, "AccessDenied");
-    assert_kz_error(&call(&app, &admin, Method::GET, "/groups/01930000-0000-7000-8000-000000000000/members", None).await, 404, "GroupNotFound");
+    assert_kz_error(
+        &call(&app, &outsider, Method::GET, &format!("/groups/{gid}/members"), None).await,
+        403,
+        "AccessDenied",
+    );
+    assert_kz_error(
+        &call(&app, &admin, Method::GET, "/groups/01930000-0000-7000-8000-000000000000/members", None).await,
+        404,
+        "GroupNotFound",
+    );
 
     let r = call(&app, &admin, Method::DELETE, &format!("/groups/{gid}/members/{plain}"), Some("")).await;
     assert_eq!(r.body, json!({"result": true}), "{}", r.text);
     assert_eq!(members(&app, &admin, &gid).await.len(), 3);
-    assert_kz_error(&call(&app, &admin, Method::DELETE, &format!("/groups/{gid}/members/{plain}"), None).await, 404, "MemberNotFound");
+    assert_kz_error(
+        &call(&app, &admin, Method::DELETE, &format!("/groups/{gid}/members/{plain}"), None).await,
+        404,
+        "MemberNotFound",
+    );
 
     // Another spot's connector sees nothing of it.
     let (other_spot, _) = app.other_spot().await;
@@ -276,11 +391,22 @@ both!(members_roles_and_permissions, |app| {
 both!(messages_and_throttling, |app| {
     let kz = setup(&app, "+911199999999").await;
     let gid = create_group(&app, &kz, "{name:'Chat'}").await;
-    let r = call(&app, &kz, Method::POST, &format!("/groups/{gid}/messages"), Some("{message:\"Test message via API\"}\r\n")).await;
+    let r = call(
+        &app,
+        &kz,
+        Method::POST,
+        &format!("/groups/{gid}/messages"),
+        Some("{message:\"Test message via API\"}\r\n"),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.body["referenceId"].is_string());
     let long = json!({"message": "x".repeat(4001)}).to_string();
-    assert_kz_error(&call(&app, &kz, Method::POST, &format!("/groups/{gid}/messages"), Some(&long)).await, 400, "InvalidParameters");
+    assert_kz_error(
+        &call(&app, &kz, Method::POST, &format!("/groups/{gid}/messages"), Some(&long)).await,
+        400,
+        "InvalidParameters",
+    );
     // 100 calls a minute per connector (two calls above).
     let mut last = None;
     for _ in 0..100 {

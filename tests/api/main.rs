@@ -4,10 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod conventions;
+mod kaizala;
+mod ms_courses;
+mod ms_groups;
+mod ms_import;
 mod ms_members;
 mod ms_properties;
-mod ms_import;
-mod ms_groups;
-mod ms_courses;
-mod kaizala;
-mod conventions;

@@ -22,8 +22,12 @@ async fn invite(app: &TestApp, cid: &str, mid: &str) -> Value {
 async fn participant_emails(app: &TestApp, cid: &str, query: &str) -> Vec<String> {
     let r = app.get(&format!("/v1/courses/{cid}/participants?limit=100{query}")).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let mut v: Vec<String> =
-        r.body["items"].as_array().unwrap().iter().map(|p| p["spotMemberEmail"].as_str().unwrap().to_string()).collect();
+    let mut v: Vec<String> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["spotMemberEmail"].as_str().unwrap().to_string())
+        .collect();
     v.sort();
     assert_eq!(r.body["total"].as_u64().unwrap() as usize, v.len());
     v
@@ -32,18 +36,30 @@ async fn participant_emails(app: &TestApp, cid: &str, query: &str) -> Vec<String
 both!(course_crud, |app| {
     let r = app.post("/v1/courses", json!({"title": "Rust 101", "description": "basics"})).await;
     assert_eq!(r.status, 201);
-    assert_eq!((r.body["status"].clone(), r.body["privacy"].clone(), r.body["navigationMode"].clone()), (json!("Draft"), json!("Secret"), json!("Flexible")));
+    assert_eq!(
+        (r.body["status"].clone(), r.body["privacy"].clone(), r.body["navigationMode"].clone()),
+        (json!("Draft"), json!("Secret"), json!("Flexible"))
+    );
     let id = r.body["id"].as_str().unwrap().to_string();
     assert!(assert_ms_error(&app.post("/v1/courses", json!({"description": "x"})).await, 400).starts_with("title"));
-    assert!(assert_ms_error(&app.post("/v1/courses", json!({"title": "x", "privacy": "Hidden"})).await, 400).starts_with("privacy"));
-    app.post("/v1/courses", json!({"title": "Go", "status": "Published", "privacy": "Public", "navigationMode": "Sequential"})).await;
+    assert!(assert_ms_error(&app.post("/v1/courses", json!({"title": "x", "privacy": "Hidden"})).await, 400)
+        .starts_with("privacy"));
+    app.post(
+        "/v1/courses",
+        json!({"title": "Go", "status": "Published", "privacy": "Public", "navigationMode": "Sequential"}),
+    )
+    .await;
     assert_eq!(app.get("/v1/courses").await.body["total"], 2);
     assert_eq!(app.get("/v1/courses?status[eq]=Published").await.body["items"][0]["title"], "Go");
     assert_eq!(app.get("/v1/courses?privacy[eq]=Secret").await.body["total"], 1);
     assert_ms_error(&app.get("/v1/courses?status[eq]=Nope").await, 400);
     let r = app.put(&format!("/v1/courses/{id}"), json!({"status": "Published", "description": null})).await;
-    assert_eq!((r.body["status"].clone(), r.body["description"].clone(), r.body["title"].clone()), (json!("Published"), Value::Null, json!("Rust 101")));
-    assert!(assert_ms_error(&app.put(&format!("/v1/courses/{id}"), json!({"navigationMode": "Random"})).await, 400).starts_with("navigationMode"));
+    assert_eq!(
+        (r.body["status"].clone(), r.body["description"].clone(), r.body["title"].clone()),
+        (json!("Published"), Value::Null, json!("Rust 101"))
+    );
+    assert!(assert_ms_error(&app.put(&format!("/v1/courses/{id}"), json!({"navigationMode": "Random"})).await, 400)
+        .starts_with("navigationMode"));
     assert_eq!(app.get(&format!("/v1/courses/{id}")).await.body["status"], "Published");
     assert_eq!(app.delete(&format!("/v1/courses/{id}")).await.status, 204);
     assert_eq!(assert_ms_error(&app.get(&format!("/v1/courses/{id}")).await, 404), "Course not found");
@@ -58,7 +74,9 @@ both!(participants_and_invitations, |app| {
     for field in ["id", "courseId", "spotMemberId", "spotMemberEmail", "status", "invitedAt", "completionRate"] {
         assert!(!r.body[field].is_null(), "{field}");
     }
-    for field in ["spotMemberFirstname", "spotMemberLastname", "startedAt", "completedAt", "unenrolledAt", "lastActivityAt"] {
+    for field in
+        ["spotMemberFirstname", "spotMemberLastname", "startedAt", "completedAt", "unenrolledAt", "lastActivityAt"]
+    {
         assert!(r.body.get(field).is_some_and(Value::is_null), "{field}");
     }
     assert_eq!(r.body["status"], "Invited");
@@ -66,13 +84,38 @@ both!(participants_and_invitations, |app| {
     let pid = r.body["id"].as_str().unwrap().to_string();
     let again = app.post(&format!("/v1/courses/{cid}/participants"), json!({"spotMemberId": m})).await;
     assert_eq!((again.status, again.body["id"].as_str().unwrap()), (200, pid.as_str()));
-    assert_eq!(assert_ms_error(&app.post(&format!("/v1/courses/{cid}/participants"), json!({"spotMemberId": "01930000-0000-7000-8000-000000000000"})).await, 404), "Spot member not found");
-    assert!(assert_ms_error(&app.post(&format!("/v1/courses/{cid}/participants"), json!({})).await, 400).starts_with("spotMemberId"));
-    assert!(assert_ms_error(&app.post(&format!("/v1/courses/{cid}/participants"), json!({"spotMemberId": m, "invitedBySpotMemberId": "01930000-0000-7000-8000-000000000000"})).await, 400).starts_with("invitedBySpotMemberId"));
+    assert_eq!(
+        assert_ms_error(
+            &app.post(
+                &format!("/v1/courses/{cid}/participants"),
+                json!({"spotMemberId": "01930000-0000-7000-8000-000000000000"})
+            )
+            .await,
+            404
+        ),
+        "Spot member not found"
+    );
+    assert!(assert_ms_error(&app.post(&format!("/v1/courses/{cid}/participants"), json!({})).await, 400)
+        .starts_with("spotMemberId"));
+    assert!(assert_ms_error(
+        &app.post(
+            &format!("/v1/courses/{cid}/participants"),
+            json!({"spotMemberId": m, "invitedBySpotMemberId": "01930000-0000-7000-8000-000000000000"})
+        )
+        .await,
+        400
+    )
+    .starts_with("invitedBySpotMemberId"));
     app.put(&format!("/v1/spotMembers/{m}"), json!({"firstname": "Ada"})).await;
     let got = app.get(&format!("/v1/courses/{cid}/participants/{pid}")).await;
     assert_eq!(got.body["spotMemberFirstname"], "Ada");
-    assert_eq!(assert_ms_error(&app.get(&format!("/v1/courses/{cid}/participants/01930000-0000-7000-8000-000000000000")).await, 404), "Course participant not found");
+    assert_eq!(
+        assert_ms_error(
+            &app.get(&format!("/v1/courses/{cid}/participants/01930000-0000-7000-8000-000000000000")).await,
+            404
+        ),
+        "Course participant not found"
+    );
 
     // Bulk invitations: new ones 201, all known 200, unknown ids 400 with nothing written.
     let b = app.invite("bob@x.io").await;
@@ -84,14 +127,24 @@ both!(participants_and_invitations, |app| {
     let r = app.post(&format!("/v1/courses/{cid}/participants~bulkInvite"), json!({"spotMemberIds": [m, b]})).await;
     assert_eq!(r.status, 200);
     let (_, other) = app.other_spot().await;
-    let foreign = app.send(reqwest::Method::POST, "/v1/spotMembers", Some(&other), Some(json!({"email": "z@x.io"}))).await;
+    let foreign =
+        app.send(reqwest::Method::POST, "/v1/spotMembers", Some(&other), Some(json!({"email": "z@x.io"}))).await;
     let foreign = foreign.body["id"].as_str().unwrap().to_string();
-    let msg = assert_ms_error(&app.post(&format!("/v1/courses/{cid}/participants~bulkInvite"), json!({"spotMemberIds": [c, foreign]})).await, 400);
+    let msg = assert_ms_error(
+        &app.post(&format!("/v1/courses/{cid}/participants~bulkInvite"), json!({"spotMemberIds": [c, foreign]})).await,
+        400,
+    );
     assert!(msg.contains(&foreign), "{msg}");
     assert_eq!(participant_emails(&app, &cid, "").await, vec!["ada@x.io", "bob@x.io"], "nothing written");
-    assert_ms_error(&app.post(&format!("/v1/courses/{cid}/participants~bulkInvite"), json!({"spotMemberIds": []})).await, 400);
+    assert_ms_error(
+        &app.post(&format!("/v1/courses/{cid}/participants~bulkInvite"), json!({"spotMemberIds": []})).await,
+        400,
+    );
     let many: Vec<String> = (0..201).map(|_| c.clone()).collect();
-    assert_ms_error(&app.post(&format!("/v1/courses/{cid}/participants~bulkInvite"), json!({"spotMemberIds": many})).await, 413);
+    assert_ms_error(
+        &app.post(&format!("/v1/courses/{cid}/participants~bulkInvite"), json!({"spotMemberIds": many})).await,
+        413,
+    );
 
     // Filters.
     assert_eq!(participant_emails(&app, &cid, "&firstname[in]=Ada").await, vec!["ada@x.io"]);
@@ -153,7 +206,10 @@ both!(group_links_invite_current_and_future_members, |app| {
     assert_eq!(participant_emails(&app, &cid, "&status[eq]=Invited").await, vec!["a@x.io", "c@x.io"]);
     // A smart group's joiners too.
     let rules = json!({"operator": "AND", "conditions": [{"operator": "AND", "triggers": [{"field": "status", "op": "eq", "value": "Accepted"}]}]});
-    let smart = app.post("/v1/groups", json!({"name": "S", "type": "Smart", "rules": rules})).await.body["id"].as_str().unwrap().to_string();
+    let smart = app.post("/v1/groups", json!({"name": "S", "type": "Smart", "rules": rules})).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     for _ in 0..400 {
         if app.get(&format!("/v1/groups/{smart}")).await.body["ready"] == true {
             break;
@@ -171,7 +227,14 @@ both!(group_links_invite_current_and_future_members, |app| {
     let emails = participant_emails(&app, &cid, "").await;
     assert!(!emails.contains(&"e@x.io".to_string()) && emails.contains(&"c@x.io".to_string()), "{emails:?}");
     // Unknown and foreign group ids.
-    let msg = assert_ms_error(&app.post(&format!("/v1/courses/{cid}/groups~bulkAdd"), json!({"groupIds": ["01930000-0000-7000-8000-000000000000"]})).await, 400);
+    let msg = assert_ms_error(
+        &app.post(
+            &format!("/v1/courses/{cid}/groups~bulkAdd"),
+            json!({"groupIds": ["01930000-0000-7000-8000-000000000000"]}),
+        )
+        .await,
+        400,
+    );
     assert!(msg.contains("01930000-0000-7000-8000-000000000000"), "{msg}");
     let (_, other) = app.other_spot().await;
     let foreign = app.send(reqwest::Method::POST, "/v1/groups", Some(&other), Some(json!({"name": "F"}))).await;

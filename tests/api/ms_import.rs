@@ -79,7 +79,11 @@ both!(csv_import_reports_bad_rows_and_lands_good_ones, |app| {
     assert_eq!(ada["joined"], "2024-01-10");
     assert_eq!(ada["topics"], json!(["rust", "go"]));
     assert_eq!(member_values(&app, "dan@example.com").await["firstname"], "Dan, Jr");
-    assert_eq!(app.get("/v1/spotMembers?email[in]=carol@example.com").await.body["total"], 0, "a failed row writes nothing");
+    assert_eq!(
+        app.get("/v1/spotMembers?email[in]=carol@example.com").await.body["total"],
+        0,
+        "a failed row writes nothing"
+    );
     let list = app.get("/v1/spotMembers").await;
     assert_eq!(list.body["total"], 2);
     assert_eq!(list.body["items"][0]["status"], "Invited");
@@ -113,7 +117,7 @@ both!(xlsx_import_with_typed_cells_and_groups, |app| {
     ws.write_string(1, 1, "Xena").unwrap();
     ws.write_number(1, 2, 42.0).unwrap();
     ws.write_boolean(1, 3, true).unwrap();
-    ws.write_datetime_with_format(1, 4, &rust_xlsxwriter::ExcelDateTime::from_ymd(2024, 3, 5).unwrap(), &date).unwrap();
+    ws.write_datetime_with_format(1, 4, rust_xlsxwriter::ExcelDateTime::from_ymd(2024, 3, 5).unwrap(), &date).unwrap();
     ws.write_string(1, 5, "free").unwrap();
     ws.write_string(2, 0, "yo@example.com").unwrap();
     ws.write_string(2, 2, "many").unwrap();
@@ -124,7 +128,10 @@ both!(xlsx_import_with_typed_cells_and_groups, |app| {
     assert_eq!(r.body["created"], 1, "{}", r.text);
     assert_eq!(r.body["failed"][0]["line"], 3);
     let xl = member_values(&app, "xl@example.com").await;
-    assert_eq!((xl["seats"].clone(), xl["consent"].clone(), xl["joined"].clone()), (json!(42), json!(true), json!("2024-03-05")));
+    assert_eq!(
+        (xl["seats"].clone(), xl["consent"].clone(), xl["joined"].clone()),
+        (json!(42), json!(true), json!("2024-03-05"))
+    );
     let members = app.get(&format!("/v1/groups/{group}/spotMembers")).await;
     assert_eq!(members.body["total"], 1);
     assert_eq!(members.body["items"][0]["email"], "xl@example.com");

@@ -6,9 +6,7 @@ use crate::both;
 use crate::common::assert_ms_error;
 
 both!(invite_get_and_list, |app| {
-    let r = app
-        .post("/v1/spotMembers", json!({"email": " Ada@Example.com "}))
-        .await;
+    let r = app.post("/v1/spotMembers", json!({"email": " Ada@Example.com "})).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let id = r.body["id"].as_str().unwrap().to_string();
     assert_eq!(r.body["email"], "Ada@Example.com");
@@ -20,9 +18,7 @@ both!(invite_get_and_list, |app| {
     assert!(r.body["updatedAt"].as_i64().unwrap() > 1_000_000_000_000);
     assert_eq!(r.body["embedBaseUrls"]["default"], app.base);
 
-    let again = app
-        .post("/v1/spotMembers", json!({"email": "ada@example.COM"}))
-        .await;
+    let again = app.post("/v1/spotMembers", json!({"email": "ada@example.COM"})).await;
     assert_eq!(again.status, 200);
     assert_eq!(again.body["id"], id.as_str());
 
@@ -37,9 +33,7 @@ both!(invite_get_and_list, |app| {
 });
 
 both!(unknown_member_is_404, |app| {
-    let r = app
-        .get("/v1/spotMembers/01930000-0000-7000-8000-000000000000")
-        .await;
+    let r = app.get("/v1/spotMembers/01930000-0000-7000-8000-000000000000").await;
     assert_eq!(assert_ms_error(&r, 404), "Spot member not found");
     let r = app.get("/v1/spotMembers/not-a-uuid").await;
     assert_eq!(assert_ms_error(&r, 404), "Spot member not found");
@@ -47,7 +41,9 @@ both!(unknown_member_is_404, |app| {
 
 both!(list_filters_and_pagination, |app| {
     let mut ids = Vec::new();
-    for (i, (first, last)) in [("Ada", "Lovelace"), ("Alan", "Turing"), ("Grace", "Hopper"), ("Ada", "Byron")].iter().enumerate() {
+    for (i, (first, last)) in
+        [("Ada", "Lovelace"), ("Alan", "Turing"), ("Grace", "Hopper"), ("Ada", "Byron")].iter().enumerate()
+    {
         let id = app.invite(&format!("u{i}@Example.com")).await;
         app.put(&format!("/v1/spotMembers/{id}"), json!({"firstname": first, "lastname": last})).await;
         ids.push(id);
@@ -96,7 +92,10 @@ both!(update_semantics, |app| {
         .put(&url, json!({"firstname": "Ada", "title": "Countess", "avatarUrl": "https://x.io/a.png", "embedBaseUrls": {"default": "https://c.io", "app": "https://app.c.io"}}))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!((r.body["firstname"].clone(), r.body["lastname"].clone(), r.body["title"].clone()), (json!("Ada"), json!(""), json!("Countess")));
+    assert_eq!(
+        (r.body["firstname"].clone(), r.body["lastname"].clone(), r.body["title"].clone()),
+        (json!("Ada"), json!(""), json!("Countess"))
+    );
     assert_eq!(r.body["embedBaseUrls"]["app"], "https://app.c.io");
     assert!(r.body["updatedAt"].as_i64().unwrap() >= before["updatedAt"].as_i64().unwrap());
     assert_eq!(app.put(&url, json!({"title": null})).await.body["title"], Value::Null);
@@ -106,8 +105,17 @@ both!(update_semantics, |app| {
         assert!(assert_ms_error(&app.put(&url, json!({"status": bad})).await, 400).starts_with("status"), "{bad}");
     }
     assert!(assert_ms_error(&app.put(&url, json!({"firstname": 5})).await, 400).starts_with("firstname"));
-    assert_ms_error(&app.post_raw(&url.replace("/v1", "/v1"), b"{not json".to_vec(), "application/json").await, 405);
-    let r = app.client.put(format!("{}{url}", app.base)).header("authorization", &app.key).header("content-type", "application/json").body("{oops").send().await.unwrap();
+    // POST is not a method of this route.
+    assert_ms_error(&app.post_raw(&url, b"{}".to_vec(), "application/json").await, 405);
+    let r = app
+        .client
+        .put(format!("{}{url}", app.base))
+        .header("authorization", &app.key)
+        .header("content-type", "application/json")
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
 
     // Registration: set on the first Accepted, kept through later moves.
@@ -121,10 +129,13 @@ both!(update_semantics, |app| {
     assert_eq!(user, r.body["userId"], "registration (and user) kept");
 
     // Custom roles.
-    let role = app.post("/v1/spotMemberCustomRole", json!({"label": "Mod", "permissions": ["moderation.*"]})).await.body["id"].clone();
+    let role =
+        app.post("/v1/spotMemberCustomRole", json!({"label": "Mod", "permissions": ["moderation.*"]})).await.body["id"]
+            .clone();
     assert_eq!(app.put(&url, json!({"customRoleId": role})).await.body["customRoleId"], role);
     assert_eq!(app.get(&format!("/v1/spotMembers?customRoleId[eq]={}", role.as_str().unwrap())).await.body["total"], 1);
-    let msg = assert_ms_error(&app.put(&url, json!({"customRoleId": "01930000-0000-7000-8000-000000000000"})).await, 400);
+    let msg =
+        assert_ms_error(&app.put(&url, json!({"customRoleId": "01930000-0000-7000-8000-000000000000"})).await, 400);
     assert!(msg.starts_with("customRoleId"), "{msg}");
     assert_eq!(app.put(&url, json!({"customRoleId": null})).await.body["customRoleId"], Value::Null);
     let r = app.put("/v1/spotMembers/01930000-0000-7000-8000-000000000000", json!({"firstname": "x"})).await;
@@ -133,7 +144,9 @@ both!(update_semantics, |app| {
 
 both!(invitations, |app| {
     assert!(assert_ms_error(&app.post("/v1/spotMembers", json!({})).await, 400).starts_with("email"));
-    assert!(assert_ms_error(&app.post("/v1/spotMembers", json!({"email": "not-an-email"})).await, 400).starts_with("email"));
+    assert!(
+        assert_ms_error(&app.post("/v1/spotMembers", json!({"email": "not-an-email"})).await, 400).starts_with("email")
+    );
     // 20 concurrent invitations of one email: one member, exactly one 201.
     let mut tasks = Vec::new();
     for i in 0..20 {
@@ -174,6 +187,10 @@ both!(invitations, |app| {
     assert_ms_error(&app.post("/v1/spotMembers~bulkInvite", json!({"emails": []})).await, 400);
     assert_ms_error(&app.post("/v1/spotMembers~bulkInvite", json!({})).await, 400);
     let many: Vec<String> = (0..201).map(|i| format!("m{i}@x.io")).collect();
-    assert_eq!(assert_ms_error(&app.post("/v1/spotMembers~bulkInvite", json!({"emails": many})).await, 413), "Payload is too large");
-    assert!(assert_ms_error(&app.post("/v1/spotMembers~bulkInvite", json!({"emails": [1, 2]})).await, 400).starts_with("emails[0]"));
+    assert_eq!(
+        assert_ms_error(&app.post("/v1/spotMembers~bulkInvite", json!({"emails": many})).await, 413),
+        "Payload is too large"
+    );
+    assert!(assert_ms_error(&app.post("/v1/spotMembers~bulkInvite", json!({"emails": [1, 2]})).await, 400)
+        .starts_with("emails[0]"));
 });

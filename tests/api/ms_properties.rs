@@ -109,11 +109,21 @@ both!(bulk_upsert_is_all_or_nothing, |app| {
     define(&app, json!({"label": "Seats", "type": "Number"})).await;
     define(&app, json!({"label": "Plan", "type": "SingleSelect", "possibleValues": ["free", "pro"]})).await;
     let url = format!("/v1/spotMembers/{m}/customPropertiesValues~bulkUpsert");
-    let r = app.post(&url, json!([{"customPropertySlug": "seats", "value": 3}, {"customPropertySlug": "plan", "value": "gold"}])).await;
+    let r = app
+        .post(
+            &url,
+            json!([{"customPropertySlug": "seats", "value": 3}, {"customPropertySlug": "plan", "value": "gold"}]),
+        )
+        .await;
     assert!(assert_ms_error(&r, 400).starts_with("[1].value"), "{}", r.text);
     let list = app.get(&format!("/v1/spotMembers/{m}/customPropertiesValues")).await;
     assert_eq!(list.body["items"][0]["value"], Value::Null, "nothing was written");
-    let r = app.post(&url, json!([{"customPropertySlug": "seats", "value": 3}, {"customPropertySlug": "plan", "value": "pro"}])).await;
+    let r = app
+        .post(
+            &url,
+            json!([{"customPropertySlug": "seats", "value": 3}, {"customPropertySlug": "plan", "value": "pro"}]),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body.as_array().unwrap().len(), 2);
     let r = app.post(&url, json!([{"customPropertySlug": "ghost", "value": 1}])).await;
@@ -133,8 +143,13 @@ both!(filters_per_type, |app| {
         {"customPropertySlug": "topics", "value": ["rust", "go"]}, {"customPropertySlug": "joined", "value": "2024-01-10"},
         {"customPropertySlug": "company", "value": "Acme Corp"}])).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = set(&app, &b, json!([{"customPropertySlug": "seats", "value": 50}, {"customPropertySlug": "plan", "value": "free"},
-        {"customPropertySlug": "topics", "value": ["go"]}, {"customPropertySlug": "joined", "value": "2025-06-01"}])).await;
+    let r = set(
+        &app,
+        &b,
+        json!([{"customPropertySlug": "seats", "value": 50}, {"customPropertySlug": "plan", "value": "free"},
+        {"customPropertySlug": "topics", "value": ["go"]}, {"customPropertySlug": "joined", "value": "2025-06-01"}]),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(emails(&app, "customProperties.seats[gt]=10").await, vec!["b@x.io"]);
     assert_eq!(emails(&app, "customProperties.seats%5Blte%5D=5").await, vec!["a@x.io"]);
@@ -146,8 +161,13 @@ both!(filters_per_type, |app| {
     assert_eq!(emails(&app, "customProperties.joined[before]=2025-01-01").await, vec!["a@x.io"]);
     assert_eq!(emails(&app, "customProperties.company[contains]=acme").await, vec!["a@x.io"]);
     assert_eq!(emails(&app, "customProperties.seats[gt]=1&email[in]=b@x.io").await, vec!["b@x.io"]);
-    for bad in ["customProperties.seats[contains]=1", "customProperties.ghost[eq]=1", "customProperties.plan[eq]=gold",
-        "customProperties.seats[gt]=many", "customProperties.joined[after]=yesterday"] {
+    for bad in [
+        "customProperties.seats[contains]=1",
+        "customProperties.ghost[eq]=1",
+        "customProperties.plan[eq]=gold",
+        "customProperties.seats[gt]=many",
+        "customProperties.joined[after]=yesterday",
+    ] {
         let r = app.get(&format!("/v1/spotMembers?{bad}")).await;
         let msg = assert_ms_error(&r, 400);
         assert!(msg.starts_with("customProperties."), "{bad}: {msg}");

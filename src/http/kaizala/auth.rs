@@ -15,10 +15,7 @@ use crate::error::Error;
 use crate::http::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(generate_pin))
-        .routes(routes!(login_with_pin))
-        .routes(routes!(access_token))
+    OpenApiRouter::new().routes(routes!(generate_pin)).routes(routes!(login_with_pin)).routes(routes!(access_token))
 }
 
 /// Body of `generatePin` (keys in any case; JSON5 syntax accepted).

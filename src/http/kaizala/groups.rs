@@ -173,9 +173,17 @@ async fn kz_create_sub_group(
     let parent = group_id(&gid)?;
     let name = b.name.or(b.groupname);
     let add_caller = b.addusertogroup.unwrap_or(true);
-    let (g, _) =
-        kaizala::create_group(&st.db, &caller, name, b.welcomemessage, &b.members, b.grouptype, Some(parent), add_caller)
-            .await?;
+    let (g, _) = kaizala::create_group(
+        &st.db,
+        &caller,
+        name,
+        b.welcomemessage,
+        &b.members,
+        b.grouptype,
+        Some(parent),
+        add_caller,
+    )
+    .await?;
     Ok(Json(json!({"groupId": g.id, "groupName": g.name})))
 }
 

@@ -78,7 +78,9 @@ mod tests {
     #[test]
     fn official_and_client_samples_parse() {
         assert_eq!(
-            parse(r#"{name:"Kaizala Test group", welcomeMessage:"Welcome", members:["+911199999999"], groupType:"Group"}"#),
+            parse(
+                r#"{name:"Kaizala Test group", welcomeMessage:"Welcome", members:["+911199999999"], groupType:"Group"}"#
+            ),
             json!({"name": "Kaizala Test group", "welcomemessage": "Welcome", "members": ["+911199999999"], "grouptype": "Group"})
         );
         assert_eq!(
@@ -93,7 +95,10 @@ mod tests {
             json!({"name": "x", "welcomemessage": "y", "members": [], "grouptype": "ConnectGroup"})
         );
         assert_eq!(parse("{a: 1, /* note */ b: [2,],}"), json!({"a": 1, "b": [2]}));
-        assert_eq!(parse(r#"{"Outer": {"InnerKey": [{"DeepKey": 1}]}}"#), json!({"outer": {"innerkey": [{"deepkey": 1}]}}));
+        assert_eq!(
+            parse(r#"{"Outer": {"InnerKey": [{"DeepKey": 1}]}}"#),
+            json!({"outer": {"innerkey": [{"deepkey": 1}]}})
+        );
     }
 
     #[test]

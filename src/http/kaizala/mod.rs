@@ -228,7 +228,14 @@ pub fn normalize_path(path: &str) -> Option<String> {
             }
             let cut = seg.find('@').or_else(|| seg.to_ascii_lowercase().find("%40"));
             match cut {
-                Some(i) if i > 0 && seg[i..].trim_start_matches('@').trim_start_matches("%40").chars().all(|c| c.is_ascii_digit()) => {
+                Some(i)
+                    if i > 0
+                        && seg[i..]
+                            .trim_start_matches('@')
+                            .trim_start_matches("%40")
+                            .chars()
+                            .all(|c| c.is_ascii_digit()) =>
+                {
                     seg[..i].to_string()
                 }
                 _ => seg.to_string(),
@@ -260,7 +267,8 @@ pub fn normalize_request<B>(mut req: axum::http::Request<B>) -> axum::http::Requ
 /// A boolean query flag read leniently: any key case, `true`/`1`/`yes`.
 pub fn query_flag(uri: &Uri, names: &[&str]) -> bool {
     form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).any(|(k, v)| {
-        names.iter().any(|n| k.eq_ignore_ascii_case(n)) && matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes")
+        names.iter().any(|n| k.eq_ignore_ascii_case(n))
+            && matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes")
     })
 }
 
@@ -271,10 +279,19 @@ mod tests {
     #[test]
     fn paths_are_normalized_as_clients_write_them() {
         let g = "df91cb37-97bf-4ccd-a8c2-b2a3ba5eac62";
-        assert_eq!(normalize_path(&format!("/kaizala/v1/groups/{g}@1/members")), Some(format!("/kaizala/v1/groups/{g}/members")));
+        assert_eq!(
+            normalize_path(&format!("/kaizala/v1/groups/{g}@1/members")),
+            Some(format!("/kaizala/v1/groups/{g}/members"))
+        );
         assert_eq!(normalize_path(&format!("/kaizala/v1/groups/{g}%401")), Some(format!("/kaizala/v1/groups/{g}")));
-        assert_eq!(normalize_path(&format!("/kaizala/v1/groups/{g}/subgroups")), Some(format!("/kaizala/v1/groups/{g}/subGroups")));
-        assert_eq!(normalize_path(&format!("/kaizala/v1/groups/{g}/SUBGROUPS")), Some(format!("/kaizala/v1/groups/{g}/subGroups")));
+        assert_eq!(
+            normalize_path(&format!("/kaizala/v1/groups/{g}/subgroups")),
+            Some(format!("/kaizala/v1/groups/{g}/subGroups"))
+        );
+        assert_eq!(
+            normalize_path(&format!("/kaizala/v1/groups/{g}/SUBGROUPS")),
+            Some(format!("/kaizala/v1/groups/{g}/subGroups"))
+        );
         assert_eq!(normalize_path("/kaizala//v1/groups"), Some("/kaizala/v1/groups".into()));
         assert_eq!(normalize_path("/kaizala/v1/groups//subscribers/remove"), None);
         assert_eq!(normalize_path("/kaizala/v1/groups"), None);

@@ -16,13 +16,11 @@ use crate::http::extract::{nullable, parse_id, CallerSpot, ListParams, MsJson};
 use crate::http::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_custom_roles, create_custom_role))
-        .routes(routes!(
-            get_custom_role,
-            update_custom_role,
-            delete_custom_role
-        ))
+    OpenApiRouter::new().routes(routes!(list_custom_roles, create_custom_role)).routes(routes!(
+        get_custom_role,
+        update_custom_role,
+        delete_custom_role
+    ))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -38,12 +36,7 @@ pub struct CustomRoleDto {
 
 impl From<CustomRole> for CustomRoleDto {
     fn from(r: CustomRole) -> Self {
-        CustomRoleDto {
-            id: r.id,
-            label: r.label,
-            description: r.description,
-            permissions: r.permissions.0,
-        }
+        CustomRoleDto { id: r.id, label: r.label, description: r.description, permissions: r.permissions.0 }
     }
 }
 
@@ -82,10 +75,7 @@ async fn list_custom_roles(
     ListParams(q): ListParams,
 ) -> Result<Json<CustomRolePage>, MsError> {
     let (items, total) = custom_roles::list_roles(&st.db, spot, &q).await?;
-    Ok(Json(CustomRolePage {
-        items: items.into_iter().map(Into::into).collect(),
-        total,
-    }))
+    Ok(Json(CustomRolePage { items: items.into_iter().map(Into::into).collect(), total }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -112,8 +102,7 @@ async fn create_custom_role(
     MsJson(body): MsJson<CreateCustomRoleBody>,
 ) -> Result<(StatusCode, Json<CustomRoleDto>), MsError> {
     let label = body.label.unwrap_or_default();
-    let role =
-        custom_roles::create_role(&st.db, spot, &label, body.description, body.permissions).await?;
+    let role = custom_roles::create_role(&st.db, spot, &label, body.description, body.permissions).await?;
     Ok((StatusCode::CREATED, Json(role.into())))
 }
 
@@ -161,15 +150,7 @@ async fn update_custom_role(
     MsJson(body): MsJson<UpdateCustomRoleBody>,
 ) -> Result<Json<CustomRoleDto>, MsError> {
     let id = parse_id(&id, Entity::CustomRole)?;
-    let role = custom_roles::update_role(
-        &st.db,
-        spot,
-        id,
-        body.label,
-        body.description,
-        body.permissions,
-    )
-    .await?;
+    let role = custom_roles::update_role(&st.db, spot, id, body.label, body.description, body.permissions).await?;
     Ok(Json(role.into()))
 }
 

@@ -99,10 +99,7 @@ async fn list_groups(
     ListParams(q): ListParams,
 ) -> Result<Json<GroupPage>, MsError> {
     let (items, total) = groups::list_groups(&st.db, spot, &q).await?;
-    Ok(Json(GroupPage {
-        items: items.into_iter().map(Into::into).collect(),
-        total,
-    }))
+    Ok(Json(GroupPage { items: items.into_iter().map(Into::into).collect(), total }))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -186,13 +183,7 @@ async fn bulk_create_groups(
         })
         .collect();
     let (created, failed) = groups::bulk_create(&st.db, spot, items).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(BulkCreateResult {
-            created: created.into_iter().map(Into::into).collect(),
-            failed,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(BulkCreateResult { created: created.into_iter().map(Into::into).collect(), failed })))
 }
 
 /// Get a group
@@ -254,9 +245,7 @@ async fn update_group(
         kind: body.kind,
         rules_sent: body.rules.is_some(),
     };
-    Ok(Json(
-        groups::update_group(&st.db, spot, id, patch).await?.into(),
-    ))
+    Ok(Json(groups::update_group(&st.db, spot, id, patch).await?.into()))
 }
 
 /// Delete a group
@@ -314,10 +303,7 @@ async fn list_group_members(
 ) -> Result<Json<SpotMemberPage>, MsError> {
     let id = parse_id(&id, Entity::Group)?;
     let (items, total) = groups::list_group_members(&st.db, spot, id, &q).await?;
-    let items: Vec<SpotMemberDto> = items
-        .into_iter()
-        .map(|m| SpotMemberDto::new(m, &st.config.public_url))
-        .collect();
+    let items: Vec<SpotMemberDto> = items.into_iter().map(|m| SpotMemberDto::new(m, &st.config.public_url)).collect();
     Ok(Json(SpotMemberPage { items, total }))
 }
 
@@ -345,9 +331,7 @@ async fn add_group_member(
     MsJson(body): MsJson<AddGroupMemberBody>,
 ) -> Result<StatusCode, MsError> {
     let id = parse_id(&id, Entity::Group)?;
-    let raw = body
-        .spot_member_id
-        .ok_or_else(|| crate::error::Error::invalid("spotMemberId", "is required"))?;
+    let raw = body.spot_member_id.ok_or_else(|| crate::error::Error::invalid("spotMemberId", "is required"))?;
     let member = parse_id(&raw, Entity::SpotMember)?;
     groups::add_member(&st.db, spot, id, member).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -388,10 +372,7 @@ async fn bulk_add_group_members(
     let id = parse_id(&id, Entity::Group)?;
     let ids = body.spot_member_ids.unwrap_or_default();
     let (added, failed) = groups::bulk_add(&st.db, spot, id, &ids).await?;
-    Ok(Json(BulkAddResult {
-        added_spot_member_ids: added,
-        failed_spot_member_ids: failed,
-    }))
+    Ok(Json(BulkAddResult { added_spot_member_ids: added, failed_spot_member_ids: failed }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -420,9 +401,7 @@ async fn bulk_remove_group_members(
     let id = parse_id(&id, Entity::Group)?;
     let ids = body.spot_member_ids.unwrap_or_default();
     let n = groups::bulk_remove(&st.db, spot, id, &ids).await?;
-    Ok(Json(BulkRemoveResult {
-        removed_spot_members_count: n,
-    }))
+    Ok(Json(BulkRemoveResult { removed_spot_members_count: n }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -449,17 +428,8 @@ async fn blacklist_add(
     MsJson(body): MsJson<SpotMemberIdsBody>,
 ) -> Result<Json<BlacklistResult>, MsError> {
     let id = parse_id(&id, Entity::Group)?;
-    let list = groups::change_blacklist(
-        &st.db,
-        spot,
-        id,
-        &body.spot_member_ids.unwrap_or_default(),
-        true,
-    )
-    .await?;
-    Ok(Json(BlacklistResult {
-        blacklisted_spot_member_ids: list,
-    }))
+    let list = groups::change_blacklist(&st.db, spot, id, &body.spot_member_ids.unwrap_or_default(), true).await?;
+    Ok(Json(BlacklistResult { blacklisted_spot_member_ids: list }))
 }
 
 /// Re-include members in a smart group (openspot)
@@ -480,15 +450,6 @@ async fn blacklist_remove(
     MsJson(body): MsJson<SpotMemberIdsBody>,
 ) -> Result<Json<BlacklistResult>, MsError> {
     let id = parse_id(&id, Entity::Group)?;
-    let list = groups::change_blacklist(
-        &st.db,
-        spot,
-        id,
-        &body.spot_member_ids.unwrap_or_default(),
-        false,
-    )
-    .await?;
-    Ok(Json(BlacklistResult {
-        blacklisted_spot_member_ids: list,
-    }))
+    let list = groups::change_blacklist(&st.db, spot, id, &body.spot_member_ids.unwrap_or_default(), false).await?;
+    Ok(Json(BlacklistResult { blacklisted_spot_member_ids: list }))
 }

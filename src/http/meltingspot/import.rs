@@ -102,12 +102,17 @@ async fn import_spot_members(
                 dry_run = match String::from_utf8_lossy(&bytes).trim() {
                     "true" => true,
                     "false" | "" => false,
-                    other => return Err(Error::invalid("dryRun", format!("must be true or false, not '{other}'")).into()),
+                    other => {
+                        return Err(Error::invalid("dryRun", format!("must be true or false, not '{other}'")).into())
+                    }
                 }
             }
             "groupId" => {
                 let raw = String::from_utf8_lossy(&bytes).trim().to_string();
-                groups.push(Uuid::parse_str(&raw).map_err(|_| Error::invalid("groupId", format!("'{raw}' is not a group id")))?);
+                groups.push(
+                    Uuid::parse_str(&raw)
+                        .map_err(|_| Error::invalid("groupId", format!("'{raw}' is not a group id")))?,
+                );
             }
             other => return Err(Error::invalid(other, "is not a part of this form (file, dryRun, groupId)").into()),
         }
@@ -123,6 +128,10 @@ async fn import_spot_members(
     Ok(Json(ImportReportDto {
         created: report.created,
         updated: report.updated,
-        failed: report.failed.into_iter().map(|f| FailedRowDto { line: f.line, email: f.email, reason: f.reason }).collect(),
+        failed: report
+            .failed
+            .into_iter()
+            .map(|f| FailedRowDto { line: f.line, email: f.email, reason: f.reason })
+            .collect(),
     }))
 }

@@ -58,14 +58,9 @@ pub struct SpotMemberDto {
 
 impl SpotMemberDto {
     pub fn new(m: Member, public_url: &str) -> Self {
-        let mut embed: BTreeMap<String, String> = m
-            .embed_base_urls
-            .as_deref()
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or_default();
-        embed
-            .entry("default".into())
-            .or_insert_with(|| public_url.to_string());
+        let mut embed: BTreeMap<String, String> =
+            m.embed_base_urls.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+        embed.entry("default".into()).or_insert_with(|| public_url.to_string());
         SpotMemberDto {
             id: m.id,
             spot_id: m.spot_id,
@@ -138,10 +133,7 @@ async fn list_spot_members(
     ListParams(q): ListParams,
 ) -> Result<Json<SpotMemberPage>, MsError> {
     let (items, total) = members::list_members(&st.db, spot, &q).await?;
-    let items = items
-        .into_iter()
-        .map(|m| SpotMemberDto::new(m, &st.config.public_url))
-        .collect();
+    let items = items.into_iter().map(|m| SpotMemberDto::new(m, &st.config.public_url)).collect();
     Ok(Json(SpotMemberPage { items, total }))
 }
 
@@ -248,11 +240,7 @@ async fn invite_spot_member(
 ) -> Result<Response, MsError> {
     let email = body.email.unwrap_or_default();
     let (m, created) = members::invite_member(&st.db, spot, &email).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(SpotMemberDto::new(m, &st.config.public_url))).into_response())
 }
 
@@ -325,13 +313,7 @@ async fn bulk_invite_spot_members(
 ) -> Result<(StatusCode, Json<BulkInviteResult>), MsError> {
     let emails = body.emails.unwrap_or_default();
     let (created, failed) = members::bulk_invite(&st.db, spot, &emails).await?;
-    let created = created
-        .into_iter()
-        .map(|m| SpotMemberDto::new(m, &st.config.public_url))
-        .collect();
+    let created = created.into_iter().map(|m| SpotMemberDto::new(m, &st.config.public_url)).collect();
     let failed = failed.into_iter().map(FailedInviteDto::from).collect();
-    Ok((
-        StatusCode::CREATED,
-        Json(BulkInviteResult { created, failed }),
-    ))
+    Ok((StatusCode::CREATED, Json(BulkInviteResult { created, failed })))
 }

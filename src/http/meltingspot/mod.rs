@@ -60,42 +60,18 @@ async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Resp
     let Some(key) = api_key(req.headers()) else {
         return MsError(Error::Unauthorized("Unauthorized".into())).into_response();
     };
-    let authed = match st
-        .keys
-        .authenticate(&st.db, key, st.config.default_limits)
-        .await
-    {
+    let authed = match st.keys.authenticate(&st.db, key, st.config.default_limits).await {
         Ok(a) => a,
         Err(e) => return MsError(e).into_response(),
     };
-    let short = match st
-        .limiter
-        .check(
-            &st.db,
-            authed.spot_id,
-            "v1:10s",
-            authed.limits.per_10s,
-            TEN_SECONDS_MS,
-        )
-        .await
-    {
+    let short = match st.limiter.check(&st.db, authed.spot_id, "v1:10s", authed.limits.per_10s, TEN_SECONDS_MS).await {
         Ok(d) => d,
         Err(e) => return MsError(e).into_response(),
     };
     let refused = if !short.allowed {
         Some(short.reset_s)
     } else {
-        match st
-            .limiter
-            .check(
-                &st.db,
-                authed.spot_id,
-                "v1:day",
-                authed.limits.per_day,
-                DAY_MS,
-            )
-            .await
-        {
+        match st.limiter.check(&st.db, authed.spot_id, "v1:day", authed.limits.per_day, DAY_MS).await {
             Ok(d) if d.allowed => None,
             Ok(d) => Some(d.reset_s),
             Err(e) => return MsError(e).into_response(),
@@ -124,10 +100,7 @@ mod tests {
         assert_eq!(api_key(&h), Some("os_abc"));
         h.insert("authorization", HeaderValue::from_static("Bearer os_abc"));
         assert_eq!(api_key(&h), Some("os_abc"));
-        h.insert(
-            "authorization",
-            HeaderValue::from_static("bearer   os_abc "),
-        );
+        h.insert("authorization", HeaderValue::from_static("bearer   os_abc "));
         assert_eq!(api_key(&h), Some("os_abc"));
         h.insert("authorization", HeaderValue::from_static("Bearer "));
         assert_eq!(api_key(&h), None);

@@ -267,8 +267,7 @@ async fn list_member_values(
 ) -> Result<Json<CustomPropertyValuePage>, MsError> {
     let member = parse_id(&id, Entity::SpotMember)?;
     page_of(Vec::<()>::new(), &q)?;
-    let (items, total) =
-        properties::member_values(&st.db, spot, member, q.offset() as usize, q.limit as usize).await?;
+    let (items, total) = properties::member_values(&st.db, spot, member, q.offset() as usize, q.limit as usize).await?;
     Ok(Json(CustomPropertyValuePage { items: items.into_iter().map(Into::into).collect(), total }))
 }
 
