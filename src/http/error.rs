@@ -54,6 +54,11 @@ impl IntoResponse for MsError {
             other => other.to_string(),
         };
         let mut resp = error_response(status, message);
+        if matches!(self.0, Error::TooLarge) {
+            // The rest of an oversized body is never read, so this connection cannot
+            // carry another request: say so, or a client may reuse it and fail.
+            resp.headers_mut().insert("connection", HeaderValue::from_static("close"));
+        }
         if let Error::RateLimited { retry_after_s } = self.0 {
             if let Ok(v) = HeaderValue::from_str(&retry_after_s.to_string()) {
                 resp.headers_mut().insert("retry-after", v);

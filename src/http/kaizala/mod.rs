@@ -116,6 +116,10 @@ impl IntoResponse for KzError {
             error_category_key: self.category.to_string(),
         };
         let mut resp = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // An oversized body is left unread: the connection cannot be reused.
+            resp.headers_mut().insert("connection", HeaderValue::from_static("close"));
+        }
         if let Some(s) = self.retry_after_s {
             if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
                 resp.headers_mut().insert("retry-after", v);
