@@ -9,14 +9,15 @@
 //! Every membership change goes through [`join`] / [`leave`], which keep the group's
 //! member count.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
 use super::members::Member;
-use super::smart_rules::Rules;
+use super::properties::{PropertyDef, StoredValue};
+use super::smart_rules::{PropertyValues, Rules};
 use super::{new_id, now_ms};
 use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db, Tx};
@@ -80,7 +81,7 @@ pub struct NewGroup {
     pub group_type: Option<String>,
 }
 
-fn prepare(spot_id: Uuid, n: NewGroup) -> Result<Group> {
+fn prepare(spot_id: Uuid, n: NewGroup, props: &[PropertyDef]) -> Result<Group> {
     let name = n.name.as_deref().map(str::trim).unwrap_or_default().to_string();
     if name.is_empty() {
         return Err(Error::invalid("name", "is required"));
@@ -90,7 +91,7 @@ fn prepare(spot_id: Uuid, n: NewGroup) -> Result<Group> {
         ("Static", None | Some(Value::Null)) => None,
         ("Static", Some(_)) => return Err(Error::invalid("rules", "only a Smart group has rules")),
         ("Smart", None | Some(Value::Null)) => return Err(Error::invalid("rules", "is required for a Smart group")),
-        ("Smart", Some(v)) => Some(Rules::parse(&v)?.to_json().to_string()),
+        ("Smart", Some(v)) => Some(Rules::parse_with(&v, props, true)?.to_json().to_string()),
         _ => return Err(Error::invalid("type", "must be Static or Smart")),
     };
     let group_type = n.group_type.unwrap_or_else(|| "Group".into());
@@ -128,7 +129,8 @@ pub async fn get_group(db: &Db, spot_id: Uuid, id: Uuid) -> Result<Group> {
 /// Creates a group inside the caller's transaction; a smart group still needs
 /// [`start_computation`] after the commit.
 pub async fn create_in(tx: &mut Tx, spot_id: Uuid, n: NewGroup) -> Result<Group> {
-    let g = prepare(spot_id, n)?;
+    let props = store::properties::list(tx.ex(), spot_id).await?;
+    let g = prepare(spot_id, n, &props)?;
     store::groups::insert(tx.ex(), &g).await?;
     Ok(g)
 }
@@ -152,10 +154,11 @@ pub async fn bulk_create(db: &Db, spot_id: Uuid, items: Vec<(NewGroup, Value)>) 
     if items.len() > MAX_BULK {
         return Err(Error::TooLarge);
     }
+    let props = super::properties::list_properties(db, spot_id).await?;
     let mut valid = Vec::new();
     let mut failed = Vec::new();
     for (n, raw) in items {
-        match prepare(spot_id, n) {
+        match prepare(spot_id, n, &props) {
             Ok(g) => valid.push(g),
             Err(_) => failed.push(raw),
         }
@@ -358,13 +361,16 @@ pub async fn change_blacklist(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[Str
     if !g.is_smart() {
         return Err(Error::Conflict("Only a smart group has a blacklist".into()));
     }
-    let rules = parse_stored_rules(&g)?;
+    let props = store::properties::list(tx.ex(), spot_id).await?;
+    let rules = parse_stored_rules(&g, &props)?;
     let members = store::members::get_many(tx.ex(), spot_id, &parsed).await?;
     for m in &members {
         if add {
             store::groups::blacklist_add(tx.ex(), spot_id, group_id, m.id).await?;
             leave(&mut tx, spot_id, group_id, &[m.id]).await?;
-        } else if store::groups::blacklist_remove(tx.ex(), spot_id, group_id, m.id).await? && rules.matches(m) {
+        } else if store::groups::blacklist_remove(tx.ex(), spot_id, group_id, m.id).await?
+            && rules.matches_with(m, &property_values(&mut tx, m).await?)
+        {
             join(&mut tx, spot_id, group_id, m.id, "Member").await?;
         }
     }
@@ -373,9 +379,19 @@ pub async fn change_blacklist(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[Str
     Ok(list)
 }
 
-fn parse_stored_rules(g: &Group) -> Result<Rules> {
+/// A member's custom-property values, as property triggers read them.
+async fn property_values(tx: &mut Tx, m: &Member) -> Result<PropertyValues> {
+    let rows = store::properties::member_values(tx.ex(), m.spot_id, m.id).await?;
+    let mut out = PropertyValues::new();
+    for (pid, _, text, num) in rows {
+        out.entry(pid).or_default().push(StoredValue { text, num });
+    }
+    Ok(out)
+}
+
+fn parse_stored_rules(g: &Group, props: &[PropertyDef]) -> Result<Rules> {
     let v = g.rules_json().ok_or_else(|| Error::Internal(anyhow::anyhow!("smart group {} has no rules", g.id)))?;
-    Rules::parse(&v)
+    Rules::parse_with(&v, props, false)
 }
 
 /// Re-evaluates one member against every smart group of its spot (inside the
@@ -389,14 +405,21 @@ pub async fn refresh_smart_memberships(tx: &mut Tx, m: &Member) -> Result<()> {
     let current: HashSet<Uuid> = store::groups::groups_of_member(tx.ex(), m.spot_id, m.id).await?.into_iter().collect();
     let blacklisted: HashSet<Uuid> =
         store::groups::blacklisting_groups(tx.ex(), m.spot_id, m.id).await?.into_iter().collect();
+    let uses_properties = smart.iter().any(|(_, r)| r.contains("\"customProperties."));
+    let (props, values) = if uses_properties {
+        (store::properties::list(tx.ex(), m.spot_id).await?, property_values(tx, m).await?)
+    } else {
+        (Vec::new(), PropertyValues::new())
+    };
     for (group_id, rules) in smart {
         let Ok(v) = serde_json::from_str::<Value>(&rules) else {
             continue;
         };
-        let Ok(rules) = Rules::parse(&v) else {
-            continue;
+        // Rules that no longer parse (a property they read was removed) match no one.
+        let should = match Rules::parse_with(&v, &props, false) {
+            Ok(rules) => rules.matches_with(m, &values) && !blacklisted.contains(&group_id),
+            Err(_) => false,
         };
-        let should = rules.matches(m) && !blacklisted.contains(&group_id);
         let is = current.contains(&group_id);
         if should && !is {
             join(tx, m.spot_id, group_id, m.id, "Member").await?;
@@ -440,7 +463,11 @@ pub async fn compute_smart_group(db: &Db, spot_id: Uuid, group_id: Uuid) -> Resu
     let (true, Some(group)) = (claimed, group) else {
         return Ok(());
     };
-    let rules = parse_stored_rules(&group)?;
+    let props = {
+        let mut c = db.conn().await?;
+        store::properties::list(c.ex(), spot_id).await?
+    };
+    let rules = parse_stored_rules(&group, &props)?;
     let mut after = None;
     loop {
         let mut tx = db.begin().await?;
@@ -452,9 +479,16 @@ pub async fn compute_smart_group(db: &Db, spot_id: Uuid, group_id: Uuid) -> Resu
         };
         let blacklisted: HashSet<Uuid> =
             store::groups::blacklist(tx.ex(), spot_id, group_id).await?.into_iter().collect();
+        let values = if rules.uses_properties() {
+            let ids: Vec<Uuid> = batch.iter().map(|m| m.id).collect();
+            store::properties::values_of_members(tx.ex(), spot_id, &ids).await?
+        } else {
+            HashMap::new()
+        };
         let mut out = Vec::new();
         for m in &batch {
-            if rules.matches(m) && !blacklisted.contains(&m.id) {
+            let member_values = values.get(&m.id).cloned().unwrap_or_default();
+            if rules.matches_with(m, &member_values) && !blacklisted.contains(&m.id) {
                 join(&mut tx, spot_id, group_id, m.id, "Member").await?;
             } else {
                 out.push(m.id);

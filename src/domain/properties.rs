@@ -246,11 +246,26 @@ pub async fn update_property(db: &Db, spot_id: Uuid, slug: &str, p: PropertyPatc
     Ok(def)
 }
 
-/// Deletes a property and every stored value of it, in one transaction.
+/// Deletes a property and every stored value of it, in one transaction; refused (409)
+/// while a smart group's rules read it.
 pub async fn delete_property(db: &Db, spot_id: Uuid, slug: &str) -> Result<()> {
     let mut tx = db.begin().await?;
     let def =
         store::properties::get_by_slug(tx.ex(), spot_id, slug).await?.ok_or(Error::NotFound(Entity::CustomProperty))?;
+    let needle = format!("\"customProperties.{}\"", def.slug);
+    let users: Vec<String> = store::groups::smart_groups(tx.ex(), spot_id)
+        .await?
+        .into_iter()
+        .filter(|(_, rules)| rules.contains(&needle))
+        .map(|(id, _)| id.to_string())
+        .collect();
+    if !users.is_empty() {
+        return Err(Error::Conflict(format!(
+            "Custom property '{}' is read by the rules of smart group(s) {}; delete those groups first",
+            def.slug,
+            users.join(", ")
+        )));
+    }
     store::properties::delete_all_values(tx.ex(), spot_id, def.id).await?;
     store::properties::delete(tx.ex(), spot_id, def.id).await?;
     tx.commit().await?;
@@ -406,7 +421,7 @@ pub struct PropertyFilter {
     pub predicate: Predicate,
 }
 
-fn ops_of(kind: &str) -> &'static [Op] {
+pub fn ops_of(kind: &str) -> &'static [Op] {
     match kind {
         "Text" => &[Op::Eq, Op::Neq, Op::In, Op::Contains],
         "Number" => &[Op::Eq, Op::Neq, Op::Gt, Op::Gte, Op::Lt, Op::Lte],

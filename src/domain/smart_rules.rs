@@ -4,12 +4,18 @@
 //! time, which is what keeps membership current incrementally: a member change
 //! re-evaluates that member only.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::filter::{unix_to_ms, Op};
 use super::members::{Member, ROLES, STATUSES};
+use super::properties::{self, PropertyDef, StoredValue};
 use crate::error::{Error, Result};
+
+/// A member's custom-property values by property id (what property triggers read).
+pub type PropertyValues = HashMap<Uuid, Vec<StoredValue>>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Junction {
@@ -44,6 +50,12 @@ pub enum Field {
     RegistrationDate,
     InvitationDate,
     CustomRoleId,
+    /// `customProperties.<slug>`: a custom property of the spot and its type.
+    Property {
+        slug: String,
+        id: Uuid,
+        kind: String,
+    },
 }
 
 impl Field {
@@ -70,11 +82,21 @@ impl Field {
             Field::RegistrationDate => "registrationDate",
             Field::InvitationDate => "invitationDate",
             Field::CustomRoleId => "customRoleId",
+            Field::Property { .. } => "customProperties",
+        }
+    }
+
+    /// The field as written in rules.
+    fn name(&self) -> String {
+        match self {
+            Field::Property { slug, .. } => format!("customProperties.{slug}"),
+            other => other.as_str().to_string(),
         }
     }
     fn ops(&self) -> &'static [Op] {
         match self {
             Field::RegistrationDate | Field::InvitationDate => &[Op::Before, Op::After],
+            Field::Property { kind, .. } => properties::ops_of(kind),
             _ => &[Op::Eq, Op::Neq, Op::In, Op::NotIn, Op::Contains],
         }
     }
@@ -87,6 +109,8 @@ pub enum Operand {
     List(Vec<String>),
     /// Milliseconds since the epoch.
     Time(i64),
+    Num(f64),
+    Bool(bool),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -112,8 +136,15 @@ pub const MAX_CONDITIONS: usize = 20;
 pub const MAX_TRIGGERS: usize = 20;
 
 impl Rules {
-    /// Validates a rules document; errors name the offending path.
+    /// Validates a rules document without custom properties; errors name the offending path.
     pub fn parse(v: &Value) -> Result<Rules> {
+        Self::parse_with(v, &[], true)
+    }
+
+    /// Validates a rules document against the spot's custom properties. `strict` also
+    /// checks select values against the options (on creation); stored rules are
+    /// re-read leniently, so removing an option only stops it matching.
+    pub fn parse_with(v: &Value, props: &[PropertyDef], strict: bool) -> Result<Rules> {
         let obj = v.as_object().ok_or_else(|| Error::invalid("rules", "must be an object"))?;
         let operator = Junction::parse(obj.get("operator").unwrap_or(&Value::Null), "rules.operator")?;
         let conds = obj
@@ -141,7 +172,7 @@ impl Rules {
             let triggers = trigs
                 .iter()
                 .enumerate()
-                .map(|(j, t)| parse_trigger(t, &format!("{path}.triggers[{j}]")))
+                .map(|(j, t)| parse_trigger(t, &format!("{path}.triggers[{j}]"), props, strict))
                 .collect::<Result<Vec<_>>>()?;
             conditions.push(Condition { operator, triggers });
         }
@@ -162,8 +193,11 @@ impl Rules {
                             Operand::Text(s) => Value::from(s.clone()),
                             Operand::List(l) => Value::from(l.clone()),
                             Operand::Time(ms) => Value::from(ms / 1000),
+                            Operand::Num(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => Value::from(*n as i64),
+                            Operand::Num(n) => Value::from(*n),
+                            Operand::Bool(b) => Value::from(*b),
                         };
-                        serde_json::json!({"field": t.field.as_str(), "op": t.op.as_str(), "value": value})
+                        serde_json::json!({"field": t.field.name(), "op": t.op.as_str(), "value": value})
                     })
                     .collect();
                 serde_json::json!({"operator": c.operator.as_str(), "triggers": triggers})
@@ -172,11 +206,21 @@ impl Rules {
         serde_json::json!({"operator": self.operator.as_str(), "conditions": conditions})
     }
 
-    /// Whether `m` satisfies the rules.
+    /// Whether `m` satisfies the rules (property triggers see no value).
     pub fn matches(&self, m: &Member) -> bool {
+        self.matches_with(m, &PropertyValues::new())
+    }
+
+    /// Whether the rules reference any custom property.
+    pub fn uses_properties(&self) -> bool {
+        self.conditions.iter().flat_map(|c| &c.triggers).any(|t| matches!(t.field, Field::Property { .. }))
+    }
+
+    /// Whether `m`, with its custom-property `values`, satisfies the rules.
+    pub fn matches_with(&self, m: &Member, values: &PropertyValues) -> bool {
         let cond = |c: &Condition| match c.operator {
-            Junction::And => c.triggers.iter().all(|t| t.matches(m)),
-            Junction::Or => c.triggers.iter().any(|t| t.matches(m)),
+            Junction::And => c.triggers.iter().all(|t| t.matches(m, values)),
+            Junction::Or => c.triggers.iter().any(|t| t.matches(m, values)),
         };
         match self.operator {
             Junction::And => self.conditions.iter().all(cond),
@@ -185,11 +229,14 @@ impl Rules {
     }
 }
 
-fn parse_trigger(t: &Value, path: &str) -> Result<Trigger> {
+fn parse_trigger(t: &Value, path: &str, props: &[PropertyDef], strict: bool) -> Result<Trigger> {
     let o = t.as_object().ok_or_else(|| Error::invalid(path, "must be an object"))?;
     let field_name = o.get("field").and_then(Value::as_str).unwrap_or_default();
     let field = if let Some(slug) = field_name.strip_prefix("customProperties.") {
-        return Err(Error::invalid(format!("{path}.field"), format!("no custom property '{slug}' in this spot")));
+        let def = props.iter().find(|d| d.slug == slug).ok_or_else(|| {
+            Error::invalid(format!("{path}.field"), format!("no custom property '{slug}' in this spot"))
+        })?;
+        return parse_property_trigger(o, path, def, strict);
     } else {
         Field::parse(field_name).ok_or_else(|| {
             Error::invalid(
@@ -241,6 +288,56 @@ fn parse_trigger(t: &Value, path: &str) -> Result<Trigger> {
     Ok(Trigger { field, op, value })
 }
 
+fn parse_property_trigger(
+    o: &serde_json::Map<String, Value>,
+    path: &str,
+    def: &PropertyDef,
+    strict: bool,
+) -> Result<Trigger> {
+    let field = Field::Property { slug: def.slug.clone(), id: def.id, kind: def.kind.clone() };
+    let op_name = o.get("op").and_then(Value::as_str).unwrap_or_default();
+    let ops = properties::ops_of(&def.kind);
+    let op = Op::parse(op_name).filter(|op| ops.contains(op)).ok_or_else(|| {
+        let allowed: Vec<&str> = ops.iter().map(|o| o.as_str()).collect();
+        Error::invalid(
+            format!("{path}.op"),
+            format!("operator '{op_name}' is not allowed on a {} property (allowed: {})", def.kind, allowed.join(", ")),
+        )
+    })?;
+    let vpath = format!("{path}.value");
+    let raw = o.get("value").unwrap_or(&Value::Null);
+    let option = |s: &str| -> Result<String> {
+        let select = def.kind == "SingleSelect" || def.kind == "MultipleSelect";
+        if strict && select && !def.possible_values.0.iter().any(|p| p == s) {
+            return Err(Error::invalid(&vpath, format!("'{s}' is not a possible value of '{}'", def.slug)));
+        }
+        if def.kind == "Date" {
+            let fmt = time::macros::format_description!("[year]-[month]-[day]");
+            time::Date::parse(s, &fmt).map_err(|_| Error::invalid(&vpath, "must be a date YYYY-MM-DD"))?;
+        }
+        Ok(s.to_string())
+    };
+    let value = match (def.kind.as_str(), op) {
+        ("Number", _) => Operand::Num(raw.as_f64().ok_or_else(|| Error::invalid(&vpath, "must be a number"))?),
+        ("Boolean", _) => Operand::Bool(raw.as_bool().ok_or_else(|| Error::invalid(&vpath, "must be true or false"))?),
+        (_, Op::In) => {
+            let items = raw.as_array().ok_or_else(|| Error::invalid(&vpath, "must be an array of strings"))?;
+            let list = items
+                .iter()
+                .map(|x| {
+                    x.as_str().ok_or_else(|| Error::invalid(&vpath, "must be an array of strings")).and_then(option)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if list.is_empty() {
+                return Err(Error::invalid(&vpath, "must not be empty"));
+            }
+            Operand::List(list)
+        }
+        (_, _) => Operand::Text(option(raw.as_str().ok_or_else(|| Error::invalid(&vpath, "must be a string"))?)?),
+    };
+    Ok(Trigger { field, op, value })
+}
+
 fn check_value(field: &Field, s: &str, path: &str) -> Result<()> {
     let ok = match field {
         Field::Status => STATUSES.contains(&s),
@@ -261,7 +358,35 @@ fn check_value(field: &Field, s: &str, path: &str) -> Result<()> {
 }
 
 impl Trigger {
-    fn matches(&self, m: &Member) -> bool {
+    fn matches_property(&self, kind: &str, rows: &[StoredValue]) -> bool {
+        let texts = || rows.iter().filter_map(|r| r.text.as_deref());
+        let num = rows.first().and_then(|r| r.num);
+        match (&self.value, self.op) {
+            (Operand::Num(v), op) => num.is_some_and(|n| match op {
+                Op::Eq => n == *v,
+                Op::Neq => n != *v,
+                Op::Gt => n > *v,
+                Op::Gte => n >= *v,
+                Op::Lt => n < *v,
+                Op::Lte => n <= *v,
+                _ => false,
+            }),
+            (Operand::Bool(b), Op::Eq) => num.is_some_and(|n| (n != 0.0) == *b),
+            (Operand::Text(v), Op::Eq) => texts().any(|t| t == v),
+            (Operand::Text(v), Op::Neq) => texts().next().is_some_and(|t| t != v),
+            (Operand::Text(v), Op::Before) => texts().next().is_some_and(|t| t < v.as_str()),
+            (Operand::Text(v), Op::After) => texts().next().is_some_and(|t| t > v.as_str()),
+            (Operand::Text(v), Op::Contains) if kind == "MultipleSelect" => texts().any(|t| t == v),
+            (Operand::Text(v), Op::Contains) => texts().any(|t| t.to_lowercase().contains(&v.to_lowercase())),
+            (Operand::List(l), Op::In) => texts().any(|t| l.iter().any(|v| v == t)),
+            _ => false,
+        }
+    }
+
+    fn matches(&self, m: &Member, values: &PropertyValues) -> bool {
+        if let Field::Property { id, kind, .. } = &self.field {
+            return self.matches_property(kind, values.get(id).map(Vec::as_slice).unwrap_or(&[]));
+        }
         let text: Option<String> = match self.field {
             Field::Status => Some(m.status.clone()),
             Field::Role => Some(m.role.clone()),
@@ -269,7 +394,7 @@ impl Trigger {
             Field::Firstname => Some(m.firstname.clone()),
             Field::Lastname => Some(m.lastname.clone()),
             Field::CustomRoleId => m.custom_role_id.map(|u| u.to_string()),
-            Field::RegistrationDate | Field::InvitationDate => None,
+            Field::RegistrationDate | Field::InvitationDate | Field::Property { .. } => None,
         };
         let norm = |s: &str| {
             if self.field == Field::Email {

@@ -1,5 +1,7 @@
 //! Custom property definitions and member values.
 
+use std::collections::HashMap;
+
 use uuid::Uuid;
 
 use super::sql::{Bind, Sql};
@@ -198,4 +200,34 @@ pub async fn insert_values(
         sql.push(")");
     }
     run!(ex, |c| bind_all!(sqlx::query(&sql.text), &sql.binds).execute(c).await.map(|_| ()))
+}
+
+/// The values of several members (at most a few thousand ids), grouped by member then property.
+pub async fn values_of_members(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    member_ids: &[Uuid],
+) -> Result<HashMap<Uuid, HashMap<Uuid, Vec<StoredValue>>>, sqlx::Error> {
+    let mut out: HashMap<Uuid, HashMap<Uuid, Vec<StoredValue>>> = HashMap::new();
+    if member_ids.is_empty() {
+        return Ok(out);
+    }
+    let mut sql =
+        Sql::new("SELECT member_id, property_id, value_text, value_num FROM member_property_values WHERE spot_id = ");
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND member_id IN (");
+    for (i, id) in member_ids.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push_bind(Bind::Uuid(*id));
+    }
+    sql.push(") ORDER BY member_id, property_id, ord");
+    let rows =
+        run!(ex, |c| bind_all!(sqlx::query_as::<_, (Uuid, Uuid, Option<String>, Option<f64>)>(&sql.text), &sql.binds)
+            .fetch_all(c)
+            .await)?;
+    for (mid, pid, text, num) in rows {
+        out.entry(mid).or_default().entry(pid).or_default().push(StoredValue { text, num });
+    }
+    Ok(out)
 }

@@ -208,3 +208,64 @@ both!(properties_are_scoped_to_the_spot, |app| {
         .await;
     assert_eq!(assert_ms_error(&r, 404), "Spot member not found");
 });
+
+both!(smart_groups_follow_property_values, |app| {
+    define(&app, json!({"label": "Plan", "type": "SingleSelect", "possibleValues": ["free", "pro"]})).await;
+    define(&app, json!({"label": "Seats", "type": "Number"})).await;
+    define(&app, json!({"label": "Topics", "type": "MultipleSelect", "possibleValues": ["rust", "go"]})).await;
+    let a = app.invite("a@x.io").await;
+    let b = app.invite("b@x.io").await;
+    set(
+        &app,
+        &a,
+        json!([{"customPropertySlug": "plan", "value": "pro"}, {"customPropertySlug": "seats", "value": 10}]),
+    )
+    .await;
+    let rules = json!({"operator": "OR", "conditions": [
+        {"operator": "AND", "triggers": [
+            {"field": "customProperties.plan", "op": "eq", "value": "pro"},
+            {"field": "customProperties.seats", "op": "gte", "value": 5}]},
+        {"operator": "AND", "triggers": [{"field": "customProperties.topics", "op": "contains", "value": "go"}]}]});
+    let r = app.post("/v1/groups", json!({"name": "Big pro", "type": "Smart", "rules": rules})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["rules"], rules);
+    let gid = r.body["id"].as_str().unwrap().to_string();
+    let members_of = |gid: String| {
+        let app = &app;
+        async move {
+            for _ in 0..400 {
+                if app.get(&format!("/v1/groups/{gid}")).await.body["ready"] == true {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            let r = app.get(&format!("/v1/groups/{gid}/spotMembers")).await;
+            let mut v: Vec<String> =
+                r.body["items"].as_array().unwrap().iter().map(|m| m["email"].as_str().unwrap().to_string()).collect();
+            v.sort();
+            v
+        }
+    };
+    assert_eq!(members_of(gid.clone()).await, vec!["a@x.io"]);
+    // Value changes move members in and out at once.
+    set(&app, &b, json!([{"customPropertySlug": "topics", "value": ["go"]}])).await;
+    assert_eq!(members_of(gid.clone()).await, vec!["a@x.io", "b@x.io"]);
+    app.put(&format!("/v1/spotMembers/{a}/customPropertiesValues/seats"), json!({"value": 2})).await;
+    assert_eq!(members_of(gid.clone()).await, vec!["b@x.io"]);
+    app.put(&format!("/v1/spotMembers/{b}/customPropertiesValues/topics"), json!({"value": null})).await;
+    assert_eq!(members_of(gid.clone()).await, Vec::<String>::new());
+    // A property read by smart-group rules cannot be deleted.
+    let r = app.delete("/v1/customProperties/seats").await;
+    assert!(assert_ms_error(&r, 409).contains(&gid));
+    // Rule validation knows the property's type.
+    for (t, path) in [
+        (json!({"field": "customProperties.seats", "op": "contains", "value": 1}), "op"),
+        (json!({"field": "customProperties.seats", "op": "gt", "value": "five"}), "value"),
+        (json!({"field": "customProperties.plan", "op": "eq", "value": "gold"}), "value"),
+        (json!({"field": "customProperties.ghost", "op": "eq", "value": "x"}), "field"),
+    ] {
+        let body = json!({"name": "x", "type": "Smart", "rules": {"operator": "AND", "conditions": [{"operator": "AND", "triggers": [t]}]}});
+        let msg = assert_ms_error(&app.post("/v1/groups", body).await, 400);
+        assert!(msg.starts_with(&format!("rules.conditions[0].triggers[0].{path}")), "{msg}");
+    }
+});
