@@ -45,16 +45,7 @@ pub async fn list_courses(
     offset: i64,
     limit: i64,
 ) -> Result<(Vec<Course>, i64), sqlx::Error> {
-    let mut sql = Sql::new(&format!("SELECT {COURSE_COLUMNS} FROM courses WHERE spot_id = "));
-    sql.push_bind(Bind::Uuid(spot_id)).push_predicates(filters);
-    let mut count = Sql::new("SELECT COUNT(*) FROM courses WHERE spot_id = ");
-    count.push_bind(Bind::Uuid(spot_id)).push_predicates(filters);
-    sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
-    run!(ex, |c| {
-        let items = bind_all!(sqlx::query_as::<_, Course>(&sql.text), &sql.binds).fetch_all(&mut *c).await?;
-        let total = bind_all!(sqlx::query_scalar::<_, i64>(&count.text), &count.binds).fetch_one(&mut *c).await?;
-        Ok((items, total))
-    })
+    super::sql::page(ex, "courses", COURSE_COLUMNS, spot_id, filters, offset, limit).await
 }
 
 pub async fn update_course(ex: Ex<'_>, c_: &Course) -> Result<(), sqlx::Error> {
@@ -154,14 +145,8 @@ pub async fn participants_of_members(
     }
     let mut sql = Sql::new(&format!("SELECT {PARTICIPANT_COLUMNS} {PARTICIPANT_FROM}"));
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND p.course_id = ").push_bind(Bind::Uuid(course_id));
-    sql.push(" AND p.member_id IN (");
-    for (i, id) in member_ids.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.push_bind(Bind::Uuid(*id));
-    }
-    sql.push(") ORDER BY p.id");
+    sql.push(" AND p.member_id IN ");
+    sql.push_list(member_ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY p.id");
     run!(ex, |c| bind_all!(sqlx::query_as::<_, Participant>(&sql.text), &sql.binds).fetch_all(c).await)
 }
 

@@ -2,11 +2,10 @@
 
 use uuid::Uuid;
 
-use super::sql::{Bind, Sql};
 use super::Ex;
 use crate::domain::custom_roles::CustomRole;
 use crate::domain::filter::Predicate;
-use crate::{bind_all, run};
+use crate::run;
 
 const COLUMNS: &str = "spot_id, id, label, description, permissions";
 
@@ -38,16 +37,7 @@ pub async fn list(
     offset: i64,
     limit: i64,
 ) -> Result<(Vec<CustomRole>, i64), sqlx::Error> {
-    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM custom_roles WHERE spot_id = "));
-    sql.push_bind(Bind::Uuid(spot_id)).push_predicates(filters);
-    let mut count = Sql::new("SELECT COUNT(*) FROM custom_roles WHERE spot_id = ");
-    count.push_bind(Bind::Uuid(spot_id)).push_predicates(filters);
-    sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
-    run!(ex, |c| {
-        let items = bind_all!(sqlx::query_as::<_, CustomRole>(&sql.text), &sql.binds).fetch_all(&mut *c).await?;
-        let total = bind_all!(sqlx::query_scalar::<_, i64>(&count.text), &count.binds).fetch_one(&mut *c).await?;
-        Ok((items, total))
-    })
+    super::sql::page(ex, "custom_roles", COLUMNS, spot_id, filters, offset, limit).await
 }
 
 pub async fn update(ex: Ex<'_>, r: &CustomRole) -> Result<(), sqlx::Error> {

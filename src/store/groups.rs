@@ -51,16 +51,7 @@ pub async fn list(
     offset: i64,
     limit: i64,
 ) -> Result<(Vec<Group>, i64), sqlx::Error> {
-    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM spot_groups WHERE spot_id = "));
-    sql.push_bind(Bind::Uuid(spot_id)).push_predicates(filters);
-    let mut count = Sql::new("SELECT COUNT(*) FROM spot_groups WHERE spot_id = ");
-    count.push_bind(Bind::Uuid(spot_id)).push_predicates(filters);
-    sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
-    run!(ex, |c| {
-        let items = bind_all!(sqlx::query_as::<_, Group>(&sql.text), &sql.binds).fetch_all(&mut *c).await?;
-        let total = bind_all!(sqlx::query_scalar::<_, i64>(&count.text), &count.binds).fetch_one(&mut *c).await?;
-        Ok((items, total))
-    })
+    super::sql::page(ex, "spot_groups", COLUMNS, spot_id, filters, offset, limit).await
 }
 
 /// The groups among `ids` that belong to the spot, in id order.
@@ -69,14 +60,8 @@ pub async fn get_many(ex: Ex<'_>, spot_id: Uuid, ids: &[Uuid]) -> Result<Vec<Gro
         return Ok(Vec::new());
     }
     let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM spot_groups WHERE spot_id = "));
-    sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN (");
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.push_bind(Bind::Uuid(*id));
-    }
-    sql.push(") ORDER BY id");
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN ");
+    sql.push_list(ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY id");
     run!(ex, |c| bind_all!(sqlx::query_as::<_, Group>(&sql.text), &sql.binds).fetch_all(c).await)
 }
 
@@ -236,14 +221,8 @@ pub async fn delete_memberships(
     }
     let mut sql = Sql::new("DELETE FROM group_members WHERE spot_id = ");
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND group_id = ").push_bind(Bind::Uuid(group_id));
-    sql.push(" AND member_id IN (");
-    for (i, id) in member_ids.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.push_bind(Bind::Uuid(*id));
-    }
-    sql.push(") RETURNING member_id");
+    sql.push(" AND member_id IN ");
+    sql.push_list(member_ids.iter().map(|id| Bind::Uuid(*id))).push(" RETURNING member_id");
     run!(ex, |c| bind_all!(sqlx::query_scalar::<_, Uuid>(&sql.text), &sql.binds).fetch_all(c).await)
 }
 

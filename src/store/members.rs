@@ -74,14 +74,8 @@ pub async fn get_many(ex: Ex<'_>, spot_id: Uuid, ids: &[Uuid]) -> Result<Vec<Mem
         return Ok(Vec::new());
     }
     let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM members WHERE spot_id = "));
-    sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN (");
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.push_bind(Bind::Uuid(*id));
-    }
-    sql.push(") ORDER BY id");
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN ");
+    sql.push_list(ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY id");
     run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds).fetch_all(c).await)
 }
 
@@ -210,13 +204,7 @@ pub async fn get_many_by_email(ex: Ex<'_>, spot_id: Uuid, emails: &[String]) -> 
         return Ok(Vec::new());
     }
     let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM members WHERE spot_id = "));
-    sql.push_bind(Bind::Uuid(spot_id)).push(" AND email_norm IN (");
-    for (i, e) in emails.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.push_bind(Bind::Text(e.to_lowercase()));
-    }
-    sql.push(")");
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND email_norm IN ");
+    sql.push_list(emails.iter().map(|e| Bind::Text(e.to_lowercase())));
     run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds).fetch_all(c).await)
 }

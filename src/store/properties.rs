@@ -214,14 +214,8 @@ pub async fn values_of_members(
     }
     let mut sql =
         Sql::new("SELECT member_id, property_id, value_text, value_num FROM member_property_values WHERE spot_id = ");
-    sql.push_bind(Bind::Uuid(spot_id)).push(" AND member_id IN (");
-    for (i, id) in member_ids.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.push_bind(Bind::Uuid(*id));
-    }
-    sql.push(") ORDER BY member_id, property_id, ord");
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND member_id IN ");
+    sql.push_list(member_ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY member_id, property_id, ord");
     let rows =
         run!(ex, |c| bind_all!(sqlx::query_as::<_, (Uuid, Uuid, Option<String>, Option<f64>)>(&sql.text), &sql.binds)
             .fetch_all(c)

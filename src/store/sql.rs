@@ -42,6 +42,18 @@ impl Sql {
         self
     }
 
+    /// Appends `($a, $b, …)` binding every value (callers ensure the list is not empty).
+    pub fn push_list(&mut self, values: impl IntoIterator<Item = Bind>) -> &mut Self {
+        self.push("(");
+        for (i, v) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.push_bind(v);
+        }
+        self.push(")")
+    }
+
     /// Appends ` AND <predicate>` for each predicate.
     pub fn push_predicates(&mut self, predicates: &[Predicate]) -> &mut Self {
         for p in predicates {
@@ -67,14 +79,8 @@ impl Sql {
             Op::Lt | Op::Before => single(self, " < "),
             Op::Lte => single(self, " <= "),
             Op::In | Op::NotIn => {
-                self.push(col).push(if p.op == Op::In { " IN (" } else { " NOT IN (" });
-                for (i, v) in p.values.iter().enumerate() {
-                    if i > 0 {
-                        self.push(", ");
-                    }
-                    self.push_bind(v.clone());
-                }
-                self.push(")");
+                self.push(col).push(if p.op == Op::In { " IN " } else { " NOT IN " });
+                self.push_list(p.values.iter().cloned());
             }
             Op::Contains => {
                 self.push("lower(").push(col).push(") LIKE ");
@@ -99,6 +105,34 @@ pub fn escape_like(s: &str) -> String {
         out.push(ch);
     }
     out
+}
+
+/// A page of one spot's rows of `table` matching `filters`, in id (creation) order,
+/// and how many rows match: the shape of every plain `{items, total}` list.
+pub async fn page<T>(
+    ex: super::Ex<'_>,
+    table: &str,
+    columns: &str,
+    spot_id: Uuid,
+    filters: &[Predicate],
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<T>, i64), sqlx::Error>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    T: Send + Unpin,
+{
+    let mut sql = Sql::new(&format!("SELECT {columns} FROM {table} WHERE spot_id = "));
+    sql.push_bind(Bind::Uuid(spot_id)).push_predicates(filters);
+    let mut count = Sql::new(&format!("SELECT COUNT(*) FROM {table} WHERE spot_id = "));
+    count.push_bind(Bind::Uuid(spot_id)).push_predicates(filters);
+    sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
+    crate::run!(ex, |c| {
+        let items = crate::bind_all!(sqlx::query_as::<_, T>(&sql.text), &sql.binds).fetch_all(&mut *c).await?;
+        let total =
+            crate::bind_all!(sqlx::query_scalar::<_, i64>(&count.text), &count.binds).fetch_one(&mut *c).await?;
+        Ok((items, total))
+    })
 }
 
 #[cfg(test)]
