@@ -162,6 +162,32 @@ fn serve_demo_answers_and_stops_on_sigterm() {
             .unwrap()
     });
     assert_eq!(groups["total"], 2, "{groups}");
+    let props: Value = rt.block_on(async {
+        reqwest::Client::new()
+            .get(format!("http://{listen}/v1/customProperties"))
+            .header("authorization", &key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let mut kinds: Vec<&str> = props["items"].as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap()).collect();
+    kinds.sort();
+    assert_eq!(kinds, vec!["Boolean", "Date", "MultipleSelect", "Number", "SingleSelect", "Text"]);
+    let courses: Value = rt.block_on(async {
+        reqwest::Client::new()
+            .get(format!("http://{listen}/v1/courses"))
+            .header("authorization", &key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(courses["total"], 1, "{courses}");
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let start = Instant::now();
     let status = loop {

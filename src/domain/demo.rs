@@ -5,6 +5,7 @@
 use uuid::Uuid;
 
 use super::groups::{self, NewGroup};
+use super::properties::{self, NewProperty};
 use super::{courses, custom_roles, members, spots};
 use crate::error::Result;
 use crate::store::Db;
@@ -87,5 +88,40 @@ pub async fn seed(db: &Db) -> Result<(Uuid, String)> {
     )
     .await?;
     courses::link_groups(db, spot.id, course.id, &[pioneers.id.to_string()]).await?;
+    // One custom property of every type, with values for the first member.
+    let defs = [
+        ("Company", "Text", vec![]),
+        ("Seats", "Number", vec![]),
+        ("Newsletter", "Boolean", vec![]),
+        ("Customer since", "Date", vec![]),
+        ("Plan", "SingleSelect", vec!["free", "pro", "enterprise"]),
+        ("Interests", "MultipleSelect", vec!["rust", "databases", "community"]),
+    ];
+    for (label, kind, options) in defs {
+        properties::create_property(
+            db,
+            spot.id,
+            NewProperty {
+                label: Some(label.into()),
+                kind: Some(kind.into()),
+                possible_values: (!options.is_empty()).then(|| options.iter().map(|o| o.to_string()).collect()),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    if let Some(first) = ids.first() {
+        let values = [
+            ("company", serde_json::json!("Analytical Engines Ltd")),
+            ("seats", serde_json::json!(12)),
+            ("newsletter", serde_json::json!(true)),
+            ("customer-since", serde_json::json!("2024-01-15")),
+            ("plan", serde_json::json!("pro")),
+            ("interests", serde_json::json!(["rust", "community"])),
+        ];
+        let items: Vec<(String, serde_json::Value, String)> =
+            values.into_iter().map(|(slug, v)| (slug.to_string(), v, "value".to_string())).collect();
+        properties::set_values(db, spot.id, *first, &items).await?;
+    }
     Ok((spot.id, key))
 }

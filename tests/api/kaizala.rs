@@ -420,3 +420,147 @@ both!(messages_and_throttling, |app| {
     assert_kz_error(&r, 429, "Throttled");
     assert!(r.header("retry-after").and_then(|v| v.parse::<u64>().ok()).is_some_and(|s| s >= 1));
 });
+
+/// A real SMS relay: an HTTP server on a loopback port recording every posted body.
+async fn sms_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = seen.clone();
+    let app = axum::Router::new().route(
+        "/sms",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let store = store.clone();
+            async move {
+                store.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/sms", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+async fn pin_login_flow(backend: openspot::store::Backend) {
+    let (url, seen) = sms_receiver().await;
+    let Some(app) = TestApp::spawn_with(backend, |c| {
+        c.sms_webhook_url = Some(url.clone());
+        c.allow_private_targets = true;
+    })
+    .await
+    else {
+        return;
+    };
+    let kz = setup(&app, "+911199999999").await;
+    let gen = |number: &str| format!("{{\"mobileNumber\":\"{number}\", applicationId:\"{}\"}}", kz.app_id);
+    // A number that is not a member: {} and nothing sent.
+    let r = raw(&app, Method::POST, "/kaizala/v1/generatePin", &[], Some(gen("+911199999990").as_bytes())).await;
+    assert_eq!((r.status, r.body.clone()), (200, json!({})), "{}", r.text);
+    let r = raw(&app, Method::POST, "/kaizala/v1/generatePin", &[], Some(gen("+911199999999").as_bytes())).await;
+    assert_eq!((r.status, r.body.clone()), (200, json!({})));
+    // generatePin answers after the relay call: the PIN is already there.
+    let posted = seen.lock().unwrap().clone();
+    assert_eq!(posted.len(), 1, "only the member's PIN is sent: {posted:?}");
+    assert_eq!(posted[0]["mobileNumber"], "+911199999999");
+    let pin: u32 = posted[0]["pin"].as_str().unwrap().parse().unwrap();
+    assert!((1000..=9999).contains(&pin));
+    let login = |pin: Value, secret: Option<&str>| {
+        let mut body = json!({"mobileNumber": "+911199999999", "applicationId": kz.app_id, "pin": pin});
+        if let Some(s) = secret {
+            body["applicationSecret"] = json!(s);
+        }
+        body.to_string()
+    };
+    let r = raw(
+        &app,
+        Method::POST,
+        "/kaizala/v1/loginWithPinAndApplicationId",
+        &[],
+        Some(login(json!(pin), Some("WRONG")).as_bytes()),
+    )
+    .await;
+    assert_kz_error(&r, 401, "Unauthenticated");
+    let r = raw(
+        &app,
+        Method::POST,
+        "/kaizala/v1/loginWithPinAndApplicationId",
+        &[],
+        Some(login(json!(pin), Some(&kz.secret)).as_bytes()),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let refresh = r.body["refreshToken"].as_str().unwrap().to_string();
+    assert!(r.body["grantedScope"].is_string() && r.body["refreshTokenExpiry"].is_i64());
+    assert_eq!(access(&app, &kz.app_id, &kz.secret, &refresh).await.status, 200);
+    // The PIN is spent; a new one as a string; five wrong tries exhaust it.
+    assert_kz_error(
+        &raw(
+            &app,
+            Method::POST,
+            "/kaizala/v1/loginWithPinAndApplicationId",
+            &[],
+            Some(login(json!(pin), None).as_bytes()),
+        )
+        .await,
+        401,
+        "Unauthenticated",
+    );
+    raw(&app, Method::POST, "/kaizala/v1/generatePin", &[], Some(gen("+911199999999").as_bytes())).await;
+    let pin2 = seen.lock().unwrap()[1]["pin"].as_str().unwrap().to_string();
+    let r = raw(
+        &app,
+        Method::POST,
+        "/kaizala/v1/loginWithPinAndApplicationId",
+        &[],
+        Some(login(json!(pin2), None).as_bytes()),
+    )
+    .await;
+    assert_eq!(r.status, 200, "pin as a string: {}", r.text);
+    raw(&app, Method::POST, "/kaizala/v1/generatePin", &[], Some(gen("+911199999999").as_bytes())).await;
+    let pin3 = seen.lock().unwrap()[2]["pin"].as_str().unwrap().to_string();
+    let wrong = if pin3 == "1000" { "1001" } else { "1000" };
+    for _ in 0..5 {
+        raw(
+            &app,
+            Method::POST,
+            "/kaizala/v1/loginWithPinAndApplicationId",
+            &[],
+            Some(login(json!(wrong), None).as_bytes()),
+        )
+        .await;
+    }
+    let r = raw(
+        &app,
+        Method::POST,
+        "/kaizala/v1/loginWithPinAndApplicationId",
+        &[],
+        Some(login(json!(pin3), None).as_bytes()),
+    )
+    .await;
+    assert_kz_error(&r, 401, "Unauthenticated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_login_sqlite() {
+    pin_login_flow(openspot::store::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_login_postgres() {
+    pin_login_flow(openspot::store::Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_relay_to_private_targets_is_refused_by_default() {
+    let (url, seen) = sms_receiver().await;
+    let Some(app) =
+        TestApp::spawn_with(openspot::store::Backend::Sqlite, |c| c.sms_webhook_url = Some(url.clone())).await
+    else {
+        return;
+    };
+    let kz = setup(&app, "+911199999999").await;
+    let body = format!("{{mobileNumber:'+911199999999', applicationId:'{}'}}", kz.app_id);
+    let r = raw(&app, Method::POST, "/kaizala/v1/generatePin", &[], Some(body.as_bytes())).await;
+    assert_eq!((r.status, r.body.clone()), (200, json!({})));
+    assert!(seen.lock().unwrap().is_empty(), "a loopback relay is refused without OPENSPOT_ALLOW_PRIVATE_TARGETS");
+}
