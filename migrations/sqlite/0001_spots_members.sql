@@ -46,7 +46,7 @@ CREATE TABLE members (
     updated_at BIGINT NOT NULL,
     last_activity_at BIGINT,
     PRIMARY KEY (spot_id, id)
-) WITHOUT ROWID;
+);
 CREATE UNIQUE INDEX members_spot_email_key ON members (spot_id, email_norm);
 CREATE UNIQUE INDEX members_spot_mobile_key ON members (spot_id, mobile_number);
 CREATE INDEX members_firstname ON members (spot_id, firstname);

@@ -25,7 +25,7 @@ CREATE TABLE member_property_values (
     PRIMARY KEY (spot_id, property_id, member_id, ord),
     FOREIGN KEY (spot_id, property_id) REFERENCES custom_properties (spot_id, id) ON DELETE CASCADE,
     FOREIGN KEY (spot_id, member_id) REFERENCES members (spot_id, id) ON DELETE CASCADE
-) WITHOUT ROWID;
+);
 CREATE INDEX member_property_values_text ON member_property_values (spot_id, property_id, value_text, member_id)
     WHERE value_text IS NOT NULL;
 CREATE INDEX member_property_values_num ON member_property_values (spot_id, property_id, value_num, member_id)

@@ -27,6 +27,8 @@ pub const MAX_BULK: usize = 200;
 pub const COMPUTE_BATCH: i64 = 2000;
 /// How long a replica's claim on a smart-group computation lasts without renewal.
 pub const COMPUTE_LEASE_MS: i64 = 60_000;
+/// How long a computation waits for the transactions that were running when it began.
+const EARLIER_WRITES_WAIT_MS: i64 = 30_000;
 
 pub const GROUP_FILTERS: &[FieldSpec] =
     &[FieldSpec { field: "name", column: "name", kind: Kind::Text, ops: &[Op::Eq, Op::Contains] }];
@@ -317,7 +319,7 @@ fn check_bulk(ids: &[String]) -> Result<()> {
 /// the group count as added; unknown or foreign ids, and any id on a smart group, fail.
 pub async fn bulk_add(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String]) -> Result<(Vec<String>, Vec<String>)> {
     check_bulk(ids)?;
-    let (parsed, mut failed) = split_ids(ids);
+    let (parsed, _) = split_ids(ids);
     let mut tx = db.begin().await?;
     let g = locked_group(&mut tx, spot_id, group_id).await?;
     if g.is_smart() {
@@ -325,8 +327,18 @@ pub async fn bulk_add(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String]) ->
     }
     let found: HashSet<Uuid> =
         store::members::get_many(tx.ex(), spot_id, &parsed).await?.into_iter().map(|m| m.id).collect();
+    // Both lists keep the order of the request (a repeated id is reported once).
     let mut added = Vec::new();
-    for id in parsed {
+    let mut failed = Vec::new();
+    let mut seen = HashSet::new();
+    for raw in ids {
+        let Ok(id) = Uuid::parse_str(raw.trim()) else {
+            failed.push(raw.clone());
+            continue;
+        };
+        if !seen.insert(id) {
+            continue;
+        }
         if found.contains(&id) {
             join(&mut tx, spot_id, group_id, id, "Member").await?;
             added.push(id.to_string());
@@ -357,13 +369,20 @@ pub async fn change_blacklist(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[Str
     check_bulk(ids)?;
     let (parsed, _) = split_ids(ids);
     let mut tx = db.begin().await?;
-    let g = locked_group(&mut tx, spot_id, group_id).await?;
+    let g = store::groups::get(tx.ex(), spot_id, group_id).await?.ok_or(Error::NotFound(Entity::Group))?;
     if !g.is_smart() {
         return Err(Error::Conflict("Only a smart group has a blacklist".into()));
     }
+    // The members (share-locked, so their state is current) before the group's lock:
+    // the order in which a member write takes them, so neither waits on the other in a
+    // cycle. A member write racing this call then either commits first (and is read
+    // here) or re-reads the blacklist after this commits (`refresh_smart_memberships`).
+    let members = store::groups::members_for_share(tx.ex(), spot_id, &parsed).await?;
+    if !store::groups::lock(tx.ex(), spot_id, group_id).await? {
+        return Err(Error::NotFound(Entity::Group));
+    }
     let props = store::properties::list(tx.ex(), spot_id).await?;
     let rules = parse_stored_rules(&g, &props)?;
-    let members = store::members::get_many(tx.ex(), spot_id, &parsed).await?;
     for m in &members {
         if add {
             store::groups::blacklist_add(tx.ex(), spot_id, group_id, m.id).await?;
@@ -422,6 +441,14 @@ pub async fn refresh_smart_memberships(tx: &mut Tx, m: &Member) -> Result<()> {
         };
         let is = current.contains(&group_id);
         if should && !is {
+            // Under the group's lock, re-read the blacklist: a concurrent
+            // `blacklist~bulkAdd` holds that lock until it commits, and what it listed
+            // must not be joined from a read taken before its commit.
+            if !store::groups::lock(tx.ex(), m.spot_id, group_id).await?
+                || store::groups::is_blacklisted(tx.ex(), m.spot_id, group_id, m.id).await?
+            {
+                continue;
+            }
             join(tx, m.spot_id, group_id, m.id, "Member").await?;
         } else if !should && is {
             leave(tx, m.spot_id, group_id, &[m.id]).await?;
@@ -452,6 +479,25 @@ pub async fn resume_computations(db: &Db) -> Result<usize> {
     Ok(n)
 }
 
+/// Waits (bounded) until every transaction in progress now has ended (PostgreSQL; a
+/// no-op on SQLite). The group has committed, so a member write that starts from now
+/// on sees it and keeps its member current itself; a write already under way may have
+/// evaluated its member before the group existed, and its rows stay invisible to the
+/// computation until it commits. Without this wait such members were never evaluated.
+async fn wait_for_earlier_writes(db: &Db) -> Result<()> {
+    let mut c = db.conn().await?;
+    let running = store::groups::transactions_in_progress(c.ex()).await?;
+    let deadline = now_ms() + EARLIER_WRITES_WAIT_MS;
+    while !running.is_empty() && store::groups::count_in_progress(c.ex(), &running).await? > 0 {
+        if now_ms() > deadline {
+            tracing::warn!("smart group computation: transactions still running after {EARLIER_WRITES_WAIT_MS} ms");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
 /// Evaluates every member of the spot against a smart group, in batches, then marks
 /// the group ready. Runs under a lease so that one replica does it at a time.
 pub async fn compute_smart_group(db: &Db, spot_id: Uuid, group_id: Uuid) -> Result<()> {
@@ -463,6 +509,7 @@ pub async fn compute_smart_group(db: &Db, spot_id: Uuid, group_id: Uuid) -> Resu
     let (true, Some(group)) = (claimed, group) else {
         return Ok(());
     };
+    wait_for_earlier_writes(db).await?;
     let props = {
         let mut c = db.conn().await?;
         store::properties::list(c.ex(), spot_id).await?
@@ -477,6 +524,11 @@ pub async fn compute_smart_group(db: &Db, spot_id: Uuid, group_id: Uuid) -> Resu
             tx.commit().await?;
             return Ok(());
         };
+        // The group's lock (after the members', as member writes take them) before the
+        // blacklist is read, so a concurrent blacklist change is seen whole or not at all.
+        if !store::groups::lock(tx.ex(), spot_id, group_id).await? {
+            return Ok(());
+        }
         let blacklisted: HashSet<Uuid> =
             store::groups::blacklist(tx.ex(), spot_id, group_id).await?.into_iter().collect();
         let values = if rules.uses_properties() {

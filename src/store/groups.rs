@@ -159,6 +159,36 @@ pub async fn set_ready(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<(), sqlx::
     })
 }
 
+/// PostgreSQL: the ids of the transactions in progress right now. A member write that
+/// began before a smart group committed may have evaluated its member without seeing
+/// the group, while its rows are still invisible to the group's computation; the
+/// computation waits for these to finish first. Empty on SQLite, whose writers are
+/// serialised (a write transaction ends before the group's transaction can start).
+pub async fn transactions_in_progress(ex: Ex<'_>) -> Result<Vec<i64>, sqlx::Error> {
+    match ex {
+        Ex::Sqlite(_) => Ok(Vec::new()),
+        Ex::Postgres(c) => {
+            sqlx::query_scalar::<_, i64>("SELECT txid_snapshot_xip(txid_current_snapshot())::bigint").fetch_all(c).await
+        }
+    }
+}
+
+/// PostgreSQL: how many of `xids` (from [`transactions_in_progress`]) are still running.
+pub async fn count_in_progress(ex: Ex<'_>, xids: &[i64]) -> Result<i64, sqlx::Error> {
+    match ex {
+        Ex::Sqlite(_) => Ok(0),
+        Ex::Postgres(_) if xids.is_empty() => Ok(0),
+        Ex::Postgres(c) => {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM unnest($1::bigint[]) AS x(id) WHERE txid_status(x.id) = 'in progress'",
+            )
+            .bind(xids)
+            .fetch_one(c)
+            .await
+        }
+    }
+}
+
 /// Smart groups not ready whose lease is free or lapsed (work a replica may take over).
 pub async fn pending_computes(ex: Ex<'_>, now: i64) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
     run!(ex, |c| {
@@ -322,6 +352,40 @@ pub async fn blacklist_remove(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid, member_
         .execute(c)
         .await
         .map(|r| r.rows_affected() == 1))
+}
+
+/// Whether the group's blacklist holds the member.
+pub async fn is_blacklisted(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid, member_id: Uuid) -> Result<bool, sqlx::Error> {
+    run!(ex, |c| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM group_blacklist WHERE spot_id = $1 AND group_id = $2 AND member_id = $3",
+        )
+        .bind(spot_id)
+        .bind(group_id)
+        .bind(member_id)
+        .fetch_one(c)
+        .await
+        .map(|n| n > 0)
+    })
+}
+
+/// The spot's members among `ids`, in id order. On PostgreSQL the rows are
+/// share-locked until the transaction ends, so a concurrent update of one of them is
+/// either committed before they are read or waits until this transaction commits.
+pub async fn members_for_share(ex: Ex<'_>, spot_id: Uuid, ids: &[Uuid]) -> Result<Vec<Member>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new(&format!("SELECT {} FROM members WHERE spot_id = ", crate::store::members::COLUMNS));
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN ");
+    sql.push_list(ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY id");
+    match ex {
+        Ex::Sqlite(c) => bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds).fetch_all(c).await,
+        Ex::Postgres(c) => {
+            sql.push(" FOR SHARE");
+            bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds).fetch_all(c).await
+        }
+    }
 }
 
 pub async fn blacklist(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
