@@ -1059,3 +1059,23 @@ both!(blacklist_races_member_updates, |app| {
     let g = app.get(&format!("/v1/groups/{gid}")).await;
     assert_eq!(g.body["membersCount"], 0);
 });
+
+// A blacklist written while a new smart group is still being computed holds: the
+// computation never puts a blacklisted member in.
+both!(blacklist_during_computation, |app| {
+    for round in 0..3 {
+        let emails: Vec<String> = (0..150).map(|i| format!("c{round}m{i:03}@comp{round}.io")).collect();
+        let r = app.post("/v1/spotMembers~bulkInvite", json!({ "emails": emails })).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let ids: Vec<String> =
+            r.body["created"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()).collect();
+        let trigger = json!({"field": "email", "op": "contains", "value": format!("@comp{round}.")});
+        let gid = create_group(&app, smart(&format!("comp {round}"), trigger)).await;
+        let r = app.post(&format!("/v1/groups/{gid}/blacklist~bulkAdd"), json!({ "spotMemberIds": ids[..100] })).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["blacklistedSpotMemberIds"].as_array().unwrap().len(), 100);
+        wait_ready(&app, &gid).await;
+        let rest: Vec<&str> = emails[100..].iter().map(String::as_str).collect();
+        wait_members(&app, &gid, &rest).await;
+    }
+});
