@@ -7,6 +7,11 @@
 //! multi-row inserts, so a 100,000-member group links inside one request) and every
 //! member who joins a linked group later ([`invite_joiner`], called by
 //! `groups::join`).
+//!
+//! Locks (PostgreSQL; SQLite serialises writers): every write to a course's
+//! participants holds the course's row lock, taken after any group lock (the order
+//! `groups::join` already follows: group, then course); a progress update holds the
+//! participant's row lock; a course update holds the course's.
 
 use std::collections::HashSet;
 
@@ -145,7 +150,8 @@ pub async fn create_course(db: &Db, spot_id: Uuid, input: CourseInput) -> Result
 
 pub async fn update_course(db: &Db, spot_id: Uuid, id: Uuid, input: CourseInput) -> Result<Course> {
     let mut tx = db.begin().await?;
-    let mut course = store::courses::get_course(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Course))?;
+    // Under the row lock: concurrent partial updates each keep the other's fields.
+    let mut course = locked_course(&mut tx, spot_id, id).await?;
     apply(&mut course, input)?;
     store::courses::update_course(tx.ex(), &course).await?;
     tx.commit().await?;
@@ -164,6 +170,14 @@ pub async fn delete_course(db: &Db, spot_id: Uuid, id: Uuid) -> Result<()> {
 
 async fn course_in(tx: &mut Tx, spot_id: Uuid, id: Uuid) -> Result<Course> {
     store::courses::get_course(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Course))
+}
+
+/// The course under its row lock (see the module notes); 404 when absent.
+async fn locked_course(tx: &mut Tx, spot_id: Uuid, id: Uuid) -> Result<Course> {
+    if !store::courses::lock_course(tx.ex(), spot_id, id).await? {
+        return Err(Error::NotFound(Entity::Course));
+    }
+    course_in(tx, spot_id, id).await
 }
 
 pub async fn list_participants(
@@ -197,7 +211,7 @@ pub async fn get_participant(db: &Db, spot_id: Uuid, course_id: Uuid, id: Uuid) 
 /// Invites members (inside the caller's transaction): new participants are created,
 /// Unenrolled ones become Invited again when `reinvite_unenrolled` (an explicit
 /// invitation; group links leave them Unenrolled), others stay as they are. Returns
-/// the participants that are new or re-invited.
+/// the participants that are new or re-invited. The caller holds the course's lock.
 async fn invite_in(
     tx: &mut Tx,
     spot_id: Uuid,
@@ -250,7 +264,7 @@ pub async fn invite_participant(
     invited_by: Option<Uuid>,
 ) -> Result<(Participant, bool)> {
     let mut tx = db.begin().await?;
-    course_in(&mut tx, spot_id, course_id).await?;
+    locked_course(&mut tx, spot_id, course_id).await?;
     store::members::get(tx.ex(), spot_id, member_id).await?.ok_or(Error::NotFound(Entity::SpotMember))?;
     check_inviter(&mut tx, spot_id, invited_by).await?;
     let invited = invite_in(&mut tx, spot_id, course_id, &[member_id], invited_by, true).await?;
@@ -291,7 +305,7 @@ pub async fn bulk_invite(
         }
     }
     let mut tx = db.begin().await?;
-    course_in(&mut tx, spot_id, course_id).await?;
+    locked_course(&mut tx, spot_id, course_id).await?;
     check_inviter(&mut tx, spot_id, invited_by).await?;
     let found: HashSet<Uuid> =
         store::members::get_many(tx.ex(), spot_id, &ids).await?.into_iter().map(|m| m.id).collect();
@@ -328,6 +342,11 @@ pub async fn update_progress(
     }
     let mut tx = db.begin().await?;
     course_in(&mut tx, spot_id, course_id).await?;
+    // Under the participant's lock, so that concurrent moves are checked one after the
+    // other (a Completed racing an Unenrolled must not overwrite it).
+    if !store::courses::lock_participant(tx.ex(), spot_id, course_id, id).await? {
+        return Err(Error::NotFound(Entity::CourseParticipant));
+    }
     let mut p = store::courses::get_participant(tx.ex(), spot_id, course_id, id)
         .await?
         .ok_or(Error::NotFound(Entity::CourseParticipant))?;
@@ -405,11 +424,24 @@ async fn check_groups(tx: &mut Tx, spot_id: Uuid, ids: &[Uuid]) -> Result<()> {
 }
 
 /// `groups~bulkAdd`: links groups and invites all their current members.
+///
+/// The groups' locks are taken (in id order, before the course's) ahead of reading
+/// their members: a member joining concurrently either commits first and is read here,
+/// or waits for this link to commit and is invited by [`invite_joiner`]. Without them
+/// a join that committed while the link was running was invited by neither.
 pub async fn link_groups(db: &Db, spot_id: Uuid, course_id: Uuid, raw: &[String]) -> Result<()> {
     let ids = parse_group_ids(raw)?;
     let mut tx = db.begin().await?;
     course_in(&mut tx, spot_id, course_id).await?;
     check_groups(&mut tx, spot_id, &ids).await?;
+    let mut sorted = ids.clone();
+    sorted.sort();
+    for gid in &sorted {
+        if !store::groups::lock(tx.ex(), spot_id, *gid).await? {
+            return Err(Error::invalid("groupIds", format!("unknown groups: {gid}")));
+        }
+    }
+    locked_course(&mut tx, spot_id, course_id).await?;
     for gid in &ids {
         store::courses::link_group(tx.ex(), spot_id, course_id, *gid).await?;
         let mut after = None;
@@ -438,9 +470,13 @@ pub async fn unlink_groups(db: &Db, spot_id: Uuid, course_id: Uuid, raw: &[Strin
 }
 
 /// Invites a member who just joined `group_id` to every course linked to it
-/// (inside the joining transaction).
+/// (inside the joining transaction, which holds the group's lock). A course deleted
+/// meanwhile is skipped.
 pub async fn invite_joiner(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_id: Uuid) -> Result<()> {
     for course_id in store::courses::courses_of_group(tx.ex(), spot_id, group_id).await? {
+        if !store::courses::lock_course(tx.ex(), spot_id, course_id).await? {
+            continue;
+        }
         invite_in(tx, spot_id, course_id, &[member_id], None, false).await?;
     }
     Ok(())

@@ -271,6 +271,11 @@ pub async fn import_rows(
     let defs = properties::list_properties(db, spot_id).await?;
     let cols = columns(rows.first().map(Vec::as_slice).unwrap_or(&[]), &defs)?;
     check_groups(db, spot_id, group_ids).await?;
+    // Groups are joined in id order, the order every other membership writer locks them in.
+    let mut sorted = group_ids.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    let group_ids = sorted.as_slice();
     let has_smart = {
         let mut c = db.conn().await?;
         !store::groups::smart_groups(c.ex(), spot_id).await?.is_empty()

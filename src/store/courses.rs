@@ -48,6 +48,33 @@ pub async fn list_courses(
     super::sql::page(ex, "courses", COURSE_COLUMNS, spot_id, filters, offset, limit).await
 }
 
+/// Takes the course's row lock until the transaction ends (PostgreSQL; SQLite
+/// transactions are already serialised by `BEGIN IMMEDIATE`); false when there is no
+/// such course. Every write to a course's participants holds it, so concurrent
+/// invitations of one member cannot both create (or re-invite) the participant.
+pub async fn lock_course(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
+    run!(ex, |c| sqlx::query("UPDATE courses SET participant_count = participant_count WHERE spot_id = $1 AND id = $2")
+        .bind(spot_id)
+        .bind(id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected() == 1))
+}
+
+/// Takes a participant's row lock until the transaction ends (see [`lock_course`]);
+/// false when there is no such participant in the course.
+pub async fn lock_participant(ex: Ex<'_>, spot_id: Uuid, course_id: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "UPDATE course_participants SET status = status WHERE spot_id = $1 AND course_id = $2 AND id = $3"
+    )
+    .bind(spot_id)
+    .bind(course_id)
+    .bind(id)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected() == 1))
+}
+
 pub async fn update_course(ex: Ex<'_>, c_: &Course) -> Result<(), sqlx::Error> {
     run!(ex, |c| sqlx::query(
         "UPDATE courses SET title = $3, description = $4, privacy = $5, status = $6, navigation_mode = $7 \
