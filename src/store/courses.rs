@@ -147,7 +147,7 @@ pub async fn insert_invited(
         sql.push(", ").push_bind(Bind::I64(now)).push(", 0)");
     }
     sql.push(" ON CONFLICT DO NOTHING");
-    run!(ex, |c| bind_all!(sqlx::query(&sql.text), &sql.binds).execute(c).await.map(|r| r.rows_affected()))
+    run!(ex, |c| bind_all!(sqlx::query(sql.text_for(&*c)), &sql.binds).execute(c).await.map(|r| r.rows_affected()))
 }
 
 pub async fn get_participant(
@@ -174,7 +174,7 @@ pub async fn participants_of_members(
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND p.course_id = ").push_bind(Bind::Uuid(course_id));
     sql.push(" AND p.member_id IN ");
     sql.push_list(member_ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY p.id");
-    run!(ex, |c| bind_all!(sqlx::query_as::<_, Participant>(&sql.text), &sql.binds).fetch_all(c).await)
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, Participant>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 pub async fn list_participants(
@@ -189,7 +189,7 @@ pub async fn list_participants(
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND p.course_id = ").push_bind(Bind::Uuid(course_id));
     sql.push_predicates(filters);
     sql.push(" ORDER BY p.id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
-    run!(ex, |c| bind_all!(sqlx::query_as::<_, Participant>(&sql.text), &sql.binds).fetch_all(c).await)
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, Participant>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 pub async fn count_participants(
@@ -204,7 +204,7 @@ pub async fn count_participants(
         .push(" AND p.course_id = ")
         .push_bind(Bind::Uuid(course_id));
     sql.push_predicates(filters);
-    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(&sql.text), &sql.binds).fetch_one(c).await)
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(sql.text_for(&*c)), &sql.binds).fetch_one(c).await)
 }
 
 pub async fn update_participant(ex: Ex<'_>, p: &Participant) -> Result<(), sqlx::Error> {
@@ -275,5 +275,5 @@ pub async fn group_member_ids(
         sql.push(" AND member_id > ").push_bind(Bind::Uuid(a));
     }
     sql.push(" ORDER BY member_id LIMIT ").push_bind(Bind::I64(limit));
-    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, Uuid>(&sql.text), &sql.binds).fetch_all(c).await)
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, Uuid>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }

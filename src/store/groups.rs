@@ -62,7 +62,7 @@ pub async fn get_many(ex: Ex<'_>, spot_id: Uuid, ids: &[Uuid]) -> Result<Vec<Gro
     let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM spot_groups WHERE spot_id = "));
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN ");
     sql.push_list(ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY id");
-    run!(ex, |c| bind_all!(sqlx::query_as::<_, Group>(&sql.text), &sql.binds).fetch_all(c).await)
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, Group>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 pub async fn update(ex: Ex<'_>, g: &Group) -> Result<(), sqlx::Error> {
@@ -253,7 +253,7 @@ pub async fn delete_memberships(
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND group_id = ").push_bind(Bind::Uuid(group_id));
     sql.push(" AND member_id IN ");
     sql.push_list(member_ids.iter().map(|id| Bind::Uuid(*id))).push(" RETURNING member_id");
-    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, Uuid>(&sql.text), &sql.binds).fetch_all(c).await)
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, Uuid>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 /// The member's Kaizala role in a group, or None when not a member.
@@ -380,10 +380,10 @@ pub async fn members_for_share(ex: Ex<'_>, spot_id: Uuid, ids: &[Uuid]) -> Resul
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN ");
     sql.push_list(ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY id");
     match ex {
-        Ex::Sqlite(c) => bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds).fetch_all(c).await,
+        Ex::Sqlite(c) => bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await,
         Ex::Postgres(c) => {
             sql.push(" FOR SHARE");
-            bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds).fetch_all(c).await
+            bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await
         }
     }
 }
@@ -431,7 +431,7 @@ pub async fn list_members(
     }
     run!(ex, |c| {
         use sqlx::{FromRow, Row};
-        let rows = bind_all!(sqlx::query(&sql.text), &sql.binds).fetch_all(&mut *c).await?;
+        let rows = bind_all!(sqlx::query(sql.text_for(&*c)), &sql.binds).fetch_all(&mut *c).await?;
         rows.iter()
             .map(|r| Ok((Member::from_row(r)?, r.try_get::<String, _>("group_role")?)))
             .collect::<Result<Vec<_>, sqlx::Error>>()
@@ -445,7 +445,7 @@ pub async fn count_members(
     filters: &[Predicate],
 ) -> Result<i64, sqlx::Error> {
     let sql = group_members_sql("COUNT(*)", spot_id, group_id, filters);
-    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(&sql.text), &sql.binds).fetch_one(c).await)
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(sql.text_for(&*c)), &sql.binds).fetch_one(c).await)
 }
 
 /// The next batch of the spot's members after `after` (id order), for a full smart-group
@@ -464,10 +464,10 @@ pub async fn members_batch(
     }
     sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit));
     match ex {
-        Ex::Sqlite(c) => bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds).fetch_all(c).await,
+        Ex::Sqlite(c) => bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await,
         Ex::Postgres(c) => {
             sql.push(" FOR SHARE");
-            bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds).fetch_all(c).await
+            bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await
         }
     }
 }

@@ -145,9 +145,9 @@ pub async fn set_values(
         insert.push(")");
     }
     run!(ex, |c| {
-        bind_all!(sqlx::query(&sql.text), &sql.binds).execute(&mut *c).await?;
+        bind_all!(sqlx::query(sql.text_for(&*c)), &sql.binds).execute(&mut *c).await?;
         if !values.is_empty() {
-            bind_all!(sqlx::query(&insert.text), &insert.binds).execute(&mut *c).await?;
+            bind_all!(sqlx::query(insert.text_for(&*c)), &insert.binds).execute(&mut *c).await?;
         }
         Ok(())
     })
@@ -199,7 +199,7 @@ pub async fn insert_values(
         };
         sql.push(")");
     }
-    run!(ex, |c| bind_all!(sqlx::query(&sql.text), &sql.binds).execute(c).await.map(|_| ()))
+    run!(ex, |c| bind_all!(sqlx::query(sql.text_for(&*c)), &sql.binds).execute(c).await.map(|_| ()))
 }
 
 /// The values of several members (at most a few thousand ids), grouped by member then property.
@@ -216,10 +216,12 @@ pub async fn values_of_members(
         Sql::new("SELECT member_id, property_id, value_text, value_num FROM member_property_values WHERE spot_id = ");
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND member_id IN ");
     sql.push_list(member_ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY member_id, property_id, ord");
-    let rows =
-        run!(ex, |c| bind_all!(sqlx::query_as::<_, (Uuid, Uuid, Option<String>, Option<f64>)>(&sql.text), &sql.binds)
-            .fetch_all(c)
-            .await)?;
+    let rows = run!(ex, |c| bind_all!(
+        sqlx::query_as::<_, (Uuid, Uuid, Option<String>, Option<f64>)>(sql.text_for(&*c)),
+        &sql.binds
+    )
+    .fetch_all(c)
+    .await)?;
     for (mid, pid, text, num) in rows {
         out.entry(mid).or_default().entry(pid).or_default().push(StoredValue { text, num });
     }
