@@ -22,7 +22,9 @@ use crate::error::{Error, Result};
 use crate::store::{self, Db};
 
 /// Rows written per transaction.
-pub const BATCH_ROWS: usize = 1000;
+pub const BATCH_ROWS: usize = 20_000;
+/// Members per multi-row insert statement (13 binds each).
+const INSERT_ROWS_PER_STATEMENT: usize = 250;
 /// The HTTP endpoint's limits (MeltingSpot's own file limits).
 pub const HTTP_MAX_ROWS: usize = 2000;
 pub const HTTP_MAX_BYTES: usize = 5 << 20;
@@ -365,18 +367,11 @@ async fn write_batch(
     }
     let mut tx = db.begin().await?;
     let now = now_ms();
-    let mut members: HashMap<String, Member> = HashMap::new();
-    for chunk in order.chunks(500) {
-        for m in store::members::get_many_by_email(tx.ex(), spot_id, chunk).await? {
-            if let Some(e) = &m.email {
-                members.insert(e.to_lowercase(), m);
-            }
-        }
-    }
-    let existing: HashSet<String> = members.keys().cloned().collect();
-    let fresh: Vec<Member> = order
+    // Every row is first offered as a new member; an email already in the spot (or
+    // created meanwhile by another writer) makes its row a no-op, and only those rows
+    // are then read back to be updated. A fresh import never looks an email up twice.
+    let candidates: Vec<Member> = order
         .iter()
-        .filter(|k| !existing.contains(*k))
         .filter_map(|k| merged.get(k))
         .map(|p| {
             let mut m = Member::new_invited(spot_id, Some(p.email.clone()), None);
@@ -387,21 +382,26 @@ async fn write_batch(
             m
         })
         .collect();
-    let mut created: HashSet<String> = HashSet::new();
-    for chunk in fresh.chunks(250) {
-        for m in store::members::insert_many_if_absent(tx.ex(), chunk).await? {
-            if let Some(e) = &m.email {
-                created.insert(e.to_lowercase());
-                members.insert(e.to_lowercase(), m);
-            }
+    let mut inserted: HashSet<Uuid> = HashSet::new();
+    for chunk in candidates.chunks(INSERT_ROWS_PER_STATEMENT) {
+        inserted.extend(store::members::insert_many_if_absent(tx.ex(), chunk).await?);
+    }
+    let mut members: HashMap<String, Member> = HashMap::with_capacity(candidates.len());
+    let mut created: HashSet<String> = HashSet::with_capacity(inserted.len());
+    let mut existing_emails: Vec<String> = Vec::new();
+    for m in candidates {
+        let key = m.email.as_deref().unwrap_or_default().to_lowercase();
+        if inserted.contains(&m.id) {
+            created.insert(key.clone());
+            members.insert(key, m);
+        } else {
+            existing_emails.push(key);
         }
     }
-    // A member created meanwhile by another writer is updated like any existing one.
-    for m in &fresh {
-        let key = m.email.as_deref().unwrap_or_default().to_lowercase();
-        if let std::collections::hash_map::Entry::Vacant(slot) = members.entry(key) {
-            if let Some(found) = store::members::get_by_email(tx.ex(), spot_id, slot.key()).await? {
-                slot.insert(found);
+    for chunk in existing_emails.chunks(500) {
+        for m in store::members::get_many_by_email(tx.ex(), spot_id, chunk).await? {
+            if let Some(e) = &m.email {
+                members.insert(e.to_lowercase(), m);
             }
         }
     }

@@ -76,7 +76,7 @@ pub async fn get_many(ex: Ex<'_>, spot_id: Uuid, ids: &[Uuid]) -> Result<Vec<Mem
     let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM members WHERE spot_id = "));
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN ");
     sql.push_list(ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY id");
-    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds).fetch_all(c).await)
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 /// Writes every mutable field of `m`.
@@ -148,7 +148,7 @@ pub async fn list(
     sql.push_predicates(filters);
     push_property_filters(&mut sql, spot_id, props);
     sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
-    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds).fetch_all(c).await)
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 /// How many members match (an index range when filtered).
@@ -162,12 +162,12 @@ pub async fn count(
     sql.push_bind(Bind::Uuid(spot_id));
     sql.push_predicates(filters);
     push_property_filters(&mut sql, spot_id, props);
-    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(&sql.text), &sql.binds).fetch_one(c).await)
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(sql.text_for(&*c)), &sql.binds).fetch_one(c).await)
 }
 
 /// Inserts new members in one multi-row statement, skipping emails (or numbers)
-/// already taken; returns the members actually inserted.
-pub async fn insert_many_if_absent(ex: Ex<'_>, members: &[Member]) -> Result<Vec<Member>, sqlx::Error> {
+/// already taken; returns the ids of the members actually inserted.
+pub async fn insert_many_if_absent(ex: Ex<'_>, members: &[Member]) -> Result<Vec<Uuid>, sqlx::Error> {
     if members.is_empty() {
         return Ok(Vec::new());
     }
@@ -194,8 +194,8 @@ pub async fn insert_many_if_absent(ex: Ex<'_>, members: &[Member]) -> Result<Vec
         sql.push(", ").push_bind(Bind::Text(m.lastname.clone())).push(", 0, ").push_bind(Bind::I64(m.invited_at));
         sql.push(", ").push_bind(Bind::I64(m.updated_at)).push(")");
     }
-    sql.push(" ON CONFLICT DO NOTHING RETURNING ").push(COLUMNS);
-    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds).fetch_all(c).await)
+    sql.push(" ON CONFLICT DO NOTHING RETURNING id");
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, Uuid>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 /// The spot's members with any of `emails` (compared lower-cased).
@@ -206,5 +206,5 @@ pub async fn get_many_by_email(ex: Ex<'_>, spot_id: Uuid, emails: &[String]) -> 
     let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM members WHERE spot_id = "));
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND email_norm IN ");
     sql.push_list(emails.iter().map(|e| Bind::Text(e.to_lowercase())));
-    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(&sql.text), &sql.binds).fetch_all(c).await)
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
