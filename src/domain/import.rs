@@ -312,7 +312,7 @@ pub async fn import_rows(
                 seen_in_dry_run.insert(key);
             }
         } else {
-            write_batch(db, spot_id, &plans, group_ids, has_smart, &mut report).await?;
+            write_batch(db, spot_id, &defs, &plans, group_ids, has_smart, &mut report).await?;
         }
         done += batch.len() as u64;
         progress(done);
@@ -326,6 +326,7 @@ pub async fn import_rows(
 async fn write_batch(
     db: &Db,
     spot_id: Uuid,
+    defs: &[PropertyDef],
     plans: &[RowPlan],
     group_ids: &[Uuid],
     has_smart: bool,
@@ -366,6 +367,7 @@ async fn write_batch(
         }
     }
     let mut tx = db.begin().await?;
+    check_properties_unchanged(defs, &store::properties::list_for_share(tx.ex(), spot_id).await?, plans)?;
     let now = now_ms();
     // Every row is first offered as a new member; an email already in the spot (or
     // created meanwhile by another writer) makes its row a no-op, and only those rows
@@ -458,6 +460,27 @@ async fn write_batch(
     Ok(())
 }
 
+/// Rows were validated against `planned`; the batch writes only if every property it
+/// writes still exists with the same type and options (`current` is share-locked, so
+/// this holds until it commits). A property deleted or narrowed during a long import
+/// stops it with 409 rather than leave values the property no longer allows.
+fn check_properties_unchanged(planned: &[PropertyDef], current: &[PropertyDef], plans: &[RowPlan]) -> Result<()> {
+    let used: HashSet<Uuid> = plans.iter().flat_map(|p| p.values.iter().map(|(id, _)| *id)).collect();
+    for def in planned.iter().filter(|d| used.contains(&d.id)) {
+        let same = current
+            .iter()
+            .find(|c| c.id == def.id)
+            .is_some_and(|c| c.kind == def.kind && c.possible_values == def.possible_values);
+        if !same {
+            return Err(Error::Conflict(format!(
+                "custom property '{}' was changed or deleted during the import; run it again",
+                def.slug
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The failed rows as CSV with the header `line,email,reason`.
 pub fn failed_rows_csv(report: &ImportReport) -> Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -495,5 +518,35 @@ mod tests {
         assert!(e.contains("no 'email' column"), "{e}");
         let e = columns(&h(&["email", "plna"]), &[]).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("'plna'"), "{e}");
+    }
+
+    #[test]
+    fn a_batch_stops_when_a_property_it_writes_changed() {
+        let def = |options: &[&str]| PropertyDef {
+            spot_id: Uuid::nil(),
+            id: Uuid::from_u128(7),
+            slug: "plan".into(),
+            label: "Plan".into(),
+            description: None,
+            kind: "SingleSelect".into(),
+            possible_values: properties::Options(options.iter().map(|o| o.to_string()).collect()),
+        };
+        let planned = vec![def(&["Free", "Pro"])];
+        let value = StoredValue { text: Some("Pro".into()), num: None };
+        let writes_plan = vec![RowPlan {
+            email: "a@x.io".into(),
+            firstname: None,
+            lastname: None,
+            values: vec![(Uuid::from_u128(7), vec![value])],
+        }];
+        let names_only = vec![RowPlan { email: "b@x.io".into(), firstname: None, lastname: None, values: vec![] }];
+        let mut relabelled = def(&["Free", "Pro"]);
+        relabelled.label = "Pricing plan".into();
+        assert!(check_properties_unchanged(&planned, &[relabelled], &writes_plan).is_ok());
+        let narrowed = check_properties_unchanged(&planned, &[def(&["Free"])], &writes_plan);
+        assert!(matches!(&narrowed, Err(Error::Conflict(m)) if m.contains("'plan'")), "{narrowed:?}");
+        assert!(matches!(check_properties_unchanged(&planned, &[], &writes_plan), Err(Error::Conflict(_))));
+        // A batch that writes no value of the property does not care.
+        assert!(check_properties_unchanged(&planned, &[], &names_only).is_ok());
     }
 }

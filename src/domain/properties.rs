@@ -203,8 +203,9 @@ pub struct PropertyPatch {
 /// (same transaction); renamed options rename them.
 pub async fn update_property(db: &Db, spot_id: Uuid, slug: &str, p: PropertyPatch) -> Result<PropertyDef> {
     let mut tx = db.begin().await?;
-    let mut def =
-        store::properties::get_by_slug(tx.ex(), spot_id, slug).await?.ok_or(Error::NotFound(Entity::CustomProperty))?;
+    let mut def = store::properties::get_by_slug_for_update(tx.ex(), spot_id, slug)
+        .await?
+        .ok_or(Error::NotFound(Entity::CustomProperty))?;
     if p.slug.as_deref().is_some_and(|s| s != def.slug) {
         return Err(Error::invalid("slug", "cannot change"));
     }
@@ -250,8 +251,9 @@ pub async fn update_property(db: &Db, spot_id: Uuid, slug: &str, p: PropertyPatc
 /// while a smart group's rules read it.
 pub async fn delete_property(db: &Db, spot_id: Uuid, slug: &str) -> Result<()> {
     let mut tx = db.begin().await?;
-    let def =
-        store::properties::get_by_slug(tx.ex(), spot_id, slug).await?.ok_or(Error::NotFound(Entity::CustomProperty))?;
+    let def = store::properties::get_by_slug_for_update(tx.ex(), spot_id, slug)
+        .await?
+        .ok_or(Error::NotFound(Entity::CustomProperty))?;
     let needle = format!("\"customProperties.{}\"", def.slug);
     let users: Vec<String> = store::groups::smart_groups(tx.ex(), spot_id)
         .await?
@@ -380,7 +382,7 @@ pub async fn set_values_in(
     items: &[(String, Value, String)],
 ) -> Result<Vec<PropertyValue>> {
     let member = store::members::get(tx.ex(), spot_id, member_id).await?.ok_or(Error::NotFound(Entity::SpotMember))?;
-    let defs = store::properties::list(tx.ex(), spot_id).await?;
+    let defs = store::properties::list_for_share(tx.ex(), spot_id).await?;
     let mut prepared = Vec::with_capacity(items.len());
     for (slug, value, field) in items {
         let def = defs.iter().find(|d| &d.slug == slug).ok_or(Error::NotFound(Entity::CustomProperty))?;

@@ -129,7 +129,8 @@ fn push_property_filters(sql: &mut Sql, spot_id: Uuid, props: &[crate::domain::p
         sql.push(" AND id IN (SELECT member_id FROM member_property_values WHERE spot_id = ");
         sql.push_bind(Bind::Uuid(spot_id)).push(" AND property_id = ").push_bind(Bind::Uuid(f.property_id));
         sql.push_predicates(std::slice::from_ref(&f.predicate));
-        sql.push(")");
+        // Stated so that every operator (`contains` too) reads the value's partial index.
+        sql.push(" AND ").push(f.predicate.column).push(" IS NOT NULL)");
     }
 }
 

@@ -72,7 +72,7 @@ macro_rules! bind_all {
         let mut q = $q;
         for b in $binds {
             q = match b {
-                $crate::store::sql::Bind::Text(v) => q.bind(v.clone()),
+                $crate::store::sql::Bind::Text(v) => q.bind(v.as_str()),
                 $crate::store::sql::Bind::I64(v) => q.bind(*v),
                 $crate::store::sql::Bind::Uuid(v) => q.bind(*v),
                 $crate::store::sql::Bind::Bool(v) => q.bind(*v),

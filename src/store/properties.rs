@@ -40,6 +40,35 @@ pub async fn list(ex: Ex<'_>, spot_id: Uuid) -> Result<Vec<PropertyDef>, sqlx::E
     run!(ex, |c| sqlx::query_as::<_, PropertyDef>(&sql).bind(spot_id).fetch_all(c).await)
 }
 
+/// Every property of the spot, share-locked until the transaction ends: what a value
+/// writer reads, so a property cannot be deleted (or lose an option) under it.
+/// SQLite's writers are serialised by `BEGIN IMMEDIATE` already.
+pub async fn list_for_share(ex: Ex<'_>, spot_id: Uuid) -> Result<Vec<PropertyDef>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM custom_properties WHERE spot_id = $1 ORDER BY id");
+    match ex {
+        Ex::Sqlite(c) => sqlx::query_as::<_, PropertyDef>(&sql).bind(spot_id).fetch_all(c).await,
+        Ex::Postgres(c) => {
+            sqlx::query_as::<_, PropertyDef>(&format!("{sql} FOR SHARE")).bind(spot_id).fetch_all(c).await
+        }
+    }
+}
+
+/// The property with `slug`, locked for update until the transaction ends (taken before
+/// its values are changed or removed, so no value writer runs alongside).
+pub async fn get_by_slug_for_update(ex: Ex<'_>, spot_id: Uuid, slug: &str) -> Result<Option<PropertyDef>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM custom_properties WHERE spot_id = $1 AND slug = $2");
+    match ex {
+        Ex::Sqlite(c) => sqlx::query_as::<_, PropertyDef>(&sql).bind(spot_id).bind(slug).fetch_optional(c).await,
+        Ex::Postgres(c) => {
+            sqlx::query_as::<_, PropertyDef>(&format!("{sql} FOR UPDATE"))
+                .bind(spot_id)
+                .bind(slug)
+                .fetch_optional(c)
+                .await
+        }
+    }
+}
+
 pub async fn update(ex: Ex<'_>, p: &PropertyDef) -> Result<(), sqlx::Error> {
     run!(ex, |c| {
         sqlx::query(
@@ -65,14 +94,20 @@ pub async fn delete(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<bool, sqlx::E
         .map(|r| r.rows_affected() == 1))
 }
 
-/// Removes every stored value of a property (explicitly, before deleting it).
+/// Removes every stored value of a property (the values do not reference their
+/// property, so deleting it takes them explicitly). A value is either text or a number:
+/// one statement per partial index, each an index range.
 pub async fn delete_all_values(ex: Ex<'_>, spot_id: Uuid, property_id: Uuid) -> Result<u64, sqlx::Error> {
-    run!(ex, |c| sqlx::query("DELETE FROM member_property_values WHERE spot_id = $1 AND property_id = $2")
-        .bind(spot_id)
-        .bind(property_id)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))
+    run!(ex, |c| {
+        let mut removed = 0;
+        for column in ["value_text", "value_num"] {
+            let sql = format!(
+                "DELETE FROM member_property_values WHERE spot_id = $1 AND property_id = $2 AND {column} IS NOT NULL"
+            );
+            removed += sqlx::query(&sql).bind(spot_id).bind(property_id).execute(&mut *c).await?.rows_affected();
+        }
+        Ok(removed)
+    })
 }
 
 /// Removes the stored values equal to `option` (a select option that was dropped).
