@@ -300,16 +300,19 @@ pub async fn import_rows(
         }
         if dry_run {
             let mut c = db.conn().await?;
-            for p in &plans {
-                let key = p.email.to_lowercase();
-                let exists = seen_in_dry_run.contains(&key)
-                    || store::members::get_by_email(c.ex(), spot_id, &p.email).await?.is_some();
-                if exists {
+            let keys: Vec<String> = plans.iter().map(|p| p.email.to_lowercase()).collect();
+            let mut in_spot: HashSet<String> = HashSet::new();
+            for chunk in keys.chunks(500) {
+                for m in store::members::get_many_by_email(c.ex(), spot_id, chunk).await? {
+                    in_spot.extend(m.email.map(|e| e.to_lowercase()));
+                }
+            }
+            for key in keys {
+                if in_spot.contains(&key) || !seen_in_dry_run.insert(key) {
                     report.updated += 1;
                 } else {
                     report.created += 1;
                 }
-                seen_in_dry_run.insert(key);
             }
         } else {
             write_batch(db, spot_id, &defs, &plans, group_ids, has_smart, &mut report).await?;
@@ -415,7 +418,16 @@ async fn write_batch(
             report.updated += 1;
         }
     }
+    // Members that exist already: their values are read in bulk and only what differs
+    // is written, so re-running a file writes (and re-evaluates) nothing.
+    let existing_ids: Vec<Uuid> =
+        order.iter().filter(|k| !created.contains(*k)).filter_map(|k| members.get(k)).map(|m| m.id).collect();
+    let mut current_values: HashMap<Uuid, HashMap<Uuid, Vec<StoredValue>>> = HashMap::new();
+    for chunk in existing_ids.chunks(500) {
+        current_values.extend(store::properties::values_of_members(tx.ex(), spot_id, chunk).await?);
+    }
     let mut new_values: Vec<(Uuid, Uuid, i64, StoredValue)> = Vec::new();
+    let mut unchanged: HashSet<Uuid> = HashSet::new();
     for key in &order {
         let (Some(p), Some(m)) = (merged.get(key), members.get_mut(key)) else { continue };
         if created.contains(key) {
@@ -424,23 +436,30 @@ async fn write_batch(
                     new_values.push((*pid, m.id, i as i64, v.clone()));
                 }
             }
-        } else {
-            let mut changed = !p.values.is_empty();
-            if let Some(f) = &p.firstname {
-                changed |= m.firstname != *f;
-                m.firstname = f.clone();
-            }
-            if let Some(l) = &p.lastname {
-                changed |= m.lastname != *l;
-                m.lastname = l.clone();
-            }
-            for (pid, rows) in &p.values {
+            continue;
+        }
+        let mut changed = false;
+        if let Some(f) = &p.firstname {
+            changed |= m.firstname != *f;
+            m.firstname = f.clone();
+        }
+        if let Some(l) = &p.lastname {
+            changed |= m.lastname != *l;
+            m.lastname = l.clone();
+        }
+        let current = current_values.get(&m.id);
+        for (pid, rows) in &p.values {
+            let before = current.and_then(|c| c.get(pid)).map(Vec::as_slice).unwrap_or(&[]);
+            if before != rows.as_slice() {
                 store::properties::set_values(tx.ex(), spot_id, *pid, m.id, rows).await?;
+                changed = true;
             }
-            if changed {
-                m.updated_at = now;
-                store::members::update(tx.ex(), m).await?;
-            }
+        }
+        if changed {
+            m.updated_at = now;
+            store::members::update(tx.ex(), m).await?;
+        } else {
+            unchanged.insert(m.id);
         }
     }
     for chunk in new_values.chunks(500) {
@@ -448,7 +467,7 @@ async fn write_batch(
     }
     for key in &order {
         let Some(m) = members.get(key) else { continue };
-        if has_smart {
+        if has_smart && !unchanged.contains(&m.id) {
             super::groups::refresh_smart_memberships(&mut tx, m).await?;
         }
         for g in group_ids {
