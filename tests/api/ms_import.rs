@@ -88,10 +88,26 @@ both!(csv_import_reports_bad_rows_and_lands_good_ones, |app| {
     assert_eq!(list.body["total"], 2);
     assert_eq!(list.body["items"][0]["status"], "Invited");
 
-    // Running the same file again creates no one.
+    // Running the same file again creates no one and, nothing having changed, writes nothing.
+    let ada_updated_at = |list: Value| {
+        list["items"].as_array().unwrap().iter().find(|m| m["email"] == "ada@example.com").unwrap()["updatedAt"].clone()
+    };
+    let before = ada_updated_at(app.get("/v1/spotMembers").await.body);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let again = upload(&app, Form::new().part("file", file_part(CSV.as_bytes().to_vec(), "m.csv"))).await;
     assert_eq!((again.body["created"].clone(), again.body["updated"].clone()), (json!(0), json!(3)), "{}", again.text);
-    assert_eq!(app.get("/v1/spotMembers").await.body["total"], 2);
+    let list = app.get("/v1/spotMembers").await.body;
+    assert_eq!(list["total"], 2);
+    assert_eq!(ada_updated_at(list), before, "an unchanged row is not rewritten");
+
+    // A file with other values updates only the columns it has.
+    let changed = "email,seats,topics\nADA@example.com,9,go\n";
+    let r = upload(&app, Form::new().part("file", file_part(changed.as_bytes().to_vec(), "m.csv"))).await;
+    assert_eq!((r.body["created"].clone(), r.body["updated"].clone()), (json!(0), json!(1)), "{}", r.text);
+    let ada = member_values(&app, "ada@example.com").await;
+    assert_eq!((ada["seats"].clone(), ada["topics"].clone()), (json!(9), json!(["go"])));
+    assert_eq!((ada["plan"].clone(), ada["firstname"].clone()), (json!("pro"), json!("Ada Augusta")));
+    assert_ne!(ada_updated_at(app.get("/v1/spotMembers").await.body), before);
 });
 
 both!(dry_run_writes_nothing, |app| {
