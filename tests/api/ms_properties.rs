@@ -269,3 +269,41 @@ both!(smart_groups_follow_property_values, |app| {
         assert!(msg.starts_with(&format!("rules.conditions[0].triggers[0].{path}")), "{msg}");
     }
 });
+
+/// Value rows stored for the spot, read straight from the database.
+async fn stored_values(app: &TestApp) -> i64 {
+    let sql = "SELECT COUNT(*) FROM member_property_values WHERE spot_id = $1";
+    match &app.db {
+        openspot::Db::Sqlite(p) => sqlx::query_scalar(sql).bind(app.spot_id).fetch_one(p).await,
+        openspot::Db::Postgres(p) => sqlx::query_scalar(sql).bind(app.spot_id).fetch_one(p).await,
+    }
+    .expect("count values")
+}
+
+both!(deleting_a_property_while_values_are_written_leaves_none_behind, |app| {
+    let app = std::sync::Arc::new(app);
+    let mut members = Vec::new();
+    for i in 0..8 {
+        members.push(app.invite(&format!("m{i}@x.io")).await);
+    }
+    for round in 0..4 {
+        define(&app, json!({"label": "Plan", "type": "SingleSelect", "possibleValues": ["free", "pro"]})).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for m in &members {
+            let (app, m) = (app.clone(), m.clone());
+            tasks.spawn(async move {
+                let r =
+                    app.put(&format!("/v1/spotMembers/{m}/customPropertiesValues/plan"), json!({"value": "pro"})).await;
+                assert!(r.status == 200 || r.status == 404, "{}", r.text);
+            });
+        }
+        let app2 = app.clone();
+        tasks.spawn(async move {
+            assert_eq!(app2.delete("/v1/customProperties/plan").await.status, 204);
+        });
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap();
+        }
+        assert_eq!(stored_values(&app).await, 0, "round {round}: a value outlived its property");
+    }
+});
