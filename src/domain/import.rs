@@ -25,6 +25,13 @@ use crate::store::{self, Db};
 pub const BATCH_ROWS: usize = 20_000;
 /// Members per multi-row insert statement (13 binds each).
 const INSERT_ROWS_PER_STATEMENT: usize = 250;
+/// Value rows per multi-row insert statement (6 binds each).
+const VALUES_PER_STATEMENT: usize = 500;
+/// An import that writes this many rows refreshes the planner's statistics at the end
+/// (an HTTP upload, at most 2,000 rows, never does).
+const ANALYZE_AFTER_ROWS: u64 = 10_000;
+/// Emails or member ids per `IN (…)` lookup.
+const IDS_PER_STATEMENT: usize = 500;
 /// The HTTP endpoint's limits (MeltingSpot's own file limits).
 pub const HTTP_MAX_ROWS: usize = 2000;
 pub const HTTP_MAX_BYTES: usize = 5 << 20;
@@ -302,7 +309,7 @@ pub async fn import_rows(
             let mut c = db.conn().await?;
             let keys: Vec<String> = plans.iter().map(|p| p.email.to_lowercase()).collect();
             let mut in_spot: HashSet<String> = HashSet::new();
-            for chunk in keys.chunks(500) {
+            for chunk in keys.chunks(IDS_PER_STATEMENT) {
                 for m in store::members::get_many_by_email(c.ex(), spot_id, chunk).await? {
                     in_spot.extend(m.email.map(|e| e.to_lowercase()));
                 }
@@ -319,6 +326,9 @@ pub async fn import_rows(
         }
         done += batch.len() as u64;
         progress(done);
+    }
+    if !dry_run && report.created + report.updated >= ANALYZE_AFTER_ROWS {
+        db.analyze_after_bulk_write().await?;
     }
     Ok(report)
 }
@@ -403,7 +413,7 @@ async fn write_batch(
             existing_emails.push(key);
         }
     }
-    for chunk in existing_emails.chunks(500) {
+    for chunk in existing_emails.chunks(IDS_PER_STATEMENT) {
         for m in store::members::get_many_by_email(tx.ex(), spot_id, chunk).await? {
             if let Some(e) = &m.email {
                 members.insert(e.to_lowercase(), m);
@@ -423,7 +433,7 @@ async fn write_batch(
     let existing_ids: Vec<Uuid> =
         order.iter().filter(|k| !created.contains(*k)).filter_map(|k| members.get(k)).map(|m| m.id).collect();
     let mut current_values: HashMap<Uuid, HashMap<Uuid, Vec<StoredValue>>> = HashMap::new();
-    for chunk in existing_ids.chunks(500) {
+    for chunk in existing_ids.chunks(IDS_PER_STATEMENT) {
         current_values.extend(store::properties::values_of_members(tx.ex(), spot_id, chunk).await?);
     }
     let mut new_values: Vec<(Uuid, Uuid, i64, StoredValue)> = Vec::new();
@@ -462,7 +472,7 @@ async fn write_batch(
             unchanged.insert(m.id);
         }
     }
-    for chunk in new_values.chunks(500) {
+    for chunk in new_values.chunks(VALUES_PER_STATEMENT) {
         store::properties::insert_values(tx.ex(), spot_id, chunk).await?;
     }
     for key in &order {

@@ -213,6 +213,22 @@ impl Db {
         Ok(())
     }
 
+    /// Refreshes the planner's statistics after a bulk write (an import of thousands of
+    /// rows). Without it PostgreSQL plans the next lookups on a 1,000,000-member spot
+    /// with the statistics of an empty table: a re-run of 100,000 rows took 108 s
+    /// instead of 3 s, a property filter's first page 283 ms instead of 13 ms.
+    pub async fn analyze_after_bulk_write(&self) -> anyhow::Result<()> {
+        match self {
+            Db::Sqlite(_) => self.optimize().await,
+            Db::Postgres(p) => {
+                // VACUUM also marks the new pages all-visible, so filters read the value
+                // index alone (index-only scans) rather than every matching heap row.
+                sqlx::raw_sql("VACUUM (ANALYZE) members, member_property_values, group_members").execute(p).await?;
+                Ok(())
+            }
+        }
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match self {
             Db::Sqlite(_) => "SQLite",

@@ -177,3 +177,28 @@ both!(refused_files_and_limits, |app| {
     assert_eq!(assert_ms_error(&r, 413), "Payload is too large");
     assert_eq!(app.get("/v1/spotMembers").await.body["total"], 0);
 });
+
+both!(statistics_are_refreshed_after_a_bulk_import, |app| {
+    // A CLI import of 10,000+ rows ends with this; it must run outside any transaction
+    // on PostgreSQL (VACUUM) and leave fresh planner statistics behind.
+    app.invite("a@x.io").await;
+    app.db.analyze_after_bulk_write().await.expect("statistics refreshed");
+    match &app.db {
+        openspot::Db::Sqlite(p) => {
+            let analysed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_stat1 WHERE tbl = 'members'")
+                .fetch_one(p)
+                .await
+                .expect("sqlite_stat1");
+            assert!(analysed > 0, "members has statistics");
+        }
+        openspot::Db::Postgres(p) => {
+            let analysed: Option<i64> = sqlx::query_scalar(
+                "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'member_property_values'",
+            )
+            .fetch_optional(p)
+            .await
+            .expect("pg_stat_user_tables");
+            assert!(analysed.unwrap_or(0) > 0, "member_property_values was analysed");
+        }
+    }
+});
