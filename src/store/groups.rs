@@ -378,14 +378,8 @@ pub async fn members_for_share(ex: Ex<'_>, spot_id: Uuid, ids: &[Uuid]) -> Resul
     }
     let mut sql = Sql::new(&format!("SELECT {} FROM members WHERE spot_id = ", crate::store::members::COLUMNS));
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN ");
-    sql.push_list(ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY id");
-    match ex {
-        Ex::Sqlite(c) => bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await,
-        Ex::Postgres(c) => {
-            sql.push(" FOR SHARE");
-            bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await
-        }
-    }
+    sql.push_list(ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY id").push(ex.row_lock(" FOR SHARE"));
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 pub async fn blacklist(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
@@ -462,14 +456,8 @@ pub async fn members_batch(
     if let Some(after) = after {
         sql.push(" AND id > ").push_bind(Bind::Uuid(after));
     }
-    sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit));
-    match ex {
-        Ex::Sqlite(c) => bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await,
-        Ex::Postgres(c) => {
-            sql.push(" FOR SHARE");
-            bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await
-        }
-    }
+    sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit)).push(ex.row_lock(" FOR SHARE"));
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 pub async fn link(ex: Ex<'_>, spot_id: Uuid, parent: Uuid, child: Uuid) -> Result<bool, sqlx::Error> {

@@ -40,6 +40,17 @@ pub enum Ex<'c> {
     Postgres(&'c mut PgConnection),
 }
 
+impl Ex<'_> {
+    /// A row-lock clause (` FOR SHARE`, ` FOR UPDATE`) to append on PostgreSQL; nothing
+    /// on SQLite, whose write transactions (`BEGIN IMMEDIATE`) exclude each other already.
+    pub fn row_lock(&self, clause: &'static str) -> &'static str {
+        match self {
+            Ex::Sqlite(_) => "",
+            Ex::Postgres(_) => clause,
+        }
+    }
+}
+
 /// A write transaction. On SQLite it is opened with `BEGIN IMMEDIATE` so that
 /// concurrent writers queue on the busy timeout instead of failing on upgrade.
 pub enum Tx {

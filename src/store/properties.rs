@@ -30,43 +30,36 @@ pub async fn insert(ex: Ex<'_>, p: &PropertyDef, now: i64) -> Result<(), sqlx::E
 }
 
 pub async fn get_by_slug(ex: Ex<'_>, spot_id: Uuid, slug: &str) -> Result<Option<PropertyDef>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM custom_properties WHERE spot_id = $1 AND slug = $2");
-    run!(ex, |c| sqlx::query_as::<_, PropertyDef>(&sql).bind(spot_id).bind(slug).fetch_optional(c).await)
-}
-
-/// Every property of the spot, in creation order.
-pub async fn list(ex: Ex<'_>, spot_id: Uuid) -> Result<Vec<PropertyDef>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM custom_properties WHERE spot_id = $1 ORDER BY id");
-    run!(ex, |c| sqlx::query_as::<_, PropertyDef>(&sql).bind(spot_id).fetch_all(c).await)
-}
-
-/// Every property of the spot, share-locked until the transaction ends: what a value
-/// writer reads, so a property cannot be deleted (or lose an option) under it.
-/// SQLite's writers are serialised by `BEGIN IMMEDIATE` already.
-pub async fn list_for_share(ex: Ex<'_>, spot_id: Uuid) -> Result<Vec<PropertyDef>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM custom_properties WHERE spot_id = $1 ORDER BY id");
-    match ex {
-        Ex::Sqlite(c) => sqlx::query_as::<_, PropertyDef>(&sql).bind(spot_id).fetch_all(c).await,
-        Ex::Postgres(c) => {
-            sqlx::query_as::<_, PropertyDef>(&format!("{sql} FOR SHARE")).bind(spot_id).fetch_all(c).await
-        }
-    }
+    select_by_slug(ex, spot_id, slug, "").await
 }
 
 /// The property with `slug`, locked for update until the transaction ends (taken before
 /// its values are changed or removed, so no value writer runs alongside).
 pub async fn get_by_slug_for_update(ex: Ex<'_>, spot_id: Uuid, slug: &str) -> Result<Option<PropertyDef>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM custom_properties WHERE spot_id = $1 AND slug = $2");
-    match ex {
-        Ex::Sqlite(c) => sqlx::query_as::<_, PropertyDef>(&sql).bind(spot_id).bind(slug).fetch_optional(c).await,
-        Ex::Postgres(c) => {
-            sqlx::query_as::<_, PropertyDef>(&format!("{sql} FOR UPDATE"))
-                .bind(spot_id)
-                .bind(slug)
-                .fetch_optional(c)
-                .await
-        }
-    }
+    let lock = ex.row_lock(" FOR UPDATE");
+    select_by_slug(ex, spot_id, slug, lock).await
+}
+
+async fn select_by_slug(ex: Ex<'_>, spot_id: Uuid, slug: &str, lock: &str) -> Result<Option<PropertyDef>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM custom_properties WHERE spot_id = $1 AND slug = $2{lock}");
+    run!(ex, |c| sqlx::query_as::<_, PropertyDef>(&sql).bind(spot_id).bind(slug).fetch_optional(c).await)
+}
+
+/// Every property of the spot, in creation order.
+pub async fn list(ex: Ex<'_>, spot_id: Uuid) -> Result<Vec<PropertyDef>, sqlx::Error> {
+    select_all(ex, spot_id, "").await
+}
+
+/// Every property of the spot, share-locked until the transaction ends: what a value
+/// writer reads, so a property cannot be deleted (or lose an option) under it.
+pub async fn list_for_share(ex: Ex<'_>, spot_id: Uuid) -> Result<Vec<PropertyDef>, sqlx::Error> {
+    let lock = ex.row_lock(" FOR SHARE");
+    select_all(ex, spot_id, lock).await
+}
+
+async fn select_all(ex: Ex<'_>, spot_id: Uuid, lock: &str) -> Result<Vec<PropertyDef>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM custom_properties WHERE spot_id = $1 ORDER BY id{lock}");
+    run!(ex, |c| sqlx::query_as::<_, PropertyDef>(&sql).bind(spot_id).fetch_all(c).await)
 }
 
 pub async fn update(ex: Ex<'_>, p: &PropertyDef) -> Result<(), sqlx::Error> {
