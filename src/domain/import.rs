@@ -8,6 +8,12 @@
 //! bad row fails alone and nothing of it is written; valid rows are written in
 //! transactions of [`BATCH_ROWS`]. An email already in the spot updates that member,
 //! so running the same file twice creates no one.
+//!
+//! Speed (1,000,000 rows in about a minute on SQLite, `benches/import.sh`) comes from
+//! writing each batch with multi-row statements: every row is offered as a new member
+//! (`ON CONFLICT DO NOTHING RETURNING id`), only the rows whose email exists are read
+//! back, and those are compared with what is stored so that an unchanged row writes
+//! nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Cursor;
