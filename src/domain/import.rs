@@ -36,8 +36,6 @@ const VALUES_PER_STATEMENT: usize = 500;
 /// An import that writes this many rows refreshes the planner's statistics at the end
 /// (an HTTP upload, at most 2,000 rows, never does).
 const ANALYZE_AFTER_ROWS: u64 = 10_000;
-/// Emails or member ids per `IN (…)` lookup.
-const IDS_PER_STATEMENT: usize = 500;
 /// The HTTP endpoint's limits (MeltingSpot's own file limits).
 pub const HTTP_MAX_ROWS: usize = 2000;
 pub const HTTP_MAX_BYTES: usize = 5 << 20;
@@ -314,12 +312,11 @@ pub async fn import_rows(
         if dry_run {
             let mut c = db.conn().await?;
             let keys: Vec<String> = plans.iter().map(|p| p.email.to_lowercase()).collect();
-            let mut in_spot: HashSet<String> = HashSet::new();
-            for chunk in keys.chunks(IDS_PER_STATEMENT) {
-                for m in store::members::get_many_by_email(c.ex(), spot_id, chunk).await? {
-                    in_spot.extend(m.email.map(|e| e.to_lowercase()));
-                }
-            }
+            let in_spot: HashSet<String> = store::members::get_many_by_email(c.ex(), spot_id, &keys)
+                .await?
+                .into_iter()
+                .filter_map(|m| m.email.map(|e| e.to_lowercase()))
+                .collect();
             for key in keys {
                 if in_spot.contains(&key) || !seen_in_dry_run.insert(key) {
                     report.updated += 1;
@@ -419,11 +416,9 @@ async fn write_batch(
             existing_emails.push(key);
         }
     }
-    for chunk in existing_emails.chunks(IDS_PER_STATEMENT) {
-        for m in store::members::get_many_by_email(tx.ex(), spot_id, chunk).await? {
-            if let Some(e) = &m.email {
-                members.insert(e.to_lowercase(), m);
-            }
+    for m in store::members::get_many_by_email(tx.ex(), spot_id, &existing_emails).await? {
+        if let Some(e) = &m.email {
+            members.insert(e.to_lowercase(), m);
         }
     }
     let mut counted: HashSet<&str> = HashSet::new();
@@ -438,10 +433,7 @@ async fn write_batch(
     // is written, so re-running a file writes (and re-evaluates) nothing.
     let existing_ids: Vec<Uuid> =
         order.iter().filter(|k| !created.contains(*k)).filter_map(|k| members.get(k)).map(|m| m.id).collect();
-    let mut current_values: HashMap<Uuid, HashMap<Uuid, Vec<StoredValue>>> = HashMap::new();
-    for chunk in existing_ids.chunks(IDS_PER_STATEMENT) {
-        current_values.extend(store::properties::values_of_members(tx.ex(), spot_id, chunk).await?);
-    }
+    let current_values = store::properties::values_of_members(tx.ex(), spot_id, &existing_ids).await?;
     let mut new_values: Vec<(Uuid, Uuid, i64, StoredValue)> = Vec::new();
     let mut unchanged: HashSet<Uuid> = HashSet::new();
     for key in &order {

@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use super::sql::{Bind, Sql};
+use super::sql::{Bind, Sql, IN_LIST_MAX};
 use super::Ex;
 use crate::domain::filter::Predicate;
 use crate::domain::members::Member;
@@ -199,13 +199,19 @@ pub async fn insert_many_if_absent(ex: Ex<'_>, members: &[Member]) -> Result<Vec
     run!(ex, |c| bind_all!(sqlx::query_scalar::<_, Uuid>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
-/// The spot's members with any of `emails` (compared lower-cased).
+/// The spot's members with any of `emails` (compared lower-cased), in statements of
+/// [`IN_LIST_MAX`] emails.
 pub async fn get_many_by_email(ex: Ex<'_>, spot_id: Uuid, emails: &[String]) -> Result<Vec<Member>, sqlx::Error> {
-    if emails.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM members WHERE spot_id = "));
-    sql.push_bind(Bind::Uuid(spot_id)).push(" AND email_norm IN ");
-    sql.push_list(emails.iter().map(|e| Bind::Text(e.to_lowercase())));
-    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+    run!(ex, |c| {
+        let mut found = Vec::new();
+        for chunk in emails.chunks(IN_LIST_MAX) {
+            let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM members WHERE spot_id = "));
+            sql.push_bind(Bind::Uuid(spot_id)).push(" AND email_norm IN ");
+            sql.push_list(chunk.iter().map(|e| Bind::Text(e.to_lowercase())));
+            found.extend(
+                bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(&mut *c).await?,
+            );
+        }
+        Ok(found)
+    })
 }

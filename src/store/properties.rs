@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use super::sql::{Bind, Sql};
+use super::sql::{Bind, Sql, IN_LIST_MAX};
 use super::Ex;
 use crate::domain::properties::{PropertyDef, StoredValue};
 use crate::{bind_all, run};
@@ -230,26 +230,33 @@ pub async fn insert_values(
     run!(ex, |c| bind_all!(sqlx::query(sql.text_for(&*c)), &sql.binds).execute(c).await.map(|_| ()))
 }
 
-/// The values of several members (at most a few thousand ids), grouped by member then property.
+/// The values of several members, grouped by member then property (in statements of
+/// [`IN_LIST_MAX`] ids).
 pub async fn values_of_members(
     ex: Ex<'_>,
     spot_id: Uuid,
     member_ids: &[Uuid],
 ) -> Result<HashMap<Uuid, HashMap<Uuid, Vec<StoredValue>>>, sqlx::Error> {
     let mut out: HashMap<Uuid, HashMap<Uuid, Vec<StoredValue>>> = HashMap::new();
-    if member_ids.is_empty() {
-        return Ok(out);
-    }
-    let mut sql =
-        Sql::new("SELECT member_id, property_id, value_text, value_num FROM member_property_values WHERE spot_id = ");
-    sql.push_bind(Bind::Uuid(spot_id)).push(" AND member_id IN ");
-    sql.push_list(member_ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY member_id, property_id, ord");
-    let rows = run!(ex, |c| bind_all!(
-        sqlx::query_as::<_, (Uuid, Uuid, Option<String>, Option<f64>)>(sql.text_for(&*c)),
-        &sql.binds
-    )
-    .fetch_all(c)
-    .await)?;
+    let rows = run!(ex, |c| {
+        let mut rows = Vec::new();
+        for chunk in member_ids.chunks(IN_LIST_MAX) {
+            let mut sql = Sql::new(
+                "SELECT member_id, property_id, value_text, value_num FROM member_property_values WHERE spot_id = ",
+            );
+            sql.push_bind(Bind::Uuid(spot_id)).push(" AND member_id IN ");
+            sql.push_list(chunk.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY member_id, property_id, ord");
+            rows.extend(
+                bind_all!(
+                    sqlx::query_as::<_, (Uuid, Uuid, Option<String>, Option<f64>)>(sql.text_for(&*c)),
+                    &sql.binds
+                )
+                .fetch_all(&mut *c)
+                .await?,
+            );
+        }
+        Ok::<_, sqlx::Error>(rows)
+    })?;
     for (mid, pid, text, num) in rows {
         out.entry(mid).or_default().entry(pid).or_default().push(StoredValue { text, num });
     }

@@ -12,6 +12,10 @@ use uuid::Uuid;
 
 use crate::domain::filter::{Op, Predicate};
 
+/// Ids or keys per `IN (…)` list: lookups by many keys split into statements of this
+/// many, well under both backends' bind limits.
+pub const IN_LIST_MAX: usize = 500;
+
 /// One bound value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Bind {
