@@ -146,6 +146,27 @@ pub struct ServeArgs {
     /// Allow outbound calls to private, loopback and link-local addresses.
     #[arg(long, env = "OPENSPOT_ALLOW_PRIVATE_TARGETS", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_private_targets: bool,
+    /// Reverse proxies (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For is believed.
+    #[arg(long, env = "OPENSPOT_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+    /// Seconds a client has to send a request head (also the idle keep-alive limit).
+    #[arg(long, env = "OPENSPOT_HEADER_TIMEOUT_S", default_value_t = 10)]
+    pub header_timeout_s: u64,
+    /// Seconds a request (body included) may take before 408; imports get four times as long.
+    #[arg(long, env = "OPENSPOT_REQUEST_TIMEOUT_S", default_value_t = 30)]
+    pub request_timeout_s: u64,
+    /// Open connections at once (more wait in the listen backlog).
+    #[arg(long, env = "OPENSPOT_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Requests handled at once (more are answered 503).
+    #[arg(long, env = "OPENSPOT_MAX_IN_FLIGHT", default_value_t = 512)]
+    pub max_in_flight: usize,
+    /// Kaizala generatePin and PIN logins per client address per minute.
+    #[arg(long, env = "OPENSPOT_PIN_CALLS_PER_ADDRESS", default_value_t = 30)]
+    pub pin_calls_per_address: i64,
+    /// Failed API-key/token checks per client address per minute before the address is refused.
+    #[arg(long, env = "OPENSPOT_FAILED_AUTH_PER_ADDRESS", default_value_t = 100)]
+    pub failed_auth_per_address: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -391,6 +412,15 @@ async fn serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     config.default_limits.per_day = args.rate_limit_per_day;
     config.sms_webhook_url = args.sms_webhook_url;
     config.allow_private_targets = args.allow_private_targets;
+    config.trusted_proxies = crate::config::parse_trusted_proxies(&args.trusted_proxies)
+        .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?;
+    config.server.header_read_timeout = std::time::Duration::from_secs(args.header_timeout_s.max(1));
+    config.server.request_timeout = std::time::Duration::from_secs(args.request_timeout_s.max(1));
+    config.server.import_timeout = std::time::Duration::from_secs(args.request_timeout_s.max(1) * 4);
+    config.server.max_connections = args.max_connections.max(1);
+    config.server.max_in_flight = args.max_in_flight.max(1);
+    config.auth.pin_calls_per_address = args.pin_calls_per_address.max(1);
+    config.auth.failed_auth_per_address = args.failed_auth_per_address.max(1);
     if args.demo {
         let (spot_id, key) = demo::seed(&db).await?;
         eprintln!("demo spot {spot_id}\ndemo API key: {key}");
@@ -399,7 +429,7 @@ async fn serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(listen = %args.listen, public_url = %config.public_url, "openspot serving");
+    tracing::info!(listen = %args.listen, public_url = %redact_url(&config.public_url), "openspot serving");
     let state = AppState::new(db.clone(), config)?;
     crate::http::serve(state, listener, shutdown_signal()).await?;
     db.close().await;

@@ -4,6 +4,8 @@
 //! that had it cached.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -61,14 +63,17 @@ impl<V: Clone> HashCache<V> {
     }
 }
 
+/// API-key lookups. Unknown keys are cached too (as `None`), so repeating a bad key
+/// costs no lookup; [`FailedAuthThrottle`] bounds the distinct bad keys an address tries.
 #[derive(Debug)]
 pub struct KeyCache {
-    cache: HashCache<AuthedSpot>,
+    cache: HashCache<Option<AuthedSpot>>,
+    db_lookups: AtomicU64,
 }
 
 impl Default for KeyCache {
     fn default() -> Self {
-        KeyCache { cache: HashCache::new(Self::TTL) }
+        KeyCache { cache: HashCache::new(Self::TTL), db_lookups: AtomicU64::new(0) }
     }
 }
 
@@ -82,18 +87,20 @@ impl KeyCache {
     /// Finds the spot of `key`; 401 when there is none.
     pub async fn authenticate(&self, db: &Db, key: &str, defaults: Limits) -> Result<AuthedSpot> {
         let hash = hash_api_key(key);
-        if let Some(spot) = self.cache.get(&hash) {
-            return Ok(spot);
+        if let Some(cached) = self.cache.get(&hash) {
+            return cached.ok_or_else(|| Error::Unauthorized("Unauthorized".into()));
         }
+        self.db_lookups.fetch_add(1, Ordering::Relaxed);
         let mut c = db.conn().await?;
         let found = store::spots::find_by_key_hash(c.ex(), &hash).await?;
         drop(c);
-        let Some((spot, stored)) = found else {
-            return Err(Error::Unauthorized("Unauthorized".into()));
+        let spot = match found {
+            Some((spot, stored)) if bool::from(stored.as_slice().ct_eq(&hash)) => spot,
+            _ => {
+                self.cache.put(hash, None);
+                return Err(Error::Unauthorized("Unauthorized".into()));
+            }
         };
-        if !bool::from(stored.as_slice().ct_eq(&hash)) {
-            return Err(Error::Unauthorized("Unauthorized".into()));
-        }
         let authed = AuthedSpot {
             spot_id: spot.id,
             limits: Limits {
@@ -101,12 +108,100 @@ impl KeyCache {
                 per_day: spot.rate_limit_per_day.unwrap_or(defaults.per_day),
             },
         };
-        self.cache.put(hash, authed.clone());
+        self.cache.put(hash, Some(authed.clone()));
         Ok(authed)
     }
 
-    /// Forgets every cached key of `spot_id` (after a rotation in this process).
+    /// Forgets every cached key of `spot_id` (after a rotation in this process), and
+    /// every cached unknown key (the new key must not be shadowed by a cached miss).
     pub fn forget_spot(&self, spot_id: Uuid) {
-        self.cache.retain(|s| s.spot_id != spot_id);
+        self.cache.retain(|s| s.as_ref().is_some_and(|s| s.spot_id != spot_id));
+    }
+
+    /// Key lookups that reached the database since start-up.
+    pub fn db_lookups(&self) -> u64 {
+        self.db_lookups.load(Ordering::Relaxed)
+    }
+}
+
+/// Failed credential checks (API keys, Kaizala tokens and application secrets) per
+/// client address, counted in this process in one-minute windows. Past the limit the
+/// address is refused (429) without a database lookup until its window ends, so a
+/// flood of made-up keys costs the database at most `limit` lookups a minute per address.
+#[derive(Debug)]
+pub struct FailedAuthThrottle {
+    limit: u32,
+    windows: Mutex<HashMap<IpAddr, (u64, u32)>>,
+}
+
+/// Addresses tracked at most; past it, windows that ended are dropped first.
+const MAX_TRACKED_ADDRESSES: usize = 100_000;
+const FAILURE_WINDOW_S: u64 = 60;
+
+impl FailedAuthThrottle {
+    pub fn new(limit_per_minute: u32) -> Self {
+        FailedAuthThrottle { limit: limit_per_minute, windows: Mutex::new(HashMap::new()) }
+    }
+
+    fn window_now() -> (u64, u64) {
+        let now_s = (super::now_ms() / 1000).max(0) as u64;
+        (now_s - now_s % FAILURE_WINDOW_S, now_s)
+    }
+
+    /// Seconds until `ip` may try again, when it is over its limit.
+    pub fn blocked_for(&self, ip: Option<IpAddr>) -> Option<u64> {
+        let ip = ip?;
+        let (window, now_s) = Self::window_now();
+        let windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        match windows.get(&ip) {
+            Some(&(w, n)) if w == window && n >= self.limit => Some((window + FAILURE_WINDOW_S - now_s).max(1)),
+            _ => None,
+        }
+    }
+
+    /// Counts one failed check from `ip`.
+    pub fn record_failure(&self, ip: Option<IpAddr>) {
+        let Some(ip) = ip else { return };
+        let (window, _) = Self::window_now();
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if windows.len() >= MAX_TRACKED_ADDRESSES && !windows.contains_key(&ip) {
+            windows.retain(|_, (w, _)| *w == window);
+            if windows.len() >= MAX_TRACKED_ADDRESSES {
+                // Still full within one minute (a spread-out flood): start over rather
+                // than grow; memory stays bounded, and each address needs `limit` new
+                // failures before it is refused again.
+                windows.clear();
+            }
+        }
+        let entry = windows.entry(ip).or_insert((window, 0));
+        if entry.0 != window {
+            *entry = (window, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
+
+    /// Drops windows that ended (housekeeping).
+    pub fn forget_stale(&self) {
+        let (window, _) = Self::window_now();
+        self.windows.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, (w, _)| *w == window);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_is_refused_past_its_failures_and_others_are_not() {
+        let t = FailedAuthThrottle::new(3);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..3 {
+            assert_eq!(t.blocked_for(Some(a)), None);
+            t.record_failure(Some(a));
+        }
+        assert!(t.blocked_for(Some(a)).is_some_and(|s| (1..=60).contains(&s)));
+        assert_eq!(t.blocked_for(Some(b)), None);
+        assert_eq!(t.blocked_for(None), None);
     }
 }

@@ -8,18 +8,23 @@
 //! secrets, tokens and PINs are stored as SHA-256 hashes.
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use rand::{Rng, RngCore};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use super::auth::HashCache;
 use super::groups::{self, Group, NewGroup};
 use super::members::{self, Member};
+use super::rate_limit::{AttemptWindow, RateLimiter, ANONYMOUS, HOUR_MS, MINUTE_MS};
 use super::{new_id, now_ms, phone};
+use crate::config::AuthLimits;
 use crate::error::{Entity, Error, Result};
 use crate::outbound::Outbound;
 use crate::store::{self, Db, Tx};
@@ -123,8 +128,17 @@ pub async fn member_by_mobile(tx: &mut Tx, spot_id: Uuid, mobile: &str) -> Resul
     Ok(m)
 }
 
-/// Mints the (connector, member) refresh token, replacing an older one, and registers
-/// the member (first `Accepted` sets the registration date, contract §8).
+/// Statuses whose members may not sign in, refresh or use a token (SECURITY.md "Revocation").
+const SIGNED_OUT_STATUSES: &[&str] = &["Deactivated", "Rejected", "Left"];
+
+/// True when a member with `status` may hold Kaizala tokens.
+pub fn may_sign_in(status: &str) -> bool {
+    !SIGNED_OUT_STATUSES.contains(&status)
+}
+
+/// Mints the (connector, member) refresh token, replacing an older one and revoking
+/// the access tokens the old one issued, and registers the member (first `Accepted`
+/// sets the registration date, contract §8).
 async fn mint_refresh(tx: &mut Tx, connector: &Connector, member: &Member) -> Result<(String, i64)> {
     let now = now_ms();
     if matches!(member.status.as_str(), "Invited" | "Pending") {
@@ -146,6 +160,7 @@ async fn mint_refresh(tx: &mut Tx, connector: &Connector, member: &Member) -> Re
         expires,
     )
     .await?;
+    store::kaizala::delete_access_tokens_of(tx.ex(), connector.spot_id, connector.id, member.id).await?;
     Ok((token, expires))
 }
 
@@ -156,35 +171,132 @@ async fn connector_by_id(db: &Db, raw_id: &str) -> Result<Option<(Connector, Vec
 }
 
 /// `openspot kaizala tokens create`: an operator-minted user token. The number becomes
-/// a spot member (Accepted, Member) if it is not one.
+/// a spot member (Accepted, Member) if it is not one; a Deactivated, Rejected or Left
+/// member gets no token.
 pub async fn create_user_token(db: &Db, application_id: &str, mobile_number: &str) -> Result<(String, i64)> {
     let number = mobile("mobile-number", mobile_number)?;
     let (connector, _) = connector_by_id(db, application_id).await?.ok_or(Error::NotFound(Entity::Connector))?;
     let mut tx = db.begin().await?;
     let member = member_by_mobile(&mut tx, connector.spot_id, &number).await?;
+    if !may_sign_in(&member.status) {
+        return Err(Error::invalid(
+            "mobile-number",
+            format!("belongs to a member whose status is {}: such members get no token", member.status),
+        ));
+    }
     let out = mint_refresh(&mut tx, &connector, &member).await?;
     tx.commit().await?;
     Ok(out)
 }
 
-/// Where PINs go: the SMS relay when configured, else the server log.
+/// Where PINs go: the SMS relay when configured (in the background, at most
+/// [`PinDelivery::MAX_PENDING`] at once); otherwise nowhere — the log says a PIN was
+/// issued, never the PIN.
 #[derive(Clone, Debug)]
 pub struct PinDelivery {
-    pub sms_webhook_url: Option<String>,
-    pub outbound: Outbound,
+    sms_webhook_url: Option<String>,
+    outbound: Outbound,
+    pending: Arc<Semaphore>,
 }
 
+impl PinDelivery {
+    /// Relay calls in flight at once; beyond, a PIN is dropped (the user asks again).
+    pub const MAX_PENDING: usize = 64;
+
+    pub fn new(sms_webhook_url: Option<String>, outbound: Outbound) -> Self {
+        PinDelivery { sms_webhook_url, outbound, pending: Arc::new(Semaphore::new(Self::MAX_PENDING)) }
+    }
+
+    /// Hands the PIN to the relay without waiting: the caller's answer neither waits
+    /// for the relay nor tells a member's number from another by its timing.
+    fn dispatch(&self, number: String, pin: String) {
+        let Some(url) = self.sms_webhook_url.clone() else {
+            tracing::info!("Kaizala PIN issued but not delivered: OPENSPOT_SMS_WEBHOOK_URL is not set");
+            return;
+        };
+        let Ok(permit) = self.pending.clone().try_acquire_owned() else {
+            tracing::warn!("SMS relay has {} PINs in flight; this PIN was dropped", Self::MAX_PENDING);
+            return;
+        };
+        let outbound = self.outbound.clone();
+        tokio::spawn(async move {
+            let body = serde_json::json!({"mobileNumber": number, "pin": pin});
+            match outbound.post_json(&url, &body).await {
+                Ok(status) if (200..300).contains(&status) => tracing::info!("PIN sent through the SMS relay"),
+                Ok(status) => tracing::warn!(status, "SMS relay refused the PIN"),
+                // The outermost context only: never the URL (it may carry credentials).
+                Err(e) => tracing::warn!(error = %e, "SMS relay unreachable"),
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// The throttles PIN login applies before it does any work (SECURITY.md "Kaizala
+/// login"): per client address, per connector and per mobile number, shared by every
+/// replica through the rate-limit windows.
+pub struct LoginThrottles<'a> {
+    pub limiter: &'a RateLimiter,
+    pub limits: &'a AuthLimits,
+    pub client_ip: Option<IpAddr>,
+}
+
+impl LoginThrottles<'_> {
+    async fn spend(&self, db: &Db, spot_id: Uuid, scope: &str, limit: i64, window_ms: i64) -> Result<()> {
+        let d = self.limiter.check(db, spot_id, scope, limit, window_ms).await?;
+        if d.allowed {
+            Ok(())
+        } else {
+            Err(Error::RateLimited { retry_after_s: d.reset_s })
+        }
+    }
+
+    async fn per_address(&self, db: &Db, what: &str) -> Result<()> {
+        match self.client_ip {
+            Some(ip) => {
+                let scope = format!("kz:{what}:addr:{ip}");
+                self.spend(db, ANONYMOUS, &scope, self.limits.pin_calls_per_address, MINUTE_MS).await
+            }
+            None => Ok(()),
+        }
+    }
+
+    async fn per_connector(&self, db: &Db, what: &str, c: &Connector) -> Result<()> {
+        let scope = format!("kz:{what}:connector:{}", c.id);
+        self.spend(db, c.spot_id, &scope, self.limits.pin_calls_per_connector, MINUTE_MS).await
+    }
+}
+
+/// Window of the per-number `generatePin` throttle.
+const PIN_REQUEST_WINDOW_MS: i64 = 10 * MINUTE_MS;
+
 /// `POST /generatePin`: sends a PIN to a member of the connector's spot. Unknown
-/// numbers and connectors get the same `{}` and nothing is sent.
-pub async fn generate_pin(db: &Db, delivery: &PinDelivery, mobile_number: &str, application_id: &str) -> Result<()> {
+/// numbers and connectors, and members who may not sign in, get the same `{}` after
+/// the same throttles, and nothing is sent.
+pub async fn generate_pin(
+    db: &Db,
+    delivery: &PinDelivery,
+    throttles: &LoginThrottles<'_>,
+    mobile_number: &str,
+    application_id: &str,
+) -> Result<()> {
     let number = mobile("mobileNumber", mobile_number)?;
-    let Some((connector, _)) = connector_by_id(db, application_id).await? else { return Ok(()) };
-    let mut tx = db.begin().await?;
-    let Some(member) = store::members::get_by_mobile(tx.ex(), connector.spot_id, &number).await? else {
-        return Ok(());
+    throttles.per_address(db, "pin").await?;
+    let connector = connector_by_id(db, application_id).await?;
+    if let Some((c, _)) = &connector {
+        throttles.per_connector(db, "pin", c).await?;
+    }
+    let per_number = format!("kz:pin:number:{number}");
+    throttles.spend(db, ANONYMOUS, &per_number, throttles.limits.pins_per_number, PIN_REQUEST_WINDOW_MS).await?;
+    let Some((connector, _)) = connector else { return Ok(()) };
+    let member = {
+        let mut c = db.conn().await?;
+        store::members::get_by_mobile(c.ex(), connector.spot_id, &number).await?
     };
+    let Some(member) = member.filter(|m| may_sign_in(&m.status)) else { return Ok(()) };
     let pin = rand::rngs::OsRng.gen_range(1000..=9999).to_string();
     let pin_hash = sha256(&format!("{}:{}", connector.id, pin));
+    let mut tx = db.begin().await?;
     store::kaizala::upsert_pin(
         tx.ex(),
         connector.spot_id,
@@ -196,53 +308,70 @@ pub async fn generate_pin(db: &Db, delivery: &PinDelivery, mobile_number: &str, 
     )
     .await?;
     tx.commit().await?;
-    match &delivery.sms_webhook_url {
-        Some(url) => {
-            let body = serde_json::json!({"mobileNumber": number, "pin": pin});
-            match delivery.outbound.post_json(url, &body).await {
-                Ok(status) if (200..300).contains(&status) => tracing::info!("PIN sent through the SMS relay"),
-                Ok(status) => tracing::warn!(status, "SMS relay refused the PIN"),
-                Err(e) => tracing::warn!(error = %e, "SMS relay unreachable"),
-            }
-        }
-        None => tracing::info!(mobile_number = %number, %pin, "Kaizala PIN (no OPENSPOT_SMS_WEBHOOK_URL set)"),
-    }
+    delivery.dispatch(number, pin);
     Ok(())
 }
 
 /// `POST /loginWithPinAndApplicationId`: a refresh token for the PIN's member.
+///
+/// Every attempt first takes one of the number's [`AuthLimits::pin_failures_per_number`]
+/// hourly attempts (given back on success), whatever the connector, member or PIN, so
+/// neither new PINs nor other connectors reset the count and a refusal reveals nothing.
+/// A PIN's own tries are spent atomically (`UPDATE … WHERE tries_left > 0 RETURNING`),
+/// so concurrent guesses cannot share a try.
 pub async fn login_with_pin(
     db: &Db,
+    throttles: &LoginThrottles<'_>,
     mobile_number: &str,
     application_id: &str,
     pin: &str,
     application_secret: Option<&str>,
 ) -> Result<std::result::Result<(String, i64), AuthFailure>> {
     let number = mobile("mobileNumber", mobile_number)?;
+    throttles.per_address(db, "login").await?;
+    let scope = format!("kz:login-attempts:number:{number}");
+    let attempts = AttemptWindow { scope: &scope, window_ms: HOUR_MS, limit: throttles.limits.pin_failures_per_number };
+    if let Err(retry_after_s) = attempts.take(db).await? {
+        return Err(Error::RateLimited { retry_after_s });
+    }
+    let outcome = verify_pin(db, throttles, &number, application_id, pin, application_secret).await;
+    if matches!(outcome, Ok(Ok(_))) {
+        attempts.give_back(db).await?;
+    }
+    outcome
+}
+
+async fn verify_pin(
+    db: &Db,
+    throttles: &LoginThrottles<'_>,
+    number: &str,
+    application_id: &str,
+    pin: &str,
+    application_secret: Option<&str>,
+) -> Result<std::result::Result<(String, i64), AuthFailure>> {
     let Some((connector, secret_hash)) = connector_by_id(db, application_id).await? else {
         return Ok(Err(AuthFailure::Unauthenticated));
     };
+    throttles.per_connector(db, "login", &connector).await?;
     if let Some(secret) = application_secret {
         if !same_hash(&secret_hash, &sha256(secret)) {
             return Ok(Err(AuthFailure::Unauthenticated));
         }
     }
-    let mut tx = db.begin().await?;
-    let Some(member) = store::members::get_by_mobile(tx.ex(), connector.spot_id, &number).await? else {
+    let member = {
+        let mut c = db.conn().await?;
+        store::members::get_by_mobile(c.ex(), connector.spot_id, number).await?
+    };
+    let Some(member) = member.filter(|m| may_sign_in(&m.status)) else {
         return Ok(Err(AuthFailure::Unauthenticated));
     };
-    let Some((hash, expires, tries)) =
-        store::kaizala::find_pin(tx.ex(), connector.spot_id, connector.id, member.id).await?
+    let mut tx = db.begin().await?;
+    let Some(hash) =
+        store::kaizala::spend_pin_try(tx.ex(), connector.spot_id, connector.id, member.id, now_ms()).await?
     else {
         return Ok(Err(AuthFailure::Unauthenticated));
     };
-    if expires < now_ms() || tries <= 0 {
-        store::kaizala::delete_pin(tx.ex(), connector.spot_id, connector.id, member.id).await?;
-        tx.commit().await?;
-        return Ok(Err(AuthFailure::Unauthenticated));
-    }
     if !same_hash(&hash, &sha256(&format!("{}:{}", connector.id, pin.trim()))) {
-        store::kaizala::spend_pin_try(tx.ex(), connector.spot_id, connector.id, member.id).await?;
         tx.commit().await?;
         return Ok(Err(AuthFailure::Unauthenticated));
     }
@@ -258,9 +387,12 @@ pub struct AccessGrant {
     pub access_token: String,
     pub expires_at: i64,
     pub new_refresh_token: Option<String>,
+    /// Whose token it is (so the caller can forget cached tokens of a replaced pair).
+    pub connector_id: Uuid,
+    pub member_id: Uuid,
 }
 
-/// `GET /accessToken`.
+/// `GET /accessToken`. A member who may no longer sign in gets `InvalidToken`.
 pub async fn access_token(
     db: &Db,
     application_id: &str,
@@ -279,19 +411,30 @@ pub async fn access_token(
     let Some(grant) = grant.filter(|g| g.connector_id == connector.id && g.expires_at > now) else {
         return Ok(Err(AuthFailure::InvalidToken));
     };
-    let access = random_token("kza_", 32);
-    let access_grant = TokenGrant { expires_at: now + ACCESS_TOKEN_TTL_MS, issued_at: now, ..grant.clone() };
-    store::kaizala::purge_access_tokens(tx.ex(), grant.spot_id, now).await?;
-    store::kaizala::insert_access_token(tx.ex(), &access_grant, &sha256(&access)).await?;
+    let member = members::get_in(tx.ex(), grant.spot_id, grant.member_id).await?;
+    if !may_sign_in(&member.status) {
+        return Ok(Err(AuthFailure::InvalidToken));
+    }
+    // Renewal first: replacing the refresh token revokes the pair's access tokens,
+    // and the one issued below must not be among them.
     let life = grant.expires_at - grant.issued_at;
     let new_refresh = if now >= grant.issued_at + life * 9 / 10 {
-        let member = members::get_in(tx.ex(), grant.spot_id, grant.member_id).await?;
         Some(mint_refresh(&mut tx, &connector, &member).await?.0)
     } else {
         None
     };
+    let access = random_token("kza_", 32);
+    let access_grant = TokenGrant { expires_at: now + ACCESS_TOKEN_TTL_MS, issued_at: now, ..grant.clone() };
+    store::kaizala::purge_access_tokens(tx.ex(), grant.spot_id, now).await?;
+    store::kaizala::insert_access_token(tx.ex(), &access_grant, &sha256(&access)).await?;
     tx.commit().await?;
-    Ok(Ok(AccessGrant { access_token: access, expires_at: access_grant.expires_at, new_refresh_token: new_refresh }))
+    Ok(Ok(AccessGrant {
+        access_token: access,
+        expires_at: access_grant.expires_at,
+        new_refresh_token: new_refresh,
+        connector_id: grant.connector_id,
+        member_id: grant.member_id,
+    }))
 }
 
 /// The caller of a Kaizala resource call.
@@ -303,34 +446,53 @@ pub struct KzCaller {
     pub expires_at: i64,
 }
 
-/// Access-token lookups, cached briefly so a call costs no extra round-trip.
+/// Access-token lookups, cached briefly so a call costs no extra round-trip. A token
+/// whose member was deactivated (or whose refresh token was replaced) stops working
+/// within [`TokenCache::TTL`] on every replica, and at once on the one that replaced it.
+/// Unknown tokens are cached too, so repeating one costs no lookup.
 #[derive(Debug)]
-pub struct TokenCache(HashCache<KzCaller>);
+pub struct TokenCache(HashCache<Option<KzCaller>>);
 
 impl Default for TokenCache {
     fn default() -> Self {
-        TokenCache(HashCache::new(Duration::from_secs(5)))
+        TokenCache(HashCache::new(Self::TTL))
     }
 }
 
 impl TokenCache {
+    pub const TTL: Duration = Duration::from_secs(5);
+
     pub async fn authenticate(&self, db: &Db, token: &str) -> Result<std::result::Result<KzCaller, AuthFailure>> {
         let hash = sha256(token.trim());
         let now = now_ms();
-        if let Some(c) = self.0.get(&hash) {
-            return Ok(if c.expires_at > now { Ok(c) } else { Err(AuthFailure::InvalidToken) });
+        if let Some(cached) = self.0.get(&hash) {
+            return Ok(cached.filter(|c| c.expires_at > now).ok_or(AuthFailure::InvalidToken));
         }
         let mut c = db.conn().await?;
-        let grant = store::kaizala::find_access_token(c.ex(), &hash).await?;
-        let Some(g) = grant.filter(|g| g.expires_at > now) else { return Ok(Err(AuthFailure::InvalidToken)) };
+        let found = store::kaizala::find_access_token(c.ex(), &hash).await?;
+        drop(c);
+        let Some((g, status)) = found.filter(|(g, _)| g.expires_at > now) else {
+            self.0.put(hash, None);
+            return Ok(Err(AuthFailure::InvalidToken));
+        };
+        if !may_sign_in(&status) {
+            self.0.put(hash, None);
+            return Ok(Err(AuthFailure::InvalidToken));
+        }
         let caller = KzCaller {
             spot_id: g.spot_id,
             connector_id: g.connector_id,
             member_id: g.member_id,
             expires_at: g.expires_at,
         };
-        self.0.put(hash, caller.clone());
+        self.0.put(hash, Some(caller.clone()));
         Ok(Ok(caller))
+    }
+
+    /// Forgets the cached tokens of a (connector, member) pair whose refresh token was
+    /// just replaced, so they stop working here at once.
+    pub fn forget_pair(&self, connector_id: Uuid, member_id: Uuid) {
+        self.0.retain(|c| c.as_ref().is_some_and(|c| !(c.connector_id == connector_id && c.member_id == member_id)));
     }
 }
 

@@ -21,6 +21,52 @@ use crate::store::{self, Db};
 pub const TEN_SECONDS_MS: i64 = 10_000;
 pub const MINUTE_MS: i64 = 60_000;
 pub const DAY_MS: i64 = 86_400_000;
+pub const HOUR_MS: i64 = 3_600_000;
+
+/// The "spot" of windows that belong to no spot: per-address and per-number throttles
+/// of anonymous calls (PIN login). Their rows are purged by housekeeping.
+pub const ANONYMOUS: Uuid = Uuid::nil();
+
+/// Drops anonymous windows that ended more than a day ago (their scopes are one-off
+/// keys such as an address or a number, so rollover never purges them).
+pub async fn purge_anonymous_windows(db: &Db) -> Result<u64> {
+    let mut c = db.conn().await?;
+    Ok(store::rate_limits::purge_spot_before(c.ex(), ANONYMOUS, now_ms() - DAY_MS).await?)
+}
+
+/// A counter of attempts in a fixed window, exact across replicas (one database write
+/// per attempt, no leasing): for lockouts, where every attempt must count.
+pub struct AttemptWindow<'a> {
+    pub scope: &'a str,
+    pub window_ms: i64,
+    pub limit: i64,
+}
+
+impl AttemptWindow<'_> {
+    fn start(&self, now: i64) -> i64 {
+        now - now.rem_euclid(self.window_ms)
+    }
+
+    /// Takes one attempt; `Err(seconds until the window ends)` when none is left.
+    pub async fn take(&self, db: &Db) -> Result<std::result::Result<(), u64>> {
+        let now = now_ms();
+        let start = self.start(now);
+        let mut c = db.conn().await?;
+        let taken = store::rate_limits::try_take(c.ex(), ANONYMOUS, self.scope, start, 1, self.limit).await?;
+        Ok(match taken {
+            Some(_) => Ok(()),
+            None => Err(((start + self.window_ms - now + 999) / 1000).max(1) as u64),
+        })
+    }
+
+    /// Returns an attempt that turned out not to count (a successful login).
+    pub async fn give_back(&self, db: &Db) -> Result<()> {
+        let start = self.start(now_ms());
+        let mut c = db.conn().await?;
+        store::rate_limits::give_back(c.ex(), ANONYMOUS, self.scope, start).await?;
+        Ok(())
+    }
+}
 
 /// The outcome of one check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +81,7 @@ pub struct Decision {
 #[derive(Debug)]
 struct Lease {
     window_start: i64,
+    window_ms: i64,
     /// Requests leased from the database and not yet spent here.
     unspent: i64,
     /// The window's total in the database as last seen.
@@ -62,11 +109,11 @@ impl RateLimiter {
             let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
             let lease = leases.entry(key.clone()).or_insert_with(|| {
                 rolled_over = true;
-                Lease { window_start, unspent: 0, db_used: 0 }
+                Lease { window_start, window_ms, unspent: 0, db_used: 0 }
             });
             if lease.window_start != window_start {
                 rolled_over = true;
-                *lease = Lease { window_start, unspent: 0, db_used: 0 };
+                *lease = Lease { window_start, window_ms, unspent: 0, db_used: 0 };
             }
             if lease.unspent > 0 {
                 lease.unspent -= 1;
@@ -90,9 +137,9 @@ impl RateLimiter {
         drop(c);
 
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        let lease = leases.entry(key).or_insert(Lease { window_start, unspent: 0, db_used: 0 });
+        let lease = leases.entry(key).or_insert(Lease { window_start, window_ms, unspent: 0, db_used: 0 });
         if lease.window_start != window_start {
-            *lease = Lease { window_start, unspent: 0, db_used: 0 };
+            *lease = Lease { window_start, window_ms, unspent: 0, db_used: 0 };
         }
         match total {
             Some(total) => {
@@ -101,6 +148,13 @@ impl RateLimiter {
                 let remaining = (limit - lease.db_used + lease.unspent).max(0);
                 Ok(Decision { allowed: true, limit, remaining, reset_s })
             }
+            // Concurrent requests here may have leased the rest of the window while
+            // this one waited on the database: spend from their lease before refusing.
+            None if lease.unspent > 0 => {
+                lease.unspent -= 1;
+                lease.db_used = limit;
+                Ok(Decision { allowed: true, limit, remaining: lease.unspent, reset_s })
+            }
             None => {
                 lease.db_used = limit;
                 Ok(Decision { allowed: false, limit, remaining: 0, reset_s })
@@ -108,10 +162,11 @@ impl RateLimiter {
         }
     }
 
-    /// Drops leases of past windows (housekeeping; keeps the map small).
+    /// Drops leases of windows that ended (housekeeping). Scopes keyed by an address
+    /// or a number are one-off, so without this the map would grow with every caller.
     pub fn forget_stale(&self) {
         let now = now_ms();
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        leases.retain(|_, l| now - l.window_start < 2 * DAY_MS);
+        leases.retain(|_, l| now < l.window_start + l.window_ms);
     }
 }

@@ -32,6 +32,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::invalid("body", "a JSON body is required"));
     }
+    super::nesting::check_nesting(bytes, super::nesting::MAX_DEPTH).map_err(|e| Error::invalid("body", e))?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

@@ -5,6 +5,8 @@ pub mod error;
 pub mod extract;
 pub mod kaizala;
 pub mod meltingspot;
+pub mod nesting;
+pub mod server;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +26,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::Config;
-use crate::domain::auth::KeyCache;
+use crate::domain::auth::{FailedAuthThrottle, KeyCache};
 use crate::domain::kaizala::{PinDelivery, TokenCache};
 use crate::domain::rate_limit::RateLimiter;
 use crate::outbound::Outbound;
@@ -42,6 +44,10 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     pub kz_tokens: Arc<TokenCache>,
     pub pin_delivery: PinDelivery,
+    /// Failed credential checks per client address (anonymous cost bound).
+    pub failed_auth: Arc<FailedAuthThrottle>,
+    /// Requests handled at once (see [`server::bound_requests`]).
+    pub in_flight: server::InFlight,
 }
 
 /// Timeout of every outbound call (contract §5).
@@ -50,14 +56,16 @@ pub const OUTBOUND_TIMEOUT: Duration = Duration::from_secs(10);
 impl AppState {
     pub fn new(db: Db, config: Config) -> anyhow::Result<Self> {
         let outbound = Outbound::new(config.allow_private_targets, OUTBOUND_TIMEOUT)?;
-        let pin_delivery = PinDelivery { sms_webhook_url: config.sms_webhook_url.clone(), outbound };
+        let pin_delivery = PinDelivery::new(config.sms_webhook_url.clone(), outbound);
         Ok(AppState {
             db,
-            config: Arc::new(config),
             keys: Arc::new(KeyCache::new()),
             limiter: Arc::new(RateLimiter::new()),
             kz_tokens: Arc::new(TokenCache::default()),
             pin_delivery,
+            failed_auth: Arc::new(FailedAuthThrottle::new(config.auth.failed_auth_per_address)),
+            in_flight: server::InFlight(Arc::new(tokio::sync::Semaphore::new(config.server.max_in_flight.max(1)))),
+            config: Arc::new(config),
         })
     }
 }
@@ -112,7 +120,7 @@ pub fn app(state: AppState) -> Router {
     let probes = Router::new()
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
-        .with_state(state);
+        .with_state(state.clone());
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(api)
@@ -120,6 +128,7 @@ pub fn app(state: AppState) -> Router {
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), server::bound_requests))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CatchPanicLayer::custom(|_| error::error_response(500, "Internal server error".into())))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
@@ -152,14 +161,14 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    use axum::ServiceExt as _;
     use tower::Layer as _;
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
     // Kaizala paths as clients write them are normalised before routing.
-    let service = tower::util::MapRequestLayer::new(kaizala::normalize_request::<axum::body::Body>).layer(app(state));
-    let result = axum::serve(listener, service.into_make_service()).with_graceful_shutdown(shutdown).await;
+    let service =
+        tower::util::MapRequestLayer::new(kaizala::normalize_request::<axum::body::Body>).layer(app(state.clone()));
+    let result = server::run(listener, service, &state.config, shutdown).await;
     housekeeping.abort();
-    Ok(result?)
+    result
 }
 
 /// Periodic work: resuming orphaned smart-group computations, dropping stale rate-limit leases.
@@ -173,6 +182,10 @@ async fn housekeeping(state: AppState) {
             tracing::warn!(error = ?e, "cannot resume smart-group computations");
         }
         state.limiter.forget_stale();
+        state.failed_auth.forget_stale();
+        if let Err(e) = crate::domain::rate_limit::purge_anonymous_windows(&state.db).await {
+            tracing::warn!(error = ?e, "cannot purge old throttle windows");
+        }
         if ticks % 120 == 0 {
             // About hourly: keep the planner's statistics current as spots grow.
             if let Err(e) = state.db.optimize().await {

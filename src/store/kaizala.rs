@@ -101,14 +101,39 @@ pub async fn insert_access_token(ex: Ex<'_>, g: &TokenGrant, hash: &[u8]) -> Res
     .map(|_| ()))
 }
 
-pub async fn find_access_token(ex: Ex<'_>, hash: &[u8]) -> Result<Option<TokenGrant>, sqlx::Error> {
-    run!(ex, |c| sqlx::query_as::<_, TokenGrant>(
-        "SELECT spot_id, connector_id, member_id, expires_at AS issued_at, expires_at FROM kz_access_tokens \
-         WHERE token_hash = $1"
+/// The grant of an access token and its member's status (a member who may no longer
+/// sign in must not keep using a token).
+pub async fn find_access_token(ex: Ex<'_>, hash: &[u8]) -> Result<Option<(TokenGrant, String)>, sqlx::Error> {
+    run!(ex, |c| {
+        let row = sqlx::query_as::<_, (Uuid, Uuid, Uuid, i64, String)>(
+            "SELECT t.spot_id, t.connector_id, t.member_id, t.expires_at, m.status FROM kz_access_tokens t \
+             JOIN members m ON m.spot_id = t.spot_id AND m.id = t.member_id WHERE t.token_hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(c)
+        .await?;
+        Ok(row.map(|(spot_id, connector_id, member_id, expires_at, status)| {
+            (TokenGrant { spot_id, connector_id, member_id, issued_at: expires_at, expires_at }, status)
+        }))
+    })
+}
+
+/// Revokes every access token of a (connector, member) pair (its refresh token was replaced).
+pub async fn delete_access_tokens_of(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    connector_id: Uuid,
+    member_id: Uuid,
+) -> Result<u64, sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "DELETE FROM kz_access_tokens WHERE spot_id = $1 AND connector_id = $2 AND member_id = $3"
     )
-    .bind(hash)
-    .fetch_optional(c)
-    .await)
+    .bind(spot_id)
+    .bind(connector_id)
+    .bind(member_id)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))
 }
 
 /// Drops the spot's expired access tokens.
@@ -146,35 +171,26 @@ pub async fn upsert_pin(
     .map(|_| ()))
 }
 
-/// (pin hash, expires_at, tries_left) of the pair's pending PIN.
-pub async fn find_pin(
+/// Spends one try of the pair's unexpired PIN and returns its hash; None when there is
+/// no such PIN or no try left. One statement, so concurrent guesses (PostgreSQL row
+/// lock, SQLite write lock) each take their own try and never more than there are.
+pub async fn spend_pin_try(
     ex: Ex<'_>,
     spot_id: Uuid,
     connector_id: Uuid,
     member_id: Uuid,
-) -> Result<Option<(Vec<u8>, i64, i64)>, sqlx::Error> {
-    run!(ex, |c| {
-        sqlx::query_as::<_, (Vec<u8>, i64, i64)>(
-        "SELECT pin_hash, expires_at, tries_left FROM kz_pins WHERE spot_id = $1 AND connector_id = $2 AND member_id = $3"
+    now: i64,
+) -> Result<Option<Vec<u8>>, sqlx::Error> {
+    run!(ex, |c| sqlx::query_scalar::<_, Vec<u8>>(
+        "UPDATE kz_pins SET tries_left = tries_left - 1 WHERE spot_id = $1 AND connector_id = $2 \
+         AND member_id = $3 AND tries_left > 0 AND expires_at > $4 RETURNING pin_hash"
     )
     .bind(spot_id)
     .bind(connector_id)
     .bind(member_id)
+    .bind(now)
     .fetch_optional(c)
-    .await
-    })
-}
-
-pub async fn spend_pin_try(ex: Ex<'_>, spot_id: Uuid, connector_id: Uuid, member_id: Uuid) -> Result<(), sqlx::Error> {
-    run!(ex, |c| sqlx::query(
-        "UPDATE kz_pins SET tries_left = tries_left - 1 WHERE spot_id = $1 AND connector_id = $2 AND member_id = $3"
-    )
-    .bind(spot_id)
-    .bind(connector_id)
-    .bind(member_id)
-    .execute(c)
-    .await
-    .map(|_| ()))
+    .await)
 }
 
 pub async fn delete_pin(ex: Ex<'_>, spot_id: Uuid, connector_id: Uuid, member_id: Uuid) -> Result<(), sqlx::Error> {

@@ -61,6 +61,30 @@ pub async fn purge_before(ex: Ex<'_>, spot_id: Uuid, scope: &str, before_ms: i64
         .map(|r| r.rows_affected()))
 }
 
+/// Takes back one request granted in a window (never below zero).
+pub async fn give_back(ex: Ex<'_>, spot_id: Uuid, scope: &str, window_start: i64) -> Result<(), sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "UPDATE rate_limit_windows SET used = used - 1 WHERE spot_id = $1 AND scope = $2 AND window_start = $3 \
+         AND used > 0"
+    )
+    .bind(spot_id)
+    .bind(scope)
+    .bind(window_start)
+    .execute(c)
+    .await
+    .map(|_| ()))
+}
+
+/// Drops every window of `spot_id` that started before `before_ms`, whatever its scope.
+pub async fn purge_spot_before(ex: Ex<'_>, spot_id: Uuid, before_ms: i64) -> Result<u64, sqlx::Error> {
+    run!(ex, |c| sqlx::query("DELETE FROM rate_limit_windows WHERE spot_id = $1 AND window_start < $2")
+        .bind(spot_id)
+        .bind(before_ms)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+}
+
 pub async fn delete_spot(ex: Ex<'_>, spot_id: Uuid) -> Result<(), sqlx::Error> {
     run!(ex, |c| sqlx::query("DELETE FROM rate_limit_windows WHERE spot_id = $1")
         .bind(spot_id)

@@ -8,14 +8,14 @@ use crate::both;
 use crate::common::{Resp, TestApp};
 
 /// A connector of the test spot with a token for one number.
-struct Kz {
-    app_id: String,
-    secret: String,
-    refresh: String,
-    token: String,
+pub struct Kz {
+    pub app_id: String,
+    pub secret: String,
+    pub refresh: String,
+    pub token: String,
 }
 
-async fn raw(app: &TestApp, method: Method, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
+pub async fn raw(app: &TestApp, method: Method, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
     let mut rb = app.client.request(method, format!("{}{}", app.base, path));
     for (k, v) in headers {
         rb = rb.header(*k, *v);
@@ -31,7 +31,7 @@ async fn raw(app: &TestApp, method: Method, path: &str, headers: &[(&str, &str)]
     Resp { status, body, text, headers }
 }
 
-async fn access(app: &TestApp, app_id: &str, secret: &str, refresh: &str) -> Resp {
+pub async fn access(app: &TestApp, app_id: &str, secret: &str, refresh: &str) -> Resp {
     raw(
         app,
         Method::GET,
@@ -42,24 +42,24 @@ async fn access(app: &TestApp, app_id: &str, secret: &str, refresh: &str) -> Res
     .await
 }
 
-async fn setup(app: &TestApp, number: &str) -> Kz {
+pub async fn setup(app: &TestApp, number: &str) -> Kz {
     let (c, secret) = openspot::domain::kaizala::create_connector(&app.db, app.spot_id, "c").await.unwrap();
     let app_id = c.id.to_string();
     user(app, &app_id, &secret, number).await
 }
 
-async fn user(app: &TestApp, app_id: &str, secret: &str, number: &str) -> Kz {
+pub async fn user(app: &TestApp, app_id: &str, secret: &str, number: &str) -> Kz {
     let (refresh, _) = openspot::domain::kaizala::create_user_token(&app.db, app_id, number).await.unwrap();
     let r = access(app, app_id, secret, &refresh).await;
     assert_eq!(r.status, 200, "{}", r.text);
     Kz { app_id: app_id.into(), secret: secret.into(), refresh, token: r.body["accessToken"].as_str().unwrap().into() }
 }
 
-async fn call(app: &TestApp, kz: &Kz, method: Method, path: &str, body: Option<&str>) -> Resp {
+pub async fn call(app: &TestApp, kz: &Kz, method: Method, path: &str, body: Option<&str>) -> Resp {
     raw(app, method, &format!("/kaizala/v1{path}"), &[("accessToken", &kz.token)], body.map(str::as_bytes)).await
 }
 
-fn assert_kz_error(r: &Resp, status: u16, code: &str) -> String {
+pub fn assert_kz_error(r: &Resp, status: u16, code: &str) -> String {
     assert_eq!(r.status, status, "{}", r.text);
     assert_eq!(r.body["errorCode"], code, "{}", r.text);
     assert!(r.body["errorCategoryKey"].is_string());
@@ -108,7 +108,11 @@ both!(auth_flow, |app| {
     // A new refresh token for the pair replaces the old one.
     let (newer, _) = openspot::domain::kaizala::create_user_token(&app.db, &kz.app_id, "+911199999999").await.unwrap();
     assert_kz_error(&access(&app, &kz.app_id, &kz.secret, &kz.refresh).await, 401, "InvalidToken");
-    assert_eq!(access(&app, &kz.app_id, &kz.secret, &newer).await.status, 200);
+    let r = access(&app, &kz.app_id, &kz.secret, &newer).await;
+    assert_eq!(r.status, 200);
+    // ...and revokes the access tokens the old one issued.
+    assert_kz_error(&call(&app, &kz, Method::GET, "/groups", None).await, 401, "InvalidToken");
+    let kz = Kz { refresh: newer.clone(), token: r.body["accessToken"].as_str().unwrap().to_string(), ..kz };
 
     // Resource auth: header in any case, Bearer, legacy applicationId ignored.
     let msg = assert_kz_error(&raw(&app, Method::GET, "/kaizala/v1/groups", &[], None).await, 401, "InvalidToken");
@@ -422,7 +426,7 @@ both!(messages_and_throttling, |app| {
 });
 
 /// A real SMS relay: an HTTP server on a loopback port recording every posted body.
-async fn sms_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+pub async fn sms_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let store = seen.clone();
     let app = axum::Router::new().route(
@@ -439,6 +443,18 @@ async fn sms_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>
     let url = format!("http://{}/sms", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, seen)
+}
+
+/// The relay's bodies once it has received `n` (PINs are relayed in the background).
+pub async fn relayed(seen: &std::sync::Arc<std::sync::Mutex<Vec<Value>>>, n: usize) -> Vec<Value> {
+    for _ in 0..200 {
+        let posted = seen.lock().unwrap().clone();
+        if posted.len() >= n {
+            return posted;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    seen.lock().unwrap().clone()
 }
 
 async fn pin_login_flow(backend: openspot::store::Backend) {
@@ -458,8 +474,10 @@ async fn pin_login_flow(backend: openspot::store::Backend) {
     assert_eq!((r.status, r.body.clone()), (200, json!({})), "{}", r.text);
     let r = raw(&app, Method::POST, "/kaizala/v1/generatePin", &[], Some(gen("+911199999999").as_bytes())).await;
     assert_eq!((r.status, r.body.clone()), (200, json!({})));
-    // generatePin answers after the relay call: the PIN is already there.
-    let posted = seen.lock().unwrap().clone();
+    // The relay is called in the background; the non-member's PIN never comes.
+    let posted = relayed(&seen, 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let posted = if posted.len() == 1 { seen.lock().unwrap().clone() } else { posted };
     assert_eq!(posted.len(), 1, "only the member's PIN is sent: {posted:?}");
     assert_eq!(posted[0]["mobileNumber"], "+911199999999");
     let pin: u32 = posted[0]["pin"].as_str().unwrap().parse().unwrap();
@@ -506,7 +524,7 @@ async fn pin_login_flow(backend: openspot::store::Backend) {
         "Unauthenticated",
     );
     raw(&app, Method::POST, "/kaizala/v1/generatePin", &[], Some(gen("+911199999999").as_bytes())).await;
-    let pin2 = seen.lock().unwrap()[1]["pin"].as_str().unwrap().to_string();
+    let pin2 = relayed(&seen, 2).await[1]["pin"].as_str().unwrap().to_string();
     let r = raw(
         &app,
         Method::POST,
@@ -517,7 +535,7 @@ async fn pin_login_flow(backend: openspot::store::Backend) {
     .await;
     assert_eq!(r.status, 200, "pin as a string: {}", r.text);
     raw(&app, Method::POST, "/kaizala/v1/generatePin", &[], Some(gen("+911199999999").as_bytes())).await;
-    let pin3 = seen.lock().unwrap()[2]["pin"].as_str().unwrap().to_string();
+    let pin3 = relayed(&seen, 3).await[2]["pin"].as_str().unwrap().to_string();
     let wrong = if pin3 == "1000" { "1001" } else { "1000" };
     for _ in 0..5 {
         raw(
@@ -562,5 +580,6 @@ async fn pin_relay_to_private_targets_is_refused_by_default() {
     let body = format!("{{mobileNumber:'+911199999999', applicationId:'{}'}}", kz.app_id);
     let r = raw(&app, Method::POST, "/kaizala/v1/generatePin", &[], Some(body.as_bytes())).await;
     assert_eq!((r.status, r.body.clone()), (200, json!({})));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(seen.lock().unwrap().is_empty(), "a loopback relay is refused without OPENSPOT_ALLOW_PRIVATE_TARGETS");
 }

@@ -10,8 +10,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{header, lenient, KzError, KzErrorBody, KzJson};
-use crate::domain::kaizala::{self, AuthFailure, GRANTED_SCOPE, MSG_BAD_APP_CREDENTIALS, MSG_TOKEN_INVALID};
+use crate::domain::kaizala::{
+    self, AuthFailure, LoginThrottles, GRANTED_SCOPE, MSG_BAD_APP_CREDENTIALS, MSG_TOKEN_INVALID,
+};
 use crate::error::Error;
+use crate::http::server::ClientIp;
 use crate::http::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -34,21 +37,25 @@ fn required(v: Option<String>, field: &str) -> Result<String, KzError> {
 
 /// Send a login PIN
 ///
-/// Sends a 4-digit PIN (valid 10 minutes, 5 tries) to a member of the connector's spot,
-/// through `OPENSPOT_SMS_WEBHOOK_URL` or the server log. Always `{}`: membership is not revealed.
+/// Sends a 4-digit PIN (valid 10 minutes, 5 tries) to a member of the connector's spot
+/// through `OPENSPOT_SMS_WEBHOOK_URL`, in the background. Always `{}`: membership is not
+/// revealed. Throttled per client address, connector and number (429 `Throttled`).
 #[utoipa::path(post, path = "/kaizala/v1/generatePin", tag = "Kaizala: authentication", security(()),
     request_body = GeneratePinBody,
     responses(
         (status = 200, description = "`{}`", body = Object),
         (status = 400, description = "InvalidParameters", body = KzErrorBody),
+        (status = 429, description = "Throttled (per address, connector or number); see `Retry-After`", body = KzErrorBody),
     ))]
 async fn generate_pin(
     State(st): State<AppState>,
+    ClientIp(client_ip): ClientIp,
     KzJson(body): KzJson<GeneratePinBody>,
 ) -> Result<Json<serde_json::Value>, KzError> {
     let mobile = required(body.mobilenumber, "mobileNumber")?;
     let app = required(body.applicationid, "applicationId")?;
-    kaizala::generate_pin(&st.db, &st.pin_delivery, &mobile, &app).await?;
+    let throttles = LoginThrottles { limiter: &st.limiter, limits: &st.config.auth, client_ip };
+    kaizala::generate_pin(&st.db, &st.pin_delivery, &throttles, &mobile, &app).await?;
     Ok(Json(serde_json::json!({})))
 }
 
@@ -85,15 +92,18 @@ pub struct LoginResult {
         (status = 200, description = "Refresh token", body = LoginResult),
         (status = 400, description = "InvalidParameters", body = KzErrorBody),
         (status = 401, description = "Unauthenticated (wrong PIN, connector or secret)", body = KzErrorBody),
+        (status = 429, description = "Throttled, or the number is locked after too many wrong PINs this hour; see `Retry-After`", body = KzErrorBody),
     ))]
 async fn login_with_pin(
     State(st): State<AppState>,
+    ClientIp(client_ip): ClientIp,
     KzJson(body): KzJson<LoginBody>,
 ) -> Result<Json<LoginResult>, KzError> {
     let mobile = required(body.mobilenumber, "mobileNumber")?;
     let app = required(body.applicationid, "applicationId")?;
     let pin = required(body.pin, "pin")?;
-    match kaizala::login_with_pin(&st.db, &mobile, &app, &pin, body.applicationsecret.as_deref()).await? {
+    let throttles = LoginThrottles { limiter: &st.limiter, limits: &st.config.auth, client_ip };
+    match kaizala::login_with_pin(&st.db, &throttles, &mobile, &app, &pin, body.applicationsecret.as_deref()).await? {
         Ok((token, expiry)) => Ok(Json(LoginResult {
             refresh_token: token,
             granted_scope: GRANTED_SCOPE.to_string(),
@@ -127,22 +137,39 @@ pub struct AccessTokenResult {
     responses(
         (status = 200, description = "Access token", body = AccessTokenResult),
         (status = 401, description = "Unauthenticated (connector credentials) or InvalidToken (refresh token)", body = KzErrorBody),
+        (status = 429, description = "Throttled: too many failed credential checks from this address", body = KzErrorBody),
     ))]
-async fn access_token(State(st): State<AppState>, headers: HeaderMap) -> Result<Json<AccessTokenResult>, KzError> {
+async fn access_token(
+    State(st): State<AppState>,
+    ClientIp(client_ip): ClientIp,
+    headers: HeaderMap,
+) -> Result<Json<AccessTokenResult>, KzError> {
+    if let Some(retry_after_s) = st.failed_auth.blocked_for(client_ip) {
+        return Err(Error::RateLimited { retry_after_s }.into());
+    }
     let (Some(app), Some(secret)) = (header(&headers, "applicationid"), header(&headers, "applicationsecret")) else {
         return Err(KzError::auth(AuthFailure::Unauthenticated, MSG_BAD_APP_CREDENTIALS));
     };
     let Some(refresh) = header(&headers, "refreshtoken") else {
         return Err(KzError::auth(AuthFailure::InvalidToken, MSG_TOKEN_INVALID));
     };
-    match kaizala::access_token(&st.db, app, secret, refresh).await? {
-        Ok(g) => Ok(Json(AccessTokenResult {
-            access_token: g.access_token,
-            endpoint_url: format!("{}/kaizala", st.config.public_url),
-            access_token_expiry: g.expires_at,
-            refresh_token: g.new_refresh_token.unwrap_or_default(),
-            scope: "token.write".into(),
-        })),
+    let outcome = kaizala::access_token(&st.db, app, secret, refresh).await?;
+    if outcome.is_err() {
+        st.failed_auth.record_failure(client_ip);
+    }
+    match outcome {
+        Ok(g) => {
+            if g.new_refresh_token.is_some() {
+                st.kz_tokens.forget_pair(g.connector_id, g.member_id);
+            }
+            Ok(Json(AccessTokenResult {
+                access_token: g.access_token,
+                endpoint_url: format!("{}/kaizala", st.config.public_url),
+                access_token_expiry: g.expires_at,
+                refresh_token: g.new_refresh_token.unwrap_or_default(),
+                scope: "token.write".into(),
+            }))
+        }
         Err(AuthFailure::Unauthenticated) => Err(KzError::auth(AuthFailure::Unauthenticated, MSG_BAD_APP_CREDENTIALS)),
         Err(AuthFailure::InvalidToken) => Err(KzError::auth(AuthFailure::InvalidToken, MSG_TOKEN_INVALID)),
     }

@@ -30,6 +30,8 @@ pub fn parse_lenient_body(bytes: &[u8]) -> Result<Value, LenientError> {
     if text.is_empty() {
         return Ok(Value::Object(Map::new()));
     }
+    // Bounded before the JSON5 parser (which has no depth limit) and `lower_keys` recurse.
+    crate::http::nesting::check_nesting(text.as_bytes(), crate::http::nesting::MAX_DEPTH).map_err(LenientError)?;
     let value: Value = json5::from_str(text).map_err(|e| LenientError(e.to_string()))?;
     Ok(lower_keys(value))
 }
@@ -106,6 +108,15 @@ mod tests {
         assert_eq!(parse(""), json!({}));
         assert_eq!(parse("   \r\n"), json!({}));
         assert_eq!(parse("\u{feff}{}"), json!({}));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        let deep = "[".repeat(100_000);
+        let err = parse_lenient_body(deep.as_bytes()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("deeper than 64"), "{err}");
+        let ok = format!("{{a: {}1{}}}", "[".repeat(63), "]".repeat(63));
+        assert!(parse_lenient_body(ok.as_bytes()).is_ok());
     }
 
     #[test]

@@ -24,6 +24,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
+use super::server::ClientIp;
 use super::AppState;
 use crate::domain::kaizala::{AuthFailure, KzCaller, MSG_TOKEN_INVALID, MSG_TOKEN_MISSING};
 use crate::domain::rate_limit::MINUTE_MS;
@@ -183,13 +184,24 @@ fn access_token_of(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Authenticates the access token and applies the Kaizala throttles.
+/// An address with too many failed tokens this minute is refused before any lookup.
 async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let client_ip = ClientIp::of(&st.config, &parts).0;
+    req = Request::from_parts(parts, body);
+    if let Some(retry_after_s) = st.failed_auth.blocked_for(client_ip) {
+        return KzError::from(Error::RateLimited { retry_after_s }).into_response();
+    }
     let Some(token) = access_token_of(req.headers()) else {
+        st.failed_auth.record_failure(client_ip);
         return KzError::auth(AuthFailure::InvalidToken, MSG_TOKEN_MISSING).into_response();
     };
     let caller = match st.kz_tokens.authenticate(&st.db, token).await {
         Ok(Ok(c)) => c,
-        Ok(Err(f)) => return KzError::auth(f, MSG_TOKEN_INVALID).into_response(),
+        Ok(Err(f)) => {
+            st.failed_auth.record_failure(client_ip);
+            return KzError::auth(f, MSG_TOKEN_INVALID).into_response();
+        }
         Err(e) => return KzError::from(e).into_response(),
     };
     let conn_scope = format!("kz:connector:{}", caller.connector_id);

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 
 use super::error::MsError;
+use super::server::ClientIp;
 use super::AppState;
 use crate::domain::rate_limit::{Decision, DAY_MS, TEN_SECONDS_MS};
 use crate::error::Error;
@@ -56,13 +57,26 @@ fn set_rate_headers(headers: &mut HeaderMap, d: &Decision) {
 
 /// Authenticates the caller, spends one request of each budget, and stamps the
 /// `RateLimit-*` headers (10-second window) on the response.
+/// An address with too many failed keys this minute is refused before any lookup.
 async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let client_ip = ClientIp::of(&st.config, &parts).0;
+    req = Request::from_parts(parts, body);
+    if let Some(retry_after_s) = st.failed_auth.blocked_for(client_ip) {
+        return MsError(Error::RateLimited { retry_after_s }).into_response();
+    }
     let Some(key) = api_key(req.headers()) else {
+        st.failed_auth.record_failure(client_ip);
         return MsError(Error::Unauthorized("Unauthorized".into())).into_response();
     };
     let authed = match st.keys.authenticate(&st.db, key, st.config.default_limits).await {
         Ok(a) => a,
-        Err(e) => return MsError(e).into_response(),
+        Err(e) => {
+            if matches!(e, Error::Unauthorized(_)) {
+                st.failed_auth.record_failure(client_ip);
+            }
+            return MsError(e).into_response();
+        }
     };
     let short = match st.limiter.check(&st.db, authed.spot_id, "v1:10s", authed.limits.per_10s, TEN_SECONDS_MS).await {
         Ok(d) => d,

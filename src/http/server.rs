@@ -1,0 +1,224 @@
+//! The connection loop and the per-request bounds (SECURITY.md "Connections and time").
+//!
+//! `axum::serve` sets no timer, so a client that sends its headers one byte a minute,
+//! or opens thousands of idle connections, holds a task and a buffer for as long as it
+//! likes. This loop serves HTTP/1.1 with hyper directly and bounds every resource a
+//! client can hold: open connections (a semaphore; more wait in the listen backlog), the
+//! time to send a request head (also the idle time of a keep-alive connection), the size
+//! of a head, the time to be answered, body included (408), and the requests handled at
+//! once (503 + `Retry-After` beyond). Each request carries its peer address
+//! (`ConnectInfo`), from which [`client_ip`] derives the address throttles key on.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::Semaphore;
+use tower::ServiceExt as _;
+
+use super::AppState;
+use crate::config::Config;
+
+/// The largest request head (request line and headers) accepted.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// The most headers a request may carry.
+const MAX_HEADERS: usize = 100;
+/// How long a graceful shutdown waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Serves `service` on `listener` until `shutdown` resolves, within `config.server`'s bounds.
+pub async fn run<S>(
+    listener: tokio::net::TcpListener,
+    service: S,
+    config: &Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let limits = config.server.clone();
+    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => p?,
+            _ = &mut shutdown => break,
+        };
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = service.clone();
+        let hyper_service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let mut req = req.map(Body::new);
+            req.extensions_mut().insert(ConnectInfo(remote));
+            svc.clone().oneshot(req)
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .keep_alive(true)
+            .max_buf_size(MAX_HEAD_BYTES)
+            .max_headers(MAX_HEADERS);
+        let conn = builder.serve_connection(TokioIo::new(stream), hyper_service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection closed with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!("requests still running after {} s; stopping anyway", SHUTDOWN_GRACE.as_secs());
+    }
+    Ok(())
+}
+
+/// The address a request is throttled as: the peer, or — when the peer is a trusted
+/// proxy — the right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+pub fn client_ip(config: &Config, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+    let peer = peer?.ip();
+    if !config.is_trusted_proxy(peer) {
+        return Some(peer);
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let Ok(text) = value.to_str() else { return Some(peer) };
+        for part in text.split(',') {
+            match part.trim().parse::<IpAddr>() {
+                Ok(ip) => hops.push(ip),
+                // A malformed chain cannot be trusted past this proxy.
+                Err(_) => return Some(peer),
+            }
+        }
+    }
+    Some(hops.into_iter().rev().find(|ip| !config.is_trusted_proxy(*ip)).unwrap_or(peer))
+}
+
+/// The address a request is throttled as (see [`client_ip`]); None when the request
+/// did not come through [`run`].
+#[derive(Clone, Copy, Debug)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl ClientIp {
+    pub fn of(config: &Config, parts: &axum::http::request::Parts) -> Self {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        ClientIp(client_ip(config, peer, &parts.headers))
+    }
+}
+
+impl axum::extract::FromRequestParts<AppState> for ClientIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, st: &AppState) -> Result<Self, Infallible> {
+        Ok(ClientIp::of(&st.config, parts))
+    }
+}
+
+/// Requests handled at once, process-wide.
+#[derive(Clone, Debug)]
+pub struct InFlight(pub Arc<Semaphore>);
+
+/// Middleware: caps requests in flight (503 at once beyond) and bounds each request's
+/// time, body included (408). Probes are exempt from the cap so an overloaded but
+/// living process still says so.
+pub async fn bound_requests(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    let _permit = if path == "/healthz" || path == "/readyz" {
+        None
+    } else {
+        match st.in_flight.0.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                let mut resp = dialect_error(&path, 503, "Server is busy, retry shortly");
+                resp.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+                return resp;
+            }
+        }
+    };
+    let limit =
+        if path.ends_with("~import") { st.config.server.import_timeout } else { st.config.server.request_timeout };
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            let mut resp = dialect_error(&path, 408, "Request timed out");
+            // The body may be half-read: this connection cannot carry another request.
+            resp.headers_mut().insert("connection", HeaderValue::from_static("close"));
+            resp
+        }
+    }
+}
+
+/// An error body in the shape of the dialect that owns `path`.
+pub fn dialect_error(path: &str, status: u16, message: &str) -> Response {
+    if path.starts_with("/kaizala") {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let error_code = match status {
+            408 => "RequestTimeout",
+            503 => "ServiceUnavailable",
+            _ => "InternalServerError",
+        };
+        let body = super::kaizala::KzErrorBody {
+            message: message.to_string(),
+            error_code: error_code.to_string(),
+            error_category_key: "ServerException".to_string(),
+        };
+        (code, axum::Json(body)).into_response()
+    } else {
+        super::error::error_response(status, message.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(proxies: &str) -> Config {
+        let mut c = Config::new("127.0.0.1:1".parse().unwrap(), None);
+        c.trusted_proxies = crate::config::parse_trusted_proxies(proxies).unwrap();
+        c
+    }
+
+    fn xff(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let peer: SocketAddr = "10.0.0.5:4000".parse().unwrap();
+        let spoofed = xff("1.2.3.4");
+        // An untrusted peer is throttled as itself, whatever it claims.
+        assert_eq!(client_ip(&config(""), Some(peer), &spoofed), Some(peer.ip()));
+        // Through a trusted proxy: the right-most address the proxies did not add.
+        let c = config("10.0.0.0/24");
+        assert_eq!(client_ip(&c, Some(peer), &spoofed), "1.2.3.4".parse().ok());
+        assert_eq!(client_ip(&c, Some(peer), &xff("9.9.9.9, 1.2.3.4, 10.0.0.7")), "1.2.3.4".parse().ok());
+        // A client cannot hide behind a forged left-most entry.
+        assert_eq!(client_ip(&c, Some(peer), &xff("6.6.6.6, 1.2.3.4")), "1.2.3.4".parse().ok());
+        assert_eq!(client_ip(&c, Some(peer), &xff("garbage")), Some(peer.ip()));
+        assert_eq!(client_ip(&c, Some(peer), &HeaderMap::new()), Some(peer.ip()));
+    }
+}

@@ -1,0 +1,372 @@
+//! The security issue, tried as an attacker would: hostile bodies, PIN guessing,
+//! revocation, the membership oracle, slow clients, the in-flight cap, floods of bad
+//! keys, and secrets in the logs. Each test fails without the protection it names.
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::both;
+use crate::common::{assert_ms_error, Resp, TestApp};
+use crate::kaizala::{access, assert_kz_error, call, raw, relayed, setup, sms_receiver, user};
+
+fn nested_arrays(depth: usize) -> String {
+    format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+/// Every operation of `/openapi.json` that takes a JSON body: (method, path with its
+/// parameters filled in).
+async fn json_body_operations(app: &TestApp) -> Vec<(Method, String)> {
+    let doc: Value = app.client.get(format!("{}/openapi.json", app.base)).send().await.unwrap().json().await.unwrap();
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if op["requestBody"]["content"].get("application/json").is_none() {
+                continue;
+            }
+            let mut filled = String::new();
+            for seg in path.split('/').filter(|s| !s.is_empty()) {
+                filled.push('/');
+                if seg.starts_with('{') {
+                    filled.push_str(&uuid::Uuid::new_v4().to_string());
+                } else {
+                    filled.push_str(seg);
+                }
+            }
+            ops.push((method.to_uppercase().parse().unwrap(), filled));
+        }
+    }
+    ops
+}
+
+both!(deep_bodies_are_refused_and_the_server_keeps_serving, |app| {
+    // The reported crash: 100,000 `[` to an anonymous Kaizala endpoint.
+    let r = raw(&app, Method::POST, "/kaizala/v1/generatePin", &[], Some("[".repeat(100_000).as_bytes())).await;
+    let msg = assert_kz_error(&r, 400, "InvalidParameters");
+    assert!(msg.contains("deeper than 64"), "{msg}");
+    assert_eq!(app.get("/healthz").await.status, 200);
+    // JSON5 objects, unquoted keys.
+    let objects = format!("{}1{}", "{a:".repeat(5_000), "}".repeat(5_000));
+    let r = raw(&app, Method::POST, "/kaizala/v1/loginWithPinAndApplicationId", &[], Some(objects.as_bytes())).await;
+    assert_kz_error(&r, 400, "InvalidParameters");
+
+    // Every JSON body of both dialects refuses 1,000 levels with the dialect's 400.
+    let kz = setup(&app, "+911199999999").await;
+    let ops = json_body_operations(&app).await;
+    assert!(ops.len() >= 20, "{ops:?}");
+    let body = nested_arrays(1_000);
+    for (method, path) in ops {
+        let mut rb = app.client.request(method.clone(), format!("{}{path}", app.base)).body(body.clone());
+        rb = rb.header("content-type", "application/json");
+        rb = if path.starts_with("/kaizala") {
+            rb.header("accessToken", &kz.token)
+        } else {
+            rb.header("authorization", &app.key)
+        };
+        let r = rb.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, 400, "{method} {path}: {text}");
+        assert!(text.contains("deeper than 64"), "{method} {path}: {text}");
+    }
+    // Smart-group rules nested 1,000 deep inside an otherwise valid body.
+    let rules = format!("{{\"operator\": \"AND\", \"conditions\": {}}}", nested_arrays(1_000));
+    let body = format!("{{\"name\": \"deep\", \"type\": \"Smart\", \"rules\": {rules}}}");
+    let r = app.post_raw("/v1/groups", body.into_bytes(), "application/json").await;
+    assert!(assert_ms_error(&r, 400).contains("deeper than 64"));
+    // Shallow bodies at the limit still parse.
+    let ok = format!("{{\"name\": \"ok\", \"description\": \"{}\"}}", "[".repeat(10_000));
+    assert_eq!(app.post_raw("/v1/groups", ok.into_bytes(), "application/json").await.status, 201);
+    assert_eq!(app.get("/healthz").await.status, 200);
+});
+
+fn login_body(app_id: &str, number: &str, pin: &str) -> String {
+    json!({"mobileNumber": number, "applicationId": app_id, "pin": pin}).to_string()
+}
+
+async fn login(app: &TestApp, app_id: &str, number: &str, pin: &str) -> Resp {
+    let body = login_body(app_id, number, pin);
+    raw(app, Method::POST, "/kaizala/v1/loginWithPinAndApplicationId", &[], Some(body.as_bytes())).await
+}
+
+async fn generate_pin(app: &TestApp, app_id: &str, number: &str) -> Resp {
+    let body = json!({"mobileNumber": number, "applicationId": app_id}).to_string();
+    raw(app, Method::POST, "/kaizala/v1/generatePin", &[], Some(body.as_bytes())).await
+}
+
+fn wrong_pin(pin: &str) -> &'static str {
+    if pin == "1000" {
+        "1001"
+    } else {
+        "1000"
+    }
+}
+
+async fn pin_guessing_hits_a_lockout(backend: openspot::store::Backend) {
+    let (url, seen) = sms_receiver().await;
+    let Some(app) = TestApp::spawn_with(backend, |c| {
+        c.sms_webhook_url = Some(url.clone());
+        c.allow_private_targets = true;
+        c.auth.pins_per_number = 100;
+        c.auth.pin_calls_per_address = 1_000;
+    })
+    .await
+    else {
+        return;
+    };
+    let victim = "+911199999999";
+    let kz = setup(&app, victim).await;
+    user(&app, &kz.app_id, &kz.secret, "+911199999998").await;
+    // Two PINs, five wrong guesses each: ten failures this hour.
+    for round in 1..=2 {
+        assert_eq!(generate_pin(&app, &kz.app_id, victim).await.status, 200);
+        let pin = relayed(&seen, round).await[round - 1]["pin"].as_str().unwrap().to_string();
+        for _ in 0..5 {
+            assert_kz_error(&login(&app, &kz.app_id, victim, wrong_pin(&pin)).await, 401, "Unauthenticated");
+        }
+    }
+    // A third PIN does not reset the count: even the right PIN is refused now.
+    assert_eq!(generate_pin(&app, &kz.app_id, victim).await.status, 200);
+    let pin = relayed(&seen, 3).await[2]["pin"].as_str().unwrap().to_string();
+    let r = login(&app, &kz.app_id, victim, &pin).await;
+    assert_kz_error(&r, 429, "Throttled");
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=3600).contains(&retry), "{retry}");
+    // Another number is not locked.
+    assert_eq!(generate_pin(&app, &kz.app_id, "+911199999998").await.status, 200);
+    let pin = relayed(&seen, 4).await[3]["pin"].as_str().unwrap().to_string();
+    assert_eq!(login(&app, &kz.app_id, "+911199999998", &pin).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_guessing_hits_a_lockout_sqlite() {
+    pin_guessing_hits_a_lockout(openspot::store::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_guessing_hits_a_lockout_postgres() {
+    pin_guessing_hits_a_lockout(openspot::store::Backend::Postgres).await;
+}
+
+async fn tries_left(db: &openspot::Db) -> Vec<i64> {
+    let sql = "SELECT tries_left FROM kz_pins";
+    match db {
+        openspot::Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
+        openspot::Db::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
+    }
+}
+
+async fn concurrent_guesses_share_five_tries(backend: openspot::store::Backend) {
+    let (url, seen) = sms_receiver().await;
+    let Some(app) = TestApp::spawn_with(backend, |c| {
+        c.sms_webhook_url = Some(url.clone());
+        c.allow_private_targets = true;
+        c.auth.pin_failures_per_number = 1_000;
+        c.auth.pin_calls_per_address = 1_000;
+        c.auth.pin_calls_per_connector = 1_000;
+    })
+    .await
+    else {
+        return;
+    };
+    let number = "+911199999999";
+    let kz = setup(&app, number).await;
+    assert_eq!(generate_pin(&app, &kz.app_id, number).await.status, 200);
+    let pin = relayed(&seen, 1).await[0]["pin"].as_str().unwrap().to_string();
+    let guesses = (0..50).map(|_| login(&app, &kz.app_id, number, wrong_pin(&pin)));
+    let answers = join_all(guesses).await;
+    assert!(answers.iter().all(|r| r.status == 401), "{:?}", answers.iter().map(|r| r.status).collect::<Vec<_>>());
+    // Exactly the PIN's five tries were spent, never more: a stale read would drive
+    // the count below zero (each guess decrementing the 5 it read).
+    assert_eq!(tries_left(&app.db).await, vec![0]);
+    assert_kz_error(&login(&app, &kz.app_id, number, &pin).await, 401, "Unauthenticated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_guesses_share_five_tries_sqlite() {
+    concurrent_guesses_share_five_tries(openspot::store::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_guesses_share_five_tries_postgres() {
+    concurrent_guesses_share_five_tries(openspot::store::Backend::Postgres).await;
+}
+
+both!(replaced_tokens_and_signed_out_members_lose_access, |app| {
+    let number = "+911199999999";
+    let kz = setup(&app, number).await;
+    // A second token for the same (connector, member) revokes the first pair's access
+    // token at once (this one was never used, so no replica has it cached).
+    let fresh = kz.token.clone();
+    let again = user(&app, &kz.app_id, &kz.secret, number).await;
+    assert_kz_error(&call(&app, &kz, Method::GET, "/groups", None).await, 401, "InvalidToken");
+    assert_kz_error(&access(&app, &kz.app_id, &kz.secret, &kz.refresh).await, 401, "InvalidToken");
+    assert_ne!(fresh, again.token);
+    assert_eq!(call(&app, &again, Method::GET, "/groups", None).await.status, 200);
+
+    // Deactivating the member (through the other dialect) ends every way in.
+    let list = app.get("/v1/spotMembers?limit=100").await;
+    let id = list.body["items"].as_array().unwrap().iter().find(|m| m["mobileNumber"] == number).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(app.put(&format!("/v1/spotMembers/{id}"), json!({"status": "Deactivated"})).await.status, 200);
+    // Within the auth cache's lifetime.
+    tokio::time::sleep(openspot::domain::kaizala::TokenCache::TTL + Duration::from_millis(300)).await;
+    assert_kz_error(&call(&app, &again, Method::GET, "/groups", None).await, 401, "InvalidToken");
+    assert_kz_error(&access(&app, &kz.app_id, &kz.secret, &again.refresh).await, 401, "InvalidToken");
+    assert!(openspot::domain::kaizala::create_user_token(&app.db, &kz.app_id, number).await.is_err());
+    assert_eq!(generate_pin(&app, &kz.app_id, number).await.body, json!({}));
+    assert_kz_error(&login(&app, &kz.app_id, number, "1234").await, 401, "Unauthenticated");
+});
+
+/// A relay that takes `delay` to answer, recording what it got.
+async fn slow_relay(delay: Duration) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = seen.clone();
+    let app = axum::Router::new().route(
+        "/sms",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let store = store.clone();
+            async move {
+                tokio::time::sleep(delay).await;
+                store.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/sms", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_pin_answers_members_and_strangers_alike() {
+    let (url, seen) = slow_relay(Duration::from_secs(2)).await;
+    let Some(app) = TestApp::spawn_with(openspot::store::Backend::Sqlite, |c| {
+        c.sms_webhook_url = Some(url.clone());
+        c.allow_private_targets = true;
+        c.auth.pins_per_number = 100;
+        c.auth.pin_calls_per_address = 1_000;
+    })
+    .await
+    else {
+        return;
+    };
+    let kz = setup(&app, "+911199999999").await;
+    let (mut member, mut stranger) = (Vec::new(), Vec::new());
+    for _ in 0..8 {
+        for (number, times) in [("+911199999999", &mut member), ("+911199999990", &mut stranger)] {
+            let t = Instant::now();
+            let r = generate_pin(&app, &kz.app_id, number).await;
+            times.push(t.elapsed());
+            assert_eq!((r.status, r.text.as_str()), (200, "{}"));
+        }
+    }
+    let (m, s) = (median(member.clone()), median(stranger.clone()));
+    eprintln!("generatePin median: member {m:?}, non-member {s:?}");
+    // The 2-second relay is never waited for, so it cannot tell the two apart.
+    assert!(member.iter().all(|d| *d < Duration::from_secs(1)), "{member:?}");
+    assert!(m.abs_diff(s) < Duration::from_millis(100), "member {m:?} vs non-member {s:?}");
+    // The member's PINs did go out.
+    assert!(!relayed(&seen, 1).await.is_empty());
+}
+
+/// A raw TCP exchange: writes `head`, then reads until the server answers or closes.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, within: Duration) -> (String, Duration) {
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(within.saturating_sub(start.elapsed()), stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    (String::from_utf8_lossy(&buf).into_owned(), start.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_are_cut_off() {
+    let Some(app) = TestApp::spawn_with(openspot::store::Backend::Sqlite, |c| {
+        c.server.header_read_timeout = Duration::from_secs(1);
+        c.server.request_timeout = Duration::from_secs(2);
+        c.server.max_in_flight = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let addr = app.base.trim_start_matches("http://").to_string();
+    // Headers that never end: the connection is closed after the head timeout.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    let (_, took) = read_until_closed(&mut s, Duration::from_secs(10)).await;
+    assert!(took < Duration::from_secs(5), "slow head held for {took:?}");
+
+    // An idle keep-alive connection is closed too.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let (text, took) = read_until_closed(&mut s, Duration::from_secs(10)).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(took < Duration::from_secs(5), "idle connection held for {took:?}");
+
+    // A body that trickles: 408 within the request timeout, and the connection closes.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/spotMembers HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{\"email\"",
+        app.key
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let slow_answer = tokio::spawn(async move { read_until_closed(&mut slow, Duration::from_secs(10)).await });
+    // While it holds the one in-flight slot, other requests get 503 at once; probes still answer.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = app.get("/v1/spotMembers").await;
+    assert_ms_error(&r, 503);
+    assert_eq!(r.header("retry-after").as_deref(), Some("1"));
+    assert_eq!(app.get("/healthz").await.status, 200);
+    let (text, took) = slow_answer.await.unwrap();
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"statusCode\":408"), "{text}");
+    assert!(took < Duration::from_secs(5), "slow body held for {took:?}");
+    assert_eq!(app.get("/v1/spotMembers").await.status, 200);
+}
+
+both!(a_flood_of_bad_keys_barely_reaches_the_database, |app| {
+    let limit = app.state.config.auth.failed_auth_per_address as u64;
+    let before = app.state.keys.db_lookups();
+    let start = Instant::now();
+    let mut statuses = std::collections::HashMap::<u16, u32>::new();
+    for batch in 0..100 {
+        let reqs = (0..100).map(|i| {
+            let key = format!("os_bad_{batch}_{i}_{}", uuid::Uuid::new_v4().simple());
+            let app = &app;
+            async move { app.send(Method::GET, "/v1/spotMembers", Some(&key), None).await }
+        });
+        for r in join_all(reqs).await {
+            *statuses.entry(r.status).or_default() += 1;
+        }
+    }
+    let lookups = app.state.keys.db_lookups() - before;
+    eprintln!("10,000 bad keys: {statuses:?}, {lookups} database lookups, {:?}", start.elapsed());
+    assert!(lookups <= limit + 100, "{lookups} lookups reached the database");
+    assert!(statuses.get(&429).copied().unwrap_or(0) >= 9_000 - 100, "{statuses:?}");
+    assert_eq!(statuses.values().sum::<u32>(), 10_000);
+    // Repeating one bad key costs one lookup at most (it is cached as unknown).
+    let Some(fresh) = TestApp::spawn(app.db.backend()).await else { return };
+    let before = fresh.state.keys.db_lookups();
+    for _ in 0..20 {
+        assert_ms_error(&fresh.send(Method::GET, "/v1/spotMembers", Some("os_same_bad_key"), None).await, 401);
+    }
+    assert_eq!(fresh.state.keys.db_lookups() - before, 1);
+});
