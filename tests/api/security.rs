@@ -370,3 +370,144 @@ both!(a_flood_of_bad_keys_barely_reaches_the_database, |app| {
     }
     assert_eq!(fresh.state.keys.db_lookups() - before, 1);
 });
+
+/// Runs the real binary with `args` (SQLite at `db`) and returns its stdout as JSON.
+fn cli_json(db: &str, args: &[&str]) -> Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_openspot"))
+        .args(["--database-url", db])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("logs.db").display());
+    let spot = cli_json(&db, &["spots", "create", "--name", "logs", "--json"]);
+    let key = spot["apiKey"].as_str().unwrap().to_string();
+    let spot_id = spot["spotId"].as_str().unwrap().to_string();
+    let conn = cli_json(&db, &["kaizala", "connectors", "create", "--spot", &spot_id, "--name", "c", "--json"]);
+    let (app_id, secret) =
+        (conn["applicationId"].as_str().unwrap().to_string(), conn["applicationSecret"].as_str().unwrap().to_string());
+    let number = "+911199999999";
+    let minted = cli_json(
+        &db,
+        &["kaizala", "tokens", "create", "--application-id", &app_id, "--mobile-number", number, "--json"],
+    );
+    let refresh = minted["refreshToken"].as_str().unwrap().to_string();
+
+    // The relay's URL carries credentials, as an SMS gateway's often does.
+    let (relay, seen) = sms_receiver().await;
+    let relay = relay.replace("http://", "http://relayuser:relaysecret@");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let log_path = dir.path().join("server.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_openspot"))
+        .args(["--database-url", &db, "serve", "--listen", &listen])
+        .env("RUST_LOG", "debug")
+        .env("OPENSPOT_SMS_WEBHOOK_URL", &relay)
+        .env("OPENSPOT_ALLOW_PRIVATE_TARGETS", "true")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://{listen}");
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(start.elapsed() < Duration::from_secs(20), "server never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ok = client.get(format!("{base}/v1/spotMembers")).header("authorization", &key).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let r = client
+        .get(format!("{base}/kaizala/v1/accessToken"))
+        .header("applicationId", &app_id)
+        .header("applicationSecret", &secret)
+        .header("refreshToken", &refresh)
+        .send()
+        .await
+        .unwrap();
+    let token = r.json::<Value>().await.unwrap()["accessToken"].as_str().unwrap().to_string();
+    let r = client.get(format!("{base}/kaizala/v1/groups")).header("accessToken", &token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client
+        .post(format!("{base}/kaizala/v1/generatePin"))
+        .body(json!({"mobileNumber": number, "applicationId": app_id}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let pin = relayed(&seen, 1).await[0]["pin"].as_str().unwrap().to_string();
+    let r = client
+        .post(format!("{base}/kaizala/v1/loginWithPinAndApplicationId"))
+        .body(
+            json!({"mobileNumber": number, "applicationId": app_id, "pin": pin, "applicationSecret": secret})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let second_refresh = r.json::<Value>().await.unwrap()["refreshToken"].as_str().unwrap().to_string();
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(40), "no exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("PIN sent through the SMS relay"), "the log was captured: {log}");
+    for (what, secret) in [
+        ("API key", key.as_str()),
+        ("application secret", secret.as_str()),
+        ("refresh token", refresh.as_str()),
+        ("second refresh token", second_refresh.as_str()),
+        ("access token", token.as_str()),
+        ("relay credentials", "relaysecret"),
+    ] {
+        assert!(!secret.is_empty());
+        assert!(!log.contains(secret), "the log contains the {what}");
+    }
+    for line in log.lines().filter(|l| l.to_lowercase().contains("pin")) {
+        assert!(!line.contains(&pin), "the log shows the PIN: {line}");
+    }
+
+    // Without a relay the server says a PIN was issued, and not which.
+    let log_path = dir.path().join("no-relay.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_openspot"))
+        .args(["--database-url", &db, "serve", "--listen", &listen])
+        .env("RUST_LOG", "debug")
+        .env_remove("OPENSPOT_SMS_WEBHOOK_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let r = client
+            .post(format!("{base}/kaizala/v1/generatePin"))
+            .body(json!({"mobileNumber": number, "applicationId": app_id}).to_string())
+            .send()
+            .await;
+        if r.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "server never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(40), "no exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("Kaizala PIN issued"), "{log}");
+    for line in log.lines() {
+        assert!(!line.contains("pin=") && !line.contains("\"pin\""), "the log shows a PIN: {line}");
+    }
+}
