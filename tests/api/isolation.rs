@@ -879,6 +879,7 @@ impl Ctx<'_> {
         let kaizala = op.path.starts_with("/kaizala/");
         let callers: &[Caller] = if kaizala { &[Caller::KzAdmin, Caller::KzPlain] } else { &[Caller::Key] };
         let body = op.body.map(|f| f(&self.a));
+        let a_before = spot_rows(self.app, self.app.spot_id).await;
         for &caller in callers {
             for choice in foreign_choices(op.params, &self.b) {
                 // A plain Kaizala member is refused A's admin calls (403) before any member
@@ -944,6 +945,9 @@ impl Ctx<'_> {
                 Answer::Ok => assert_eq!(rb.status, 200, "{what}: {}", rb.text),
             }
         }
+        // Nothing of A was written either (B's calls and the ghost's alike).
+        let what = format!("{} {}: calls with B's ids", op.method, op.path);
+        assert_same(&a_before, &spot_rows(self.app, self.app.spot_id).await, &what);
         let r = self.call(caller, op.method, &own_path, body.as_ref()).await;
         assert_eq!(r.status, op.control, "A's own call {} {own_path} (the body must be valid): {}", op.method, r.text);
     }
@@ -1175,31 +1179,31 @@ async fn count_rows(app: &TestApp, table: &str) -> i64 {
     }
 }
 
-/// Every row of every table that carries `spot`'s id (and its `spots` row), as text.
-/// Rate-limit windows are left out: B's own snapshot calls spend its budget.
+/// Every row of every table that carries `spot`'s id (and its `spots` row), as text,
+/// read in one query. Rate-limit windows are left out: every call spends the budget.
 async fn spot_rows(app: &TestApp, spot: Uuid) -> BTreeMap<String, Vec<String>> {
-    let mut out = BTreeMap::new();
-    match &app.db {
+    let rows: Vec<(String, String)> = match &app.db {
         openspot::Db::Sqlite(p) => {
-            let tables: Vec<String> =
-                sqlx::query_scalar::<_, String>("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-                    .fetch_all(p)
-                    .await
-                    .unwrap();
-            for t in tables {
+            let tables: Vec<String> = sqlx::query_scalar::<_, String>(
+                "SELECT m.name FROM sqlite_master m WHERE m.type = 'table' \
+                 AND EXISTS (SELECT 1 FROM pragma_table_info(m.name) c WHERE c.name = 'spot_id') ORDER BY 1",
+            )
+            .fetch_all(p)
+            .await
+            .unwrap();
+            let mut parts = Vec::new();
+            for t in tables.iter().filter(|t| *t != "rate_limit_windows").chain([&"spots".to_string()]) {
                 let cols: Vec<String> =
                     sqlx::query_scalar::<_, String>(&format!("SELECT name FROM pragma_table_info('{t}')"))
                         .fetch_all(p)
                         .await
                         .unwrap();
-                let key = if t == "spots" { "id" } else { "spot_id" };
-                if t == "rate_limit_windows" || !cols.iter().any(|c| c == key) {
-                    continue;
-                }
                 let row = cols.iter().map(|c| format!("quote(\"{c}\")")).collect::<Vec<_>>().join(" || '|' || ");
-                let sql = format!("SELECT {row} FROM \"{t}\" WHERE \"{key}\" = ? ORDER BY 1");
-                out.insert(t, sqlx::query_scalar::<_, String>(&sql).bind(spot).fetch_all(p).await.unwrap());
+                let key = if t == "spots" { "id" } else { "spot_id" };
+                parts.push(format!("SELECT '{t}', {row} FROM \"{t}\" WHERE \"{key}\" = ?1"));
             }
+            let sql = format!("{} ORDER BY 1, 2", parts.join(" UNION ALL "));
+            sqlx::query_as(&sql).bind(spot).fetch_all(p).await.unwrap()
         }
         openspot::Db::Postgres(p) => {
             let tables: Vec<String> = sqlx::query_scalar::<_, String>(
@@ -1209,20 +1213,19 @@ async fn spot_rows(app: &TestApp, spot: Uuid) -> BTreeMap<String, Vec<String>> {
             .fetch_all(p)
             .await
             .unwrap();
-            for t in tables.into_iter().filter(|t| t != "rate_limit_windows") {
-                let sql = format!("SELECT x::text FROM \"{t}\" x WHERE spot_id = $1 ORDER BY 1");
-                out.insert(t, sqlx::query_scalar::<_, String>(&sql).bind(spot).fetch_all(p).await.unwrap());
-            }
-            let spots = sqlx::query_scalar::<_, String>("SELECT x::text FROM spots x WHERE id = $1")
-                .bind(spot)
-                .fetch_all(p)
-                .await
-                .unwrap();
-            out.insert("spots".into(), spots);
+            let mut parts: Vec<String> = tables
+                .iter()
+                .filter(|t| *t != "rate_limit_windows")
+                .map(|t| format!("SELECT '{t}', x::text FROM \"{t}\" x WHERE spot_id = $1"))
+                .collect();
+            parts.push("SELECT 'spots', x::text FROM spots x WHERE id = $1".into());
+            let sql = format!("{} ORDER BY 1, 2", parts.join(" UNION ALL "));
+            sqlx::query_as(&sql).bind(spot).fetch_all(p).await.unwrap()
         }
-    }
-    for table in ["members", "spot_groups", "group_members", "courses", "course_participants", "kz_messages"] {
-        assert!(out.get(table).is_some_and(|rows| !rows.is_empty()), "B has rows in {table}: {out:?}");
+    };
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (table, row) in rows {
+        out.entry(table).or_default().push(row);
     }
     out
 }
@@ -1270,10 +1273,11 @@ async fn api_snapshot(app: &TestApp, key: &str, token: &str) -> BTreeMap<String,
     out
 }
 
+/// `what` changed nothing: the same entries before and after.
 fn assert_same<T: PartialEq + std::fmt::Debug>(before: &BTreeMap<String, T>, after: &BTreeMap<String, T>, what: &str) {
     let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
     for k in keys {
-        assert_eq!(before.get(k), after.get(k), "spot B changed ({what}) at {k}");
+        assert_eq!(before.get(k), after.get(k), "a spot changed ({what}) at {k}");
     }
 }
 
@@ -1351,6 +1355,9 @@ both!(isolation_matrix, |app| {
     };
     let api_before = api_snapshot(&app, &cx.b_key, &cx.b_token).await;
     let rows_before = spot_rows(&app, b_spot).await;
+    for table in ["members", "spot_groups", "group_members", "courses", "course_participants", "kz_messages"] {
+        assert!(rows_before.get(table).is_some_and(|r| !r.is_empty()), "B has rows in {table}: {rows_before:?}");
+    }
 
     for (m, p, _, _) in NO_PATH_OPS.iter().filter(|o| o.2 == When::Twice) {
         cx.run_no_path_op(m, p).await;
@@ -1362,8 +1369,8 @@ both!(isolation_matrix, |app| {
         cx.run_no_path_op(m, p).await;
     }
 
-    assert_same(&api_before, &api_snapshot(&app, &cx.b_key, &cx.b_token).await, "as B reads it");
-    assert_same(&rows_before, &spot_rows(&app, b_spot).await, "rows carrying B's spot_id");
+    assert_same(&api_before, &api_snapshot(&app, &cx.b_key, &cx.b_token).await, "spot B as B reads it");
+    assert_same(&rows_before, &spot_rows(&app, b_spot).await, "rows carrying spot B's id");
     eprintln!(
         "isolation matrix: {} operations ({} with path ids, {} without), {} requests as spot A ({} Kaizala), {:?}",
         ops.len(),
