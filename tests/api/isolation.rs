@@ -8,8 +8,9 @@
 //!   leftmost foreign id, and **exactly** the answer for ids that exist nowhere (a
 //!   "ghost" spot of random ids), so a foreign id cannot be told from a missing one.
 //!   Bodies that carry ids (bulk adds, invitations, links, custom roles, slugs,
-//!   sub-groups) are sent with B's ids too, with the same two checks. The same call with
-//!   A's own ids must succeed, so the body is valid and the 404 comes from the id.
+//!   sub-groups) are sent with B's ids too, with the same two checks. None of these
+//!   calls writes anything to A's rows. The same call with A's own ids must then
+//!   succeed, so the body is valid and the 404 comes from the id.
 //! * Operations without path ids ([`NO_PATH_OPS`]): A's lists and filters never show or
 //!   count B's items; creates that name B's emails, labels, slugs or numbers make A's own
 //!   items; Kaizala logins never mix one spot's connector with the other's tokens.
