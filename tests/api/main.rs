@@ -5,6 +5,7 @@
 
 mod common;
 mod conventions;
+mod isolation;
 mod kaizala;
 mod ms_courses;
 mod ms_groups;
