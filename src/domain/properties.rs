@@ -274,9 +274,17 @@ pub async fn delete_property(db: &Db, spot_id: Uuid, slug: &str) -> Result<()> {
     Ok(())
 }
 
-fn parse_date(field: &str, s: &str) -> Result<String> {
+/// A Date value or operand: exactly `YYYY-MM-DD` (four-digit year, no sign: the text
+/// is stored and compared as is, so `+2024-01-01` or `-0001-01-01` would sort wrong),
+/// and a real calendar day.
+pub fn parse_date(field: &str, s: &str) -> Result<String> {
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(s, &fmt).map(|_| s.to_string()).map_err(|_| Error::invalid(field, "must be a date YYYY-MM-DD"))
+    let shaped = s.len() == 10
+        && s.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    if !shaped || time::Date::parse(s, &fmt).is_err() {
+        return Err(Error::invalid(field, "must be a date YYYY-MM-DD"));
+    }
+    Ok(s.to_string())
 }
 
 /// Validates `value` against the property's type; `field` names it in errors.
@@ -467,9 +475,13 @@ pub async fn property_filters(db: &Db, spot_id: Uuid, raw: &[RawFilter]) -> Resu
                 .iter()
                 .map(|v| -> Result<Bind> {
                     Ok(match def.kind.as_str() {
-                        "Number" => {
-                            Bind::F64(v.trim().parse().map_err(|_| Error::invalid(&f.param, "must be a number"))?)
-                        }
+                        "Number" => Bind::F64(
+                            v.trim()
+                                .parse::<f64>()
+                                .ok()
+                                .filter(|n| n.is_finite())
+                                .ok_or_else(|| Error::invalid(&f.param, "must be a number"))?,
+                        ),
                         "Boolean" => match v.trim() {
                             "true" => Bind::F64(1.0),
                             "false" => Bind::F64(0.0),
@@ -541,5 +553,18 @@ mod tests {
         assert_eq!(ok(&def("MultipleSelect", &["a", "b"]), json!(["b", "a", "b"])), Some(json!(["b", "a"])));
         assert_eq!(ok(&def("MultipleSelect", &["a", "b"]), json!("a")), None);
         assert_eq!(ok(&def("Text", &[]), Value::Null), Some(Value::Null));
+    }
+
+    #[test]
+    fn dates_are_exactly_four_digit_years() {
+        let date = def("Date", &[]);
+        for good in ["0000-01-01", "9999-12-31", "2024-02-29"] {
+            assert!(to_stored(&date, &Value::from(good), "value").is_ok(), "{good}");
+        }
+        let long = "9".repeat(10_000);
+        for bad in ["+2024-01-01", "-2024-01-01", "99999-01-01", "+10000-01-01", "2024-1-01", " 2024-01-01", &long] {
+            let err = to_stored(&date, &Value::from(bad), "value").err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.starts_with("value"), "{bad}: {err}");
+        }
     }
 }

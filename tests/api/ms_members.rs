@@ -194,3 +194,41 @@ both!(invitations, |app| {
     assert!(assert_ms_error(&app.post("/v1/spotMembers~bulkInvite", json!({"emails": [1, 2]})).await, 400)
         .starts_with("emails[0]"));
 });
+
+both!(hostile_list_queries_are_400_naming_the_parameter, |app| {
+    let a = app.invite("a@x.io").await;
+    // `in` lists: repeats are folded, more than 100 distinct values refused.
+    let r = app.get("/v1/spotMembers?email[in]=a@x.io,A@x.io,a@x.io&email[in]=a@x.io").await;
+    assert_eq!((r.status, &r.body["total"]), (200, &json!(1)), "{}", r.text);
+    let many: Vec<String> = (0..101).map(|i| format!("m{i}@x.io")).collect();
+    let r = app.get(&format!("/v1/spotMembers?email[in]={}", many.join(","))).await;
+    assert!(assert_ms_error(&r, 400).starts_with("email[in]"), "{}", r.text);
+    let r = app.get(&format!("/v1/spotMembers?email[in]={}&email[in]=a@x.io", many[..100].join(","))).await;
+    assert!(assert_ms_error(&r, 400).starts_with("email[in]"), "{}", r.text);
+    let r = app.get(&format!("/v1/spotMembers?email[in]={}", many[..100].join(","))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = app.get(&format!("/v1/spotMembers?customRoleId[eq]={a}&firstname[notin]={}", many.join(","))).await;
+    assert!(assert_ms_error(&r, 400).starts_with("firstname[notin]"), "{}", r.text);
+
+    // `page` deep enough to make the database skip more than 10^7 rows, or to
+    // overflow the offset, is refused.
+    for q in ["page=100002&limit=100", "page=4294967295&limit=100", "page=9223372036854775807"] {
+        let r = app.get(&format!("/v1/spotMembers?{q}")).await;
+        assert!(assert_ms_error(&r, 400).starts_with("page"), "{q}: {}", r.text);
+        let r = app.get(&format!("/v1/groups?{q}")).await;
+        assert!(assert_ms_error(&r, 400).starts_with("page"), "{q}: {}", r.text);
+    }
+    let r = app.get("/v1/spotMembers?page=100001&limit=100").await;
+    assert_eq!((r.status, &r.body["items"]), (200, &json!([])), "{}", r.text);
+
+    // Extreme timestamps: a 400 naming the filter, never a 500.
+    for v in ["-9223372036854775808", "9223372036854775807", "-9223372036854775807", "999999999999"] {
+        for f in ["registrationDate[after]", "invitationDate[before]"] {
+            let r = app.get(&format!("/v1/spotMembers?{f}={v}")).await;
+            let msg = assert_ms_error(&r, 400);
+            assert!(msg.starts_with(f) && msg.contains("range"), "{f}={v}: {msg}");
+        }
+    }
+    let r = app.get("/v1/spotMembers?invitationDate[before]=253402300799").await;
+    assert_eq!((r.status, &r.body["total"]), (200, &json!(1)), "{}", r.text);
+});
