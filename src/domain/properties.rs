@@ -199,8 +199,67 @@ pub struct PropertyPatch {
     pub renamed_values: HashMap<String, String>,
 }
 
+/// Checks `renamedValues` against the current options and returns the renames that
+/// change something, sorted by source. The renames apply at once (`{a→b, b→a}` swaps
+/// the two), and must leave the options distinct: each source is a current option, no
+/// two sources share a target, and a target that is a current option must itself be
+/// renamed away in the same request (otherwise two options would merge into one).
+fn check_renames(options: &[String], renamed: &HashMap<String, String>) -> Result<Vec<(String, String)>> {
+    let mut renames: Vec<(String, String)> =
+        renamed.iter().filter(|(from, to)| from != to).map(|(f, t)| (f.clone(), t.clone())).collect();
+    renames.sort();
+    let mut targets: HashMap<&str, &str> = HashMap::new();
+    for (from, to) in &renames {
+        if !options.contains(from) {
+            return Err(Error::invalid("renamedValues", format!("'{from}' is not a possible value")));
+        }
+        if to.trim().is_empty() {
+            return Err(Error::invalid("renamedValues", format!("'{from}' cannot be renamed to an empty value")));
+        }
+        if let Some(other) = targets.insert(to.as_str(), from.as_str()) {
+            return Err(Error::invalid(
+                "renamedValues",
+                format!("'{other}' and '{from}' are both renamed to '{to}'; options cannot be merged"),
+            ));
+        }
+    }
+    for (from, to) in &renames {
+        if options.contains(to) && !renames.iter().any(|(f, _)| f == to) {
+            return Err(Error::invalid(
+                "renamedValues",
+                format!(
+                    "'{from}' cannot be renamed to '{to}': '{to}' is already a possible value \
+                     (rename it too, e.g. to swap them, or remove it first)"
+                ),
+            ));
+        }
+    }
+    Ok(renames)
+}
+
+/// Re-evaluates `member_ids` against the spot's smart groups (inside the transaction
+/// that changed them underneath: an option renamed or removed, a custom role deleted),
+/// as a member write would. Ids may repeat.
+pub(crate) async fn refresh_members(tx: &mut Tx, spot_id: Uuid, member_ids: Vec<Uuid>) -> Result<()> {
+    let mut ids = member_ids;
+    ids.sort();
+    ids.dedup();
+    for chunk in ids.chunks(store::sql::IN_LIST_MAX) {
+        for m in store::members::get_many(tx.ex(), spot_id, chunk).await? {
+            super::groups::refresh_smart_memberships(tx, &m).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether some smart group of the spot has `needle` (a quoted field name) in its rules.
+pub(crate) async fn smart_groups_read(tx: &mut Tx, spot_id: Uuid, needle: &str) -> Result<bool> {
+    Ok(store::groups::smart_groups(tx.ex(), spot_id).await?.iter().any(|(_, rules)| rules.contains(needle)))
+}
+
 /// `PUT /v1/customProperties/{slug}`: removed options take their stored values with them
-/// (same transaction); renamed options rename them.
+/// (same transaction); renamed options rename them (see [`check_renames`]). The members
+/// whose values changed are re-evaluated against the smart groups reading the property.
 pub async fn update_property(db: &Db, spot_id: Uuid, slug: &str, p: PropertyPatch) -> Result<PropertyDef> {
     let mut tx = db.begin().await?;
     let mut def = store::properties::get_by_slug_for_update(tx.ex(), spot_id, slug)
@@ -225,24 +284,26 @@ pub async fn update_property(db: &Db, spot_id: Uuid, slug: &str, p: PropertyPatc
     if !p.renamed_values.is_empty() && !def.is_select() {
         return Err(Error::invalid("renamedValues", "only select properties have values to rename"));
     }
-    let old: Vec<String> = def.possible_values.0.clone();
-    let mut current = old.clone();
-    for (from, to) in &p.renamed_values {
-        let Some(pos) = current.iter().position(|o| o == from) else {
-            return Err(Error::invalid("renamedValues", format!("'{from}' is not a possible value")));
-        };
-        current[pos] = to.clone();
-        store::properties::rename_option_values(tx.ex(), spot_id, def.id, from, to).await?;
-    }
+    let renames = check_renames(&def.possible_values.0, &p.renamed_values)?;
+    let current: Vec<String> = def
+        .possible_values
+        .0
+        .iter()
+        .map(|o| renames.iter().find(|(from, _)| from == o).map_or_else(|| o.clone(), |(_, to)| to.clone()))
+        .collect();
     let next = match p.possible_values {
         Some(v) => check_options(&def.kind, Some(v))?,
         None => check_options(&def.kind, (!current.is_empty()).then_some(current.clone()))?,
     };
-    for removed in current.iter().filter(|o| !next.0.contains(o)) {
-        store::properties::delete_option_values(tx.ex(), spot_id, def.id, removed).await?;
-    }
+    let removed: Vec<String> = current.into_iter().filter(|o| !next.0.contains(o)).collect();
+    let mut changed = store::properties::rename_option_values(tx.ex(), spot_id, def.id, &renames).await?;
+    changed.extend(store::properties::delete_option_values(tx.ex(), spot_id, def.id, &removed).await?);
     def.possible_values = next;
     store::properties::update(tx.ex(), &def).await?;
+    if !changed.is_empty() && smart_groups_read(&mut tx, spot_id, &format!("\"customProperties.{}\"", def.slug)).await?
+    {
+        refresh_members(&mut tx, spot_id, changed).await?;
+    }
     tx.commit().await?;
     Ok(def)
 }
@@ -389,7 +450,12 @@ pub async fn set_values_in(
     member_id: Uuid,
     items: &[(String, Value, String)],
 ) -> Result<Vec<PropertyValue>> {
-    let member = store::members::get(tx.ex(), spot_id, member_id).await?.ok_or(Error::NotFound(Entity::SpotMember))?;
+    // The member's lock first: value writers of one member queue here, so each reads
+    // (and re-evaluates smart groups on) what the previous one committed, and writes
+    // back a member row read under the lock, never a stale copy.
+    let member = store::properties::lock_member(tx.ex(), spot_id, member_id)
+        .await?
+        .ok_or(Error::NotFound(Entity::SpotMember))?;
     let defs = store::properties::list_for_share(tx.ex(), spot_id).await?;
     let mut prepared = Vec::with_capacity(items.len());
     for (slug, value, field) in items {
