@@ -148,8 +148,8 @@ impl Outbound {
     /// again, on the addresses it connects to).
     pub async fn check_target(&self, url: &str) -> anyhow::Result<reqwest::Url> {
         let (parsed, name) = self.parse_target(url)?;
-        if let Some(host) = name {
-            vetted_lookup(self.lookup.as_ref(), &host, self.allow_private).await?;
+        if let (Some(host), false) = (name, self.allow_private) {
+            vetted_lookup(self.lookup.as_ref(), &host, false).await?;
         }
         Ok(parsed)
     }
