@@ -1,13 +1,15 @@
 //! Custom roles (`meltingspot-api.md` §3.2): a label, a description and permissions from
 //! the documented enum. Deleting a role takes it away from its holders in the same
-//! transaction.
+//! transaction, and re-evaluates them against the smart groups whose rules read
+//! `customRoleId` (they no longer hold the role those rules may name).
 
 use uuid::Uuid;
 
-use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
+use super::filter::{self, FieldSpec, Kind, ListQuery, Op, Predicate};
 use super::{new_id, now_ms};
 use crate::error::{Entity, Error, Result};
-use crate::store::{self, Db};
+use crate::store::sql::Bind;
+use crate::store::{self, Db, Tx};
 
 pub const PERMISSIONS: &[&str] = &[
     "live.*",
@@ -130,13 +132,40 @@ pub async fn update_role(
     Ok(role)
 }
 
-/// Deletes the role; its holders get `customRoleId: null`.
+/// Members read per statement while collecting a role's holders.
+const HOLDERS_BATCH: i64 = 1000;
+
+/// The ids of the members holding role `id`, in id order (keyset pages).
+async fn holders(tx: &mut Tx, spot_id: Uuid, id: Uuid) -> Result<Vec<Uuid>> {
+    let mut out = Vec::new();
+    loop {
+        let mut preds = vec![Predicate { column: "custom_role_id", op: Op::Eq, values: vec![Bind::Uuid(id)] }];
+        if let Some(last) = out.last() {
+            preds.push(Predicate { column: "id", op: Op::Gt, values: vec![Bind::Uuid(*last)] });
+        }
+        let page = store::members::list(tx.ex(), spot_id, &preds, &[], 0, HOLDERS_BATCH).await?;
+        let full = page.len() as i64 == HOLDERS_BATCH;
+        out.extend(page.into_iter().map(|m| m.id));
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
+/// Deletes the role; its holders get `customRoleId: null` and are re-evaluated against
+/// the smart groups whose rules read `customRoleId`, in the same transaction.
 pub async fn delete_role(db: &Db, spot_id: Uuid, id: Uuid) -> Result<()> {
     let mut tx = db.begin().await?;
     if !store::custom_roles::delete(tx.ex(), spot_id, id).await? {
         return Err(Error::NotFound(Entity::CustomRole));
     }
+    let affected = if super::properties::smart_groups_read(&mut tx, spot_id, "\"customRoleId\"").await? {
+        holders(&mut tx, spot_id, id).await?
+    } else {
+        Vec::new()
+    };
     store::members::clear_custom_role(tx.ex(), spot_id, id, now_ms()).await?;
+    super::properties::refresh_members(&mut tx, spot_id, affected).await?;
     tx.commit().await?;
     Ok(())
 }

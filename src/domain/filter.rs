@@ -3,7 +3,8 @@
 //!
 //! [`parse_list_query`] turns a raw query string into a [`ListQuery`]: `page`/`limit`
 //! checked, brackets percent-decoded, repeated keys and comma lists merged for
-//! `in`/`notin`. [`validate`] then checks each filter against the resource's allow-list
+//! `in`/`notin` (de-duplicated, at most [`MAX_LIST_VALUES`] values). `page` is bounded so
+//! that the offset stays within [`MAX_OFFSET`]. [`validate`] then checks each filter against the resource's allow-list
 //! ([`FieldSpec`]) and converts values to typed binds, so an unknown field, an operator
 //! the field does not allow or a value of the wrong type is a 400 naming the parameter.
 
@@ -14,6 +15,16 @@ use crate::store::sql::Bind;
 
 pub const DEFAULT_LIMIT: u32 = 20;
 pub const MAX_LIMIT: u32 = 100;
+/// Distinct values an `in`/`notin` filter (or smart-group trigger) may list: one
+/// page's worth, as `limit`.
+pub const MAX_LIST_VALUES: usize = 100;
+/// The deepest offset a page may start at ((page − 1) × limit): an offset is rows the
+/// database reads and throws away, so an unbounded `page` is a cheap way to make it
+/// work hard.
+pub const MAX_OFFSET: i64 = 10_000_000;
+/// Dates given as Unix timestamps must fall within years 0000–9999 (in ms).
+pub const MIN_DATE_MS: i64 = -62_167_219_200_000;
+pub const MAX_DATE_MS: i64 = 253_402_300_799_999;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -94,8 +105,9 @@ impl Default for ListQuery {
 }
 
 impl ListQuery {
+    /// (page − 1) × limit; [`parse_list_query`] keeps it within [`MAX_OFFSET`].
     pub fn offset(&self) -> i64 {
-        i64::from(self.page - 1) * i64::from(self.limit)
+        i64::from(self.page.saturating_sub(1)).saturating_mul(i64::from(self.limit))
     }
 }
 
@@ -133,14 +145,36 @@ pub fn parse_list_query(query: Option<&str>, extra: &[&str]) -> Result<ListQuery
                     if !op.is_list() {
                         return Err(Error::invalid(key, "is given more than once"));
                     }
-                    existing.values.extend(values);
+                    add_distinct(&mut existing.values, values, key)?;
                 } else {
-                    out.filters.push(RawFilter { param: key.to_string(), field, op, values });
+                    let mut distinct = Vec::new();
+                    add_distinct(&mut distinct, values, key)?;
+                    out.filters.push(RawFilter { param: key.to_string(), field, op, values: distinct });
                 }
             }
         }
     }
+    if out.offset() > MAX_OFFSET {
+        return Err(Error::invalid(
+            "page",
+            format!("is too deep: (page - 1) × limit must not exceed {MAX_OFFSET}; narrow the list with filters"),
+        ));
+    }
     Ok(out)
+}
+
+/// Appends the values not listed yet; more than [`MAX_LIST_VALUES`] distinct ones is a
+/// 400 naming `param`.
+fn add_distinct(list: &mut Vec<String>, values: Vec<String>, param: &str) -> Result<()> {
+    for v in values {
+        if !list.contains(&v) {
+            if list.len() == MAX_LIST_VALUES {
+                return Err(Error::invalid(param, format!("lists at most {MAX_LIST_VALUES} distinct values")));
+            }
+            list.push(v);
+        }
+    }
+    Ok(())
 }
 
 fn parse_positive(name: &str, value: &str) -> Result<Option<u32>> {
@@ -203,11 +237,16 @@ pub struct Predicate {
 
 /// Converts Unix seconds (or ms above 10^12) to ms.
 pub fn unix_to_ms(v: i64) -> i64 {
-    if v.abs() > 1_000_000_000_000 {
+    if v.unsigned_abs() > 1_000_000_000_000 {
         v
     } else {
         v.saturating_mul(1000)
     }
+}
+
+/// [`unix_to_ms`] for a date given by a client: None outside years 0000–9999.
+pub fn date_ms(v: i64) -> Option<i64> {
+    Some(unix_to_ms(v)).filter(|ms| (MIN_DATE_MS..=MAX_DATE_MS).contains(ms))
 }
 
 /// Checks `filters` against `specs`, returning typed predicates.
@@ -243,7 +282,7 @@ fn convert(param: &str, kind: Kind, raw: &str) -> Result<Bind> {
                 .trim()
                 .parse()
                 .map_err(|_| Error::invalid(param, "must be a Unix timestamp (seconds or milliseconds)"))?;
-            Bind::I64(unix_to_ms(n))
+            Bind::I64(date_ms(n).ok_or_else(|| Error::invalid(param, "is out of range (years 0000 to 9999)"))?)
         }
         Kind::Integer => Bind::I64(raw.trim().parse().map_err(|_| Error::invalid(param, "must be an integer"))?),
         Kind::Uuid => Bind::Uuid(Uuid::parse_str(raw.trim()).map_err(|_| Error::invalid(param, "must be a UUID"))?),
@@ -381,5 +420,66 @@ mod tests {
         assert!(validate(&q, SPECS).is_ok());
         let q = parse_list_query(Some("status[eq]=Done"), &[]).ok().map(|q| q.filters).unwrap_or_default();
         assert!(validate(&q, SPECS).err().map(msg).unwrap_or_default().contains("must be one of"));
+    }
+
+    #[test]
+    fn list_filters_are_deduplicated_and_capped() {
+        let q = parse_list_query(Some("email[in]=a@x.io,b@x.io,a@x.io&email[in]=b@x.io,c@x.io"), &[]).ok();
+        let values = q.map(|q| q.filters[0].values.clone()).unwrap_or_default();
+        assert_eq!(values, vec!["a@x.io", "b@x.io", "c@x.io"]);
+        let hundred: Vec<String> = (0..MAX_LIST_VALUES).map(|i| format!("m{i}@x.io")).collect();
+        // 100 distinct values, each given twice: accepted.
+        let q = format!("email[notin]={}&email[notin]={}", hundred.join(","), hundred.join(","));
+        assert_eq!(parse_list_query(Some(&q), &[]).ok().map(|q| q.filters[0].values.len()), Some(MAX_LIST_VALUES));
+        // One more distinct value, in a comma list or a repeated key: refused, named.
+        for q in [
+            format!("email[in]={},extra@x.io", hundred.join(",")),
+            format!("email%5Bin%5D={}&email[in]=extra@x.io", hundred.join(",")),
+        ] {
+            let err = parse_list_query(Some(&q), &[]).err().map(msg).unwrap_or_default();
+            assert!(err.starts_with("email[in]") && err.contains("100"), "{err}");
+        }
+    }
+
+    #[test]
+    fn page_is_bounded() {
+        let q = parse_list_query(Some("page=100001&limit=100"), &[]).ok();
+        assert_eq!(q.map(|q| q.offset()), Some(MAX_OFFSET));
+        for bad in ["page=100002&limit=100", "page=4294967295&limit=100", "limit=100&page=4294967295", "page=10000002"]
+        {
+            let err = parse_list_query(Some(bad), &[]).err().map(msg).unwrap_or_default();
+            assert!(err.starts_with("page"), "{bad} → {err}");
+        }
+        assert!(parse_list_query(Some("page=10000001&limit=1"), &[]).is_ok());
+        let err = parse_list_query(Some("page=99999999999999999999"), &[]).err().map(msg).unwrap_or_default();
+        assert!(err.starts_with("page"), "{err}");
+    }
+
+    #[test]
+    fn extreme_dates_are_refused_not_overflowed() {
+        for v in [
+            i64::MIN.to_string(),
+            i64::MAX.to_string(),
+            "-9223372036854775807".to_string(),
+            "999999999999".to_string(),
+            "253402300800000".to_string(),
+            "-62167219200001".to_string(),
+        ] {
+            let q = parse_list_query(Some(&format!("registrationDate[after]={v}")), &[])
+                .ok()
+                .map(|q| q.filters)
+                .unwrap_or_default();
+            let err = validate(&q, SPECS).err().map(msg).unwrap_or_default();
+            assert!(err.starts_with("registrationDate[after]") && err.contains("range"), "{v} → {err}");
+        }
+        for (v, ms) in [("253402300799", 253_402_300_799_000), ("-62167219200", MIN_DATE_MS), ("0", 0)] {
+            let q = parse_list_query(Some(&format!("registrationDate[before]={v}")), &[])
+                .ok()
+                .map(|q| q.filters)
+                .unwrap_or_default();
+            assert_eq!(validate(&q, SPECS).ok().map(|p| p[0].values.clone()), Some(vec![Bind::I64(ms)]), "{v}");
+        }
+        assert_eq!(unix_to_ms(i64::MIN), i64::MIN);
+        assert_eq!(date_ms(i64::MIN), None);
     }
 }

@@ -733,10 +733,19 @@ pub async fn sub_groups(
     Ok((g, subs, links))
 }
 
-/// Attaches existing groups as sub-groups (caller must be Admin of the parent).
+/// Sub-groups one attach call may name.
+pub const MAX_SUB_GROUPS_PER_CALL: usize = 100;
+
+/// Attaches existing groups as sub-groups. The caller must be Admin of the parent and
+/// of every child (a spot Admin is Admin everywhere): attaching a group makes its
+/// members visible through the parent's hierarchy, so a group's own Admins decide.
 pub async fn attach_sub_groups(db: &Db, caller: &KzCaller, group_id: Uuid, children: &[Uuid]) -> Result<()> {
+    if children.len() > MAX_SUB_GROUPS_PER_CALL {
+        return Err(Error::invalid("subGroups", format!("at most {MAX_SUB_GROUPS_PER_CALL} groups")));
+    }
     let mut tx = db.begin().await?;
     require_admin(&mut tx, caller, group_id).await?;
+    let me = caller_member(&mut tx, caller).await?;
     let found = store::groups::get_many(tx.ex(), caller.spot_id, children).await?;
     for (i, c) in children.iter().enumerate() {
         if !found.iter().any(|g| g.id == *c) {
@@ -744,6 +753,9 @@ pub async fn attach_sub_groups(db: &Db, caller: &KzCaller, group_id: Uuid, child
         }
         if *c == group_id {
             return Err(Error::invalid(format!("subGroups[{i}]"), "a group cannot be its own sub-group"));
+        }
+        if effective_role(&mut tx, caller, &me, *c).await?.as_deref() != Some("Admin") {
+            return Err(Error::Forbidden(format!("Only an Admin of group '{c}' can attach it as a sub-group")));
         }
     }
     let links = store::groups::links(tx.ex(), caller.spot_id).await?;

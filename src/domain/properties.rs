@@ -199,8 +199,67 @@ pub struct PropertyPatch {
     pub renamed_values: HashMap<String, String>,
 }
 
+/// Checks `renamedValues` against the current options and returns the renames that
+/// change something, sorted by source. The renames apply at once (`{a→b, b→a}` swaps
+/// the two), and must leave the options distinct: each source is a current option, no
+/// two sources share a target, and a target that is a current option must itself be
+/// renamed away in the same request (otherwise two options would merge into one).
+fn check_renames(options: &[String], renamed: &HashMap<String, String>) -> Result<Vec<(String, String)>> {
+    let mut renames: Vec<(String, String)> =
+        renamed.iter().filter(|(from, to)| from != to).map(|(f, t)| (f.clone(), t.clone())).collect();
+    renames.sort();
+    let mut targets: HashMap<&str, &str> = HashMap::new();
+    for (from, to) in &renames {
+        if !options.contains(from) {
+            return Err(Error::invalid("renamedValues", format!("'{from}' is not a possible value")));
+        }
+        if to.trim().is_empty() {
+            return Err(Error::invalid("renamedValues", format!("'{from}' cannot be renamed to an empty value")));
+        }
+        if let Some(other) = targets.insert(to.as_str(), from.as_str()) {
+            return Err(Error::invalid(
+                "renamedValues",
+                format!("'{other}' and '{from}' are both renamed to '{to}'; options cannot be merged"),
+            ));
+        }
+    }
+    for (from, to) in &renames {
+        if options.contains(to) && !renames.iter().any(|(f, _)| f == to) {
+            return Err(Error::invalid(
+                "renamedValues",
+                format!(
+                    "'{from}' cannot be renamed to '{to}': '{to}' is already a possible value \
+                     (rename it too, e.g. to swap them, or remove it first)"
+                ),
+            ));
+        }
+    }
+    Ok(renames)
+}
+
+/// Re-evaluates `member_ids` against the spot's smart groups (inside the transaction
+/// that changed them underneath: an option renamed or removed, a custom role deleted),
+/// as a member write would. Ids may repeat.
+pub(crate) async fn refresh_members(tx: &mut Tx, spot_id: Uuid, member_ids: Vec<Uuid>) -> Result<()> {
+    let mut ids = member_ids;
+    ids.sort();
+    ids.dedup();
+    for chunk in ids.chunks(store::sql::IN_LIST_MAX) {
+        for m in store::members::get_many(tx.ex(), spot_id, chunk).await? {
+            super::groups::refresh_smart_memberships(tx, &m).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether some smart group of the spot has `needle` (a quoted field name) in its rules.
+pub(crate) async fn smart_groups_read(tx: &mut Tx, spot_id: Uuid, needle: &str) -> Result<bool> {
+    Ok(store::groups::smart_groups(tx.ex(), spot_id).await?.iter().any(|(_, rules)| rules.contains(needle)))
+}
+
 /// `PUT /v1/customProperties/{slug}`: removed options take their stored values with them
-/// (same transaction); renamed options rename them.
+/// (same transaction); renamed options rename them (see [`check_renames`]). The members
+/// whose values changed are re-evaluated against the smart groups reading the property.
 pub async fn update_property(db: &Db, spot_id: Uuid, slug: &str, p: PropertyPatch) -> Result<PropertyDef> {
     let mut tx = db.begin().await?;
     let mut def = store::properties::get_by_slug_for_update(tx.ex(), spot_id, slug)
@@ -225,24 +284,26 @@ pub async fn update_property(db: &Db, spot_id: Uuid, slug: &str, p: PropertyPatc
     if !p.renamed_values.is_empty() && !def.is_select() {
         return Err(Error::invalid("renamedValues", "only select properties have values to rename"));
     }
-    let old: Vec<String> = def.possible_values.0.clone();
-    let mut current = old.clone();
-    for (from, to) in &p.renamed_values {
-        let Some(pos) = current.iter().position(|o| o == from) else {
-            return Err(Error::invalid("renamedValues", format!("'{from}' is not a possible value")));
-        };
-        current[pos] = to.clone();
-        store::properties::rename_option_values(tx.ex(), spot_id, def.id, from, to).await?;
-    }
+    let renames = check_renames(&def.possible_values.0, &p.renamed_values)?;
+    let current: Vec<String> = def
+        .possible_values
+        .0
+        .iter()
+        .map(|o| renames.iter().find(|(from, _)| from == o).map_or_else(|| o.clone(), |(_, to)| to.clone()))
+        .collect();
     let next = match p.possible_values {
         Some(v) => check_options(&def.kind, Some(v))?,
         None => check_options(&def.kind, (!current.is_empty()).then_some(current.clone()))?,
     };
-    for removed in current.iter().filter(|o| !next.0.contains(o)) {
-        store::properties::delete_option_values(tx.ex(), spot_id, def.id, removed).await?;
-    }
+    let removed: Vec<String> = current.into_iter().filter(|o| !next.0.contains(o)).collect();
+    let mut changed = store::properties::rename_option_values(tx.ex(), spot_id, def.id, &renames).await?;
+    changed.extend(store::properties::delete_option_values(tx.ex(), spot_id, def.id, &removed).await?);
     def.possible_values = next;
     store::properties::update(tx.ex(), &def).await?;
+    if !changed.is_empty() && smart_groups_read(&mut tx, spot_id, &format!("\"customProperties.{}\"", def.slug)).await?
+    {
+        refresh_members(&mut tx, spot_id, changed).await?;
+    }
     tx.commit().await?;
     Ok(def)
 }
@@ -274,9 +335,17 @@ pub async fn delete_property(db: &Db, spot_id: Uuid, slug: &str) -> Result<()> {
     Ok(())
 }
 
-fn parse_date(field: &str, s: &str) -> Result<String> {
+/// A Date value or operand: exactly `YYYY-MM-DD` (four-digit year, no sign: the text
+/// is stored and compared as is, so `+2024-01-01` or `-0001-01-01` would sort wrong),
+/// and a real calendar day.
+pub fn parse_date(field: &str, s: &str) -> Result<String> {
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(s, &fmt).map(|_| s.to_string()).map_err(|_| Error::invalid(field, "must be a date YYYY-MM-DD"))
+    let shaped = s.len() == 10
+        && s.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    if !shaped || time::Date::parse(s, &fmt).is_err() {
+        return Err(Error::invalid(field, "must be a date YYYY-MM-DD"));
+    }
+    Ok(s.to_string())
 }
 
 /// Validates `value` against the property's type; `field` names it in errors.
@@ -381,7 +450,12 @@ pub async fn set_values_in(
     member_id: Uuid,
     items: &[(String, Value, String)],
 ) -> Result<Vec<PropertyValue>> {
-    let member = store::members::get(tx.ex(), spot_id, member_id).await?.ok_or(Error::NotFound(Entity::SpotMember))?;
+    // The member's lock first: value writers of one member queue here, so each reads
+    // (and re-evaluates smart groups on) what the previous one committed, and writes
+    // back a member row read under the lock, never a stale copy.
+    let member = store::properties::lock_member(tx.ex(), spot_id, member_id)
+        .await?
+        .ok_or(Error::NotFound(Entity::SpotMember))?;
     let defs = store::properties::list_for_share(tx.ex(), spot_id).await?;
     let mut prepared = Vec::with_capacity(items.len());
     for (slug, value, field) in items {
@@ -467,9 +541,13 @@ pub async fn property_filters(db: &Db, spot_id: Uuid, raw: &[RawFilter]) -> Resu
                 .iter()
                 .map(|v| -> Result<Bind> {
                     Ok(match def.kind.as_str() {
-                        "Number" => {
-                            Bind::F64(v.trim().parse().map_err(|_| Error::invalid(&f.param, "must be a number"))?)
-                        }
+                        "Number" => Bind::F64(
+                            v.trim()
+                                .parse::<f64>()
+                                .ok()
+                                .filter(|n| n.is_finite())
+                                .ok_or_else(|| Error::invalid(&f.param, "must be a number"))?,
+                        ),
                         "Boolean" => match v.trim() {
                             "true" => Bind::F64(1.0),
                             "false" => Bind::F64(0.0),
@@ -541,5 +619,18 @@ mod tests {
         assert_eq!(ok(&def("MultipleSelect", &["a", "b"]), json!(["b", "a", "b"])), Some(json!(["b", "a"])));
         assert_eq!(ok(&def("MultipleSelect", &["a", "b"]), json!("a")), None);
         assert_eq!(ok(&def("Text", &[]), Value::Null), Some(Value::Null));
+    }
+
+    #[test]
+    fn dates_are_exactly_four_digit_years() {
+        let date = def("Date", &[]);
+        for good in ["0000-01-01", "9999-12-31", "2024-02-29"] {
+            assert!(to_stored(&date, &Value::from(good), "value").is_ok(), "{good}");
+        }
+        let long = "9".repeat(10_000);
+        for bad in ["+2024-01-01", "-2024-01-01", "99999-01-01", "+10000-01-01", "2024-1-01", " 2024-01-01", &long] {
+            let err = to_stored(&date, &Value::from(bad), "value").err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.starts_with("value"), "{bad}: {err}");
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::filter::{unix_to_ms, Op};
+use super::filter::{date_ms, unix_to_ms, Op, MAX_LIST_VALUES};
 use super::members::{Member, ROLES, STATUSES};
 use super::properties::{self, PropertyDef, StoredValue};
 use crate::error::{Error, Result};
@@ -259,9 +259,16 @@ fn parse_trigger(t: &Value, path: &str, props: &[PropertyDef], strict: bool) -> 
     let vpath = format!("{path}.value");
     let raw = o.get("value").unwrap_or(&Value::Null);
     let value = match op {
-        Op::Before | Op::After => Operand::Time(unix_to_ms(
-            raw.as_i64().ok_or_else(|| Error::invalid(&vpath, "must be a Unix timestamp in seconds"))?,
-        )),
+        Op::Before | Op::After => {
+            let secs = raw.as_i64().ok_or_else(|| Error::invalid(&vpath, "must be a Unix timestamp in seconds"))?;
+            let ms = match date_ms(secs) {
+                Some(ms) => ms,
+                // Rules stored before dates were bounded keep their (saturated) meaning.
+                None if !strict => unix_to_ms(secs),
+                None => return Err(Error::invalid(&vpath, "is out of range (years 0000 to 9999)")),
+            };
+            Operand::Time(ms)
+        }
         Op::In | Op::NotIn => {
             let items = raw.as_array().ok_or_else(|| Error::invalid(&vpath, "must be an array of strings"))?;
             let list = items
@@ -269,9 +276,7 @@ fn parse_trigger(t: &Value, path: &str, props: &[PropertyDef], strict: bool) -> 
                 .map(|x| x.as_str().map(str::to_string))
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| Error::invalid(&vpath, "must be an array of strings"))?;
-            if list.is_empty() {
-                return Err(Error::invalid(&vpath, "must not be empty"));
-            }
+            let list = distinct(list, &vpath, strict)?;
             for s in &list {
                 check_value(&field, s, &vpath)?;
             }
@@ -311,9 +316,8 @@ fn parse_property_trigger(
         if strict && select && !def.possible_values.0.iter().any(|p| p == s) {
             return Err(Error::invalid(&vpath, format!("'{s}' is not a possible value of '{}'", def.slug)));
         }
-        if def.kind == "Date" {
-            let fmt = time::macros::format_description!("[year]-[month]-[day]");
-            time::Date::parse(s, &fmt).map_err(|_| Error::invalid(&vpath, "must be a date YYYY-MM-DD"))?;
+        if strict && def.kind == "Date" {
+            properties::parse_date(&vpath, s)?;
         }
         Ok(s.to_string())
     };
@@ -328,14 +332,30 @@ fn parse_property_trigger(
                     x.as_str().ok_or_else(|| Error::invalid(&vpath, "must be an array of strings")).and_then(option)
                 })
                 .collect::<Result<Vec<_>>>()?;
-            if list.is_empty() {
-                return Err(Error::invalid(&vpath, "must not be empty"));
-            }
-            Operand::List(list)
+            Operand::List(distinct(list, &vpath, strict)?)
         }
         (_, _) => Operand::Text(option(raw.as_str().ok_or_else(|| Error::invalid(&vpath, "must be a string"))?)?),
     };
     Ok(Trigger { field, op, value })
+}
+
+/// An `in`/`notin` list without repeats: 1 to [`MAX_LIST_VALUES`] distinct values
+/// (the cap is checked when rules are written; stored rules are re-read as they are).
+fn distinct(list: Vec<String>, path: &str, strict: bool) -> Result<Vec<String>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<String> = Vec::new();
+    for v in list {
+        if seen.insert(v.clone()) {
+            if strict && out.len() == MAX_LIST_VALUES {
+                return Err(Error::invalid(path, format!("must list at most {MAX_LIST_VALUES} distinct values")));
+            }
+            out.push(v);
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::invalid(path, "must not be empty"));
+    }
+    Ok(out)
 }
 
 fn check_value(field: &Field, s: &str, path: &str) -> Result<()> {
@@ -508,5 +528,37 @@ mod tests {
         let v = json!({"operator": "AND", "conditions": [{"operator": "OR", "triggers": [
             {"field": "registrationDate", "op": "before", "value": 1_700_000_000}]}]});
         assert_eq!(Rules::parse(&v).ok().map(|r| r.to_json()), Some(v));
+    }
+
+    #[test]
+    fn list_values_are_deduplicated_and_capped() {
+        let rule = |values: Value| {
+            json!({"operator": "AND", "conditions": [{"operator": "AND", "triggers": [
+                {"field": "firstname", "op": "notin", "value": values}]}]})
+        };
+        let r = Rules::parse(&rule(json!(["Bob", "Ann", "Bob"]))).expect("rules parse");
+        assert_eq!(r.conditions[0].triggers[0].value, Operand::List(vec!["Bob".into(), "Ann".into()]));
+        let hundred: Vec<String> = (0..MAX_LIST_VALUES).map(|i| format!("n{i}")).collect();
+        let mut twice = hundred.clone();
+        twice.extend(hundred.clone());
+        assert!(Rules::parse(&rule(json!(twice))).is_ok());
+        let mut over = hundred;
+        over.push("one more".into());
+        let e = err(rule(json!(over.clone())));
+        assert!(e.starts_with("rules.conditions[0].triggers[0].value") && e.contains("100"), "{e}");
+        // Rules stored before the cap still read (they are re-read leniently).
+        assert!(Rules::parse_with(&rule(json!(over)), &[], false).is_ok());
+    }
+
+    #[test]
+    fn extreme_dates_are_refused() {
+        for v in [json!(i64::MIN), json!(i64::MAX), json!(-9_223_372_036_854_775_807_i64), json!(253_402_300_800_i64)] {
+            let e = err(json!({"operator": "AND", "conditions": [{"operator": "AND", "triggers": [
+                {"field": "registrationDate", "op": "after", "value": v}]}]}));
+            assert!(e.starts_with("rules.conditions[0].triggers[0].value") && e.contains("range"), "{v} → {e}");
+        }
+        let e = err(json!({"operator": "AND", "conditions": [{"operator": "AND", "triggers": [
+            {"field": "invitationDate", "op": "before", "value": u64::MAX}]}]}));
+        assert!(e.starts_with("rules.conditions[0].triggers[0].value"), "{e}");
     }
 }

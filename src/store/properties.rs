@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::sql::{Bind, Sql, IN_LIST_MAX};
 use super::Ex;
+use crate::domain::members::Member;
 use crate::domain::properties::{PropertyDef, StoredValue};
 use crate::{bind_all, run};
 
@@ -103,42 +104,56 @@ pub async fn delete_all_values(ex: Ex<'_>, spot_id: Uuid, property_id: Uuid) -> 
     })
 }
 
-/// Removes the stored values equal to `option` (a select option that was dropped).
+/// Removes the stored values equal to any of `options` (select options that were
+/// dropped); returns the members that had one (a member may be listed twice).
 pub async fn delete_option_values(
     ex: Ex<'_>,
     spot_id: Uuid,
     property_id: Uuid,
-    option: &str,
-) -> Result<u64, sqlx::Error> {
-    run!(ex, |c| sqlx::query(
-        "DELETE FROM member_property_values WHERE spot_id = $1 AND property_id = $2 AND value_text = $3"
-    )
-    .bind(spot_id)
-    .bind(property_id)
-    .bind(option)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected()))
+    options: &[String],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    if options.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new("DELETE FROM member_property_values WHERE spot_id = ");
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND property_id = ").push_bind(Bind::Uuid(property_id));
+    sql.push(" AND value_text IN ").push_list(options.iter().map(|o| Bind::Text(o.clone())));
+    sql.push(" RETURNING member_id");
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, Uuid>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
-/// Renames a select option in the stored values.
+/// Renames select options in the stored values, all in one statement so that each
+/// value is renamed once from what it was: `{a→b, b→a}` swaps. Returns the members
+/// whose values changed (a member may be listed twice).
 pub async fn rename_option_values(
     ex: Ex<'_>,
     spot_id: Uuid,
     property_id: Uuid,
-    from: &str,
-    to: &str,
-) -> Result<u64, sqlx::Error> {
-    run!(ex, |c| sqlx::query(
-        "UPDATE member_property_values SET value_text = $4 WHERE spot_id = $1 AND property_id = $2 AND value_text = $3"
-    )
-    .bind(spot_id)
-    .bind(property_id)
-    .bind(from)
-    .bind(to)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected()))
+    renames: &[(String, String)],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    if renames.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new("UPDATE member_property_values SET value_text = CASE value_text");
+    for (from, to) in renames {
+        sql.push(" WHEN ").push_bind(Bind::Text(from.clone())).push(" THEN ").push_bind(Bind::Text(to.clone()));
+    }
+    sql.push(" END WHERE spot_id = ").push_bind(Bind::Uuid(spot_id));
+    sql.push(" AND property_id = ").push_bind(Bind::Uuid(property_id));
+    sql.push(" AND value_text IN ").push_list(renames.iter().map(|(from, _)| Bind::Text(from.clone())));
+    sql.push(" RETURNING member_id");
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, Uuid>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+}
+
+/// The member whose property values are about to be written, row-locked until the
+/// transaction ends (PostgreSQL; SQLite serialises writers), so that concurrent value
+/// writes of one member run one after the other and each reads the member and its
+/// values as the previous one left them. `FOR NO KEY UPDATE` is the lock an `UPDATE`
+/// of the member takes: it does not block the key-share locks of membership inserts.
+pub async fn lock_member(ex: Ex<'_>, spot_id: Uuid, member_id: Uuid) -> Result<Option<Member>, sqlx::Error> {
+    let lock = ex.row_lock(" FOR NO KEY UPDATE");
+    let sql = format!("SELECT {} FROM members WHERE spot_id = $1 AND id = $2{lock}", super::members::COLUMNS);
+    run!(ex, |c| sqlx::query_as::<_, Member>(&sql).bind(spot_id).bind(member_id).fetch_optional(c).await)
 }
 
 /// Replaces a member's value of a property (`values` empty clears it).

@@ -583,3 +583,57 @@ async fn pin_relay_to_private_targets_is_refused_by_default() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(seen.lock().unwrap().is_empty(), "a loopback relay is refused without OPENSPOT_ALLOW_PRIVATE_TARGETS");
 }
+
+both!(attaching_a_sub_group_needs_admin_of_both_groups, |app| {
+    let alice = setup(&app, "+911199999999").await;
+    let bob = user(&app, &alice.app_id, &alice.secret, "+911199999990").await;
+    let parent = create_group(&app, &alice, "{name:'Alice parent'}").await;
+    // Bob is a plain member of Alice's group and Admin of his own.
+    let r = call(&app, &alice, Method::PUT, &format!("/groups/{parent}/members"), Some("{members:['+911199999990']}"))
+        .await;
+    assert_eq!(r.body, json!({"result": true}), "{}", r.text);
+    let bobs = create_group(&app, &bob, "{name:'Bob group'}").await;
+    let foreign = create_group(&app, &bob, "{name:'Bob other'}").await;
+
+    // Admin of the parent only: refused, nothing linked.
+    let body = format!("{{subGroups:['{bobs}']}}");
+    let r = call(&app, &alice, Method::PUT, &format!("/groups/{parent}/subGroups"), Some(&body)).await;
+    assert_kz_error(&r, 403, "AccessDenied");
+    // Admin of the child only: refused too.
+    let body = format!("{{subGroups:['{bobs}']}}");
+    let r = call(&app, &bob, Method::PUT, &format!("/groups/{parent}/subGroups"), Some(&body)).await;
+    assert_kz_error(&r, 403, "AccessDenied");
+    let r = call(&app, &alice, Method::GET, &format!("/groups/{parent}/subGroups"), None).await;
+    assert_eq!(r.body["subGroups"], json!([]), "{}", r.text);
+
+    // Once Alice is Admin of Bob's group as well, she can attach it; one child she does
+    // not administer refuses the whole call.
+    let r =
+        call(&app, &bob, Method::PUT, &format!("/groups/{bobs}/members"), Some("{members:['+911199999999']}")).await;
+    assert_eq!(r.body, json!({"result": true}), "{}", r.text);
+    let bob_members = members(&app, &bob, &bobs).await;
+    let alice_id = bob_members.iter().find(|m| m["mobileNumber"] == "+911199999999").unwrap()["id"].as_str().unwrap();
+    let r = call(&app, &bob, Method::PUT, &format!("/groups/{bobs}/members/{alice_id}"), Some("{role:'Admin'}")).await;
+    assert_eq!(r.body, json!({"result": true}), "{}", r.text);
+    let body = format!("{{subGroups:['{bobs}', '{foreign}']}}");
+    let r = call(&app, &alice, Method::PUT, &format!("/groups/{parent}/subGroups"), Some(&body)).await;
+    assert_kz_error(&r, 403, "AccessDenied");
+    let body = format!("{{subGroups:['{bobs}']}}");
+    let r = call(&app, &alice, Method::PUT, &format!("/groups/{parent}/subGroups"), Some(&body)).await;
+    assert_eq!(r.body, json!({"result": true}), "{}", r.text);
+    let r = call(&app, &alice, Method::GET, &format!("/groups/{parent}/subGroups"), None).await;
+    assert_eq!(r.body["subGroups"][0]["groupId"], bobs.as_str(), "{}", r.text);
+
+    // A spot Admin is Admin everywhere.
+    let admin_id = {
+        let r = app.get("/v1/spotMembers?limit=100").await;
+        r.body["items"].as_array().unwrap().iter().find(|m| m["mobileNumber"] == "+911199999999").unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(app.put(&format!("/v1/spotMembers/{admin_id}"), json!({"role": "Admin"})).await.status, 200);
+    let body = format!("{{subGroups:['{foreign}']}}");
+    let r = call(&app, &alice, Method::PUT, &format!("/groups/{parent}/subGroups"), Some(&body)).await;
+    assert_eq!(r.body, json!({"result": true}), "{}", r.text);
+});

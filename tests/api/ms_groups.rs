@@ -1079,3 +1079,36 @@ both!(blacklist_during_computation, |app| {
         wait_members(&app, &gid, &rest).await;
     }
 });
+
+both!(smart_rules_bound_lists_and_dates, |app| {
+    let hundred: Vec<String> = (0..100).map(|i| format!("n{i}")).collect();
+    let mut twice = hundred.clone();
+    twice.extend(hundred.clone());
+    let r = app.post("/v1/groups", smart("Names", json!({"field": "firstname", "op": "in", "value": twice}))).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let stored = r.body["rules"]["conditions"][0]["triggers"][0]["value"].as_array().unwrap().len();
+    assert_eq!(stored, 100, "repeats are folded");
+    let mut over = hundred.clone();
+    over.push("one more".into());
+    for op in ["in", "notin"] {
+        let r = app.post("/v1/groups", smart("Names", json!({"field": "firstname", "op": op, "value": over}))).await;
+        let msg = assert_ms_error(&r, 400);
+        assert!(msg.starts_with("rules.conditions[0].triggers[0].value") && msg.contains("100"), "{msg}");
+    }
+    for v in [json!(i64::MIN), json!(i64::MAX), json!(-9_223_372_036_854_775_807_i64), json!(999_999_999_999_i64)] {
+        for field in ["registrationDate", "invitationDate"] {
+            let r = app.post("/v1/groups", smart("Dates", json!({"field": field, "op": "before", "value": v}))).await;
+            let msg = assert_ms_error(&r, 400);
+            assert!(msg.starts_with("rules.conditions[0].triggers[0].value") && msg.contains("range"), "{v}: {msg}");
+        }
+    }
+    let r = app
+        .post(
+            "/v1/groups",
+            json!({"name": "Bulk", "type": "Smart", "rules": {"operator": "AND", "conditions": [
+        {"operator": "AND", "triggers": [{"field": "registrationDate", "op": "after", "value": i64::MIN}]}]}}),
+        )
+        .await;
+    assert_ms_error(&r, 400);
+    assert_eq!(app.get("/v1/groups").await.body["total"], 1, "only the valid group was created");
+});

@@ -194,3 +194,87 @@ both!(invitations, |app| {
     assert!(assert_ms_error(&app.post("/v1/spotMembers~bulkInvite", json!({"emails": [1, 2]})).await, 400)
         .starts_with("emails[0]"));
 });
+
+both!(hostile_list_queries_are_400_naming_the_parameter, |app| {
+    let a = app.invite("a@x.io").await;
+    // `in` lists: repeats are folded, more than 100 distinct values refused.
+    let r = app.get("/v1/spotMembers?email[in]=a@x.io,A@x.io,a@x.io&email[in]=a@x.io").await;
+    assert_eq!((r.status, &r.body["total"]), (200, &json!(1)), "{}", r.text);
+    let many: Vec<String> = (0..101).map(|i| format!("m{i}@x.io")).collect();
+    let r = app.get(&format!("/v1/spotMembers?email[in]={}", many.join(","))).await;
+    assert!(assert_ms_error(&r, 400).starts_with("email[in]"), "{}", r.text);
+    let r = app.get(&format!("/v1/spotMembers?email[in]={}&email[in]=a@x.io", many[..100].join(","))).await;
+    assert!(assert_ms_error(&r, 400).starts_with("email[in]"), "{}", r.text);
+    let r = app.get(&format!("/v1/spotMembers?email[in]={}", many[..100].join(","))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = app.get(&format!("/v1/spotMembers?customRoleId[eq]={a}&firstname[notin]={}", many.join(","))).await;
+    assert!(assert_ms_error(&r, 400).starts_with("firstname[notin]"), "{}", r.text);
+
+    // `page` deep enough to make the database skip more than 10^7 rows, or to
+    // overflow the offset, is refused.
+    for q in ["page=100002&limit=100", "page=4294967295&limit=100", "page=9223372036854775807"] {
+        let r = app.get(&format!("/v1/spotMembers?{q}")).await;
+        assert!(assert_ms_error(&r, 400).starts_with("page"), "{q}: {}", r.text);
+        let r = app.get(&format!("/v1/groups?{q}")).await;
+        assert!(assert_ms_error(&r, 400).starts_with("page"), "{q}: {}", r.text);
+    }
+    let r = app.get("/v1/spotMembers?page=100001&limit=100").await;
+    assert_eq!((r.status, &r.body["items"]), (200, &json!([])), "{}", r.text);
+
+    // Extreme timestamps: a 400 naming the filter, never a 500.
+    for v in ["-9223372036854775808", "9223372036854775807", "-9223372036854775807", "999999999999"] {
+        for f in ["registrationDate[after]", "invitationDate[before]"] {
+            let r = app.get(&format!("/v1/spotMembers?{f}={v}")).await;
+            let msg = assert_ms_error(&r, 400);
+            assert!(msg.starts_with(f) && msg.contains("range"), "{f}={v}: {msg}");
+        }
+    }
+    let r = app.get("/v1/spotMembers?invitationDate[before]=253402300799").await;
+    assert_eq!((r.status, &r.body["total"]), (200, &json!(1)), "{}", r.text);
+});
+
+/// Waits (bounded) for a smart group to be ready, then lists its members' emails, sorted.
+async fn smart_members(app: &crate::common::TestApp, gid: &str) -> Vec<String> {
+    for _ in 0..400 {
+        if app.get(&format!("/v1/groups/{gid}")).await.body["ready"] == true {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let r = app.get(&format!("/v1/groups/{gid}/spotMembers?limit=100")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut v: Vec<String> =
+        r.body["items"].as_array().unwrap().iter().map(|m| m["email"].as_str().unwrap().to_string()).collect();
+    v.sort();
+    v
+}
+
+both!(deleting_a_custom_role_reevaluates_smart_groups, |app| {
+    let role = app.post("/v1/spotMemberCustomRole", json!({"label": "Mod"})).await.body["id"].clone();
+    let other = app.post("/v1/spotMemberCustomRole", json!({"label": "Host"})).await.body["id"].clone();
+    let a = app.invite("a@x.io").await;
+    let b = app.invite("b@x.io").await;
+    app.invite("c@x.io").await;
+    assert_eq!(app.put(&format!("/v1/spotMembers/{a}"), json!({"customRoleId": role})).await.status, 200);
+    assert_eq!(app.put(&format!("/v1/spotMembers/{b}"), json!({"customRoleId": other})).await.status, 200);
+    let group = |name: &str, trigger: Value| {
+        json!({"name": name, "type": "Smart", "rules": {"operator": "AND", "conditions": [
+            {"operator": "AND", "triggers": [trigger]}]}})
+    };
+    let holders =
+        app.post("/v1/groups", group("Mods", json!({"field": "customRoleId", "op": "eq", "value": role}))).await;
+    let holders = holders.body["id"].as_str().unwrap().to_string();
+    let others = app
+        .post("/v1/groups", group("Not mods", json!({"field": "customRoleId", "op": "notin", "value": [role]})))
+        .await;
+    let others = others.body["id"].as_str().unwrap().to_string();
+    assert_eq!(smart_members(&app, &holders).await, vec!["a@x.io"]);
+    assert_eq!(smart_members(&app, &others).await, vec!["b@x.io", "c@x.io"]);
+
+    assert_eq!(app.delete(&format!("/v1/spotMemberCustomRole/{}", role.as_str().unwrap())).await.status, 204);
+    assert_eq!(app.get(&format!("/v1/spotMembers/{a}")).await.body["customRoleId"], Value::Null);
+    assert_eq!(smart_members(&app, &holders).await, Vec::<String>::new());
+    assert_eq!(smart_members(&app, &others).await, vec!["a@x.io", "b@x.io", "c@x.io"]);
+    assert_eq!(app.get(&format!("/v1/groups/{holders}")).await.body["membersCount"], 0);
+    assert_eq!(app.get(&format!("/v1/groups/{others}")).await.body["membersCount"], 3);
+});

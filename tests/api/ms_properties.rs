@@ -307,3 +307,186 @@ both!(deleting_a_property_while_values_are_written_leaves_none_behind, |app| {
         assert_eq!(stored_values(&app).await, 0, "round {round}: a value outlived its property");
     }
 });
+
+/// Waits (bounded) for a smart group to be ready, then lists its members' emails, sorted.
+async fn smart_members(app: &TestApp, gid: &str) -> Vec<String> {
+    for _ in 0..400 {
+        if app.get(&format!("/v1/groups/{gid}")).await.body["ready"] == true {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let r = app.get(&format!("/v1/groups/{gid}/spotMembers?limit=100")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut v: Vec<String> =
+        r.body["items"].as_array().unwrap().iter().map(|m| m["email"].as_str().unwrap().to_string()).collect();
+    v.sort();
+    v
+}
+
+async fn smart_group(app: &TestApp, triggers: Value) -> String {
+    let body = json!({"name": "Smart", "type": "Smart", "rules": {"operator": "AND", "conditions": [
+        {"operator": "AND", "triggers": triggers}]}});
+    let r = app.post("/v1/groups", body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.body["id"].as_str().unwrap().to_string()
+}
+
+async fn value_of(app: &TestApp, m: &str, slug: &str) -> Value {
+    let r = app.get(&format!("/v1/spotMembers/{m}/customPropertiesValues?limit=100")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["items"].as_array().unwrap().iter().find(|i| i["customPropertySlug"] == slug).unwrap()["value"].clone()
+}
+
+both!(renamed_values_swap_and_never_merge, |app| {
+    define(&app, json!({"label": "Plan", "type": "SingleSelect", "possibleValues": ["free", "pro", "team"]})).await;
+    define(&app, json!({"label": "Tags", "type": "MultipleSelect", "possibleValues": ["x", "y", "z"]})).await;
+    let a = app.invite("a@x.io").await;
+    let b = app.invite("b@x.io").await;
+    set(
+        &app,
+        &a,
+        json!([{"customPropertySlug": "plan", "value": "free"}, {"customPropertySlug": "tags", "value": ["x", "y"]}]),
+    )
+    .await;
+    set(&app, &b, json!([{"customPropertySlug": "plan", "value": "pro"}])).await;
+
+    // A swap swaps the stored values (and the options), it does not merge them.
+    let r = app.put("/v1/customProperties/plan", json!({"renamedValues": {"free": "pro", "pro": "free"}})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["possibleValues"], json!(["pro", "free", "team"]));
+    assert_eq!((value_of(&app, &a, "plan").await, value_of(&app, &b, "plan").await), (json!("pro"), json!("free")));
+    let r = app.put("/v1/customProperties/tags", json!({"renamedValues": {"x": "y", "y": "x"}})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(value_of(&app, &a, "tags").await, json!(["y", "x"]), "both rows kept, each renamed once");
+    // A rotation onto options that are themselves renamed away is fine too.
+    let r = app.put("/v1/customProperties/plan", json!({"renamedValues": {"pro": "team", "team": "gold"}})).await;
+    assert_eq!(r.body["possibleValues"], json!(["team", "free", "gold"]), "{}", r.text);
+    assert_eq!(value_of(&app, &a, "plan").await, json!("team"));
+
+    // Refused, nothing changed: a rename onto an option that stays, two onto one, an
+    // unknown source, an empty target.
+    for (renames, needle) in [
+        (json!({"free": "team"}), "already a possible value"),
+        (json!({"free": "vip", "gold": "vip"}), "both renamed to 'vip'"),
+        (json!({"platinum": "vip"}), "'platinum' is not a possible value"),
+        (json!({"free": " "}), "empty"),
+    ] {
+        let r = app.put("/v1/customProperties/plan", json!({ "renamedValues": renames })).await;
+        let msg = assert_ms_error(&r, 400);
+        assert!(msg.starts_with("renamedValues") && msg.contains(needle), "{renames}: {msg}");
+    }
+    assert_eq!(app.get("/v1/customProperties/plan").await.body["possibleValues"], json!(["team", "free", "gold"]));
+    assert_eq!((value_of(&app, &a, "plan").await, value_of(&app, &b, "plan").await), (json!("team"), json!("free")));
+    // Renaming an option to itself changes nothing.
+    let r = app.put("/v1/customProperties/plan", json!({"renamedValues": {"free": "free"}})).await;
+    assert_eq!(r.body["possibleValues"], json!(["team", "free", "gold"]), "{}", r.text);
+});
+
+both!(renaming_or_removing_options_reevaluates_smart_groups, |app| {
+    define(&app, json!({"label": "Plan", "type": "SingleSelect", "possibleValues": ["free", "pro", "team"]})).await;
+    define(&app, json!({"label": "Tags", "type": "MultipleSelect", "possibleValues": ["x", "y"]})).await;
+    let a = app.invite("a@x.io").await;
+    let b = app.invite("b@x.io").await;
+    set(
+        &app,
+        &a,
+        json!([{"customPropertySlug": "plan", "value": "free"}, {"customPropertySlug": "tags", "value": ["x"]}]),
+    )
+    .await;
+    set(
+        &app,
+        &b,
+        json!([{"customPropertySlug": "plan", "value": "pro"}, {"customPropertySlug": "tags", "value": ["y"]}]),
+    )
+    .await;
+    let pro = smart_group(&app, json!([{"field": "customProperties.plan", "op": "eq", "value": "pro"}])).await;
+    let tagged = smart_group(&app, json!([{"field": "customProperties.tags", "op": "in", "value": ["x", "y"]}])).await;
+    assert_eq!(smart_members(&app, &pro).await, vec!["b@x.io"]);
+    assert_eq!(smart_members(&app, &tagged).await, vec!["a@x.io", "b@x.io"]);
+
+    // Swap: a now holds "pro", b "free"; the group follows at once.
+    let r = app.put("/v1/customProperties/plan", json!({"renamedValues": {"free": "pro", "pro": "free"}})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(smart_members(&app, &pro).await, vec!["a@x.io"]);
+    // Rename away: nobody holds "pro" any more.
+    let r = app.put("/v1/customProperties/plan", json!({"renamedValues": {"pro": "business"}})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(smart_members(&app, &pro).await, Vec::<String>::new());
+    // Removing an option removes its values and the members it kept in.
+    let r = app.put("/v1/customProperties/tags", json!({"possibleValues": ["y"]})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(smart_members(&app, &tagged).await, vec!["b@x.io"]);
+    assert_eq!(app.get(&format!("/v1/groups/{tagged}")).await.body["membersCount"], 1);
+});
+
+both!(a_value_put_without_value_is_refused, |app| {
+    let m = app.invite("a@x.io").await;
+    define(&app, json!({"label": "Company", "type": "Text"})).await;
+    let path = format!("/v1/spotMembers/{m}/customPropertiesValues/company");
+    assert_eq!(app.put(&path, json!({"value": "Acme"})).await.status, 200);
+    // No `value`: 400 naming it, and the stored value stays.
+    for body in [json!({}), json!({"valeu": null})] {
+        let msg = assert_ms_error(&app.put(&path, body).await, 400);
+        assert!(msg.starts_with("value"), "{msg}");
+    }
+    assert_eq!(value_of(&app, &m, "company").await, json!("Acme"));
+    let r =
+        set(&app, &m, json!([{"customPropertySlug": "company", "value": "Beta"}, {"customPropertySlug": "company"}]))
+            .await;
+    assert!(assert_ms_error(&r, 400).starts_with("[1].value"), "{}", r.text);
+    assert_eq!(value_of(&app, &m, "company").await, json!("Acme"), "all or nothing");
+    // An explicit null clears it.
+    let r = app.put(&path, json!({"value": null})).await;
+    assert_eq!((r.status, &r.body["value"]), (200, &Value::Null), "{}", r.text);
+    assert_eq!(value_of(&app, &m, "company").await, Value::Null);
+});
+
+both!(concurrent_value_writes_of_one_member_lose_nothing, |app| {
+    let app = std::sync::Arc::new(app);
+    define(&app, json!({"label": "Plan", "type": "Text"})).await;
+    define(&app, json!({"label": "Seats", "type": "Number"})).await;
+    let gid = smart_group(
+        &app,
+        json!([{"field": "customProperties.plan", "op": "eq", "value": "pro"},
+               {"field": "customProperties.seats", "op": "gte", "value": 5}]),
+    )
+    .await;
+    assert_eq!(smart_members(&app, &gid).await, Vec::<String>::new());
+    let mut members = Vec::new();
+    for i in 0..12 {
+        members.push(app.invite(&format!("m{i:02}@x.io")).await);
+    }
+    // Per member, at once: one property, another property, and a member field.
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, m) in members.iter().enumerate() {
+        for req in 0..3 {
+            let (app, m) = (app.clone(), m.clone());
+            tasks.spawn(async move {
+                let r = match req {
+                    0 => {
+                        app.put(&format!("/v1/spotMembers/{m}/customPropertiesValues/plan"), json!({"value": "pro"}))
+                            .await
+                    }
+                    1 => {
+                        let body = json!([{"customPropertySlug": "seats", "value": 10}]);
+                        app.post(&format!("/v1/spotMembers/{m}/customPropertiesValues~bulkUpsert"), body).await
+                    }
+                    _ => app.put(&format!("/v1/spotMembers/{m}"), json!({"firstname": format!("F{i}")})).await,
+                };
+                assert_eq!(r.status, 200, "{}", r.text);
+            });
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    for (i, m) in members.iter().enumerate() {
+        assert_eq!((value_of(&app, m, "plan").await, value_of(&app, m, "seats").await), (json!("pro"), json!(10)));
+        let r = app.get(&format!("/v1/spotMembers/{m}")).await;
+        assert_eq!(r.body["firstname"], format!("F{i}"), "a value write put back a stale member row");
+    }
+    // Each write re-evaluated the member with the other write's value in sight.
+    let expected: Vec<String> = (0..12).map(|i| format!("m{i:02}@x.io")).collect();
+    assert_eq!(smart_members(&app, &gid).await, expected);
+});

@@ -163,7 +163,9 @@ pub struct UpdateCustomPropertyBody {
     description: Option<Option<String>>,
     /// The new list of options; options left out are removed with their stored values.
     possible_values: Option<Vec<String>>,
-    /// Options to rename, old → new (applied first; stored values follow).
+    /// Options to rename, old → new (applied first, all at once: `{"a": "b", "b": "a"}`
+    /// swaps them; stored values follow). Each old value must be an option; two options
+    /// cannot be renamed to one, nor one onto an option that stays.
     #[serde(default)]
     renamed_values: HashMap<String, String>,
 }
@@ -271,12 +273,24 @@ async fn list_member_values(
     Ok(Json(CustomPropertyValuePage { items: items.into_iter().map(Into::into).collect(), total }))
 }
 
+/// A `value` field that must be present: absent is None, `null` is `Some(Null)`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// A required `value`: a body without one is a 400 naming `field` (it used to clear the
+/// value silently); an explicit `null` clears it.
+fn required_value(value: Option<Value>, field: &str) -> Result<Value, Error> {
+    value.ok_or_else(|| Error::invalid(field, "is required (null clears the value)"))
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SetValueBody {
-    /// string | number | boolean | string[] | null, as the property's type requires.
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    value: Value,
+    /// Required: string | number | boolean | string[] as the property's type requires,
+    /// or null to clear the value.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Object, required = true, nullable)]
+    value: Option<Value>,
 }
 
 /// Set a member's value of one property
@@ -296,7 +310,8 @@ async fn set_member_value(
     MsJson(b): MsJson<SetValueBody>,
 ) -> Result<Json<CustomPropertyValueDto>, MsError> {
     let member = parse_id(&id, Entity::SpotMember)?;
-    let mut out = properties::set_values(&st.db, spot, member, &[(slug, b.value, "value".into())]).await?;
+    let value = required_value(b.value, "value")?;
+    let mut out = properties::set_values(&st.db, spot, member, &[(slug, value, "value".into())]).await?;
     let v = out.pop().ok_or(Error::NotFound(Entity::CustomProperty))?;
     Ok(Json(v.into()))
 }
@@ -305,9 +320,10 @@ async fn set_member_value(
 #[serde(rename_all = "camelCase")]
 pub struct UpsertItem {
     custom_property_slug: String,
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    value: Value,
+    /// Required, as in the single PUT; null clears the value.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Object, required = true, nullable)]
+    value: Option<Value>,
 }
 
 /// Set several values of a member (all or nothing)
@@ -336,8 +352,11 @@ async fn bulk_upsert_member_values(
     let items: Vec<(String, Value, String)> = items
         .into_iter()
         .enumerate()
-        .map(|(i, it)| (it.custom_property_slug, it.value, format!("[{i}].value")))
-        .collect();
+        .map(|(i, it)| {
+            let field = format!("[{i}].value");
+            Ok((it.custom_property_slug, required_value(it.value, &field)?, field))
+        })
+        .collect::<Result<_, Error>>()?;
     let out = properties::set_values(&st.db, spot, member, &items).await?;
     Ok(Json(out.into_iter().map(Into::into).collect()))
 }
