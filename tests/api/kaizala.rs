@@ -427,6 +427,11 @@ both!(messages_and_throttling, |app| {
 
 /// A real SMS relay: an HTTP server on a loopback port recording every posted body.
 pub async fn sms_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    slow_sms_receiver(std::time::Duration::ZERO).await
+}
+
+/// An SMS relay that takes `delay` to answer each post.
+pub async fn slow_sms_receiver(delay: std::time::Duration) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let store = seen.clone();
     let app = axum::Router::new().route(
@@ -434,6 +439,7 @@ pub async fn sms_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Valu
         axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
             let store = store.clone();
             async move {
+                tokio::time::sleep(delay).await;
                 store.lock().unwrap().push(body);
                 "ok"
             }

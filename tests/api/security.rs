@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::both;
 use crate::common::{assert_ms_error, Resp, TestApp};
-use crate::kaizala::{access, assert_kz_error, call, raw, relayed, setup, sms_receiver, user};
+use crate::kaizala::{access, assert_kz_error, call, raw, relayed, setup, slow_sms_receiver, sms_receiver, user};
 
 fn nested_arrays(depth: usize) -> String {
     format!("{}{}", "[".repeat(depth), "]".repeat(depth))
@@ -105,13 +105,27 @@ fn wrong_pin(pin: &str) -> &'static str {
     }
 }
 
-async fn pin_guessing_hits_a_lockout(backend: openspot::store::Backend) {
+type Relayed = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+
+/// A server whose PINs go to a loopback relay, with `tweak` applied to its limits.
+async fn app_with_relay(
+    backend: openspot::store::Backend,
+    tweak: impl FnOnce(&mut openspot::config::AuthLimits),
+) -> Option<(TestApp, Relayed)> {
     let (url, seen) = sms_receiver().await;
-    let Some(app) = TestApp::spawn_with(backend, |c| {
+    let app = TestApp::spawn_with(backend, |c| {
         c.sms_webhook_url = Some(url.clone());
         c.allow_private_targets = true;
-        c.auth.pins_per_number = 100;
-        c.auth.pin_calls_per_address = 1_000;
+        tweak(&mut c.auth);
+    })
+    .await?;
+    Some((app, seen))
+}
+
+async fn pin_guessing_hits_a_lockout(backend: openspot::store::Backend) {
+    let Some((app, seen)) = app_with_relay(backend, |a| {
+        a.pins_per_number = 100;
+        a.pin_calls_per_address = 1_000;
     })
     .await
     else {
@@ -160,13 +174,10 @@ async fn tries_left(db: &openspot::Db) -> Vec<i64> {
 }
 
 async fn concurrent_guesses_share_five_tries(backend: openspot::store::Backend) {
-    let (url, seen) = sms_receiver().await;
-    let Some(app) = TestApp::spawn_with(backend, |c| {
-        c.sms_webhook_url = Some(url.clone());
-        c.allow_private_targets = true;
-        c.auth.pin_failures_per_number = 1_000;
-        c.auth.pin_calls_per_address = 1_000;
-        c.auth.pin_calls_per_connector = 1_000;
+    let Some((app, seen)) = app_with_relay(backend, |a| {
+        a.pin_failures_per_number = 1_000;
+        a.pin_calls_per_address = 1_000;
+        a.pin_calls_per_connector = 1_000;
     })
     .await
     else {
@@ -223,27 +234,6 @@ both!(replaced_tokens_and_signed_out_members_lose_access, |app| {
     assert_kz_error(&login(&app, &kz.app_id, number, "1234").await, 401, "Unauthenticated");
 });
 
-/// A relay that takes `delay` to answer, recording what it got.
-async fn slow_relay(delay: Duration) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let store = seen.clone();
-    let app = axum::Router::new().route(
-        "/sms",
-        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-            let store = store.clone();
-            async move {
-                tokio::time::sleep(delay).await;
-                store.lock().unwrap().push(body);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/sms", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, seen)
-}
-
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -251,7 +241,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generate_pin_answers_members_and_strangers_alike() {
-    let (url, seen) = slow_relay(Duration::from_secs(2)).await;
+    let (url, seen) = slow_sms_receiver(Duration::from_secs(2)).await;
     let Some(app) = TestApp::spawn_with(openspot::store::Backend::Sqlite, |c| {
         c.sms_webhook_url = Some(url.clone());
         c.allow_private_targets = true;
