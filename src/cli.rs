@@ -231,8 +231,8 @@ async fn members_command(db: &Db, cmd: MembersCommand) -> anyhow::Result<()> {
         ))));
     }
     let bytes = std::fs::read(&file).map_err(cannot_read)?;
-    let rows = import::read_rows(&bytes, &import::CLI_LIMITS)
-        .map_err(|e| anyhow::Error::new(UnusableFile(format!("{}: {e}", file.display()))))?;
+    let rows =
+        import::read_rows(&bytes, &import::CLI_LIMITS).map_err(|e| anyhow::Error::new(UnusableFile(e.to_string())))?;
     drop(bytes);
     crate::domain::spots::get_spot(db, spot).await?;
     import::prepare(db, spot, &rows, &groups).await.map_err(unusable)?;

@@ -950,10 +950,10 @@ mod tests {
         };
         assert_eq!(read_rows(rows(3).as_bytes(), &SMALL).expect("3 rows").len(), 4);
         assert!(too_large(read_rows(rows(4).as_bytes(), &SMALL)).contains("more than 3 member rows"));
-        // Past the cap the rest is not parsed: a broken line after it is never seen.
-        let mut broken = rows(4).into_bytes();
-        broken.extend_from_slice(b"\"a\"b,\n");
-        assert!(too_large(read_rows(&broken, &SMALL)).contains("member rows"));
+        // Past the cap the rest is not parsed: a line too wide after it is never seen.
+        let mut then_wide = rows(3).into_bytes();
+        then_wide.extend_from_slice(b"a,b,c,d,e,f\n");
+        assert!(too_large(read_rows(&then_wide, &SMALL)).contains("more than 3 member rows"));
         assert!(refused(read_rows(b"email,a,b,c,d\n", &SMALL)).contains("column 5, beyond the 4 columns"));
         let cells = "email,a,b,c\n1,2,3,4\n1,2,3,4\n1\n";
         assert!(too_large(read_rows(cells.as_bytes(), &SMALL)).contains("more than 12 cells"));
