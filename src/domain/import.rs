@@ -1,6 +1,17 @@
 //! Member import from spreadsheets (contract §4 "Member import", §8 "Member import"):
 //! the CLI `openspot members import` and `POST /v1/spotMembers~import` share this.
 //!
+//! Files are hostile until read: [`read_rows`] counts rows, columns, cells and text as
+//! it reads and stops at the first limit crossed ([`HTTP_LIMITS`], [`CLI_LIMITS`]:
+//! 2,000 / 10,000,000 member rows, 1,024 columns, 500,000 / 100,000,000 cells,
+//! 16 MiB / 4 GiB of text, XLSX archives unpacking to 64 MiB / 8 GiB, 500,000 /
+//! 20,000,000 shared strings). An XLSX archive is unpacked entry by entry through the
+//! limit, and its shared-string counts checked, before calamine opens it (calamine
+//! would inflate a zip bomb and reserve a declared `uniqueCount` up front); the first
+//! sheet is then read cell by cell and its rows built sparsely, never as the dense
+//! range from its first to its last cell (A1 and XFD1048576 would be 17 billion
+//! cells). No cell value panics: a date outside the years 1 to 9999 fails its row.
+//!
 //! A file (CSV, or the first sheet of an XLSX) is read into rows of [`Cell`]s; the
 //! header is checked before anything is written (a column that is neither `email`,
 //! `firstname`, `lastname` nor a custom-property slug refuses the file, so a misspelt
