@@ -483,6 +483,12 @@ fn read_xlsx(bytes: &[u8], limits: &ReadLimits) -> std::result::Result<Vec<Vec<C
             row.drain(..row.len().min(first_col as usize));
         }
     }
+    // The header spans the used range, as in a spreadsheet: a cell right of the last
+    // header refuses the file ("column N has no header") instead of being dropped.
+    let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+    if let Some(header) = rows.first_mut() {
+        header.resize(width, Cell::Empty);
+    }
     Ok(rows)
 }
 
@@ -999,8 +1005,13 @@ mod tests {
         let rows = read_rows(&shifted, &ReadLimits { columns: 8, ..SMALL }).expect("shifted sheet");
         assert_eq!(
             rows,
-            vec![vec![Cell::Text("email".into())], vec![Cell::Text("a@x.io".into()), Cell::Empty, Cell::Number(5.0)]]
+            vec![
+                vec![Cell::Text("email".into()), Cell::Empty, Cell::Empty],
+                vec![Cell::Text("a@x.io".into()), Cell::Empty, Cell::Number(5.0)]
+            ]
         );
+        let e = columns(&rows[0], &[]).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("column 2 has no header"), "a cell right of the header is not dropped: {e}");
         let many: String = (1..=4).map(|r| format!(r#"<row r="{r}"><c r="D{r}"><v>1</v></c></row>"#)).collect();
         let wide = xlsx_with(&[("xl/worksheets/sheet1.xml", &sheet(&many))]);
         assert!(too_large(read_rows(&wide, &SMALL)).contains("more than 12 cells"), "padding counts");
