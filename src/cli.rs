@@ -241,9 +241,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn members_command(db: &Db, cmd: MembersCommand) -> anyhow::Result<()> {
     let MembersCommand::Import { spot, file, dry_run, groups, errors, json } = cmd;
     let unusable = |e: crate::error::Error| anyhow::Error::new(UnusableFile(e.to_string()));
-    let bytes = std::fs::read(&file)
-        .map_err(|e| anyhow::Error::new(UnusableFile(format!("cannot read {}: {e}", file.display()))))?;
-    let rows = import::read_rows(&bytes).map_err(unusable)?;
+    let cannot_read =
+        |e: std::io::Error| anyhow::Error::new(UnusableFile(format!("cannot read {}: {e}", file.display())));
+    let size = std::fs::metadata(&file).map_err(cannot_read)?.len();
+    if size > import::CLI_LIMITS.file_bytes {
+        return Err(anyhow::Error::new(UnusableFile(format!(
+            "{} is larger than {} GiB, the most an import reads",
+            file.display(),
+            import::CLI_LIMITS.file_bytes >> 30
+        ))));
+    }
+    let bytes = std::fs::read(&file).map_err(cannot_read)?;
+    let rows =
+        import::read_rows(&bytes, &import::CLI_LIMITS).map_err(|e| anyhow::Error::new(UnusableFile(e.to_string())))?;
+    drop(bytes);
     crate::domain::spots::get_spot(db, spot).await?;
     import::prepare(db, spot, &rows, &groups).await.map_err(unusable)?;
     let total = rows.len().saturating_sub(1) as u64;

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -198,4 +198,109 @@ fn serve_demo_answers_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success());
+}
+
+/// Writes the content of one archive entry.
+type Content<'a> = &'a dyn Fn(&mut dyn Write);
+
+/// A real XLSX file (`email` in A1) with the entries named in `replace` rewritten.
+fn xlsx_with(replace: &[(&str, Content)]) -> Vec<u8> {
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    wb.add_worksheet().write_string(0, 0, "email").unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(wb.save_to_buffer().unwrap())).unwrap();
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for i in 0..archive.len() {
+        let entry = archive.by_index(i).unwrap();
+        let name = entry.name().unwrap().to_string();
+        match replace.iter().find(|(n, _)| *n == name) {
+            Some((_, write)) => {
+                out.start_file(name, zip::write::SimpleFileOptions::default()).unwrap();
+                write(&mut out);
+            }
+            None => out.raw_copy_file(entry).unwrap(),
+        }
+    }
+    out.finish().unwrap().into_inner()
+}
+
+#[test]
+fn members_import_refuses_hostile_files_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cli.db").display());
+    let spot = one_object(&openspot(&db, &["spots", "create", "--name", "Acme", "--json"]).1)["spotId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sheet = |rows: &'static str| {
+        move |w: &mut dyn Write| {
+            write!(w, r#"<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>{rows}</sheetData></worksheet>"#).unwrap()
+        }
+    };
+    let cases: [(&str, Vec<u8>, &str); 2] = [
+        // The dense range from A1 to XFD1048576 asked for 512 GiB and aborted the process.
+        (
+            "corners.xlsx",
+            xlsx_with(&[(
+                "xl/worksheets/sheet1.xml",
+                &sheet(
+                    r#"<row r="1"><c r="A1" t="s"><v>0</v></c></row><row r="1048576"><c r="XFD1048576"><v>1</v></c></row>"#,
+                ),
+            )]),
+            "beyond the 1,024 columns",
+        ),
+        // A declared count the reader reserved before reading a string.
+        (
+            "strings.xlsx",
+            xlsx_with(&[("xl/sharedStrings.xml", &|w: &mut dyn Write| {
+                w.write_all(br#"<sst uniqueCount="99999999999"><si><t>email</t></si></sst>"#).unwrap()
+            })]),
+            "more than 20,000,000 shared strings",
+        ),
+    ];
+    for (name, bytes, message) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let started = Instant::now();
+        let (code, _, err) = openspot(&db, &["members", "import", "--spot", &spot, path.to_str().unwrap(), "--json"]);
+        assert!(started.elapsed() < Duration::from_secs(10), "{name}: {:?}", started.elapsed());
+        assert_eq!(code, 2, "{name}: {err}");
+        assert!(err.contains(message), "{name}: {err}");
+    }
+    // A sheet from A1 to AMJ1048576 holding three cells is read as two rows, not as the
+    // billion-cell dense range (32 GiB) the whole process aborted on; its header then
+    // spans the used range, as a spreadsheet shows it.
+    let import = |name: &str, rows: &'static str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, xlsx_with(&[("xl/worksheets/sheet1.xml", &sheet(rows))])).unwrap();
+        let started = Instant::now();
+        let answer = openspot(&db, &["members", "import", "--spot", &spot, path.to_str().unwrap(), "--json"]);
+        assert!(started.elapsed() < Duration::from_secs(10), "{name}: {:?}", started.elapsed());
+        answer
+    };
+    let (code, _, err) = import(
+        "wide.xlsx",
+        r#"<row r="1"><c r="A1" t="s"><v>0</v></c></row><row r="1048576"><c r="A1048576" t="inlineStr"><is><t>deep@x.io</t></is></c><c r="AMJ1048576"><v>1</v></c></row>"#,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("column 2 has no header"), "{err}");
+    let (code, out, err) = import(
+        "deep.xlsx",
+        r#"<row r="1"><c r="A1" t="s"><v>0</v></c></row><row r="1048576"><c r="A1048576" t="inlineStr"><is><t>deep@x.io</t></is></c></row>"#,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(one_object(&out)["created"], 1);
+    // A date serial out of any calendar fails its row instead of ending the process.
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.write_string(0, 0, "email").unwrap();
+    ws.write_string(0, 1, "firstname").unwrap();
+    ws.write_string(1, 0, "far@x.io").unwrap();
+    ws.write_number_with_format(1, 1, 1e300, &rust_xlsxwriter::Format::new().set_num_format("yyyy-mm-dd")).unwrap();
+    let path = dir.path().join("date.xlsx");
+    std::fs::write(&path, wb.save_to_buffer().unwrap()).unwrap();
+    let (code, out, err) = openspot(&db, &["members", "import", "--spot", &spot, path.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let report = one_object(&out);
+    assert_eq!((report["created"].clone(), report["failed"][0]["line"].clone()), (Value::from(0), Value::from(2)));
+    assert!(report["failed"][0]["reason"].as_str().unwrap().contains("outside the years 1 to 9999"), "{report}");
 }

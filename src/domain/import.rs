@@ -1,6 +1,17 @@
 //! Member import from spreadsheets (contract §4 "Member import", §8 "Member import"):
 //! the CLI `openspot members import` and `POST /v1/spotMembers~import` share this.
 //!
+//! Files are hostile until read: [`read_rows`] counts rows, columns, cells and text as
+//! it reads and stops at the first limit crossed ([`HTTP_LIMITS`], [`CLI_LIMITS`]:
+//! 2,000 / 10,000,000 member rows, 1,024 columns, 500,000 / 100,000,000 cells,
+//! 16 MiB / 4 GiB of text, XLSX archives unpacking to 64 MiB / 8 GiB, 500,000 /
+//! 20,000,000 shared strings). An XLSX archive is unpacked entry by entry through the
+//! limit, and its shared-string counts checked, before calamine opens it (calamine
+//! would inflate a zip bomb and reserve a declared `uniqueCount` up front); the first
+//! sheet is then read cell by cell and its rows built sparsely, never as the dense
+//! range from its first to its last cell (A1 and XFD1048576 would be 17 billion
+//! cells). No cell value panics: a date outside the years 1 to 9999 fails its row.
+//!
 //! A file (CSV, or the first sheet of an XLSX) is read into rows of [`Cell`]s; the
 //! header is checked before anything is written (a column that is neither `email`,
 //! `firstname`, `lastname` nor a custom-property slug refuses the file, so a misspelt
@@ -15,7 +26,7 @@
 //! back, and those are compared with what is stored so that an unchanged row writes
 //! nothing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Cursor;
 
 use serde_json::Value;
@@ -36,9 +47,56 @@ const VALUES_PER_STATEMENT: usize = 500;
 /// An import that writes this many rows refreshes the planner's statistics at the end
 /// (an HTTP upload, at most 2,000 rows, never does).
 const ANALYZE_AFTER_ROWS: u64 = 10_000;
-/// The HTTP endpoint's limits (MeltingSpot's own file limits).
-pub const HTTP_MAX_ROWS: usize = 2000;
+/// The HTTP endpoint's body limit (MeltingSpot's own file limit).
 pub const HTTP_MAX_BYTES: usize = 5 << 20;
+
+/// How much of a file an import reads before it refuses the file. Every limit is
+/// checked while reading, before the memory it guards is taken, so a hostile file is
+/// refused after reading at most that much.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// The file itself, in bytes.
+    pub file_bytes: u64,
+    /// Member rows after the header (an XLSX sheet counts every row from its first used
+    /// row to its last, as a spreadsheet shows them).
+    pub rows: usize,
+    /// Columns: a cell further right refuses the file (400), whatever the other limits.
+    pub columns: usize,
+    /// Cells held, counting the empty cells a row needs up to its last used one.
+    pub cells: usize,
+    /// Text held: the XLSX shared-string table as stored, and the text of all cells.
+    pub text_bytes: u64,
+    /// Bytes all the entries of an XLSX archive unpack to together (zip bombs).
+    pub unzipped_bytes: u64,
+    /// Strings in the XLSX shared-string table, as declared (`count`, `uniqueCount`)
+    /// or present.
+    pub shared_strings: usize,
+}
+
+/// `POST /v1/spotMembers~import`: MeltingSpot's own 5 MiB and 2,000 member rows, and
+/// what a 2,000-row file can reasonably need beside them. Over any → 413.
+pub const HTTP_LIMITS: ReadLimits = ReadLimits {
+    file_bytes: HTTP_MAX_BYTES as u64,
+    rows: 2000,
+    columns: 1024,
+    cells: 500_000,
+    text_bytes: 16 << 20,
+    unzipped_bytes: 64 << 20,
+    shared_strings: 500_000,
+};
+
+/// `openspot members import`: an operator's own file, so limits far above any real
+/// member list (1,000,000 rows is the benchmark), which still stop a hostile file
+/// before it takes all the machine's memory.
+pub const CLI_LIMITS: ReadLimits = ReadLimits {
+    file_bytes: 4 << 30,
+    rows: 10_000_000,
+    columns: 1024,
+    cells: 100_000_000,
+    text_bytes: 4 << 30,
+    unzipped_bytes: 8 << 30,
+    shared_strings: 20_000_000,
+};
 
 /// One spreadsheet cell.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,12 +107,15 @@ pub enum Cell {
     Bool(bool),
     /// A date cell of an XLSX file, as `YYYY-MM-DD`.
     Date(String),
+    /// A cell whose value cannot be used (e.g. a date serial out of any calendar): the
+    /// row it is in fails with this reason.
+    Unreadable(String),
 }
 
 impl Cell {
     fn as_text(&self) -> Option<String> {
         match self {
-            Cell::Empty => None,
+            Cell::Empty | Cell::Unreadable(_) => None,
             Cell::Text(s) => {
                 let t = s.trim();
                 (!t.is_empty()).then(|| t.to_string())
@@ -64,6 +125,11 @@ impl Cell {
             Cell::Bool(b) => Some(b.to_string()),
             Cell::Date(d) => Some(d.clone()),
         }
+    }
+
+    /// Nothing in it, not even something unusable.
+    fn is_blank(&self) -> bool {
+        !matches!(self, Cell::Unreadable(_)) && self.as_text().is_none()
     }
 }
 
@@ -83,24 +149,110 @@ pub struct ImportReport {
     pub failed: Vec<FailedRow>,
 }
 
-/// Reads CSV (UTF-8, optional BOM, RFC 4180) or XLSX (first sheet), told apart by content.
-pub fn read_rows(bytes: &[u8]) -> Result<Vec<Vec<Cell>>> {
-    if bytes.starts_with(b"PK\x03\x04") {
-        read_xlsx(bytes)
-    } else {
-        read_csv(bytes)
+/// Why a file was not read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// Over one of the [`ReadLimits`] (named here, for the CLI and the log): 413 over HTTP.
+    TooLarge(String),
+    /// A file that cannot be used: 400 naming the reason.
+    Unusable(Error),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::TooLarge(why) => f.write_str(why),
+            ReadError::Unusable(e) => e.fmt(f),
+        }
     }
 }
 
-fn read_csv(bytes: &[u8]) -> Result<Vec<Vec<Cell>>> {
+impl std::error::Error for ReadError {}
+
+impl From<ReadError> for Error {
+    fn from(e: ReadError) -> Error {
+        match e {
+            ReadError::TooLarge(_) => Error::TooLarge,
+            ReadError::Unusable(e) => e,
+        }
+    }
+}
+
+fn unusable(reason: impl Into<String>) -> ReadError {
+    ReadError::Unusable(Error::invalid("file", reason))
+}
+
+/// `1234567` → `1,234,567`, for the limits named in messages.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{} MiB", grouped(bytes >> 20))
+}
+
+fn too_many_rows(limits: &ReadLimits) -> ReadError {
+    ReadError::TooLarge(format!("the file has more than {} member rows", grouped(limits.rows as u64)))
+}
+
+fn too_many_cells(limits: &ReadLimits) -> ReadError {
+    ReadError::TooLarge(format!("the file has more than {} cells", grouped(limits.cells as u64)))
+}
+
+fn too_wide(column: usize, limits: &ReadLimits) -> ReadError {
+    unusable(format!(
+        "the file has a cell in column {}, beyond the {} columns an import reads",
+        grouped(column as u64),
+        grouped(limits.columns as u64)
+    ))
+}
+
+/// Reads CSV (UTF-8, optional BOM, RFC 4180) or XLSX (first sheet), told apart by
+/// content, within `limits`. Blocking and CPU-bound: the server runs it off its async
+/// workers.
+pub fn read_rows(bytes: &[u8], limits: &ReadLimits) -> std::result::Result<Vec<Vec<Cell>>, ReadError> {
+    if bytes.len() as u64 > limits.file_bytes {
+        return Err(ReadError::TooLarge(format!("the file is larger than {}", mib(limits.file_bytes))));
+    }
+    if bytes.starts_with(b"PK\x03\x04") {
+        // The XLSX reader does plain arithmetic on cell references, which a debug build
+        // checks: a reference past u32 must refuse the file, not end the process.
+        std::panic::catch_unwind(|| read_xlsx(bytes, limits))
+            .unwrap_or_else(|_| Err(unusable("cannot read the XLSX file: a cell reference is out of range")))
+    } else {
+        read_csv(bytes, limits)
+    }
+}
+
+fn read_csv(bytes: &[u8], limits: &ReadLimits) -> std::result::Result<Vec<Vec<Cell>>, ReadError> {
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     if std::str::from_utf8(bytes).is_err() {
-        return Err(Error::invalid("file", "is neither an XLSX file nor UTF-8 CSV"));
+        return Err(unusable("is neither an XLSX file nor UTF-8 CSV"));
     }
     let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes);
     let mut rows = Vec::new();
+    let mut cells = 0usize;
     for (i, rec) in reader.records().enumerate() {
-        let rec = rec.map_err(|e| Error::invalid("file", format!("CSV error on line {}: {e}", i + 1)))?;
+        // Record i is line i + 1; line 1 is the header.
+        if i > limits.rows {
+            return Err(too_many_rows(limits));
+        }
+        let rec = rec.map_err(|e| unusable(format!("CSV error on line {}: {e}", i + 1)))?;
+        if rec.len() > limits.columns {
+            return Err(too_wide(rec.len(), limits));
+        }
+        cells += rec.len();
+        if cells > limits.cells {
+            return Err(too_many_cells(limits));
+        }
         rows.push(
             rec.iter().map(|f| if f.trim().is_empty() { Cell::Empty } else { Cell::Text(f.to_string()) }).collect(),
         );
@@ -108,37 +260,236 @@ fn read_csv(bytes: &[u8]) -> Result<Vec<Vec<Cell>>> {
     Ok(rows)
 }
 
-/// Excel's serial day number → `YYYY-MM-DD` (day 0 = 1899-12-30, as Excel counts).
+/// Excel's serial day number → `YYYY-MM-DD` (day 0 = 1899-12-30, as Excel counts);
+/// `None` outside the years 1 to 9999.
 fn excel_date(serial: f64) -> Option<String> {
+    // 0001-01-01 and 9999-12-31 as serials.
+    const FIRST: f64 = -693_593.0;
+    const LAST: f64 = 2_958_465.0;
+    if !(FIRST..=LAST).contains(&serial.floor()) {
+        return None;
+    }
     let base = time::Date::from_calendar_date(1899, time::Month::December, 30).ok()?;
-    let d = base.checked_add(time::Duration::days(serial.floor() as i64))?;
+    let days = i32::try_from(serial.floor() as i64).ok()?;
+    let d = time::Date::from_julian_day(base.to_julian_day().checked_add(days)?).ok()?;
     Some(format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day()))
 }
 
-fn read_xlsx(bytes: &[u8]) -> Result<Vec<Vec<Cell>>> {
-    use calamine::{Data, Reader};
-    let mut book = calamine::open_workbook_auto_from_rs(Cursor::new(bytes))
-        .map_err(|e| Error::invalid("file", format!("cannot read the XLSX file: {e}")))?;
-    let range = book
-        .worksheet_range_at(0)
-        .ok_or_else(|| Error::invalid("file", "the XLSX file has no sheet"))?
-        .map_err(|e| Error::invalid("file", format!("cannot read the first sheet: {e}")))?;
-    Ok(range
-        .rows()
-        .map(|r| {
-            r.iter()
-                .map(|c| match c {
-                    Data::Empty | Data::Error(_) => Cell::Empty,
-                    Data::String(s) | Data::DurationIso(s) => Cell::Text(s.clone()),
-                    Data::Int(i) => Cell::Number(*i as f64),
-                    Data::Float(f) => Cell::Number(*f),
-                    Data::Bool(b) => Cell::Bool(*b),
-                    Data::DateTime(dt) => excel_date(dt.as_f64()).map(Cell::Date).unwrap_or(Cell::Empty),
-                    Data::DateTimeIso(s) => Cell::Date(s.chars().take(10).collect()),
+/// Checks an XLSX archive before the XLSX reader opens it: every entry is unpacked
+/// (and dropped) through the limit of what all may unpack to, and the shared-string
+/// table, which the reader keeps whole and sizes from its declared count, is read
+/// through its own limit and its declared and actual counts checked. The reader then
+/// unpacks the same entries with the same zip library, so it reads no more than this.
+fn check_archive(bytes: &[u8], limits: &ReadLimits) -> std::result::Result<(), ReadError> {
+    use std::io::Read;
+    let cannot = |e: &dyn std::fmt::Display| unusable(format!("cannot read the XLSX file: {e}"));
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| cannot(&e))?;
+    let too_big = || ReadError::TooLarge(format!("the XLSX file unpacks to more than {}", mib(limits.unzipped_bytes)));
+    let mut left = limits.unzipped_bytes;
+    for i in 0..archive.len() {
+        let entry = archive.by_index(i).map_err(|e| cannot(&e))?;
+        if entry.name().map_err(|e| cannot(&e))?.to_ascii_lowercase().ends_with("sharedstrings.xml") {
+            let cap = left.min(limits.text_bytes);
+            let mut xml = Vec::new();
+            entry.take(cap + 1).read_to_end(&mut xml).map_err(|e| cannot(&e))?;
+            let read = xml.len() as u64;
+            if read > cap {
+                return Err(if cap < left {
+                    ReadError::TooLarge(format!("the XLSX shared strings are larger than {}", mib(limits.text_bytes)))
+                } else {
+                    too_big()
+                });
+            }
+            left -= read;
+            check_shared_strings(&xml, limits)?;
+        } else {
+            let read = std::io::copy(&mut entry.take(left + 1), &mut std::io::sink()).map_err(|e| cannot(&e))?;
+            if read > left {
+                return Err(too_big());
+            }
+            left -= read;
+        }
+    }
+    Ok(())
+}
+
+/// Counts the strings of a shared-string table (every start tag whose local name is
+/// `si`, wherever it is, so a comment can only over-count) and checks the counts the
+/// table declares on `sst` (`uniqueCount` sizes the reader's table before any string).
+fn check_shared_strings(xml: &[u8], limits: &ReadLimits) -> std::result::Result<(), ReadError> {
+    let too_many = || {
+        ReadError::TooLarge(format!(
+            "the XLSX file has more than {} shared strings",
+            grouped(limits.shared_strings as u64)
+        ))
+    };
+    let is_name_end = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'/' | b'>');
+    let mut strings = 0usize;
+    let mut at = 0usize;
+    while let Some(lt) = xml.get(at..).and_then(|rest| rest.iter().position(|b| *b == b'<')) {
+        let name_start = at + lt + 1;
+        let rest = xml.get(name_start..).unwrap_or_default();
+        let name_len = rest.iter().position(is_name_end).unwrap_or(rest.len());
+        let name = rest.get(..name_len).unwrap_or_default();
+        let local = name.rsplit(|b| *b == b':').next().unwrap_or(name);
+        if local == b"si" {
+            strings += 1;
+            if strings > limits.shared_strings {
+                return Err(too_many());
+            }
+        } else if local == b"sst" {
+            for (attr, value) in tag_attributes(rest.get(name_len..).unwrap_or_default()) {
+                let attr_local = attr.rsplit(|b| *b == b':').next().unwrap_or(attr);
+                if (attr_local == b"uniqueCount" || attr_local == b"count")
+                    && declared_count(value).is_none_or(|n| n > limits.shared_strings as u64)
+                {
+                    return Err(too_many());
+                }
+            }
+        }
+        at = name_start + name_len;
+    }
+    Ok(())
+}
+
+/// The `name="value"` pairs at the start of `tag` (the bytes after a tag's name), up
+/// to its end.
+fn tag_attributes(tag: &[u8]) -> Vec<(&[u8], &[u8])> {
+    let mut out = Vec::new();
+    let mut rest = tag;
+    loop {
+        rest = rest.trim_ascii_start();
+        let Some(eq) = rest.iter().position(|b| *b == b'=') else { break };
+        let name = rest.get(..eq).unwrap_or_default().trim_ascii();
+        if name.is_empty() || name.iter().any(|b| matches!(b, b'>' | b'/' | b'<' | b'"' | b'\'')) {
+            break;
+        }
+        let after = rest.get(eq + 1..).unwrap_or_default().trim_ascii_start();
+        let Some((&quote, value_and_rest)) = after.split_first() else { break };
+        if quote != b'"' && quote != b'\'' {
+            break;
+        }
+        let Some(close) = value_and_rest.iter().position(|b| *b == quote) else { break };
+        out.push((name, value_and_rest.get(..close).unwrap_or_default()));
+        rest = value_and_rest.get(close + 1..).unwrap_or_default();
+    }
+    out
+}
+
+/// A declared count as the XLSX reader would take it, erring high: its leading
+/// digits (after a `+` and zeros), `None` when they do not fit in a u64.
+fn declared_count(value: &[u8]) -> Option<u64> {
+    let value = value.trim_ascii();
+    let value = value.strip_prefix(b"+").unwrap_or(value);
+    let start = value.iter().position(|b| *b != b'0').unwrap_or(value.len());
+    let digits = value.get(start..).unwrap_or_default();
+    let len = digits.iter().position(|b| !b.is_ascii_digit()).unwrap_or(digits.len());
+    let digits = digits.get(..len).unwrap_or_default();
+    if digits.is_empty() {
+        return Some(0);
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// The first sheet, read cell by cell (never as the dense range from its first to its
+/// last cell, which a file with two far-apart cells makes enormous). Rows run from the
+/// first used row to the last, columns from the first used column, as a spreadsheet
+/// shows the sheet's used range.
+fn read_xlsx(bytes: &[u8], limits: &ReadLimits) -> std::result::Result<Vec<Vec<Cell>>, ReadError> {
+    use calamine::{DataRef, Reader, XlsxError};
+    check_archive(bytes, limits)?;
+    let mut book =
+        calamine::Xlsx::new(Cursor::new(bytes)).map_err(|e| unusable(format!("cannot read the XLSX file: {e}")))?;
+    let first = book.sheet_names().into_iter().next().ok_or_else(|| unusable("the XLSX file has no sheet"))?;
+    let mut reader = match book.worksheet_cells_reader(&first) {
+        Ok(r) => r,
+        Err(XlsxError::NotAWorksheet(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(unusable(format!("cannot read the first sheet: {e}"))),
+    };
+    let cannot = |e: XlsxError| unusable(format!("cannot read the first sheet: {e}"));
+    // Rows from the first row seen; a cell above it (never in a real file, whose cells
+    // come in row order) adds the rows between at the front. Columns are absolute until
+    // the end, bounded by `limits.columns`.
+    let mut rows: VecDeque<Vec<Cell>> = VecDeque::new();
+    let mut first_row = 0u32;
+    let mut first_col = u32::MAX;
+    let (mut held, mut text) = (0usize, 0u64);
+    while let Some(cell) = reader.next_cell().map_err(cannot)? {
+        let (row, col) = cell.get_position();
+        let value = match cell.get_value() {
+            DataRef::Empty => continue,
+            DataRef::Error(_) => Cell::Empty,
+            DataRef::String(s) | DataRef::DurationIso(s) => Cell::Text(s.clone()),
+            DataRef::SharedString(s) => Cell::Text((*s).to_string()),
+            DataRef::Int(i) => Cell::Number(*i as f64),
+            DataRef::Float(f) => Cell::Number(*f),
+            DataRef::Bool(b) => Cell::Bool(*b),
+            DataRef::DateTime(dt) => {
+                let serial = dt.as_f64();
+                excel_date(serial).map(Cell::Date).unwrap_or_else(|| {
+                    Cell::Unreadable(format!("the date (serial {serial}) is outside the years 1 to 9999"))
                 })
-                .collect()
-        })
-        .collect())
+            }
+            DataRef::DateTimeIso(s) => Cell::Date(s.chars().take(10).collect()),
+        };
+        let at = col as usize;
+        if at >= limits.columns {
+            return Err(too_wide(at + 1, limits));
+        }
+        if rows.is_empty() {
+            first_row = row;
+        } else if row < first_row {
+            let above = (first_row - row) as usize;
+            if rows.len() + above > limits.rows + 1 {
+                return Err(too_many_rows(limits));
+            }
+            for _ in 0..above {
+                rows.push_front(Vec::new());
+            }
+            first_row = row;
+        }
+        let index = (row - first_row) as usize;
+        if index > limits.rows {
+            return Err(too_many_rows(limits));
+        }
+        if rows.len() <= index {
+            rows.resize_with(index + 1, Vec::new);
+        }
+        let Some(out) = rows.get_mut(index) else { continue };
+        if out.len() <= at {
+            held += at + 1 - out.len();
+            if held > limits.cells {
+                return Err(too_many_cells(limits));
+            }
+            out.reserve_exact(at + 1 - out.len());
+            out.resize(at + 1, Cell::Empty);
+        }
+        text += match &value {
+            Cell::Text(s) | Cell::Date(s) => s.len() as u64,
+            _ => 0,
+        };
+        if text > limits.text_bytes {
+            return Err(ReadError::TooLarge(format!("the file has more than {} of text", mib(limits.text_bytes))));
+        }
+        first_col = first_col.min(col);
+        // A later cell at the same position wins, as in a dense range.
+        if let Some(slot) = out.get_mut(at) {
+            *slot = value;
+        }
+    }
+    let mut rows = Vec::from(rows);
+    if first_col > 0 && first_col != u32::MAX {
+        for row in &mut rows {
+            row.drain(..row.len().min(first_col as usize));
+        }
+    }
+    // The header spans the used range, as in a spreadsheet: a cell right of the last
+    // header refuses the file ("column N has no header") instead of being dropped.
+    let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+    if let Some(header) = rows.first_mut() {
+        header.resize(width, Cell::Empty);
+    }
+    Ok(rows)
 }
 
 /// What each column holds.
@@ -148,6 +499,17 @@ enum Column {
     Firstname,
     Lastname,
     Property(PropertyDef),
+}
+
+impl Column {
+    fn name(&self) -> &str {
+        match self {
+            Column::Email => "email",
+            Column::Firstname => "firstname",
+            Column::Lastname => "lastname",
+            Column::Property(def) => &def.slug,
+        }
+    }
 }
 
 fn columns(header: &[Cell], defs: &[PropertyDef]) -> Result<Vec<Column>> {
@@ -193,8 +555,13 @@ fn cell_value(def: &PropertyDef, cell: &Cell) -> std::result::Result<Value, Stri
     let text = cell.as_text().unwrap_or_default();
     Ok(match def.kind.as_str() {
         "Number" => match cell {
-            Cell::Number(n) => Value::from(*n),
-            _ => Value::from(text.parse::<f64>().map_err(|_| format!("{}: '{text}' is not a number", def.slug))?),
+            Cell::Number(n) if n.is_finite() => Value::from(*n),
+            _ => Value::from(
+                text.parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite())
+                    .ok_or_else(|| format!("{}: '{text}' is not a number", def.slug))?,
+            ),
         },
         "Boolean" => match cell {
             Cell::Bool(b) => Value::from(*b),
@@ -218,6 +585,11 @@ fn plan_row(cols: &[Column], row: &[Cell]) -> std::result::Result<RowPlan, (Stri
         .and_then(|i| row.get(i))
         .and_then(Cell::as_text)
         .unwrap_or_default();
+    for (col, cell) in cols.iter().zip(row) {
+        if let Cell::Unreadable(why) = cell {
+            return Err((email_raw, format!("{}: {why}", col.name())));
+        }
+    }
     let email = normalize_email("email", &email_raw).map_err(|e| (email_raw.clone(), reason(e)))?;
     let mut plan = RowPlan { email, firstname: None, lastname: None, values: Vec::new() };
     for (i, col) in cols.iter().enumerate() {
@@ -301,7 +673,7 @@ pub async fn import_rows(
         let first_line = (batch_index * BATCH_ROWS) as u64 + 2;
         let mut plans = Vec::with_capacity(batch.len());
         for (i, row) in batch.iter().enumerate() {
-            if row.iter().all(|c| c.as_text().is_none()) {
+            if row.iter().all(Cell::is_blank) {
                 continue;
             }
             match plan_row(&cols, row) {
@@ -524,9 +896,232 @@ pub fn failed_rows_csv(report: &ImportReport) -> Result<String> {
 mod tests {
     use super::*;
 
+    use std::io::Write;
+
+    /// Small limits, so each is easy to cross.
+    const SMALL: ReadLimits = ReadLimits {
+        file_bytes: 1 << 20,
+        rows: 3,
+        columns: 4,
+        cells: 12,
+        text_bytes: 4096,
+        unzipped_bytes: 64 << 10,
+        shared_strings: 10,
+    };
+
+    /// Writes the content of one archive entry.
+    type Content<'a> = &'a dyn Fn(&mut dyn Write);
+
+    /// A real XLSX file (rust_xlsxwriter, `email` in A1 so it has a shared-string table)
+    /// with the entries named in `replace` swapped for the given content.
+    fn xlsx_with(replace: &[(&str, Content)]) -> Vec<u8> {
+        let mut wb = rust_xlsxwriter::Workbook::new();
+        wb.add_worksheet().write_string(0, 0, "email").unwrap();
+        let original = wb.save_to_buffer().unwrap();
+        let mut archive = zip::ZipArchive::new(Cursor::new(original)).unwrap();
+        let mut out = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for i in 0..archive.len() {
+            let entry = archive.by_index(i).unwrap();
+            let name = entry.name().unwrap().to_string();
+            match replace.iter().find(|(n, _)| *n == name) {
+                Some((_, write)) => {
+                    out.start_file(name, zip::write::SimpleFileOptions::default().large_file(true)).unwrap();
+                    write(&mut out);
+                }
+                None => out.raw_copy_file(entry).unwrap(),
+            }
+        }
+        out.finish().unwrap().into_inner()
+    }
+
+    fn sheet(cells: &str) -> impl Fn(&mut dyn Write) + '_ {
+        move |w: &mut dyn Write| {
+            write!(
+                w,
+                r#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>{cells}</sheetData></worksheet>"#
+            )
+            .unwrap()
+        }
+    }
+
+    fn too_large(r: std::result::Result<Vec<Vec<Cell>>, ReadError>) -> String {
+        match r {
+            Err(ReadError::TooLarge(why)) => why,
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+
+    fn refused(r: std::result::Result<Vec<Vec<Cell>>, ReadError>) -> String {
+        match r {
+            Err(ReadError::Unusable(e)) => e.to_string(),
+            other => panic!("expected a refused file, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn csv_rows_columns_and_cells_are_capped_while_reading() {
+        let rows = |n: usize| {
+            let mut csv = String::from("email\n");
+            (0..n).for_each(|i| csv.push_str(&format!("m{i}@x.io\n")));
+            csv
+        };
+        assert_eq!(read_rows(rows(3).as_bytes(), &SMALL).expect("3 rows").len(), 4);
+        assert!(too_large(read_rows(rows(4).as_bytes(), &SMALL)).contains("more than 3 member rows"));
+        // Past the cap the rest is not parsed: a line too wide after it is never seen.
+        let mut then_wide = rows(3).into_bytes();
+        then_wide.extend_from_slice(b"a,b,c,d,e,f\n");
+        assert!(too_large(read_rows(&then_wide, &SMALL)).contains("more than 3 member rows"));
+        assert!(refused(read_rows(b"email,a,b,c,d\n", &SMALL)).contains("column 5, beyond the 4 columns"));
+        let cells = "email,a,b,c\n1,2,3,4\n1,2,3,4\n1\n";
+        assert!(too_large(read_rows(cells.as_bytes(), &SMALL)).contains("more than 12 cells"));
+        let file = vec![b'a'; (1 << 20) + 1];
+        assert!(too_large(read_rows(&file, &SMALL)).contains("larger than 1 MiB"));
+    }
+
+    #[test]
+    fn xlsx_is_read_sparsely_and_capped() {
+        let far = xlsx_with(&[(
+            "xl/worksheets/sheet1.xml",
+            &sheet(
+                r#"<row r="1"><c r="A1" t="s"><v>0</v></c></row><row r="1048576"><c r="XFD1048576"><v>1</v></c></row>"#,
+            ),
+        )]);
+        assert!(refused(read_rows(&far, &HTTP_LIMITS)).contains("column 16,384, beyond the 1,024 columns"));
+        let deep = xlsx_with(&[(
+            "xl/worksheets/sheet1.xml",
+            &sheet(
+                r#"<row r="1"><c r="A1" t="s"><v>0</v></c></row><row r="1048576"><c r="A1048576"><v>1</v></c></row>"#,
+            ),
+        )]);
+        assert!(too_large(read_rows(&deep, &HTTP_LIMITS)).contains("more than 2,000 member rows"));
+        // Rows are as a spreadsheet shows the used range: from the first used row and
+        // column, a row above the first one seen included.
+        let shifted = xlsx_with(&[(
+            "xl/worksheets/sheet1.xml",
+            &sheet(
+                r#"<row r="3"><c r="C3" t="inlineStr"><is><t>a@x.io</t></is></c><c r="E3"><v>5</v></c></row><row r="2"><c r="C2" t="s"><v>0</v></c></row>"#,
+            ),
+        )]);
+        let rows = read_rows(&shifted, &ReadLimits { columns: 8, ..SMALL }).expect("shifted sheet");
+        assert_eq!(
+            rows,
+            vec![
+                vec![Cell::Text("email".into()), Cell::Empty, Cell::Empty],
+                vec![Cell::Text("a@x.io".into()), Cell::Empty, Cell::Number(5.0)]
+            ]
+        );
+        let e = columns(&rows[0], &[]).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("column 2 has no header"), "a cell right of the header is not dropped: {e}");
+        let many: String = (1..=4).map(|r| format!(r#"<row r="{r}"><c r="D{r}"><v>1</v></c></row>"#)).collect();
+        let wide = xlsx_with(&[("xl/worksheets/sheet1.xml", &sheet(&many))]);
+        assert!(too_large(read_rows(&wide, &SMALL)).contains("more than 12 cells"), "padding counts");
+        let long = format!(r#"<row r="1"><c r="A1" t="inlineStr"><is><t>{}</t></is></c></row>"#, "a".repeat(5000));
+        let text = xlsx_with(&[("xl/worksheets/sheet1.xml", &sheet(&long))]);
+        assert!(too_large(read_rows(&text, &SMALL)).contains("of text"));
+        // A reference past u32 overflows the reader's arithmetic: refused, not a crash.
+        let past = xlsx_with(&[("xl/worksheets/sheet1.xml", &sheet(r#"<row><c r="A99999999999"><v>1</v></c></row>"#))]);
+        assert!(read_rows(&past, &SMALL).is_err());
+    }
+
+    #[test]
+    fn xlsx_unpacked_bytes_are_capped_before_parsing() {
+        let bomb = xlsx_with(&[("xl/worksheets/sheet1.xml", &|w: &mut dyn Write| {
+            w.write_all(br#"<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>"#)
+                .unwrap();
+            let blanks = vec![b' '; 1 << 20];
+            for _ in 0..70 {
+                w.write_all(&blanks).unwrap();
+            }
+            w.write_all(b"</sheetData></worksheet>").unwrap();
+        })]);
+        assert!(bomb.len() < 200 << 10, "{} bytes", bomb.len());
+        assert!(too_large(read_rows(&bomb, &HTTP_LIMITS)).contains("unpacks to more than 64 MiB"));
+        assert!(read_rows(&bomb, &ReadLimits { unzipped_bytes: 80 << 20, ..HTTP_LIMITS }).is_ok());
+    }
+
+    #[test]
+    fn xlsx_shared_strings_are_capped_before_the_reader_sizes_its_table() {
+        let sst = |attrs: &'static str, strings: usize| {
+            move |w: &mut dyn Write| {
+                write!(w, r#"<?xml version="1.0"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" {attrs}>"#).unwrap();
+                w.write_all(b"<si><t>email</t></si>").unwrap();
+                for _ in 1..strings {
+                    w.write_all(b"<x:si/>").unwrap();
+                }
+                w.write_all(b"</sst>").unwrap();
+            }
+        };
+        let declared = xlsx_with(&[("xl/sharedStrings.xml", &sst(r#"count="1" uniqueCount="99999999999""#, 1))]);
+        assert!(too_large(read_rows(&declared, &HTTP_LIMITS)).contains("more than 500,000 shared strings"));
+        let overflowing =
+            xlsx_with(&[("xl/sharedStrings.xml", &sst(r#"uniqueCount = '+0099999999999999999999999'"#, 1))]);
+        assert!(too_large(read_rows(&overflowing, &HTTP_LIMITS)).contains("shared strings"));
+        let present = xlsx_with(&[("xl/sharedStrings.xml", &sst(r#"count="1" uniqueCount="1""#, 11))]);
+        assert!(too_large(read_rows(&present, &SMALL)).contains("more than 10 shared strings"));
+        let fine = xlsx_with(&[("xl/sharedStrings.xml", &sst(r#"count="10" uniqueCount="10""#, 10))]);
+        assert_eq!(read_rows(&fine, &SMALL).expect("10 strings"), vec![vec![Cell::Text("email".into())]]);
+        let big = xlsx_with(&[("xl/sharedStrings.xml", &|w: &mut dyn Write| {
+            w.write_all(br#"<sst uniqueCount="1"><si><t>"#).unwrap();
+            w.write_all(&vec![b'a'; 8192]).unwrap();
+            w.write_all(b"</t></si></sst>").unwrap();
+        })]);
+        assert!(too_large(read_rows(&big, &SMALL)).contains("shared strings are larger than"));
+    }
+
+    #[test]
+    fn dates_out_of_range_fail_their_row_without_panicking() {
+        for serial in [1e300, -1e300, f64::INFINITY, f64::NAN, 2_958_466.0, -693_594.0] {
+            assert_eq!(excel_date(serial), None, "{serial}");
+        }
+        assert_eq!(excel_date(2_958_465.0).as_deref(), Some("9999-12-31"));
+        assert_eq!(excel_date(-693_593.0).as_deref(), Some("0001-01-01"));
+        let mut wb = rust_xlsxwriter::Workbook::new();
+        let ws = wb.add_worksheet();
+        let date = rust_xlsxwriter::Format::new().set_num_format("yyyy-mm-dd");
+        ws.write_string(0, 0, "email").unwrap();
+        ws.write_string(0, 1, "firstname").unwrap();
+        ws.write_string(1, 0, "a@x.io").unwrap();
+        ws.write_number_with_format(1, 1, 1e300, &date).unwrap();
+        let rows = read_rows(&wb.save_to_buffer().unwrap(), &HTTP_LIMITS).expect("read");
+        assert!(matches!(&rows[1][1], Cell::Unreadable(r) if r.contains("outside the years 1 to 9999")), "{rows:?}");
+        let cols = columns(&rows[0], &[]).expect("header");
+        let failed = plan_row(&cols, &rows[1]).err().expect("the row fails");
+        assert_eq!(failed.0, "a@x.io");
+        assert!(failed.1.starts_with("firstname: the date"), "{}", failed.1);
+        assert!(!rows[1].iter().all(Cell::is_blank), "an unreadable cell is not a blank row");
+    }
+
+    #[test]
+    fn non_finite_numbers_are_not_numbers() {
+        let def = PropertyDef {
+            spot_id: Uuid::nil(),
+            id: Uuid::from_u128(1),
+            slug: "seats".into(),
+            label: "Seats".into(),
+            description: None,
+            kind: "Number".into(),
+            possible_values: properties::Options(vec![]),
+        };
+        for text in ["inf", "NaN", "-infinity"] {
+            assert!(cell_value(&def, &Cell::Text(text.into())).is_err(), "{text}");
+        }
+        assert!(cell_value(&def, &Cell::Number(f64::INFINITY)).is_err());
+        assert_eq!(cell_value(&def, &Cell::Text("2.5".into())), Ok(Value::from(2.5)));
+    }
+
+    #[test]
+    fn limits_read_in_messages() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
+        assert_eq!(grouped(10_000_000), "10,000,000");
+        assert_eq!(mib(64 << 20), "64 MiB");
+    }
+
     #[test]
     fn csv_with_bom_and_quotes() {
-        let rows = read_rows(b"\xef\xbb\xbfEmail,firstname\r\n\"a@x.io\",\"Smith, Jr\"\r\n").expect("csv");
+        let rows =
+            read_rows(b"\xef\xbb\xbfEmail,firstname\r\n\"a@x.io\",\"Smith, Jr\"\r\n", &HTTP_LIMITS).expect("csv");
         assert_eq!(rows[0][0], Cell::Text("Email".into()));
         assert_eq!(rows[1][1], Cell::Text("Smith, Jr".into()));
     }

@@ -1,6 +1,8 @@
 //! `POST /v1/spotMembers~import`: CSV and XLSX uploads, row failures, dry runs, re-runs,
 //! groups and limits.
 
+use std::io::Write;
+
 use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
 
@@ -201,4 +203,108 @@ both!(statistics_are_refreshed_after_a_bulk_import, |app| {
             assert!(analysed.unwrap_or(0) > 0, "member_property_values was analysed");
         }
     }
+});
+
+/// Writes the content of one archive entry.
+type Content<'a> = &'a dyn Fn(&mut dyn Write);
+
+/// A real XLSX file (rust_xlsxwriter: `email` in A1, so it has a shared-string table)
+/// with the entries named in `replace` swapped for what their writer writes.
+fn xlsx_with(replace: &[(&str, Content)]) -> Vec<u8> {
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    wb.add_worksheet().write_string(0, 0, "email").unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(wb.save_to_buffer().unwrap())).unwrap();
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for i in 0..archive.len() {
+        let entry = archive.by_index(i).unwrap();
+        let name = entry.name().unwrap().to_string();
+        match replace.iter().find(|(n, _)| *n == name) {
+            Some((_, write)) => {
+                out.start_file(name, zip::write::SimpleFileOptions::default().large_file(true)).unwrap();
+                write(&mut out);
+            }
+            None => out.raw_copy_file(entry).unwrap(),
+        }
+    }
+    out.finish().unwrap().into_inner()
+}
+
+const SHEET_START: &[u8] = br#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>"#;
+const SHEET_END: &[u8] = b"</sheetData></worksheet>";
+
+fn sheet(rows: &'static str) -> impl Fn(&mut dyn Write) {
+    move |w: &mut dyn Write| {
+        w.write_all(SHEET_START).unwrap();
+        w.write_all(rows.as_bytes()).unwrap();
+        w.write_all(SHEET_END).unwrap();
+    }
+}
+
+/// Uploads `bytes` and checks the answer came within a few seconds (a hostile file is
+/// refused before it is read whole).
+async fn upload_quickly(app: &TestApp, bytes: Vec<u8>, name: &str) -> Resp {
+    let started = std::time::Instant::now();
+    let r = upload(app, Form::new().part("file", file_part(bytes, name))).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{name} took {:?}", started.elapsed());
+    r
+}
+
+both!(hostile_files_are_refused_quickly_and_write_nothing, |app| {
+    // Far more than 2,000 rows (4 MB): refused at row 2,001, the rest never parsed.
+    let mut csv = String::from("email\n");
+    for i in 0..320_000 {
+        csv.push_str(&format!("m{i}@x.io\n"));
+    }
+    let r = upload_quickly(&app, csv.into_bytes(), "m.csv").await;
+    assert_eq!(assert_ms_error(&r, 413), "Payload is too large");
+
+    // Two cells at opposite corners: a dense range of the sheet would be 17 billion cells.
+    let corners = xlsx_with(&[(
+        "xl/worksheets/sheet1.xml",
+        &sheet(r#"<row r="1"><c r="A1" t="s"><v>0</v></c></row><row r="1048576"><c r="XFD1048576"><v>1</v></c></row>"#),
+    )]);
+    let r = upload_quickly(&app, corners, "m.xlsx").await;
+    assert!(assert_ms_error(&r, 400).contains("column 16,384, beyond the 1,024 columns"), "{}", r.text);
+    // Within the columns, the rows: A1 and A1048576 are a million rows.
+    let deep = xlsx_with(&[(
+        "xl/worksheets/sheet1.xml",
+        &sheet(r#"<row r="1"><c r="A1" t="s"><v>0</v></c></row><row r="1048576"><c r="CV1048576"><v>1</v></c></row>"#),
+    )]);
+    assert_eq!(assert_ms_error(&upload_quickly(&app, deep, "m.xlsx").await, 413), "Payload is too large");
+
+    // A shared-string table declaring 100 billion strings (the reader would reserve them).
+    let declared = xlsx_with(&[("xl/sharedStrings.xml", &|w: &mut dyn Write| {
+        w.write_all(br#"<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="99999999999" uniqueCount="99999999999"><si><t>email</t></si></sst>"#).unwrap();
+    })]);
+    let r = upload_quickly(&app, declared, "m.xlsx").await;
+    assert_eq!(assert_ms_error(&r, 413), "Payload is too large");
+
+    // A zip bomb: a sheet of 256 MiB (blanks) in a few hundred KB.
+    let bomb = xlsx_with(&[("xl/worksheets/sheet1.xml", &|w: &mut dyn Write| {
+        w.write_all(SHEET_START).unwrap();
+        let blanks = vec![b' '; 1 << 20];
+        for _ in 0..256 {
+            w.write_all(&blanks).unwrap();
+        }
+        w.write_all(SHEET_END).unwrap();
+    })]);
+    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+    let r = upload_quickly(&app, bomb, "m.xlsx").await;
+    assert_eq!(assert_ms_error(&r, 413), "Payload is too large");
+
+    // A date cell 1e300 days after 1900: the row fails, nothing panics.
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.write_string(0, 0, "email").unwrap();
+    ws.write_string(0, 1, "firstname").unwrap();
+    ws.write_string(1, 0, "far@x.io").unwrap();
+    ws.write_number_with_format(1, 1, 1e300, &rust_xlsxwriter::Format::new().set_num_format("yyyy-mm-dd")).unwrap();
+    let r = upload_quickly(&app, wb.save_to_buffer().unwrap(), "m.xlsx").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!((r.body["created"].clone(), r.body["failed"][0]["line"].clone()), (json!(0), json!(2)), "{}", r.text);
+    let reason = r.body["failed"][0]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("firstname: the date") && reason.contains("outside the years 1 to 9999"), "{reason}");
+
+    assert_eq!(app.get("/v1/spotMembers").await.body["total"], 0, "nothing written by hostile files");
+    assert_eq!(app.get("/healthz").await.status, 200);
 });

@@ -1,7 +1,13 @@
 //! `POST /v1/spotMembers~import` (openspot; contract §8 "Member import"): the CLI
 //! import over HTTP, as `multipart/form-data` with the file in the part `file`,
 //! optional `dryRun` and repeatable `groupId`. MeltingSpot's own limits apply: 5 MiB
-//! and 2,000 member rows, else 413 with nothing written.
+//! and 2,000 member rows, else 413 with nothing written; so do the reader's other
+//! limits ([`HTTP_LIMITS`]: cells, text, what an XLSX unpacks to), checked while the
+//! file is read, so a hostile file is refused after reading no more than they allow.
+//!
+//! Reading a file is CPU-bound: it runs on the blocking pool, at most
+//! [`PARSES_AT_ONCE`] at a time per process, so uploads never hold up the async
+//! workers that answer every other request.
 
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::Json;
@@ -11,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::domain::import::{self, HTTP_MAX_BYTES, HTTP_MAX_ROWS};
+use crate::domain::import::{self, ReadError, HTTP_LIMITS, HTTP_MAX_BYTES};
 use crate::error::Error;
 use crate::http::error::{ErrorBody, MsError};
 use crate::http::extract::CallerSpot;
@@ -51,6 +57,29 @@ pub struct ImportForm {
     group_id: Option<Uuid>,
 }
 
+/// Files read at once by this process; more uploads wait for their turn.
+pub const PARSES_AT_ONCE: usize = 2;
+static PARSES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(PARSES_AT_ONCE);
+
+/// Reads the uploaded file on the blocking pool, once a parse permit is free. The
+/// permit goes with the work, so a client that hangs up does not free it early.
+async fn read_file(file: Vec<u8>) -> Result<Vec<Vec<import::Cell>>, MsError> {
+    let permit = PARSES.acquire().await.map_err(|_| Error::Unavailable("the server is shutting down".into()))?;
+    let read = tokio::task::spawn_blocking(move || {
+        let rows = import::read_rows(&file, &HTTP_LIMITS);
+        drop(permit);
+        rows
+    })
+    .await
+    .map_err(|e| Error::Internal(anyhow::anyhow!("reading an import file failed: {e}")))?;
+    read.map_err(|e| {
+        if let ReadError::TooLarge(why) = &e {
+            tracing::info!(reason = %why, "import file refused");
+        }
+        MsError(e.into())
+    })
+}
+
 fn too_large() -> MsError {
     MsError(Error::TooLarge)
 }
@@ -66,7 +95,7 @@ fn too_large() -> MsError {
         (status = 200, description = "Import report", body = ImportReportDto),
         (status = 400, description = "Unusable file (names the reason) or unknown group", body = ErrorBody),
         (status = 401, description = "Unauthorized", body = ErrorBody),
-        (status = 413, description = "Payload is too large (over 5 MiB or 2,000 rows)", body = ErrorBody),
+        (status = 413, description = "Payload is too large (over 5 MiB or 2,000 rows, or over another limit of the reader)", body = ErrorBody),
     ))]
 async fn import_spot_members(
     State(st): State<AppState>,
@@ -118,11 +147,7 @@ async fn import_spot_members(
         }
     }
     let file = file.ok_or_else(|| Error::invalid("file", "is required"))?;
-    let rows = import::read_rows(&file)?;
-    let data_rows = rows.iter().skip(1).filter(|r| !r.is_empty()).count();
-    if data_rows > HTTP_MAX_ROWS {
-        return Err(too_large());
-    }
+    let rows = read_file(file).await?;
     import::prepare(&st.db, spot, &rows, &groups).await?;
     let report = import::import_rows(&st.db, spot, &rows, &groups, dry_run, &|_| {}).await?;
     Ok(Json(ImportReportDto {
