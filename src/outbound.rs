@@ -125,7 +125,7 @@ impl Outbound {
     /// host (the client connects to it without asking the resolver). Returns the URL
     /// and, for a named host, the name.
     fn parse_target(&self, url: &str) -> anyhow::Result<(reqwest::Url, Option<String>)> {
-        let parsed = reqwest::Url::parse(url).with_context(|| format!("invalid URL '{url}'"))?;
+        let parsed = reqwest::Url::parse(url).context("invalid URL")?; // never the URL itself: it may carry credentials
         if !matches!(parsed.scheme(), "http" | "https") {
             bail!("URL scheme must be http or https");
         }
