@@ -3,10 +3,21 @@
 //!
 //! A participant moves Invited → Started → Completed, or to Unenrolled from anywhere;
 //! re-inviting an Unenrolled member makes them Invited again. The server sets every
-//! timestamp. A course linked to groups invites their current members (in batched
-//! multi-row inserts, so a 100,000-member group links inside one request) and every
+//! timestamp. A course linked to groups invites their current members and every
 //! member who joins a linked group later ([`invite_joiner`], called by
 //! `groups::join`).
+//!
+//! Linking (`groups~bulkAdd`) stays inside the request but never holds the database
+//! for long: one transaction writes the link rows (from its commit on, every joiner is
+//! invited by its own join), then the groups' current members are invited in slices,
+//! each its own transaction of batched multi-row inserts that commits once
+//! [`store::WRITE_SLICE`] has passed, with a pause between slices that lets other
+//! writers in (`Db::yield_write_lock`). A 100,000-member group held SQLite's single
+//! write lock for 2 s in one transaction, stalling every other spot's writes; in
+//! slices no hold exceeds about 50–100 ms. A link interrupted part-way (a crash, a lost
+//! connection) leaves the link rows and the participants invited so far: the call is
+//! idempotent, so a client that did not get its 204 sends it again and the slices
+//! invite the rest (existing participants are skipped).
 //!
 //! Locks (PostgreSQL; SQLite serialises writers): every write to a course's
 //! participants holds the course's row lock, taken after any group lock (the order
@@ -425,16 +436,29 @@ async fn check_groups(tx: &mut Tx, spot_id: Uuid, ids: &[Uuid]) -> Result<()> {
 
 /// `groups~bulkAdd`: links groups and invites all their current members.
 ///
-/// The groups' locks are taken (in id order, before the course's) ahead of reading
-/// their members: a member joining concurrently either commits first and is read here,
-/// or waits for this link to commit and is invited by [`invite_joiner`]. Without them
-/// a join that committed while the link was running was invited by neither.
+/// In short transactions (see the module notes): first the links, under the groups'
+/// locks (in id order, before the course's) so that a member joining concurrently
+/// either commits first and is read by the invitation slices, or waits for the links
+/// and is invited by [`invite_joiner`]; then the groups' members, slice by slice.
 pub async fn link_groups(db: &Db, spot_id: Uuid, course_id: Uuid, raw: &[String]) -> Result<()> {
     let ids = parse_group_ids(raw)?;
+    store::retry_transient(|| write_links(db, spot_id, course_id, &ids)).await?;
+    for gid in &ids {
+        let mut after = None;
+        while let Some(last) = store::retry_transient(|| invite_slice(db, spot_id, course_id, *gid, after)).await? {
+            after = Some(last);
+            db.yield_write_lock().await;
+        }
+    }
+    Ok(())
+}
+
+/// The link rows of a `groups~bulkAdd`, in one transaction.
+async fn write_links(db: &Db, spot_id: Uuid, course_id: Uuid, ids: &[Uuid]) -> Result<()> {
     let mut tx = db.begin().await?;
     course_in(&mut tx, spot_id, course_id).await?;
-    check_groups(&mut tx, spot_id, &ids).await?;
-    let mut sorted = ids.clone();
+    check_groups(&mut tx, spot_id, ids).await?;
+    let mut sorted = ids.to_vec();
     sorted.sort();
     for gid in &sorted {
         if !store::groups::lock(tx.ex(), spot_id, *gid).await? {
@@ -442,18 +466,44 @@ pub async fn link_groups(db: &Db, spot_id: Uuid, course_id: Uuid, raw: &[String]
         }
     }
     locked_course(&mut tx, spot_id, course_id).await?;
-    for gid in &ids {
+    for gid in ids {
         store::courses::link_group(tx.ex(), spot_id, course_id, *gid).await?;
-        let mut after = None;
-        loop {
-            let batch = store::courses::group_member_ids(tx.ex(), spot_id, *gid, after, 5000).await?;
-            let Some(last) = batch.last().copied() else { break };
-            invite_in(&mut tx, spot_id, course_id, &batch, None, false).await?;
-            after = Some(last);
-        }
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// Invites the members of `group_id` after `after` (in member id order) in one
+/// transaction, batch after batch until [`store::WRITE_SLICE`] has passed; returns the
+/// last member invited, or None when the group is done. A course deleted or a link
+/// removed meanwhile ends the work (the participants invited so far stay).
+async fn invite_slice(
+    db: &Db,
+    spot_id: Uuid,
+    course_id: Uuid,
+    group_id: Uuid,
+    mut after: Option<Uuid>,
+) -> Result<Option<Uuid>> {
+    let started = std::time::Instant::now();
+    let mut tx = db.begin().await?;
+    if !store::courses::lock_course(tx.ex(), spot_id, course_id).await?
+        || !store::courses::is_linked(tx.ex(), spot_id, course_id, group_id).await?
+    {
+        return Ok(None);
+    }
+    loop {
+        let batch = store::courses::group_member_ids(tx.ex(), spot_id, group_id, after, INVITE_BATCH as i64).await?;
+        let Some(last) = batch.last().copied() else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        invite_in(&mut tx, spot_id, course_id, &batch, None, false).await?;
+        after = Some(last);
+        if started.elapsed() >= store::WRITE_SLICE {
+            tx.commit().await?;
+            return Ok(after);
+        }
+    }
 }
 
 /// `groups~bulkRemove`: stops inviting future members; participants stay.

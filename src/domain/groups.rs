@@ -23,8 +23,12 @@ use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db, Tx};
 
 pub const MAX_BULK: usize = 200;
-/// Members evaluated per transaction in a full smart-group computation.
-pub const COMPUTE_BATCH: i64 = 2000;
+/// Members evaluated in the first transaction of a full smart-group computation; the
+/// next ones double or halve (within [`COMPUTE_BATCH_MIN`]..=[`COMPUTE_BATCH_MAX`]) so
+/// that each lasts about [`store::WRITE_SLICE`], whatever the disk and the rules cost.
+pub const COMPUTE_BATCH: i64 = 250;
+pub const COMPUTE_BATCH_MIN: i64 = 25;
+pub const COMPUTE_BATCH_MAX: i64 = 2000;
 /// How long a replica's claim on a smart-group computation lasts without renewal.
 pub const COMPUTE_LEASE_MS: i64 = 60_000;
 /// How long a computation waits for the transactions that were running when it began.
@@ -516,39 +520,65 @@ pub async fn compute_smart_group(db: &Db, spot_id: Uuid, group_id: Uuid) -> Resu
     };
     let rules = parse_stored_rules(&group, &props)?;
     let mut after = None;
+    let mut size = COMPUTE_BATCH;
     loop {
-        let mut tx = db.begin().await?;
-        let batch = store::groups::members_batch(tx.ex(), spot_id, after, COMPUTE_BATCH).await?;
-        let Some(last) = batch.last().map(|m| m.id) else {
-            store::groups::set_ready(tx.ex(), spot_id, group_id).await?;
-            tx.commit().await?;
-            return Ok(());
-        };
-        // The group's lock (after the members', as member writes take them) before the
-        // blacklist is read, so a concurrent blacklist change is seen whole or not at all.
-        if !store::groups::lock(tx.ex(), spot_id, group_id).await? {
-            return Ok(());
+        let started = std::time::Instant::now();
+        match store::retry_transient(|| compute_batch(db, spot_id, group_id, &rules, after, size)).await? {
+            Some(last) => after = Some(last),
+            None => return Ok(()),
         }
-        let blacklisted: HashSet<Uuid> =
-            store::groups::blacklist(tx.ex(), spot_id, group_id).await?.into_iter().collect();
-        let values = if rules.uses_properties() {
-            let ids: Vec<Uuid> = batch.iter().map(|m| m.id).collect();
-            store::properties::values_of_members(tx.ex(), spot_id, &ids).await?
-        } else {
-            HashMap::new()
-        };
-        let mut out = Vec::new();
-        for m in &batch {
-            let member_values = values.get(&m.id).cloned().unwrap_or_default();
-            if rules.matches_with(m, &member_values) && !blacklisted.contains(&m.id) {
-                join(&mut tx, spot_id, group_id, m.id, "Member").await?;
-            } else {
-                out.push(m.id);
-            }
+        db.yield_write_lock().await;
+        // Keep each transaction near the slice: SQLite's one write lock is held
+        // throughout, so a fixed 2,000-member batch held it for seconds.
+        let took = started.elapsed();
+        if took < store::WRITE_SLICE / 2 {
+            size = (size * 2).min(COMPUTE_BATCH_MAX);
+        } else if took > store::WRITE_SLICE {
+            size = (size / 2).max(COMPUTE_BATCH_MIN);
         }
-        leave(&mut tx, spot_id, group_id, &out).await?;
-        store::groups::extend_lease(tx.ex(), spot_id, group_id, now_ms() + COMPUTE_LEASE_MS).await?;
-        tx.commit().await?;
-        after = Some(last);
     }
+}
+
+/// Evaluates the next `size` members after `after` in one transaction; returns the
+/// last one evaluated, or None once the group is ready (or was deleted meanwhile).
+async fn compute_batch(
+    db: &Db,
+    spot_id: Uuid,
+    group_id: Uuid,
+    rules: &Rules,
+    after: Option<Uuid>,
+    size: i64,
+) -> Result<Option<Uuid>> {
+    let mut tx = db.begin().await?;
+    let batch = store::groups::members_batch(tx.ex(), spot_id, after, size).await?;
+    let Some(last) = batch.last().map(|m| m.id) else {
+        store::groups::set_ready(tx.ex(), spot_id, group_id).await?;
+        tx.commit().await?;
+        return Ok(None);
+    };
+    // The group's lock (after the members', as member writes take them) before the
+    // blacklist is read, so a concurrent blacklist change is seen whole or not at all.
+    if !store::groups::lock(tx.ex(), spot_id, group_id).await? {
+        return Ok(None);
+    }
+    let blacklisted: HashSet<Uuid> = store::groups::blacklist(tx.ex(), spot_id, group_id).await?.into_iter().collect();
+    let values = if rules.uses_properties() {
+        let ids: Vec<Uuid> = batch.iter().map(|m| m.id).collect();
+        store::properties::values_of_members(tx.ex(), spot_id, &ids).await?
+    } else {
+        HashMap::new()
+    };
+    let mut out = Vec::new();
+    for m in &batch {
+        let member_values = values.get(&m.id).cloned().unwrap_or_default();
+        if rules.matches_with(m, &member_values) && !blacklisted.contains(&m.id) {
+            join(&mut tx, spot_id, group_id, m.id, "Member").await?;
+        } else {
+            out.push(m.id);
+        }
+    }
+    leave(&mut tx, spot_id, group_id, &out).await?;
+    store::groups::extend_lease(tx.ex(), spot_id, group_id, now_ms() + COMPUTE_LEASE_MS).await?;
+    tx.commit().await?;
+    Ok(Some(last))
 }

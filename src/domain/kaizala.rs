@@ -489,7 +489,7 @@ async fn view(tx: &mut Tx, caller: &KzCaller, me: &Member, g: Group, links: &[(U
 /// The caller's groups: those it belongs to (all of the spot's for a spot Admin), plus
 /// with `fetch_all` their sub-groups and parent groups.
 pub async fn list_groups(db: &Db, caller: &KzCaller, fetch_all: bool) -> Result<Vec<GroupView>> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_read().await?;
     let me = caller_member(&mut tx, caller).await?;
     let links = store::groups::links(tx.ex(), caller.spot_id).await?;
     let mut ids: Vec<Uuid> = if me.role == "Admin" {
@@ -532,7 +532,7 @@ pub async fn list_groups(db: &Db, caller: &KzCaller, fetch_all: bool) -> Result<
 
 /// One group, readable by its members and the spot's Admins.
 pub async fn group_detail(db: &Db, caller: &KzCaller, group_id: Uuid) -> Result<GroupView> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_read().await?;
     let (g, _) = require_reader(&mut tx, caller, group_id).await?;
     let me = caller_member(&mut tx, caller).await?;
     let links = store::groups::links(tx.ex(), caller.spot_id).await?;
@@ -548,7 +548,7 @@ pub async fn sub_groups(
     group_id: Uuid,
     fetch_all: bool,
 ) -> Result<(Group, Vec<Group>, Vec<(Uuid, Uuid)>)> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_read().await?;
     let (g, _) = require_reader(&mut tx, caller, group_id).await?;
     let links = store::groups::links(tx.ex(), caller.spot_id).await?;
     let mut ids: Vec<Uuid> = links.iter().filter(|(p, _)| *p == group_id).map(|(_, c)| *c).collect();
@@ -617,7 +617,7 @@ pub async fn detach_sub_group(db: &Db, caller: &KzCaller, group_id: Uuid, child:
 }
 
 pub async fn list_members(db: &Db, caller: &KzCaller, group_id: Uuid) -> Result<Vec<GroupMemberView>> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_read().await?;
     require_reader(&mut tx, caller, group_id).await?;
     let rows = store::groups::list_members(tx.ex(), caller.spot_id, group_id, &[], 0, None).await?;
     tx.commit().await?;

@@ -250,6 +250,19 @@ pub async fn unlink_group(ex: Ex<'_>, spot_id: Uuid, course_id: Uuid, group_id: 
         .map(|_| ()))
 }
 
+/// Whether the course is linked to the group.
+pub async fn is_linked(ex: Ex<'_>, spot_id: Uuid, course_id: Uuid, group_id: Uuid) -> Result<bool, sqlx::Error> {
+    run!(ex, |c| sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM course_groups WHERE spot_id = $1 AND course_id = $2 AND group_id = $3"
+    )
+    .bind(spot_id)
+    .bind(course_id)
+    .bind(group_id)
+    .fetch_one(c)
+    .await
+    .map(|n| n > 0))
+}
+
 /// Courses linked to a group.
 pub async fn courses_of_group(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
     run!(ex, |c| sqlx::query_scalar::<_, Uuid>(

@@ -11,3 +11,4 @@ mod ms_groups;
 mod ms_import;
 mod ms_members;
 mod ms_properties;
+mod robustness;
