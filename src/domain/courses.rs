@@ -274,6 +274,17 @@ pub async fn invite_participant(
     member_id: Uuid,
     invited_by: Option<Uuid>,
 ) -> Result<(Participant, bool)> {
+    store::retry_transient(|| invite_participant_once(db, spot_id, course_id, member_id, invited_by)).await
+}
+
+/// One attempt of [`invite_participant`] (see [`store::retry_transient`]).
+async fn invite_participant_once(
+    db: &Db,
+    spot_id: Uuid,
+    course_id: Uuid,
+    member_id: Uuid,
+    invited_by: Option<Uuid>,
+) -> Result<(Participant, bool)> {
     let mut tx = db.begin().await?;
     locked_course(&mut tx, spot_id, course_id).await?;
     store::members::get(tx.ex(), spot_id, member_id).await?.ok_or(Error::NotFound(Entity::SpotMember))?;
@@ -315,17 +326,29 @@ pub async fn bulk_invite(
             Err(_) => bad.push(r.clone()),
         }
     }
+    store::retry_transient(|| bulk_invite_once(db, spot_id, course_id, &ids, bad.clone(), invited_by)).await
+}
+
+/// One attempt of [`bulk_invite`] (see [`store::retry_transient`]).
+async fn bulk_invite_once(
+    db: &Db,
+    spot_id: Uuid,
+    course_id: Uuid,
+    ids: &[Uuid],
+    mut bad: Vec<String>,
+    invited_by: Option<Uuid>,
+) -> Result<(Vec<Participant>, Vec<Participant>)> {
     let mut tx = db.begin().await?;
     locked_course(&mut tx, spot_id, course_id).await?;
     check_inviter(&mut tx, spot_id, invited_by).await?;
     let found: HashSet<Uuid> =
-        store::members::get_many(tx.ex(), spot_id, &ids).await?.into_iter().map(|m| m.id).collect();
+        store::members::get_many(tx.ex(), spot_id, ids).await?.into_iter().map(|m| m.id).collect();
     bad.extend(ids.iter().filter(|id| !found.contains(id)).map(|id| id.to_string()));
     if !bad.is_empty() {
         return Err(Error::invalid("spotMemberIds", format!("unknown spot members: {}", bad.join(", "))));
     }
-    let invited = invite_in(&mut tx, spot_id, course_id, &ids, invited_by, true).await?;
-    let all = store::courses::participants_of_members(tx.ex(), spot_id, course_id, &ids).await?;
+    let invited = invite_in(&mut tx, spot_id, course_id, ids, invited_by, true).await?;
+    let all = store::courses::participants_of_members(tx.ex(), spot_id, course_id, ids).await?;
     tx.commit().await?;
     Ok((invited, all))
 }

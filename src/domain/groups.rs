@@ -280,6 +280,11 @@ fn smart_refusal() -> Error {
 
 /// `POST /v1/groups/{id}/spotMembers`: idempotent.
 pub async fn add_member(db: &Db, spot_id: Uuid, group_id: Uuid, member_id: Uuid) -> Result<()> {
+    store::retry_transient(|| add_member_once(db, spot_id, group_id, member_id)).await
+}
+
+/// One attempt (see [`store::retry_transient`]).
+async fn add_member_once(db: &Db, spot_id: Uuid, group_id: Uuid, member_id: Uuid) -> Result<()> {
     let mut tx = db.begin().await?;
     let g = locked_group(&mut tx, spot_id, group_id).await?;
     store::members::get(tx.ex(), spot_id, member_id).await?.ok_or(Error::NotFound(Entity::SpotMember))?;
@@ -323,6 +328,11 @@ fn check_bulk(ids: &[String]) -> Result<()> {
 /// the group count as added; unknown or foreign ids, and any id on a smart group, fail.
 pub async fn bulk_add(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String]) -> Result<(Vec<String>, Vec<String>)> {
     check_bulk(ids)?;
+    store::retry_transient(|| bulk_add_once(db, spot_id, group_id, ids)).await
+}
+
+/// One attempt (see [`store::retry_transient`]).
+async fn bulk_add_once(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String]) -> Result<(Vec<String>, Vec<String>)> {
     let (parsed, _) = split_ids(ids);
     let mut tx = db.begin().await?;
     let g = locked_group(&mut tx, spot_id, group_id).await?;
@@ -357,6 +367,11 @@ pub async fn bulk_add(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String]) ->
 /// `POST /v1/groups/{id}/spotMembers~bulkRemove`: how many members were actually removed.
 pub async fn bulk_remove(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String]) -> Result<u64> {
     check_bulk(ids)?;
+    store::retry_transient(|| bulk_remove_once(db, spot_id, group_id, ids)).await
+}
+
+/// One attempt (see [`store::retry_transient`]).
+async fn bulk_remove_once(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String]) -> Result<u64> {
     let (parsed, _) = split_ids(ids);
     let mut tx = db.begin().await?;
     let g = locked_group(&mut tx, spot_id, group_id).await?;
@@ -461,10 +476,52 @@ pub async fn refresh_smart_memberships(tx: &mut Tx, m: &Member) -> Result<()> {
     Ok(())
 }
 
-/// Starts the full computation of a smart group in the background.
+/// Smart-group computations running at once in this process.
+pub const COMPUTE_WORKERS: usize = 2;
+/// Computations admitted at once (running or waiting for a worker). Beyond, a new one
+/// is not started here: its group stays `ready = false` without a lease, and the
+/// housekeeping pass ([`resume_computations`], every 30 s) starts it later. Nothing is
+/// lost, and a burst of smart-group creations cannot spawn a task per group.
+pub const COMPUTE_QUEUE: usize = 64;
+
+static COMPUTE_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(COMPUTE_WORKERS);
+static COMPUTE_ADMITTED: std::sync::Mutex<Option<HashSet<Uuid>>> = std::sync::Mutex::new(None);
+
+/// A group's place among the admitted computations, given back when dropped (the
+/// computation ended, failed or its runtime stopped).
+struct Admitted(Uuid);
+
+impl Admitted {
+    /// None when the group is already admitted or the queue is full.
+    fn take(group_id: Uuid) -> Option<Admitted> {
+        let mut admitted = COMPUTE_ADMITTED.lock().unwrap_or_else(|p| p.into_inner());
+        let set = admitted.get_or_insert_with(HashSet::new);
+        // Lazily: an `Admitted` built and dropped here would re-lock the set.
+        (set.len() < COMPUTE_QUEUE && set.insert(group_id)).then(|| Admitted(group_id))
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut admitted = COMPUTE_ADMITTED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(set) = admitted.as_mut() {
+            set.remove(&self.0);
+        }
+    }
+}
+
+/// Queues the full computation of a smart group: it runs in the background on one of
+/// [`COMPUTE_WORKERS`] slots; a group already queued is not queued twice, and a full
+/// queue leaves the group to housekeeping (see [`COMPUTE_QUEUE`]).
 pub fn start_computation(db: &Db, spot_id: Uuid, group_id: Uuid) {
+    let Some(admitted) = Admitted::take(group_id) else {
+        tracing::info!(%group_id, "smart group computation queue full or already queued; housekeeping resumes it");
+        return;
+    };
     let db = db.clone();
     tokio::spawn(async move {
+        let _admitted = admitted;
+        let Ok(_slot) = COMPUTE_SLOTS.acquire().await else { return };
         if let Err(e) = compute_smart_group(&db, spot_id, group_id).await {
             tracing::error!(error = ?e, %group_id, "smart group computation failed; another replica will retry");
         }
@@ -581,4 +638,27 @@ async fn compute_batch(
     store::groups::extend_lease(tx.ex(), spot_id, group_id, now_ms() + COMPUTE_LEASE_MS).await?;
     tx.commit().await?;
     Ok(Some(last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_computation_queue_is_bounded_and_admits_a_group_once() {
+        let first = Admitted::take(Uuid::now_v7());
+        assert!(first.is_some());
+        let again = first.as_ref().and_then(|a| Admitted::take(a.0));
+        assert!(again.is_none(), "a group already queued is not queued twice");
+        // Fill the queue (other tests of this process may hold places too).
+        let mut held = Vec::new();
+        while let Some(a) = Admitted::take(Uuid::now_v7()) {
+            held.push(a);
+            assert!(held.len() <= COMPUTE_QUEUE);
+        }
+        assert!(Admitted::take(Uuid::now_v7()).is_none(), "a full queue admits no one");
+        // A finished computation gives its place back.
+        held.pop();
+        assert!(Admitted::take(Uuid::now_v7()).is_some());
+    }
 }

@@ -638,12 +638,22 @@ pub async fn add_members(db: &Db, caller: &KzCaller, group_id: Uuid, numbers: &[
     }
     let numbers =
         numbers.iter().enumerate().map(|(i, n)| mobile(&format!("members[{i}]"), n)).collect::<Result<Vec<_>>>()?;
+    store::retry_transient(|| add_members_once(db, caller, group_id, &numbers)).await
+}
+
+/// One attempt of [`add_members`] (see [`store::retry_transient`]).
+async fn add_members_once(db: &Db, caller: &KzCaller, group_id: Uuid, numbers: &[String]) -> Result<()> {
     let mut tx = db.begin().await?;
     let g = require_admin(&mut tx, caller, group_id).await?;
     if g.is_smart() {
         return Err(smart_refusal());
     }
-    for n in &numbers {
+    // The group's lock, as every membership change holds it: a course link running
+    // concurrently then either reads these members or is seen by their joins.
+    if !store::groups::lock(tx.ex(), caller.spot_id, group_id).await? {
+        return Err(Error::NotFound(Entity::Group));
+    }
+    for n in numbers {
         let m = member_by_mobile(&mut tx, caller.spot_id, n).await?;
         groups::join(&mut tx, caller.spot_id, group_id, m.id, "Member").await?;
     }
