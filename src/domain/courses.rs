@@ -507,8 +507,9 @@ async fn invite_slice(
     group_id: Uuid,
     mut after: Option<Uuid>,
 ) -> Result<Option<Uuid>> {
-    let started = std::time::Instant::now();
     let mut tx = db.begin().await?;
+    // From here on the write lock is held (on SQLite the begin waited for it).
+    let started = std::time::Instant::now();
     if !store::courses::lock_course(tx.ex(), spot_id, course_id).await?
         || !store::courses::is_linked(tx.ex(), spot_id, course_id, group_id).await?
     {
@@ -546,11 +547,21 @@ pub async fn unlink_groups(db: &Db, spot_id: Uuid, course_id: Uuid, raw: &[Strin
 /// (inside the joining transaction, which holds the group's lock). A course deleted
 /// meanwhile is skipped.
 pub async fn invite_joiner(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_id: Uuid) -> Result<()> {
+    invite_joiners(tx, spot_id, group_id, &[member_id]).await
+}
+
+/// [`invite_joiner`] for many members who just joined `group_id` together.
+pub async fn invite_joiners(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_ids: &[Uuid]) -> Result<()> {
+    if member_ids.is_empty() {
+        return Ok(());
+    }
     for course_id in store::courses::courses_of_group(tx.ex(), spot_id, group_id).await? {
         if !store::courses::lock_course(tx.ex(), spot_id, course_id).await? {
             continue;
         }
-        invite_in(tx, spot_id, course_id, &[member_id], None, false).await?;
+        for chunk in member_ids.chunks(INVITE_BATCH) {
+            invite_in(tx, spot_id, course_id, chunk, None, false).await?;
+        }
     }
     Ok(())
 }

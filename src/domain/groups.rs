@@ -259,6 +259,18 @@ pub async fn join(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_id: Uuid, g
     Ok(added)
 }
 
+/// [`join`] for many members at once, in set-based statements (a smart group's
+/// computation); returns the members actually added.
+async fn join_many(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_ids: &[Uuid]) -> Result<Vec<Uuid>> {
+    if member_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let added = store::groups::insert_memberships(tx.ex(), spot_id, group_id, member_ids, "Member", now_ms()).await?;
+    store::groups::add_member_count(tx.ex(), spot_id, group_id, added.len() as i64).await?;
+    super::courses::invite_joiners(tx, spot_id, group_id, &added).await?;
+    Ok(added)
+}
+
 /// Removes memberships (inside the caller's transaction); returns the ids removed.
 pub async fn leave(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_ids: &[Uuid]) -> Result<Vec<Uuid>> {
     let removed = store::groups::delete_memberships(tx.ex(), spot_id, group_id, member_ids).await?;
@@ -579,25 +591,26 @@ pub async fn compute_smart_group(db: &Db, spot_id: Uuid, group_id: Uuid) -> Resu
     let mut after = None;
     let mut size = COMPUTE_BATCH;
     loop {
-        let started = std::time::Instant::now();
-        match store::retry_transient(|| compute_batch(db, spot_id, group_id, &rules, after, size)).await? {
+        let (next, held) = store::retry_transient(|| compute_batch(db, spot_id, group_id, &rules, after, size)).await?;
+        match next {
             Some(last) => after = Some(last),
             None => return Ok(()),
         }
         db.yield_write_lock().await;
         // Keep each transaction near the slice: SQLite's one write lock is held
         // throughout, so a fixed 2,000-member batch held it for seconds.
-        let took = started.elapsed();
-        if took < store::WRITE_SLICE / 2 {
+        if held < store::WRITE_SLICE / 2 {
             size = (size * 2).min(COMPUTE_BATCH_MAX);
-        } else if took > store::WRITE_SLICE {
+        } else if held > store::WRITE_SLICE {
             size = (size / 2).max(COMPUTE_BATCH_MIN);
         }
     }
 }
 
 /// Evaluates the next `size` members after `after` in one transaction; returns the
-/// last one evaluated, or None once the group is ready (or was deleted meanwhile).
+/// last one evaluated (None once the group is ready, or was deleted meanwhile) and how
+/// long the transaction held the write lock (from its begin, which waits for the lock,
+/// to its commit).
 async fn compute_batch(
     db: &Db,
     spot_id: Uuid,
@@ -605,18 +618,19 @@ async fn compute_batch(
     rules: &Rules,
     after: Option<Uuid>,
     size: i64,
-) -> Result<Option<Uuid>> {
+) -> Result<(Option<Uuid>, std::time::Duration)> {
     let mut tx = db.begin().await?;
+    let began = std::time::Instant::now();
     let batch = store::groups::members_batch(tx.ex(), spot_id, after, size).await?;
     let Some(last) = batch.last().map(|m| m.id) else {
         store::groups::set_ready(tx.ex(), spot_id, group_id).await?;
         tx.commit().await?;
-        return Ok(None);
+        return Ok((None, began.elapsed()));
     };
     // The group's lock (after the members', as member writes take them) before the
     // blacklist is read, so a concurrent blacklist change is seen whole or not at all.
     if !store::groups::lock(tx.ex(), spot_id, group_id).await? {
-        return Ok(None);
+        return Ok((None, began.elapsed()));
     }
     let blacklisted: HashSet<Uuid> = store::groups::blacklist(tx.ex(), spot_id, group_id).await?.into_iter().collect();
     let values = if rules.uses_properties() {
@@ -625,19 +639,20 @@ async fn compute_batch(
     } else {
         HashMap::new()
     };
-    let mut out = Vec::new();
+    let (mut matching, mut out) = (Vec::new(), Vec::new());
     for m in &batch {
         let member_values = values.get(&m.id).cloned().unwrap_or_default();
         if rules.matches_with(m, &member_values) && !blacklisted.contains(&m.id) {
-            join(&mut tx, spot_id, group_id, m.id, "Member").await?;
+            matching.push(m.id);
         } else {
             out.push(m.id);
         }
     }
+    join_many(&mut tx, spot_id, group_id, &matching).await?;
     leave(&mut tx, spot_id, group_id, &out).await?;
     store::groups::extend_lease(tx.ex(), spot_id, group_id, now_ms() + COMPUTE_LEASE_MS).await?;
     tx.commit().await?;
-    Ok(Some(last))
+    Ok((Some(last), began.elapsed()))
 }
 
 #[cfg(test)]
