@@ -666,8 +666,17 @@ pub async fn set_member_role(db: &Db, caller: &KzCaller, group_id: Uuid, member_
     if role != "Admin" && role != "Member" {
         return Err(Error::invalid("role", "must be Admin or Member"));
     }
+    store::retry_transient(|| set_member_role_once(db, caller, group_id, member_id, role)).await
+}
+
+/// One attempt of [`set_member_role`]: under the group's lock, so that two Admins
+/// demoting each other at once cannot both see "another Admin remains".
+async fn set_member_role_once(db: &Db, caller: &KzCaller, group_id: Uuid, member_id: Uuid, role: &str) -> Result<()> {
     let mut tx = db.begin().await?;
     require_admin(&mut tx, caller, group_id).await?;
+    if !store::groups::lock(tx.ex(), caller.spot_id, group_id).await? {
+        return Err(Error::NotFound(Entity::Group));
+    }
     let current = store::groups::membership_role(tx.ex(), caller.spot_id, group_id, member_id)
         .await?
         .ok_or(Error::NotFound(Entity::SpotMember))?;
@@ -687,8 +696,16 @@ pub async fn set_member_role(db: &Db, caller: &KzCaller, group_id: Uuid, member_
 
 /// Removes a member from a group; the last Admin cannot be removed.
 pub async fn remove_member(db: &Db, caller: &KzCaller, group_id: Uuid, member_id: Uuid) -> Result<()> {
+    store::retry_transient(|| remove_member_once(db, caller, group_id, member_id)).await
+}
+
+/// One attempt of [`remove_member`], under the group's lock (see [`set_member_role_once`]).
+async fn remove_member_once(db: &Db, caller: &KzCaller, group_id: Uuid, member_id: Uuid) -> Result<()> {
     let mut tx = db.begin().await?;
     let g = require_admin(&mut tx, caller, group_id).await?;
+    if !store::groups::lock(tx.ex(), caller.spot_id, group_id).await? {
+        return Err(Error::NotFound(Entity::Group));
+    }
     let current = store::groups::membership_role(tx.ex(), caller.spot_id, group_id, member_id)
         .await?
         .ok_or(Error::NotFound(Entity::SpotMember))?;

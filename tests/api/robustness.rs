@@ -247,6 +247,95 @@ both!(concurrent_partial_member_updates_keep_both_fields, |app| {
     }
 });
 
+/// Kaizala access tokens for `numbers`, through one new connector of the test spot.
+async fn kaizala_tokens(app: &TestApp, numbers: &[&str]) -> Vec<String> {
+    let (c, secret) = openspot::domain::kaizala::create_connector(&app.db, app.spot_id, "c").await.unwrap();
+    let app_id = c.id.to_string();
+    let mut tokens = Vec::new();
+    for number in numbers {
+        let (refresh, _) = openspot::domain::kaizala::create_user_token(&app.db, &app_id, number).await.unwrap();
+        let r = app
+            .client
+            .get(format!("{}/kaizala/v1/accessToken", app.base))
+            .header("APPLICATIONID", &app_id)
+            .header("applicationsecret", &secret)
+            .header("RefreshToken", &refresh)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        tokens.push(body["accessToken"].as_str().unwrap().to_string());
+    }
+    tokens
+}
+
+async fn kaizala_call(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) -> Resp {
+    let mut rb = app.client.request(method, format!("{}/kaizala/v1{path}", app.base)).header("accessToken", token);
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Resp { status, body, text, headers }
+}
+
+both!(two_admins_demoting_each_other_leave_one_admin, |app| {
+    let app = Arc::new(app);
+    let tokens = kaizala_tokens(&app, &["+911155550010", "+911155550011"]).await;
+    let body = json!({"name": "Pair", "members": ["+911155550011"]});
+    let r = kaizala_call(&app, &tokens[0], Method::POST, "/groups", Some(body)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let gid = r.body["groupId"].as_str().unwrap().to_string();
+    let r = kaizala_call(&app, &tokens[0], Method::GET, &format!("/groups/{gid}/members"), None).await;
+    let ids: Vec<(String, String)> = r.body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["mobileNumber"].as_str().unwrap().to_string(), m["id"].as_str().unwrap().to_string()))
+        .collect();
+    let id_of = |n: &str| ids.iter().find(|(num, _)| num == n).unwrap().1.clone();
+    let (a, b) = (id_of("+911155550010"), id_of("+911155550011"));
+    for round in 0..10 {
+        // Both Admins again, then each demotes the other at once.
+        for (token, id) in [(&tokens[0], &b), (&tokens[1], &a)] {
+            let path = format!("/groups/{gid}/members/{id}");
+            let r = kaizala_call(&app, token, Method::PUT, &path, Some(json!({"role": "Admin"}))).await;
+            assert_eq!(r.status, 200, "round {round}: {}", r.text);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (token, id) in [(tokens[0].clone(), b.clone()), (tokens[1].clone(), a.clone())] {
+            let (app, path) = (app.clone(), format!("/groups/{gid}/members/{id}"));
+            tasks.spawn(async move {
+                kaizala_call(&app, &token, Method::PUT, &path, Some(json!({"role": "Member"}))).await
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            let r = r.unwrap();
+            // The second demotion is refused (last Admin) or, having lost its admin
+            // right to the first, forbidden.
+            assert!(matches!(r.status, 200 | 400 | 403), "round {round}: {} {}", r.status, r.text);
+        }
+        let path = format!("/groups/{gid}/members");
+        let mut admins = 0;
+        for token in &tokens {
+            let r = kaizala_call(&app, token, Method::GET, &path, None).await;
+            if r.status == 200 {
+                admins = r.body["members"].as_array().unwrap().iter().filter(|m| m["role"] == "Admin").count();
+            }
+        }
+        assert_eq!(admins, 1, "round {round}: exactly one Admin remains");
+        // The demoted one is made Admin again by the remaining Admin.
+        for (token, id) in [(&tokens[0], &b), (&tokens[1], &a)] {
+            let path = format!("/groups/{gid}/members/{id}");
+            kaizala_call(&app, token, Method::PUT, &path, Some(json!({"role": "Admin"}))).await;
+        }
+    }
+});
+
 // ---------------------------------------------------------------------------------
 // SQLite: one writer, many tenants
 // ---------------------------------------------------------------------------------
