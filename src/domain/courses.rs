@@ -222,19 +222,44 @@ pub async fn get_participant(db: &Db, spot_id: Uuid, course_id: Uuid, id: Uuid) 
 /// Invites members (inside the caller's transaction): new participants are created,
 /// Unenrolled ones become Invited again when `reinvite_unenrolled` (an explicit
 /// invitation; group links leave them Unenrolled), others stay as they are. Returns
-/// the participants that are new or re-invited. The caller holds the course's lock.
-async fn invite_in(
+/// the members whose participation is new or re-invited. The caller holds the
+/// course's lock.
+async fn invite_members(
     tx: &mut Tx,
     spot_id: Uuid,
     course_id: Uuid,
     member_ids: &[Uuid],
     invited_by: Option<Uuid>,
     reinvite_unenrolled: bool,
-) -> Result<Vec<Participant>> {
+) -> Result<Vec<Uuid>> {
     let now = now_ms();
-    let existing = store::courses::participants_of_members(tx.ex(), spot_id, course_id, member_ids).await?;
     let mut changed = HashSet::new();
-    for p in existing.iter().filter(|p| reinvite_unenrolled && p.status == "Unenrolled") {
+    let known: HashSet<Uuid> = if reinvite_unenrolled {
+        let existing = store::courses::participants_of_members(tx.ex(), spot_id, course_id, member_ids).await?;
+        changed.extend(reinvite(tx, existing.iter().filter(|p| p.status == "Unenrolled"), invited_by, now).await?);
+        existing.iter().map(|p| p.member_id).collect()
+    } else {
+        // Group links and joiners: only which members participate already (no rows).
+        store::courses::participating(tx.ex(), spot_id, course_id, member_ids).await?.into_iter().collect()
+    };
+    let fresh: Vec<(Uuid, Uuid)> = member_ids.iter().filter(|m| !known.contains(m)).map(|m| (new_id(), *m)).collect();
+    for chunk in fresh.chunks(INVITE_BATCH) {
+        let n = store::courses::insert_invited(tx.ex(), spot_id, course_id, chunk, invited_by, now).await?;
+        store::courses::add_participant_count(tx.ex(), spot_id, course_id, n as i64).await?;
+    }
+    changed.extend(fresh.iter().map(|(_, m)| *m));
+    Ok(changed.into_iter().collect())
+}
+
+/// Makes Unenrolled participants Invited again; returns their member ids.
+async fn reinvite<'a>(
+    tx: &mut Tx,
+    unenrolled: impl Iterator<Item = &'a Participant>,
+    invited_by: Option<Uuid>,
+    now: i64,
+) -> Result<Vec<Uuid>> {
+    let mut out = Vec::new();
+    for p in unenrolled {
         let mut p = p.clone();
         p.status = "Invited".into();
         p.invited_at = now;
@@ -244,16 +269,21 @@ async fn invite_in(
         p.unenrolled_at = None;
         p.completion_rate = 0;
         store::courses::update_participant(tx.ex(), &p).await?;
-        changed.insert(p.member_id);
+        out.push(p.member_id);
     }
-    let known: HashSet<Uuid> = existing.iter().map(|p| p.member_id).collect();
-    let fresh: Vec<(Uuid, Uuid)> = member_ids.iter().filter(|m| !known.contains(m)).map(|m| (new_id(), *m)).collect();
-    for chunk in fresh.chunks(INVITE_BATCH) {
-        let n = store::courses::insert_invited(tx.ex(), spot_id, course_id, chunk, invited_by, now).await?;
-        store::courses::add_participant_count(tx.ex(), spot_id, course_id, n as i64).await?;
-    }
-    changed.extend(fresh.iter().map(|(_, m)| *m));
-    let ids: Vec<Uuid> = changed.into_iter().collect();
+    Ok(out)
+}
+
+/// [`invite_members`], answering with the participants that are new or re-invited.
+async fn invite_in(
+    tx: &mut Tx,
+    spot_id: Uuid,
+    course_id: Uuid,
+    member_ids: &[Uuid],
+    invited_by: Option<Uuid>,
+    reinvite_unenrolled: bool,
+) -> Result<Vec<Participant>> {
+    let ids = invite_members(tx, spot_id, course_id, member_ids, invited_by, reinvite_unenrolled).await?;
     Ok(store::courses::participants_of_members(tx.ex(), spot_id, course_id, &ids).await?)
 }
 
@@ -521,7 +551,7 @@ async fn invite_slice(
             tx.commit().await?;
             return Ok(None);
         };
-        invite_in(&mut tx, spot_id, course_id, &batch, None, false).await?;
+        invite_members(&mut tx, spot_id, course_id, &batch, None, false).await?;
         after = Some(last);
         if started.elapsed() >= store::WRITE_SLICE {
             tx.commit().await?;
@@ -560,7 +590,7 @@ pub async fn invite_joiners(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_i
             continue;
         }
         for chunk in member_ids.chunks(INVITE_BATCH) {
-            invite_in(tx, spot_id, course_id, chunk, None, false).await?;
+            invite_members(tx, spot_id, course_id, chunk, None, false).await?;
         }
     }
     Ok(())

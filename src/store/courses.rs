@@ -177,6 +177,22 @@ pub async fn participants_of_members(
     run!(ex, |c| bind_all!(sqlx::query_as::<_, Participant>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
+/// The members among `member_ids` who participate in the course (any status).
+pub async fn participating(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    course_id: Uuid,
+    member_ids: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    if member_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new("SELECT member_id FROM course_participants WHERE spot_id = ");
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND course_id = ").push_bind(Bind::Uuid(course_id));
+    sql.push(" AND member_id IN ").push_list(member_ids.iter().map(|id| Bind::Uuid(*id)));
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, Uuid>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+}
+
 pub async fn list_participants(
     ex: Ex<'_>,
     spot_id: Uuid,
