@@ -36,7 +36,7 @@ impl fmt::Display for Entity {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// 404 "<Entity> not found".
+    /// 404 "`Entity` not found" (e.g. "Spot member not found").
     #[error("{0} not found")]
     NotFound(Entity),
     /// 400: a field (or query parameter) and what is wrong with it.
