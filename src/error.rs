@@ -36,7 +36,7 @@ impl fmt::Display for Entity {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// 404 "<Entity> not found".
+    /// 404 "`Entity` not found" (e.g. "Spot member not found").
     #[error("{0} not found")]
     NotFound(Entity),
     /// 400: a field (or query parameter) and what is wrong with it.
@@ -60,9 +60,15 @@ pub enum Error {
     /// 429.
     #[error("Too many requests, retry in {retry_after_s} s")]
     RateLimited { retry_after_s: u64 },
-    /// 503: the database does not answer.
+    /// 503 + `Retry-After`: the database is busy (SQLite's lock was not granted within
+    /// the busy timeout, no pooled connection came free) or does not answer.
     #[error("{0}")]
     Unavailable(String),
+    /// 503 + `Retry-After` once retries are spent: the transaction lost a race that
+    /// re-running it can win (a PostgreSQL deadlock or serialization failure, a SQLite
+    /// snapshot or table lock). [`crate::store::retry_transient`] re-runs the operation.
+    #[error("{0}")]
+    Transient(String),
     /// 500: logged, never shown.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -82,19 +88,117 @@ impl Error {
             Error::Conflict(_) => 409,
             Error::TooLarge => 413,
             Error::RateLimited { .. } => 429,
-            Error::Unavailable(_) => 503,
+            Error::Unavailable(_) | Error::Transient(_) => 503,
             Error::Internal(_) => 500,
         }
+    }
+
+    /// Seconds a client should wait before retrying (`Retry-After`), for the errors
+    /// that are worth retrying as they are.
+    pub fn retry_after_s(&self) -> Option<u64> {
+        match self {
+            Error::RateLimited { retry_after_s } => Some(*retry_after_s),
+            Error::Unavailable(_) | Error::Transient(_) => Some(BUSY_RETRY_AFTER_S),
+            _ => None,
+        }
+    }
+
+    /// True for a failure that re-running the whole operation may not meet again.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Transient(_))
+    }
+}
+
+/// The `Retry-After` (seconds) of a 503 from a busy database: its write locks are held
+/// for at most a few hundred milliseconds at a time, so one second is plenty.
+pub const BUSY_RETRY_AFTER_S: u64 = 1;
+
+const BUSY_MESSAGE: &str = "The database is busy, retry shortly";
+
+/// How a database error reads to a client: busy/contended or a genuine failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbFailure {
+    /// Lost a race that a re-run can win (deadlock, serialization failure, stale snapshot).
+    Transient,
+    /// Busy after waiting (lock not granted within the busy timeout, pool exhausted).
+    Busy,
+    Other,
+}
+
+/// Classifies a database error code: SQLite's (extended) result codes as decimal text,
+/// PostgreSQL's SQLSTATE.
+pub fn classify_db_code(code: &str) -> DbFailure {
+    match code {
+        // PostgreSQL: deadlock_detected, serialization_failure.
+        "40P01" | "40001" => DbFailure::Transient,
+        // PostgreSQL: lock_not_available (lock_timeout), too_many_connections.
+        "55P03" | "53300" => DbFailure::Busy,
+        _ => match code.parse::<i32>() {
+            // SQLite: SQLITE_BUSY_SNAPSHOT (a read snapshot that cannot become a write),
+            // SQLITE_LOCKED and its extended forms (a table lock of the same process).
+            Ok(517) => DbFailure::Transient,
+            Ok(n) if n & 0xff == 6 => DbFailure::Transient,
+            // SQLITE_BUSY and its extended forms (BUSY_RECOVERY 261, BUSY_TIMEOUT 773):
+            // the busy timeout has already been waited out.
+            Ok(n) if n & 0xff == 5 => DbFailure::Busy,
+            _ => DbFailure::Other,
+        },
     }
 }
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut => Error::Unavailable("database is busy, retry shortly".into()),
-            other => Error::Internal(anyhow::Error::new(other)),
+        let failure = match &e {
+            sqlx::Error::PoolTimedOut => DbFailure::Busy,
+            sqlx::Error::Database(d) => d.code().map_or(DbFailure::Other, |c| classify_db_code(&c)),
+            _ => DbFailure::Other,
+        };
+        match failure {
+            DbFailure::Transient => {
+                tracing::warn!(error = %e, "transaction lost a race with another");
+                Error::Transient(BUSY_MESSAGE.into())
+            }
+            DbFailure::Busy => {
+                tracing::warn!(error = %e, "database busy");
+                Error::Unavailable(BUSY_MESSAGE.into())
+            }
+            DbFailure::Other => Error::Internal(anyhow::Error::new(e)),
         }
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_codes_are_classified() {
+        for code in ["40P01", "40001", "517", "6", "262"] {
+            assert_eq!(classify_db_code(code), DbFailure::Transient, "{code}");
+        }
+        for code in ["5", "261", "773", "55P03", "53300"] {
+            assert_eq!(classify_db_code(code), DbFailure::Busy, "{code}");
+        }
+        // Constraint violations (SQLite 2067 unique, PostgreSQL 23505) are not busy.
+        for code in ["2067", "19", "23505", "42P01", "1", "x"] {
+            assert_eq!(classify_db_code(code), DbFailure::Other, "{code}");
+        }
+    }
+
+    #[test]
+    fn busy_and_transient_errors_are_503_with_a_retry_hint() {
+        let busy = Error::from(sqlx::Error::PoolTimedOut);
+        assert!(matches!(busy, Error::Unavailable(_)));
+        assert_eq!(busy.status(), 503);
+        assert_eq!(busy.retry_after_s(), Some(BUSY_RETRY_AFTER_S));
+        assert!(!busy.is_transient());
+        let transient = Error::Transient(BUSY_MESSAGE.into());
+        assert_eq!(transient.status(), 503);
+        assert_eq!(transient.retry_after_s(), Some(BUSY_RETRY_AFTER_S));
+        assert!(transient.is_transient());
+        assert_eq!(Error::from(sqlx::Error::RowNotFound).status(), 500);
+        assert_eq!(Error::Conflict("x".into()).retry_after_s(), None);
+    }
+}

@@ -3,10 +3,22 @@
 //!
 //! A participant moves Invited → Started → Completed, or to Unenrolled from anywhere;
 //! re-inviting an Unenrolled member makes them Invited again. The server sets every
-//! timestamp. A course linked to groups invites their current members (in batched
-//! multi-row inserts, so a 100,000-member group links inside one request) and every
+//! timestamp. A course linked to groups invites their current members and every
 //! member who joins a linked group later ([`invite_joiner`], called by
 //! `groups::join`).
+//!
+//! Linking (`groups~bulkAdd`) stays inside the request but never holds the database
+//! for long: one transaction writes the link rows (from its commit on, every joiner is
+//! invited by its own join), then the groups' current members are invited in slices,
+//! each its own transaction of batched multi-row inserts that commits once
+//! [`store::WRITE_SLICE`] has passed, with a pause between slices that lets other
+//! writers in (`Db::yield_write_lock`). A 100,000-member group held SQLite's single
+//! write lock for 2.2 s in one transaction, stalling every other spot's writes (and
+//! their rate limiter's); in slices no hold exceeded 80 ms and the whole link took
+//! 1.2 s (test build, `tests/api/robustness.rs`). A link interrupted part-way (a crash, a lost
+//! connection) leaves the link rows and the participants invited so far: the call is
+//! idempotent, so a client that did not get its 204 sends it again and the slices
+//! invite the rest (existing participants are skipped).
 //!
 //! Locks (PostgreSQL; SQLite serialises writers): every write to a course's
 //! participants holds the course's row lock, taken after any group lock (the order
@@ -211,19 +223,44 @@ pub async fn get_participant(db: &Db, spot_id: Uuid, course_id: Uuid, id: Uuid) 
 /// Invites members (inside the caller's transaction): new participants are created,
 /// Unenrolled ones become Invited again when `reinvite_unenrolled` (an explicit
 /// invitation; group links leave them Unenrolled), others stay as they are. Returns
-/// the participants that are new or re-invited. The caller holds the course's lock.
-async fn invite_in(
+/// the members whose participation is new or re-invited. The caller holds the
+/// course's lock.
+async fn invite_members(
     tx: &mut Tx,
     spot_id: Uuid,
     course_id: Uuid,
     member_ids: &[Uuid],
     invited_by: Option<Uuid>,
     reinvite_unenrolled: bool,
-) -> Result<Vec<Participant>> {
+) -> Result<Vec<Uuid>> {
     let now = now_ms();
-    let existing = store::courses::participants_of_members(tx.ex(), spot_id, course_id, member_ids).await?;
     let mut changed = HashSet::new();
-    for p in existing.iter().filter(|p| reinvite_unenrolled && p.status == "Unenrolled") {
+    let known: HashSet<Uuid> = if reinvite_unenrolled {
+        let existing = store::courses::participants_of_members(tx.ex(), spot_id, course_id, member_ids).await?;
+        changed.extend(reinvite(tx, existing.iter().filter(|p| p.status == "Unenrolled"), invited_by, now).await?);
+        existing.iter().map(|p| p.member_id).collect()
+    } else {
+        // Group links and joiners: only which members participate already (no rows).
+        store::courses::participating(tx.ex(), spot_id, course_id, member_ids).await?.into_iter().collect()
+    };
+    let fresh: Vec<(Uuid, Uuid)> = member_ids.iter().filter(|m| !known.contains(m)).map(|m| (new_id(), *m)).collect();
+    for chunk in fresh.chunks(INVITE_BATCH) {
+        let n = store::courses::insert_invited(tx.ex(), spot_id, course_id, chunk, invited_by, now).await?;
+        store::courses::add_participant_count(tx.ex(), spot_id, course_id, n as i64).await?;
+    }
+    changed.extend(fresh.iter().map(|(_, m)| *m));
+    Ok(changed.into_iter().collect())
+}
+
+/// Makes Unenrolled participants Invited again; returns their member ids.
+async fn reinvite<'a>(
+    tx: &mut Tx,
+    unenrolled: impl Iterator<Item = &'a Participant>,
+    invited_by: Option<Uuid>,
+    now: i64,
+) -> Result<Vec<Uuid>> {
+    let mut out = Vec::new();
+    for p in unenrolled {
         let mut p = p.clone();
         p.status = "Invited".into();
         p.invited_at = now;
@@ -233,16 +270,21 @@ async fn invite_in(
         p.unenrolled_at = None;
         p.completion_rate = 0;
         store::courses::update_participant(tx.ex(), &p).await?;
-        changed.insert(p.member_id);
+        out.push(p.member_id);
     }
-    let known: HashSet<Uuid> = existing.iter().map(|p| p.member_id).collect();
-    let fresh: Vec<(Uuid, Uuid)> = member_ids.iter().filter(|m| !known.contains(m)).map(|m| (new_id(), *m)).collect();
-    for chunk in fresh.chunks(INVITE_BATCH) {
-        let n = store::courses::insert_invited(tx.ex(), spot_id, course_id, chunk, invited_by, now).await?;
-        store::courses::add_participant_count(tx.ex(), spot_id, course_id, n as i64).await?;
-    }
-    changed.extend(fresh.iter().map(|(_, m)| *m));
-    let ids: Vec<Uuid> = changed.into_iter().collect();
+    Ok(out)
+}
+
+/// [`invite_members`], answering with the participants that are new or re-invited.
+async fn invite_in(
+    tx: &mut Tx,
+    spot_id: Uuid,
+    course_id: Uuid,
+    member_ids: &[Uuid],
+    invited_by: Option<Uuid>,
+    reinvite_unenrolled: bool,
+) -> Result<Vec<Participant>> {
+    let ids = invite_members(tx, spot_id, course_id, member_ids, invited_by, reinvite_unenrolled).await?;
     Ok(store::courses::participants_of_members(tx.ex(), spot_id, course_id, &ids).await?)
 }
 
@@ -257,6 +299,17 @@ async fn check_inviter(tx: &mut Tx, spot_id: Uuid, invited_by: Option<Uuid>) -> 
 
 /// `POST …/participants`: (participant, true) when newly invited, (existing, false) otherwise.
 pub async fn invite_participant(
+    db: &Db,
+    spot_id: Uuid,
+    course_id: Uuid,
+    member_id: Uuid,
+    invited_by: Option<Uuid>,
+) -> Result<(Participant, bool)> {
+    store::retry_transient(|| invite_participant_once(db, spot_id, course_id, member_id, invited_by)).await
+}
+
+/// One attempt of [`invite_participant`] (see [`store::retry_transient`]).
+async fn invite_participant_once(
     db: &Db,
     spot_id: Uuid,
     course_id: Uuid,
@@ -304,17 +357,29 @@ pub async fn bulk_invite(
             Err(_) => bad.push(r.clone()),
         }
     }
+    store::retry_transient(|| bulk_invite_once(db, spot_id, course_id, &ids, bad.clone(), invited_by)).await
+}
+
+/// One attempt of [`bulk_invite`] (see [`store::retry_transient`]).
+async fn bulk_invite_once(
+    db: &Db,
+    spot_id: Uuid,
+    course_id: Uuid,
+    ids: &[Uuid],
+    mut bad: Vec<String>,
+    invited_by: Option<Uuid>,
+) -> Result<(Vec<Participant>, Vec<Participant>)> {
     let mut tx = db.begin().await?;
     locked_course(&mut tx, spot_id, course_id).await?;
     check_inviter(&mut tx, spot_id, invited_by).await?;
     let found: HashSet<Uuid> =
-        store::members::get_many(tx.ex(), spot_id, &ids).await?.into_iter().map(|m| m.id).collect();
+        store::members::get_many(tx.ex(), spot_id, ids).await?.into_iter().map(|m| m.id).collect();
     bad.extend(ids.iter().filter(|id| !found.contains(id)).map(|id| id.to_string()));
     if !bad.is_empty() {
         return Err(Error::invalid("spotMemberIds", format!("unknown spot members: {}", bad.join(", "))));
     }
-    let invited = invite_in(&mut tx, spot_id, course_id, &ids, invited_by, true).await?;
-    let all = store::courses::participants_of_members(tx.ex(), spot_id, course_id, &ids).await?;
+    let invited = invite_in(&mut tx, spot_id, course_id, ids, invited_by, true).await?;
+    let all = store::courses::participants_of_members(tx.ex(), spot_id, course_id, ids).await?;
     tx.commit().await?;
     Ok((invited, all))
 }
@@ -425,16 +490,29 @@ async fn check_groups(tx: &mut Tx, spot_id: Uuid, ids: &[Uuid]) -> Result<()> {
 
 /// `groups~bulkAdd`: links groups and invites all their current members.
 ///
-/// The groups' locks are taken (in id order, before the course's) ahead of reading
-/// their members: a member joining concurrently either commits first and is read here,
-/// or waits for this link to commit and is invited by [`invite_joiner`]. Without them
-/// a join that committed while the link was running was invited by neither.
+/// In short transactions (see the module notes): first the links, under the groups'
+/// locks (in id order, before the course's) so that a member joining concurrently
+/// either commits first and is read by the invitation slices, or waits for the links
+/// and is invited by [`invite_joiner`]; then the groups' members, slice by slice.
 pub async fn link_groups(db: &Db, spot_id: Uuid, course_id: Uuid, raw: &[String]) -> Result<()> {
     let ids = parse_group_ids(raw)?;
+    store::retry_transient(|| write_links(db, spot_id, course_id, &ids)).await?;
+    for gid in &ids {
+        let mut after = None;
+        while let Some(last) = store::retry_transient(|| invite_slice(db, spot_id, course_id, *gid, after)).await? {
+            after = Some(last);
+            db.yield_write_lock().await;
+        }
+    }
+    Ok(())
+}
+
+/// The link rows of a `groups~bulkAdd`, in one transaction.
+async fn write_links(db: &Db, spot_id: Uuid, course_id: Uuid, ids: &[Uuid]) -> Result<()> {
     let mut tx = db.begin().await?;
     course_in(&mut tx, spot_id, course_id).await?;
-    check_groups(&mut tx, spot_id, &ids).await?;
-    let mut sorted = ids.clone();
+    check_groups(&mut tx, spot_id, ids).await?;
+    let mut sorted = ids.to_vec();
     sorted.sort();
     for gid in &sorted {
         if !store::groups::lock(tx.ex(), spot_id, *gid).await? {
@@ -442,18 +520,45 @@ pub async fn link_groups(db: &Db, spot_id: Uuid, course_id: Uuid, raw: &[String]
         }
     }
     locked_course(&mut tx, spot_id, course_id).await?;
-    for gid in &ids {
+    for gid in ids {
         store::courses::link_group(tx.ex(), spot_id, course_id, *gid).await?;
-        let mut after = None;
-        loop {
-            let batch = store::courses::group_member_ids(tx.ex(), spot_id, *gid, after, 5000).await?;
-            let Some(last) = batch.last().copied() else { break };
-            invite_in(&mut tx, spot_id, course_id, &batch, None, false).await?;
-            after = Some(last);
-        }
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// Invites the members of `group_id` after `after` (in member id order) in one
+/// transaction, batch after batch until [`store::WRITE_SLICE`] has passed; returns the
+/// last member invited, or None when the group is done. A course deleted or a link
+/// removed meanwhile ends the work (the participants invited so far stay).
+async fn invite_slice(
+    db: &Db,
+    spot_id: Uuid,
+    course_id: Uuid,
+    group_id: Uuid,
+    mut after: Option<Uuid>,
+) -> Result<Option<Uuid>> {
+    let mut tx = db.begin().await?;
+    // From here on the write lock is held (on SQLite the begin waited for it).
+    let started = std::time::Instant::now();
+    if !store::courses::lock_course(tx.ex(), spot_id, course_id).await?
+        || !store::courses::is_linked(tx.ex(), spot_id, course_id, group_id).await?
+    {
+        return Ok(None);
+    }
+    loop {
+        let batch = store::courses::group_member_ids(tx.ex(), spot_id, group_id, after, INVITE_BATCH as i64).await?;
+        let Some(last) = batch.last().copied() else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        invite_members(&mut tx, spot_id, course_id, &batch, None, false).await?;
+        after = Some(last);
+        if started.elapsed() >= store::WRITE_SLICE {
+            tx.commit().await?;
+            return Ok(after);
+        }
+    }
 }
 
 /// `groups~bulkRemove`: stops inviting future members; participants stay.
@@ -473,11 +578,21 @@ pub async fn unlink_groups(db: &Db, spot_id: Uuid, course_id: Uuid, raw: &[Strin
 /// (inside the joining transaction, which holds the group's lock). A course deleted
 /// meanwhile is skipped.
 pub async fn invite_joiner(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_id: Uuid) -> Result<()> {
+    invite_joiners(tx, spot_id, group_id, &[member_id]).await
+}
+
+/// [`invite_joiner`] for many members who just joined `group_id` together.
+pub async fn invite_joiners(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_ids: &[Uuid]) -> Result<()> {
+    if member_ids.is_empty() {
+        return Ok(());
+    }
     for course_id in store::courses::courses_of_group(tx.ex(), spot_id, group_id).await? {
         if !store::courses::lock_course(tx.ex(), spot_id, course_id).await? {
             continue;
         }
-        invite_in(tx, spot_id, course_id, &[member_id], None, false).await?;
+        for chunk in member_ids.chunks(INVITE_BATCH) {
+            invite_members(tx, spot_id, course_id, chunk, None, false).await?;
+        }
     }
     Ok(())
 }

@@ -8,6 +8,13 @@
 //! soon as the write commits and costs O(smart groups of the spot) per member change.
 //! Every membership change goes through [`join`] / [`leave`], which keep the group's
 //! member count.
+//!
+//! Full computations run in the background through a bounded queue
+//! ([`start_computation`]: [`COMPUTE_WORKERS`] at a time, at most [`COMPUTE_QUEUE`]
+//! admitted; the rest wait, unleased, for housekeeping), each in batches whose size
+//! adapts so that a transaction holds SQLite's single write lock for about
+//! `store::WRITE_SLICE`, with a pause between batches. Fixed 2,000-member batches held
+//! it for 3.2 s each, stalling every other spot's writes for as long.
 
 use std::collections::{HashMap, HashSet};
 
@@ -23,8 +30,12 @@ use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db, Tx};
 
 pub const MAX_BULK: usize = 200;
-/// Members evaluated per transaction in a full smart-group computation.
-pub const COMPUTE_BATCH: i64 = 2000;
+/// Members evaluated in the first transaction of a full smart-group computation; the
+/// next ones double or halve (within [`COMPUTE_BATCH_MIN`]..=[`COMPUTE_BATCH_MAX`]) so
+/// that each lasts about [`store::WRITE_SLICE`], whatever the disk and the rules cost.
+pub const COMPUTE_BATCH: i64 = 250;
+pub const COMPUTE_BATCH_MIN: i64 = 25;
+pub const COMPUTE_BATCH_MAX: i64 = 2000;
 /// How long a replica's claim on a smart-group computation lasts without renewal.
 pub const COMPUTE_LEASE_MS: i64 = 60_000;
 /// How long a computation waits for the transactions that were running when it began.
@@ -255,6 +266,18 @@ pub async fn join(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_id: Uuid, g
     Ok(added)
 }
 
+/// [`join`] for many members at once, in set-based statements (a smart group's
+/// computation); returns the members actually added.
+async fn join_many(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_ids: &[Uuid]) -> Result<Vec<Uuid>> {
+    if member_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let added = store::groups::insert_memberships(tx.ex(), spot_id, group_id, member_ids, "Member", now_ms()).await?;
+    store::groups::add_member_count(tx.ex(), spot_id, group_id, added.len() as i64).await?;
+    super::courses::invite_joiners(tx, spot_id, group_id, &added).await?;
+    Ok(added)
+}
+
 /// Removes memberships (inside the caller's transaction); returns the ids removed.
 pub async fn leave(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_ids: &[Uuid]) -> Result<Vec<Uuid>> {
     let removed = store::groups::delete_memberships(tx.ex(), spot_id, group_id, member_ids).await?;
@@ -276,6 +299,11 @@ fn smart_refusal() -> Error {
 
 /// `POST /v1/groups/{id}/spotMembers`: idempotent.
 pub async fn add_member(db: &Db, spot_id: Uuid, group_id: Uuid, member_id: Uuid) -> Result<()> {
+    store::retry_transient(|| add_member_once(db, spot_id, group_id, member_id)).await
+}
+
+/// One attempt (see [`store::retry_transient`]).
+async fn add_member_once(db: &Db, spot_id: Uuid, group_id: Uuid, member_id: Uuid) -> Result<()> {
     let mut tx = db.begin().await?;
     let g = locked_group(&mut tx, spot_id, group_id).await?;
     store::members::get(tx.ex(), spot_id, member_id).await?.ok_or(Error::NotFound(Entity::SpotMember))?;
@@ -319,6 +347,11 @@ fn check_bulk(ids: &[String]) -> Result<()> {
 /// the group count as added; unknown or foreign ids, and any id on a smart group, fail.
 pub async fn bulk_add(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String]) -> Result<(Vec<String>, Vec<String>)> {
     check_bulk(ids)?;
+    store::retry_transient(|| bulk_add_once(db, spot_id, group_id, ids)).await
+}
+
+/// One attempt (see [`store::retry_transient`]).
+async fn bulk_add_once(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String]) -> Result<(Vec<String>, Vec<String>)> {
     let (parsed, _) = split_ids(ids);
     let mut tx = db.begin().await?;
     let g = locked_group(&mut tx, spot_id, group_id).await?;
@@ -353,6 +386,11 @@ pub async fn bulk_add(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String]) ->
 /// `POST /v1/groups/{id}/spotMembers~bulkRemove`: how many members were actually removed.
 pub async fn bulk_remove(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String]) -> Result<u64> {
     check_bulk(ids)?;
+    store::retry_transient(|| bulk_remove_once(db, spot_id, group_id, ids)).await
+}
+
+/// One attempt (see [`store::retry_transient`]).
+async fn bulk_remove_once(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String]) -> Result<u64> {
     let (parsed, _) = split_ids(ids);
     let mut tx = db.begin().await?;
     let g = locked_group(&mut tx, spot_id, group_id).await?;
@@ -457,10 +495,52 @@ pub async fn refresh_smart_memberships(tx: &mut Tx, m: &Member) -> Result<()> {
     Ok(())
 }
 
-/// Starts the full computation of a smart group in the background.
+/// Smart-group computations running at once in this process.
+pub const COMPUTE_WORKERS: usize = 2;
+/// Computations admitted at once (running or waiting for a worker). Beyond, a new one
+/// is not started here: its group stays `ready = false` without a lease, and the
+/// housekeeping pass ([`resume_computations`], every 30 s) starts it later. Nothing is
+/// lost, and a burst of smart-group creations cannot spawn a task per group.
+pub const COMPUTE_QUEUE: usize = 64;
+
+static COMPUTE_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(COMPUTE_WORKERS);
+static COMPUTE_ADMITTED: std::sync::Mutex<Option<HashSet<Uuid>>> = std::sync::Mutex::new(None);
+
+/// A group's place among the admitted computations, given back when dropped (the
+/// computation ended, failed or its runtime stopped).
+struct Admitted(Uuid);
+
+impl Admitted {
+    /// None when the group is already admitted or the queue is full.
+    fn take(group_id: Uuid) -> Option<Admitted> {
+        let mut admitted = COMPUTE_ADMITTED.lock().unwrap_or_else(|p| p.into_inner());
+        let set = admitted.get_or_insert_with(HashSet::new);
+        // Lazily: an `Admitted` built and dropped here would re-lock the set.
+        (set.len() < COMPUTE_QUEUE && set.insert(group_id)).then(|| Admitted(group_id))
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut admitted = COMPUTE_ADMITTED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(set) = admitted.as_mut() {
+            set.remove(&self.0);
+        }
+    }
+}
+
+/// Queues the full computation of a smart group: it runs in the background on one of
+/// [`COMPUTE_WORKERS`] slots; a group already queued is not queued twice, and a full
+/// queue leaves the group to housekeeping (see [`COMPUTE_QUEUE`]).
 pub fn start_computation(db: &Db, spot_id: Uuid, group_id: Uuid) {
+    let Some(admitted) = Admitted::take(group_id) else {
+        tracing::info!(%group_id, "smart group computation queue full or already queued; housekeeping resumes it");
+        return;
+    };
     let db = db.clone();
     tokio::spawn(async move {
+        let _admitted = admitted;
+        let Ok(_slot) = COMPUTE_SLOTS.acquire().await else { return };
         if let Err(e) = compute_smart_group(&db, spot_id, group_id).await {
             tracing::error!(error = ?e, %group_id, "smart group computation failed; another replica will retry");
         }
@@ -516,39 +596,91 @@ pub async fn compute_smart_group(db: &Db, spot_id: Uuid, group_id: Uuid) -> Resu
     };
     let rules = parse_stored_rules(&group, &props)?;
     let mut after = None;
+    let mut size = COMPUTE_BATCH;
     loop {
-        let mut tx = db.begin().await?;
-        let batch = store::groups::members_batch(tx.ex(), spot_id, after, COMPUTE_BATCH).await?;
-        let Some(last) = batch.last().map(|m| m.id) else {
-            store::groups::set_ready(tx.ex(), spot_id, group_id).await?;
-            tx.commit().await?;
-            return Ok(());
-        };
-        // The group's lock (after the members', as member writes take them) before the
-        // blacklist is read, so a concurrent blacklist change is seen whole or not at all.
-        if !store::groups::lock(tx.ex(), spot_id, group_id).await? {
-            return Ok(());
+        let (next, held) = store::retry_transient(|| compute_batch(db, spot_id, group_id, &rules, after, size)).await?;
+        match next {
+            Some(last) => after = Some(last),
+            None => return Ok(()),
         }
-        let blacklisted: HashSet<Uuid> =
-            store::groups::blacklist(tx.ex(), spot_id, group_id).await?.into_iter().collect();
-        let values = if rules.uses_properties() {
-            let ids: Vec<Uuid> = batch.iter().map(|m| m.id).collect();
-            store::properties::values_of_members(tx.ex(), spot_id, &ids).await?
-        } else {
-            HashMap::new()
-        };
-        let mut out = Vec::new();
-        for m in &batch {
-            let member_values = values.get(&m.id).cloned().unwrap_or_default();
-            if rules.matches_with(m, &member_values) && !blacklisted.contains(&m.id) {
-                join(&mut tx, spot_id, group_id, m.id, "Member").await?;
-            } else {
-                out.push(m.id);
-            }
+        db.yield_write_lock().await;
+        // Keep each transaction near the slice: SQLite's one write lock is held
+        // throughout, so a fixed 2,000-member batch held it for seconds.
+        if held < store::WRITE_SLICE / 2 {
+            size = (size * 2).min(COMPUTE_BATCH_MAX);
+        } else if held > store::WRITE_SLICE {
+            size = (size / 2).max(COMPUTE_BATCH_MIN);
         }
-        leave(&mut tx, spot_id, group_id, &out).await?;
-        store::groups::extend_lease(tx.ex(), spot_id, group_id, now_ms() + COMPUTE_LEASE_MS).await?;
+    }
+}
+
+/// Evaluates the next `size` members after `after` in one transaction; returns the
+/// last one evaluated (None once the group is ready, or was deleted meanwhile) and how
+/// long the transaction held the write lock (from its begin, which waits for the lock,
+/// to its commit).
+async fn compute_batch(
+    db: &Db,
+    spot_id: Uuid,
+    group_id: Uuid,
+    rules: &Rules,
+    after: Option<Uuid>,
+    size: i64,
+) -> Result<(Option<Uuid>, std::time::Duration)> {
+    let mut tx = db.begin().await?;
+    let began = std::time::Instant::now();
+    let batch = store::groups::members_batch(tx.ex(), spot_id, after, size).await?;
+    let Some(last) = batch.last().map(|m| m.id) else {
+        store::groups::set_ready(tx.ex(), spot_id, group_id).await?;
         tx.commit().await?;
-        after = Some(last);
+        return Ok((None, began.elapsed()));
+    };
+    // The group's lock (after the members', as member writes take them) before the
+    // blacklist is read, so a concurrent blacklist change is seen whole or not at all.
+    if !store::groups::lock(tx.ex(), spot_id, group_id).await? {
+        return Ok((None, began.elapsed()));
+    }
+    let blacklisted: HashSet<Uuid> = store::groups::blacklist(tx.ex(), spot_id, group_id).await?.into_iter().collect();
+    let values = if rules.uses_properties() {
+        let ids: Vec<Uuid> = batch.iter().map(|m| m.id).collect();
+        store::properties::values_of_members(tx.ex(), spot_id, &ids).await?
+    } else {
+        HashMap::new()
+    };
+    let (mut matching, mut out) = (Vec::new(), Vec::new());
+    for m in &batch {
+        let member_values = values.get(&m.id).cloned().unwrap_or_default();
+        if rules.matches_with(m, &member_values) && !blacklisted.contains(&m.id) {
+            matching.push(m.id);
+        } else {
+            out.push(m.id);
+        }
+    }
+    join_many(&mut tx, spot_id, group_id, &matching).await?;
+    leave(&mut tx, spot_id, group_id, &out).await?;
+    store::groups::extend_lease(tx.ex(), spot_id, group_id, now_ms() + COMPUTE_LEASE_MS).await?;
+    tx.commit().await?;
+    Ok((Some(last), began.elapsed()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_computation_queue_is_bounded_and_admits_a_group_once() {
+        let first = Admitted::take(Uuid::now_v7());
+        assert!(first.is_some());
+        let again = first.as_ref().and_then(|a| Admitted::take(a.0));
+        assert!(again.is_none(), "a group already queued is not queued twice");
+        // Fill the queue (other tests of this process may hold places too).
+        let mut held = Vec::new();
+        while let Some(a) = Admitted::take(Uuid::now_v7()) {
+            held.push(a);
+            assert!(held.len() <= COMPUTE_QUEUE);
+        }
+        assert!(Admitted::take(Uuid::now_v7()).is_none(), "a full queue admits no one");
+        // A finished computation gives its place back.
+        held.pop();
+        assert!(Admitted::take(Uuid::now_v7()).is_some());
     }
 }

@@ -651,7 +651,7 @@ async fn view(tx: &mut Tx, caller: &KzCaller, me: &Member, g: Group, links: &[(U
 /// The caller's groups: those it belongs to (all of the spot's for a spot Admin), plus
 /// with `fetch_all` their sub-groups and parent groups.
 pub async fn list_groups(db: &Db, caller: &KzCaller, fetch_all: bool) -> Result<Vec<GroupView>> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_read().await?;
     let me = caller_member(&mut tx, caller).await?;
     let links = store::groups::links(tx.ex(), caller.spot_id).await?;
     let mut ids: Vec<Uuid> = if me.role == "Admin" {
@@ -694,7 +694,7 @@ pub async fn list_groups(db: &Db, caller: &KzCaller, fetch_all: bool) -> Result<
 
 /// One group, readable by its members and the spot's Admins.
 pub async fn group_detail(db: &Db, caller: &KzCaller, group_id: Uuid) -> Result<GroupView> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_read().await?;
     let (g, _) = require_reader(&mut tx, caller, group_id).await?;
     let me = caller_member(&mut tx, caller).await?;
     let links = store::groups::links(tx.ex(), caller.spot_id).await?;
@@ -710,7 +710,7 @@ pub async fn sub_groups(
     group_id: Uuid,
     fetch_all: bool,
 ) -> Result<(Group, Vec<Group>, Vec<(Uuid, Uuid)>)> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_read().await?;
     let (g, _) = require_reader(&mut tx, caller, group_id).await?;
     let links = store::groups::links(tx.ex(), caller.spot_id).await?;
     let mut ids: Vec<Uuid> = links.iter().filter(|(p, _)| *p == group_id).map(|(_, c)| *c).collect();
@@ -791,7 +791,7 @@ pub async fn detach_sub_group(db: &Db, caller: &KzCaller, group_id: Uuid, child:
 }
 
 pub async fn list_members(db: &Db, caller: &KzCaller, group_id: Uuid) -> Result<Vec<GroupMemberView>> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_read().await?;
     require_reader(&mut tx, caller, group_id).await?;
     let rows = store::groups::list_members(tx.ex(), caller.spot_id, group_id, &[], 0, None).await?;
     tx.commit().await?;
@@ -812,12 +812,22 @@ pub async fn add_members(db: &Db, caller: &KzCaller, group_id: Uuid, numbers: &[
     }
     let numbers =
         numbers.iter().enumerate().map(|(i, n)| mobile(&format!("members[{i}]"), n)).collect::<Result<Vec<_>>>()?;
+    store::retry_transient(|| add_members_once(db, caller, group_id, &numbers)).await
+}
+
+/// One attempt of [`add_members`] (see [`store::retry_transient`]).
+async fn add_members_once(db: &Db, caller: &KzCaller, group_id: Uuid, numbers: &[String]) -> Result<()> {
     let mut tx = db.begin().await?;
     let g = require_admin(&mut tx, caller, group_id).await?;
     if g.is_smart() {
         return Err(smart_refusal());
     }
-    for n in &numbers {
+    // The group's lock, as every membership change holds it: a course link running
+    // concurrently then either reads these members or is seen by their joins.
+    if !store::groups::lock(tx.ex(), caller.spot_id, group_id).await? {
+        return Err(Error::NotFound(Entity::Group));
+    }
+    for n in numbers {
         let m = member_by_mobile(&mut tx, caller.spot_id, n).await?;
         groups::join(&mut tx, caller.spot_id, group_id, m.id, "Member").await?;
     }
@@ -830,8 +840,17 @@ pub async fn set_member_role(db: &Db, caller: &KzCaller, group_id: Uuid, member_
     if role != "Admin" && role != "Member" {
         return Err(Error::invalid("role", "must be Admin or Member"));
     }
+    store::retry_transient(|| set_member_role_once(db, caller, group_id, member_id, role)).await
+}
+
+/// One attempt of [`set_member_role`]: under the group's lock, so that two Admins
+/// demoting each other at once cannot both see "another Admin remains".
+async fn set_member_role_once(db: &Db, caller: &KzCaller, group_id: Uuid, member_id: Uuid, role: &str) -> Result<()> {
     let mut tx = db.begin().await?;
     require_admin(&mut tx, caller, group_id).await?;
+    if !store::groups::lock(tx.ex(), caller.spot_id, group_id).await? {
+        return Err(Error::NotFound(Entity::Group));
+    }
     let current = store::groups::membership_role(tx.ex(), caller.spot_id, group_id, member_id)
         .await?
         .ok_or(Error::NotFound(Entity::SpotMember))?;
@@ -851,8 +870,16 @@ pub async fn set_member_role(db: &Db, caller: &KzCaller, group_id: Uuid, member_
 
 /// Removes a member from a group; the last Admin cannot be removed.
 pub async fn remove_member(db: &Db, caller: &KzCaller, group_id: Uuid, member_id: Uuid) -> Result<()> {
+    store::retry_transient(|| remove_member_once(db, caller, group_id, member_id)).await
+}
+
+/// One attempt of [`remove_member`], under the group's lock (see [`set_member_role_once`]).
+async fn remove_member_once(db: &Db, caller: &KzCaller, group_id: Uuid, member_id: Uuid) -> Result<()> {
     let mut tx = db.begin().await?;
     let g = require_admin(&mut tx, caller, group_id).await?;
+    if !store::groups::lock(tx.ex(), caller.spot_id, group_id).await? {
+        return Err(Error::NotFound(Entity::Group));
+    }
     let current = store::groups::membership_role(tx.ex(), caller.spot_id, group_id, member_id)
         .await?
         .ok_or(Error::NotFound(Entity::SpotMember))?;

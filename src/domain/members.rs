@@ -5,7 +5,7 @@
 //! invitations. The spot's member count is kept in the same transaction as every
 //! insert, so an unfiltered list never counts rows.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use uuid::Uuid;
 
@@ -145,10 +145,14 @@ pub async fn insert_or_get(ex: &mut crate::store::Tx, candidate: Member) -> Resu
 /// `POST /v1/spotMembers`: invites `email`; an existing member is returned as it is.
 pub async fn invite_member(db: &Db, spot_id: Uuid, email: &str) -> Result<(Member, bool)> {
     let email = normalize_email("email", email)?;
-    let mut tx = db.begin().await?;
-    let out = insert_or_get(&mut tx, Member::new_invited(spot_id, Some(email), None)).await?;
-    tx.commit().await?;
-    Ok(out)
+    store::retry_transient(|| async {
+        let mut tx = db.begin().await?;
+        store::members::lock_spot_for_inserts(tx.ex(), spot_id).await?;
+        let out = insert_or_get(&mut tx, Member::new_invited(spot_id, Some(email.clone()), None)).await?;
+        tx.commit().await?;
+        Ok(out)
+    })
+    .await
 }
 
 /// Why an email of a bulk invitation was not invited.
@@ -182,15 +186,27 @@ pub async fn bulk_invite(db: &Db, spot_id: Uuid, emails: &[String]) -> Result<(V
             }
         }
     }
-    let mut created = Vec::with_capacity(valid.len());
-    if !valid.is_empty() {
+    if valid.is_empty() {
+        return Ok((Vec::new(), failed));
+    }
+    // Inserted in one order (lower-cased email), whatever the request's, so that
+    // concurrent invitations take the unique index's locks in the same order; answered
+    // in the request's order.
+    let mut sorted: Vec<&String> = valid.iter().collect();
+    sorted.sort_by_key(|e| e.to_lowercase());
+    let by_email = store::retry_transient(|| async {
         let mut tx = db.begin().await?;
-        for email in valid {
-            let (m, _) = insert_or_get(&mut tx, Member::new_invited(spot_id, Some(email), None)).await?;
-            created.push(m);
+        store::members::lock_spot_for_inserts(tx.ex(), spot_id).await?;
+        let mut by_email = HashMap::with_capacity(sorted.len());
+        for email in &sorted {
+            let (m, _) = insert_or_get(&mut tx, Member::new_invited(spot_id, Some((*email).clone()), None)).await?;
+            by_email.insert(email.to_lowercase(), m);
         }
         tx.commit().await?;
-    }
+        Ok(by_email)
+    })
+    .await?;
+    let created = valid.iter().filter_map(|e| by_email.get(&e.to_lowercase()).cloned()).collect();
     Ok((created, failed))
 }
 
@@ -226,8 +242,15 @@ pub async fn update_member(db: &Db, spot_id: Uuid, id: Uuid, patch: MemberPatch)
             return Err(Error::invalid("status", format!("must be one of {}", WRITABLE_STATUSES.join(", "))));
         }
     }
+    store::retry_transient(|| apply_member_patch(db, spot_id, id, patch.clone())).await
+}
+
+/// One attempt of [`update_member`]: the member is read under its row lock, so two
+/// concurrent partial updates (one the first name, one the last) each keep the other's.
+async fn apply_member_patch(db: &Db, spot_id: Uuid, id: Uuid, patch: MemberPatch) -> Result<Member> {
     let mut tx = db.begin().await?;
-    let mut m = store::members::get(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::SpotMember))?;
+    let mut m =
+        store::members::get_for_update(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::SpotMember))?;
     if let Some(Some(role_id)) = patch.custom_role_id {
         if store::custom_roles::get(tx.ex(), spot_id, role_id).await?.is_none() {
             return Err(Error::invalid("customRoleId", format!("no custom role '{role_id}' in this spot")));

@@ -1,6 +1,7 @@
 //! Rendering of [`crate::error::Error`] in the MeltingSpot dialect:
 //! `{"statusCode": 404, "message": "Spot member not found", "error": "Not Found"}`
-//! (contract §3, §8). Internal errors are logged here and answered without detail.
+//! (contract §3, §8). Internal errors are logged here and answered without detail;
+//! 429 and 503 carry `Retry-After`.
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -59,7 +60,8 @@ impl IntoResponse for MsError {
             // carry another request: say so, or a client may reuse it and fail.
             resp.headers_mut().insert("connection", HeaderValue::from_static("close"));
         }
-        if let Error::RateLimited { retry_after_s } = self.0 {
+        // 429 (rate limit) and 503 (busy database) say when to come back.
+        if let Some(retry_after_s) = self.0.retry_after_s() {
             if let Ok(v) = HeaderValue::from_str(&retry_after_s.to_string()) {
                 resp.headers_mut().insert("retry-after", v);
             }

@@ -177,6 +177,22 @@ pub async fn participants_of_members(
     run!(ex, |c| bind_all!(sqlx::query_as::<_, Participant>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
+/// The members among `member_ids` who participate in the course (any status).
+pub async fn participating(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    course_id: Uuid,
+    member_ids: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    if member_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new("SELECT member_id FROM course_participants WHERE spot_id = ");
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND course_id = ").push_bind(Bind::Uuid(course_id));
+    sql.push(" AND member_id IN ").push_list(member_ids.iter().map(|id| Bind::Uuid(*id)));
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, Uuid>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+}
+
 pub async fn list_participants(
     ex: Ex<'_>,
     spot_id: Uuid,
@@ -248,6 +264,19 @@ pub async fn unlink_group(ex: Ex<'_>, spot_id: Uuid, course_id: Uuid, group_id: 
         .execute(c)
         .await
         .map(|_| ()))
+}
+
+/// Whether the course is linked to the group.
+pub async fn is_linked(ex: Ex<'_>, spot_id: Uuid, course_id: Uuid, group_id: Uuid) -> Result<bool, sqlx::Error> {
+    run!(ex, |c| sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM course_groups WHERE spot_id = $1 AND course_id = $2 AND group_id = $3"
+    )
+    .bind(spot_id)
+    .bind(course_id)
+    .bind(group_id)
+    .fetch_one(c)
+    .await
+    .map(|n| n > 0))
 }
 
 /// Courses linked to a group.

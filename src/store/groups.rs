@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use super::sql::{Bind, Sql};
+use super::sql::{Bind, Sql, IN_LIST_MAX};
 use super::Ex;
 use crate::domain::filter::Predicate;
 use crate::domain::groups::Group;
@@ -240,6 +240,34 @@ pub async fn insert_membership(
 }
 
 /// Removes the memberships of `member_ids`; returns the ids actually removed.
+/// Adds many memberships (existing ones are kept as they are), in statements of
+/// [`IN_LIST_MAX`] members; returns the members actually added.
+pub async fn insert_memberships(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    group_id: Uuid,
+    member_ids: &[Uuid],
+    group_role: &str,
+    now: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    run!(ex, |c| {
+        let mut added = Vec::new();
+        for chunk in member_ids.chunks(IN_LIST_MAX) {
+            let mut sql = Sql::new(
+                "INSERT INTO group_members (spot_id, group_id, member_id, group_role, added_at) SELECT spot_id, ",
+            );
+            sql.push_bind(Bind::Uuid(group_id)).push(", id, ").push_bind(Bind::Text(group_role.to_string()));
+            sql.push(", ").push_bind(Bind::I64(now)).push(" FROM members WHERE spot_id = ");
+            sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN ");
+            sql.push_list(chunk.iter().map(|id| Bind::Uuid(*id))).push(" ON CONFLICT DO NOTHING RETURNING member_id");
+            added.extend(
+                bind_all!(sqlx::query_scalar::<_, Uuid>(sql.text_for(&*c)), &sql.binds).fetch_all(&mut *c).await?,
+            );
+        }
+        Ok(added)
+    })
+}
+
 pub async fn delete_memberships(
     ex: Ex<'_>,
     spot_id: Uuid,

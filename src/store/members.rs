@@ -54,6 +54,25 @@ pub async fn get(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<Option<Member>, 
     run!(ex, |c| sqlx::query_as::<_, Member>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
 }
 
+/// The member under its row lock until the transaction ends (PostgreSQL; SQLite write
+/// transactions exclude each other already), for read-modify-write updates.
+pub async fn get_for_update(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<Option<Member>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND id = $2{}", ex.row_lock(" FOR UPDATE"));
+    run!(ex, |c| sqlx::query_as::<_, Member>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
+}
+
+/// Takes the spot's row lock until the transaction ends (PostgreSQL), before any
+/// member insert: every insert also bumps the spot's member count, i.e. takes this
+/// lock anyway, and taking it first keeps two invitations from each holding an email
+/// the other wants (a deadlock) while both wait for it.
+pub async fn lock_spot_for_inserts(ex: Ex<'_>, spot_id: Uuid) -> Result<bool, sqlx::Error> {
+    run!(ex, |c| sqlx::query("UPDATE spots SET member_count = member_count WHERE id = $1")
+        .bind(spot_id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected() == 1))
+}
+
 pub async fn get_by_email(ex: Ex<'_>, spot_id: Uuid, email: &str) -> Result<Option<Member>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND email_norm = $2");
     run!(ex, |c| sqlx::query_as::<_, Member>(&sql)

@@ -262,6 +262,19 @@ impl Db {
         })
     }
 
+    /// Starts a read-only transaction: one consistent snapshot for reads spread over
+    /// several queries, without the write lock. On SQLite a deferred `BEGIN` only
+    /// takes a WAL read snapshot, so it neither waits for the writer nor blocks it (a
+    /// `BEGIN IMMEDIATE` here would queue every reader of every spot behind the one
+    /// writer); on PostgreSQL `REPEATABLE READ, READ ONLY` gives the same snapshot and
+    /// refuses writes. Commit or drop it when done.
+    pub async fn begin_read(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN DEFERRED").await?),
+            Db::Postgres(p) => Tx::Postgres(p.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?),
+        })
+    }
+
     /// Takes a connection for reads.
     pub async fn conn(&self) -> Result<Conn, sqlx::Error> {
         Ok(match self {
@@ -286,6 +299,59 @@ impl Db {
     }
 }
 
+/// How long one transaction of a long operation (inviting a big group to a course,
+/// computing a smart group) keeps going before it commits and the next one starts.
+/// SQLite has one writer: every other spot's writes (and the rate limiter's) wait for
+/// whichever transaction holds the lock, so none may hold it for long. A slice ends
+/// after its current batch, so a hold is this plus one batch (measured: under 100 ms).
+pub const WRITE_SLICE: Duration = Duration::from_millis(50);
+
+impl Db {
+    /// Between two slices of a long operation: on SQLite, stays off the write lock for
+    /// a jittered [`WRITE_SLICE`] (25–75 ms). Without it the next slice takes the lock
+    /// again microseconds after the commit, while other connections wait in SQLite's
+    /// busy handler, which polls every 100 ms at most: they starved for seconds behind
+    /// a sequence of short transactions. The jitter keeps the pauses from locking in
+    /// phase with those polls. PostgreSQL locks rows and queues waiters: no pause.
+    pub async fn yield_write_lock(&self) {
+        if let Db::Sqlite(_) = self {
+            let half = WRITE_SLICE.as_millis() as u64 / 2;
+            let ms = rand::Rng::gen_range(&mut rand::thread_rng(), half..=half * 3);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
+}
+
+/// How many times [`retry_transient`] runs an operation at most.
+pub const TRANSIENT_ATTEMPTS: u32 = 5;
+
+/// Runs a whole domain operation (its transaction included) again when it failed on a
+/// transient conflict ([`crate::error::Error::is_transient`]: a PostgreSQL deadlock or serialization
+/// failure, a SQLite stale snapshot), at most [`TRANSIENT_ATTEMPTS`] times with a
+/// jittered exponential back-off (about 10, 20, 40, 80 ms), so that transactions that
+/// collided do not collide again in lock step. The transaction that failed has rolled
+/// back when its `Tx` was dropped, so a re-run starts from a clean state. The last
+/// error is returned as is (a 503 with `Retry-After`).
+pub async fn retry_transient<T, F, Fut>(mut op: F) -> crate::error::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::error::Result<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(e) if e.is_transient() && attempt < TRANSIENT_ATTEMPTS => {
+                let base_ms = 10u64 << (attempt - 1);
+                let wait_ms = rand::Rng::gen_range(&mut rand::thread_rng(), base_ms / 2..=base_ms * 3 / 2);
+                tracing::debug!(attempt, wait_ms, "re-running an operation after a transient conflict");
+                tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// True when `err` is a unique-constraint violation (both backends).
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     match err {
@@ -297,6 +363,7 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     #[test]
     fn backend_is_chosen_by_scheme() {
@@ -321,5 +388,42 @@ mod tests {
         let pg = names(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"));
         assert!(!sqlite.is_empty());
         assert_eq!(sqlite, pg);
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_a_bounded_number_of_times() {
+        let mut runs = 0;
+        let out: crate::error::Result<u32> = retry_transient(|| {
+            runs += 1;
+            let n = runs;
+            async move {
+                if n < 3 {
+                    Err(Error::Transient("deadlock".into()))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(out.ok(), Some(3));
+
+        let mut runs = 0;
+        let out: crate::error::Result<()> = retry_transient(|| {
+            runs += 1;
+            async { Err(Error::Transient("deadlock".into())) }
+        })
+        .await;
+        assert!(matches!(out, Err(Error::Transient(_))));
+        assert_eq!(runs, TRANSIENT_ATTEMPTS);
+
+        // Anything else is not retried.
+        let mut runs = 0;
+        let out: crate::error::Result<()> = retry_transient(|| {
+            runs += 1;
+            async { Err(Error::Unavailable("busy".into())) }
+        })
+        .await;
+        assert!(matches!(out, Err(Error::Unavailable(_))));
+        assert_eq!(runs, 1);
     }
 }

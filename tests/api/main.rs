@@ -12,4 +12,5 @@ mod ms_groups;
 mod ms_import;
 mod ms_members;
 mod ms_properties;
+mod robustness;
 mod security;

@@ -1191,3 +1191,47 @@ both!(linking_a_group_of_2000_members, |app| {
     app.post(&format!("/v1/groups/{gid}/spotMembers"), json!({"spotMemberId": late})).await;
     assert_eq!(total(&app, &cid).await, 2001);
 });
+
+// A link is written in slices (module doc of `domain::courses`): one interrupted
+// part-way leaves its link and the participants invited so far, and sending the call
+// again invites the rest, each member once.
+both!(an_interrupted_link_is_completed_by_sending_it_again, |app| {
+    let cid = course(&app).await;
+    let gid = create_group(&app, json!({"name": "resumable"})).await;
+    let gid_uuid = Uuid::parse_str(&gid).unwrap();
+    for chunk in 0..3 {
+        let emails_: Vec<String> = (0..200).map(|i| format!("r{chunk}-{i}@x.io")).collect();
+        let (created, _) = openspot::domain::members::bulk_invite(&app.db, app.spot_id, &emails_).await.unwrap();
+        let ids: Vec<String> = created.iter().map(|m| m.id.to_string()).collect();
+        openspot::domain::groups::bulk_add(&app.db, app.spot_id, gid_uuid, &ids).await.unwrap();
+    }
+    let link = format!("/v1/courses/{cid}/groups~bulkAdd");
+    assert_eq!(app.post(&link, json!({"groupIds": [gid]})).await.status, 204);
+    assert_eq!(total(&app, &cid).await, 600);
+    // The state a crash after the first slices leaves: the link, a part of the group.
+    let cid_uuid = Uuid::parse_str(&cid).unwrap();
+    let cut = "DELETE FROM course_participants WHERE spot_id = $1 AND course_id = $2 AND member_id IN \
+               (SELECT id FROM members WHERE spot_id = $1 AND email_norm LIKE 'r2-%')";
+    let recount = "UPDATE courses SET participant_count = 400 WHERE spot_id = $1 AND id = $2";
+    for sql in [cut, recount] {
+        match &app.db {
+            openspot::Db::Sqlite(p) => sqlx::query(sql).bind(app.spot_id).bind(cid_uuid).execute(p).await.unwrap(),
+            openspot::Db::Postgres(p) => {
+                sqlx::query(sql).bind(app.spot_id).bind(cid_uuid).execute(p).await.map(|_| ()).unwrap();
+                continue;
+            }
+        };
+    }
+    assert_eq!(total(&app, &cid).await, 400);
+    // A joiner is invited through the link row alone.
+    let late = app.invite("late@x.io").await;
+    app.post(&format!("/v1/groups/{gid}/spotMembers"), json!({"spotMemberId": late})).await;
+    assert_eq!(total(&app, &cid).await, 401);
+    // Sending the call again invites the rest, no one twice.
+    assert_eq!(app.post(&link, json!({"groupIds": [gid]})).await.status, 204);
+    assert_eq!(total(&app, &cid).await, 601);
+    assert_eq!(rows_of_course(&app, "course_participants", &cid).await, 601);
+    let all = all_participants(&app, &cid, "").await;
+    let distinct: BTreeSet<&str> = all.iter().map(|p| p["spotMemberId"].as_str().unwrap()).collect();
+    assert_eq!(distinct.len(), 601);
+});

@@ -1112,3 +1112,37 @@ both!(smart_rules_bound_lists_and_dates, |app| {
     assert_ms_error(&r, 400);
     assert_eq!(app.get("/v1/groups").await.body["total"], 1, "only the valid group was created");
 });
+
+// Smart-group computations run through a bounded queue (`COMPUTE_QUEUE` admitted at
+// once, `COMPUTE_WORKERS` running): a burst of more smart groups than that loses none;
+// those not admitted are started by housekeeping (`resume_computations`, here called
+// directly instead of waiting for its 30-second tick).
+both!(a_burst_of_smart_groups_beyond_the_queue_is_computed, |app| {
+    use openspot::domain::groups::{resume_computations, COMPUTE_QUEUE};
+    member_with_status(&app, "burst@x.io", "Accepted").await;
+    let n = COMPUTE_QUEUE + 36;
+    let items: Vec<Value> =
+        (0..n).map(|i| json!({"name": format!("S{i}"), "type": "Smart", "rules": accepted_rules()})).collect();
+    let r = app.post("/v1/groups~bulkCreate", json!(items)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let created = r.body["created"].as_array().unwrap().clone();
+    assert_eq!(created.len(), n);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        resume_computations(&app.db).await.unwrap();
+        let mut pending = 0;
+        for g in &created {
+            let g = app.get(&format!("/v1/groups/{}", g["id"].as_str().unwrap())).await.body;
+            if g["ready"] != true {
+                pending += 1;
+            } else {
+                assert_eq!(g["membersCount"], 1, "{g}");
+            }
+        }
+        if pending == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{pending} smart groups never computed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+});

@@ -92,7 +92,8 @@ impl<E: Into<Error>> From<E> for KzError {
             Error::Unauthorized(_) => ("InvalidToken", "AuthException"),
             Error::Forbidden(_) => ("AccessDenied", "AuthException"),
             Error::RateLimited { .. } => ("Throttled", "ClientException"),
-            Error::Unavailable(_) | Error::Internal(_) => ("InternalServerError", "ServerException"),
+            Error::Unavailable(_) | Error::Transient(_) => ("ServiceUnavailable", "ServerException"),
+            Error::Internal(_) => ("InternalServerError", "ServerException"),
         };
         let message = match &e {
             Error::Internal(inner) => {
@@ -101,10 +102,7 @@ impl<E: Into<Error>> From<E> for KzError {
             }
             other => other.to_string(),
         };
-        let retry_after_s = match e {
-            Error::RateLimited { retry_after_s } => Some(retry_after_s),
-            _ => None,
-        };
+        let retry_after_s = e.retry_after_s();
         KzError { status, message, code, category, retry_after_s }
     }
 }
