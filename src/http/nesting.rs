@@ -7,8 +7,9 @@
 //! allocation) that both dialects run on every body before parsing it.
 //!
 //! The scan understands the syntax of JSON and of JSON5 (strings in `"` or `'` with
-//! backslash escapes, `//` and `/* */` comments), so brackets inside strings and
-//! comments do not count. For strict JSON this is still sound: whatever the scan
+//! backslash escapes, `//` comments ended by any JSON5 line terminator, `/* */`
+//! comments), so brackets inside strings and comments do not count. Wherever it is
+//! unsure it ends a comment early, so it can over-count but never under-count. For strict JSON this is still sound: whatever the scan
 //! skips as a JSON5 string or comment starts with a byte serde_json refuses, so
 //! serde_json stops there before going any deeper than the scan counted.
 
@@ -58,7 +59,10 @@ pub fn check_nesting(bytes: &[u8], max: usize) -> Result<(), String> {
             State::Str(q) if b == b'\\' => State::Escape(q),
             State::Str(q) if b == q => State::Code,
             State::Str(q) | State::Escape(q) => State::Str(q),
-            State::LineComment if b == b'\n' || b == b'\r' => State::Code,
+            // JSON5 also ends a line comment at U+2028 and U+2029 (UTF-8 E2 80 A8/A9).
+            // Ending it at any E2 byte ends it no later than the parser does: brackets
+            // after a `€` in a comment are then counted too, which can only refuse more.
+            State::LineComment if b == b'\n' || b == b'\r' || b == 0xE2 => State::Code,
             State::LineComment => State::LineComment,
             State::BlockComment | State::BlockCommentStar if b == b'*' => State::BlockCommentStar,
             State::BlockCommentStar if b == b'/' => State::Code,
@@ -99,6 +103,11 @@ mod tests {
         assert!(check_nesting(escaped.as_bytes(), 2).is_ok());
         let comments = format!("{{a: 1, // {}\n /* {} */ b: [2]}}", "[".repeat(100), "{".repeat(100));
         assert!(check_nesting(comments.as_bytes(), 2).is_ok());
+        // Line comments end where JSON5 ends them, including at U+2028 and U+2029.
+        for sep in ["\u{2028}", "\u{2029}"] {
+            let hidden = format!("{{a: //{sep}{}}}", "[".repeat(100));
+            assert!(check_nesting(hidden.as_bytes(), MAX_DEPTH).is_err(), "{sep:?}");
+        }
         // A slash that starts no comment is an ordinary byte.
         assert!(check_nesting(b"[\"a/b\", 1/2, [[3]]]", 3).is_ok());
         assert!(check_nesting(b"[1/[[[3]]]]", 3).is_err());

@@ -48,6 +48,11 @@ both!(deep_bodies_are_refused_and_the_server_keeps_serving, |app| {
     let msg = assert_kz_error(&r, 400, "InvalidParameters");
     assert!(msg.contains("deeper than 64"), "{msg}");
     assert_eq!(app.get("/healthz").await.status, 200);
+    // A line comment that JSON5 ends at U+2028 must not hide the brackets after it.
+    let hidden = format!("{{a: //\u{2028}{}", "[".repeat(100_000));
+    let r = raw(&app, Method::POST, "/kaizala/v1/generatePin", &[], Some(hidden.as_bytes())).await;
+    assert_kz_error(&r, 400, "InvalidParameters");
+    assert_eq!(app.get("/healthz").await.status, 200);
     // JSON5 objects, unquoted keys.
     let objects = format!("{}1{}", "{a:".repeat(5_000), "}".repeat(5_000));
     let r = raw(&app, Method::POST, "/kaizala/v1/loginWithPinAndApplicationId", &[], Some(objects.as_bytes())).await;
