@@ -189,9 +189,10 @@ pub async fn create_user_token(db: &Db, application_id: &str, mobile_number: &st
     Ok(out)
 }
 
-/// Where PINs go: the SMS relay when configured (in the background, at most
-/// [`PinDelivery::MAX_PENDING`] at once); otherwise nowhere — the log says a PIN was
-/// issued, never the PIN.
+/// Issues PINs and hands them to the SMS relay, in the background (at most
+/// [`PinDelivery::MAX_PENDING`] at once): `generatePin` answers before the PIN is
+/// stored or sent, so neither the relay nor the write tells a member's number from
+/// another by its timing. Without a relay the log says a PIN was issued, never the PIN.
 #[derive(Clone, Debug)]
 pub struct PinDelivery {
     sms_webhook_url: Option<String>,
@@ -200,41 +201,71 @@ pub struct PinDelivery {
 }
 
 impl PinDelivery {
-    /// Relay calls in flight at once; beyond, a PIN is dropped (the user asks again).
+    /// PINs being stored or relayed at once; beyond, a request is dropped (the user asks again).
     pub const MAX_PENDING: usize = 64;
 
     pub fn new(sms_webhook_url: Option<String>, outbound: Outbound) -> Self {
         PinDelivery { sms_webhook_url, outbound, pending: Arc::new(Semaphore::new(Self::MAX_PENDING)) }
     }
 
-    /// Hands the PIN to the relay without waiting: the caller's answer neither waits
-    /// for the relay nor tells a member's number from another by its timing.
-    fn dispatch(&self, number: String, pin: String) {
-        let Some(url) = self.sms_webhook_url.clone() else {
-            tracing::info!("Kaizala PIN issued but not delivered: OPENSPOT_SMS_WEBHOOK_URL is not set");
-            return;
-        };
+    /// For a member who may sign in: stores a new PIN, then relays it. For anyone else
+    /// the same background slot is taken and nothing happens.
+    fn issue(&self, db: &Db, connector: &Connector, member_id: Option<Uuid>, number: String) {
         let Ok(permit) = self.pending.clone().try_acquire_owned() else {
-            tracing::warn!("SMS relay has {} PINs in flight; this PIN was dropped", Self::MAX_PENDING);
+            tracing::warn!("{} PINs are being issued already; this request was dropped", Self::MAX_PENDING);
             return;
         };
-        let outbound = self.outbound.clone();
+        let Some(member_id) = member_id else {
+            drop(permit);
+            return;
+        };
+        let (db, connector, this) = (db.clone(), connector.clone(), self.clone());
         tokio::spawn(async move {
-            let body = serde_json::json!({"mobileNumber": number, "pin": pin});
-            match outbound.post_json(&url, &body).await {
-                Ok(status) if (200..300).contains(&status) => tracing::info!("PIN sent through the SMS relay"),
-                Ok(status) => tracing::warn!(status, "SMS relay refused the PIN"),
-                // The outermost context only: never the URL (it may carry credentials).
-                Err(e) => tracing::warn!(error = %e, "SMS relay unreachable"),
+            match store_pin(&db, &connector, member_id).await {
+                Ok(pin) => this.relay(number, pin).await,
+                Err(e) => tracing::warn!(error = %e, "cannot store a Kaizala PIN"),
             }
             drop(permit);
         });
     }
+
+    async fn relay(&self, number: String, pin: String) {
+        let Some(url) = &self.sms_webhook_url else {
+            tracing::info!("Kaizala PIN issued but not delivered: OPENSPOT_SMS_WEBHOOK_URL is not set");
+            return;
+        };
+        let body = serde_json::json!({"mobileNumber": number, "pin": pin});
+        match self.outbound.post_json(url, &body).await {
+            Ok(status) if (200..300).contains(&status) => tracing::info!("PIN sent through the SMS relay"),
+            Ok(status) => tracing::warn!(status, "SMS relay refused the PIN"),
+            // The outermost context only: never the URL (it may carry credentials).
+            Err(e) => tracing::warn!(error = %e, "SMS relay unreachable"),
+        }
+    }
+}
+
+/// Stores a new PIN for the (connector, member) pair, replacing a pending one.
+async fn store_pin(db: &Db, connector: &Connector, member_id: Uuid) -> Result<String> {
+    let pin = rand::rngs::OsRng.gen_range(1000..=9999).to_string();
+    let pin_hash = sha256(&format!("{}:{}", connector.id, pin));
+    let mut tx = db.begin().await?;
+    store::kaizala::upsert_pin(
+        tx.ex(),
+        connector.spot_id,
+        connector.id,
+        member_id,
+        &pin_hash,
+        now_ms() + PIN_TTL_MS,
+        PIN_TRIES,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(pin)
 }
 
 /// The throttles PIN login applies before it does any work (SECURITY.md "Kaizala
-/// login"): per client address, per connector and per mobile number, shared by every
-/// replica through the rate-limit windows.
+/// login"): per client address, per connector, and per number within the connector's
+/// spot, shared by every replica through the rate-limit windows.
 pub struct LoginThrottles<'a> {
     pub limiter: &'a RateLimiter,
     pub limits: &'a AuthLimits,
@@ -270,9 +301,11 @@ impl LoginThrottles<'_> {
 /// Window of the per-number `generatePin` throttle.
 const PIN_REQUEST_WINDOW_MS: i64 = 10 * MINUTE_MS;
 
-/// `POST /generatePin`: sends a PIN to a member of the connector's spot. Unknown
-/// numbers and connectors, and members who may not sign in, get the same `{}` after
-/// the same throttles, and nothing is sent.
+/// `POST /generatePin`: issues a PIN to a member of the connector's spot. Members,
+/// non-members and members who may not sign in get the same `{}` after the same work
+/// (the PIN is stored and sent in the background); an unknown connector gets `{}` too.
+/// The per-number budget belongs to the connector's spot, so a stranger with a made-up
+/// application id cannot spend it.
 pub async fn generate_pin(
     db: &Db,
     delivery: &PinDelivery,
@@ -282,43 +315,38 @@ pub async fn generate_pin(
 ) -> Result<()> {
     let number = mobile("mobileNumber", mobile_number)?;
     throttles.per_address(db, "pin").await?;
-    let connector = connector_by_id(db, application_id).await?;
-    if let Some((c, _)) = &connector {
-        throttles.per_connector(db, "pin", c).await?;
-    }
+    let Some((connector, _)) = connector_by_id(db, application_id).await? else { return Ok(()) };
+    throttles.per_connector(db, "pin", &connector).await?;
     let per_number = format!("kz:pin:number:{number}");
-    throttles.spend(db, ANONYMOUS, &per_number, throttles.limits.pins_per_number, PIN_REQUEST_WINDOW_MS).await?;
-    let Some((connector, _)) = connector else { return Ok(()) };
+    throttles
+        .spend(db, connector.spot_id, &per_number, throttles.limits.pins_per_number, PIN_REQUEST_WINDOW_MS)
+        .await?;
     let member = {
         let mut c = db.conn().await?;
         store::members::get_by_mobile(c.ex(), connector.spot_id, &number).await?
     };
-    let Some(member) = member.filter(|m| may_sign_in(&m.status)) else { return Ok(()) };
-    let pin = rand::rngs::OsRng.gen_range(1000..=9999).to_string();
-    let pin_hash = sha256(&format!("{}:{}", connector.id, pin));
-    let mut tx = db.begin().await?;
-    store::kaizala::upsert_pin(
-        tx.ex(),
-        connector.spot_id,
-        connector.id,
-        member.id,
-        &pin_hash,
-        now_ms() + PIN_TTL_MS,
-        PIN_TRIES,
-    )
-    .await?;
-    tx.commit().await?;
-    delivery.dispatch(number, pin);
+    let member_id = member.filter(|m| may_sign_in(&m.status)).map(|m| m.id);
+    delivery.issue(db, &connector, member_id, number);
     Ok(())
+}
+
+/// A refresh token from a PIN login, and whose it is.
+#[derive(Debug, Clone)]
+pub struct PinLogin {
+    pub refresh_token: String,
+    pub expires_at: i64,
+    pub connector_id: Uuid,
+    pub member_id: Uuid,
 }
 
 /// `POST /loginWithPinAndApplicationId`: a refresh token for the PIN's member.
 ///
-/// Every attempt first takes one of the number's [`AuthLimits::pin_failures_per_number`]
-/// hourly attempts (given back on success), whatever the connector, member or PIN, so
-/// neither new PINs nor other connectors reset the count and a refusal reveals nothing.
-/// A PIN's own tries are spent atomically (`UPDATE … WHERE tries_left > 0 RETURNING`),
-/// so concurrent guesses cannot share a try.
+/// Once the connector is known, every attempt takes one of the number's
+/// [`AuthLimits::pin_failures_per_number`] hourly attempts in the connector's spot
+/// (given back on success), whatever the PIN or membership, so neither new PINs nor
+/// other connectors of the spot reset the count and a refusal reveals nothing. A PIN's
+/// own tries are spent atomically (`UPDATE … WHERE tries_left > 0 RETURNING`), so
+/// concurrent guesses cannot share a try; members and non-members cost the same write.
 pub async fn login_with_pin(
     db: &Db,
     throttles: &LoginThrottles<'_>,
@@ -326,15 +354,29 @@ pub async fn login_with_pin(
     application_id: &str,
     pin: &str,
     application_secret: Option<&str>,
-) -> Result<std::result::Result<(String, i64), AuthFailure>> {
+) -> Result<std::result::Result<PinLogin, AuthFailure>> {
     let number = mobile("mobileNumber", mobile_number)?;
     throttles.per_address(db, "login").await?;
+    let Some((connector, secret_hash)) = connector_by_id(db, application_id).await? else {
+        return Ok(Err(AuthFailure::Unauthenticated));
+    };
+    throttles.per_connector(db, "login", &connector).await?;
     let scope = format!("kz:login-attempts:number:{number}");
-    let attempts = AttemptWindow { scope: &scope, window_ms: HOUR_MS, limit: throttles.limits.pin_failures_per_number };
+    let attempts = AttemptWindow {
+        spot_id: connector.spot_id,
+        scope: &scope,
+        window_ms: HOUR_MS,
+        limit: throttles.limits.pin_failures_per_number,
+    };
     if let Err(retry_after_s) = attempts.take(db).await? {
         return Err(Error::RateLimited { retry_after_s });
     }
-    let outcome = verify_pin(db, throttles, &number, application_id, pin, application_secret).await;
+    if let Some(secret) = application_secret {
+        if !same_hash(&secret_hash, &sha256(secret)) {
+            return Ok(Err(AuthFailure::Unauthenticated));
+        }
+    }
+    let outcome = verify_pin(db, &connector, &number, pin).await;
     if matches!(outcome, Ok(Ok(_))) {
         attempts.give_back(db).await?;
     }
@@ -343,32 +385,22 @@ pub async fn login_with_pin(
 
 async fn verify_pin(
     db: &Db,
-    throttles: &LoginThrottles<'_>,
+    connector: &Connector,
     number: &str,
-    application_id: &str,
     pin: &str,
-    application_secret: Option<&str>,
-) -> Result<std::result::Result<(String, i64), AuthFailure>> {
-    let Some((connector, secret_hash)) = connector_by_id(db, application_id).await? else {
-        return Ok(Err(AuthFailure::Unauthenticated));
-    };
-    throttles.per_connector(db, "login", &connector).await?;
-    if let Some(secret) = application_secret {
-        if !same_hash(&secret_hash, &sha256(secret)) {
-            return Ok(Err(AuthFailure::Unauthenticated));
-        }
-    }
+) -> Result<std::result::Result<PinLogin, AuthFailure>> {
     let member = {
         let mut c = db.conn().await?;
         store::members::get_by_mobile(c.ex(), connector.spot_id, number).await?
     };
-    let Some(member) = member.filter(|m| may_sign_in(&m.status)) else {
-        return Ok(Err(AuthFailure::Unauthenticated));
-    };
+    let member = member.filter(|m| may_sign_in(&m.status));
+    // A stranger's attempt makes the same write as a member's (on no row), so the
+    // answer's timing does not tell them apart.
+    let member_id = member.as_ref().map(|m| m.id).unwrap_or_else(Uuid::nil);
     let mut tx = db.begin().await?;
-    let Some(hash) =
-        store::kaizala::spend_pin_try(tx.ex(), connector.spot_id, connector.id, member.id, now_ms()).await?
-    else {
+    let stored = store::kaizala::spend_pin_try(tx.ex(), connector.spot_id, connector.id, member_id, now_ms()).await?;
+    let (Some(member), Some(hash)) = (member, stored) else {
+        tx.commit().await?;
         return Ok(Err(AuthFailure::Unauthenticated));
     };
     if !same_hash(&hash, &sha256(&format!("{}:{}", connector.id, pin.trim()))) {
@@ -376,9 +408,9 @@ async fn verify_pin(
         return Ok(Err(AuthFailure::Unauthenticated));
     }
     store::kaizala::delete_pin(tx.ex(), connector.spot_id, connector.id, member.id).await?;
-    let out = mint_refresh(&mut tx, &connector, &member).await?;
+    let (refresh_token, expires_at) = mint_refresh(&mut tx, connector, &member).await?;
     tx.commit().await?;
-    Ok(Ok(out))
+    Ok(Ok(PinLogin { refresh_token, expires_at, connector_id: connector.id, member_id: member.id }))
 }
 
 /// An access token, and a new refresh token when the old one is in the last 10 % of its life.

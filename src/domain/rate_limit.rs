@@ -27,16 +27,18 @@ pub const HOUR_MS: i64 = 3_600_000;
 /// of anonymous calls (PIN login). Their rows are purged by housekeeping.
 pub const ANONYMOUS: Uuid = Uuid::nil();
 
-/// Drops anonymous windows that ended more than a day ago (their scopes are one-off
-/// keys such as an address or a number, so rollover never purges them).
-pub async fn purge_anonymous_windows(db: &Db) -> Result<u64> {
+/// Drops windows that started more than two days ago, of every spot and scope: the
+/// longest window is a day, and scopes keyed by an address or a number are one-off,
+/// so rollover never purges them (housekeeping).
+pub async fn purge_old_windows(db: &Db) -> Result<u64> {
     let mut c = db.conn().await?;
-    Ok(store::rate_limits::purge_spot_before(c.ex(), ANONYMOUS, now_ms() - DAY_MS).await?)
+    Ok(store::rate_limits::purge_all_before(c.ex(), now_ms() - 2 * DAY_MS).await?)
 }
 
 /// A counter of attempts in a fixed window, exact across replicas (one database write
 /// per attempt, no leasing): for lockouts, where every attempt must count.
 pub struct AttemptWindow<'a> {
+    pub spot_id: Uuid,
     pub scope: &'a str,
     pub window_ms: i64,
     pub limit: i64,
@@ -52,7 +54,7 @@ impl AttemptWindow<'_> {
         let now = now_ms();
         let start = self.start(now);
         let mut c = db.conn().await?;
-        let taken = store::rate_limits::try_take(c.ex(), ANONYMOUS, self.scope, start, 1, self.limit).await?;
+        let taken = store::rate_limits::try_take(c.ex(), self.spot_id, self.scope, start, 1, self.limit).await?;
         Ok(match taken {
             Some(_) => Ok(()),
             None => Err(((start + self.window_ms - now + 999) / 1000).max(1) as u64),
@@ -63,7 +65,7 @@ impl AttemptWindow<'_> {
     pub async fn give_back(&self, db: &Db) -> Result<()> {
         let start = self.start(now_ms());
         let mut c = db.conn().await?;
-        store::rate_limits::give_back(c.ex(), ANONYMOUS, self.scope, start).await?;
+        store::rate_limits::give_back(c.ex(), self.spot_id, self.scope, start).await?;
         Ok(())
     }
 }

@@ -183,8 +183,11 @@ async fn housekeeping(state: AppState) {
         }
         state.limiter.forget_stale();
         state.failed_auth.forget_stale();
-        if let Err(e) = crate::domain::rate_limit::purge_anonymous_windows(&state.db).await {
-            tracing::warn!(error = ?e, "cannot purge old throttle windows");
+        if ticks % 20 == 0 {
+            // Every ten minutes: windows of past days (one-off address and number scopes).
+            if let Err(e) = crate::domain::rate_limit::purge_old_windows(&state.db).await {
+                tracing::warn!(error = ?e, "cannot purge old rate-limit windows");
+            }
         }
         if ticks % 120 == 0 {
             // About hourly: keep the planner's statistics current as spots grow.

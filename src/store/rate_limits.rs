@@ -75,10 +75,9 @@ pub async fn give_back(ex: Ex<'_>, spot_id: Uuid, scope: &str, window_start: i64
     .map(|_| ()))
 }
 
-/// Drops every window of `spot_id` that started before `before_ms`, whatever its scope.
-pub async fn purge_spot_before(ex: Ex<'_>, spot_id: Uuid, before_ms: i64) -> Result<u64, sqlx::Error> {
-    run!(ex, |c| sqlx::query("DELETE FROM rate_limit_windows WHERE spot_id = $1 AND window_start < $2")
-        .bind(spot_id)
+/// Drops every window, of any spot and scope, that started before `before_ms`.
+pub async fn purge_all_before(ex: Ex<'_>, before_ms: i64) -> Result<u64, sqlx::Error> {
+    run!(ex, |c| sqlx::query("DELETE FROM rate_limit_windows WHERE window_start < $1")
         .bind(before_ms)
         .execute(c)
         .await

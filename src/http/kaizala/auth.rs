@@ -104,12 +104,16 @@ async fn login_with_pin(
     let pin = required(body.pin, "pin")?;
     let throttles = LoginThrottles { limiter: &st.limiter, limits: &st.config.auth, client_ip };
     match kaizala::login_with_pin(&st.db, &throttles, &mobile, &app, &pin, body.applicationsecret.as_deref()).await? {
-        Ok((token, expiry)) => Ok(Json(LoginResult {
-            refresh_token: token,
-            granted_scope: GRANTED_SCOPE.to_string(),
-            refresh_token_expiry: expiry,
-            endpoint_url: format!("{}/kaizala", st.config.public_url),
-        })),
+        Ok(login) => {
+            // The pair's old refresh token was replaced: its cached access tokens go now.
+            st.kz_tokens.forget_pair(login.connector_id, login.member_id);
+            Ok(Json(LoginResult {
+                refresh_token: login.refresh_token,
+                granted_scope: GRANTED_SCOPE.to_string(),
+                refresh_token_expiry: login.expires_at,
+                endpoint_url: format!("{}/kaizala", st.config.public_url),
+            }))
+        }
         Err(f) => Err(KzError::auth(f, "Invalid mobile number, PIN or application")),
     }
 }
