@@ -30,36 +30,56 @@ pub struct AuthedSpot {
     pub limits: Limits,
 }
 
-/// A short-lived in-process cache keyed by a credential's SHA-256.
+/// A short-lived in-process cache keyed by a credential's SHA-256, holding at most
+/// [`HashCache::CAPACITY`] entries: when full, expired entries are swept (at most once
+/// per TTL, so a flood of misses never makes each insert a scan) and, if it is still
+/// full, new entries are simply not cached.
 #[derive(Debug)]
 pub struct HashCache<V> {
     ttl: Duration,
-    entries: Mutex<HashMap<[u8; 32], (Instant, V)>>,
+    entries: Mutex<(HashMap<[u8; 32], (Instant, V)>, Instant)>,
 }
 
 impl<V: Clone> HashCache<V> {
+    pub const CAPACITY: usize = 10_000;
+
     pub fn new(ttl: Duration) -> Self {
-        HashCache { ttl, entries: Mutex::new(HashMap::new()) }
+        HashCache { ttl, entries: Mutex::new((HashMap::new(), Instant::now())) }
     }
 
     pub fn get(&self, hash: &[u8; 32]) -> Option<V> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.get(hash).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, v)| v.clone())
+        let guard = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0.get(hash).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, v)| v.clone())
     }
 
     pub fn put(&self, hash: [u8; 32], value: V) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() > 10_000 {
-            let ttl = self.ttl;
-            entries.retain(|_, (at, _)| at.elapsed() < ttl);
+        let mut guard = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let (entries, last_sweep) = &mut *guard;
+        if entries.len() >= Self::CAPACITY && !entries.contains_key(&hash) {
+            if last_sweep.elapsed() >= self.ttl {
+                let ttl = self.ttl;
+                entries.retain(|_, (at, _)| at.elapsed() < ttl);
+                *last_sweep = Instant::now();
+            }
+            if entries.len() >= Self::CAPACITY {
+                return;
+            }
         }
         entries.insert(hash, (Instant::now(), value));
     }
 
     /// Forgets every entry whose value fails `keep`.
     pub fn retain(&self, keep: impl Fn(&V) -> bool) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.retain(|_, (_, v)| keep(v));
+        let mut guard = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0.retain(|_, (_, v)| keep(v));
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -110,6 +130,12 @@ impl KeyCache {
         };
         self.cache.put(hash, Some(authed.clone()));
         Ok(authed)
+    }
+
+    /// The spot of `key` if it is cached as valid (no database lookup): lets a valid
+    /// client through while its address is throttled for others' failures.
+    pub fn cached_valid(&self, key: &str) -> Option<AuthedSpot> {
+        self.cache.get(&hash_api_key(key)).flatten()
     }
 
     /// Forgets every cached key of `spot_id` (after a rotation in this process), and
@@ -167,10 +193,10 @@ impl FailedAuthThrottle {
         if windows.len() >= MAX_TRACKED_ADDRESSES && !windows.contains_key(&ip) {
             windows.retain(|_, (w, _)| *w == window);
             if windows.len() >= MAX_TRACKED_ADDRESSES {
-                // Still full within one minute (a spread-out flood): start over rather
-                // than grow; memory stays bounded, and each address needs `limit` new
-                // failures before it is refused again.
-                windows.clear();
+                // Still full within one minute (a flood spread over 100,000 addresses):
+                // new addresses go untracked rather than the map growing or the
+                // addresses already refused being forgiven.
+                return;
             }
         }
         let entry = windows.entry(ip).or_insert((window, 0));
@@ -190,6 +216,20 @@ impl FailedAuthThrottle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_cache_stops_growing() {
+        let c: HashCache<Option<u32>> = HashCache::new(Duration::from_secs(60));
+        for i in 0..(HashCache::<Option<u32>>::CAPACITY as u32 + 500) {
+            let mut h = [0u8; 32];
+            h[..4].copy_from_slice(&i.to_le_bytes());
+            c.put(h, None);
+        }
+        assert_eq!(c.len(), HashCache::<Option<u32>>::CAPACITY);
+        // An entry already there can still be refreshed.
+        c.put([0u8; 32], Some(7));
+        assert_eq!(c.get(&[0u8; 32]), Some(Some(7)));
+    }
 
     #[test]
     fn an_address_is_refused_past_its_failures_and_others_are_not() {

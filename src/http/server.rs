@@ -122,9 +122,26 @@ pub fn client_ip(config: &Config, peer: Option<SocketAddr>, headers: &HeaderMap)
 pub struct ClientIp(pub Option<IpAddr>);
 
 impl ClientIp {
+    /// The throttle key of a request: its client address, with IPv6 addresses cut to
+    /// their /64 (one subscriber's allocation: a client must not get a fresh budget
+    /// from each of its 2^64 addresses).
     pub fn of(config: &Config, parts: &axum::http::request::Parts) -> Self {
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-        ClientIp(client_ip(config, peer, &parts.headers))
+        ClientIp(client_ip(config, peer, &parts.headers).map(throttle_key))
+    }
+}
+
+/// IPv4 as is (IPv4-mapped IPv6 as IPv4); other IPv6 cut to its /64 prefix.
+pub fn throttle_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
     }
 }
 
@@ -204,6 +221,17 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_str(v).unwrap());
         h
+    }
+
+    #[test]
+    fn ipv6_clients_are_throttled_by_their_64() {
+        let a = throttle_key("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = throttle_key("2001:db8:1:2:bbbb::9".parse().unwrap());
+        let c = throttle_key("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(throttle_key("::ffff:192.0.2.7".parse().unwrap()), "192.0.2.7".parse::<IpAddr>().unwrap());
+        assert_eq!(throttle_key("192.0.2.7".parse().unwrap()), "192.0.2.7".parse::<IpAddr>().unwrap());
     }
 
     #[test]

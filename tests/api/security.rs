@@ -341,6 +341,7 @@ async fn slow_and_idle_clients_are_cut_off() {
 
 both!(a_flood_of_bad_keys_barely_reaches_the_database, |app| {
     let limit = app.state.config.auth.failed_auth_per_address as u64;
+    assert_eq!(app.get("/v1/spotMembers").await.status, 200);
     let before = app.state.keys.db_lookups();
     let start = Instant::now();
     let mut statuses = std::collections::HashMap::<u16, u32>::new();
@@ -359,6 +360,9 @@ both!(a_flood_of_bad_keys_barely_reaches_the_database, |app| {
     assert!(lookups <= limit + 100, "{lookups} lookups reached the database");
     assert!(statuses.get(&429).copied().unwrap_or(0) >= 9_000 - 100, "{statuses:?}");
     assert_eq!(statuses.values().sum::<u32>(), 10_000);
+    // A valid key this process knows still works from the throttled address.
+    assert_eq!(app.get("/v1/spotMembers").await.status, 200);
+    assert_ms_error(&app.send(Method::GET, "/v1/spotMembers", Some("os_yet_another"), None).await, 429);
     // Repeating one bad key costs one lookup at most (it is cached as unknown).
     let Some(fresh) = TestApp::spawn(app.db.backend()).await else { return };
     let before = fresh.state.keys.db_lookups();

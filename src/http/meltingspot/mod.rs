@@ -62,13 +62,17 @@ async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Resp
     let (parts, body) = req.into_parts();
     let client_ip = ClientIp::of(&st.config, &parts).0;
     req = Request::from_parts(parts, body);
-    if let Some(retry_after_s) = st.failed_auth.blocked_for(client_ip) {
-        return MsError(Error::RateLimited { retry_after_s }).into_response();
-    }
     let Some(key) = api_key(req.headers()) else {
         st.failed_auth.record_failure(client_ip);
         return MsError(Error::Unauthorized("Unauthorized".into())).into_response();
     };
+    // An address over its failures is refused without a lookup, unless the key is
+    // one this process already knows to be valid (a client behind the same NAT).
+    if let Some(retry_after_s) = st.failed_auth.blocked_for(client_ip) {
+        if st.keys.cached_valid(key).is_none() {
+            return MsError(Error::RateLimited { retry_after_s }).into_response();
+        }
+    }
     let authed = match st.keys.authenticate(&st.db, key, st.config.default_limits).await {
         Ok(a) => a,
         Err(e) => {
