@@ -37,8 +37,11 @@ pub struct AuthedSpot {
 #[derive(Debug)]
 pub struct HashCache<V> {
     ttl: Duration,
-    entries: Mutex<(HashMap<[u8; 32], (Instant, V)>, Instant)>,
+    entries: Mutex<(Entries<V>, Instant)>,
 }
+
+/// Cached values by credential hash, with when each was cached.
+type Entries<V> = HashMap<[u8; 32], (Instant, V)>;
 
 impl<V: Clone> HashCache<V> {
     pub const CAPACITY: usize = 10_000;
