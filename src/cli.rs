@@ -158,6 +158,9 @@ pub struct ServeArgs {
     /// Open connections at once (more wait in the listen backlog).
     #[arg(long, env = "OPENSPOT_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
+    /// Open connections of one client address (trusted proxies exempt).
+    #[arg(long, env = "OPENSPOT_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 128)]
+    pub max_connections_per_address: usize,
     /// Requests handled at once (more are answered 503).
     #[arg(long, env = "OPENSPOT_MAX_IN_FLIGHT", default_value_t = 512)]
     pub max_in_flight: usize,
@@ -430,6 +433,7 @@ async fn serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     config.server.import_timeout = std::time::Duration::from_secs(args.request_timeout_s.max(1) * 4);
     config.server.max_connections = args.max_connections.max(1);
     config.server.max_in_flight = args.max_in_flight.max(1);
+    config.server.max_connections_per_address = args.max_connections_per_address.max(1);
     config.auth.pin_calls_per_address = args.pin_calls_per_address.max(1);
     config.auth.failed_auth_per_address = args.failed_auth_per_address.max(1);
     if args.demo {

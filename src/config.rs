@@ -37,6 +37,8 @@ pub struct ServerLimits {
     pub import_timeout: Duration,
     /// Open connections at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// Open connections of one client address (trusted proxies exempt); more are closed.
+    pub max_connections_per_address: usize,
     /// Requests being handled at once; more are answered 503 at once.
     pub max_in_flight: usize,
 }
@@ -48,6 +50,7 @@ impl Default for ServerLimits {
             request_timeout: Duration::from_secs(30),
             import_timeout: Duration::from_secs(120),
             max_connections: 1024,
+            max_connections_per_address: 128,
             max_in_flight: 512,
         }
     }

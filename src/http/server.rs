@@ -5,13 +5,17 @@
 //! likes. This loop serves HTTP/1.1 with hyper directly and bounds every resource a
 //! client can hold: open connections (a semaphore; more wait in the listen backlog), the
 //! time to send a request head (also the idle time of a keep-alive connection), the size
-//! of a head, the time to be answered, body included (408), and the requests handled at
-//! once (503 + `Retry-After` beyond). Each request carries its peer address
+//! of a head, the time to be answered, body included (408), the time a blocked write
+//! of the answer may wait for the client to read ([`WriteTimeout`]), the connections
+//! one address may hold, and the requests handled at once (503 + `Retry-After` beyond). Each request carries its peer address
 //! (`ConnectInfo`), from which [`client_ip`] derives the address throttles key on.
 
 use std::convert::Infallible;
+use std::future::Future as _;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -20,6 +24,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
 
@@ -46,6 +51,7 @@ where
 {
     let limits = config.server.clone();
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_address = Arc::new(PerAddress::default());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -65,7 +71,21 @@ where
             },
             _ = &mut shutdown => break,
         };
+        // One address may hold only so many connections (a trusted proxy carries many
+        // clients and is exempt): past it the connection is closed at once.
+        let address_slot = if config.is_trusted_proxy(remote.ip()) {
+            None
+        } else {
+            match per_address.clone().take(throttle_key(remote.ip()), limits.max_connections_per_address) {
+                Some(slot) => Some(slot),
+                None => {
+                    drop(stream);
+                    continue;
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
+        let stream = WriteTimeout::new(stream, limits.request_timeout);
         let svc = service.clone();
         let hyper_service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
             let mut req = req.map(Body::new);
@@ -85,6 +105,7 @@ where
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection closed with an error");
             }
+            drop(address_slot);
             drop(permit);
         });
     }
@@ -93,6 +114,117 @@ where
         tracing::warn!("requests still running after {} s; stopping anyway", SHUTDOWN_GRACE.as_secs());
     }
     Ok(())
+}
+
+/// Open connections per client address.
+#[derive(Debug, Default)]
+struct PerAddress(std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>);
+
+/// One connection's place in [`PerAddress`], given back on drop.
+struct AddressSlot(Arc<PerAddress>, IpAddr);
+
+impl PerAddress {
+    fn take(self: Arc<Self>, ip: IpAddr, max: usize) -> Option<AddressSlot> {
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= max.max(1) {
+            return None;
+        }
+        *n += 1;
+        drop(open);
+        Some(AddressSlot(self, ip))
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.0 .0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.1);
+            }
+        }
+    }
+}
+
+/// A connection whose writes must make progress: a client that stops reading its
+/// answer (a large document, never read) would otherwise hold the connection, and its
+/// slot, for ever. A write that stays blocked for the whole timeout fails the connection.
+pub struct WriteTimeout<S> {
+    inner: S,
+    timeout: Duration,
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteTimeout<S> {
+    pub fn new(inner: S, timeout: Duration) -> Self {
+        WriteTimeout { inner, timeout, stalled: None }
+    }
+
+    /// Arms the timer when the write is blocked; disarms it on progress.
+    fn watch<T>(&mut self, cx: &mut std::task::Context<'_>, res: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match res {
+            Poll::Pending => {
+                let timeout = self.timeout;
+                let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client stopped reading its answer",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteTimeout<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let res = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, res)
+    }
+
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<io::Result<()>> {
+        let res = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, res)
+    }
+
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let res = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, res)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 /// The address a request is throttled as: the peer, or — when the peer is a trusted
@@ -221,6 +353,47 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_str(v).unwrap());
         h
+    }
+
+    #[tokio::test]
+    async fn a_write_the_client_never_reads_fails_after_the_timeout() {
+        use tokio::io::AsyncWriteExt;
+        let (near, _far) = tokio::io::duplex(1024);
+        let mut io = WriteTimeout::new(near, Duration::from_millis(200));
+        let start = std::time::Instant::now();
+        let err = io.write_all(&[0u8; 64 * 1024]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_that_keeps_reading_is_served() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (near, mut far) = tokio::io::duplex(1024);
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 512];
+            let mut total = 0;
+            while total < 16 * 1024 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                total += far.read(&mut buf).await.unwrap();
+            }
+            total
+        });
+        let mut io = WriteTimeout::new(near, Duration::from_millis(200));
+        io.write_all(&[1u8; 16 * 1024]).await.unwrap();
+        assert_eq!(reader.await.unwrap(), 16 * 1024);
+    }
+
+    #[test]
+    fn connections_per_address_are_capped_and_given_back() {
+        let open = Arc::new(PerAddress::default());
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let a = open.clone().take(ip, 2).unwrap();
+        let _b = open.clone().take(ip, 2).unwrap();
+        assert!(open.clone().take(ip, 2).is_none());
+        assert!(open.clone().take("192.0.2.2".parse().unwrap(), 2).is_some());
+        drop(a);
+        assert!(open.clone().take(ip, 2).is_some());
     }
 
     #[test]

@@ -512,3 +512,28 @@ async fn no_secret_reaches_the_log() {
         assert!(!line.contains("pin=") && !line.contains("\"pin\""), "the log shows a PIN: {line}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_every_connection() {
+    let Some(app) = TestApp::spawn_with(openspot::store::Backend::Sqlite, |c| {
+        c.server.max_connections_per_address = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let held =
+        [tokio::net::TcpStream::connect(&addr).await.unwrap(), tokio::net::TcpStream::connect(&addr).await.unwrap()];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A third connection from the same address is closed at once, unanswered.
+    let mut third = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _ = third.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let (text, took) = read_until_closed(&mut third, Duration::from_secs(5)).await;
+    assert!(text.is_empty(), "{text}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    // Given back when they close.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.get("/healthz").await.status, 200);
+}
