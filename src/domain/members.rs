@@ -286,6 +286,10 @@ async fn apply_member_patch(db: &Db, spot_id: Uuid, id: Uuid, patch: MemberPatch
     }
     m.updated_at = now;
     store::members::update(tx.ex(), &m).await?;
+    if !super::kaizala::may_sign_in(&m.status) {
+        // Signed out: the tokens go, so reactivating the member does not revive them.
+        store::kaizala::revoke_member(tx.ex(), spot_id, id).await?;
+    }
     super::groups::refresh_smart_memberships(&mut tx, &m).await?;
     tx.commit().await?;
     Ok(m)

@@ -136,6 +136,21 @@ pub async fn delete_access_tokens_of(
     .map(|r| r.rows_affected()))
 }
 
+/// Revokes everything a member holds: refresh and access tokens of every connector,
+/// and pending PINs (the member was signed out: Deactivated, Rejected or Left).
+pub async fn revoke_member(ex: Ex<'_>, spot_id: Uuid, member_id: Uuid) -> Result<(), sqlx::Error> {
+    run!(ex, |c| {
+        for table in ["kz_access_tokens", "kz_refresh_tokens", "kz_pins"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE spot_id = $1 AND member_id = $2"))
+                .bind(spot_id)
+                .bind(member_id)
+                .execute(&mut *c)
+                .await?;
+        }
+        Ok(())
+    })
+}
+
 /// Drops the spot's expired access tokens.
 pub async fn purge_access_tokens(ex: Ex<'_>, spot_id: Uuid, now: i64) -> Result<(), sqlx::Error> {
     run!(ex, |c| sqlx::query("DELETE FROM kz_access_tokens WHERE spot_id = $1 AND expires_at < $2")

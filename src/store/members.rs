@@ -55,9 +55,12 @@ pub async fn get(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<Option<Member>, 
 }
 
 /// The member under its row lock until the transaction ends (PostgreSQL; SQLite write
-/// transactions exclude each other already), for read-modify-write updates.
+/// transactions exclude each other already), for read-modify-write updates. `FOR NO KEY
+/// UPDATE` (the lock an `UPDATE` of non-key columns takes) still lets rows that
+/// reference the member (memberships, participants) be inserted meanwhile.
 pub async fn get_for_update(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<Option<Member>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND id = $2{}", ex.row_lock(" FOR UPDATE"));
+    let lock = ex.row_lock(" FOR NO KEY UPDATE");
+    let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND id = $2{lock}");
     run!(ex, |c| sqlx::query_as::<_, Member>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
 }
 

@@ -239,6 +239,11 @@ both!(replaced_tokens_and_signed_out_members_lose_access, |app| {
     assert!(openspot::domain::kaizala::create_user_token(&app.db, &kz.app_id, number).await.is_err());
     assert_eq!(generate_pin(&app, &kz.app_id, number).await.body, json!({}));
     assert_kz_error(&login(&app, &kz.app_id, number, "1234").await, 401, "Unauthenticated");
+    // Reactivation does not revive the tokens the member held when signed out.
+    assert_eq!(app.put(&format!("/v1/spotMembers/{id}"), json!({"status": "Accepted"})).await.status, 200);
+    assert_kz_error(&access(&app, &kz.app_id, &kz.secret, &again.refresh).await, 401, "InvalidToken");
+    assert_kz_error(&call(&app, &again, Method::GET, "/groups", None).await, 401, "InvalidToken");
+    assert!(!user(&app, &kz.app_id, &kz.secret, number).await.token.is_empty());
 });
 
 fn median(mut v: Vec<Duration>) -> Duration {
