@@ -155,6 +155,11 @@ async fn holders(tx: &mut Tx, spot_id: Uuid, id: Uuid) -> Result<Vec<Uuid>> {
 /// Deletes the role; its holders get `customRoleId: null` and are re-evaluated against
 /// the smart groups whose rules read `customRoleId`, in the same transaction.
 pub async fn delete_role(db: &Db, spot_id: Uuid, id: Uuid) -> Result<()> {
+    store::retry_transient(|| delete_role_once(db, spot_id, id)).await
+}
+
+/// One attempt of [`delete_role`] (see [`store::retry_transient`]).
+async fn delete_role_once(db: &Db, spot_id: Uuid, id: Uuid) -> Result<()> {
     let mut tx = db.begin().await?;
     if !store::custom_roles::delete(tx.ex(), spot_id, id).await? {
         return Err(Error::NotFound(Entity::CustomRole));

@@ -405,6 +405,11 @@ async fn bulk_remove_once(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String]
 /// `blacklist~bulkAdd` / `blacklist~bulkRemove` of a smart group; returns the whole list.
 pub async fn change_blacklist(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String], add: bool) -> Result<Vec<Uuid>> {
     check_bulk(ids)?;
+    store::retry_transient(|| change_blacklist_once(db, spot_id, group_id, ids, add)).await
+}
+
+/// One attempt of [`change_blacklist`] (see [`store::retry_transient`]).
+async fn change_blacklist_once(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String], add: bool) -> Result<Vec<Uuid>> {
     let (parsed, _) = split_ids(ids);
     let mut tx = db.begin().await?;
     let g = store::groups::get(tx.ex(), spot_id, group_id).await?.ok_or(Error::NotFound(Entity::Group))?;

@@ -261,6 +261,11 @@ pub(crate) async fn smart_groups_read(tx: &mut Tx, spot_id: Uuid, needle: &str) 
 /// (same transaction); renamed options rename them (see [`check_renames`]). The members
 /// whose values changed are re-evaluated against the smart groups reading the property.
 pub async fn update_property(db: &Db, spot_id: Uuid, slug: &str, p: PropertyPatch) -> Result<PropertyDef> {
+    store::retry_transient(|| update_property_once(db, spot_id, slug, p.clone())).await
+}
+
+/// One attempt of [`update_property`] (see [`store::retry_transient`]).
+async fn update_property_once(db: &Db, spot_id: Uuid, slug: &str, p: PropertyPatch) -> Result<PropertyDef> {
     let mut tx = db.begin().await?;
     let mut def = store::properties::get_by_slug_for_update(tx.ex(), spot_id, slug)
         .await?
@@ -311,6 +316,11 @@ pub async fn update_property(db: &Db, spot_id: Uuid, slug: &str, p: PropertyPatc
 /// Deletes a property and every stored value of it, in one transaction; refused (409)
 /// while a smart group's rules read it.
 pub async fn delete_property(db: &Db, spot_id: Uuid, slug: &str) -> Result<()> {
+    store::retry_transient(|| delete_property_once(db, spot_id, slug)).await
+}
+
+/// One attempt of [`delete_property`] (see [`store::retry_transient`]).
+async fn delete_property_once(db: &Db, spot_id: Uuid, slug: &str) -> Result<()> {
     let mut tx = db.begin().await?;
     let def = store::properties::get_by_slug_for_update(tx.ex(), spot_id, slug)
         .await?
@@ -477,6 +487,16 @@ pub async fn set_values_in(
 
 /// `PUT …/customPropertiesValues/{slug}` and `~bulkUpsert` (all-or-nothing).
 pub async fn set_values(
+    db: &Db,
+    spot_id: Uuid,
+    member_id: Uuid,
+    items: &[(String, Value, String)],
+) -> Result<Vec<PropertyValue>> {
+    store::retry_transient(|| set_values_once(db, spot_id, member_id, items)).await
+}
+
+/// One attempt of [`set_values`] (see [`store::retry_transient`]).
+async fn set_values_once(
     db: &Db,
     spot_id: Uuid,
     member_id: Uuid,
