@@ -170,7 +170,10 @@ async fn delete_role_once(db: &Db, spot_id: Uuid, id: Uuid) -> Result<()> {
         Vec::new()
     };
     store::members::clear_custom_role(tx.ex(), spot_id, id, now_ms()).await?;
-    super::properties::refresh_members(&mut tx, spot_id, affected).await?;
+    let recompute = super::properties::refresh_readers(&mut tx, spot_id, "\"customRoleId\"", affected).await?;
     tx.commit().await?;
+    for group_id in recompute {
+        super::groups::start_computation(db, spot_id, group_id);
+    }
     Ok(())
 }

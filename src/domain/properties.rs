@@ -237,19 +237,49 @@ fn check_renames(options: &[String], renamed: &HashMap<String, String>) -> Resul
     Ok(renames)
 }
 
-/// Re-evaluates `member_ids` against the spot's smart groups (inside the transaction
-/// that changed them underneath: an option renamed or removed, a custom role deleted),
-/// as a member write would. Ids may repeat.
-pub(crate) async fn refresh_members(tx: &mut Tx, spot_id: Uuid, member_ids: Vec<Uuid>) -> Result<()> {
+/// Members re-evaluated inside the changing transaction at most (see [`refresh_readers`]).
+const REFRESH_IN_TX_MAX: usize = 500;
+
+/// After a change underneath members (an option renamed or removed, a custom role
+/// deleted), brings the smart groups whose rules contain `needle` (a quoted field name)
+/// up to date. Up to [`REFRESH_IN_TX_MAX`] members are re-evaluated in the transaction,
+/// as a member write would. Past that, those groups are marked not ready instead and
+/// returned, for the caller to recompute after commit (sliced, through the bounded
+/// queue; housekeeping resumes them after a crash): the transaction, which holds
+/// SQLite's one write lock, does not grow with the spot.
+pub(crate) async fn refresh_readers(
+    tx: &mut Tx,
+    spot_id: Uuid,
+    needle: &str,
+    member_ids: Vec<Uuid>,
+) -> Result<Vec<Uuid>> {
+    if member_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let readers: Vec<Uuid> = store::groups::smart_groups(tx.ex(), spot_id)
+        .await?
+        .into_iter()
+        .filter(|(_, rules)| rules.contains(needle))
+        .map(|(id, _)| id)
+        .collect();
+    if readers.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut ids = member_ids;
     ids.sort();
     ids.dedup();
+    if ids.len() > REFRESH_IN_TX_MAX {
+        for g in &readers {
+            store::groups::set_not_ready(tx.ex(), spot_id, *g).await?;
+        }
+        return Ok(readers);
+    }
     for chunk in ids.chunks(store::sql::IN_LIST_MAX) {
         for m in store::members::get_many(tx.ex(), spot_id, chunk).await? {
             super::groups::refresh_smart_memberships(tx, &m).await?;
         }
     }
-    Ok(())
+    Ok(Vec::new())
 }
 
 /// Whether some smart group of the spot has `needle` (a quoted field name) in its rules.
@@ -305,11 +335,12 @@ async fn update_property_once(db: &Db, spot_id: Uuid, slug: &str, p: PropertyPat
     changed.extend(store::properties::delete_option_values(tx.ex(), spot_id, def.id, &removed).await?);
     def.possible_values = next;
     store::properties::update(tx.ex(), &def).await?;
-    if !changed.is_empty() && smart_groups_read(&mut tx, spot_id, &format!("\"customProperties.{}\"", def.slug)).await?
-    {
-        refresh_members(&mut tx, spot_id, changed).await?;
-    }
+    let needle = format!("\"customProperties.{}\"", def.slug);
+    let recompute = refresh_readers(&mut tx, spot_id, &needle, changed).await?;
     tx.commit().await?;
+    for group_id in recompute {
+        super::groups::start_computation(db, spot_id, group_id);
+    }
     Ok(def)
 }
 

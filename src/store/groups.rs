@@ -147,6 +147,20 @@ pub async fn extend_lease(ex: Ex<'_>, spot_id: Uuid, id: Uuid, until: i64) -> Re
         .map(|_| ()))
 }
 
+/// Marks a smart group for recomputation: not ready, no lease (so any replica's
+/// housekeeping takes it up if no one starts it).
+pub async fn set_not_ready(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<(), sqlx::Error> {
+    run!(ex, |c| {
+        sqlx::query("UPDATE spot_groups SET ready = $3, compute_lease_until = NULL WHERE spot_id = $1 AND id = $2")
+            .bind(spot_id)
+            .bind(id)
+            .bind(false)
+            .execute(c)
+            .await
+            .map(|_| ())
+    })
+}
+
 pub async fn set_ready(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<(), sqlx::Error> {
     run!(ex, |c| {
         sqlx::query("UPDATE spot_groups SET ready = $3, compute_lease_until = NULL WHERE spot_id = $1 AND id = $2")

@@ -490,3 +490,42 @@ both!(concurrent_value_writes_of_one_member_lose_nothing, |app| {
     let expected: Vec<String> = (0..12).map(|i| format!("m{i:02}@x.io")).collect();
     assert_eq!(smart_members(&app, &gid).await, expected);
 });
+
+/// Ready, then the group's `total` (bounded wait).
+async fn ready_total(app: &TestApp, gid: &str) -> i64 {
+    for _ in 0..400 {
+        if app.get(&format!("/v1/groups/{gid}")).await.body["ready"] == true {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    app.get(&format!("/v1/groups/{gid}/spotMembers?limit=1")).await.body["total"].as_i64().unwrap()
+}
+
+// A rename that touches more members than one transaction should re-evaluate marks the
+// groups reading the property not ready and recomputes them in slices; they end exact.
+both!(renaming_an_option_held_by_many_recomputes_the_readers, |app| {
+    define(&app, json!({"label": "Plan", "type": "SingleSelect", "possibleValues": ["free", "pro"]})).await;
+    let mut csv = String::from("email,plan\n");
+    for i in 0..700 {
+        csv.push_str(&format!("m{i}@x.io,{}\n", if i < 600 { "free" } else { "pro" }));
+    }
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(csv.into_bytes()).file_name("m.csv"));
+    let r = app
+        .client
+        .post(format!("{}/v1/spotMembers~import", app.base))
+        .header("authorization", &app.key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let pro = smart_group(&app, json!([{"field": "customProperties.plan", "op": "eq", "value": "pro"}])).await;
+    assert_eq!(ready_total(&app, &pro).await, 100);
+    // 600 holders of "free" become "pro" and 100 holders of "pro" become "free".
+    let r = app.put("/v1/customProperties/plan", json!({"renamedValues": {"free": "pro", "pro": "free"}})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(ready_total(&app, &pro).await, 600);
+    assert_eq!(app.get("/v1/spotMembers?customProperties.plan[eq]=pro&limit=1").await.body["total"], 600);
+});
