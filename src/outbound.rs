@@ -159,7 +159,9 @@ impl Outbound {
     pub async fn post_json(&self, url: &str, body: &serde_json::Value) -> anyhow::Result<u16> {
         let (url, _) = self.parse_target(url)?;
         let resp = self.client.post(url).json(body).send().await.map_err(|e| {
-            // The resolver's refusal sits in the error's sources; say it plainly.
+            // The resolver's refusal sits in the error's sources; say it plainly. The
+            // URL is left out: its path or query may carry a credential of the target.
+            let e = e.without_url();
             let mut reason = e.to_string();
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
@@ -298,6 +300,18 @@ mod tests {
         for ip in ["198.17.255.255", "198.20.0.1", "239.255.255.255", "223.255.255.254", "192.0.1.1", "2003::1"] {
             assert_eq!(public(ip), ip != "239.255.255.255", "{ip}");
         }
+    }
+
+    #[tokio::test]
+    async fn errors_never_repeat_the_url() {
+        let lax = Outbound::new(true, Duration::from_secs(2)).expect("client");
+        // Port 1 on loopback: nothing listens, the connection is refused.
+        let err = lax.post_json("http://user:pw-secret@127.0.0.1:1/sms?apikey=q-secret", &serde_json::json!({})).await;
+        let text = format!("{:#}", err.expect_err("nothing listens there"));
+        assert!(!text.contains("secret"), "{text}");
+        let err = lax.post_json("http://user:pw-secret@[::1/sms?apikey=q-secret", &serde_json::json!({})).await;
+        let text = format!("{:#}", err.expect_err("not a URL"));
+        assert!(!text.contains("secret"), "{text}");
     }
 
     #[tokio::test]
