@@ -82,3 +82,37 @@ impl IntoResponse for MsError {
         render(&self.0, error_response)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_headers_close_on_413_and_408_and_say_when_to_retry() {
+        for status in [413, 408] {
+            let mut h = HeaderMap::new();
+            add_error_headers(&mut h, status, None);
+            assert_eq!(h.get("connection").map(|v| v.as_bytes()), Some(&b"close"[..]), "{status}");
+            assert!(h.get("retry-after").is_none());
+        }
+        let mut h = HeaderMap::new();
+        add_error_headers(&mut h, 429, Some(7));
+        assert_eq!(h.get("retry-after").map(|v| v.as_bytes()), Some(&b"7"[..]));
+        assert!(h.get("connection").is_none());
+    }
+
+    #[test]
+    fn internal_errors_are_rendered_without_detail() {
+        let e = Error::Internal(anyhow::anyhow!("secret detail"));
+        let mut seen = None;
+        let resp = render(&e, |status, message| {
+            seen = Some((status, message));
+            error_response(status, "x".into())
+        });
+        assert_eq!(seen, Some((500, "Internal server error".to_string())));
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let resp = render(&Error::RateLimited { retry_after_s: 3 }, error_response);
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers().get("retry-after").map(|v| v.as_bytes()), Some(&b"3"[..]));
+    }
+}
