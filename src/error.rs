@@ -45,9 +45,18 @@ pub enum Error {
     /// 400 with a free message (e.g. an unparseable body).
     #[error("{0}")]
     BadRequest(String),
-    /// 401.
+    /// 401: a MeltingSpot API key was refused.
     #[error("{0}")]
     Unauthorized(String),
+    /// 401: a token (access or refresh) is missing, unknown, expired or revoked, or its
+    /// member may no longer sign in. The domain says [`UNAUTHORIZED`]; a dialect with
+    /// documented wire text (Kaizala `InvalidToken`) puts its own in.
+    #[error("{0}")]
+    InvalidToken(String),
+    /// 401: wrong application credentials or PIN (Kaizala `Unauthenticated`); the text
+    /// is chosen as for [`Error::InvalidToken`].
+    #[error("{0}")]
+    Unauthenticated(String),
     /// 403.
     #[error("{0}")]
     Forbidden(String),
@@ -57,7 +66,7 @@ pub enum Error {
     /// 413 "Payload is too large".
     #[error("Payload is too large")]
     TooLarge,
-    /// 429.
+    /// 429: a throttle or a lockout (too many wrong PINs for a number this hour).
     #[error("Too many requests, retry in {retry_after_s} s")]
     RateLimited { retry_after_s: u64 },
     /// 503 + `Retry-After`: the database is busy (SQLite's lock was not granted within
@@ -79,11 +88,21 @@ impl Error {
         Error::Invalid { field: field.into(), reason: reason.into() }
     }
 
+    /// [`Error::InvalidToken`] with the dialect-neutral text.
+    pub fn invalid_token() -> Self {
+        Error::InvalidToken(UNAUTHORIZED.into())
+    }
+
+    /// [`Error::Unauthenticated`] with the dialect-neutral text.
+    pub fn unauthenticated() -> Self {
+        Error::Unauthenticated(UNAUTHORIZED.into())
+    }
+
     pub fn status(&self) -> u16 {
         match self {
             Error::NotFound(_) => 404,
             Error::Invalid { .. } | Error::BadRequest(_) => 400,
-            Error::Unauthorized(_) => 401,
+            Error::Unauthorized(_) | Error::InvalidToken(_) | Error::Unauthenticated(_) => 401,
             Error::Forbidden(_) => 403,
             Error::Conflict(_) => 409,
             Error::TooLarge => 413,
@@ -103,11 +122,21 @@ impl Error {
         }
     }
 
+    /// True when a presented credential (key, token, application secret, PIN) was
+    /// refused: what the failed-auth throttle counts. Throttles, lockouts and database
+    /// failures are not.
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(self, Error::Unauthorized(_) | Error::InvalidToken(_) | Error::Unauthenticated(_))
+    }
+
     /// True for a failure that re-running the whole operation may not meet again.
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Transient(_))
     }
 }
+
+/// The text of a refused credential when the dialect has none of its own.
+pub const UNAUTHORIZED: &str = "Unauthorized";
 
 /// The `Retry-After` (seconds) of a 503 from a busy database: its write locks are held
 /// for at most a few hundred milliseconds at a time, so one second is plenty.
@@ -200,5 +229,20 @@ mod tests {
         assert!(transient.is_transient());
         assert_eq!(Error::from(sqlx::Error::RowNotFound).status(), 500);
         assert_eq!(Error::Conflict("x".into()).retry_after_s(), None);
+    }
+
+    #[test]
+    fn refused_credentials_are_401_and_count_as_auth_failures() {
+        for e in [Error::invalid_token(), Error::unauthenticated(), Error::Unauthorized(UNAUTHORIZED.into())] {
+            assert_eq!(e.status(), 401, "{e:?}");
+            assert!(e.is_auth_failure(), "{e:?}");
+            assert_eq!(e.retry_after_s(), None, "{e:?}");
+            assert_eq!(e.to_string(), UNAUTHORIZED);
+        }
+        // A lockout is a throttle, not a refused credential.
+        let locked = Error::RateLimited { retry_after_s: 60 };
+        assert_eq!(locked.status(), 429);
+        assert!(!locked.is_auth_failure());
+        assert!(!Error::from(sqlx::Error::PoolTimedOut).is_auth_failure());
     }
 }

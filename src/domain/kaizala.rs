@@ -6,6 +6,10 @@
 //! for 24-hour access tokens. Kaizala members are spot members identified by E.164
 //! mobile number; group membership carries the Kaizala role (Admin/Member). All
 //! secrets, tokens and PINs are stored as SHA-256 hashes.
+//!
+//! A refused credential is [`Error::InvalidToken`] (token) or [`Error::Unauthenticated`]
+//! (application credentials, PIN) with the neutral text; the HTTP adapter puts the
+//! documented wire text in (`http::kaizala`).
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -35,22 +39,6 @@ pub const PIN_TTL_MS: i64 = 10 * 60 * 1000;
 pub const PIN_TRIES: i64 = 5;
 pub const MAX_GROUP_MEMBERS_PER_CALL: usize = 100;
 pub const MAX_MESSAGE_CHARS: usize = 4000;
-pub const GRANTED_SCOPE: &str = "groupinfo.read,groupinfo.write,groupinfo.remove,groupinfo.update,groupmember.read,\
-groupmember.write,groupmember.remove,textmessage.read,textmessage.write";
-
-/// Messages clients match on (kaizala-api.md §1.7).
-pub const MSG_TOKEN_MISSING: &str = "Token missing. Header should have token as value of ACCESSTOKEN";
-pub const MSG_TOKEN_INVALID: &str = "Invalid token. Failure reason:Token validation failed due to unknown reason!";
-pub const MSG_BAD_APP_CREDENTIALS: &str = "Dont have correct applicationId and secret in header!";
-
-/// Why a Kaizala call was refused before reaching the domain (the dialect picks the errorCode).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthFailure {
-    /// Missing, unknown or expired token: `InvalidToken`.
-    InvalidToken,
-    /// Wrong application credentials or PIN: `Unauthenticated`.
-    Unauthenticated,
-}
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct Connector {
@@ -354,11 +342,11 @@ pub async fn login_with_pin(
     application_id: &str,
     pin: &str,
     application_secret: Option<&str>,
-) -> Result<std::result::Result<PinLogin, AuthFailure>> {
+) -> Result<PinLogin> {
     let number = mobile("mobileNumber", mobile_number)?;
     throttles.per_address(db, "login").await?;
     let Some((connector, secret_hash)) = connector_by_id(db, application_id).await? else {
-        return Ok(Err(AuthFailure::Unauthenticated));
+        return Err(Error::unauthenticated());
     };
     throttles.per_connector(db, "login", &connector).await?;
     let scope = format!("kz:login-attempts:number:{number}");
@@ -368,27 +356,19 @@ pub async fn login_with_pin(
         window_ms: HOUR_MS,
         limit: throttles.limits.pin_failures_per_number,
     };
-    if let Err(retry_after_s) = attempts.take(db).await? {
-        return Err(Error::RateLimited { retry_after_s });
-    }
+    // Over the budget: the number is locked out (429) until the hour ends.
+    attempts.take(db).await?;
     if let Some(secret) = application_secret {
         if !same_hash(&secret_hash, &sha256(secret)) {
-            return Ok(Err(AuthFailure::Unauthenticated));
+            return Err(Error::unauthenticated());
         }
     }
-    let outcome = verify_pin(db, &connector, &number, pin).await;
-    if matches!(outcome, Ok(Ok(_))) {
-        attempts.give_back(db).await?;
-    }
-    outcome
+    let login = verify_pin(db, &connector, &number, pin).await?;
+    attempts.give_back(db).await?;
+    Ok(login)
 }
 
-async fn verify_pin(
-    db: &Db,
-    connector: &Connector,
-    number: &str,
-    pin: &str,
-) -> Result<std::result::Result<PinLogin, AuthFailure>> {
+async fn verify_pin(db: &Db, connector: &Connector, number: &str, pin: &str) -> Result<PinLogin> {
     let member = {
         let mut c = db.conn().await?;
         store::members::get_by_mobile(c.ex(), connector.spot_id, number).await?
@@ -401,16 +381,16 @@ async fn verify_pin(
     let stored = store::kaizala::spend_pin_try(tx.ex(), connector.spot_id, connector.id, member_id, now_ms()).await?;
     let (Some(member), Some(hash)) = (member, stored) else {
         tx.commit().await?;
-        return Ok(Err(AuthFailure::Unauthenticated));
+        return Err(Error::unauthenticated());
     };
     if !same_hash(&hash, &sha256(&format!("{}:{}", connector.id, pin.trim()))) {
         tx.commit().await?;
-        return Ok(Err(AuthFailure::Unauthenticated));
+        return Err(Error::unauthenticated());
     }
     store::kaizala::delete_pin(tx.ex(), connector.spot_id, connector.id, member.id).await?;
     let (refresh_token, expires_at) = mint_refresh(&mut tx, connector, &member).await?;
     tx.commit().await?;
-    Ok(Ok(PinLogin { refresh_token, expires_at, connector_id: connector.id, member_id: member.id }))
+    Ok(PinLogin { refresh_token, expires_at, connector_id: connector.id, member_id: member.id })
 }
 
 /// An access token, and a new refresh token when the old one is in the last 10 % of its life.
@@ -430,22 +410,22 @@ pub async fn access_token(
     application_id: &str,
     application_secret: &str,
     refresh_token: &str,
-) -> Result<std::result::Result<AccessGrant, AuthFailure>> {
+) -> Result<AccessGrant> {
     let Some((connector, secret_hash)) = connector_by_id(db, application_id).await? else {
-        return Ok(Err(AuthFailure::Unauthenticated));
+        return Err(Error::unauthenticated());
     };
     if !same_hash(&secret_hash, &sha256(application_secret.trim())) {
-        return Ok(Err(AuthFailure::Unauthenticated));
+        return Err(Error::unauthenticated());
     }
     let mut tx = db.begin().await?;
     let grant = store::kaizala::find_refresh_token(tx.ex(), &sha256(refresh_token.trim())).await?;
     let now = now_ms();
     let Some(grant) = grant.filter(|g| g.connector_id == connector.id && g.expires_at > now) else {
-        return Ok(Err(AuthFailure::InvalidToken));
+        return Err(Error::invalid_token());
     };
     let member = members::get_in(tx.ex(), grant.spot_id, grant.member_id).await?;
     if !may_sign_in(&member.status) {
-        return Ok(Err(AuthFailure::InvalidToken));
+        return Err(Error::invalid_token());
     }
     // Renewal first: replacing the refresh token revokes the pair's access tokens,
     // and the one issued below must not be among them.
@@ -460,13 +440,13 @@ pub async fn access_token(
     store::kaizala::purge_access_tokens(tx.ex(), grant.spot_id, now).await?;
     store::kaizala::insert_access_token(tx.ex(), &access_grant, &sha256(&access)).await?;
     tx.commit().await?;
-    Ok(Ok(AccessGrant {
+    Ok(AccessGrant {
         access_token: access,
         expires_at: access_grant.expires_at,
         new_refresh_token: new_refresh,
         connector_id: grant.connector_id,
         member_id: grant.member_id,
-    }))
+    })
 }
 
 /// The caller of a Kaizala resource call.
@@ -494,22 +474,24 @@ impl Default for TokenCache {
 impl TokenCache {
     pub const TTL: Duration = Duration::from_secs(5);
 
-    pub async fn authenticate(&self, db: &Db, token: &str) -> Result<std::result::Result<KzCaller, AuthFailure>> {
+    /// The caller of a live access token; [`Error::InvalidToken`] for an unknown,
+    /// expired or revoked one, or one whose member may no longer sign in.
+    pub async fn authenticate(&self, db: &Db, token: &str) -> Result<KzCaller> {
         let hash = sha256(token.trim());
         let now = now_ms();
         if let Some(cached) = self.0.get(&hash) {
-            return Ok(cached.filter(|c| c.expires_at > now).ok_or(AuthFailure::InvalidToken));
+            return cached.filter(|c| c.expires_at > now).ok_or_else(Error::invalid_token);
         }
         let mut c = db.conn().await?;
         let found = store::kaizala::find_access_token(c.ex(), &hash).await?;
         drop(c);
         let Some((g, status)) = found.filter(|(g, _)| g.expires_at > now) else {
             self.0.put(hash, None);
-            return Ok(Err(AuthFailure::InvalidToken));
+            return Err(Error::invalid_token());
         };
         if !may_sign_in(&status) {
             self.0.put(hash, None);
-            return Ok(Err(AuthFailure::InvalidToken));
+            return Err(Error::invalid_token());
         }
         let caller = KzCaller {
             spot_id: g.spot_id,
@@ -518,7 +500,7 @@ impl TokenCache {
             expires_at: g.expires_at,
         };
         self.0.put(hash, Some(caller.clone()));
-        Ok(Ok(caller))
+        Ok(caller)
     }
 
     /// Forgets the cached tokens of a (connector, member) pair whose refresh token was

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use uuid::Uuid;
 
 use super::now_ms;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::{self, Db};
 
 pub const TEN_SECONDS_MS: i64 = 10_000;
@@ -49,16 +49,18 @@ impl AttemptWindow<'_> {
         now - now.rem_euclid(self.window_ms)
     }
 
-    /// Takes one attempt; `Err(seconds until the window ends)` when none is left.
-    pub async fn take(&self, db: &Db) -> Result<std::result::Result<(), u64>> {
+    /// Takes one attempt; [`Error::RateLimited`] until the window ends when none is left.
+    pub async fn take(&self, db: &Db) -> Result<()> {
         let now = now_ms();
         let start = self.start(now);
         let mut c = db.conn().await?;
         let taken = store::rate_limits::try_take(c.ex(), self.spot_id, self.scope, start, 1, self.limit).await?;
-        Ok(match taken {
+        match taken {
             Some(_) => Ok(()),
-            None => Err(((start + self.window_ms - now + 999) / 1000).max(1) as u64),
-        })
+            None => {
+                Err(Error::RateLimited { retry_after_s: ((start + self.window_ms - now + 999) / 1000).max(1) as u64 })
+            }
+        }
     }
 
     /// Returns an attempt that turned out not to count (a successful login).

@@ -1,6 +1,7 @@
-//! Extractors shared by the MeltingSpot handlers. Each rejects with the crate
-//! [`Error`], so a malformed body, an oversized body or a bad query parameter is
-//! answered in the dialect's error shape and names what is wrong.
+//! Extractors of the MeltingSpot handlers, and [`body_bytes`], the one body reader of
+//! both dialects. Each rejects with the crate [`Error`], so a malformed body, an
+//! oversized body or a bad query parameter is answered in the dialect's error shape
+//! and names what is wrong.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -16,7 +17,8 @@ use crate::error::Error;
 /// A JSON body; type errors name the offending field (`emails[3]: invalid type ...`).
 pub struct MsJson<T>(pub T);
 
-/// Reads the body bytes, mapping the 1 MiB cap to 413 "Payload is too large".
+/// Reads the body bytes, mapping the 1 MiB cap to 413 "Payload is too large" (both
+/// dialects' JSON bodies come through here; each parses them its own way).
 pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Error> {
     Bytes::from_request(req, state).await.map_err(|rej| {
         if rej.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {

@@ -643,3 +643,15 @@ both!(attaching_a_sub_group_needs_admin_of_both_groups, |app| {
     let r = call(&app, &alice, Method::PUT, &format!("/groups/{parent}/subGroups"), Some(&body)).await;
     assert_eq!(r.body, json!({"result": true}), "{}", r.text);
 });
+
+both!(oversized_bodies_are_413_and_close_the_connection_in_both_dialects, |app| {
+    let kz = setup(&app, "+33612345678").await;
+    let big = format!("{{\"groupName\": \"{}\"}}", "a".repeat(1_100_000));
+    let r = call(&app, &kz, Method::POST, "/groups", Some(&big)).await;
+    assert_eq!(assert_kz_error(&r, 413, "InvalidParameters"), "Payload is too large");
+    assert_eq!(r.header("connection").as_deref(), Some("close"));
+    let big = format!("{{\"email\": \"{}\"}}", "a".repeat(1_100_000));
+    let r = app.post_raw("/v1/spotMembers", big.into_bytes(), "application/json").await;
+    assert_eq!(r.status, 413, "{}", r.text);
+    assert_eq!(r.header("connection").as_deref(), Some("close"));
+});

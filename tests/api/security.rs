@@ -542,3 +542,47 @@ async fn one_address_cannot_hold_every_connection() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(app.get("/healthz").await.status, 200);
 }
+
+/// Waits out the last seconds of a minute, so a few steps fit in one failed-auth window.
+async fn start_of_a_minute() {
+    let s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() % 60;
+    if s > 45 {
+        tokio::time::sleep(Duration::from_secs(61 - s)).await;
+    }
+}
+
+/// The failed-auth throttle counts refused Kaizala access tokens, application secrets
+/// and refresh tokens, but not wrong PINs (they have budgets of their own); past the
+/// limit an address is refused before any lookup, valid token or not.
+async fn kaizala_credential_failures_are_throttled_per_address(backend: openspot::store::Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |c| c.auth.failed_auth_per_address = 3).await else { return };
+    let number = "+911188888888";
+    let kz = setup(&app, number).await;
+    start_of_a_minute().await;
+    for _ in 0..5 {
+        let m = assert_kz_error(&login(&app, &kz.app_id, number, "1000").await, 401, "Unauthenticated");
+        assert_eq!(m, "Invalid mobile number, PIN or application");
+    }
+    assert_eq!(call(&app, &kz, Method::GET, "/groups", None).await.status, 200);
+    let m = assert_kz_error(&access(&app, &kz.app_id, "wrong", &kz.refresh).await, 401, "Unauthenticated");
+    assert_eq!(m, "Dont have correct applicationId and secret in header!");
+    let m = assert_kz_error(&access(&app, &kz.app_id, &kz.secret, "kzr_bogus").await, 401, "InvalidToken");
+    assert_eq!(m, "Invalid token. Failure reason:Token validation failed due to unknown reason!");
+    let r = raw(&app, Method::GET, "/kaizala/v1/groups", &[("accessToken", "kza_bogus")], None).await;
+    assert_kz_error(&r, 401, "InvalidToken");
+    // Three failures: the address is refused now, whatever it presents.
+    let r = call(&app, &kz, Method::GET, "/groups", None).await;
+    assert_kz_error(&r, 429, "Throttled");
+    assert!(r.header("retry-after").and_then(|v| v.parse::<u64>().ok()).is_some_and(|s| (1..=60).contains(&s)));
+    assert_kz_error(&access(&app, &kz.app_id, &kz.secret, &kz.refresh).await, 429, "Throttled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kaizala_credential_failures_are_throttled_per_address_sqlite() {
+    kaizala_credential_failures_are_throttled_per_address(openspot::store::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kaizala_credential_failures_are_throttled_per_address_postgres() {
+    kaizala_credential_failures_are_throttled_per_address(openspot::store::Backend::Postgres).await;
+}

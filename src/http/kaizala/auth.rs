@@ -9,10 +9,11 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{header, lenient, KzError, KzErrorBody, KzJson};
-use crate::domain::kaizala::{
-    self, AuthFailure, LoginThrottles, GRANTED_SCOPE, MSG_BAD_APP_CREDENTIALS, MSG_TOKEN_INVALID,
+use super::{
+    header, lenient, with_wire_text, KzError, KzErrorBody, KzJson, ACCESS_TOKEN_SCOPE, GRANTED_SCOPE,
+    MSG_BAD_APP_CREDENTIALS, MSG_BAD_LOGIN, MSG_TOKEN_INVALID,
 };
+use crate::domain::kaizala::{self, LoginThrottles};
 use crate::error::Error;
 use crate::http::server::ClientIp;
 use crate::http::AppState;
@@ -103,19 +104,17 @@ async fn login_with_pin(
     let app = required(body.applicationid, "applicationId")?;
     let pin = required(body.pin, "pin")?;
     let throttles = LoginThrottles { limiter: &st.limiter, limits: &st.config.auth, client_ip };
-    match kaizala::login_with_pin(&st.db, &throttles, &mobile, &app, &pin, body.applicationsecret.as_deref()).await? {
-        Ok(login) => {
-            // The pair's old refresh token was replaced: its cached access tokens go now.
-            st.kz_tokens.forget_pair(login.connector_id, login.member_id);
-            Ok(Json(LoginResult {
-                refresh_token: login.refresh_token,
-                granted_scope: GRANTED_SCOPE.to_string(),
-                refresh_token_expiry: login.expires_at,
-                endpoint_url: format!("{}/kaizala", st.config.public_url),
-            }))
-        }
-        Err(f) => Err(KzError::auth(f, "Invalid mobile number, PIN or application")),
-    }
+    let login = kaizala::login_with_pin(&st.db, &throttles, &mobile, &app, &pin, body.applicationsecret.as_deref())
+        .await
+        .map_err(|e| with_wire_text(e, MSG_BAD_LOGIN))?;
+    // The pair's old refresh token was replaced: its cached access tokens go now.
+    st.kz_tokens.forget_pair(login.connector_id, login.member_id);
+    Ok(Json(LoginResult {
+        refresh_token: login.refresh_token,
+        granted_scope: GRANTED_SCOPE.to_string(),
+        refresh_token_expiry: login.expires_at,
+        endpoint_url: format!("{}/kaizala", st.config.public_url),
+    }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -152,29 +151,25 @@ async fn access_token(
         return Err(Error::RateLimited { retry_after_s }.into());
     }
     let (Some(app), Some(secret)) = (header(&headers, "applicationid"), header(&headers, "applicationsecret")) else {
-        return Err(KzError::auth(AuthFailure::Unauthenticated, MSG_BAD_APP_CREDENTIALS));
+        return Err(Error::Unauthenticated(MSG_BAD_APP_CREDENTIALS.into()).into());
     };
     let Some(refresh) = header(&headers, "refreshtoken") else {
-        return Err(KzError::auth(AuthFailure::InvalidToken, MSG_TOKEN_INVALID));
+        return Err(Error::InvalidToken(MSG_TOKEN_INVALID.into()).into());
     };
-    let outcome = kaizala::access_token(&st.db, app, secret, refresh).await?;
-    if outcome.is_err() {
-        st.failed_auth.record_failure(client_ip);
-    }
-    match outcome {
-        Ok(g) => {
-            if g.new_refresh_token.is_some() {
-                st.kz_tokens.forget_pair(g.connector_id, g.member_id);
-            }
-            Ok(Json(AccessTokenResult {
-                access_token: g.access_token,
-                endpoint_url: format!("{}/kaizala", st.config.public_url),
-                access_token_expiry: g.expires_at,
-                refresh_token: g.new_refresh_token.unwrap_or_default(),
-                scope: "token.write".into(),
-            }))
+    let g = kaizala::access_token(&st.db, app, secret, refresh).await.map_err(|e| {
+        if e.is_auth_failure() {
+            st.failed_auth.record_failure(client_ip);
         }
-        Err(AuthFailure::Unauthenticated) => Err(KzError::auth(AuthFailure::Unauthenticated, MSG_BAD_APP_CREDENTIALS)),
-        Err(AuthFailure::InvalidToken) => Err(KzError::auth(AuthFailure::InvalidToken, MSG_TOKEN_INVALID)),
+        with_wire_text(e, MSG_BAD_APP_CREDENTIALS)
+    })?;
+    if g.new_refresh_token.is_some() {
+        st.kz_tokens.forget_pair(g.connector_id, g.member_id);
     }
+    Ok(Json(AccessTokenResult {
+        access_token: g.access_token,
+        endpoint_url: format!("{}/kaizala", st.config.public_url),
+        access_token_expiry: g.expires_at,
+        refresh_token: g.new_refresh_token.unwrap_or_default(),
+        scope: ACCESS_TOKEN_SCOPE.into(),
+    }))
 }

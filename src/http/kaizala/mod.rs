@@ -11,10 +11,9 @@ pub mod auth;
 pub mod groups;
 pub mod lenient;
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -24,9 +23,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
+use super::extract::body_bytes;
 use super::server::ClientIp;
 use super::AppState;
-use crate::domain::kaizala::{AuthFailure, KzCaller, MSG_TOKEN_INVALID, MSG_TOKEN_MISSING};
+use crate::domain::kaizala::KzCaller;
 use crate::domain::rate_limit::MINUTE_MS;
 use crate::error::{Entity, Error};
 
@@ -52,79 +52,68 @@ pub struct KzErrorBody {
     pub error_category_key: String,
 }
 
+/// Messages clients match on (kaizala-api.md §1.7).
+pub const MSG_TOKEN_MISSING: &str = "Token missing. Header should have token as value of ACCESSTOKEN";
+pub const MSG_TOKEN_INVALID: &str = "Invalid token. Failure reason:Token validation failed due to unknown reason!";
+pub const MSG_BAD_APP_CREDENTIALS: &str = "Dont have correct applicationId and secret in header!";
+pub const MSG_BAD_LOGIN: &str = "Invalid mobile number, PIN or application";
+
+/// The scope of a refresh token from PIN login, and of an access token.
+pub const GRANTED_SCOPE: &str = "groupinfo.read,groupinfo.write,groupinfo.remove,groupinfo.update,groupmember.read,\
+groupmember.write,groupmember.remove,textmessage.read,textmessage.write";
+pub const ACCESS_TOKEN_SCOPE: &str = "token.write";
+
 /// An error on its way out of a Kaizala handler.
 #[derive(Debug)]
-pub struct KzError {
-    status: StatusCode,
-    message: String,
-    code: &'static str,
-    category: &'static str,
-    retry_after_s: Option<u64>,
-}
-
-impl KzError {
-    pub fn auth(failure: AuthFailure, message: &str) -> Self {
-        let code = match failure {
-            AuthFailure::InvalidToken => "InvalidToken",
-            AuthFailure::Unauthenticated => "Unauthenticated",
-        };
-        KzError {
-            status: StatusCode::UNAUTHORIZED,
-            message: message.to_string(),
-            code,
-            category: "AuthException",
-            retry_after_s: None,
-        }
-    }
-}
+pub struct KzError(pub Error);
 
 impl<E: Into<Error>> From<E> for KzError {
     fn from(e: E) -> Self {
-        let e: Error = e.into();
-        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let (code, category) = match &e {
-            Error::Invalid { .. } | Error::BadRequest(_) | Error::Conflict(_) | Error::TooLarge => {
-                ("InvalidParameters", "ClientException")
-            }
-            Error::NotFound(Entity::Group) => ("GroupNotFound", "ClientException"),
-            Error::NotFound(Entity::SpotMember) => ("MemberNotFound", "ClientException"),
-            Error::NotFound(_) => ("ResourceNotFound", "ClientException"),
-            Error::Unauthorized(_) => ("InvalidToken", "AuthException"),
-            Error::Forbidden(_) => ("AccessDenied", "AuthException"),
-            Error::RateLimited { .. } => ("Throttled", "ClientException"),
-            Error::Unavailable(_) | Error::Transient(_) => ("ServiceUnavailable", "ServerException"),
-            Error::Internal(_) => ("InternalServerError", "ServerException"),
-        };
-        let message = match &e {
-            Error::Internal(inner) => {
-                tracing::error!(error = ?inner, "internal error");
-                "Internal server error".to_string()
-            }
-            other => other.to_string(),
-        };
-        let retry_after_s = e.retry_after_s();
-        KzError { status, message, code, category, retry_after_s }
+        KzError(e.into())
+    }
+}
+
+/// The Kaizala `errorCode` and `errorCategoryKey` of an error.
+fn codes(e: &Error) -> (&'static str, &'static str) {
+    match e {
+        Error::Invalid { .. } | Error::BadRequest(_) | Error::Conflict(_) | Error::TooLarge => {
+            ("InvalidParameters", "ClientException")
+        }
+        Error::NotFound(Entity::Group) => ("GroupNotFound", "ClientException"),
+        Error::NotFound(Entity::SpotMember) => ("MemberNotFound", "ClientException"),
+        Error::NotFound(_) => ("ResourceNotFound", "ClientException"),
+        Error::Unauthorized(_) | Error::InvalidToken(_) => ("InvalidToken", "AuthException"),
+        Error::Unauthenticated(_) => ("Unauthenticated", "AuthException"),
+        Error::Forbidden(_) => ("AccessDenied", "AuthException"),
+        Error::RateLimited { .. } => ("Throttled", "ClientException"),
+        Error::Unavailable(_) | Error::Transient(_) => ("ServiceUnavailable", "ServerException"),
+        Error::Internal(_) => ("InternalServerError", "ServerException"),
     }
 }
 
 impl IntoResponse for KzError {
     fn into_response(self) -> Response {
-        let body = KzErrorBody {
-            message: self.message,
-            error_code: self.code.to_string(),
-            error_category_key: self.category.to_string(),
-        };
-        let mut resp = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
-            // An oversized body is left unread: the connection cannot be reused.
-            resp.headers_mut().insert("connection", HeaderValue::from_static("close"));
-        }
-        if let Some(s) = self.retry_after_s {
-            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
-                resp.headers_mut().insert("retry-after", v);
-            }
-        }
-        resp
+        let (error_code, error_category_key) = codes(&self.0);
+        super::error::render(&self.0, |status, message| {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let body = KzErrorBody {
+                message,
+                error_code: error_code.to_string(),
+                error_category_key: error_category_key.to_string(),
+            };
+            (status, Json(body)).into_response()
+        })
+    }
+}
+
+/// Puts the documented text on a refused credential from the domain: `InvalidToken`
+/// always reads [`MSG_TOKEN_INVALID`], `Unauthenticated` reads `unauthenticated` (the
+/// endpoint's own). Other errors pass unchanged.
+pub fn with_wire_text(e: Error, unauthenticated: &str) -> Error {
+    match e {
+        Error::InvalidToken(_) => Error::InvalidToken(MSG_TOKEN_INVALID.into()),
+        Error::Unauthenticated(_) => Error::Unauthenticated(unauthenticated.into()),
+        other => other,
     }
 }
 
@@ -136,14 +125,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for KzJson<T> {
     type Rejection = KzError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
-            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                KzError::from(Error::TooLarge)
-            } else {
-                KzError::from(Error::BadRequest("cannot read the request body".into()))
-            }
-        })?;
-        let value = lenient::parse_lenient_body(&bytes).map_err(|e| KzError::from(Error::BadRequest(e.to_string())))?;
+        let bytes = body_bytes(req, state).await?;
+        let value = lenient::parse_lenient_body(&bytes).map_err(|e| Error::BadRequest(e.to_string()))?;
         serde_path_to_error::deserialize(value).map(KzJson).map_err(|e| {
             let path = e.path().to_string();
             let field = if path == "." { "body".to_string() } else { path };
@@ -164,7 +147,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .get::<KzCaller>()
             .cloned()
             .map(Caller)
-            .ok_or_else(|| KzError::auth(AuthFailure::InvalidToken, MSG_TOKEN_MISSING))
+            .ok_or_else(|| KzError(Error::InvalidToken(MSG_TOKEN_MISSING.into())))
     }
 }
 
@@ -192,15 +175,16 @@ async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Resp
     }
     let Some(token) = access_token_of(req.headers()) else {
         st.failed_auth.record_failure(client_ip);
-        return KzError::auth(AuthFailure::InvalidToken, MSG_TOKEN_MISSING).into_response();
+        return KzError(Error::InvalidToken(MSG_TOKEN_MISSING.into())).into_response();
     };
     let caller = match st.kz_tokens.authenticate(&st.db, token).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(f)) => {
-            st.failed_auth.record_failure(client_ip);
-            return KzError::auth(f, MSG_TOKEN_INVALID).into_response();
+        Ok(c) => c,
+        Err(e) => {
+            if e.is_auth_failure() {
+                st.failed_auth.record_failure(client_ip);
+            }
+            return KzError(with_wire_text(e, MSG_BAD_APP_CREDENTIALS)).into_response();
         }
-        Err(e) => return KzError::from(e).into_response(),
     };
     let conn_scope = format!("kz:connector:{}", caller.connector_id);
     for (scope, limit) in [(conn_scope.as_str(), PER_CONNECTOR_PER_MINUTE), ("kz:spot", PER_SPOT_PER_MINUTE)] {
@@ -288,6 +272,8 @@ pub fn query_flag(uri: &Uri, names: &[&str]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
+
     use super::*;
 
     #[test]
@@ -321,6 +307,24 @@ mod tests {
         assert_eq!(access_token_of(&h), Some("abc"));
         h.insert("AccessToken", HeaderValue::from_static("xyz"));
         assert_eq!(access_token_of(&h), Some("xyz"));
+    }
+
+    #[test]
+    fn refused_credentials_get_the_documented_text_and_code() {
+        let e = with_wire_text(Error::invalid_token(), MSG_BAD_APP_CREDENTIALS);
+        assert_eq!(e.to_string(), MSG_TOKEN_INVALID);
+        assert_eq!(codes(&e), ("InvalidToken", "AuthException"));
+        let e = with_wire_text(Error::unauthenticated(), MSG_BAD_LOGIN);
+        assert_eq!(e.to_string(), MSG_BAD_LOGIN);
+        assert_eq!(codes(&e), ("Unauthenticated", "AuthException"));
+        // A lockout keeps its own text and code.
+        let e = with_wire_text(Error::RateLimited { retry_after_s: 60 }, MSG_BAD_LOGIN);
+        assert_eq!(codes(&e), ("Throttled", "ClientException"));
+        let resp = KzError(e).into_response();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers().get("retry-after").map(|v| v.as_bytes()), Some(&b"60"[..]));
+        let resp = KzError(Error::TooLarge).into_response();
+        assert_eq!(resp.headers().get("connection").map(|v| v.as_bytes()), Some(&b"close"[..]));
     }
 
     #[test]
