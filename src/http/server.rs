@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -301,7 +301,7 @@ pub async fn bound_requests(State(st): State<AppState>, req: Request, next: Next
             Ok(p) => Some(p),
             Err(_) => {
                 let mut resp = dialect_error(&path, 503, "Server is busy, retry shortly");
-                resp.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+                super::error::add_error_headers(resp.headers_mut(), 503, Some(1));
                 return resp;
             }
         }
@@ -311,9 +311,9 @@ pub async fn bound_requests(State(st): State<AppState>, req: Request, next: Next
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => {
+            // The body may be half-read: the 408 also closes the connection.
             let mut resp = dialect_error(&path, 408, "Request timed out");
-            // The body may be half-read: this connection cannot carry another request.
-            resp.headers_mut().insert("connection", HeaderValue::from_static("close"));
+            super::error::add_error_headers(resp.headers_mut(), 408, None);
             resp
         }
     }
@@ -342,6 +342,7 @@ pub fn dialect_error(path: &str, status: u16, message: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     fn config(proxies: &str) -> Config {
         let mut c = Config::new("127.0.0.1:1".parse().unwrap(), None);
