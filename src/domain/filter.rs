@@ -7,6 +7,10 @@
 //! that the offset stays within [`MAX_OFFSET`]. [`validate`] then checks each filter against the resource's allow-list
 //! ([`FieldSpec`]) and converts values to typed binds, so an unknown field, an operator
 //! the field does not allow or a value of the wrong type is a 400 naming the parameter.
+//!
+//! Each resource's allow-list (`MEMBER_FILTERS`, `GROUP_FILTERS`, ...) is the one source
+//! of its filters: [`validate`] reads it, and the OpenAPI document lists [`params`] of
+//! the same table (`crate::http::extract::list_query_params`), so the two cannot drift.
 
 use uuid::Uuid;
 
@@ -77,6 +81,24 @@ impl Op {
 
     pub fn is_list(self) -> bool {
         matches!(self, Op::In | Op::NotIn)
+    }
+
+    /// What a filter with this operator keeps (`the items whose field ...`), for the
+    /// API document.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Op::Eq => "equals the value",
+            Op::Neq => "differs from the value",
+            Op::Gt => "is greater than the value",
+            Op::Gte => "is greater than or equal to the value",
+            Op::Lt => "is less than the value",
+            Op::Lte => "is less than or equal to the value",
+            Op::In => "is one of the values (comma-separated or repeated)",
+            Op::NotIn => "is none of the values (comma-separated or repeated)",
+            Op::Contains => "contains the value, ignoring case",
+            Op::Before => "is before the value",
+            Op::After => "is after the value",
+        }
     }
 }
 
@@ -227,6 +249,19 @@ pub struct FieldSpec {
     pub ops: &'static [Op],
 }
 
+impl FieldSpec {
+    /// The query parameter of this field with `op`, e.g. `email[in]`.
+    pub fn param(&self, op: Op) -> String {
+        format!("{}[{}]", self.field, op.as_str())
+    }
+}
+
+/// Every `field[op]` query parameter `specs` allows, in table order, with its field and
+/// operator: what [`validate`] accepts and what the API document lists for the resource.
+pub fn params(specs: &[FieldSpec]) -> impl Iterator<Item = (String, &FieldSpec, Op)> {
+    specs.iter().flat_map(|s| s.ops.iter().map(move |&op| (s.param(op), s, op)))
+}
+
 /// A filter checked against its [`FieldSpec`], ready for SQL.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Predicate {
@@ -319,6 +354,53 @@ mod tests {
             ops: &[Op::Eq, Op::In],
         },
     ];
+
+    /// A value `kind` reads.
+    fn sample(kind: Kind) -> String {
+        match kind {
+            Kind::Text | Kind::TextLower => "a@x.io".into(),
+            Kind::Date | Kind::Integer => "1700000000".into(),
+            Kind::Uuid => Uuid::nil().to_string(),
+            Kind::Enum(values) => values[0].into(),
+        }
+    }
+
+    #[test]
+    fn params_are_exactly_what_validate_accepts() {
+        let names: Vec<String> = params(SPECS).map(|(name, _, _)| name).collect();
+        assert_eq!(
+            names,
+            [
+                "email[in]",
+                "registrationDate[before]",
+                "registrationDate[after]",
+                "customRoleId[eq]",
+                "status[eq]",
+                "status[in]"
+            ]
+        );
+        const ALL: &[Op] = &[
+            Op::Eq,
+            Op::Neq,
+            Op::Gt,
+            Op::Gte,
+            Op::Lt,
+            Op::Lte,
+            Op::In,
+            Op::NotIn,
+            Op::Contains,
+            Op::Before,
+            Op::After,
+        ];
+        for spec in SPECS {
+            for &op in ALL {
+                let query = format!("{}={}", spec.param(op), sample(spec.kind));
+                let filters = parse_list_query(Some(&query), &[]).ok().map(|q| q.filters).unwrap_or_default();
+                let listed = names.contains(&spec.param(op));
+                assert_eq!(validate(&filters, SPECS).is_ok(), listed, "{query}");
+            }
+        }
+    }
 
     #[test]
     fn defaults_when_absent() {

@@ -1,17 +1,23 @@
 //! Extractors of the MeltingSpot handlers, and [`body_bytes`], the one body reader of
 //! both dialects. Each rejects with the crate [`Error`], so a malformed body, an
 //! oversized body or a bad query parameter is answered in the dialect's error shape
-//! and names what is wrong.
+//! and names what is wrong. [`list_query_params`] documents a list's query from the
+//! same allow-list the filter check reads.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::{RefOr, Required};
 use uuid::Uuid;
 
 use super::error::MsError;
 use crate::domain::auth::AuthedSpot;
-use crate::domain::filter::{parse_list_query, ListQuery};
+use crate::domain::filter::{
+    self, parse_list_query, FieldSpec, Kind, ListQuery, DEFAULT_LIMIT, MAX_LIMIT, MAX_LIST_VALUES, MAX_OFFSET,
+};
 use crate::error::Error;
 
 /// A JSON body; type errors name the offending field (`emails[3]: invalid type ...`).
@@ -90,6 +96,76 @@ impl<S: Send + Sync> FromRequestParts<S> for ListParams {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(ListParams(parse_list_query(parts.uri.query(), &[])?))
+    }
+}
+
+/// The query parameters of a list operation for the API document: `page`, `limit` and
+/// one parameter per `field[op]` of the resource's allow-list, typed as [`validate`]
+/// reads it. Handlers document their lists with this, so the document lists exactly
+/// what [`ListParams`] and the domain's filter check accept.
+///
+/// [`validate`]: crate::domain::filter::validate
+pub fn list_query_params(specs: &[FieldSpec]) -> Vec<Parameter> {
+    let page = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32)))
+        .minimum(Some(1))
+        .default(Some(1.into()));
+    let limit = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32)))
+        .minimum(Some(1))
+        .maximum(Some(MAX_LIMIT))
+        .default(Some(DEFAULT_LIMIT.into()));
+    let mut out = vec![
+        query_param(
+            "page",
+            format!("Page number, 1-based; (page - 1) × limit must not exceed {MAX_OFFSET}."),
+            page.into(),
+        ),
+        query_param("limit", format!("Items per page, 1 to {MAX_LIMIT}."), limit.into()),
+    ];
+    for (name, spec, op) in filter::params(specs) {
+        let value = value_schema(spec.kind);
+        let schema: RefOr<Schema> = if op.is_list() {
+            ArrayBuilder::new().items(value).max_items(Some(MAX_LIST_VALUES)).into()
+        } else {
+            value.into()
+        };
+        let description = format!("Keeps the items whose `{}` {}.{}", spec.field, op.meaning(), kind_note(spec.kind));
+        out.push(query_param(&name, description, schema));
+    }
+    out
+}
+
+fn query_param(name: &str, description: String, schema: RefOr<Schema>) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
+/// The schema of one filter value of `kind`.
+fn value_schema(kind: Kind) -> ObjectBuilder {
+    let text = ObjectBuilder::new().schema_type(Type::String);
+    match kind {
+        Kind::Text | Kind::TextLower => text,
+        Kind::Uuid => text.format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+        Kind::Enum(values) => text.enum_values(Some(values.iter().copied())),
+        Kind::Date | Kind::Integer => {
+            ObjectBuilder::new().schema_type(Type::Integer).format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        }
+    }
+}
+
+fn kind_note(kind: Kind) -> &'static str {
+    match kind {
+        Kind::TextLower => " Case-insensitive.",
+        Kind::Date => " A Unix timestamp in seconds (milliseconds above 10^12), years 0000 to 9999.",
+        Kind::Text | Kind::Uuid | Kind::Enum(_) | Kind::Integer => "",
     }
 }
 

@@ -12,5 +12,6 @@ mod ms_groups;
 mod ms_import;
 mod ms_members;
 mod ms_properties;
+mod openapi_filters;
 mod robustness;
 mod security;

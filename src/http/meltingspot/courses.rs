@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -14,7 +15,7 @@ use uuid::Uuid;
 use crate::domain::courses::{self, Course, CourseInput, Participant};
 use crate::error::{Entity, Error};
 use crate::http::error::{ErrorBody, MsError};
-use crate::http::extract::{nullable, parse_id, CallerSpot, ListParams, MsJson};
+use crate::http::extract::{list_query_params, nullable, parse_id, CallerSpot, ListParams, MsJson};
 use crate::http::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -115,18 +116,14 @@ pub struct ParticipantPage {
     total: i64,
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct CourseListQuery {
-    page: Option<u32>,
-    limit: Option<u32>,
-    /// `Draft` or `Published`.
-    #[param(rename = "status[eq]")]
-    status_eq: Option<String>,
-    /// `Public` or `Secret`.
-    #[param(rename = "privacy[eq]")]
-    privacy_eq: Option<String>,
+/// Query parameters of the course list: `page`, `limit` and one `field[op]` per entry of
+/// the allow-list the domain validates with ([`courses::COURSE_FILTERS`]).
+pub struct CourseListQuery;
+
+impl IntoParams for CourseListQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        list_query_params(courses::COURSE_FILTERS)
+    }
 }
 
 /// List courses
@@ -246,22 +243,14 @@ async fn delete_course(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct ParticipantListQuery {
-    page: Option<u32>,
-    limit: Option<u32>,
-    #[param(rename = "firstname[in]")]
-    firstname_in: Option<Vec<String>>,
-    #[param(rename = "lastname[in]")]
-    lastname_in: Option<Vec<String>>,
-    #[param(rename = "email[in]")]
-    email_in: Option<Vec<String>>,
-    #[param(rename = "status[eq]")]
-    status_eq: Option<String>,
-    #[param(rename = "status[in]")]
-    status_in: Option<Vec<String>>,
+/// Query parameters of a course's participant list: `page`, `limit` and one `field[op]` per entry of
+/// the allow-list the domain validates with ([`courses::PARTICIPANT_FILTERS`]).
+pub struct ParticipantListQuery;
+
+impl IntoParams for ParticipantListQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        list_query_params(courses::PARTICIPANT_FILTERS)
+    }
 }
 
 /// List course participants

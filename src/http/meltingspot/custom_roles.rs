@@ -4,6 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -12,7 +13,7 @@ use uuid::Uuid;
 use crate::domain::custom_roles::{self, CustomRole};
 use crate::error::Entity;
 use crate::http::error::{ErrorBody, MsError};
-use crate::http::extract::{nullable, parse_id, CallerSpot, ListParams, MsJson};
+use crate::http::extract::{list_query_params, nullable, parse_id, CallerSpot, ListParams, MsJson};
 use crate::http::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -46,19 +47,14 @@ pub struct CustomRolePage {
     total: i64,
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct CustomRoleListQuery {
-    page: Option<u32>,
-    limit: Option<u32>,
-    #[param(rename = "label[eq]")]
-    label_eq: Option<String>,
-    /// Case-insensitive substring.
-    #[param(rename = "label[contains]")]
-    label_contains: Option<String>,
-    #[param(rename = "label[in]")]
-    label_in: Option<Vec<String>>,
+/// Query parameters of the custom-role list: `page`, `limit` and one `field[op]` per entry of
+/// the allow-list the domain validates with ([`custom_roles::ROLE_FILTERS`]).
+pub struct CustomRoleListQuery;
+
+impl IntoParams for CustomRoleListQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        list_query_params(custom_roles::ROLE_FILTERS)
+    }
 }
 
 /// List custom roles

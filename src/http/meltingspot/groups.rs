@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -14,7 +15,7 @@ use super::members::{SpotMemberDto, SpotMemberPage};
 use crate::domain::groups::{self, Group, GroupPatch, NewGroup};
 use crate::error::Entity;
 use crate::http::error::{ErrorBody, MsError};
-use crate::http::extract::{nullable, parse_id, CallerSpot, ListParams, MsJson};
+use crate::http::extract::{list_query_params, nullable, parse_id, CallerSpot, ListParams, MsJson};
 use crate::http::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -73,17 +74,14 @@ pub struct GroupPage {
     total: i64,
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct GroupListQuery {
-    page: Option<u32>,
-    limit: Option<u32>,
-    #[param(rename = "name[eq]")]
-    name_eq: Option<String>,
-    /// Case-insensitive substring.
-    #[param(rename = "name[contains]")]
-    name_contains: Option<String>,
+/// Query parameters of the group list: `page`, `limit` and one `field[op]` per entry of
+/// the allow-list the domain validates with ([`groups::GROUP_FILTERS`]).
+pub struct GroupListQuery;
+
+impl IntoParams for GroupListQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        list_query_params(groups::GROUP_FILTERS)
+    }
 }
 
 /// List groups
@@ -267,23 +265,14 @@ async fn delete_group(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct GroupMemberListQuery {
-    page: Option<u32>,
-    limit: Option<u32>,
-    #[param(rename = "email[in]")]
-    email_in: Option<Vec<String>>,
-    #[param(rename = "firstname[in]")]
-    firstname_in: Option<Vec<String>>,
-    #[param(rename = "lastname[in]")]
-    lastname_in: Option<Vec<String>>,
-    /// Unix seconds (or milliseconds above 10^12).
-    #[param(rename = "registrationDate[before]")]
-    registration_date_before: Option<i64>,
-    #[param(rename = "registrationDate[after]")]
-    registration_date_after: Option<i64>,
+/// Query parameters of a group's member list: `page`, `limit` and one `field[op]` per entry of
+/// the allow-list the domain validates with ([`groups::GROUP_MEMBER_FILTERS`]).
+pub struct GroupMemberListQuery;
+
+impl IntoParams for GroupMemberListQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        list_query_params(groups::GROUP_MEMBER_FILTERS)
+    }
 }
 
 /// List the members of a group

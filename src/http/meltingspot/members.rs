@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -15,7 +16,7 @@ use uuid::Uuid;
 use crate::domain::members::{self, FailedInvite, Member, MemberPatch};
 use crate::error::Entity;
 use crate::http::error::{ErrorBody, MsError};
-use crate::http::extract::{nullable, parse_id, CallerSpot, ListParams, MsJson};
+use crate::http::extract::{list_query_params, nullable, parse_id, CallerSpot, ListParams, MsJson};
 use crate::http::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -89,36 +90,22 @@ pub struct SpotMemberPage {
     pub total: i64,
 }
 
-/// Query parameters of the spot-member lists.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct SpotMemberListQuery {
-    /// Page number, 1-based (default 1).
-    page: Option<u32>,
-    /// Items per page, 1..100 (default 20).
-    limit: Option<u32>,
-    /// Emails (comma-separated or repeated; case-insensitive).
-    #[param(rename = "email[in]")]
-    email_in: Option<Vec<String>>,
-    #[param(rename = "firstname[in]")]
-    firstname_in: Option<Vec<String>>,
-    #[param(rename = "lastname[in]")]
-    lastname_in: Option<Vec<String>>,
-    #[param(rename = "customRoleId[eq]")]
-    custom_role_id_eq: Option<Uuid>,
-    /// Unix seconds (or milliseconds above 10^12).
-    #[param(rename = "invitationDate[before]")]
-    invitation_date_before: Option<i64>,
-    #[param(rename = "invitationDate[after]")]
-    invitation_date_after: Option<i64>,
-    #[param(rename = "registrationDate[before]")]
-    registration_date_before: Option<i64>,
-    #[param(rename = "registrationDate[after]")]
-    registration_date_after: Option<i64>,
+/// Query parameters of the spot-member list: `page`, `limit` and one `field[op]` per entry of
+/// the allow-list the domain validates with ([`members::MEMBER_FILTERS`]).
+pub struct SpotMemberListQuery;
+
+impl IntoParams for SpotMemberListQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        list_query_params(members::MEMBER_FILTERS)
+    }
 }
 
 /// List Spot members
+///
+/// Besides the filters below, `customProperties.<slug>[op]=value` filters on a custom
+/// property of the spot, with the operators of its type: `Text`: eq, neq, in, contains;
+/// `Number`: eq, neq, gt, gte, lt, lte; `Boolean`: eq; `Date`: eq, before, after;
+/// `SingleSelect`: eq, neq, in; `MultipleSelect`: contains, in.
 #[utoipa::path(get, path = "/v1/spotMembers", tag = "Spot members",
     params(SpotMemberListQuery),
     responses(

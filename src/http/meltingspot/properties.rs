@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -17,7 +18,7 @@ use uuid::Uuid;
 use crate::domain::properties::{self, NewProperty, PropertyDef, PropertyPatch, PropertyValue};
 use crate::error::{Entity, Error};
 use crate::http::error::{ErrorBody, MsError};
-use crate::http::extract::{nullable, parse_id, CallerSpot, ListParams, MsJson};
+use crate::http::extract::{list_query_params, nullable, parse_id, CallerSpot, ListParams, MsJson};
 use crate::http::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -61,12 +62,13 @@ pub struct CustomPropertyPage {
     total: i64,
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct PageQuery {
-    page: Option<u32>,
-    limit: Option<u32>,
+/// Query parameters of the lists that take no filters: `page` and `limit` (any filter is a 400).
+pub struct PageQuery;
+
+impl IntoParams for PageQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        list_query_params(&[])
+    }
 }
 
 fn page_of<T>(items: Vec<T>, q: &crate::domain::filter::ListQuery) -> Result<(Vec<T>, i64), Error> {
