@@ -495,3 +495,36 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutdown requested; finishing in-flight requests");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_args(flags: &[&str]) -> ServeArgs {
+        let cli = Cli::try_parse_from(["openspot", "serve"].iter().chain(flags)).unwrap();
+        match cli.command {
+            Command::Serve(args) => args,
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_auth_cache_lifetime_is_configurable() {
+        let bound: SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        if std::env::var_os("OPENSPOT_AUTH_CACHE_TTL_MS").is_none() {
+            let config = serve_config(bound, serve_args(&[])).unwrap();
+            assert_eq!(config.auth_cache_ttl, crate::config::DEFAULT_AUTH_CACHE_TTL);
+        }
+        let config = serve_config(bound, serve_args(&["--auth-cache-ttl-ms", "200"])).unwrap();
+        assert_eq!(config.auth_cache_ttl, std::time::Duration::from_millis(200));
+    }
+
+    #[test]
+    fn the_default_public_url_is_the_bound_address() {
+        let bound: SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        let args = serve_args(&["--listen", "127.0.0.1:0"]);
+        if args.public_url.is_none() {
+            assert_eq!(serve_config(bound, args).unwrap().public_url, "http://127.0.0.1:4321");
+        }
+    }
+}
