@@ -125,7 +125,8 @@ pub enum TokensCommand {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
+    /// Address to listen on (port 0: any free port; the address bound is printed on
+    /// stderr as `listening on ADDRESS`).
     #[arg(long, env = "OPENSPOT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Base URL clients use to reach this server (default http://<listen>).
@@ -170,6 +171,10 @@ pub struct ServeArgs {
     /// Failed API-key/token checks per client address per minute before the address is refused.
     #[arg(long, env = "OPENSPOT_FAILED_AUTH_PER_ADDRESS", default_value_t = 100)]
     pub failed_auth_per_address: u32,
+    /// Milliseconds an API key or Kaizala access token stays cached: a rotated key or a
+    /// revoked token keeps working this long on replicas that had it cached.
+    #[arg(long, env = "OPENSPOT_AUTH_CACHE_TTL_MS", default_value_t = 5_000)]
+    pub auth_cache_ttl_ms: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -421,7 +426,32 @@ async fn spots_command(db: &Db, cmd: SpotsCommand) -> anyhow::Result<()> {
 async fn serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     let db = Db::connect_and_migrate(database_url).await?;
     tracing::info!(database = %redact_url(database_url), "database ready");
-    let mut config = Config::new(args.listen, args.public_url);
+    // Bound before the configuration is built, so that port 0 (any free port) gives the
+    // real address to the default public URL and to the `listening on` line.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listen = listener.local_addr().with_context(|| format!("cannot read the address bound for {}", args.listen))?;
+    let demo = args.demo;
+    let config = serve_config(listen, args)?;
+    if demo {
+        let (spot_id, key) = demo::seed(&db).await?;
+        eprintln!("demo spot {spot_id}\ndemo API key: {key}");
+        eprintln!("try: curl -H 'Authorization: {key}' {}/v1/spotMembers", config.public_url);
+    }
+    tracing::info!(listen = %listen, public_url = %redact_url(&config.public_url), "openspot serving");
+    let state = AppState::new(db.clone(), config)?;
+    // One plain line whatever the log format, for scripts and tests that asked for port 0.
+    eprintln!("listening on {listen}");
+    crate::http::serve(state, listener, shutdown_signal()).await?;
+    db.close().await;
+    tracing::info!("openspot stopped");
+    Ok(())
+}
+
+/// The server configuration from `serve`'s flags, for a server bound to `listen`.
+fn serve_config(listen: SocketAddr, args: ServeArgs) -> anyhow::Result<Config> {
+    let mut config = Config::new(listen, args.public_url);
     config.default_limits.per_10s = args.rate_limit_per_10s;
     config.default_limits.per_day = args.rate_limit_per_day;
     config.sms_webhook_url = args.sms_webhook_url;
@@ -436,20 +466,8 @@ async fn serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     config.server.max_connections_per_address = args.max_connections_per_address.max(1);
     config.auth.pin_calls_per_address = args.pin_calls_per_address.max(1);
     config.auth.failed_auth_per_address = args.failed_auth_per_address.max(1);
-    if args.demo {
-        let (spot_id, key) = demo::seed(&db).await?;
-        eprintln!("demo spot {spot_id}\ndemo API key: {key}");
-        eprintln!("try: curl -H 'Authorization: {key}' {}/v1/spotMembers", config.public_url);
-    }
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(listen = %args.listen, public_url = %redact_url(&config.public_url), "openspot serving");
-    let state = AppState::new(db.clone(), config)?;
-    crate::http::serve(state, listener, shutdown_signal()).await?;
-    db.close().await;
-    tracing::info!("openspot stopped");
-    Ok(())
+    config.auth_cache_ttl = std::time::Duration::from_millis(args.auth_cache_ttl_ms);
+    Ok(config)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -476,4 +494,37 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutdown requested; finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_args(flags: &[&str]) -> ServeArgs {
+        let cli = Cli::try_parse_from(["openspot", "serve"].iter().chain(flags)).unwrap();
+        match cli.command {
+            Command::Serve(args) => args,
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_auth_cache_lifetime_is_configurable() {
+        let bound: SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        if std::env::var_os("OPENSPOT_AUTH_CACHE_TTL_MS").is_none() {
+            let config = serve_config(bound, serve_args(&[])).unwrap();
+            assert_eq!(config.auth_cache_ttl, crate::config::DEFAULT_AUTH_CACHE_TTL);
+        }
+        let config = serve_config(bound, serve_args(&["--auth-cache-ttl-ms", "200"])).unwrap();
+        assert_eq!(config.auth_cache_ttl, std::time::Duration::from_millis(200));
+    }
+
+    #[test]
+    fn the_default_public_url_is_the_bound_address() {
+        let bound: SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        let args = serve_args(&["--listen", "127.0.0.1:0"]);
+        if args.public_url.is_none() {
+            assert_eq!(serve_config(bound, args).unwrap().public_url, "http://127.0.0.1:4321");
+        }
+    }
 }

@@ -24,7 +24,13 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` names the client; every other peer's
     /// address is its own (a client cannot pick the address it is throttled as).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How long an API-key or Kaizala access-token lookup is cached: a rotated key or a
+    /// revoked token keeps working for at most this long on replicas that cached it.
+    pub auth_cache_ttl: Duration,
 }
+
+/// Default of [`Config::auth_cache_ttl`].
+pub const DEFAULT_AUTH_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// Bounds that keep slow or numerous clients from holding the server (SECURITY.md).
 #[derive(Clone, Debug)]
@@ -97,6 +103,7 @@ impl Config {
             server: ServerLimits::default(),
             auth: AuthLimits::default(),
             trusted_proxies: Vec::new(),
+            auth_cache_ttl: DEFAULT_AUTH_CACHE_TTL,
         }
     }
 

@@ -112,42 +112,51 @@ fn members_import_reports_and_exit_codes() {
     assert_eq!(code, 2);
 }
 
+/// Reads `serve`'s stderr up to its `listening on ADDRESS` line; returns that address
+/// and the lines before it, and keeps draining the rest so the server never blocks.
+fn wait_for_listening(child: &mut std::process::Child) -> (String, Vec<String>) {
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut before = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "serve ended before listening: {before:?}");
+        if let Some(addr) = line.trim().strip_prefix("listening on ") {
+            let addr = addr.to_string();
+            std::thread::spawn(move || for _ in stderr.lines() {});
+            return (addr, before);
+        }
+        before.push(line.trim().to_string());
+    }
+}
+
 #[test]
 fn serve_demo_answers_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("demo.db").display());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let listen = format!("127.0.0.1:{port}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_openspot"))
-        .args(["--database-url", &db, "serve", "--demo", "--listen", &listen])
+        .args(["--database-url", &db, "serve", "--demo", "--listen", "127.0.0.1:0"])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut key = None;
-    let mut line = String::new();
-    while key.is_none() && stderr.read_line(&mut line).unwrap() > 0 {
-        if let Some(k) = line.trim().strip_prefix("demo API key: ") {
-            key = Some(k.to_string());
-        }
-        line.clear();
-    }
-    let key = key.expect("demo key printed");
-    std::thread::spawn(move || for _ in stderr.lines() {});
+    // The server binds port 0 itself and reports the port it got: no other process can
+    // take it between a test's probe and the server's bind.
+    let (listen, before) = wait_for_listening(&mut child);
+    assert!(listen.starts_with("127.0.0.1:") && !listen.ends_with(":0"), "{listen}");
+    let key = before.iter().find_map(|l| l.strip_prefix("demo API key: ")).expect("demo key printed").to_string();
+    let try_line = before.iter().find(|l| l.starts_with("try: curl")).expect("curl hint printed");
+    assert!(try_line.ends_with(&format!("http://{listen}/v1/spotMembers")), "{try_line}");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let body: Value = rt.block_on(async {
-        let client = reqwest::Client::new();
-        let start = Instant::now();
-        loop {
-            match client.get(format!("http://{listen}/v1/spotMembers")).header("authorization", &key).send().await {
-                Ok(r) => break r.json().await.unwrap(),
-                Err(_) if start.elapsed() < Duration::from_secs(10) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await
-                }
-                Err(e) => panic!("server never answered: {e}"),
-            }
-        }
+        // Bound before the line was printed: the first request is answered.
+        let r = reqwest::Client::new()
+            .get(format!("http://{listen}/v1/spotMembers"))
+            .header("authorization", &key)
+            .send()
+            .await
+            .unwrap();
+        r.json().await.unwrap()
     });
     assert_eq!(body["total"], 5, "{body}");
     let groups: Value = rt.block_on(async {

@@ -1,7 +1,7 @@
 //! API-key authentication for the MeltingSpot dialect, with a short-lived in-process
 //! cache so that a request costs no database round-trip for auth (contract §7).
-//! A rotated or deleted key keeps working for at most [`KeyCache::TTL`] on replicas
-//! that had it cached.
+//! A rotated or deleted key keeps working for at most the cache's lifetime
+//! ([`crate::config::Config::auth_cache_ttl`]) on replicas that had it cached.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -94,17 +94,10 @@ pub struct KeyCache {
     db_lookups: AtomicU64,
 }
 
-impl Default for KeyCache {
-    fn default() -> Self {
-        KeyCache { cache: HashCache::new(Self::TTL), db_lookups: AtomicU64::new(0) }
-    }
-}
-
 impl KeyCache {
-    pub const TTL: Duration = Duration::from_secs(5);
-
-    pub fn new() -> Self {
-        Self::default()
+    /// A cache whose entries live for `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        KeyCache { cache: HashCache::new(ttl), db_lookups: AtomicU64::new(0) }
     }
 
     /// Finds the spot of `key`; 401 when there is none.

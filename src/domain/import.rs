@@ -36,7 +36,7 @@ use super::members::{normalize_email, Member};
 use super::now_ms;
 use super::properties::{self, PropertyDef, StoredValue};
 use crate::error::{Error, Result};
-use crate::store::{self, Db};
+use crate::store::{self, Db, Tx};
 
 /// Rows written per transaction.
 pub const BATCH_ROWS: usize = 20_000;
@@ -720,50 +720,103 @@ async fn write_batch(
     has_smart: bool,
     report: &mut ImportReport,
 ) -> Result<()> {
-    // Rows repeating an email within the batch merge into its first row (later cells win).
-    let mut order: Vec<String> = Vec::new();
-    let mut merged: HashMap<String, RowPlan> = HashMap::new();
-    let mut occurrences: Vec<String> = Vec::with_capacity(plans.len());
-    for p in plans {
-        let key = p.email.to_lowercase();
-        occurrences.push(key.clone());
-        match merged.get_mut(&key) {
-            Some(m) => {
-                if p.firstname.is_some() {
-                    m.firstname = p.firstname.clone();
-                }
-                if p.lastname.is_some() {
-                    m.lastname = p.lastname.clone();
-                }
-                for (pid, v) in &p.values {
-                    m.values.retain(|(id, _)| id != pid);
-                    m.values.push((*pid, v.clone()));
-                }
-            }
-            None => {
-                order.push(key.clone());
-                merged.insert(
-                    key,
-                    RowPlan {
-                        email: p.email.clone(),
-                        firstname: p.firstname.clone(),
-                        lastname: p.lastname.clone(),
-                        values: p.values.clone(),
-                    },
-                );
-            }
-        }
-    }
+    let batch = MergedBatch::of(plans);
     let mut tx = db.begin().await?;
     check_properties_unchanged(defs, &store::properties::list_for_share(tx.ex(), spot_id).await?, plans)?;
     let now = now_ms();
-    // Every row is first offered as a new member; an email already in the spot (or
-    // created meanwhile by another writer) makes its row a no-op, and only those rows
-    // are then read back to be updated. A fresh import never looks an email up twice.
-    let candidates: Vec<Member> = order
-        .iter()
-        .filter_map(|k| merged.get(k))
-        .map(|p| {
+    let mut members = insert_new_members(&mut tx, spot_id, &batch, now).await?;
+    members.count_outcomes(&batch.occurrences, report);
+    let new_values = values_of_created(&batch, &members);
+    let unchanged = update_existing_members(&mut tx, spot_id, &batch, &mut members, now).await?;
+    for chunk in new_values.chunks(VALUES_PER_STATEMENT) {
+        store::properties::insert_values(tx.ex(), spot_id, chunk).await?;
+    }
+    refresh_group_memberships(&mut tx, spot_id, &batch, &members, &unchanged, group_ids, has_smart).await?;
+    store::spots::add_member_count(tx.ex(), spot_id, members.created.len() as i64).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A batch's rows by lower-cased email: rows repeating an email merge into its first
+/// row (later cells win).
+struct MergedBatch {
+    /// Each email once, in the order of its first row.
+    order: Vec<String>,
+    rows: HashMap<String, RowPlan>,
+    /// The email of every row, repeats included (each row counts in the report).
+    occurrences: Vec<String>,
+}
+
+impl MergedBatch {
+    fn of(plans: &[RowPlan]) -> Self {
+        let mut batch =
+            MergedBatch { order: Vec::new(), rows: HashMap::new(), occurrences: Vec::with_capacity(plans.len()) };
+        for p in plans {
+            let key = p.email.to_lowercase();
+            batch.occurrences.push(key.clone());
+            match batch.rows.get_mut(&key) {
+                Some(m) => {
+                    if p.firstname.is_some() {
+                        m.firstname = p.firstname.clone();
+                    }
+                    if p.lastname.is_some() {
+                        m.lastname = p.lastname.clone();
+                    }
+                    for (pid, v) in &p.values {
+                        m.values.retain(|(id, _)| id != pid);
+                        m.values.push((*pid, v.clone()));
+                    }
+                }
+                None => {
+                    batch.order.push(key.clone());
+                    batch.rows.insert(
+                        key,
+                        RowPlan {
+                            email: p.email.clone(),
+                            firstname: p.firstname.clone(),
+                            lastname: p.lastname.clone(),
+                            values: p.values.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        batch
+    }
+
+    /// Each distinct email's merged row with its key, in first-row order.
+    fn rows(&self) -> impl Iterator<Item = (&String, &RowPlan)> {
+        self.order.iter().filter_map(|k| self.rows.get(k).map(|p| (k, p)))
+    }
+}
+
+/// The members of a batch by lower-cased email, and which of them the batch created.
+struct BatchMembers {
+    by_email: HashMap<String, Member>,
+    created: HashSet<String>,
+}
+
+impl BatchMembers {
+    /// Counts each row as created (the first row of an email the batch created) or updated.
+    fn count_outcomes(&self, occurrences: &[String], report: &mut ImportReport) {
+        let mut counted: HashSet<&str> = HashSet::new();
+        for key in occurrences {
+            if self.created.contains(key) && counted.insert(key.as_str()) {
+                report.created += 1;
+            } else {
+                report.updated += 1;
+            }
+        }
+    }
+}
+
+/// Offers every row as a new member; an email already in the spot (or created
+/// meanwhile by another writer) makes its row a no-op, and only those rows are then
+/// read back to be updated. A fresh import never looks an email up twice.
+async fn insert_new_members(tx: &mut Tx, spot_id: Uuid, batch: &MergedBatch, now: i64) -> Result<BatchMembers> {
+    let candidates: Vec<Member> = batch
+        .rows()
+        .map(|(_, p)| {
             let mut m = Member::new_invited(spot_id, Some(p.email.clone()), None);
             m.firstname = p.firstname.clone().unwrap_or_default();
             m.lastname = p.lastname.clone().unwrap_or_default();
@@ -776,48 +829,67 @@ async fn write_batch(
     for chunk in candidates.chunks(INSERT_ROWS_PER_STATEMENT) {
         inserted.extend(store::members::insert_many_if_absent(tx.ex(), chunk).await?);
     }
-    let mut members: HashMap<String, Member> = HashMap::with_capacity(candidates.len());
-    let mut created: HashSet<String> = HashSet::with_capacity(inserted.len());
+    let mut members = BatchMembers {
+        by_email: HashMap::with_capacity(candidates.len()),
+        created: HashSet::with_capacity(inserted.len()),
+    };
     let mut existing_emails: Vec<String> = Vec::new();
     for m in candidates {
         let key = m.email.as_deref().unwrap_or_default().to_lowercase();
         if inserted.contains(&m.id) {
-            created.insert(key.clone());
-            members.insert(key, m);
+            members.created.insert(key.clone());
+            members.by_email.insert(key, m);
         } else {
             existing_emails.push(key);
         }
     }
     for m in store::members::get_many_by_email(tx.ex(), spot_id, &existing_emails).await? {
         if let Some(e) = &m.email {
-            members.insert(e.to_lowercase(), m);
+            members.by_email.insert(e.to_lowercase(), m);
         }
     }
-    let mut counted: HashSet<&str> = HashSet::new();
-    for key in &occurrences {
-        if created.contains(key) && counted.insert(key.as_str()) {
-            report.created += 1;
-        } else {
-            report.updated += 1;
-        }
-    }
-    // Members that exist already: their values are read in bulk and only what differs
-    // is written, so re-running a file writes (and re-evaluates) nothing.
-    let existing_ids: Vec<Uuid> =
-        order.iter().filter(|k| !created.contains(*k)).filter_map(|k| members.get(k)).map(|m| m.id).collect();
-    let current_values = store::properties::values_of_members(tx.ex(), spot_id, &existing_ids).await?;
-    let mut new_values: Vec<(Uuid, Uuid, i64, StoredValue)> = Vec::new();
-    let mut unchanged: HashSet<Uuid> = HashSet::new();
-    for key in &order {
-        let (Some(p), Some(m)) = (merged.get(key), members.get_mut(key)) else { continue };
-        if created.contains(key) {
-            for (pid, rows) in &p.values {
-                for (i, v) in rows.iter().enumerate() {
-                    new_values.push((*pid, m.id, i as i64, v.clone()));
-                }
+    Ok(members)
+}
+
+/// The property values of the members the batch created, as rows to insert
+/// (`property, member, position, value`).
+fn values_of_created(batch: &MergedBatch, members: &BatchMembers) -> Vec<(Uuid, Uuid, i64, StoredValue)> {
+    let mut new_values = Vec::new();
+    for (key, p) in batch.rows().filter(|(key, _)| members.created.contains(*key)) {
+        let Some(m) = members.by_email.get(key) else { continue };
+        for (pid, rows) in &p.values {
+            for (i, v) in rows.iter().enumerate() {
+                new_values.push((*pid, m.id, i as i64, v.clone()));
             }
+        }
+    }
+    new_values
+}
+
+/// Applies the batch to the members that existed already: their values are read in
+/// bulk and only what differs is written, so re-running a file writes (and
+/// re-evaluates) nothing. Returns the members left unchanged.
+async fn update_existing_members(
+    tx: &mut Tx,
+    spot_id: Uuid,
+    batch: &MergedBatch,
+    members: &mut BatchMembers,
+    now: i64,
+) -> Result<HashSet<Uuid>> {
+    let existing_ids: Vec<Uuid> = batch
+        .order
+        .iter()
+        .filter(|k| !members.created.contains(*k))
+        .filter_map(|k| members.by_email.get(k))
+        .map(|m| m.id)
+        .collect();
+    let current_values = store::properties::values_of_members(tx.ex(), spot_id, &existing_ids).await?;
+    let mut unchanged: HashSet<Uuid> = HashSet::new();
+    for (key, p) in batch.rows() {
+        if members.created.contains(key) {
             continue;
         }
+        let Some(m) = members.by_email.get_mut(key) else { continue };
         let mut changed = false;
         if let Some(f) = &p.firstname {
             changed |= m.firstname != *f;
@@ -842,20 +914,29 @@ async fn write_batch(
             unchanged.insert(m.id);
         }
     }
-    for chunk in new_values.chunks(VALUES_PER_STATEMENT) {
-        store::properties::insert_values(tx.ex(), spot_id, chunk).await?;
-    }
-    for key in &order {
-        let Some(m) = members.get(key) else { continue };
+    Ok(unchanged)
+}
+
+/// Re-evaluates the smart groups of every member the batch created or changed, and
+/// adds every member of the batch to `group_ids`.
+async fn refresh_group_memberships(
+    tx: &mut Tx,
+    spot_id: Uuid,
+    batch: &MergedBatch,
+    members: &BatchMembers,
+    unchanged: &HashSet<Uuid>,
+    group_ids: &[Uuid],
+    has_smart: bool,
+) -> Result<()> {
+    for key in &batch.order {
+        let Some(m) = members.by_email.get(key) else { continue };
         if has_smart && !unchanged.contains(&m.id) {
-            super::groups::refresh_smart_memberships(&mut tx, m).await?;
+            super::groups::refresh_smart_memberships(tx, m).await?;
         }
         for g in group_ids {
-            super::groups::join(&mut tx, spot_id, *g, m.id, "Member").await?;
+            super::groups::join(tx, spot_id, *g, m.id, "Member").await?;
         }
     }
-    store::spots::add_member_count(tx.ex(), spot_id, created.len() as i64).await?;
-    tx.commit().await?;
     Ok(())
 }
 

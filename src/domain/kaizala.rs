@@ -460,19 +460,17 @@ pub struct KzCaller {
 
 /// Access-token lookups, cached briefly so a call costs no extra round-trip. A token
 /// whose member was deactivated (or whose refresh token was replaced) stops working
-/// within [`TokenCache::TTL`] on every replica, and at once on the one that replaced it.
+/// within the cache's lifetime ([`crate::config::Config::auth_cache_ttl`]) on every
+/// replica, and at once on the one that replaced it.
 /// Unknown tokens are cached too, so repeating one costs no lookup.
 #[derive(Debug)]
 pub struct TokenCache(HashCache<Option<KzCaller>>);
 
-impl Default for TokenCache {
-    fn default() -> Self {
-        TokenCache(HashCache::new(Self::TTL))
-    }
-}
-
 impl TokenCache {
-    pub const TTL: Duration = Duration::from_secs(5);
+    /// A cache whose entries live for `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        TokenCache(HashCache::new(ttl))
+    }
 
     /// The caller of a live access token; [`Error::InvalidToken`] for an unknown,
     /// expired or revoked one, or one whose member may no longer sign in.

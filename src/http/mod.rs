@@ -59,9 +59,9 @@ impl AppState {
         let pin_delivery = PinDelivery::new(config.sms_webhook_url.clone(), outbound);
         Ok(AppState {
             db,
-            keys: Arc::new(KeyCache::new()),
+            keys: Arc::new(KeyCache::new(config.auth_cache_ttl)),
             limiter: Arc::new(RateLimiter::new()),
-            kz_tokens: Arc::new(TokenCache::default()),
+            kz_tokens: Arc::new(TokenCache::new(config.auth_cache_ttl)),
             pin_delivery,
             failed_auth: Arc::new(FailedAuthThrottle::new(config.auth.failed_auth_per_address)),
             in_flight: server::InFlight(Arc::new(tokio::sync::Semaphore::new(config.server.max_in_flight.max(1)))),

@@ -170,7 +170,7 @@ pub async fn participants_of_members(
     if member_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sql = Sql::new(&format!("SELECT {PARTICIPANT_COLUMNS} {PARTICIPANT_FROM}"));
+    let mut sql = Sql::from_parts(&["SELECT ", PARTICIPANT_COLUMNS, " ", PARTICIPANT_FROM]);
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND p.course_id = ").push_bind(Bind::Uuid(course_id));
     sql.push(" AND p.member_id IN ");
     sql.push_list(member_ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY p.id");
@@ -201,7 +201,7 @@ pub async fn list_participants(
     offset: i64,
     limit: i64,
 ) -> Result<Vec<Participant>, sqlx::Error> {
-    let mut sql = Sql::new(&format!("SELECT {PARTICIPANT_COLUMNS} {PARTICIPANT_FROM}"));
+    let mut sql = Sql::from_parts(&["SELECT ", PARTICIPANT_COLUMNS, " ", PARTICIPANT_FROM]);
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND p.course_id = ").push_bind(Bind::Uuid(course_id));
     sql.push_predicates(filters);
     sql.push(" ORDER BY p.id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));

@@ -59,7 +59,7 @@ pub async fn get_many(ex: Ex<'_>, spot_id: Uuid, ids: &[Uuid]) -> Result<Vec<Gro
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM spot_groups WHERE spot_id = "));
+    let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM spot_groups WHERE spot_id = "]);
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN ");
     sql.push_list(ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY id");
     run!(ex, |c| bind_all!(sqlx::query_as::<_, Group>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
@@ -418,7 +418,7 @@ pub async fn members_for_share(ex: Ex<'_>, spot_id: Uuid, ids: &[Uuid]) -> Resul
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sql = Sql::new(&format!("SELECT {} FROM members WHERE spot_id = ", crate::store::members::COLUMNS));
+    let mut sql = Sql::from_parts(&["SELECT ", crate::store::members::COLUMNS, " FROM members WHERE spot_id = "]);
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN ");
     sql.push_list(ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY id").push(ex.row_lock(" FOR SHARE"));
     run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
@@ -436,15 +436,15 @@ pub async fn blacklist(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid) -> Result<Vec<
     })
 }
 
-fn prefixed_member_columns() -> String {
-    crate::store::members::COLUMNS.split(", ").map(|c| format!("m.{}", c.trim())).collect::<Vec<_>>().join(", ")
-}
+/// A group member's columns: the member's (`m.`) and its group role.
+const GROUP_MEMBER_COLUMNS: &str = concat!(crate::store::members::member_columns!("m."), ", gm.group_role");
 
-fn group_members_sql(select: &str, spot_id: Uuid, group_id: Uuid, filters: &[Predicate]) -> Sql {
-    let mut sql = Sql::new(&format!(
-        "SELECT {select} FROM group_members gm JOIN members m ON m.spot_id = gm.spot_id AND m.id = gm.member_id \
-         WHERE gm.spot_id = "
-    ));
+fn group_members_sql(select: &'static str, spot_id: Uuid, group_id: Uuid, filters: &[Predicate]) -> Sql {
+    let mut sql = Sql::from_parts(&[
+        "SELECT ",
+        select,
+        " FROM group_members gm JOIN members m ON m.spot_id = gm.spot_id AND m.id = gm.member_id WHERE gm.spot_id = ",
+    ]);
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND gm.group_id = ").push_bind(Bind::Uuid(group_id));
     sql.push_predicates(filters);
     sql
@@ -459,8 +459,7 @@ pub async fn list_members(
     offset: i64,
     limit: Option<i64>,
 ) -> Result<Vec<(Member, String)>, sqlx::Error> {
-    let select = format!("{}, gm.group_role", prefixed_member_columns());
-    let mut sql = group_members_sql(&select, spot_id, group_id, filters);
+    let mut sql = group_members_sql(GROUP_MEMBER_COLUMNS, spot_id, group_id, filters);
     sql.push(" ORDER BY gm.member_id");
     if let Some(limit) = limit {
         sql.push(" LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
@@ -493,7 +492,7 @@ pub async fn members_batch(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Member>, sqlx::Error> {
-    let mut sql = Sql::new(&format!("SELECT {} FROM members WHERE spot_id = ", crate::store::members::COLUMNS));
+    let mut sql = Sql::from_parts(&["SELECT ", crate::store::members::COLUMNS, " FROM members WHERE spot_id = "]);
     sql.push_bind(Bind::Uuid(spot_id));
     if let Some(after) = after {
         sql.push(" AND id > ").push_bind(Bind::Uuid(after));

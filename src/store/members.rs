@@ -10,9 +10,21 @@ use crate::domain::filter::Predicate;
 use crate::domain::members::Member;
 use crate::{bind_all, run};
 
-pub const COLUMNS: &str = "spot_id, id, user_id, email, mobile_number, title, lang, role, custom_role_id, \
-    status, firstname, lastname, warnings, avatar_url, embed_base_urls, invited_at, registered_at, updated_at, \
-    last_activity_at";
+/// The member columns as a literal, each after `$p` (a table alias with its dot, or
+/// `""`): one list for [`COLUMNS`] and its aliased forms, so they cannot drift apart.
+macro_rules! member_columns {
+    ($p:literal) => {
+        $crate::store::members::member_columns!(@ $p; spot_id, id, user_id, email, mobile_number, title, lang,
+            role, custom_role_id, status, firstname, lastname, warnings, avatar_url, embed_base_urls, invited_at,
+            registered_at, updated_at, last_activity_at)
+    };
+    (@ $p:literal; $first:ident $(, $rest:ident)*) => {
+        concat!($p, stringify!($first) $(, ", ", $p, stringify!($rest))*)
+    };
+}
+pub(crate) use member_columns;
+
+pub const COLUMNS: &str = member_columns!("");
 
 /// Inserts `m` unless its email or mobile number is already taken in the spot.
 pub async fn insert_if_absent(ex: Ex<'_>, m: &Member) -> Result<Option<Member>, sqlx::Error> {
@@ -95,7 +107,7 @@ pub async fn get_many(ex: Ex<'_>, spot_id: Uuid, ids: &[Uuid]) -> Result<Vec<Mem
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM members WHERE spot_id = "));
+    let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM members WHERE spot_id = "]);
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN ");
     sql.push_list(ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY id");
     run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
@@ -166,7 +178,7 @@ pub async fn list(
     offset: i64,
     limit: i64,
 ) -> Result<Vec<Member>, sqlx::Error> {
-    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM members WHERE spot_id = "));
+    let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM members WHERE spot_id = "]);
     sql.push_bind(Bind::Uuid(spot_id));
     sql.push_predicates(filters);
     push_property_filters(&mut sql, spot_id, props);
@@ -227,7 +239,7 @@ pub async fn get_many_by_email(ex: Ex<'_>, spot_id: Uuid, emails: &[String]) -> 
     run!(ex, |c| {
         let mut found = Vec::new();
         for chunk in emails.chunks(IN_LIST_MAX) {
-            let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM members WHERE spot_id = "));
+            let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM members WHERE spot_id = "]);
             sql.push_bind(Bind::Uuid(spot_id)).push(" AND email_norm IN ");
             sql.push_list(chunk.iter().map(|e| Bind::Text(e.to_lowercase())));
             found.extend(
@@ -236,4 +248,16 @@ pub async fn get_many_by_email(ex: Ex<'_>, spot_id: Uuid, emails: &[String]) -> 
         }
         Ok(found)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn column_lists_render_with_and_without_alias() {
+        assert!(super::COLUMNS.starts_with("spot_id, id, user_id, email, "));
+        assert!(super::COLUMNS.ends_with(", updated_at, last_activity_at"));
+        assert_eq!(super::COLUMNS.split(", ").count(), 19);
+        let aliased = super::member_columns!("m.");
+        assert_eq!(aliased, super::COLUMNS.split(", ").map(|c| format!("m.{c}")).collect::<Vec<_>>().join(", "));
+    }
 }

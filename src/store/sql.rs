@@ -7,6 +7,10 @@
 //! position.
 //! List filters (`field[op]=value`, contract §3) are rendered here from the validated
 //! [`Predicate`]s of [`crate::domain::filter`].
+//!
+//! SQL text only ever comes from `&'static str` fragments (literals and constants):
+//! every value, whatever its origin, is a [`Bind`], so no runtime string can reach the
+//! text of a statement.
 
 use uuid::Uuid;
 
@@ -27,7 +31,8 @@ pub enum Bind {
 }
 
 /// SQL text with its binds, rendered for each backend; placeholders are numbered as
-/// they are pushed, each used once, in bind order.
+/// they are pushed, each used once, in bind order. Text is appended only from
+/// `&'static str` fragments (see the module docs).
 #[derive(Debug, Default)]
 pub struct Sql {
     /// PostgreSQL text (`$1`, `$2`, …).
@@ -51,8 +56,15 @@ impl Dialect for sqlx::PgConnection {
 }
 
 impl Sql {
-    pub fn new(text: &str) -> Self {
+    pub fn new(text: &'static str) -> Self {
         Sql { text: text.to_string(), sqlite_text: text.to_string(), binds: Vec::new() }
+    }
+
+    /// A statement starting with `parts` joined, for text assembled from constants
+    /// (such as a column list) that `concat!` cannot join.
+    pub fn from_parts(parts: &[&'static str]) -> Self {
+        let text = parts.concat();
+        Sql { sqlite_text: text.clone(), text, binds: Vec::new() }
     }
 
     /// The text for the backend of connection `c` (used inside [`crate::run`]).
@@ -64,7 +76,7 @@ impl Sql {
         }
     }
 
-    pub fn push(&mut self, text: &str) -> &mut Self {
+    pub fn push(&mut self, text: &'static str) -> &mut Self {
         self.text.push_str(text);
         self.sqlite_text.push_str(text);
         self
@@ -102,7 +114,7 @@ impl Sql {
 
     fn push_predicate(&mut self, p: &Predicate) {
         let col = p.column;
-        let single = |s: &mut Sql, op: &str| {
+        let single = |s: &mut Sql, op: &'static str| {
             s.push(col).push(op);
             if let Some(v) = p.values.first() {
                 s.push_bind(v.clone());
@@ -148,8 +160,8 @@ pub fn escape_like(s: &str) -> String {
 /// and how many rows match: the shape of every plain `{items, total}` list.
 pub async fn page<T>(
     ex: super::Ex<'_>,
-    table: &str,
-    columns: &str,
+    table: &'static str,
+    columns: &'static str,
     spot_id: Uuid,
     filters: &[Predicate],
     offset: i64,
@@ -159,9 +171,9 @@ where
     T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
     T: Send + Unpin,
 {
-    let mut sql = Sql::new(&format!("SELECT {columns} FROM {table} WHERE spot_id = "));
+    let mut sql = Sql::from_parts(&["SELECT ", columns, " FROM ", table, " WHERE spot_id = "]);
     sql.push_bind(Bind::Uuid(spot_id)).push_predicates(filters);
-    let mut count = Sql::new(&format!("SELECT COUNT(*) FROM {table} WHERE spot_id = "));
+    let mut count = Sql::from_parts(&["SELECT COUNT(*) FROM ", table, " WHERE spot_id = "]);
     count.push_bind(Bind::Uuid(spot_id)).push_predicates(filters);
     sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
     crate::run!(ex, |c| {
@@ -203,5 +215,14 @@ mod tests {
         );
         assert_eq!(sql.binds[4], Bind::Text("%50\\%\\_off%".into()));
         assert_eq!(sql.binds.len(), 6);
+    }
+
+    #[test]
+    fn statements_join_static_parts() {
+        const COLUMNS: &str = "id, name";
+        let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM courses WHERE spot_id = "]);
+        sql.push_bind(Bind::I64(1)).push(" AND id = ").push_bind(Bind::I64(2));
+        assert_eq!(sql.text, "SELECT id, name FROM courses WHERE spot_id = $1 AND id = $2");
+        assert_eq!(sql.sqlite_text, "SELECT id, name FROM courses WHERE spot_id = ? AND id = ?");
     }
 }

@@ -64,6 +64,14 @@ impl Drop for PgGuard {
     }
 }
 
+/// The API-key and access-token cache lifetime of every test server.
+pub const AUTH_CACHE_TTL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Waits until every auth-cache entry made so far has expired.
+pub async fn outlive_auth_cache(app: &TestApp) {
+    tokio::time::sleep(app.state.config.auth_cache_ttl + std::time::Duration::from_millis(100)).await;
+}
+
 pub struct TestApp {
     pub base: String,
     pub key: String,
@@ -123,6 +131,8 @@ impl TestApp {
         // Generous defaults so suites never trip the limiter by accident; the
         // rate-limit tests lower a spot's own limits.
         config.default_limits = Limits { per_10s: 100_000, per_day: 10_000_000 };
+        // A short auth-cache lifetime, so tests of revoked credentials wait 200 ms, not 5 s.
+        config.auth_cache_ttl = AUTH_CACHE_TTL;
         tweak(&mut config);
         let state = AppState::new(db.clone(), config).expect("state");
         let (spot, key) = openspot::domain::spots::create_spot(&db, "test spot").await.expect("create spot");

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::both;
-use crate::common::{assert_ms_error, Resp, TestApp};
+use crate::common::{assert_ms_error, outlive_auth_cache, Resp, TestApp};
 use crate::kaizala::{access, assert_kz_error, call, raw, relayed, setup, slow_sms_receiver, sms_receiver, user};
 
 fn nested_arrays(depth: usize) -> String {
@@ -233,7 +233,7 @@ both!(replaced_tokens_and_signed_out_members_lose_access, |app| {
         .to_string();
     assert_eq!(app.put(&format!("/v1/spotMembers/{id}"), json!({"status": "Deactivated"})).await.status, 200);
     // Within the auth cache's lifetime.
-    tokio::time::sleep(openspot::domain::kaizala::TokenCache::TTL + Duration::from_millis(300)).await;
+    outlive_auth_cache(&app).await;
     assert_kz_error(&call(&app, &again, Method::GET, "/groups", None).await, 401, "InvalidToken");
     assert_kz_error(&access(&app, &kz.app_id, &kz.secret, &again.refresh).await, 401, "InvalidToken");
     assert!(openspot::domain::kaizala::create_user_token(&app.db, &kz.app_id, number).await.is_err());
@@ -344,7 +344,14 @@ async fn slow_and_idle_clients_are_cut_off() {
     assert_eq!(app.get("/v1/spotMembers").await.status, 200);
 }
 
-both!(a_flood_of_bad_keys_barely_reaches_the_database, |app| {
+/// A server whose auth cache keeps the production lifetime: the flood below outlasts
+/// the tests' 200 ms, and what it proves relies on entries staying cached meanwhile.
+async fn app_with_default_auth_cache(backend: openspot::store::Backend) -> Option<TestApp> {
+    TestApp::spawn_with(backend, |c| c.auth_cache_ttl = openspot::config::DEFAULT_AUTH_CACHE_TTL).await
+}
+
+async fn a_flood_of_bad_keys_barely_reaches_the_database(backend: openspot::store::Backend) {
+    let Some(app) = app_with_default_auth_cache(backend).await else { return };
     let limit = app.state.config.auth.failed_auth_per_address as u64;
     assert_eq!(app.get("/v1/spotMembers").await.status, 200);
     let before = app.state.keys.db_lookups();
@@ -369,13 +376,25 @@ both!(a_flood_of_bad_keys_barely_reaches_the_database, |app| {
     assert_eq!(app.get("/v1/spotMembers").await.status, 200);
     assert_ms_error(&app.send(Method::GET, "/v1/spotMembers", Some("os_yet_another"), None).await, 429);
     // Repeating one bad key costs one lookup at most (it is cached as unknown).
-    let Some(fresh) = TestApp::spawn(app.db.backend()).await else { return };
+    let Some(fresh) = app_with_default_auth_cache(app.db.backend()).await else { return };
     let before = fresh.state.keys.db_lookups();
     for _ in 0..20 {
         assert_ms_error(&fresh.send(Method::GET, "/v1/spotMembers", Some("os_same_bad_key"), None).await, 401);
     }
     assert_eq!(fresh.state.keys.db_lookups() - before, 1);
-});
+}
+
+mod a_flood_of_bad_keys_barely_reaches_the_database {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::a_flood_of_bad_keys_barely_reaches_the_database(openspot::store::Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::a_flood_of_bad_keys_barely_reaches_the_database(openspot::store::Backend::Postgres).await;
+    }
+}
 
 /// Runs the real binary with `args` (SQLite at `db`) and returns its stdout as JSON.
 fn cli_json(db: &str, args: &[&str]) -> Value {
@@ -386,6 +405,49 @@ fn cli_json(db: &str, args: &[&str]) -> Value {
         .unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Starts `openspot serve` (asked to listen on port 0) with its stderr captured; returns
+/// the process, the address it reported on its `listening on` line (bound before that
+/// line is printed, so it answers at once), and a thread that yields the whole log once
+/// the process ends.
+async fn serve_logged(
+    command: &mut std::process::Command,
+) -> (std::process::Child, String, std::thread::JoinHandle<String>) {
+    let mut child = command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let stderr = child.stderr.take().unwrap();
+    let log_reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut log = String::new();
+        let mut bound_tx = Some(bound_tx);
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                if let Some(tx) = bound_tx.take() {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    let listen = tokio::time::timeout(Duration::from_secs(20), bound_rx)
+        .await
+        .expect("server never reported its address")
+        .expect("server ended before listening");
+    (child, listen, log_reader)
+}
+
+/// Sends SIGTERM and waits (bounded) for the process to exit.
+async fn stop(mut child: std::process::Child) {
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(40), "no exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -408,25 +470,16 @@ async fn no_secret_reaches_the_log() {
     // The relay's URL carries credentials, as an SMS gateway's often does.
     let (relay, seen) = sms_receiver().await;
     let relay = relay.replace("http://", "http://relayuser:relaysecret@");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let listen = format!("127.0.0.1:{port}");
-    let log_path = dir.path().join("server.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_openspot"))
-        .args(["--database-url", &db, "serve", "--listen", &listen])
-        .env("RUST_LOG", "debug")
-        .env("OPENSPOT_SMS_WEBHOOK_URL", &relay)
-        .env("OPENSPOT_ALLOW_PRIVATE_TARGETS", "true")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
+    let (child, listen, log_reader) = serve_logged(
+        std::process::Command::new(env!("CARGO_BIN_EXE_openspot"))
+            .args(["--database-url", &db, "serve", "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "debug")
+            .env("OPENSPOT_SMS_WEBHOOK_URL", &relay)
+            .env("OPENSPOT_ALLOW_PRIVATE_TARGETS", "true"),
+    )
+    .await;
     let base = format!("http://{listen}");
     let client = reqwest::Client::new();
-    let start = Instant::now();
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "server never answered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let ok = client.get(format!("{base}/v1/spotMembers")).header("authorization", &key).send().await.unwrap();
     assert_eq!(ok.status(), 200);
     let r = client
@@ -458,14 +511,9 @@ async fn no_secret_reaches_the_log() {
         .await
         .unwrap();
     let second_refresh = r.json::<Value>().await.unwrap()["refreshToken"].as_str().unwrap().to_string();
-    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(start.elapsed() < Duration::from_secs(40), "no exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    stop(child).await;
 
-    let log = std::fs::read_to_string(&log_path).unwrap();
+    let log = log_reader.join().unwrap();
     assert!(log.contains("PIN sent through the SMS relay"), "the log was captured: {log}");
     for (what, secret) in [
         ("API key", key.as_str()),
@@ -483,35 +531,22 @@ async fn no_secret_reaches_the_log() {
     }
 
     // Without a relay the server says a PIN was issued, and not which.
-    let log_path = dir.path().join("no-relay.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_openspot"))
-        .args(["--database-url", &db, "serve", "--listen", &listen])
-        .env("RUST_LOG", "debug")
-        .env_remove("OPENSPOT_SMS_WEBHOOK_URL")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
+    let (child, listen, log_reader) = serve_logged(
+        std::process::Command::new(env!("CARGO_BIN_EXE_openspot"))
+            .args(["--database-url", &db, "serve", "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "debug")
+            .env_remove("OPENSPOT_SMS_WEBHOOK_URL"),
+    )
+    .await;
+    let r = client
+        .post(format!("http://{listen}/kaizala/v1/generatePin"))
+        .body(json!({"mobileNumber": number, "applicationId": app_id}).to_string())
+        .send()
+        .await
         .unwrap();
-    let start = Instant::now();
-    loop {
-        let r = client
-            .post(format!("{base}/kaizala/v1/generatePin"))
-            .body(json!({"mobileNumber": number, "applicationId": app_id}).to_string())
-            .send()
-            .await;
-        if r.is_ok_and(|r| r.status() == 200) {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "server never answered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(start.elapsed() < Duration::from_secs(40), "no exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert_eq!(r.status(), 200);
+    stop(child).await;
+    let log = log_reader.join().unwrap();
     assert!(log.contains("Kaizala PIN issued"), "{log}");
     for line in log.lines() {
         assert!(!line.contains("pin=") && !line.contains("\"pin\""), "the log shows a PIN: {line}");
