@@ -22,6 +22,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(generate_pin)).routes(routes!(login_with_pin)).routes(routes!(access_token))
 }
 
+/// `{}`: the answer of `generatePin`, whoever the number belongs to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KzEmpty {}
+
 /// Body of `generatePin` (keys in any case; JSON5 syntax accepted).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -44,7 +48,7 @@ fn required(v: Option<String>, field: &str) -> Result<String, KzError> {
 #[utoipa::path(post, path = "/kaizala/v1/generatePin", tag = "Kaizala: authentication", security(()),
     request_body = GeneratePinBody,
     responses(
-        (status = 200, description = "`{}`", body = Object),
+        (status = 200, description = "`{}`", body = KzEmpty),
         (status = 400, description = "InvalidParameters", body = KzErrorBody),
         (status = 429, description = "Throttled (per address, connector or number); see `Retry-After`", body = KzErrorBody),
     ))]
@@ -52,12 +56,12 @@ async fn generate_pin(
     State(st): State<AppState>,
     ClientIp(client_ip): ClientIp,
     KzJson(body): KzJson<GeneratePinBody>,
-) -> Result<Json<serde_json::Value>, KzError> {
+) -> Result<Json<KzEmpty>, KzError> {
     let mobile = required(body.mobilenumber, "mobileNumber")?;
     let app = required(body.applicationid, "applicationId")?;
     let throttles = LoginThrottles { limiter: &st.limiter, limits: &st.config.auth, client_ip };
     kaizala::generate_pin(&st.db, &st.pin_delivery, &throttles, &mobile, &app).await?;
-    Ok(Json(serde_json::json!({})))
+    Ok(Json(KzEmpty {}))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

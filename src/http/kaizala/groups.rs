@@ -5,7 +5,6 @@ use axum::extract::{Path, State};
 use axum::http::Uri;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -27,8 +26,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(kz_send_message))
 }
 
-fn ok_result() -> Json<Value> {
-    Json(json!({"result": true}))
+/// `{"result": true}`: the answer of member and sub-group changes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KzResult {
+    result: bool,
+}
+
+fn ok_result() -> Json<KzResult> {
+    Json(KzResult { result: true })
 }
 
 /// Body of group creation (keys in any case; JSON5 syntax accepted).
@@ -84,38 +89,96 @@ async fn kz_create_group(
     Ok(Json(KzCreatedGroup { group_id: g.id, group_name: g.name, members_added: added }))
 }
 
-fn summary(v: &GroupView) -> Value {
-    json!({
-        "groupId": v.group.id,
-        "groupName": v.group.name,
-        "groupImageUrl": "",
-        "groupType": v.group.group_type,
-        "callerRole": v.caller_role,
-    })
+/// A group in `GET /groups` without `showDetail(s)`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KzGroupSummary {
+    group_id: Uuid,
+    group_name: String,
+    /// Always empty: openspot stores no group images.
+    group_image_url: String,
+    /// `Group` or `ConnectGroup`.
+    group_type: String,
+    /// `Admin`, `Member`, or null when the caller only sees it through a related group.
+    caller_role: Option<String>,
 }
 
-fn detail(v: &GroupView) -> Value {
-    json!({
-        "groupName": v.group.name,
-        "groupId": v.group.id,
-        "groupImageUrl": "",
-        "hasSubGroups": !v.child_ids.is_empty(),
-        "hasParentGroups": !v.parent_ids.is_empty(),
-        "callerRole": v.caller_role,
-        "currentLevelSubGroupCount": v.child_ids.len(),
-        "currentLevelParentGroupCount": v.parent_ids.len(),
-        "userCount": v.user_count,
-        "uniqueUserCount": v.unique_user_count,
-        "currentLevelUserCount": v.current_level_user_count,
-        "currentLevelUnProvisionedUserCount": v.current_level_unprovisioned,
-        "unProvisionedUserCount": v.unprovisioned_user_count,
-        "isMappedToTenant": true,
-        "groupType": v.group.group_type,
-        "isDuplicate": false,
-        "isEditable": v.caller_role.as_deref() == Some("Admin"),
-        "isDetailsReadable": true,
-        "welcomeMessage": v.group.welcome_message,
-    })
+impl From<&GroupView> for KzGroupSummary {
+    fn from(v: &GroupView) -> Self {
+        KzGroupSummary {
+            group_id: v.group.id,
+            group_name: v.group.name.clone(),
+            group_image_url: String::new(),
+            group_type: v.group.group_type.clone(),
+            caller_role: v.caller_role.clone(),
+        }
+    }
+}
+
+/// A group with every documented count (`showDetail(s)=true`, and `GET /groups/{id}`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KzGroupDetail {
+    group_name: String,
+    group_id: Uuid,
+    group_image_url: String,
+    has_sub_groups: bool,
+    has_parent_groups: bool,
+    caller_role: Option<String>,
+    current_level_sub_group_count: usize,
+    current_level_parent_group_count: usize,
+    /// Members across the group and its sub-groups (one in two groups counts twice).
+    user_count: i64,
+    unique_user_count: i64,
+    current_level_user_count: i64,
+    current_level_un_provisioned_user_count: i64,
+    un_provisioned_user_count: i64,
+    is_mapped_to_tenant: bool,
+    group_type: String,
+    is_duplicate: bool,
+    is_editable: bool,
+    is_details_readable: bool,
+    welcome_message: Option<String>,
+}
+
+impl From<&GroupView> for KzGroupDetail {
+    fn from(v: &GroupView) -> Self {
+        KzGroupDetail {
+            group_name: v.group.name.clone(),
+            group_id: v.group.id,
+            group_image_url: String::new(),
+            has_sub_groups: !v.child_ids.is_empty(),
+            has_parent_groups: !v.parent_ids.is_empty(),
+            caller_role: v.caller_role.clone(),
+            current_level_sub_group_count: v.child_ids.len(),
+            current_level_parent_group_count: v.parent_ids.len(),
+            user_count: v.user_count,
+            unique_user_count: v.unique_user_count,
+            current_level_user_count: v.current_level_user_count,
+            current_level_un_provisioned_user_count: v.current_level_unprovisioned,
+            un_provisioned_user_count: v.unprovisioned_user_count,
+            is_mapped_to_tenant: true,
+            group_type: v.group.group_type.clone(),
+            is_duplicate: false,
+            is_editable: v.caller_role.as_deref() == Some("Admin"),
+            is_details_readable: true,
+            welcome_message: v.group.welcome_message.clone(),
+        }
+    }
+}
+
+/// One entry of `{groups: [...]}`: a summary, or the details when asked for.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum KzGroupItem {
+    Summary(KzGroupSummary),
+    Detail(KzGroupDetail),
+}
+
+/// `{groups: [...]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KzGroups {
+    groups: Vec<KzGroupItem>,
 }
 
 /// List the caller's groups
@@ -126,22 +189,29 @@ fn detail(v: &GroupView) -> Value {
 #[utoipa::path(get, path = "/kaizala/v1/groups", tag = "Kaizala: groups", security(("kaizalaToken" = [])),
     params(("fetchAllGroups" = Option<bool>, Query), ("showDetail" = Option<bool>, Query), ("showDetails" = Option<bool>, Query)),
     responses(
-        (status = 200, description = "`{groups: [...]}`", body = Object),
+        (status = 200, description = "The caller's groups", body = KzGroups),
         (status = 401, description = "InvalidToken", body = KzErrorBody),
     ))]
-async fn kz_list_groups(State(st): State<AppState>, Caller(caller): Caller, uri: Uri) -> Result<Json<Value>, KzError> {
+async fn kz_list_groups(
+    State(st): State<AppState>,
+    Caller(caller): Caller,
+    uri: Uri,
+) -> Result<Json<KzGroups>, KzError> {
     let fetch_all = query_flag(&uri, &["fetchAllGroups"]);
     let details = query_flag(&uri, &["showDetail", "showDetails"]);
     let views = kaizala::list_groups(&st.db, &caller, fetch_all).await?;
-    let groups: Vec<Value> = views.iter().map(|v| if details { detail(v) } else { summary(v) }).collect();
-    Ok(Json(json!({ "groups": groups })))
+    let groups = views
+        .iter()
+        .map(|v| if details { KzGroupItem::Detail(v.into()) } else { KzGroupItem::Summary(v.into()) })
+        .collect();
+    Ok(Json(KzGroups { groups }))
 }
 
 /// Get a group's details
 #[utoipa::path(get, path = "/kaizala/v1/groups/{groupId}", tag = "Kaizala: groups", security(("kaizalaToken" = [])),
     params(("groupId" = String, Path, description = "Group id; an `@<n>` suffix is accepted")),
     responses(
-        (status = 200, description = "`{groups: [<group with details>]}`", body = Object),
+        (status = 200, description = "`{groups: [<the group, with details>]}`", body = KzGroups),
         (status = 401, description = "InvalidToken", body = KzErrorBody),
         (status = 403, description = "AccessDenied: not a member", body = KzErrorBody),
         (status = 404, description = "GroupNotFound", body = KzErrorBody),
@@ -150,16 +220,24 @@ async fn kz_get_group(
     State(st): State<AppState>,
     Caller(caller): Caller,
     Path(gid): Path<String>,
-) -> Result<Json<Value>, KzError> {
+) -> Result<Json<KzGroups>, KzError> {
     let v = kaizala::group_detail(&st.db, &caller, group_id(&gid)?).await?;
-    Ok(Json(json!({ "groups": [detail(&v)] })))
+    Ok(Json(KzGroups { groups: vec![KzGroupItem::Detail((&v).into())] }))
+}
+
+/// A sub-group just created.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KzCreatedSubGroup {
+    group_id: Uuid,
+    group_name: String,
 }
 
 /// Create a sub-group
 #[utoipa::path(post, path = "/kaizala/v1/groups/{groupId}/subGroups", tag = "Kaizala: groups",
     security(("kaizalaToken" = [])), params(("groupId" = String, Path)), request_body = KzCreateGroupBody,
     responses(
-        (status = 200, description = "`{groupId, groupName}`", body = Object),
+        (status = 200, description = "Sub-group created", body = KzCreatedSubGroup),
         (status = 400, description = "InvalidParameters", body = KzErrorBody),
         (status = 403, description = "AccessDenied: not an Admin of the parent", body = KzErrorBody),
         (status = 404, description = "GroupNotFound", body = KzErrorBody),
@@ -169,7 +247,7 @@ async fn kz_create_sub_group(
     Caller(caller): Caller,
     Path(gid): Path<String>,
     KzJson(b): KzJson<KzCreateGroupBody>,
-) -> Result<Json<Value>, KzError> {
+) -> Result<Json<KzCreatedSubGroup>, KzError> {
     let parent = group_id(&gid)?;
     let name = b.name.or(b.groupname);
     let add_caller = b.addusertogroup.unwrap_or(true);
@@ -184,7 +262,7 @@ async fn kz_create_sub_group(
         add_caller,
     )
     .await?;
-    Ok(Json(json!({"groupId": g.id, "groupName": g.name})))
+    Ok(Json(KzCreatedSubGroup { group_id: g.id, group_name: g.name }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -199,7 +277,7 @@ pub struct KzSubGroupsBody {
 #[utoipa::path(put, path = "/kaizala/v1/groups/{groupId}/subGroups", tag = "Kaizala: groups",
     security(("kaizalaToken" = [])), params(("groupId" = String, Path)), request_body = KzSubGroupsBody,
     responses(
-        (status = 200, description = "`{\"result\": true}`", body = Object),
+        (status = 200, description = "`{\"result\": true}`", body = KzResult),
         (status = 400, description = "InvalidParameters (unknown group, cycle)", body = KzErrorBody),
         (status = 403, description = "AccessDenied", body = KzErrorBody),
     ))]
@@ -208,32 +286,58 @@ async fn kz_attach_sub_groups(
     Caller(caller): Caller,
     Path(gid): Path<String>,
     KzJson(b): KzJson<KzSubGroupsBody>,
-) -> Result<Json<Value>, KzError> {
+) -> Result<Json<KzResult>, KzError> {
     let parent = group_id(&gid)?;
     let children = b.subgroups.iter().map(|s| group_id(s)).collect::<Result<Vec<_>, _>>()?;
     kaizala::attach_sub_groups(&st.db, &caller, parent, &children).await?;
     Ok(ok_result())
 }
 
-fn sub_group_json(g: &Group, links: &[(Uuid, Uuid)]) -> Value {
-    json!({
-        "groupName": g.name,
-        "groupId": g.id,
-        "groupImageUrl": "",
-        "hasSubGroups": links.iter().any(|(p, _)| *p == g.id),
-        "hasParentGroups": links.iter().any(|(_, c)| *c == g.id),
-        "isMappedToTenant": true,
-        "groupType": g.group_type,
-        "isDuplicate": false,
-        "welcomeMessage": g.welcome_message,
-    })
+/// A group as the sub-group listing shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KzSubGroup {
+    group_name: String,
+    group_id: Uuid,
+    group_image_url: String,
+    has_sub_groups: bool,
+    has_parent_groups: bool,
+    is_mapped_to_tenant: bool,
+    group_type: String,
+    is_duplicate: bool,
+    welcome_message: Option<String>,
+}
+
+impl KzSubGroup {
+    fn of(g: &Group, links: &[(Uuid, Uuid)]) -> Self {
+        KzSubGroup {
+            group_name: g.name.clone(),
+            group_id: g.id,
+            group_image_url: String::new(),
+            has_sub_groups: links.iter().any(|(p, _)| *p == g.id),
+            has_parent_groups: links.iter().any(|(_, c)| *c == g.id),
+            is_mapped_to_tenant: true,
+            group_type: g.group_type.clone(),
+            is_duplicate: false,
+            welcome_message: g.welcome_message.clone(),
+        }
+    }
+}
+
+/// The group itself, with its sub-groups.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KzSubGroups {
+    #[serde(flatten)]
+    group: KzSubGroup,
+    sub_groups: Vec<KzSubGroup>,
 }
 
 /// List sub-groups
 #[utoipa::path(get, path = "/kaizala/v1/groups/{groupId}/subGroups", tag = "Kaizala: groups",
     security(("kaizalaToken" = [])), params(("groupId" = String, Path), ("fetchAllGroups" = Option<bool>, Query)),
     responses(
-        (status = 200, description = "The group with `subGroups: [...]`", body = Object),
+        (status = 200, description = "The group with `subGroups: [...]`", body = KzSubGroups),
         (status = 403, description = "AccessDenied", body = KzErrorBody),
         (status = 404, description = "GroupNotFound", body = KzErrorBody),
     ))]
@@ -242,19 +346,20 @@ async fn kz_list_sub_groups(
     Caller(caller): Caller,
     Path(gid): Path<String>,
     uri: Uri,
-) -> Result<Json<Value>, KzError> {
+) -> Result<Json<KzSubGroups>, KzError> {
     let fetch_all = query_flag(&uri, &["fetchAllGroups"]);
     let (g, subs, links) = kaizala::sub_groups(&st.db, &caller, group_id(&gid)?, fetch_all).await?;
-    let mut out = sub_group_json(&g, &links);
-    out["subGroups"] = Value::from(subs.iter().map(|s| sub_group_json(s, &links)).collect::<Vec<_>>());
-    Ok(Json(out))
+    Ok(Json(KzSubGroups {
+        group: KzSubGroup::of(&g, &links),
+        sub_groups: subs.iter().map(|s| KzSubGroup::of(s, &links)).collect(),
+    }))
 }
 
 /// Detach a sub-group
 #[utoipa::path(delete, path = "/kaizala/v1/groups/{groupId}/subGroups/{subGroupId}", tag = "Kaizala: groups",
     security(("kaizalaToken" = [])), params(("groupId" = String, Path), ("subGroupId" = String, Path)),
     responses(
-        (status = 200, description = "`{\"result\": true}`", body = Object),
+        (status = 200, description = "`{\"result\": true}`", body = KzResult),
         (status = 403, description = "AccessDenied", body = KzErrorBody),
         (status = 404, description = "GroupNotFound (not a sub-group)", body = KzErrorBody),
     ))]
@@ -262,7 +367,7 @@ async fn kz_detach_sub_group(
     State(st): State<AppState>,
     Caller(caller): Caller,
     Path((gid, sub)): Path<(String, String)>,
-) -> Result<Json<Value>, KzError> {
+) -> Result<Json<KzResult>, KzError> {
     kaizala::detach_sub_group(&st.db, &caller, group_id(&gid)?, group_id(&sub)?).await?;
     Ok(ok_result())
 }
@@ -271,7 +376,7 @@ async fn kz_detach_sub_group(
 #[utoipa::path(get, path = "/kaizala/v1/groups/{groupId}/members", tag = "Kaizala: members",
     security(("kaizalaToken" = [])), params(("groupId" = String, Path)),
     responses(
-        (status = 200, description = "`{members: [{id, role, mobileNumber, isProvisioned, name}]}`", body = Object),
+        (status = 200, description = "The group's members", body = KzMembers),
         (status = 403, description = "AccessDenied", body = KzErrorBody),
         (status = 404, description = "GroupNotFound", body = KzErrorBody),
     ))]
@@ -279,25 +384,44 @@ async fn kz_list_members(
     State(st): State<AppState>,
     Caller(caller): Caller,
     Path(gid): Path<String>,
-) -> Result<Json<Value>, KzError> {
+) -> Result<Json<KzMembers>, KzError> {
     let rows = kaizala::list_members(&st.db, &caller, group_id(&gid)?).await?;
-    let members: Vec<Value> = rows
+    let members = rows
         .iter()
         .map(|r| {
             let name = format!("{} {}", r.member.firstname, r.member.lastname).trim().to_string();
-            let mut v = json!({
-                "id": r.member.id,
-                "role": r.group_role,
-                "mobileNumber": r.member.mobile_number,
-                "isProvisioned": r.member.status == "Accepted",
-            });
-            if !name.is_empty() {
-                v["name"] = Value::from(name);
+            KzMember {
+                id: r.member.id,
+                role: r.group_role.clone(),
+                mobile_number: r.member.mobile_number.clone(),
+                is_provisioned: r.member.status == "Accepted",
+                name: (!name.is_empty()).then_some(name),
             }
-            v
         })
         .collect();
-    Ok(Json(json!({ "members": members })))
+    Ok(Json(KzMembers { members }))
+}
+
+/// A group member as Kaizala lists it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KzMember {
+    id: Uuid,
+    /// `Admin` or `Member`.
+    role: String,
+    /// E.164; null for an email-only member.
+    mobile_number: Option<String>,
+    /// True when the member's status is `Accepted`.
+    is_provisioned: bool,
+    /// First and last name, when the member has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+}
+
+/// `{members: [...]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KzMembers {
+    members: Vec<KzMember>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -312,7 +436,7 @@ pub struct KzMembersBody {
 #[utoipa::path(put, path = "/kaizala/v1/groups/{groupId}/members", tag = "Kaizala: members",
     security(("kaizalaToken" = [])), params(("groupId" = String, Path)), request_body = KzMembersBody,
     responses(
-        (status = 200, description = "`{\"result\": true}`", body = Object),
+        (status = 200, description = "`{\"result\": true}`", body = KzResult),
         (status = 400, description = "InvalidParameters (bad number: nothing is added)", body = KzErrorBody),
         (status = 403, description = "AccessDenied: only a group Admin", body = KzErrorBody),
         (status = 404, description = "GroupNotFound", body = KzErrorBody),
@@ -322,7 +446,7 @@ async fn kz_add_members(
     Caller(caller): Caller,
     Path(gid): Path<String>,
     KzJson(b): KzJson<KzMembersBody>,
-) -> Result<Json<Value>, KzError> {
+) -> Result<Json<KzResult>, KzError> {
     kaizala::add_members(&st.db, &caller, group_id(&gid)?, &b.members).await?;
     Ok(ok_result())
 }
@@ -339,7 +463,7 @@ pub struct KzRoleBody {
     security(("kaizalaToken" = [])), params(("groupId" = String, Path), ("memberId" = String, Path)),
     request_body = KzRoleBody,
     responses(
-        (status = 200, description = "`{\"result\": true}`", body = Object),
+        (status = 200, description = "`{\"result\": true}`", body = KzResult),
         (status = 400, description = "InvalidParameters (bad role; last Admin)", body = KzErrorBody),
         (status = 403, description = "AccessDenied", body = KzErrorBody),
         (status = 404, description = "GroupNotFound / MemberNotFound", body = KzErrorBody),
@@ -349,7 +473,7 @@ async fn kz_set_member_role(
     Caller(caller): Caller,
     Path((gid, mid)): Path<(String, String)>,
     KzJson(b): KzJson<KzRoleBody>,
-) -> Result<Json<Value>, KzError> {
+) -> Result<Json<KzResult>, KzError> {
     let role = normalize_role(b.role.as_deref().unwrap_or_default());
     kaizala::set_member_role(&st.db, &caller, group_id(&gid)?, member_id(&mid)?, &role).await?;
     Ok(ok_result())
@@ -367,7 +491,7 @@ fn normalize_role(raw: &str) -> String {
 #[utoipa::path(delete, path = "/kaizala/v1/groups/{groupId}/members/{memberId}", tag = "Kaizala: members",
     security(("kaizalaToken" = [])), params(("groupId" = String, Path), ("memberId" = String, Path)),
     responses(
-        (status = 200, description = "`{\"result\": true}`", body = Object),
+        (status = 200, description = "`{\"result\": true}`", body = KzResult),
         (status = 400, description = "InvalidParameters (last Admin)", body = KzErrorBody),
         (status = 403, description = "AccessDenied", body = KzErrorBody),
         (status = 404, description = "GroupNotFound / MemberNotFound", body = KzErrorBody),
@@ -376,7 +500,7 @@ async fn kz_remove_member(
     State(st): State<AppState>,
     Caller(caller): Caller,
     Path((gid, mid)): Path<(String, String)>,
-) -> Result<Json<Value>, KzError> {
+) -> Result<Json<KzResult>, KzError> {
     kaizala::remove_member(&st.db, &caller, group_id(&gid)?, member_id(&mid)?).await?;
     Ok(ok_result())
 }
@@ -392,7 +516,7 @@ pub struct KzMessageBody {
 #[utoipa::path(post, path = "/kaizala/v1/groups/{groupId}/messages", tag = "Kaizala: messages",
     security(("kaizalaToken" = [])), params(("groupId" = String, Path)), request_body = KzMessageBody,
     responses(
-        (status = 200, description = "`{referenceId}`", body = Object),
+        (status = 200, description = "Message stored", body = KzMessageSent),
         (status = 400, description = "InvalidParameters", body = KzErrorBody),
         (status = 403, description = "AccessDenied: not a member", body = KzErrorBody),
         (status = 404, description = "GroupNotFound", body = KzErrorBody),
@@ -402,7 +526,14 @@ async fn kz_send_message(
     Caller(caller): Caller,
     Path(gid): Path<String>,
     KzJson(b): KzJson<KzMessageBody>,
-) -> Result<Json<Value>, KzError> {
+) -> Result<Json<KzMessageSent>, KzError> {
     let id = kaizala::post_message(&st.db, &caller, group_id(&gid)?, b.message.as_deref().unwrap_or_default()).await?;
-    Ok(Json(json!({"referenceId": id})))
+    Ok(Json(KzMessageSent { reference_id: id }))
+}
+
+/// `{referenceId}` of a stored message.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KzMessageSent {
+    reference_id: Uuid,
 }
