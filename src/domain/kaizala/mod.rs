@@ -1,5 +1,6 @@
 //! The Kaizala connectors model (`kaizala-api.md` §2–4, contract §6, §8 "Kaizala"),
 //! over the same spots, members and groups as the MeltingSpot dialect.
+//! Kaizala members are spot members identified by E.164 mobile number.
 //!
 //! Split along its seams: [`auth`] (connectors, refresh and access tokens, PINs and
 //! login, the access-token cache) and [`groups`] (groups, sub-groups, members and
