@@ -10,6 +10,7 @@ pub mod custom_roles;
 pub mod demo;
 pub mod filter;
 pub mod groups;
+pub mod housekeeping;
 pub mod import;
 pub mod kaizala;
 pub mod members;

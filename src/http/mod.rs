@@ -27,6 +27,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::Config;
 use crate::domain::auth::{FailedAuthThrottle, KeyCache};
+use crate::domain::housekeeping::Housekeeping;
 use crate::domain::kaizala::{PinDelivery, TokenCache};
 use crate::domain::rate_limit::RateLimiter;
 use crate::outbound::Outbound;
@@ -162,39 +163,13 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     use tower::Layer as _;
-    let housekeeping = tokio::spawn(housekeeping(state.clone()));
+    let housekeeping =
+        Housekeeping { db: state.db.clone(), limiter: state.limiter.clone(), failed_auth: state.failed_auth.clone() }
+            .spawn();
     // Kaizala paths as clients write them are normalised before routing.
     let service =
         tower::util::MapRequestLayer::new(kaizala::normalize_request::<axum::body::Body>).layer(app(state.clone()));
     let result = server::run(listener, service, &state.config, shutdown).await;
     housekeeping.abort();
     result
-}
-
-/// Periodic work: resuming orphaned smart-group computations, dropping stale rate-limit leases.
-async fn housekeeping(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
-    let mut ticks: u64 = 1;
-    loop {
-        tick.tick().await;
-        // Smart-group computations left behind by a stopped replica.
-        if let Err(e) = crate::domain::groups::resume_computations(&state.db).await {
-            tracing::warn!(error = ?e, "cannot resume smart-group computations");
-        }
-        state.limiter.forget_stale();
-        state.failed_auth.forget_stale();
-        if ticks % 20 == 0 {
-            // Every ten minutes: windows of past days (one-off address and number scopes).
-            if let Err(e) = crate::domain::rate_limit::purge_old_windows(&state.db).await {
-                tracing::warn!(error = ?e, "cannot purge old rate-limit windows");
-            }
-        }
-        if ticks % 120 == 0 {
-            // About hourly: keep the planner's statistics current as spots grow.
-            if let Err(e) = state.db.optimize().await {
-                tracing::warn!(error = ?e, "database optimize failed");
-            }
-        }
-        ticks += 1;
-    }
 }
