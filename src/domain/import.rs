@@ -663,7 +663,7 @@ pub async fn import_rows(
     let group_ids = sorted.as_slice();
     let has_smart = {
         let mut c = db.conn().await?;
-        !store::groups::smart_groups(c.ex(), spot_id).await?.is_empty()
+        !store::smart_groups::list(c.ex(), spot_id).await?.is_empty()
     };
     let mut report = ImportReport::default();
     let mut seen_in_dry_run: HashSet<String> = HashSet::new();

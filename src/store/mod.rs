@@ -8,13 +8,19 @@
 //! arms. Every function takes the spot first and every `WHERE` starts with
 //! `spot_id = $1`, so an id of another spot is "not found" by construction.
 
+pub mod blacklist;
+pub mod course_groups;
 pub mod courses;
 pub mod custom_roles;
+pub mod group_links;
 pub mod groups;
 pub mod kaizala;
 pub mod members;
+pub mod memberships;
+pub mod participants;
 pub mod properties;
 pub mod rate_limits;
+pub mod smart_groups;
 pub mod spots;
 pub mod sql;
 
@@ -350,6 +356,30 @@ where
             other => return other,
         }
     }
+}
+
+/// The outcome of a write on either backend, as far as the store reads it (sqlx gives
+/// the two backends' query results no common trait).
+pub trait WriteOutcome {
+    fn rows_affected(&self) -> u64;
+}
+
+impl WriteOutcome for sqlx::sqlite::SqliteQueryResult {
+    fn rows_affected(&self) -> u64 {
+        sqlx::sqlite::SqliteQueryResult::rows_affected(self)
+    }
+}
+
+impl WriteOutcome for sqlx::postgres::PgQueryResult {
+    fn rows_affected(&self) -> u64 {
+        sqlx::postgres::PgQueryResult::rows_affected(self)
+    }
+}
+
+/// Whether a write on one keyed row touched it: true when exactly one row was affected
+/// (the row existed, or was inserted rather than skipped by `ON CONFLICT DO NOTHING`).
+pub fn one_row<R: WriteOutcome>(outcome: Result<R, sqlx::Error>) -> Result<bool, sqlx::Error> {
+    outcome.map(|r| r.rows_affected() == 1)
 }
 
 /// True when `err` is a unique-constraint violation (both backends).
