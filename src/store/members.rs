@@ -1,6 +1,8 @@
 //! Spot members. Emails are unique per spot on their lower-cased form (`email_norm`),
 //! mobile numbers on their E.164 form; both uniques are what de-duplicates concurrent
-//! invitations (`ON CONFLICT DO NOTHING` and a re-select).
+//! invitations (`ON CONFLICT DO NOTHING` and a re-select). Every read of member rows
+//! is here, the share-locked ones a smart-group computation takes included; a group's
+//! members (joined with their memberships) are [`super::memberships`].
 
 use uuid::Uuid;
 

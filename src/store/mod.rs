@@ -421,6 +421,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn one_row_tells_whether_exactly_one_row_was_written() {
+        let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
+        sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)").execute(&pool).await.unwrap();
+        sqlx::query("INSERT INTO t (id, k) VALUES (1, 7), (2, 7), (3, 8)").execute(&pool).await.unwrap();
+        let write = |sql: &'static str| {
+            let pool = pool.clone();
+            async move { one_row(sqlx::query(sql).execute(&pool).await) }
+        };
+        assert!(write("DELETE FROM t WHERE id = 3").await.unwrap());
+        assert!(!write("DELETE FROM t WHERE id = 3").await.unwrap());
+        assert!(!write("UPDATE t SET k = 9 WHERE k = 7").await.unwrap());
+        assert!(write("INSERT INTO t (id, k) VALUES (3, 8) ON CONFLICT DO NOTHING").await.unwrap());
+        assert!(!write("INSERT INTO t (id, k) VALUES (3, 8) ON CONFLICT DO NOTHING").await.unwrap());
+        assert!(write("SELECT nothing FROM t").await.is_err());
+    }
+
+    #[tokio::test]
     async fn transient_failures_are_retried_a_bounded_number_of_times() {
         let mut runs = 0;
         let out: crate::error::Result<u32> = retry_transient(|| {
