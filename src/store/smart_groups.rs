@@ -2,7 +2,8 @@
 //! holds while computing it, its readiness, and the PostgreSQL transaction bookkeeping
 //! that lets a computation wait for member writes that could not see the group yet.
 //! Kept apart from [`super::groups`] (the group's plain CRUD) because only the
-//! computation (`domain::groups`) and the writes that invalidate it use these.
+//! computation (`domain::groups`) and the code deciding which smart groups a write
+//! invalidates (property and import changes) use these.
 
 use uuid::Uuid;
 
