@@ -130,12 +130,12 @@ fn apply(c: &mut Course, input: CourseInput) -> Result<()> {
 pub async fn list_courses(db: &Db, spot_id: Uuid, q: &ListQuery) -> Result<(Vec<Course>, i64)> {
     let preds = filter::validate(&q.filters, COURSE_FILTERS)?;
     let mut c = db.conn().await?;
-    Ok(store::courses::list_courses(c.ex(), spot_id, &preds, q.offset(), i64::from(q.limit)).await?)
+    Ok(store::courses::list(c.ex(), spot_id, &preds, q.offset(), i64::from(q.limit)).await?)
 }
 
 pub async fn get_course(db: &Db, spot_id: Uuid, id: Uuid) -> Result<Course> {
     let mut c = db.conn().await?;
-    store::courses::get_course(c.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Course))
+    store::courses::get(c.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Course))
 }
 
 /// `POST /v1/courses` (extension): defaults Draft, Secret, Flexible.
@@ -155,7 +155,7 @@ pub async fn create_course(db: &Db, spot_id: Uuid, input: CourseInput) -> Result
     };
     apply(&mut course, input)?;
     let mut tx = db.begin().await?;
-    store::courses::insert_course(tx.ex(), &course, now_ms()).await?;
+    store::courses::insert(tx.ex(), &course, now_ms()).await?;
     tx.commit().await?;
     Ok(course)
 }
@@ -165,7 +165,7 @@ pub async fn update_course(db: &Db, spot_id: Uuid, id: Uuid, input: CourseInput)
     // Under the row lock: concurrent partial updates each keep the other's fields.
     let mut course = locked_course(&mut tx, spot_id, id).await?;
     apply(&mut course, input)?;
-    store::courses::update_course(tx.ex(), &course).await?;
+    store::courses::update(tx.ex(), &course).await?;
     tx.commit().await?;
     Ok(course)
 }
@@ -173,7 +173,7 @@ pub async fn update_course(db: &Db, spot_id: Uuid, id: Uuid, input: CourseInput)
 /// Deletes a course; its participants and group links go with it.
 pub async fn delete_course(db: &Db, spot_id: Uuid, id: Uuid) -> Result<()> {
     let mut tx = db.begin().await?;
-    if !store::courses::delete_course(tx.ex(), spot_id, id).await? {
+    if !store::courses::delete(tx.ex(), spot_id, id).await? {
         return Err(Error::NotFound(Entity::Course));
     }
     tx.commit().await?;
@@ -181,12 +181,12 @@ pub async fn delete_course(db: &Db, spot_id: Uuid, id: Uuid) -> Result<()> {
 }
 
 async fn course_in(tx: &mut Tx, spot_id: Uuid, id: Uuid) -> Result<Course> {
-    store::courses::get_course(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Course))
+    store::courses::get(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Course))
 }
 
 /// The course under its row lock (see the module notes); 404 when absent.
 async fn locked_course(tx: &mut Tx, spot_id: Uuid, id: Uuid) -> Result<Course> {
-    if !store::courses::lock_course(tx.ex(), spot_id, id).await? {
+    if !store::courses::lock(tx.ex(), spot_id, id).await? {
         return Err(Error::NotFound(Entity::Course));
     }
     course_in(tx, spot_id, id).await
@@ -200,24 +200,20 @@ pub async fn list_participants(
 ) -> Result<(Vec<Participant>, i64)> {
     let preds = filter::validate(&q.filters, PARTICIPANT_FILTERS)?;
     let mut c = db.conn().await?;
-    let course =
-        store::courses::get_course(c.ex(), spot_id, course_id).await?.ok_or(Error::NotFound(Entity::Course))?;
-    let items =
-        store::courses::list_participants(c.ex(), spot_id, course_id, &preds, q.offset(), i64::from(q.limit)).await?;
+    let course = store::courses::get(c.ex(), spot_id, course_id).await?.ok_or(Error::NotFound(Entity::Course))?;
+    let items = store::participants::list(c.ex(), spot_id, course_id, &preds, q.offset(), i64::from(q.limit)).await?;
     let total = if preds.is_empty() {
         course.participant_count
     } else {
-        store::courses::count_participants(c.ex(), spot_id, course_id, &preds).await?
+        store::participants::count(c.ex(), spot_id, course_id, &preds).await?
     };
     Ok((items, total))
 }
 
 pub async fn get_participant(db: &Db, spot_id: Uuid, course_id: Uuid, id: Uuid) -> Result<Participant> {
     let mut c = db.conn().await?;
-    store::courses::get_course(c.ex(), spot_id, course_id).await?.ok_or(Error::NotFound(Entity::Course))?;
-    store::courses::get_participant(c.ex(), spot_id, course_id, id)
-        .await?
-        .ok_or(Error::NotFound(Entity::CourseParticipant))
+    store::courses::get(c.ex(), spot_id, course_id).await?.ok_or(Error::NotFound(Entity::Course))?;
+    store::participants::get(c.ex(), spot_id, course_id, id).await?.ok_or(Error::NotFound(Entity::CourseParticipant))
 }
 
 /// Invites members (inside the caller's transaction): new participants are created,
@@ -236,16 +232,16 @@ async fn invite_members(
     let now = now_ms();
     let mut changed = HashSet::new();
     let known: HashSet<Uuid> = if reinvite_unenrolled {
-        let existing = store::courses::participants_of_members(tx.ex(), spot_id, course_id, member_ids).await?;
+        let existing = store::participants::get_many_by_member(tx.ex(), spot_id, course_id, member_ids).await?;
         changed.extend(reinvite(tx, existing.iter().filter(|p| p.status == "Unenrolled"), invited_by, now).await?);
         existing.iter().map(|p| p.member_id).collect()
     } else {
         // Group links and joiners: only which members participate already (no rows).
-        store::courses::participating(tx.ex(), spot_id, course_id, member_ids).await?.into_iter().collect()
+        store::participants::participating(tx.ex(), spot_id, course_id, member_ids).await?.into_iter().collect()
     };
     let fresh: Vec<(Uuid, Uuid)> = member_ids.iter().filter(|m| !known.contains(m)).map(|m| (new_id(), *m)).collect();
     for chunk in fresh.chunks(INVITE_BATCH) {
-        let n = store::courses::insert_invited(tx.ex(), spot_id, course_id, chunk, invited_by, now).await?;
+        let n = store::participants::insert_invited(tx.ex(), spot_id, course_id, chunk, invited_by, now).await?;
         store::courses::add_participant_count(tx.ex(), spot_id, course_id, n as i64).await?;
     }
     changed.extend(fresh.iter().map(|(_, m)| *m));
@@ -269,7 +265,7 @@ async fn reinvite<'a>(
         p.completed_at = None;
         p.unenrolled_at = None;
         p.completion_rate = 0;
-        store::courses::update_participant(tx.ex(), &p).await?;
+        store::participants::update(tx.ex(), &p).await?;
         out.push(p.member_id);
     }
     Ok(out)
@@ -285,7 +281,7 @@ async fn invite_in(
     reinvite_unenrolled: bool,
 ) -> Result<Vec<Participant>> {
     let ids = invite_members(tx, spot_id, course_id, member_ids, invited_by, reinvite_unenrolled).await?;
-    Ok(store::courses::participants_of_members(tx.ex(), spot_id, course_id, &ids).await?)
+    Ok(store::participants::get_many_by_member(tx.ex(), spot_id, course_id, &ids).await?)
 }
 
 async fn check_inviter(tx: &mut Tx, spot_id: Uuid, invited_by: Option<Uuid>) -> Result<()> {
@@ -324,7 +320,7 @@ async fn invite_participant_once(
     let out = match invited.into_iter().next() {
         Some(p) => (p, true),
         None => {
-            let existing = store::courses::participants_of_members(tx.ex(), spot_id, course_id, &[member_id]).await?;
+            let existing = store::participants::get_many_by_member(tx.ex(), spot_id, course_id, &[member_id]).await?;
             let p = existing.into_iter().next().ok_or(Error::NotFound(Entity::CourseParticipant))?;
             (p, false)
         }
@@ -379,7 +375,7 @@ async fn bulk_invite_once(
         return Err(Error::invalid("spotMemberIds", format!("unknown spot members: {}", bad.join(", "))));
     }
     let invited = invite_in(&mut tx, spot_id, course_id, ids, invited_by, true).await?;
-    let all = store::courses::participants_of_members(tx.ex(), spot_id, course_id, ids).await?;
+    let all = store::participants::get_many_by_member(tx.ex(), spot_id, course_id, ids).await?;
     tx.commit().await?;
     Ok((invited, all))
 }
@@ -409,10 +405,10 @@ pub async fn update_progress(
     course_in(&mut tx, spot_id, course_id).await?;
     // Under the participant's lock, so that concurrent moves are checked one after the
     // other (a Completed racing an Unenrolled must not overwrite it).
-    if !store::courses::lock_participant(tx.ex(), spot_id, course_id, id).await? {
+    if !store::participants::lock(tx.ex(), spot_id, course_id, id).await? {
         return Err(Error::NotFound(Entity::CourseParticipant));
     }
-    let mut p = store::courses::get_participant(tx.ex(), spot_id, course_id, id)
+    let mut p = store::participants::get(tx.ex(), spot_id, course_id, id)
         .await?
         .ok_or(Error::NotFound(Entity::CourseParticipant))?;
     let now = now_ms();
@@ -447,7 +443,7 @@ pub async fn update_progress(
         }
     }
     p.last_activity_at = Some(now);
-    store::courses::update_participant(tx.ex(), &p).await?;
+    store::participants::update(tx.ex(), &p).await?;
     tx.commit().await?;
     Ok(p)
 }
@@ -521,7 +517,7 @@ async fn write_links(db: &Db, spot_id: Uuid, course_id: Uuid, ids: &[Uuid]) -> R
     }
     locked_course(&mut tx, spot_id, course_id).await?;
     for gid in ids {
-        store::courses::link_group(tx.ex(), spot_id, course_id, *gid).await?;
+        store::course_groups::insert(tx.ex(), spot_id, course_id, *gid).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -541,13 +537,13 @@ async fn invite_slice(
     let mut tx = db.begin().await?;
     // From here on the write lock is held (on SQLite the begin waited for it).
     let started = std::time::Instant::now();
-    if !store::courses::lock_course(tx.ex(), spot_id, course_id).await?
-        || !store::courses::is_linked(tx.ex(), spot_id, course_id, group_id).await?
+    if !store::courses::lock(tx.ex(), spot_id, course_id).await?
+        || !store::course_groups::contains(tx.ex(), spot_id, course_id, group_id).await?
     {
         return Ok(None);
     }
     loop {
-        let batch = store::courses::group_member_ids(tx.ex(), spot_id, group_id, after, INVITE_BATCH as i64).await?;
+        let batch = store::memberships::member_ids(tx.ex(), spot_id, group_id, after, INVITE_BATCH as i64).await?;
         let Some(last) = batch.last().copied() else {
             tx.commit().await?;
             return Ok(None);
@@ -568,7 +564,7 @@ pub async fn unlink_groups(db: &Db, spot_id: Uuid, course_id: Uuid, raw: &[Strin
     course_in(&mut tx, spot_id, course_id).await?;
     check_groups(&mut tx, spot_id, &ids).await?;
     for gid in &ids {
-        store::courses::unlink_group(tx.ex(), spot_id, course_id, *gid).await?;
+        store::course_groups::delete(tx.ex(), spot_id, course_id, *gid).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -586,8 +582,8 @@ pub async fn invite_joiners(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_i
     if member_ids.is_empty() {
         return Ok(());
     }
-    for course_id in store::courses::courses_of_group(tx.ex(), spot_id, group_id).await? {
-        if !store::courses::lock_course(tx.ex(), spot_id, course_id).await? {
+    for course_id in store::course_groups::courses_of_group(tx.ex(), spot_id, group_id).await? {
+        if !store::courses::lock(tx.ex(), spot_id, course_id).await? {
             continue;
         }
         for chunk in member_ids.chunks(INVITE_BATCH) {

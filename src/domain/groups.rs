@@ -246,11 +246,11 @@ pub async fn list_group_members(db: &Db, spot_id: Uuid, group_id: Uuid, q: &List
     let mut c = db.conn().await?;
     let g = store::groups::get(c.ex(), spot_id, group_id).await?.ok_or(Error::NotFound(Entity::Group))?;
     let rows =
-        store::groups::list_members(c.ex(), spot_id, group_id, &preds, q.offset(), Some(i64::from(q.limit))).await?;
+        store::memberships::list(c.ex(), spot_id, group_id, &preds, q.offset(), Some(i64::from(q.limit))).await?;
     let total = if preds.is_empty() {
         g.member_count
     } else {
-        store::groups::count_members(c.ex(), spot_id, group_id, &preds).await?
+        store::memberships::count(c.ex(), spot_id, group_id, &preds).await?
     };
     Ok((rows.into_iter().map(|(m, _)| m).collect(), total))
 }
@@ -258,7 +258,7 @@ pub async fn list_group_members(db: &Db, spot_id: Uuid, group_id: Uuid, q: &List
 /// Adds one membership (inside the caller's transaction); false when already a member.
 /// Every membership addition of either dialect goes through here.
 pub async fn join(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_id: Uuid, group_role: &str) -> Result<bool> {
-    let added = store::groups::insert_membership(tx.ex(), spot_id, group_id, member_id, group_role, now_ms()).await?;
+    let added = store::memberships::insert(tx.ex(), spot_id, group_id, member_id, group_role, now_ms()).await?;
     if added {
         store::groups::add_member_count(tx.ex(), spot_id, group_id, 1).await?;
         super::courses::invite_joiner(tx, spot_id, group_id, member_id).await?;
@@ -272,7 +272,7 @@ async fn join_many(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_ids: &[Uui
     if member_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let added = store::groups::insert_memberships(tx.ex(), spot_id, group_id, member_ids, "Member", now_ms()).await?;
+    let added = store::memberships::insert_many(tx.ex(), spot_id, group_id, member_ids, "Member", now_ms()).await?;
     store::groups::add_member_count(tx.ex(), spot_id, group_id, added.len() as i64).await?;
     super::courses::invite_joiners(tx, spot_id, group_id, &added).await?;
     Ok(added)
@@ -280,7 +280,7 @@ async fn join_many(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_ids: &[Uui
 
 /// Removes memberships (inside the caller's transaction); returns the ids removed.
 pub async fn leave(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_ids: &[Uuid]) -> Result<Vec<Uuid>> {
-    let removed = store::groups::delete_memberships(tx.ex(), spot_id, group_id, member_ids).await?;
+    let removed = store::memberships::delete_many(tx.ex(), spot_id, group_id, member_ids).await?;
     store::groups::add_member_count(tx.ex(), spot_id, group_id, -(removed.len() as i64)).await?;
     Ok(removed)
 }
@@ -420,7 +420,7 @@ async fn change_blacklist_once(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[St
     // the order in which a member write takes them, so neither waits on the other in a
     // cycle. A member write racing this call then either commits first (and is read
     // here) or re-reads the blacklist after this commits (`refresh_smart_memberships`).
-    let members = store::groups::members_for_share(tx.ex(), spot_id, &parsed).await?;
+    let members = store::members::get_many_for_share(tx.ex(), spot_id, &parsed).await?;
     if !store::groups::lock(tx.ex(), spot_id, group_id).await? {
         return Err(Error::NotFound(Entity::Group));
     }
@@ -428,15 +428,15 @@ async fn change_blacklist_once(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[St
     let rules = parse_stored_rules(&g, &props)?;
     for m in &members {
         if add {
-            store::groups::blacklist_add(tx.ex(), spot_id, group_id, m.id).await?;
+            store::blacklist::insert(tx.ex(), spot_id, group_id, m.id).await?;
             leave(&mut tx, spot_id, group_id, &[m.id]).await?;
-        } else if store::groups::blacklist_remove(tx.ex(), spot_id, group_id, m.id).await?
+        } else if store::blacklist::delete(tx.ex(), spot_id, group_id, m.id).await?
             && rules.matches_with(m, &property_values(&mut tx, m).await?)
         {
             join(&mut tx, spot_id, group_id, m.id, "Member").await?;
         }
     }
-    let list = store::groups::blacklist(tx.ex(), spot_id, group_id).await?;
+    let list = store::blacklist::list(tx.ex(), spot_id, group_id).await?;
     tx.commit().await?;
     Ok(list)
 }
@@ -460,13 +460,14 @@ fn parse_stored_rules(g: &Group, props: &[PropertyDef]) -> Result<Rules> {
 /// transaction that changed the member): joins the groups it now matches, leaves the
 /// ones it no longer does. Blacklisted members never join.
 pub async fn refresh_smart_memberships(tx: &mut Tx, m: &Member) -> Result<()> {
-    let smart = store::groups::smart_groups(tx.ex(), m.spot_id).await?;
+    let smart = store::smart_groups::list(tx.ex(), m.spot_id).await?;
     if smart.is_empty() {
         return Ok(());
     }
-    let current: HashSet<Uuid> = store::groups::groups_of_member(tx.ex(), m.spot_id, m.id).await?.into_iter().collect();
+    let current: HashSet<Uuid> =
+        store::memberships::groups_of_member(tx.ex(), m.spot_id, m.id).await?.into_iter().collect();
     let blacklisted: HashSet<Uuid> =
-        store::groups::blacklisting_groups(tx.ex(), m.spot_id, m.id).await?.into_iter().collect();
+        store::blacklist::groups_of_member(tx.ex(), m.spot_id, m.id).await?.into_iter().collect();
     let uses_properties = smart.iter().any(|(_, r)| r.contains("\"customProperties."));
     let (props, values) = if uses_properties {
         (store::properties::list(tx.ex(), m.spot_id).await?, property_values(tx, m).await?)
@@ -488,7 +489,7 @@ pub async fn refresh_smart_memberships(tx: &mut Tx, m: &Member) -> Result<()> {
             // `blacklist~bulkAdd` holds that lock until it commits, and what it listed
             // must not be joined from a read taken before its commit.
             if !store::groups::lock(tx.ex(), m.spot_id, group_id).await?
-                || store::groups::is_blacklisted(tx.ex(), m.spot_id, group_id, m.id).await?
+                || store::blacklist::contains(tx.ex(), m.spot_id, group_id, m.id).await?
             {
                 continue;
             }
@@ -555,7 +556,7 @@ pub fn start_computation(db: &Db, spot_id: Uuid, group_id: Uuid) {
 /// Takes over smart-group computations whose replica stopped (lease lapsed).
 pub async fn resume_computations(db: &Db) -> Result<usize> {
     let mut c = db.conn().await?;
-    let pending = store::groups::pending_computes(c.ex(), now_ms()).await?;
+    let pending = store::smart_groups::pending_computes(c.ex(), now_ms()).await?;
     drop(c);
     let n = pending.len();
     for (spot_id, group_id) in pending {
@@ -571,9 +572,9 @@ pub async fn resume_computations(db: &Db) -> Result<usize> {
 /// computation until it commits. Without this wait such members were never evaluated.
 async fn wait_for_earlier_writes(db: &Db) -> Result<()> {
     let mut c = db.conn().await?;
-    let running = store::groups::transactions_in_progress(c.ex()).await?;
+    let running = store::smart_groups::transactions_in_progress(c.ex()).await?;
     let deadline = now_ms() + EARLIER_WRITES_WAIT_MS;
-    while !running.is_empty() && store::groups::count_in_progress(c.ex(), &running).await? > 0 {
+    while !running.is_empty() && store::smart_groups::count_in_progress(c.ex(), &running).await? > 0 {
         if now_ms() > deadline {
             tracing::warn!("smart group computation: transactions still running after {EARLIER_WRITES_WAIT_MS} ms");
             break;
@@ -588,7 +589,7 @@ async fn wait_for_earlier_writes(db: &Db) -> Result<()> {
 pub async fn compute_smart_group(db: &Db, spot_id: Uuid, group_id: Uuid) -> Result<()> {
     let now = now_ms();
     let mut tx = db.begin().await?;
-    let claimed = store::groups::claim_compute(tx.ex(), spot_id, group_id, now, now + COMPUTE_LEASE_MS).await?;
+    let claimed = store::smart_groups::claim_compute(tx.ex(), spot_id, group_id, now, now + COMPUTE_LEASE_MS).await?;
     let group = store::groups::get(tx.ex(), spot_id, group_id).await?;
     tx.commit().await?;
     let (true, Some(group)) = (claimed, group) else {
@@ -633,9 +634,9 @@ async fn compute_batch(
 ) -> Result<(Option<Uuid>, std::time::Duration)> {
     let mut tx = db.begin().await?;
     let began = std::time::Instant::now();
-    let batch = store::groups::members_batch(tx.ex(), spot_id, after, size).await?;
+    let batch = store::members::batch_for_share(tx.ex(), spot_id, after, size).await?;
     let Some(last) = batch.last().map(|m| m.id) else {
-        store::groups::set_ready(tx.ex(), spot_id, group_id).await?;
+        store::smart_groups::set_ready(tx.ex(), spot_id, group_id).await?;
         tx.commit().await?;
         return Ok((None, began.elapsed()));
     };
@@ -644,7 +645,7 @@ async fn compute_batch(
     if !store::groups::lock(tx.ex(), spot_id, group_id).await? {
         return Ok((None, began.elapsed()));
     }
-    let blacklisted: HashSet<Uuid> = store::groups::blacklist(tx.ex(), spot_id, group_id).await?.into_iter().collect();
+    let blacklisted: HashSet<Uuid> = store::blacklist::list(tx.ex(), spot_id, group_id).await?.into_iter().collect();
     let values = if rules.uses_properties() {
         let ids: Vec<Uuid> = batch.iter().map(|m| m.id).collect();
         store::properties::values_of_members(tx.ex(), spot_id, &ids).await?
@@ -662,7 +663,7 @@ async fn compute_batch(
     }
     join_many(&mut tx, spot_id, group_id, &matching).await?;
     leave(&mut tx, spot_id, group_id, &out).await?;
-    store::groups::extend_lease(tx.ex(), spot_id, group_id, now_ms() + COMPUTE_LEASE_MS).await?;
+    store::smart_groups::extend_lease(tx.ex(), spot_id, group_id, now_ms() + COMPUTE_LEASE_MS).await?;
     tx.commit().await?;
     Ok((Some(last), began.elapsed()))
 }

@@ -391,12 +391,33 @@ fn declared_count(value: &[u8]) -> Option<u64> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
+/// An XLSX cell's value as a [`Cell`]; None for an empty cell (nothing to hold).
+fn xlsx_cell(value: &calamine::DataRef<'_>) -> Option<Cell> {
+    use calamine::DataRef;
+    Some(match value {
+        DataRef::Empty => return None,
+        DataRef::Error(_) => Cell::Empty,
+        DataRef::String(s) | DataRef::DurationIso(s) => Cell::Text(s.clone()),
+        DataRef::SharedString(s) => Cell::Text((*s).to_string()),
+        DataRef::Int(i) => Cell::Number(*i as f64),
+        DataRef::Float(f) => Cell::Number(*f),
+        DataRef::Bool(b) => Cell::Bool(*b),
+        DataRef::DateTime(dt) => {
+            let serial = dt.as_f64();
+            excel_date(serial).map(Cell::Date).unwrap_or_else(|| {
+                Cell::Unreadable(format!("the date (serial {serial}) is outside the years 1 to 9999"))
+            })
+        }
+        DataRef::DateTimeIso(s) => Cell::Date(s.chars().take(10).collect()),
+    })
+}
+
 /// The first sheet, read cell by cell (never as the dense range from its first to its
 /// last cell, which a file with two far-apart cells makes enormous). Rows run from the
 /// first used row to the last, columns from the first used column, as a spreadsheet
 /// shows the sheet's used range.
 fn read_xlsx(bytes: &[u8], limits: &ReadLimits) -> std::result::Result<Vec<Vec<Cell>>, ReadError> {
-    use calamine::{DataRef, Reader, XlsxError};
+    use calamine::{Reader, XlsxError};
     check_archive(bytes, limits)?;
     let mut book =
         calamine::Xlsx::new(Cursor::new(bytes)).map_err(|e| unusable(format!("cannot read the XLSX file: {e}")))?;
@@ -416,22 +437,7 @@ fn read_xlsx(bytes: &[u8], limits: &ReadLimits) -> std::result::Result<Vec<Vec<C
     let (mut held, mut text) = (0usize, 0u64);
     while let Some(cell) = reader.next_cell().map_err(cannot)? {
         let (row, col) = cell.get_position();
-        let value = match cell.get_value() {
-            DataRef::Empty => continue,
-            DataRef::Error(_) => Cell::Empty,
-            DataRef::String(s) | DataRef::DurationIso(s) => Cell::Text(s.clone()),
-            DataRef::SharedString(s) => Cell::Text((*s).to_string()),
-            DataRef::Int(i) => Cell::Number(*i as f64),
-            DataRef::Float(f) => Cell::Number(*f),
-            DataRef::Bool(b) => Cell::Bool(*b),
-            DataRef::DateTime(dt) => {
-                let serial = dt.as_f64();
-                excel_date(serial).map(Cell::Date).unwrap_or_else(|| {
-                    Cell::Unreadable(format!("the date (serial {serial}) is outside the years 1 to 9999"))
-                })
-            }
-            DataRef::DateTimeIso(s) => Cell::Date(s.chars().take(10).collect()),
-        };
+        let Some(value) = xlsx_cell(cell.get_value()) else { continue };
         let at = col as usize;
         if at >= limits.columns {
             return Err(too_wide(at + 1, limits));
@@ -663,7 +669,7 @@ pub async fn import_rows(
     let group_ids = sorted.as_slice();
     let has_smart = {
         let mut c = db.conn().await?;
-        !store::groups::smart_groups(c.ex(), spot_id).await?.is_empty()
+        !store::smart_groups::list(c.ex(), spot_id).await?.is_empty()
     };
     let mut report = ImportReport::default();
     let mut seen_in_dry_run: HashSet<String> = HashSet::new();

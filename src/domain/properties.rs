@@ -256,7 +256,7 @@ pub(crate) async fn refresh_readers(
     if member_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let readers: Vec<Uuid> = store::groups::smart_groups(tx.ex(), spot_id)
+    let readers: Vec<Uuid> = store::smart_groups::list(tx.ex(), spot_id)
         .await?
         .into_iter()
         .filter(|(_, rules)| rules.contains(needle))
@@ -270,7 +270,7 @@ pub(crate) async fn refresh_readers(
     ids.dedup();
     if ids.len() > REFRESH_IN_TX_MAX {
         for g in &readers {
-            store::groups::set_not_ready(tx.ex(), spot_id, *g).await?;
+            store::smart_groups::set_not_ready(tx.ex(), spot_id, *g).await?;
         }
         return Ok(readers);
     }
@@ -284,7 +284,7 @@ pub(crate) async fn refresh_readers(
 
 /// Whether some smart group of the spot has `needle` (a quoted field name) in its rules.
 pub(crate) async fn smart_groups_read(tx: &mut Tx, spot_id: Uuid, needle: &str) -> Result<bool> {
-    Ok(store::groups::smart_groups(tx.ex(), spot_id).await?.iter().any(|(_, rules)| rules.contains(needle)))
+    Ok(store::smart_groups::list(tx.ex(), spot_id).await?.iter().any(|(_, rules)| rules.contains(needle)))
 }
 
 /// `PUT /v1/customProperties/{slug}`: removed options take their stored values with them
@@ -357,7 +357,7 @@ async fn delete_property_once(db: &Db, spot_id: Uuid, slug: &str) -> Result<()> 
         .await?
         .ok_or(Error::NotFound(Entity::CustomProperty))?;
     let needle = format!("\"customProperties.{}\"", def.slug);
-    let users: Vec<String> = store::groups::smart_groups(tx.ex(), spot_id)
+    let users: Vec<String> = store::smart_groups::list(tx.ex(), spot_id)
         .await?
         .into_iter()
         .filter(|(_, rules)| rules.contains(&needle))

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::Ex;
+use super::{one_row, Ex};
 use crate::domain::custom_roles::CustomRole;
 use crate::domain::filter::Predicate;
 use crate::run;
@@ -57,10 +57,7 @@ pub async fn update(ex: Ex<'_>, r: &CustomRole) -> Result<(), sqlx::Error> {
 }
 
 pub async fn delete(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
-    run!(ex, |c| sqlx::query("DELETE FROM custom_roles WHERE spot_id = $1 AND id = $2")
-        .bind(spot_id)
-        .bind(id)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected() == 1))
+    run!(ex, |c| one_row(
+        sqlx::query("DELETE FROM custom_roles WHERE spot_id = $1 AND id = $2").bind(spot_id).bind(id).execute(c).await
+    ))
 }

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::Ex;
+use super::{one_row, Ex};
 use crate::domain::kaizala::{Connector, TokenGrant};
 use crate::run;
 
@@ -43,11 +43,7 @@ pub async fn list_connectors(ex: Ex<'_>, spot_id: Option<Uuid>) -> Result<Vec<Co
 }
 
 pub async fn delete_connector(ex: Ex<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
-    run!(ex, |c| sqlx::query("DELETE FROM kz_connectors WHERE id = $1")
-        .bind(id)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected() == 1))
+    run!(ex, |c| one_row(sqlx::query("DELETE FROM kz_connectors WHERE id = $1").bind(id).execute(c).await))
 }
 
 /// Stores the (connector, member) refresh token, replacing any older one.

@@ -1,11 +1,13 @@
 //! Spot members. Emails are unique per spot on their lower-cased form (`email_norm`),
 //! mobile numbers on their E.164 form; both uniques are what de-duplicates concurrent
-//! invitations (`ON CONFLICT DO NOTHING` and a re-select).
+//! invitations (`ON CONFLICT DO NOTHING` and a re-select). Every read of member rows
+//! is here, the share-locked ones a smart-group computation takes included; a group's
+//! members (joined with their memberships) are [`super::memberships`].
 
 use uuid::Uuid;
 
 use super::sql::{Bind, Sql, IN_LIST_MAX};
-use super::Ex;
+use super::{one_row, Ex};
 use crate::domain::filter::Predicate;
 use crate::domain::members::Member;
 use crate::{bind_all, run};
@@ -81,11 +83,9 @@ pub async fn get_for_update(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<Optio
 /// lock anyway, and taking it first keeps two invitations from each holding an email
 /// the other wants (a deadlock) while both wait for it.
 pub async fn lock_spot_for_inserts(ex: Ex<'_>, spot_id: Uuid) -> Result<bool, sqlx::Error> {
-    run!(ex, |c| sqlx::query("UPDATE spots SET member_count = member_count WHERE id = $1")
-        .bind(spot_id)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected() == 1))
+    run!(ex, |c| one_row(
+        sqlx::query("UPDATE spots SET member_count = member_count WHERE id = $1").bind(spot_id).execute(c).await
+    ))
 }
 
 pub async fn get_by_email(ex: Ex<'_>, spot_id: Uuid, email: &str) -> Result<Option<Member>, sqlx::Error> {
@@ -110,6 +110,37 @@ pub async fn get_many(ex: Ex<'_>, spot_id: Uuid, ids: &[Uuid]) -> Result<Vec<Mem
     let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM members WHERE spot_id = "]);
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN ");
     sql.push_list(ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY id");
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+}
+
+/// The spot's members among `ids`, in id order. On PostgreSQL the rows are
+/// share-locked until the transaction ends, so a concurrent update of one of them is
+/// either committed before they are read or waits until this transaction commits.
+pub async fn get_many_for_share(ex: Ex<'_>, spot_id: Uuid, ids: &[Uuid]) -> Result<Vec<Member>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM members WHERE spot_id = "]);
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN ");
+    sql.push_list(ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY id").push(ex.row_lock(" FOR SHARE"));
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+}
+
+/// The next batch of the spot's members after `after` (id order), for a full smart-group
+/// computation. On PostgreSQL the rows are share-locked until the batch commits, so a
+/// concurrent member update cannot interleave with the batch's evaluation of it.
+pub async fn batch_for_share(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Member>, sqlx::Error> {
+    let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM members WHERE spot_id = "]);
+    sql.push_bind(Bind::Uuid(spot_id));
+    if let Some(after) = after {
+        sql.push(" AND id > ").push_bind(Bind::Uuid(after));
+    }
+    sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit)).push(ex.row_lock(" FOR SHARE"));
     run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 

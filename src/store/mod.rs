@@ -8,13 +8,19 @@
 //! arms. Every function takes the spot first and every `WHERE` starts with
 //! `spot_id = $1`, so an id of another spot is "not found" by construction.
 
+pub mod blacklist;
+pub mod course_groups;
 pub mod courses;
 pub mod custom_roles;
+pub mod group_links;
 pub mod groups;
 pub mod kaizala;
 pub mod members;
+pub mod memberships;
+pub mod participants;
 pub mod properties;
 pub mod rate_limits;
+pub mod smart_groups;
 pub mod spots;
 pub mod sql;
 
@@ -352,6 +358,30 @@ where
     }
 }
 
+/// The outcome of a write on either backend, as far as the store reads it (sqlx gives
+/// the two backends' query results no common trait).
+pub trait WriteOutcome {
+    fn rows_affected(&self) -> u64;
+}
+
+impl WriteOutcome for sqlx::sqlite::SqliteQueryResult {
+    fn rows_affected(&self) -> u64 {
+        sqlx::sqlite::SqliteQueryResult::rows_affected(self)
+    }
+}
+
+impl WriteOutcome for sqlx::postgres::PgQueryResult {
+    fn rows_affected(&self) -> u64 {
+        sqlx::postgres::PgQueryResult::rows_affected(self)
+    }
+}
+
+/// Whether a write on one keyed row touched it: true when exactly one row was affected
+/// (the row existed, or was inserted rather than skipped by `ON CONFLICT DO NOTHING`).
+pub fn one_row<R: WriteOutcome>(outcome: Result<R, sqlx::Error>) -> Result<bool, sqlx::Error> {
+    outcome.map(|r| r.rows_affected() == 1)
+}
+
 /// True when `err` is a unique-constraint violation (both backends).
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     match err {
@@ -388,6 +418,23 @@ mod tests {
         let pg = names(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"));
         assert!(!sqlite.is_empty());
         assert_eq!(sqlite, pg);
+    }
+
+    #[tokio::test]
+    async fn one_row_tells_whether_exactly_one_row_was_written() {
+        let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
+        sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)").execute(&pool).await.unwrap();
+        sqlx::query("INSERT INTO t (id, k) VALUES (1, 7), (2, 7), (3, 8)").execute(&pool).await.unwrap();
+        let write = |sql: &'static str| {
+            let pool = pool.clone();
+            async move { one_row(sqlx::query(sql).execute(&pool).await) }
+        };
+        assert!(write("DELETE FROM t WHERE id = 3").await.unwrap());
+        assert!(!write("DELETE FROM t WHERE id = 3").await.unwrap());
+        assert!(!write("UPDATE t SET k = 9 WHERE k = 7").await.unwrap());
+        assert!(write("INSERT INTO t (id, k) VALUES (3, 8) ON CONFLICT DO NOTHING").await.unwrap());
+        assert!(!write("INSERT INTO t (id, k) VALUES (3, 8) ON CONFLICT DO NOTHING").await.unwrap());
+        assert!(write("SELECT nothing FROM t").await.is_err());
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::sql::{Bind, Sql, IN_LIST_MAX};
-use super::Ex;
+use super::{one_row, Ex};
 use crate::domain::members::Member;
 use crate::domain::properties::{PropertyDef, StoredValue};
 use crate::{bind_all, run};
@@ -80,12 +80,13 @@ pub async fn update(ex: Ex<'_>, p: &PropertyDef) -> Result<(), sqlx::Error> {
 }
 
 pub async fn delete(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
-    run!(ex, |c| sqlx::query("DELETE FROM custom_properties WHERE spot_id = $1 AND id = $2")
-        .bind(spot_id)
-        .bind(id)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected() == 1))
+    run!(ex, |c| one_row(
+        sqlx::query("DELETE FROM custom_properties WHERE spot_id = $1 AND id = $2")
+            .bind(spot_id)
+            .bind(id)
+            .execute(c)
+            .await
+    ))
 }
 
 /// Removes every stored value of a property (the values do not reference their

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::Ex;
+use super::{one_row, Ex};
 use crate::domain::spots::Spot;
 use crate::run;
 
@@ -54,33 +54,27 @@ pub async fn list(ex: Ex<'_>) -> Result<Vec<Spot>, sqlx::Error> {
 }
 
 pub async fn set_key_hash(ex: Ex<'_>, id: Uuid, hash: &[u8]) -> Result<bool, sqlx::Error> {
-    run!(ex, |c| sqlx::query("UPDATE spots SET api_key_hash = $2 WHERE id = $1")
-        .bind(id)
-        .bind(hash)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected() == 1))
+    run!(ex, |c| one_row(
+        sqlx::query("UPDATE spots SET api_key_hash = $2 WHERE id = $1").bind(id).bind(hash).execute(c).await
+    ))
 }
 
 pub async fn set_limits(ex: Ex<'_>, id: Uuid, per_10s: Option<i64>, per_day: Option<i64>) -> Result<bool, sqlx::Error> {
-    run!(ex, |c| sqlx::query(
-        "UPDATE spots SET rate_limit_per_10s = COALESCE($2, rate_limit_per_10s), \
+    run!(ex, |c| one_row(
+        sqlx::query(
+            "UPDATE spots SET rate_limit_per_10s = COALESCE($2, rate_limit_per_10s), \
          rate_limit_per_day = COALESCE($3, rate_limit_per_day) WHERE id = $1"
-    )
-    .bind(id)
-    .bind(per_10s)
-    .bind(per_day)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected() == 1))
+        )
+        .bind(id)
+        .bind(per_10s)
+        .bind(per_day)
+        .execute(c)
+        .await
+    ))
 }
 
 pub async fn delete(ex: Ex<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
-    run!(ex, |c| sqlx::query("DELETE FROM spots WHERE id = $1")
-        .bind(id)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected() == 1))
+    run!(ex, |c| one_row(sqlx::query("DELETE FROM spots WHERE id = $1").bind(id).execute(c).await))
 }
 
 /// Adds `delta` to the spot's maintained member count (same transaction as the write).

@@ -1,0 +1,149 @@
+//! Course participants (`course_participants`): a member's enrolment in a course and
+//! its progress. Read joined with the member's name and email, which the API shows
+//! with each participant. Every write holds the course's row lock
+//! ([`super::courses::lock`]) so that concurrent invitations cannot race.
+
+use uuid::Uuid;
+
+use super::sql::{Bind, Sql};
+use super::{one_row, Ex};
+use crate::domain::courses::Participant;
+use crate::domain::filter::Predicate;
+use crate::{bind_all, run};
+
+const COLUMNS: &str = "p.spot_id, p.id, p.course_id, p.member_id, p.status, p.invited_by, p.invited_at, \
+    p.started_at, p.completed_at, p.unenrolled_at, p.last_activity_at, p.completion_rate, m.email AS member_email, \
+    m.firstname AS member_firstname, m.lastname AS member_lastname";
+const FROM: &str =
+    "FROM course_participants p JOIN members m ON m.spot_id = p.spot_id AND m.id = p.member_id WHERE p.spot_id = ";
+
+/// Takes a participant's row lock until the transaction ends (see [`super::courses::lock`]);
+/// false when there is no such participant in the course.
+pub async fn lock(ex: Ex<'_>, spot_id: Uuid, course_id: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
+    run!(ex, |c| {
+        let outcome = sqlx::query(
+            "UPDATE course_participants SET status = status WHERE spot_id = $1 AND course_id = $2 AND id = $3",
+        )
+        .bind(spot_id)
+        .bind(course_id)
+        .bind(id)
+        .execute(c)
+        .await;
+        one_row(outcome)
+    })
+}
+
+/// Inserts new `Invited` participants for `member_ids` (those not yet participants),
+/// in multi-row statements; returns how many were inserted.
+pub async fn insert_invited(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    course_id: Uuid,
+    member_ids: &[(Uuid, Uuid)],
+    invited_by: Option<Uuid>,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    if member_ids.is_empty() {
+        return Ok(0);
+    }
+    let mut sql = Sql::new(
+        "INSERT INTO course_participants (spot_id, id, course_id, member_id, status, invited_by, invited_at, \
+         completion_rate) VALUES ",
+    );
+    for (i, (participant_id, member_id)) in member_ids.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push("(").push_bind(Bind::Uuid(spot_id)).push(", ").push_bind(Bind::Uuid(*participant_id));
+        sql.push(", ").push_bind(Bind::Uuid(course_id)).push(", ").push_bind(Bind::Uuid(*member_id));
+        sql.push(", 'Invited', ");
+        match invited_by {
+            Some(by) => sql.push_bind(Bind::Uuid(by)),
+            None => sql.push("NULL"),
+        };
+        sql.push(", ").push_bind(Bind::I64(now)).push(", 0)");
+    }
+    sql.push(" ON CONFLICT DO NOTHING");
+    run!(ex, |c| bind_all!(sqlx::query(sql.text_for(&*c)), &sql.binds).execute(c).await.map(|r| r.rows_affected()))
+}
+
+pub async fn get(ex: Ex<'_>, spot_id: Uuid, course_id: Uuid, id: Uuid) -> Result<Option<Participant>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} {FROM}$1 AND p.course_id = $2 AND p.id = $3");
+    run!(ex, |c| sqlx::query_as::<_, Participant>(&sql).bind(spot_id).bind(course_id).bind(id).fetch_optional(c).await)
+}
+
+/// The participants of `course_id` among `member_ids`.
+pub async fn get_many_by_member(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    course_id: Uuid,
+    member_ids: &[Uuid],
+) -> Result<Vec<Participant>, sqlx::Error> {
+    if member_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " ", FROM]);
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND p.course_id = ").push_bind(Bind::Uuid(course_id));
+    sql.push(" AND p.member_id IN ");
+    sql.push_list(member_ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY p.id");
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, Participant>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+}
+
+/// The members among `member_ids` who participate in the course (any status).
+pub async fn participating(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    course_id: Uuid,
+    member_ids: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    if member_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new("SELECT member_id FROM course_participants WHERE spot_id = ");
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND course_id = ").push_bind(Bind::Uuid(course_id));
+    sql.push(" AND member_id IN ").push_list(member_ids.iter().map(|id| Bind::Uuid(*id)));
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, Uuid>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+}
+
+pub async fn list(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    course_id: Uuid,
+    filters: &[Predicate],
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<Participant>, sqlx::Error> {
+    let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " ", FROM]);
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND p.course_id = ").push_bind(Bind::Uuid(course_id));
+    sql.push_predicates(filters);
+    sql.push(" ORDER BY p.id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, Participant>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+}
+
+pub async fn count(ex: Ex<'_>, spot_id: Uuid, course_id: Uuid, filters: &[Predicate]) -> Result<i64, sqlx::Error> {
+    let mut sql = Sql::new("SELECT COUNT(*) ");
+    sql.push(FROM).push_bind(Bind::Uuid(spot_id)).push(" AND p.course_id = ").push_bind(Bind::Uuid(course_id));
+    sql.push_predicates(filters);
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(sql.text_for(&*c)), &sql.binds).fetch_one(c).await)
+}
+
+pub async fn update(ex: Ex<'_>, p: &Participant) -> Result<(), sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "UPDATE course_participants SET status = $3, invited_by = $4, invited_at = $5, started_at = $6, \
+         completed_at = $7, unenrolled_at = $8, last_activity_at = $9, completion_rate = $10 \
+         WHERE spot_id = $1 AND id = $2"
+    )
+    .bind(p.spot_id)
+    .bind(p.id)
+    .bind(&p.status)
+    .bind(p.invited_by)
+    .bind(p.invited_at)
+    .bind(p.started_at)
+    .bind(p.completed_at)
+    .bind(p.unenrolled_at)
+    .bind(p.last_activity_at)
+    .bind(p.completion_rate)
+    .execute(c)
+    .await
+    .map(|_| ()))
+}
