@@ -118,10 +118,3 @@ pub async fn add_member_count(ex: Ex<'_>, spot_id: Uuid, id: Uuid, delta: i64) -
         .await
         .map(|_| ()))
 }
-
-// Kept for domain::kaizala until it is updated: the old paths of the functions that
-// moved out of this module (see the modules named in the module docs).
-pub use super::group_links::{delete as unlink, insert as link, list as links};
-pub use super::memberships::{
-    count_role, groups_of_member, list as list_members, role as membership_role, set_role as set_membership_role,
-};

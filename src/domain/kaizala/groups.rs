@@ -49,7 +49,7 @@ async fn load_group(tx: &mut Tx, spot_id: Uuid, id: Uuid) -> Result<Group> {
 
 /// The caller's role in the group; a spot Admin acts as a group Admin everywhere.
 async fn effective_role(tx: &mut Tx, caller: &KzCaller, me: &Member, group_id: Uuid) -> Result<Option<String>> {
-    let role = store::groups::membership_role(tx.ex(), caller.spot_id, group_id, caller.member_id).await?;
+    let role = store::memberships::role(tx.ex(), caller.spot_id, group_id, caller.member_id).await?;
     Ok(match role {
         Some(r) if r == "Admin" => Some(r),
         _ if me.role == "Admin" => Some("Admin".into()),
@@ -110,7 +110,7 @@ pub async fn create_group(
         groups::join(&mut tx, caller.spot_id, g.id, m.id, "Member").await?;
     }
     if let Some(p) = parent {
-        store::groups::link(tx.ex(), caller.spot_id, p, g.id).await?;
+        store::group_links::insert(tx.ex(), caller.spot_id, p, g.id).await?;
     }
     tx.commit().await?;
     Ok((g, true))
@@ -136,7 +136,7 @@ async fn hierarchy_counts(
     let mut counts = HierarchyCounts::default();
     let mut unique: HashSet<Uuid> = HashSet::new();
     for gid in walk(links, &[group_id], Direction::Down) {
-        let rows = store::groups::list_members(tx.ex(), spot_id, gid, &[], 0, None).await?;
+        let rows = store::memberships::list(tx.ex(), spot_id, gid, &[], 0, None).await?;
         for (m, _) in &rows {
             let unprovisioned = i64::from(m.status != "Accepted");
             counts.users += 1;
@@ -175,12 +175,12 @@ async fn view(tx: &mut Tx, caller: &KzCaller, me: &Member, g: Group, links: &[(U
 pub async fn list_groups(db: &Db, caller: &KzCaller, fetch_all: bool) -> Result<Vec<GroupView>> {
     let mut tx = db.begin_read().await?;
     let me = caller_member(&mut tx, caller).await?;
-    let links = store::groups::links(tx.ex(), caller.spot_id).await?;
+    let links = store::group_links::list(tx.ex(), caller.spot_id).await?;
     let mut ids: Vec<Uuid> = if me.role == "Admin" {
         let (all, _) = store::groups::list(tx.ex(), caller.spot_id, &[], 0, i64::MAX).await?;
         all.into_iter().map(|g| g.id).collect()
     } else {
-        store::groups::groups_of_member(tx.ex(), caller.spot_id, caller.member_id).await?
+        store::memberships::groups_of_member(tx.ex(), caller.spot_id, caller.member_id).await?
     };
     if fetch_all {
         // Linked groups in either direction, at every level.
@@ -201,7 +201,7 @@ pub async fn group_detail(db: &Db, caller: &KzCaller, group_id: Uuid) -> Result<
     let mut tx = db.begin_read().await?;
     let (g, _) = require_reader(&mut tx, caller, group_id).await?;
     let me = caller_member(&mut tx, caller).await?;
-    let links = store::groups::links(tx.ex(), caller.spot_id).await?;
+    let links = store::group_links::list(tx.ex(), caller.spot_id).await?;
     let v = view(&mut tx, caller, &me, g, &links).await?;
     tx.commit().await?;
     Ok(v)
@@ -216,7 +216,7 @@ pub async fn sub_groups(
 ) -> Result<(Group, Vec<Group>, Vec<(Uuid, Uuid)>)> {
     let mut tx = db.begin_read().await?;
     let (g, _) = require_reader(&mut tx, caller, group_id).await?;
-    let links = store::groups::links(tx.ex(), caller.spot_id).await?;
+    let links = store::group_links::list(tx.ex(), caller.spot_id).await?;
     let mut ids: Vec<Uuid> = if fetch_all {
         walk(&links, &[group_id], Direction::Down).into_iter().filter(|id| *id != group_id).collect()
     } else {
@@ -253,7 +253,7 @@ pub async fn attach_sub_groups(db: &Db, caller: &KzCaller, group_id: Uuid, child
             return Err(Error::Forbidden(format!("Only an Admin of group '{c}' can attach it as a sub-group")));
         }
     }
-    let links = store::groups::links(tx.ex(), caller.spot_id).await?;
+    let links = store::group_links::list(tx.ex(), caller.spot_id).await?;
     for c in children {
         // Refuse cycles: the parent must not already be below the child.
         if walk(&links, &[*c], Direction::Down).contains(&group_id) {
@@ -262,7 +262,7 @@ pub async fn attach_sub_groups(db: &Db, caller: &KzCaller, group_id: Uuid, child
                 format!("group '{c}' contains this group; links cannot form a cycle"),
             ));
         }
-        store::groups::link(tx.ex(), caller.spot_id, group_id, *c).await?;
+        store::group_links::insert(tx.ex(), caller.spot_id, group_id, *c).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -271,7 +271,7 @@ pub async fn attach_sub_groups(db: &Db, caller: &KzCaller, group_id: Uuid, child
 pub async fn detach_sub_group(db: &Db, caller: &KzCaller, group_id: Uuid, child: Uuid) -> Result<()> {
     let mut tx = db.begin().await?;
     require_admin(&mut tx, caller, group_id).await?;
-    if !store::groups::unlink(tx.ex(), caller.spot_id, group_id, child).await? {
+    if !store::group_links::delete(tx.ex(), caller.spot_id, group_id, child).await? {
         return Err(Error::NotFound(Entity::Group));
     }
     tx.commit().await?;
@@ -281,7 +281,7 @@ pub async fn detach_sub_group(db: &Db, caller: &KzCaller, group_id: Uuid, child:
 pub async fn list_members(db: &Db, caller: &KzCaller, group_id: Uuid) -> Result<Vec<GroupMemberView>> {
     let mut tx = db.begin_read().await?;
     require_reader(&mut tx, caller, group_id).await?;
-    let rows = store::groups::list_members(tx.ex(), caller.spot_id, group_id, &[], 0, None).await?;
+    let rows = store::memberships::list(tx.ex(), caller.spot_id, group_id, &[], 0, None).await?;
     tx.commit().await?;
     Ok(rows.into_iter().map(|(member, group_role)| GroupMemberView { member, group_role }).collect())
 }
@@ -339,19 +339,19 @@ async fn set_member_role_once(db: &Db, caller: &KzCaller, group_id: Uuid, member
     if !store::groups::lock(tx.ex(), caller.spot_id, group_id).await? {
         return Err(Error::NotFound(Entity::Group));
     }
-    let current = store::groups::membership_role(tx.ex(), caller.spot_id, group_id, member_id)
+    let current = store::memberships::role(tx.ex(), caller.spot_id, group_id, member_id)
         .await?
         .ok_or(Error::NotFound(Entity::SpotMember))?;
     if current == "Admin"
         && role == "Member"
-        && store::groups::count_role(tx.ex(), caller.spot_id, group_id, "Admin").await? <= 1
+        && store::memberships::count_role(tx.ex(), caller.spot_id, group_id, "Admin").await? <= 1
     {
         return Err(Error::invalid(
             "role",
             "the last Admin of a group cannot be demoted; promote another member first",
         ));
     }
-    store::groups::set_membership_role(tx.ex(), caller.spot_id, group_id, member_id, role).await?;
+    store::memberships::set_role(tx.ex(), caller.spot_id, group_id, member_id, role).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -368,13 +368,13 @@ async fn remove_member_once(db: &Db, caller: &KzCaller, group_id: Uuid, member_i
     if !store::groups::lock(tx.ex(), caller.spot_id, group_id).await? {
         return Err(Error::NotFound(Entity::Group));
     }
-    let current = store::groups::membership_role(tx.ex(), caller.spot_id, group_id, member_id)
+    let current = store::memberships::role(tx.ex(), caller.spot_id, group_id, member_id)
         .await?
         .ok_or(Error::NotFound(Entity::SpotMember))?;
     if g.is_smart() {
         return Err(smart_refusal());
     }
-    if current == "Admin" && store::groups::count_role(tx.ex(), caller.spot_id, group_id, "Admin").await? <= 1 {
+    if current == "Admin" && store::memberships::count_role(tx.ex(), caller.spot_id, group_id, "Admin").await? <= 1 {
         return Err(Error::invalid(
             "memberId",
             "the last Admin of a group cannot be removed; promote another member first",
