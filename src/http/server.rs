@@ -148,18 +148,32 @@ impl Drop for AddressSlot {
     }
 }
 
-/// A connection whose writes must make progress: a client that stops reading its
-/// answer (a large document, never read) would otherwise hold the connection, and its
-/// slot, for ever. A write that stays blocked for the whole timeout fails the connection.
+/// A connection whose writes must make progress, and which closes gracefully.
+///
+/// * A client that stops reading its answer (a large document, never read) would
+///   otherwise hold the connection, and its slot, for ever: a write that stays blocked
+///   for the whole timeout fails the connection.
+/// * A refusal sent before the request body was read (413, 408) closes the connection
+///   with the client still sending: closing at once would reset the connection and the
+///   client would see a broken pipe instead of the answer. On shutdown the write side is
+///   closed first, then what the client still sends is read and thrown away (at most
+///   [`LINGER_BYTES`], for at most [`LINGER_TIME`]) before the socket is dropped, as
+///   web servers' "lingering close" does.
 pub struct WriteTimeout<S> {
     inner: S,
     timeout: Duration,
     stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    linger: Option<(std::pin::Pin<Box<tokio::time::Sleep>>, usize)>,
 }
+
+/// The most a closing connection reads and throws away.
+pub const LINGER_BYTES: usize = 16 << 20;
+/// The longest a closing connection waits for the client to stop sending.
+pub const LINGER_TIME: Duration = Duration::from_secs(3);
 
 impl<S> WriteTimeout<S> {
     pub fn new(inner: S, timeout: Duration) -> Self {
-        WriteTimeout { inner, timeout, stalled: None }
+        WriteTimeout { inner, timeout, stalled: None, linger: None }
     }
 
     /// Arms the timer when the write is blocked; disarms it on progress.
@@ -194,7 +208,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for WriteTimeout<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
     fn poll_write(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -210,7 +224,28 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
     }
 
     fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        if this.linger.is_none() {
+            match std::pin::Pin::new(&mut this.inner).poll_shutdown(cx) {
+                Poll::Ready(Ok(())) => this.linger = Some((Box::pin(tokio::time::sleep(LINGER_TIME)), 0)),
+                other => return other,
+            }
+        }
+        let Some((deadline, drained)) = this.linger.as_mut() else { return Poll::Ready(Ok(())) };
+        let mut scratch = [0u8; 8192];
+        loop {
+            if deadline.as_mut().poll(cx).is_ready() || *drained >= LINGER_BYTES {
+                return Poll::Ready(Ok(()));
+            }
+            let mut buf = ReadBuf::new(&mut scratch);
+            match std::pin::Pin::new(&mut this.inner).poll_read(cx, &mut buf) {
+                Poll::Pending => return Poll::Pending,
+                // The client closed, or the connection failed: nothing left to wait for.
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => *drained += buf.filled().len(),
+            }
+        }
     }
 
     fn poll_write_vectored(
@@ -383,6 +418,37 @@ mod tests {
         let mut io = WriteTimeout::new(near, Duration::from_millis(200));
         io.write_all(&[1u8; 16 * 1024]).await.unwrap();
         assert_eq!(reader.await.unwrap(), 16 * 1024);
+    }
+
+    #[tokio::test]
+    async fn closing_reads_what_the_client_still_sends_then_lets_go() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (near, mut far) = tokio::io::duplex(64 * 1024);
+        let mut io = WriteTimeout::new(near, Duration::from_secs(5));
+        io.write_all(b"HTTP/1.1 413 Payload Too Large\r\n\r\n").await.unwrap();
+        // The client is still sending its body when the server closes.
+        let client = tokio::spawn(async move {
+            far.write_all(&vec![7u8; 1 << 20]).await.unwrap();
+            let mut answer = Vec::new();
+            far.read_to_end(&mut answer).await.unwrap();
+            drop(far);
+            answer
+        });
+        let start = std::time::Instant::now();
+        io.shutdown().await.unwrap();
+        assert!(start.elapsed() < LINGER_TIME, "the close waited for the deadline");
+        assert!(client.await.unwrap().starts_with(b"HTTP/1.1 413"));
+    }
+
+    #[tokio::test]
+    async fn closing_gives_up_on_a_client_that_keeps_sending() {
+        use tokio::io::AsyncWriteExt;
+        let (near, mut far) = tokio::io::duplex(64 * 1024);
+        let mut io = WriteTimeout::new(near, Duration::from_secs(5));
+        tokio::spawn(async move { while far.write_all(&[1u8; 8192]).await.is_ok() {} });
+        let start = std::time::Instant::now();
+        io.shutdown().await.unwrap();
+        assert!(start.elapsed() <= LINGER_TIME + Duration::from_secs(2));
     }
 
     #[test]

@@ -621,3 +621,27 @@ async fn kaizala_credential_failures_are_throttled_per_address_sqlite() {
 async fn kaizala_credential_failures_are_throttled_per_address_postgres() {
     kaizala_credential_failures_are_throttled_per_address(openspot::store::Backend::Postgres).await;
 }
+
+// An oversized body is refused before it is read; the client, still sending, must get
+// the 413 rather than a reset connection (the server reads and drops the rest first).
+both!(a_refused_upload_still_gets_its_answer, |app| {
+    let addr = app.base.trim_start_matches("http://").to_string();
+    // Well past what the kernel's socket buffers absorb, within what the server drains.
+    for (path, size) in [("/v1/spotMembers", 12usize << 20), ("/v1/spotMembers~import", 14 << 20)] {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Type: multipart/form-data; \
+             boundary=XX\r\nContent-Length: {size}\r\n\r\n--XX\r\nContent-Disposition: form-data; name=\"file\"; \
+             filename=\"m.csv\"\r\n\r\n",
+            app.key
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        // Write the whole body as a client library does before it reads the answer: a
+        // connection reset under it here is what clients saw as a broken pipe.
+        let body = vec![b'a'; size];
+        s.write_all(&body).await.unwrap_or_else(|e| panic!("{path}: the upload was cut off: {e}"));
+        let (text, _) = read_until_closed(&mut s, Duration::from_secs(10)).await;
+        assert!(text.starts_with("HTTP/1.1 413"), "{path}: {text:?}");
+        assert!(text.contains("Payload is too large"), "{path}: {text}");
+    }
+});
