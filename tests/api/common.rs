@@ -144,7 +144,7 @@ impl TestApp {
             base: format!("http://{addr}"),
             key,
             spot_id: spot.id,
-            client: reqwest::Client::new(),
+            client: test_client(),
             db,
             state,
             database_url: url,
@@ -213,6 +213,13 @@ impl TestApp {
         assert!(r.status == 201 || r.status == 200, "invite {email}: {} {}", r.status, r.text);
         r.body["id"].as_str().expect("member id").to_string()
     }
+}
+
+/// The HTTP client of the tests. Its idle connections are dropped before the server's
+/// (which closes a keep-alive connection after its 10-second head timeout), so a
+/// request is never sent on a connection the server is closing.
+pub fn test_client() -> reqwest::Client {
+    reqwest::Client::builder().pool_idle_timeout(std::time::Duration::from_secs(4)).build().expect("HTTP client")
 }
 
 /// Asserts the MeltingSpot error shape and returns the message.

@@ -139,7 +139,7 @@ async fn spawn_short_busy(busy: Duration) -> ShortBusyApp {
         spot_id: spot.id,
         db,
         url,
-        client: reqwest::Client::new(),
+        client: crate::common::test_client(),
         _dir: dir,
     }
 }

@@ -479,7 +479,7 @@ async fn no_secret_reaches_the_log() {
     )
     .await;
     let base = format!("http://{listen}");
-    let client = reqwest::Client::new();
+    let client = crate::common::test_client();
     let ok = client.get(format!("{base}/v1/spotMembers")).header("authorization", &key).send().await.unwrap();
     assert_eq!(ok.status(), 200);
     let r = client
