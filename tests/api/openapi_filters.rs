@@ -187,3 +187,34 @@ both!(documented_property_filters_follow_the_property_types, |app| {
         assert!(text.contains(&want), "the description should say {want}: {text}");
     }
 });
+
+/// Every `$ref` string anywhere under `v`.
+fn refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("$ref", Value::String(r)) => out.push(r.clone()),
+                    _ => refs(x, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+        _ => {}
+    }
+}
+
+// The vocabularies (course status, participant status, …) are documented as string
+// enums of their wire words, and every schema a field refers to is in the document.
+both!(vocabularies_are_documented_string_enums, |app| {
+    let doc: Value = app.client.get(format!("{}/openapi.json", app.base)).send().await.unwrap().json().await.unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    for r in &all {
+        let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("unexpected $ref {r}"));
+        assert!(schemas.get(name).is_some(), "{r} is not in the document");
+    }
+    assert_eq!(schemas["CourseStatus"]["enum"], json!(["Draft", "Published"]));
+    assert_eq!(schemas["ParticipantStatus"]["enum"], json!(["Invited", "Started", "Completed", "Unenrolled"]));
+});
