@@ -10,8 +10,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::filter::{date_ms, unix_to_ms, Op, MAX_LIST_VALUES};
-use super::members::{Member, ROLES, STATUSES};
+use super::members::Member;
 use super::properties::{self, PropertyDef, StoredValue};
+use super::vocab::{MemberRole, MemberStatus};
 use crate::error::{Error, Result};
 
 /// A member's custom-property values by property id (what property triggers read).
@@ -360,8 +361,8 @@ fn distinct(list: Vec<String>, path: &str, strict: bool) -> Result<Vec<String>> 
 
 fn check_value(field: &Field, s: &str, path: &str) -> Result<()> {
     let ok = match field {
-        Field::Status => STATUSES.contains(&s),
-        Field::Role => ROLES.contains(&s),
+        Field::Status => s.parse::<MemberStatus>().is_ok(),
+        Field::Role => s.parse::<MemberRole>().is_ok(),
         Field::CustomRoleId => Uuid::parse_str(s).is_ok(),
         _ => true,
     };
@@ -369,8 +370,8 @@ fn check_value(field: &Field, s: &str, path: &str) -> Result<()> {
         Ok(())
     } else {
         let expected = match field {
-            Field::Status => format!("one of {}", STATUSES.join(", ")),
-            Field::Role => format!("one of {}", ROLES.join(", ")),
+            Field::Status => format!("one of {}", MemberStatus::NAMES.join(", ")),
+            Field::Role => format!("one of {}", MemberRole::NAMES.join(", ")),
             _ => "a UUID".to_string(),
         };
         Err(Error::invalid(path, format!("'{s}' is not {expected}")))
@@ -408,8 +409,8 @@ impl Trigger {
             return self.matches_property(kind, values.get(id).map(Vec::as_slice).unwrap_or(&[]));
         }
         let text: Option<String> = match self.field {
-            Field::Status => Some(m.status.clone()),
-            Field::Role => Some(m.role.clone()),
+            Field::Status => Some(m.status.to_string()),
+            Field::Role => Some(m.role.to_string()),
             Field::Email => m.email.as_deref().map(str::to_lowercase),
             Field::Firstname => Some(m.firstname.clone()),
             Field::Lastname => Some(m.lastname.clone()),
@@ -474,7 +475,7 @@ mod tests {
         assert!(r.matches(&m));
         m.email = Some("ada@other.org".into());
         assert!(!r.matches(&m));
-        m.set_status("Accepted", 1);
+        m.set_status(MemberStatus::Accepted, 1);
         assert!(r.matches(&m));
     }
 

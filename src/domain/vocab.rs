@@ -167,6 +167,39 @@ impl ParticipantStatus {
     }
 }
 
+vocabulary! {
+    /// A member's role in their spot.
+    MemberRole { Member, Admin }
+}
+
+vocabulary! {
+    /// Where a member stands in their spot: invited, registered, gone, …
+    MemberStatus { Accepted, Deactivated, DeclinedInvitation, Invited, Left, Pending, Rejected }
+}
+
+impl MemberStatus {
+    /// The statuses `PUT /v1/spotMembers/{id}` may set; the others follow from what the
+    /// member does (accepting an invitation, leaving).
+    pub const WRITABLE: &'static [&'static str] = &["Accepted", "Deactivated", "Rejected"];
+
+    /// Whether a client may set this status on a member.
+    pub fn is_writable(self) -> bool {
+        Self::WRITABLE.contains(&self.as_str())
+    }
+
+    /// Whether a member with this status may sign in, refresh or use a Kaizala token
+    /// (SECURITY.md "Revocation"): not once Deactivated, Rejected or Left.
+    pub fn may_sign_in(self) -> bool {
+        !matches!(self, MemberStatus::Deactivated | MemberStatus::Rejected | MemberStatus::Left)
+    }
+
+    /// Whether signing in makes the member Accepted (an Invited or Pending member
+    /// registers by signing in; the others keep their status).
+    pub fn accepts_on_sign_in(self) -> bool {
+        matches!(self, MemberStatus::Invited | MemberStatus::Pending)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +235,17 @@ mod tests {
                 (Completed, Unenrolled),
             ]
         );
+    }
+
+    #[test]
+    fn member_status_rules() {
+        use MemberStatus::*;
+        let writable: Vec<_> = MemberStatus::ALL.iter().filter(|s| s.is_writable()).copied().collect();
+        assert_eq!(writable, vec![Accepted, Deactivated, Rejected]);
+        let signed_out: Vec<_> = MemberStatus::ALL.iter().filter(|s| !s.may_sign_in()).copied().collect();
+        assert_eq!(signed_out, vec![Deactivated, Left, Rejected]);
+        let accepting: Vec<_> = MemberStatus::ALL.iter().filter(|s| s.accepts_on_sign_in()).copied().collect();
+        assert_eq!(accepting, vec![Invited, Pending]);
+        assert_eq!("Owner".parse::<MemberRole>().unwrap_err().to_string(), "must be one of Member, Admin");
     }
 }

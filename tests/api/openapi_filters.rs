@@ -217,4 +217,9 @@ both!(vocabularies_are_documented_string_enums, |app| {
     }
     assert_eq!(schemas["CourseStatus"]["enum"], json!(["Draft", "Published"]));
     assert_eq!(schemas["ParticipantStatus"]["enum"], json!(["Invited", "Started", "Completed", "Unenrolled"]));
+    assert_eq!(schemas["MemberRole"]["enum"], json!(["Member", "Admin"]));
+    assert_eq!(
+        schemas["MemberStatus"]["enum"],
+        json!(["Accepted", "Deactivated", "DeclinedInvitation", "Invited", "Left", "Pending", "Rejected"])
+    );
 });

@@ -10,6 +10,7 @@ use super::hierarchy::{walk, Direction};
 use super::{member_by_mobile, mobile, KzCaller};
 use crate::domain::groups::{self, Group, NewGroup};
 use crate::domain::members::{self, Member};
+use crate::domain::vocab::{MemberRole, MemberStatus};
 use crate::domain::{new_id, now_ms};
 use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db, Tx};
@@ -52,7 +53,7 @@ async fn effective_role(tx: &mut Tx, caller: &KzCaller, me: &Member, group_id: U
     let role = store::memberships::role(tx.ex(), caller.spot_id, group_id, caller.member_id).await?;
     Ok(match role {
         Some(r) if r == "Admin" => Some(r),
-        _ if me.role == "Admin" => Some("Admin".into()),
+        _ if me.role == MemberRole::Admin => Some("Admin".into()),
         other => other,
     })
 }
@@ -138,7 +139,7 @@ async fn hierarchy_counts(
     for gid in walk(links, &[group_id], Direction::Down) {
         let rows = store::memberships::list(tx.ex(), spot_id, gid, &[], 0, None).await?;
         for (m, _) in &rows {
-            let unprovisioned = i64::from(m.status != "Accepted");
+            let unprovisioned = i64::from(m.status != MemberStatus::Accepted);
             counts.users += 1;
             counts.unprovisioned += unprovisioned;
             unique.insert(m.id);
@@ -176,7 +177,7 @@ pub async fn list_groups(db: &Db, caller: &KzCaller, fetch_all: bool) -> Result<
     let mut tx = db.begin_read().await?;
     let me = caller_member(&mut tx, caller).await?;
     let links = store::group_links::list(tx.ex(), caller.spot_id).await?;
-    let mut ids: Vec<Uuid> = if me.role == "Admin" {
+    let mut ids: Vec<Uuid> = if me.role == MemberRole::Admin {
         let (all, _) = store::groups::list(tx.ex(), caller.spot_id, &[], 0, i64::MAX).await?;
         all.into_iter().map(|g| g.id).collect()
     } else {

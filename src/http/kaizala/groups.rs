@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::{group_id, lenient, member_id, query_flag, Caller, KzError, KzErrorBody, KzJson};
 use crate::domain::groups::Group;
 use crate::domain::kaizala::{self, GroupView};
+use crate::domain::vocab::MemberStatus;
 use crate::http::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -394,7 +395,7 @@ async fn kz_list_members(
                 id: r.member.id,
                 role: r.group_role.clone(),
                 mobile_number: r.member.mobile_number.clone(),
-                is_provisioned: r.member.status == "Accepted",
+                is_provisioned: r.member.status == MemberStatus::Accepted,
                 name: (!name.is_empty()).then_some(name),
             }
         })
