@@ -25,6 +25,7 @@ use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
 use super::members::Member;
 use super::properties::{PropertyDef, StoredValue};
 use super::smart_rules::{PropertyValues, Rules};
+use super::vocab::GroupRole;
 use super::{new_id, now_ms};
 use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db, Tx};
@@ -257,7 +258,7 @@ pub async fn list_group_members(db: &Db, spot_id: Uuid, group_id: Uuid, q: &List
 
 /// Adds one membership (inside the caller's transaction); false when already a member.
 /// Every membership addition of either dialect goes through here.
-pub async fn join(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_id: Uuid, group_role: &str) -> Result<bool> {
+pub async fn join(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_id: Uuid, group_role: GroupRole) -> Result<bool> {
     let added = store::memberships::insert(tx.ex(), spot_id, group_id, member_id, group_role, now_ms()).await?;
     if added {
         store::groups::add_member_count(tx.ex(), spot_id, group_id, 1).await?;
@@ -272,7 +273,8 @@ async fn join_many(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_ids: &[Uui
     if member_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let added = store::memberships::insert_many(tx.ex(), spot_id, group_id, member_ids, "Member", now_ms()).await?;
+    let added =
+        store::memberships::insert_many(tx.ex(), spot_id, group_id, member_ids, GroupRole::Member, now_ms()).await?;
     store::groups::add_member_count(tx.ex(), spot_id, group_id, added.len() as i64).await?;
     super::courses::invite_joiners(tx, spot_id, group_id, &added).await?;
     Ok(added)
@@ -310,7 +312,7 @@ async fn add_member_once(db: &Db, spot_id: Uuid, group_id: Uuid, member_id: Uuid
     if g.is_smart() {
         return Err(smart_refusal());
     }
-    join(&mut tx, spot_id, group_id, member_id, "Member").await?;
+    join(&mut tx, spot_id, group_id, member_id, GroupRole::Member).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -373,7 +375,7 @@ async fn bulk_add_once(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String]) -
             continue;
         }
         if found.contains(&id) {
-            join(&mut tx, spot_id, group_id, id, "Member").await?;
+            join(&mut tx, spot_id, group_id, id, GroupRole::Member).await?;
             added.push(id.to_string());
         } else {
             failed.push(id.to_string());
@@ -433,7 +435,7 @@ async fn change_blacklist_once(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[St
         } else if store::blacklist::delete(tx.ex(), spot_id, group_id, m.id).await?
             && rules.matches_with(m, &property_values(&mut tx, m).await?)
         {
-            join(&mut tx, spot_id, group_id, m.id, "Member").await?;
+            join(&mut tx, spot_id, group_id, m.id, GroupRole::Member).await?;
         }
     }
     let list = store::blacklist::list(tx.ex(), spot_id, group_id).await?;
@@ -493,7 +495,7 @@ pub async fn refresh_smart_memberships(tx: &mut Tx, m: &Member) -> Result<()> {
             {
                 continue;
             }
-            join(tx, m.spot_id, group_id, m.id, "Member").await?;
+            join(tx, m.spot_id, group_id, m.id, GroupRole::Member).await?;
         } else if !should && is {
             leave(tx, m.spot_id, group_id, &[m.id]).await?;
         }

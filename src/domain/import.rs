@@ -940,7 +940,7 @@ async fn refresh_group_memberships(
             super::groups::refresh_smart_memberships(tx, m).await?;
         }
         for g in group_ids {
-            super::groups::join(tx, spot_id, *g, m.id, "Member").await?;
+            super::groups::join(tx, spot_id, *g, m.id, super::vocab::GroupRole::Member).await?;
         }
     }
     Ok(())

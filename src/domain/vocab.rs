@@ -200,6 +200,12 @@ impl MemberStatus {
     }
 }
 
+vocabulary! {
+    /// A member's role in a group (Kaizala): an Admin may change the group and its
+    /// members; a spot Admin acts as a group Admin everywhere.
+    GroupRole { Admin, Member }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{group_id, lenient, member_id, query_flag, Caller, KzError, KzErrorBody, KzJson};
 use crate::domain::groups::Group;
 use crate::domain::kaizala::{self, GroupView};
-use crate::domain::vocab::MemberStatus;
+use crate::domain::vocab::{GroupRole, MemberStatus};
 use crate::http::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -101,7 +101,7 @@ pub struct KzGroupSummary {
     /// `Group` or `ConnectGroup`.
     group_type: String,
     /// `Admin`, `Member`, or null when the caller only sees it through a related group.
-    caller_role: Option<String>,
+    caller_role: Option<GroupRole>,
 }
 
 impl From<&GroupView> for KzGroupSummary {
@@ -111,7 +111,7 @@ impl From<&GroupView> for KzGroupSummary {
             group_name: v.group.name.clone(),
             group_image_url: String::new(),
             group_type: v.group.group_type.clone(),
-            caller_role: v.caller_role.clone(),
+            caller_role: v.caller_role,
         }
     }
 }
@@ -125,7 +125,7 @@ pub struct KzGroupDetail {
     group_image_url: String,
     has_sub_groups: bool,
     has_parent_groups: bool,
-    caller_role: Option<String>,
+    caller_role: Option<GroupRole>,
     current_level_sub_group_count: usize,
     current_level_parent_group_count: usize,
     /// Members across the group and its sub-groups (one in two groups counts twice).
@@ -150,7 +150,7 @@ impl From<&GroupView> for KzGroupDetail {
             group_image_url: String::new(),
             has_sub_groups: !v.child_ids.is_empty(),
             has_parent_groups: !v.parent_ids.is_empty(),
-            caller_role: v.caller_role.clone(),
+            caller_role: v.caller_role,
             current_level_sub_group_count: v.child_ids.len(),
             current_level_parent_group_count: v.parent_ids.len(),
             user_count: v.user_count,
@@ -161,7 +161,7 @@ impl From<&GroupView> for KzGroupDetail {
             is_mapped_to_tenant: true,
             group_type: v.group.group_type.clone(),
             is_duplicate: false,
-            is_editable: v.caller_role.as_deref() == Some("Admin"),
+            is_editable: v.caller_role == Some(GroupRole::Admin),
             is_details_readable: true,
             welcome_message: v.group.welcome_message.clone(),
         }
@@ -393,7 +393,7 @@ async fn kz_list_members(
             let name = format!("{} {}", r.member.firstname, r.member.lastname).trim().to_string();
             KzMember {
                 id: r.member.id,
-                role: r.group_role.clone(),
+                role: r.group_role,
                 mobile_number: r.member.mobile_number.clone(),
                 is_provisioned: r.member.status == MemberStatus::Accepted,
                 name: (!name.is_empty()).then_some(name),
@@ -408,8 +408,7 @@ async fn kz_list_members(
 #[serde(rename_all = "camelCase")]
 pub struct KzMember {
     id: Uuid,
-    /// `Admin` or `Member`.
-    role: String,
+    role: GroupRole,
     /// E.164; null for an email-only member.
     mobile_number: Option<String>,
     /// True when the member's status is `Accepted`.
