@@ -206,6 +206,16 @@ vocabulary! {
     GroupRole { Admin, Member }
 }
 
+vocabulary! {
+    /// How a group's members are decided: by hand (Static) or by rules (Smart).
+    GroupKind { Static, Smart }
+}
+
+vocabulary! {
+    /// A Kaizala group's type.
+    KaizalaGroupType { Group, ConnectGroup }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{group_id, lenient, member_id, query_flag, Caller, KzError, KzErrorBody, KzJson};
 use crate::domain::groups::Group;
 use crate::domain::kaizala::{self, GroupView};
-use crate::domain::vocab::{GroupRole, MemberStatus};
+use crate::domain::vocab::{GroupRole, KaizalaGroupType, MemberStatus};
 use crate::http::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -98,8 +98,7 @@ pub struct KzGroupSummary {
     group_name: String,
     /// Always empty: openspot stores no group images.
     group_image_url: String,
-    /// `Group` or `ConnectGroup`.
-    group_type: String,
+    group_type: KaizalaGroupType,
     /// `Admin`, `Member`, or null when the caller only sees it through a related group.
     caller_role: Option<GroupRole>,
 }
@@ -110,7 +109,7 @@ impl From<&GroupView> for KzGroupSummary {
             group_id: v.group.id,
             group_name: v.group.name.clone(),
             group_image_url: String::new(),
-            group_type: v.group.group_type.clone(),
+            group_type: v.group.group_type,
             caller_role: v.caller_role,
         }
     }
@@ -135,7 +134,7 @@ pub struct KzGroupDetail {
     current_level_un_provisioned_user_count: i64,
     un_provisioned_user_count: i64,
     is_mapped_to_tenant: bool,
-    group_type: String,
+    group_type: KaizalaGroupType,
     is_duplicate: bool,
     is_editable: bool,
     is_details_readable: bool,
@@ -159,7 +158,7 @@ impl From<&GroupView> for KzGroupDetail {
             current_level_un_provisioned_user_count: v.current_level_unprovisioned,
             un_provisioned_user_count: v.unprovisioned_user_count,
             is_mapped_to_tenant: true,
-            group_type: v.group.group_type.clone(),
+            group_type: v.group.group_type,
             is_duplicate: false,
             is_editable: v.caller_role == Some(GroupRole::Admin),
             is_details_readable: true,
@@ -304,7 +303,7 @@ pub struct KzSubGroup {
     has_sub_groups: bool,
     has_parent_groups: bool,
     is_mapped_to_tenant: bool,
-    group_type: String,
+    group_type: KaizalaGroupType,
     is_duplicate: bool,
     welcome_message: Option<String>,
 }
@@ -318,7 +317,7 @@ impl KzSubGroup {
             has_sub_groups: links.iter().any(|(p, _)| *p == g.id),
             has_parent_groups: links.iter().any(|(_, c)| *c == g.id),
             is_mapped_to_tenant: true,
-            group_type: g.group_type.clone(),
+            group_type: g.group_type,
             is_duplicate: false,
             welcome_message: g.welcome_message.clone(),
         }
