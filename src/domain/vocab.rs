@@ -216,6 +216,24 @@ vocabulary! {
     KaizalaGroupType { Group, ConnectGroup }
 }
 
+vocabulary! {
+    /// The type of a custom member property: what its values are and which filter
+    /// operators apply to them.
+    PropertyType { Text, Number, Boolean, Date, SingleSelect, MultipleSelect }
+}
+
+impl PropertyType {
+    /// Whether the values are picked from the property's possible values.
+    pub fn is_select(self) -> bool {
+        matches!(self, PropertyType::SingleSelect | PropertyType::MultipleSelect)
+    }
+
+    /// Whether the values are stored as numbers (a Boolean as 0 or 1).
+    pub fn is_numeric(self) -> bool {
+        matches!(self, PropertyType::Number | PropertyType::Boolean)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@
 use std::collections::BTreeSet;
 
 use openspot::domain::filter::{FieldSpec, Kind, Op, DEFAULT_LIMIT, MAX_LIMIT, MAX_LIST_VALUES};
+use openspot::domain::vocab::PropertyType;
 use openspot::domain::{courses, custom_roles, groups, members, properties};
 use serde_json::{json, Value};
 
@@ -181,8 +182,8 @@ both!(documented_property_filters_follow_the_property_types, |app| {
             .collect::<Vec<_>>()
             .join(" ");
     assert!(text.contains("customProperties.<slug>[op]=value"), "{text}");
-    for kind in properties::TYPES {
-        let ops: Vec<&str> = properties::ops_of(kind).iter().map(|o| o.as_str()).collect();
+    for kind in PropertyType::ALL {
+        let ops: Vec<&str> = properties::ops_of(*kind).iter().map(|o| o.as_str()).collect();
         let want = format!("`{kind}`: {}", ops.join(", "));
         assert!(text.contains(&want), "the description should say {want}: {text}");
     }
@@ -218,6 +219,10 @@ both!(vocabularies_are_documented_string_enums, |app| {
     assert_eq!(schemas["CourseStatus"]["enum"], json!(["Draft", "Published"]));
     assert_eq!(schemas["ParticipantStatus"]["enum"], json!(["Invited", "Started", "Completed", "Unenrolled"]));
     assert_eq!(schemas["MemberRole"]["enum"], json!(["Member", "Admin"]));
+    assert_eq!(
+        schemas["PropertyType"]["enum"],
+        json!(["Text", "Number", "Boolean", "Date", "SingleSelect", "MultipleSelect"])
+    );
     assert_eq!(
         schemas["MemberStatus"]["enum"],
         json!(["Accepted", "Deactivated", "DeclinedInvitation", "Invited", "Left", "Pending", "Rejected"])
