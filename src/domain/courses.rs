@@ -387,12 +387,9 @@ pub async fn update_progress(
     status: Option<String>,
     completion_rate: Option<i64>,
 ) -> Result<Participant> {
-    let status = match status.as_deref() {
-        Some(s) if ParticipantStatus::SETTABLE.contains(&s) => Some(vocab::parse::<ParticipantStatus>("status", s)?),
-        Some(_) => {
-            let allowed = ParticipantStatus::SETTABLE.join(", ");
-            return Err(Error::invalid("status", format!("must be one of {allowed}")));
-        }
+    let status = match status.as_deref().map(str::parse::<ParticipantStatus>) {
+        Some(Ok(s)) if s.is_settable() => Some(s),
+        Some(_) => return Err(Error::invalid("status", vocab::must_be_one_of(ParticipantStatus::SETTABLE))),
         None => None,
     };
     if let Some(r) = completion_rate {

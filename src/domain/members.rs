@@ -236,10 +236,7 @@ fn parse_role_and_status(
     let status = match status {
         Some(s) => match s.parse::<MemberStatus>() {
             Ok(s) if s.is_writable() => Some(s),
-            _ => {
-                let allowed = MemberStatus::WRITABLE.join(", ");
-                return Err(Error::invalid("status", format!("must be one of {allowed}")));
-            }
+            _ => return Err(Error::invalid("status", vocab::must_be_one_of(MemberStatus::WRITABLE))),
         },
         None => None,
     };

@@ -22,11 +22,17 @@ pub struct UnknownWord {
 
 impl fmt::Display for UnknownWord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "must be one of {}", self.allowed.join(", "))
+        f.write_str(&must_be_one_of(self.allowed))
     }
 }
 
 impl std::error::Error for UnknownWord {}
+
+/// `must be one of A, B` for the words of `allowed`, in order.
+pub fn must_be_one_of<T: fmt::Display>(allowed: &[T]) -> String {
+    let words: Vec<String> = allowed.iter().map(T::to_string).collect();
+    format!("must be one of {}", words.join(", "))
+}
 
 /// `value` as a word of `T`, or a 400 naming `field` and the allowed words.
 pub fn parse<T: std::str::FromStr<Err = UnknownWord>>(field: &str, value: &str) -> Result<T> {
@@ -152,7 +158,13 @@ vocabulary! {
 impl ParticipantStatus {
     /// The statuses a client may set (`PUT …/participants/{id}`); Invited is set only
     /// by an invitation.
-    pub const SETTABLE: &'static [&'static str] = &["Started", "Completed", "Unenrolled"];
+    pub const SETTABLE: &'static [ParticipantStatus] =
+        &[ParticipantStatus::Started, ParticipantStatus::Completed, ParticipantStatus::Unenrolled];
+
+    /// Whether a client may set this status (see [`Self::SETTABLE`]).
+    pub fn is_settable(self) -> bool {
+        Self::SETTABLE.contains(&self)
+    }
 
     /// Whether a participant may move from `self` to `to`: Invited → Started →
     /// Completed (Started and Completed may be repeated), and any status but
@@ -180,11 +192,12 @@ vocabulary! {
 impl MemberStatus {
     /// The statuses `PUT /v1/spotMembers/{id}` may set; the others follow from what the
     /// member does (accepting an invitation, leaving).
-    pub const WRITABLE: &'static [&'static str] = &["Accepted", "Deactivated", "Rejected"];
+    pub const WRITABLE: &'static [MemberStatus] =
+        &[MemberStatus::Accepted, MemberStatus::Deactivated, MemberStatus::Rejected];
 
     /// Whether a client may set this status on a member.
     pub fn is_writable(self) -> bool {
-        Self::WRITABLE.contains(&self.as_str())
+        Self::WRITABLE.contains(&self)
     }
 
     /// Whether a member with this status may sign in, refresh or use a Kaizala token

@@ -478,11 +478,12 @@ async fn kz_set_member_role(
     Ok(ok_result())
 }
 
+/// A role in any letter case (`admin`, `MEMBER`) as its word; anything else as sent,
+/// for the domain to refuse.
 fn normalize_role(raw: &str) -> String {
-    match raw.trim().to_ascii_lowercase().as_str() {
-        "admin" => "Admin".into(),
-        "member" => "Member".into(),
-        _ => raw.to_string(),
+    match GroupRole::ALL.iter().find(|r| r.as_str().eq_ignore_ascii_case(raw.trim())) {
+        Some(role) => role.to_string(),
+        None => raw.to_string(),
     }
 }
 
