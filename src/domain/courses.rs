@@ -30,28 +30,30 @@ use std::collections::HashSet;
 use uuid::Uuid;
 
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
+use super::vocab::{self, CoursePrivacy, CourseStatus, NavigationMode, ParticipantStatus};
 use super::{new_id, now_ms};
 use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db, Tx};
 
-pub const STATUSES: &[&str] = &["Draft", "Published"];
-pub const PRIVACIES: &[&str] = &["Public", "Secret"];
-pub const NAVIGATION_MODES: &[&str] = &["Flexible", "Sequential"];
-pub const PARTICIPANT_STATUSES: &[&str] = &["Invited", "Started", "Completed", "Unenrolled"];
 pub const MAX_BULK: usize = 200;
 /// Rows per multi-row insert when inviting a whole group.
 pub const INVITE_BATCH: usize = 500;
 
 pub const COURSE_FILTERS: &[FieldSpec] = &[
-    FieldSpec { field: "status", column: "status", kind: Kind::Enum(STATUSES), ops: &[Op::Eq] },
-    FieldSpec { field: "privacy", column: "privacy", kind: Kind::Enum(PRIVACIES), ops: &[Op::Eq] },
+    FieldSpec { field: "status", column: "status", kind: Kind::Enum(CourseStatus::NAMES), ops: &[Op::Eq] },
+    FieldSpec { field: "privacy", column: "privacy", kind: Kind::Enum(CoursePrivacy::NAMES), ops: &[Op::Eq] },
 ];
 
 pub const PARTICIPANT_FILTERS: &[FieldSpec] = &[
     FieldSpec { field: "firstname", column: "m.firstname", kind: Kind::Text, ops: &[Op::In] },
     FieldSpec { field: "lastname", column: "m.lastname", kind: Kind::Text, ops: &[Op::In] },
     FieldSpec { field: "email", column: "m.email_norm", kind: Kind::TextLower, ops: &[Op::In] },
-    FieldSpec { field: "status", column: "p.status", kind: Kind::Enum(PARTICIPANT_STATUSES), ops: &[Op::Eq, Op::In] },
+    FieldSpec {
+        field: "status",
+        column: "p.status",
+        kind: Kind::Enum(ParticipantStatus::NAMES),
+        ops: &[Op::Eq, Op::In],
+    },
 ];
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
@@ -60,9 +62,9 @@ pub struct Course {
     pub id: Uuid,
     pub title: String,
     pub description: Option<String>,
-    pub privacy: String,
-    pub status: String,
-    pub navigation_mode: String,
+    pub privacy: CoursePrivacy,
+    pub status: CourseStatus,
+    pub navigation_mode: NavigationMode,
     pub participant_count: i64,
 }
 
@@ -73,7 +75,7 @@ pub struct Participant {
     pub id: Uuid,
     pub course_id: Uuid,
     pub member_id: Uuid,
-    pub status: String,
+    pub status: ParticipantStatus,
     pub invited_by: Option<Uuid>,
     pub invited_at: i64,
     pub started_at: Option<i64>,
@@ -84,14 +86,6 @@ pub struct Participant {
     pub member_email: Option<String>,
     pub member_firstname: String,
     pub member_lastname: String,
-}
-
-fn check_enum(field: &str, value: &str, allowed: &[&str]) -> Result<String> {
-    if allowed.contains(&value) {
-        Ok(value.to_string())
-    } else {
-        Err(Error::invalid(field, format!("must be one of {}", allowed.join(", "))))
-    }
 }
 
 /// Fields of a course as a client sends them (create: title required; update: all optional).
@@ -116,13 +110,13 @@ fn apply(c: &mut Course, input: CourseInput) -> Result<()> {
         c.description = d;
     }
     if let Some(s) = input.status {
-        c.status = check_enum("status", &s, STATUSES)?;
+        c.status = vocab::parse("status", &s)?;
     }
     if let Some(p) = input.privacy {
-        c.privacy = check_enum("privacy", &p, PRIVACIES)?;
+        c.privacy = vocab::parse("privacy", &p)?;
     }
     if let Some(n) = input.navigation_mode {
-        c.navigation_mode = check_enum("navigationMode", &n, NAVIGATION_MODES)?;
+        c.navigation_mode = vocab::parse("navigationMode", &n)?;
     }
     Ok(())
 }
@@ -148,9 +142,9 @@ pub async fn create_course(db: &Db, spot_id: Uuid, input: CourseInput) -> Result
         id: new_id(),
         title: String::new(),
         description: None,
-        privacy: "Secret".into(),
-        status: "Draft".into(),
-        navigation_mode: "Flexible".into(),
+        privacy: CoursePrivacy::Secret,
+        status: CourseStatus::Draft,
+        navigation_mode: NavigationMode::Flexible,
         participant_count: 0,
     };
     apply(&mut course, input)?;
@@ -233,7 +227,10 @@ async fn invite_members(
     let mut changed = HashSet::new();
     let known: HashSet<Uuid> = if reinvite_unenrolled {
         let existing = store::participants::get_many_by_member(tx.ex(), spot_id, course_id, member_ids).await?;
-        changed.extend(reinvite(tx, existing.iter().filter(|p| p.status == "Unenrolled"), invited_by, now).await?);
+        changed.extend(
+            reinvite(tx, existing.iter().filter(|p| p.status == ParticipantStatus::Unenrolled), invited_by, now)
+                .await?,
+        );
         existing.iter().map(|p| p.member_id).collect()
     } else {
         // Group links and joiners: only which members participate already (no rows).
@@ -258,7 +255,7 @@ async fn reinvite<'a>(
     let mut out = Vec::new();
     for p in unenrolled {
         let mut p = p.clone();
-        p.status = "Invited".into();
+        p.status = ParticipantStatus::Invited;
         p.invited_at = now;
         p.invited_by = invited_by;
         p.started_at = None;
@@ -390,9 +387,11 @@ pub async fn update_progress(
     status: Option<String>,
     completion_rate: Option<i64>,
 ) -> Result<Participant> {
-    if let Some(s) = &status {
-        check_enum("status", s, &["Started", "Completed", "Unenrolled"])?;
-    }
+    let status = match status.as_deref().map(str::parse::<ParticipantStatus>) {
+        Some(Ok(s)) if s.is_settable() => Some(s),
+        Some(_) => return Err(Error::invalid("status", vocab::must_be_one_of(ParticipantStatus::SETTABLE))),
+        None => None,
+    };
     if let Some(r) = completion_rate {
         if !(0..=100).contains(&r) {
             return Err(Error::invalid("completionRate", "must be an integer from 0 to 100"));
@@ -412,29 +411,26 @@ pub async fn update_progress(
         .await?
         .ok_or(Error::NotFound(Entity::CourseParticipant))?;
     let now = now_ms();
-    if let Some(to) = status.as_deref() {
-        let from = p.status.as_str();
-        let allowed = matches!((from, to), ("Invited", "Started") | ("Started", "Completed") | ("Started", "Started"))
-            || (to == "Unenrolled" && from != "Unenrolled")
-            || from == to && to == "Completed";
-        if !allowed {
+    if let Some(to) = status {
+        let from = p.status;
+        if !from.can_move_to(to) {
             return Err(Error::Conflict(format!("A participant cannot move from {from} to {to}")));
         }
         match to {
-            "Started" if p.started_at.is_none() => p.started_at = Some(now),
-            "Completed" => {
+            ParticipantStatus::Started if p.started_at.is_none() => p.started_at = Some(now),
+            ParticipantStatus::Completed => {
                 p.completed_at = p.completed_at.or(Some(now));
                 p.completion_rate = 100;
             }
-            "Unenrolled" => p.unenrolled_at = Some(now),
+            ParticipantStatus::Unenrolled => p.unenrolled_at = Some(now),
             _ => {}
         }
-        p.status = to.to_string();
+        p.status = to;
     }
     if let Some(r) = completion_rate {
-        match p.status.as_str() {
-            "Started" => p.completion_rate = r,
-            "Completed" if r == 100 => {}
+        match p.status {
+            ParticipantStatus::Started => p.completion_rate = r,
+            ParticipantStatus::Completed if r == 100 => {}
             other => {
                 return Err(Error::Conflict(format!(
                     "completionRate can change only while Started (the participant is {other})"

@@ -25,6 +25,7 @@ use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
 use super::members::Member;
 use super::properties::{PropertyDef, StoredValue};
 use super::smart_rules::{PropertyValues, Rules};
+use super::vocab::{GroupKind, GroupRole, KaizalaGroupType};
 use super::{new_id, now_ms};
 use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db, Tx};
@@ -59,22 +60,21 @@ pub struct Group {
     pub description: Option<String>,
     pub emoji: Option<String>,
     pub icon: Option<String>,
-    /// `Static` or `Smart`.
-    pub kind: String,
+    pub kind: GroupKind,
     /// Smart groups: the rules document (JSON text).
     pub rules: Option<String>,
     pub ready: bool,
     pub member_count: i64,
     /// Kaizala: the message shown to new members.
     pub welcome_message: Option<String>,
-    /// Kaizala: `Group` or `ConnectGroup`.
-    pub group_type: String,
+    /// Kaizala: the group's type.
+    pub group_type: KaizalaGroupType,
     pub created_at: i64,
 }
 
 impl Group {
     pub fn is_smart(&self) -> bool {
-        self.kind == "Smart"
+        self.kind == GroupKind::Smart
     }
 
     pub fn rules_json(&self) -> Option<Value> {
@@ -99,18 +99,22 @@ fn prepare(spot_id: Uuid, n: NewGroup, props: &[PropertyDef]) -> Result<Group> {
     if name.is_empty() {
         return Err(Error::invalid("name", "is required"));
     }
-    let kind = n.kind.unwrap_or_else(|| "Static".into());
-    let rules = match (kind.as_str(), n.rules) {
-        ("Static", None | Some(Value::Null)) => None,
-        ("Static", Some(_)) => return Err(Error::invalid("rules", "only a Smart group has rules")),
-        ("Smart", None | Some(Value::Null)) => return Err(Error::invalid("rules", "is required for a Smart group")),
-        ("Smart", Some(v)) => Some(Rules::parse_with(&v, props, true)?.to_json().to_string()),
-        _ => return Err(Error::invalid("type", "must be Static or Smart")),
+    let kind = match n.kind.as_deref() {
+        None => GroupKind::Static,
+        Some(k) => k.parse().map_err(|_| Error::invalid("type", "must be Static or Smart"))?,
     };
-    let group_type = n.group_type.unwrap_or_else(|| "Group".into());
-    if group_type != "Group" && group_type != "ConnectGroup" {
-        return Err(Error::invalid("groupType", "must be Group or ConnectGroup"));
-    }
+    let rules = match (kind, n.rules) {
+        (GroupKind::Static, None | Some(Value::Null)) => None,
+        (GroupKind::Static, Some(_)) => return Err(Error::invalid("rules", "only a Smart group has rules")),
+        (GroupKind::Smart, None | Some(Value::Null)) => {
+            return Err(Error::invalid("rules", "is required for a Smart group"))
+        }
+        (GroupKind::Smart, Some(v)) => Some(Rules::parse_with(&v, props, true)?.to_json().to_string()),
+    };
+    let group_type = match n.group_type.as_deref() {
+        None => KaizalaGroupType::Group,
+        Some(t) => t.parse().map_err(|_| Error::invalid("groupType", "must be Group or ConnectGroup"))?,
+    };
     Ok(Group {
         spot_id,
         id: new_id(),
@@ -118,7 +122,7 @@ fn prepare(spot_id: Uuid, n: NewGroup, props: &[PropertyDef]) -> Result<Group> {
         description: n.description,
         emoji: n.emoji,
         icon: None,
-        ready: kind != "Smart",
+        ready: kind != GroupKind::Smart,
         kind,
         rules,
         member_count: 0,
@@ -203,7 +207,7 @@ pub struct GroupPatch {
 pub async fn update_group(db: &Db, spot_id: Uuid, id: Uuid, p: GroupPatch) -> Result<Group> {
     let mut tx = db.begin().await?;
     let mut g = store::groups::get(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Group))?;
-    if p.rules_sent || p.kind.as_deref().is_some_and(|k| k != g.kind) {
+    if p.rules_sent || p.kind.as_deref().is_some_and(|k| k != g.kind.as_str()) {
         return Err(Error::Conflict(
             "A group's type and rules cannot be changed after creation; delete and recreate the group".into(),
         ));
@@ -257,7 +261,7 @@ pub async fn list_group_members(db: &Db, spot_id: Uuid, group_id: Uuid, q: &List
 
 /// Adds one membership (inside the caller's transaction); false when already a member.
 /// Every membership addition of either dialect goes through here.
-pub async fn join(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_id: Uuid, group_role: &str) -> Result<bool> {
+pub async fn join(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_id: Uuid, group_role: GroupRole) -> Result<bool> {
     let added = store::memberships::insert(tx.ex(), spot_id, group_id, member_id, group_role, now_ms()).await?;
     if added {
         store::groups::add_member_count(tx.ex(), spot_id, group_id, 1).await?;
@@ -272,7 +276,8 @@ async fn join_many(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_ids: &[Uui
     if member_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let added = store::memberships::insert_many(tx.ex(), spot_id, group_id, member_ids, "Member", now_ms()).await?;
+    let added =
+        store::memberships::insert_many(tx.ex(), spot_id, group_id, member_ids, GroupRole::Member, now_ms()).await?;
     store::groups::add_member_count(tx.ex(), spot_id, group_id, added.len() as i64).await?;
     super::courses::invite_joiners(tx, spot_id, group_id, &added).await?;
     Ok(added)
@@ -310,7 +315,7 @@ async fn add_member_once(db: &Db, spot_id: Uuid, group_id: Uuid, member_id: Uuid
     if g.is_smart() {
         return Err(smart_refusal());
     }
-    join(&mut tx, spot_id, group_id, member_id, "Member").await?;
+    join(&mut tx, spot_id, group_id, member_id, GroupRole::Member).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -373,7 +378,7 @@ async fn bulk_add_once(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String]) -
             continue;
         }
         if found.contains(&id) {
-            join(&mut tx, spot_id, group_id, id, "Member").await?;
+            join(&mut tx, spot_id, group_id, id, GroupRole::Member).await?;
             added.push(id.to_string());
         } else {
             failed.push(id.to_string());
@@ -433,7 +438,7 @@ async fn change_blacklist_once(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[St
         } else if store::blacklist::delete(tx.ex(), spot_id, group_id, m.id).await?
             && rules.matches_with(m, &property_values(&mut tx, m).await?)
         {
-            join(&mut tx, spot_id, group_id, m.id, "Member").await?;
+            join(&mut tx, spot_id, group_id, m.id, GroupRole::Member).await?;
         }
     }
     let list = store::blacklist::list(tx.ex(), spot_id, group_id).await?;
@@ -493,7 +498,7 @@ pub async fn refresh_smart_memberships(tx: &mut Tx, m: &Member) -> Result<()> {
             {
                 continue;
             }
-            join(tx, m.spot_id, group_id, m.id, "Member").await?;
+            join(tx, m.spot_id, group_id, m.id, GroupRole::Member).await?;
         } else if !should && is {
             leave(tx, m.spot_id, group_id, &[m.id]).await?;
         }

@@ -35,6 +35,7 @@ use uuid::Uuid;
 use super::members::{normalize_email, Member};
 use super::now_ms;
 use super::properties::{self, PropertyDef, StoredValue};
+use super::vocab::PropertyType;
 use crate::error::{Error, Result};
 use crate::store::{self, Db, Tx};
 
@@ -559,8 +560,8 @@ struct RowPlan {
 
 fn cell_value(def: &PropertyDef, cell: &Cell) -> std::result::Result<Value, String> {
     let text = cell.as_text().unwrap_or_default();
-    Ok(match def.kind.as_str() {
-        "Number" => match cell {
+    Ok(match def.kind {
+        PropertyType::Number => match cell {
             Cell::Number(n) if n.is_finite() => Value::from(*n),
             _ => Value::from(
                 text.parse::<f64>()
@@ -569,7 +570,7 @@ fn cell_value(def: &PropertyDef, cell: &Cell) -> std::result::Result<Value, Stri
                     .ok_or_else(|| format!("{}: '{text}' is not a number", def.slug))?,
             ),
         },
-        "Boolean" => match cell {
+        PropertyType::Boolean => match cell {
             Cell::Bool(b) => Value::from(*b),
             _ => match text.to_lowercase().as_str() {
                 "true" | "yes" | "1" => Value::from(true),
@@ -577,10 +578,10 @@ fn cell_value(def: &PropertyDef, cell: &Cell) -> std::result::Result<Value, Stri
                 _ => return Err(format!("{}: '{text}' is not a boolean (true false yes no 1 0)", def.slug)),
             },
         },
-        "MultipleSelect" => {
+        PropertyType::MultipleSelect => {
             Value::from(text.split(';').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect::<Vec<_>>())
         }
-        _ => Value::from(text),
+        PropertyType::Text | PropertyType::Date | PropertyType::SingleSelect => Value::from(text),
     })
 }
 
@@ -940,7 +941,7 @@ async fn refresh_group_memberships(
             super::groups::refresh_smart_memberships(tx, m).await?;
         }
         for g in group_ids {
-            super::groups::join(tx, spot_id, *g, m.id, "Member").await?;
+            super::groups::join(tx, spot_id, *g, m.id, super::vocab::GroupRole::Member).await?;
         }
     }
     Ok(())
@@ -1186,7 +1187,7 @@ mod tests {
             slug: "seats".into(),
             label: "Seats".into(),
             description: None,
-            kind: "Number".into(),
+            kind: PropertyType::Number,
             possible_values: properties::Options(vec![]),
         };
         for text in ["inf", "NaN", "-infinity"] {
@@ -1237,7 +1238,7 @@ mod tests {
             slug: "plan".into(),
             label: "Plan".into(),
             description: None,
-            kind: "SingleSelect".into(),
+            kind: PropertyType::SingleSelect,
             possible_values: properties::Options(options.iter().map(|o| o.to_string()).collect()),
         };
         let planned = vec![def(&["Free", "Pro"])];

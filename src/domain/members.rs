@@ -10,15 +10,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use uuid::Uuid;
 
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
+use super::vocab::{self, MemberRole, MemberStatus};
 use super::{new_id, now_ms};
 use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db, Ex};
 
-pub const ROLES: &[&str] = &["Member", "Admin"];
-pub const STATUSES: &[&str] =
-    &["Accepted", "Deactivated", "DeclinedInvitation", "Invited", "Left", "Pending", "Rejected"];
-/// The statuses `PUT /v1/spotMembers/{id}` may set.
-pub const WRITABLE_STATUSES: &[&str] = &["Accepted", "Deactivated", "Rejected"];
 pub const MAX_BULK_INVITE: usize = 200;
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
@@ -30,9 +26,9 @@ pub struct Member {
     pub mobile_number: Option<String>,
     pub title: Option<String>,
     pub lang: String,
-    pub role: String,
+    pub role: MemberRole,
     pub custom_role_id: Option<Uuid>,
-    pub status: String,
+    pub status: MemberStatus,
     pub firstname: String,
     pub lastname: String,
     pub warnings: i64,
@@ -57,9 +53,9 @@ impl Member {
             mobile_number,
             title: None,
             lang: "en".into(),
-            role: "Member".into(),
+            role: MemberRole::Member,
             custom_role_id: None,
-            status: "Invited".into(),
+            status: MemberStatus::Invited,
             firstname: String::new(),
             lastname: String::new(),
             warnings: 0,
@@ -73,14 +69,14 @@ impl Member {
     }
 
     /// Sets the status; the first move to `Accepted` registers the member.
-    pub fn set_status(&mut self, status: &str, now: i64) {
-        if status == "Accepted" && self.registered_at.is_none() {
+    pub fn set_status(&mut self, status: MemberStatus, now: i64) {
+        if status == MemberStatus::Accepted && self.registered_at.is_none() {
             self.registered_at = Some(now);
             if self.user_id.is_none() {
                 self.user_id = Some(new_id());
             }
         }
-        self.status = status.to_string();
+        self.status = status;
     }
 }
 
@@ -230,24 +226,39 @@ pub struct MemberPatch {
     pub custom_role_id: Option<Option<Uuid>>,
 }
 
+/// A member's role and status as a client sends them, checked: the role must be one of
+/// [`MemberRole`], the status one of [`MemberStatus::WRITABLE`].
+fn parse_role_and_status(
+    role: Option<&str>,
+    status: Option<&str>,
+) -> Result<(Option<MemberRole>, Option<MemberStatus>)> {
+    let role = role.map(|r| vocab::parse::<MemberRole>("role", r)).transpose()?;
+    let status = match status {
+        Some(s) => match s.parse::<MemberStatus>() {
+            Ok(s) if s.is_writable() => Some(s),
+            _ => return Err(Error::invalid("status", vocab::must_be_one_of(MemberStatus::WRITABLE))),
+        },
+        None => None,
+    };
+    Ok((role, status))
+}
+
 /// `PUT /v1/spotMembers/{id}`.
 pub async fn update_member(db: &Db, spot_id: Uuid, id: Uuid, patch: MemberPatch) -> Result<Member> {
-    if let Some(role) = &patch.role {
-        if !ROLES.contains(&role.as_str()) {
-            return Err(Error::invalid("role", format!("must be one of {}", ROLES.join(", "))));
-        }
-    }
-    if let Some(status) = &patch.status {
-        if !WRITABLE_STATUSES.contains(&status.as_str()) {
-            return Err(Error::invalid("status", format!("must be one of {}", WRITABLE_STATUSES.join(", "))));
-        }
-    }
-    store::retry_transient(|| apply_member_patch(db, spot_id, id, patch.clone())).await
+    let (role, status) = parse_role_and_status(patch.role.as_deref(), patch.status.as_deref())?;
+    store::retry_transient(|| apply_member_patch(db, spot_id, id, patch.clone(), role, status)).await
 }
 
 /// One attempt of [`update_member`]: the member is read under its row lock, so two
 /// concurrent partial updates (one the first name, one the last) each keep the other's.
-async fn apply_member_patch(db: &Db, spot_id: Uuid, id: Uuid, patch: MemberPatch) -> Result<Member> {
+async fn apply_member_patch(
+    db: &Db,
+    spot_id: Uuid,
+    id: Uuid,
+    patch: MemberPatch,
+    role: Option<MemberRole>,
+    status: Option<MemberStatus>,
+) -> Result<Member> {
     let mut tx = db.begin().await?;
     let mut m =
         store::members::get_for_update(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::SpotMember))?;
@@ -266,11 +277,11 @@ async fn apply_member_patch(db: &Db, spot_id: Uuid, id: Uuid, patch: MemberPatch
     if let Some(v) = patch.title {
         m.title = v;
     }
-    if let Some(v) = patch.role {
+    if let Some(v) = role {
         m.role = v;
     }
-    if let Some(v) = patch.status {
-        m.set_status(&v, now);
+    if let Some(v) = status {
+        m.set_status(v, now);
     }
     if let Some(v) = patch.avatar_url {
         m.avatar_url = v;
@@ -286,7 +297,7 @@ async fn apply_member_patch(db: &Db, spot_id: Uuid, id: Uuid, patch: MemberPatch
     }
     m.updated_at = now;
     store::members::update(tx.ex(), &m).await?;
-    if !super::kaizala::may_sign_in(&m.status) {
+    if !m.status.may_sign_in() {
         // Signed out: the tokens go, so reactivating the member does not revive them.
         store::kaizala::revoke_member(tx.ex(), spot_id, id).await?;
     }

@@ -19,6 +19,7 @@ pub mod properties;
 pub mod rate_limit;
 pub mod smart_rules;
 pub mod spots;
+pub mod vocab;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -13,12 +13,12 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::filter::{Op, Predicate, RawFilter};
+use super::vocab::PropertyType;
 use super::{new_id, now_ms};
 use crate::error::{Entity, Error, Result};
 use crate::store::sql::Bind;
 use crate::store::{self, Db, Tx};
 
-pub const TYPES: &[&str] = &["Text", "Number", "Boolean", "Date", "SingleSelect", "MultipleSelect"];
 pub const MAX_OPTIONS: usize = 200;
 
 /// Select options as stored (a JSON array in a text column).
@@ -45,15 +45,14 @@ pub struct PropertyDef {
     pub slug: String,
     pub label: String,
     pub description: Option<String>,
-    /// One of [`TYPES`].
-    pub kind: String,
+    pub kind: PropertyType,
     #[sqlx(try_from = "String")]
     pub possible_values: Options,
 }
 
 impl PropertyDef {
     fn is_select(&self) -> bool {
-        self.kind == "SingleSelect" || self.kind == "MultipleSelect"
+        self.kind.is_select()
     }
 }
 
@@ -97,8 +96,8 @@ pub fn slug_from_label(label: &str) -> String {
     }
 }
 
-fn check_options(kind: &str, options: Option<Vec<String>>) -> Result<Options> {
-    let select = kind == "SingleSelect" || kind == "MultipleSelect";
+fn check_options(kind: PropertyType, options: Option<Vec<String>>) -> Result<Options> {
+    let select = kind.is_select();
     let options = options.unwrap_or_default();
     if !select {
         if !options.is_empty() {
@@ -151,11 +150,11 @@ pub async fn create_property(db: &Db, spot_id: Uuid, n: NewProperty) -> Result<P
     if label.is_empty() {
         return Err(Error::invalid("label", "is required"));
     }
-    let kind = n.kind.ok_or_else(|| Error::invalid("type", format!("is required (one of {})", TYPES.join(", "))))?;
-    if !TYPES.contains(&kind.as_str()) {
-        return Err(Error::invalid("type", format!("must be one of {}", TYPES.join(", "))));
-    }
-    let options = check_options(&kind, n.possible_values)?;
+    let kind = n
+        .kind
+        .ok_or_else(|| Error::invalid("type", format!("is required (one of {})", PropertyType::NAMES.join(", "))))?;
+    let kind: PropertyType = super::vocab::parse("type", &kind)?;
+    let options = check_options(kind, n.possible_values)?;
     if let Some(s) = &n.slug {
         if !valid_slug(s) {
             return Err(Error::invalid("slug", "must match ^[a-z0-9][a-z0-9_-]{0,63}$"));
@@ -303,7 +302,7 @@ async fn update_property_once(db: &Db, spot_id: Uuid, slug: &str, p: PropertyPat
     if p.slug.as_deref().is_some_and(|s| s != def.slug) {
         return Err(Error::invalid("slug", "cannot change"));
     }
-    if p.kind.as_deref().is_some_and(|k| k != def.kind) {
+    if p.kind.as_deref().is_some_and(|k| k != def.kind.as_str()) {
         return Err(Error::invalid("type", "cannot change"));
     }
     if let Some(l) = p.label {
@@ -327,8 +326,8 @@ async fn update_property_once(db: &Db, spot_id: Uuid, slug: &str, p: PropertyPat
         .map(|o| renames.iter().find(|(from, _)| from == o).map_or_else(|| o.clone(), |(_, to)| to.clone()))
         .collect();
     let next = match p.possible_values {
-        Some(v) => check_options(&def.kind, Some(v))?,
-        None => check_options(&def.kind, (!current.is_empty()).then_some(current.clone()))?,
+        Some(v) => check_options(def.kind, Some(v))?,
+        None => check_options(def.kind, (!current.is_empty()).then_some(current.clone()))?,
     };
     let removed: Vec<String> = current.into_iter().filter(|o| !next.0.contains(o)).collect();
     let mut changed = store::properties::rename_option_values(tx.ex(), spot_id, def.id, &renames).await?;
@@ -403,19 +402,23 @@ pub fn to_stored(def: &PropertyDef, value: &Value, field: &str) -> Result<Vec<St
             Err(Error::invalid(field, format!("'{s}' is not one of {}", def.possible_values.0.join(", "))))
         }
     };
-    Ok(match def.kind.as_str() {
-        "Text" => vec![text(value.as_str().ok_or_else(|| expect("a string"))?.to_string())],
-        "Number" => {
+    Ok(match def.kind {
+        PropertyType::Text => vec![text(value.as_str().ok_or_else(|| expect("a string"))?.to_string())],
+        PropertyType::Number => {
             let n = value.as_f64().filter(|n| n.is_finite()).ok_or_else(|| expect("a number"))?;
             vec![StoredValue { text: None, num: Some(n) }]
         }
-        "Boolean" => {
+        PropertyType::Boolean => {
             let b = value.as_bool().ok_or_else(|| expect("true or false"))?;
             vec![StoredValue { text: None, num: Some(if b { 1.0 } else { 0.0 }) }]
         }
-        "Date" => vec![text(parse_date(field, value.as_str().ok_or_else(|| expect("a date YYYY-MM-DD"))?)?)],
-        "SingleSelect" => vec![text(option(value.as_str().ok_or_else(|| expect("one of its possible values"))?)?)],
-        "MultipleSelect" => {
+        PropertyType::Date => {
+            vec![text(parse_date(field, value.as_str().ok_or_else(|| expect("a date YYYY-MM-DD"))?)?)]
+        }
+        PropertyType::SingleSelect => {
+            vec![text(option(value.as_str().ok_or_else(|| expect("one of its possible values"))?)?)]
+        }
+        PropertyType::MultipleSelect => {
             let items = value.as_array().ok_or_else(|| expect("an array of its possible values"))?;
             let mut out: Vec<StoredValue> = Vec::new();
             for v in items {
@@ -426,21 +429,20 @@ pub fn to_stored(def: &PropertyDef, value: &Value, field: &str) -> Result<Vec<St
             }
             out
         }
-        _ => return Err(Error::Internal(anyhow::anyhow!("unknown property type {}", def.kind))),
     })
 }
 
 /// The wire value of stored rows.
 pub fn from_stored(def: &PropertyDef, rows: &[StoredValue]) -> Value {
     let Some(first) = rows.first() else { return Value::Null };
-    match def.kind.as_str() {
-        "Number" => match first.num {
+    match def.kind {
+        PropertyType::Number => match first.num {
             Some(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => Value::from(n as i64),
             Some(n) => Value::from(n),
             None => Value::Null,
         },
-        "Boolean" => Value::from(first.num.is_some_and(|n| n != 0.0)),
-        "MultipleSelect" => Value::from(rows.iter().filter_map(|r| r.text.clone()).collect::<Vec<_>>()),
+        PropertyType::Boolean => Value::from(first.num.is_some_and(|n| n != 0.0)),
+        PropertyType::MultipleSelect => Value::from(rows.iter().filter_map(|r| r.text.clone()).collect::<Vec<_>>()),
         _ => first.text.clone().map(Value::from).unwrap_or(Value::Null),
     }
 }
@@ -548,15 +550,15 @@ pub struct PropertyFilter {
     pub predicate: Predicate,
 }
 
-pub fn ops_of(kind: &str) -> &'static [Op] {
+/// The filter operators that apply to a property of type `kind`.
+pub fn ops_of(kind: PropertyType) -> &'static [Op] {
     match kind {
-        "Text" => &[Op::Eq, Op::Neq, Op::In, Op::Contains],
-        "Number" => &[Op::Eq, Op::Neq, Op::Gt, Op::Gte, Op::Lt, Op::Lte],
-        "Boolean" => &[Op::Eq],
-        "Date" => &[Op::Eq, Op::Before, Op::After],
-        "SingleSelect" => &[Op::Eq, Op::Neq, Op::In],
-        "MultipleSelect" => &[Op::Contains, Op::In],
-        _ => &[],
+        PropertyType::Text => &[Op::Eq, Op::Neq, Op::In, Op::Contains],
+        PropertyType::Number => &[Op::Eq, Op::Neq, Op::Gt, Op::Gte, Op::Lt, Op::Lte],
+        PropertyType::Boolean => &[Op::Eq],
+        PropertyType::Date => &[Op::Eq, Op::Before, Op::After],
+        PropertyType::SingleSelect => &[Op::Eq, Op::Neq, Op::In],
+        PropertyType::MultipleSelect => &[Op::Contains, Op::In],
     }
 }
 
@@ -573,7 +575,7 @@ pub async fn property_filters(db: &Db, spot_id: Uuid, raw: &[RawFilter]) -> Resu
                 .iter()
                 .find(|d| d.slug == slug)
                 .ok_or_else(|| Error::invalid(&f.param, format!("no custom property '{slug}' in this spot")))?;
-            let ops = ops_of(&def.kind);
+            let ops = ops_of(def.kind);
             if !ops.contains(&f.op) {
                 let allowed: Vec<&str> = ops.iter().map(|o| o.as_str()).collect();
                 return Err(Error::invalid(
@@ -586,32 +588,32 @@ pub async fn property_filters(db: &Db, spot_id: Uuid, raw: &[RawFilter]) -> Resu
                     ),
                 ));
             }
-            let numeric = def.kind == "Number" || def.kind == "Boolean";
+            let numeric = def.kind.is_numeric();
             let values = f
                 .values
                 .iter()
                 .map(|v| -> Result<Bind> {
-                    Ok(match def.kind.as_str() {
-                        "Number" => Bind::F64(
+                    Ok(match def.kind {
+                        PropertyType::Number => Bind::F64(
                             v.trim()
                                 .parse::<f64>()
                                 .ok()
                                 .filter(|n| n.is_finite())
                                 .ok_or_else(|| Error::invalid(&f.param, "must be a number"))?,
                         ),
-                        "Boolean" => match v.trim() {
+                        PropertyType::Boolean => match v.trim() {
                             "true" => Bind::F64(1.0),
                             "false" => Bind::F64(0.0),
                             _ => return Err(Error::invalid(&f.param, "must be true or false")),
                         },
-                        "Date" => Bind::Text(parse_date(&f.param, v.trim())?),
-                        "SingleSelect" | "MultipleSelect" => {
+                        PropertyType::Date => Bind::Text(parse_date(&f.param, v.trim())?),
+                        PropertyType::SingleSelect | PropertyType::MultipleSelect => {
                             if !def.possible_values.0.iter().any(|o| o == v) {
                                 return Err(Error::invalid(&f.param, format!("'{v}' is not a possible value")));
                             }
                             Bind::Text(v.clone())
                         }
-                        _ => Bind::Text(v.clone()),
+                        PropertyType::Text => Bind::Text(v.clone()),
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -619,7 +621,7 @@ pub async fn property_filters(db: &Db, spot_id: Uuid, raw: &[RawFilter]) -> Resu
                 return Err(Error::invalid(&f.param, "needs a value"));
             }
             // "Has this option" is equality on one of the member's option rows.
-            let op = if def.kind == "MultipleSelect" && f.op == Op::Contains { Op::Eq } else { f.op };
+            let op = if def.kind == PropertyType::MultipleSelect && f.op == Op::Contains { Op::Eq } else { f.op };
             let column = if numeric { "value_num" } else { "value_text" };
             Ok(PropertyFilter { property_id: def.id, predicate: Predicate { column, op, values } })
         })
@@ -647,7 +649,7 @@ mod tests {
             slug: "p".into(),
             label: "P".into(),
             description: None,
-            kind: kind.into(),
+            kind: kind.parse().unwrap(),
             possible_values: Options(opts.iter().map(|s| s.to_string()).collect()),
         }
     }

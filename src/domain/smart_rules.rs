@@ -10,8 +10,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::filter::{date_ms, unix_to_ms, Op, MAX_LIST_VALUES};
-use super::members::{Member, ROLES, STATUSES};
+use super::members::Member;
 use super::properties::{self, PropertyDef, StoredValue};
+use super::vocab::{MemberRole, MemberStatus, PropertyType};
 use crate::error::{Error, Result};
 
 /// A member's custom-property values by property id (what property triggers read).
@@ -54,7 +55,7 @@ pub enum Field {
     Property {
         slug: String,
         id: Uuid,
-        kind: String,
+        kind: PropertyType,
     },
 }
 
@@ -96,7 +97,7 @@ impl Field {
     fn ops(&self) -> &'static [Op] {
         match self {
             Field::RegistrationDate | Field::InvitationDate => &[Op::Before, Op::After],
-            Field::Property { kind, .. } => properties::ops_of(kind),
+            Field::Property { kind, .. } => properties::ops_of(*kind),
             _ => &[Op::Eq, Op::Neq, Op::In, Op::NotIn, Op::Contains],
         }
     }
@@ -299,9 +300,9 @@ fn parse_property_trigger(
     def: &PropertyDef,
     strict: bool,
 ) -> Result<Trigger> {
-    let field = Field::Property { slug: def.slug.clone(), id: def.id, kind: def.kind.clone() };
+    let field = Field::Property { slug: def.slug.clone(), id: def.id, kind: def.kind };
     let op_name = o.get("op").and_then(Value::as_str).unwrap_or_default();
-    let ops = properties::ops_of(&def.kind);
+    let ops = properties::ops_of(def.kind);
     let op = Op::parse(op_name).filter(|op| ops.contains(op)).ok_or_else(|| {
         let allowed: Vec<&str> = ops.iter().map(|o| o.as_str()).collect();
         Error::invalid(
@@ -312,18 +313,22 @@ fn parse_property_trigger(
     let vpath = format!("{path}.value");
     let raw = o.get("value").unwrap_or(&Value::Null);
     let option = |s: &str| -> Result<String> {
-        let select = def.kind == "SingleSelect" || def.kind == "MultipleSelect";
+        let select = def.kind.is_select();
         if strict && select && !def.possible_values.0.iter().any(|p| p == s) {
             return Err(Error::invalid(&vpath, format!("'{s}' is not a possible value of '{}'", def.slug)));
         }
-        if strict && def.kind == "Date" {
+        if strict && def.kind == PropertyType::Date {
             properties::parse_date(&vpath, s)?;
         }
         Ok(s.to_string())
     };
-    let value = match (def.kind.as_str(), op) {
-        ("Number", _) => Operand::Num(raw.as_f64().ok_or_else(|| Error::invalid(&vpath, "must be a number"))?),
-        ("Boolean", _) => Operand::Bool(raw.as_bool().ok_or_else(|| Error::invalid(&vpath, "must be true or false"))?),
+    let value = match (def.kind, op) {
+        (PropertyType::Number, _) => {
+            Operand::Num(raw.as_f64().ok_or_else(|| Error::invalid(&vpath, "must be a number"))?)
+        }
+        (PropertyType::Boolean, _) => {
+            Operand::Bool(raw.as_bool().ok_or_else(|| Error::invalid(&vpath, "must be true or false"))?)
+        }
         (_, Op::In) => {
             let items = raw.as_array().ok_or_else(|| Error::invalid(&vpath, "must be an array of strings"))?;
             let list = items
@@ -360,8 +365,8 @@ fn distinct(list: Vec<String>, path: &str, strict: bool) -> Result<Vec<String>> 
 
 fn check_value(field: &Field, s: &str, path: &str) -> Result<()> {
     let ok = match field {
-        Field::Status => STATUSES.contains(&s),
-        Field::Role => ROLES.contains(&s),
+        Field::Status => s.parse::<MemberStatus>().is_ok(),
+        Field::Role => s.parse::<MemberRole>().is_ok(),
         Field::CustomRoleId => Uuid::parse_str(s).is_ok(),
         _ => true,
     };
@@ -369,8 +374,8 @@ fn check_value(field: &Field, s: &str, path: &str) -> Result<()> {
         Ok(())
     } else {
         let expected = match field {
-            Field::Status => format!("one of {}", STATUSES.join(", ")),
-            Field::Role => format!("one of {}", ROLES.join(", ")),
+            Field::Status => format!("one of {}", MemberStatus::NAMES.join(", ")),
+            Field::Role => format!("one of {}", MemberRole::NAMES.join(", ")),
             _ => "a UUID".to_string(),
         };
         Err(Error::invalid(path, format!("'{s}' is not {expected}")))
@@ -378,7 +383,7 @@ fn check_value(field: &Field, s: &str, path: &str) -> Result<()> {
 }
 
 impl Trigger {
-    fn matches_property(&self, kind: &str, rows: &[StoredValue]) -> bool {
+    fn matches_property(&self, kind: PropertyType, rows: &[StoredValue]) -> bool {
         let texts = || rows.iter().filter_map(|r| r.text.as_deref());
         let num = rows.first().and_then(|r| r.num);
         match (&self.value, self.op) {
@@ -396,7 +401,7 @@ impl Trigger {
             (Operand::Text(v), Op::Neq) => texts().next().is_some_and(|t| t != v),
             (Operand::Text(v), Op::Before) => texts().next().is_some_and(|t| t < v.as_str()),
             (Operand::Text(v), Op::After) => texts().next().is_some_and(|t| t > v.as_str()),
-            (Operand::Text(v), Op::Contains) if kind == "MultipleSelect" => texts().any(|t| t == v),
+            (Operand::Text(v), Op::Contains) if kind == PropertyType::MultipleSelect => texts().any(|t| t == v),
             (Operand::Text(v), Op::Contains) => texts().any(|t| t.to_lowercase().contains(&v.to_lowercase())),
             (Operand::List(l), Op::In) => texts().any(|t| l.iter().any(|v| v == t)),
             _ => false,
@@ -405,11 +410,11 @@ impl Trigger {
 
     fn matches(&self, m: &Member, values: &PropertyValues) -> bool {
         if let Field::Property { id, kind, .. } = &self.field {
-            return self.matches_property(kind, values.get(id).map(Vec::as_slice).unwrap_or(&[]));
+            return self.matches_property(*kind, values.get(id).map(Vec::as_slice).unwrap_or(&[]));
         }
         let text: Option<String> = match self.field {
-            Field::Status => Some(m.status.clone()),
-            Field::Role => Some(m.role.clone()),
+            Field::Status => Some(m.status.to_string()),
+            Field::Role => Some(m.role.to_string()),
             Field::Email => m.email.as_deref().map(str::to_lowercase),
             Field::Firstname => Some(m.firstname.clone()),
             Field::Lastname => Some(m.lastname.clone()),
@@ -474,7 +479,7 @@ mod tests {
         assert!(r.matches(&m));
         m.email = Some("ada@other.org".into());
         assert!(!r.matches(&m));
-        m.set_status("Accepted", 1);
+        m.set_status(MemberStatus::Accepted, 1);
         assert!(r.matches(&m));
     }
 

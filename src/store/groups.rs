@@ -27,12 +27,12 @@ pub async fn insert(ex: Ex<'_>, g: &Group) -> Result<(), sqlx::Error> {
         .bind(&g.description)
         .bind(&g.emoji)
         .bind(&g.icon)
-        .bind(&g.kind)
+        .bind(g.kind)
         .bind(&g.rules)
         .bind(g.ready)
         .bind(g.member_count)
         .bind(&g.welcome_message)
-        .bind(&g.group_type)
+        .bind(g.group_type)
         .bind(g.created_at)
         .execute(c)
         .await
@@ -79,7 +79,7 @@ pub async fn update(ex: Ex<'_>, g: &Group) -> Result<(), sqlx::Error> {
         .bind(&g.description)
         .bind(&g.emoji)
         .bind(&g.welcome_message)
-        .bind(&g.group_type)
+        .bind(g.group_type)
         .execute(c)
         .await
         .map(|_| ())

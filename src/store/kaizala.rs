@@ -4,6 +4,7 @@ use uuid::Uuid;
 
 use super::{one_row, Ex};
 use crate::domain::kaizala::{Connector, TokenGrant};
+use crate::domain::vocab::MemberStatus;
 use crate::run;
 
 pub async fn insert_connector(ex: Ex<'_>, c_: &Connector, secret_hash: &[u8]) -> Result<(), sqlx::Error> {
@@ -99,9 +100,9 @@ pub async fn insert_access_token(ex: Ex<'_>, g: &TokenGrant, hash: &[u8]) -> Res
 
 /// The grant of an access token and its member's status (a member who may no longer
 /// sign in must not keep using a token).
-pub async fn find_access_token(ex: Ex<'_>, hash: &[u8]) -> Result<Option<(TokenGrant, String)>, sqlx::Error> {
+pub async fn find_access_token(ex: Ex<'_>, hash: &[u8]) -> Result<Option<(TokenGrant, MemberStatus)>, sqlx::Error> {
     run!(ex, |c| {
-        let row = sqlx::query_as::<_, (Uuid, Uuid, Uuid, i64, String)>(
+        let row = sqlx::query_as::<_, (Uuid, Uuid, Uuid, i64, MemberStatus)>(
             "SELECT t.spot_id, t.connector_id, t.member_id, t.expires_at, m.status FROM kz_access_tokens t \
              JOIN members m ON m.spot_id = t.spot_id AND m.id = t.member_id WHERE t.token_hash = $1",
         )

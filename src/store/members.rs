@@ -47,9 +47,9 @@ pub async fn insert_if_absent(ex: Ex<'_>, m: &Member) -> Result<Option<Member>, 
         .bind(&m.mobile_number)
         .bind(&m.title)
         .bind(&m.lang)
-        .bind(&m.role)
+        .bind(m.role)
         .bind(m.custom_role_id)
-        .bind(&m.status)
+        .bind(m.status)
         .bind(&m.firstname)
         .bind(&m.lastname)
         .bind(m.warnings)
@@ -157,9 +157,9 @@ pub async fn update(ex: Ex<'_>, m: &Member) -> Result<(), sqlx::Error> {
         .bind(m.user_id)
         .bind(&m.title)
         .bind(&m.lang)
-        .bind(&m.role)
+        .bind(m.role)
         .bind(m.custom_role_id)
-        .bind(&m.status)
+        .bind(m.status)
         .bind(&m.firstname)
         .bind(&m.lastname)
         .bind(&m.avatar_url)
@@ -255,8 +255,11 @@ pub async fn insert_many_if_absent(ex: Ex<'_>, members: &[Member]) -> Result<Vec
             Some(n) => sql.push_bind(Bind::Text(n.clone())),
             None => sql.push("NULL"),
         };
-        sql.push(", ").push_bind(Bind::Text(m.lang.clone())).push(", ").push_bind(Bind::Text(m.role.clone()));
-        sql.push(", ").push_bind(Bind::Text(m.status.clone())).push(", ").push_bind(Bind::Text(m.firstname.clone()));
+        sql.push(", ").push_bind(Bind::Text(m.lang.clone())).push(", ").push_bind(Bind::Text(m.role.to_string()));
+        sql.push(", ")
+            .push_bind(Bind::Text(m.status.to_string()))
+            .push(", ")
+            .push_bind(Bind::Text(m.firstname.clone()));
         sql.push(", ").push_bind(Bind::Text(m.lastname.clone())).push(", 0, ").push_bind(Bind::I64(m.invited_at));
         sql.push(", ").push_bind(Bind::I64(m.updated_at)).push(")");
     }

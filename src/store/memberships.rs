@@ -8,6 +8,7 @@ use super::sql::{Bind, Sql, IN_LIST_MAX};
 use super::{one_row, Ex};
 use crate::domain::filter::Predicate;
 use crate::domain::members::Member;
+use crate::domain::vocab::GroupRole;
 use crate::{bind_all, run};
 
 /// Adds a membership; false when it was already there.
@@ -16,7 +17,7 @@ pub async fn insert(
     spot_id: Uuid,
     group_id: Uuid,
     member_id: Uuid,
-    group_role: &str,
+    group_role: GroupRole,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     run!(ex, |c| {
@@ -42,7 +43,7 @@ pub async fn insert_many(
     spot_id: Uuid,
     group_id: Uuid,
     member_ids: &[Uuid],
-    group_role: &str,
+    group_role: GroupRole,
     now: i64,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     run!(ex, |c| {
@@ -81,9 +82,14 @@ pub async fn delete_many(
 }
 
 /// The member's Kaizala role in a group, or None when not a member.
-pub async fn role(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid, member_id: Uuid) -> Result<Option<String>, sqlx::Error> {
+pub async fn role(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    group_id: Uuid,
+    member_id: Uuid,
+) -> Result<Option<GroupRole>, sqlx::Error> {
     run!(ex, |c| {
-        sqlx::query_scalar::<_, String>(
+        sqlx::query_scalar::<_, GroupRole>(
             "SELECT group_role FROM group_members WHERE spot_id = $1 AND group_id = $2 AND member_id = $3",
         )
         .bind(spot_id)
@@ -100,7 +106,7 @@ pub async fn set_role(
     spot_id: Uuid,
     group_id: Uuid,
     member_id: Uuid,
-    group_role: &str,
+    group_role: GroupRole,
 ) -> Result<bool, sqlx::Error> {
     run!(ex, |c| {
         let outcome = sqlx::query(
@@ -117,7 +123,7 @@ pub async fn set_role(
 }
 
 /// How many members of the group hold `group_role`.
-pub async fn count_role(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid, group_role: &str) -> Result<i64, sqlx::Error> {
+pub async fn count_role(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid, group_role: GroupRole) -> Result<i64, sqlx::Error> {
     run!(ex, |c| {
         sqlx::query_scalar::<_, i64>(
             "SELECT COUNT(*) FROM group_members WHERE spot_id = $1 AND group_id = $2 AND group_role = $3",
@@ -163,7 +169,7 @@ pub async fn list(
     filters: &[Predicate],
     offset: i64,
     limit: Option<i64>,
-) -> Result<Vec<(Member, String)>, sqlx::Error> {
+) -> Result<Vec<(Member, GroupRole)>, sqlx::Error> {
     let mut sql = group_members_sql(GROUP_MEMBER_COLUMNS, spot_id, group_id, filters);
     sql.push(" ORDER BY gm.member_id");
     if let Some(limit) = limit {
@@ -173,7 +179,7 @@ pub async fn list(
         use sqlx::{FromRow, Row};
         let rows = bind_all!(sqlx::query(sql.text_for(&*c)), &sql.binds).fetch_all(&mut *c).await?;
         rows.iter()
-            .map(|r| Ok((Member::from_row(r)?, r.try_get::<String, _>("group_role")?)))
+            .map(|r| Ok((Member::from_row(r)?, r.try_get::<GroupRole, _>("group_role")?)))
             .collect::<Result<Vec<_>, sqlx::Error>>()
     })
 }

@@ -135,7 +135,7 @@ pub async fn update(ex: Ex<'_>, p: &Participant) -> Result<(), sqlx::Error> {
     )
     .bind(p.spot_id)
     .bind(p.id)
-    .bind(&p.status)
+    .bind(p.status)
     .bind(p.invited_by)
     .bind(p.invited_at)
     .bind(p.started_at)

@@ -22,7 +22,7 @@ pub async fn insert(ex: Ex<'_>, p: &PropertyDef, now: i64) -> Result<(), sqlx::E
     .bind(&p.slug)
     .bind(&p.label)
     .bind(&p.description)
-    .bind(&p.kind)
+    .bind(p.kind)
     .bind(p.possible_values.to_json())
     .bind(now)
     .execute(c)

@@ -15,3 +15,4 @@ mod ms_properties;
 mod openapi_filters;
 mod robustness;
 mod security;
+mod vocab_messages;

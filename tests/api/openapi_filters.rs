@@ -10,6 +10,7 @@
 use std::collections::BTreeSet;
 
 use openspot::domain::filter::{FieldSpec, Kind, Op, DEFAULT_LIMIT, MAX_LIMIT, MAX_LIST_VALUES};
+use openspot::domain::vocab::PropertyType;
 use openspot::domain::{courses, custom_roles, groups, members, properties};
 use serde_json::{json, Value};
 
@@ -181,9 +182,49 @@ both!(documented_property_filters_follow_the_property_types, |app| {
             .collect::<Vec<_>>()
             .join(" ");
     assert!(text.contains("customProperties.<slug>[op]=value"), "{text}");
-    for kind in properties::TYPES {
-        let ops: Vec<&str> = properties::ops_of(kind).iter().map(|o| o.as_str()).collect();
+    for kind in PropertyType::ALL {
+        let ops: Vec<&str> = properties::ops_of(*kind).iter().map(|o| o.as_str()).collect();
         let want = format!("`{kind}`: {}", ops.join(", "));
         assert!(text.contains(&want), "the description should say {want}: {text}");
     }
+});
+
+/// Every `$ref` string anywhere under `v`.
+fn refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("$ref", Value::String(r)) => out.push(r.clone()),
+                    _ => refs(x, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+        _ => {}
+    }
+}
+
+// The vocabularies (course status, participant status, …) are documented as string
+// enums of their wire words, and every schema a field refers to is in the document.
+both!(vocabularies_are_documented_string_enums, |app| {
+    let doc: Value = app.client.get(format!("{}/openapi.json", app.base)).send().await.unwrap().json().await.unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    for r in &all {
+        let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("unexpected $ref {r}"));
+        assert!(schemas.get(name).is_some(), "{r} is not in the document");
+    }
+    assert_eq!(schemas["CourseStatus"]["enum"], json!(["Draft", "Published"]));
+    assert_eq!(schemas["ParticipantStatus"]["enum"], json!(["Invited", "Started", "Completed", "Unenrolled"]));
+    assert_eq!(schemas["MemberRole"]["enum"], json!(["Member", "Admin"]));
+    assert_eq!(
+        schemas["PropertyType"]["enum"],
+        json!(["Text", "Number", "Boolean", "Date", "SingleSelect", "MultipleSelect"])
+    );
+    assert_eq!(
+        schemas["MemberStatus"]["enum"],
+        json!(["Accepted", "Deactivated", "DeclinedInvitation", "Invited", "Left", "Pending", "Rejected"])
+    );
 });

@@ -22,6 +22,7 @@ use crate::domain::auth::HashCache;
 use crate::domain::groups;
 use crate::domain::members::{self, Member};
 use crate::domain::rate_limit::{AttemptWindow, RateLimiter, ANONYMOUS, HOUR_MS, MINUTE_MS};
+use crate::domain::vocab::MemberStatus;
 use crate::domain::{new_id, now_ms};
 use crate::error::{Entity, Error, Result};
 use crate::outbound::Outbound;
@@ -94,22 +95,14 @@ pub async fn delete_connector(db: &Db, id: Uuid) -> Result<()> {
     Ok(())
 }
 
-/// Statuses whose members may not sign in, refresh or use a token (SECURITY.md "Revocation").
-const SIGNED_OUT_STATUSES: &[&str] = &["Deactivated", "Rejected", "Left"];
-
-/// True when a member with `status` may hold Kaizala tokens.
-pub fn may_sign_in(status: &str) -> bool {
-    !SIGNED_OUT_STATUSES.contains(&status)
-}
-
 /// Mints the (connector, member) refresh token, replacing an older one and revoking
 /// the access tokens the old one issued, and registers the member (first `Accepted`
 /// sets the registration date, contract §8).
 async fn mint_refresh(tx: &mut Tx, connector: &Connector, member: &Member) -> Result<(String, i64)> {
     let now = now_ms();
-    if matches!(member.status.as_str(), "Invited" | "Pending") {
+    if member.status.accepts_on_sign_in() {
         let mut m = member.clone();
-        m.set_status("Accepted", now);
+        m.set_status(MemberStatus::Accepted, now);
         m.updated_at = now;
         store::members::update(tx.ex(), &m).await?;
         groups::refresh_smart_memberships(tx, &m).await?;
@@ -144,7 +137,7 @@ pub async fn create_user_token(db: &Db, application_id: &str, mobile_number: &st
     let (connector, _) = connector_by_id(db, application_id).await?.ok_or(Error::NotFound(Entity::Connector))?;
     let mut tx = db.begin().await?;
     let member = member_by_mobile(&mut tx, connector.spot_id, &number).await?;
-    if !may_sign_in(&member.status) {
+    if !member.status.may_sign_in() {
         return Err(Error::invalid(
             "mobile-number",
             format!("belongs to a member whose status is {}: such members get no token", member.status),
@@ -291,7 +284,7 @@ pub async fn generate_pin(
         let mut c = db.conn().await?;
         store::members::get_by_mobile(c.ex(), connector.spot_id, &number).await?
     };
-    let member_id = member.filter(|m| may_sign_in(&m.status)).map(|m| m.id);
+    let member_id = member.filter(|m| m.status.may_sign_in()).map(|m| m.id);
     delivery.issue(db, &connector, member_id, number);
     Ok(())
 }
@@ -351,7 +344,7 @@ async fn verify_pin(db: &Db, connector: &Connector, number: &str, pin: &str) -> 
         let mut c = db.conn().await?;
         store::members::get_by_mobile(c.ex(), connector.spot_id, number).await?
     };
-    let member = member.filter(|m| may_sign_in(&m.status));
+    let member = member.filter(|m| m.status.may_sign_in());
     // A stranger's attempt makes the same write as a member's (on no row), so the
     // answer's timing does not tell them apart.
     let member_id = member.as_ref().map(|m| m.id).unwrap_or_else(Uuid::nil);
@@ -402,7 +395,7 @@ pub async fn access_token(
         return Err(Error::invalid_token());
     };
     let member = members::get_in(tx.ex(), grant.spot_id, grant.member_id).await?;
-    if !may_sign_in(&member.status) {
+    if !member.status.may_sign_in() {
         return Err(Error::invalid_token());
     }
     // Renewal first: replacing the refresh token revokes the pair's access tokens,
@@ -465,7 +458,7 @@ impl TokenCache {
             self.0.put(hash, None);
             return Err(Error::invalid_token());
         };
-        if !may_sign_in(&status) {
+        if !status.may_sign_in() {
             self.0.put(hash, None);
             return Err(Error::invalid_token());
         }

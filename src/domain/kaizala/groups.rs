@@ -10,6 +10,7 @@ use super::hierarchy::{walk, Direction};
 use super::{member_by_mobile, mobile, KzCaller};
 use crate::domain::groups::{self, Group, NewGroup};
 use crate::domain::members::{self, Member};
+use crate::domain::vocab::{GroupRole, MemberRole, MemberStatus};
 use crate::domain::{new_id, now_ms};
 use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db, Tx};
@@ -21,7 +22,7 @@ pub const MAX_MESSAGE_CHARS: usize = 4000;
 #[derive(Clone, Debug)]
 pub struct GroupView {
     pub group: Group,
-    pub caller_role: Option<String>,
+    pub caller_role: Option<GroupRole>,
     pub parent_ids: Vec<Uuid>,
     pub child_ids: Vec<Uuid>,
     pub current_level_user_count: i64,
@@ -36,7 +37,7 @@ pub struct GroupView {
 #[derive(Clone, Debug)]
 pub struct GroupMemberView {
     pub member: Member,
-    pub group_role: String,
+    pub group_role: GroupRole,
 }
 
 async fn caller_member(tx: &mut Tx, caller: &KzCaller) -> Result<Member> {
@@ -48,16 +49,12 @@ async fn load_group(tx: &mut Tx, spot_id: Uuid, id: Uuid) -> Result<Group> {
 }
 
 /// The caller's role in the group; a spot Admin acts as a group Admin everywhere.
-async fn effective_role(tx: &mut Tx, caller: &KzCaller, me: &Member, group_id: Uuid) -> Result<Option<String>> {
+async fn effective_role(tx: &mut Tx, caller: &KzCaller, me: &Member, group_id: Uuid) -> Result<Option<GroupRole>> {
     let role = store::memberships::role(tx.ex(), caller.spot_id, group_id, caller.member_id).await?;
-    Ok(match role {
-        Some(r) if r == "Admin" => Some(r),
-        _ if me.role == "Admin" => Some("Admin".into()),
-        other => other,
-    })
+    Ok(if me.role == MemberRole::Admin { Some(GroupRole::Admin) } else { role })
 }
 
-async fn require_reader(tx: &mut Tx, caller: &KzCaller, group_id: Uuid) -> Result<(Group, Option<String>)> {
+async fn require_reader(tx: &mut Tx, caller: &KzCaller, group_id: Uuid) -> Result<(Group, Option<GroupRole>)> {
     let g = load_group(tx, caller.spot_id, group_id).await?;
     let me = caller_member(tx, caller).await?;
     let role = effective_role(tx, caller, &me, group_id).await?;
@@ -69,7 +66,7 @@ async fn require_reader(tx: &mut Tx, caller: &KzCaller, group_id: Uuid) -> Resul
 
 async fn require_admin(tx: &mut Tx, caller: &KzCaller, group_id: Uuid) -> Result<Group> {
     let (g, role) = require_reader(tx, caller, group_id).await?;
-    if role.as_deref() != Some("Admin") {
+    if role != Some(GroupRole::Admin) {
         return Err(Error::Forbidden("Only a group Admin can change this group".into()));
     }
     Ok(g)
@@ -103,11 +100,11 @@ pub async fn create_group(
     )
     .await?;
     if add_caller {
-        groups::join(&mut tx, caller.spot_id, g.id, caller.member_id, "Admin").await?;
+        groups::join(&mut tx, caller.spot_id, g.id, caller.member_id, GroupRole::Admin).await?;
     }
     for n in &numbers {
         let m = member_by_mobile(&mut tx, caller.spot_id, n).await?;
-        groups::join(&mut tx, caller.spot_id, g.id, m.id, "Member").await?;
+        groups::join(&mut tx, caller.spot_id, g.id, m.id, GroupRole::Member).await?;
     }
     if let Some(p) = parent {
         store::group_links::insert(tx.ex(), caller.spot_id, p, g.id).await?;
@@ -138,7 +135,7 @@ async fn hierarchy_counts(
     for gid in walk(links, &[group_id], Direction::Down) {
         let rows = store::memberships::list(tx.ex(), spot_id, gid, &[], 0, None).await?;
         for (m, _) in &rows {
-            let unprovisioned = i64::from(m.status != "Accepted");
+            let unprovisioned = i64::from(m.status != MemberStatus::Accepted);
             counts.users += 1;
             counts.unprovisioned += unprovisioned;
             unique.insert(m.id);
@@ -176,7 +173,7 @@ pub async fn list_groups(db: &Db, caller: &KzCaller, fetch_all: bool) -> Result<
     let mut tx = db.begin_read().await?;
     let me = caller_member(&mut tx, caller).await?;
     let links = store::group_links::list(tx.ex(), caller.spot_id).await?;
-    let mut ids: Vec<Uuid> = if me.role == "Admin" {
+    let mut ids: Vec<Uuid> = if me.role == MemberRole::Admin {
         let (all, _) = store::groups::list(tx.ex(), caller.spot_id, &[], 0, i64::MAX).await?;
         all.into_iter().map(|g| g.id).collect()
     } else {
@@ -249,7 +246,7 @@ pub async fn attach_sub_groups(db: &Db, caller: &KzCaller, group_id: Uuid, child
         if *c == group_id {
             return Err(Error::invalid(format!("subGroups[{i}]"), "a group cannot be its own sub-group"));
         }
-        if effective_role(&mut tx, caller, &me, *c).await?.as_deref() != Some("Admin") {
+        if effective_role(&mut tx, caller, &me, *c).await? != Some(GroupRole::Admin) {
             return Err(Error::Forbidden(format!("Only an Admin of group '{c}' can attach it as a sub-group")));
         }
     }
@@ -317,7 +314,7 @@ async fn add_members_once(db: &Db, caller: &KzCaller, group_id: Uuid, numbers: &
     }
     for n in numbers {
         let m = member_by_mobile(&mut tx, caller.spot_id, n).await?;
-        groups::join(&mut tx, caller.spot_id, group_id, m.id, "Member").await?;
+        groups::join(&mut tx, caller.spot_id, group_id, m.id, GroupRole::Member).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -325,15 +322,19 @@ async fn add_members_once(db: &Db, caller: &KzCaller, group_id: Uuid, numbers: &
 
 /// Sets a member's group role; the last Admin cannot be demoted.
 pub async fn set_member_role(db: &Db, caller: &KzCaller, group_id: Uuid, member_id: Uuid, role: &str) -> Result<()> {
-    if role != "Admin" && role != "Member" {
-        return Err(Error::invalid("role", "must be Admin or Member"));
-    }
+    let role: GroupRole = role.parse().map_err(|_| Error::invalid("role", "must be Admin or Member"))?;
     store::retry_transient(|| set_member_role_once(db, caller, group_id, member_id, role)).await
 }
 
 /// One attempt of [`set_member_role`]: under the group's lock, so that two Admins
 /// demoting each other at once cannot both see "another Admin remains".
-async fn set_member_role_once(db: &Db, caller: &KzCaller, group_id: Uuid, member_id: Uuid, role: &str) -> Result<()> {
+async fn set_member_role_once(
+    db: &Db,
+    caller: &KzCaller,
+    group_id: Uuid,
+    member_id: Uuid,
+    role: GroupRole,
+) -> Result<()> {
     let mut tx = db.begin().await?;
     require_admin(&mut tx, caller, group_id).await?;
     if !store::groups::lock(tx.ex(), caller.spot_id, group_id).await? {
@@ -342,9 +343,9 @@ async fn set_member_role_once(db: &Db, caller: &KzCaller, group_id: Uuid, member
     let current = store::memberships::role(tx.ex(), caller.spot_id, group_id, member_id)
         .await?
         .ok_or(Error::NotFound(Entity::SpotMember))?;
-    if current == "Admin"
-        && role == "Member"
-        && store::memberships::count_role(tx.ex(), caller.spot_id, group_id, "Admin").await? <= 1
+    if current == GroupRole::Admin
+        && role == GroupRole::Member
+        && store::memberships::count_role(tx.ex(), caller.spot_id, group_id, GroupRole::Admin).await? <= 1
     {
         return Err(Error::invalid(
             "role",
@@ -374,7 +375,9 @@ async fn remove_member_once(db: &Db, caller: &KzCaller, group_id: Uuid, member_i
     if g.is_smart() {
         return Err(smart_refusal());
     }
-    if current == "Admin" && store::memberships::count_role(tx.ex(), caller.spot_id, group_id, "Admin").await? <= 1 {
+    if current == GroupRole::Admin
+        && store::memberships::count_role(tx.ex(), caller.spot_id, group_id, GroupRole::Admin).await? <= 1
+    {
         return Err(Error::invalid(
             "memberId",
             "the last Admin of a group cannot be removed; promote another member first",

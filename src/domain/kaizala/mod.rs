@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 pub use auth::{
     access_token, create_connector, create_user_token, delete_connector, generate_pin, list_connectors, login_with_pin,
-    may_sign_in, AccessGrant, Connector, KzCaller, LoginThrottles, PinDelivery, PinLogin, TokenCache, TokenGrant,
+    AccessGrant, Connector, KzCaller, LoginThrottles, PinDelivery, PinLogin, TokenCache, TokenGrant,
     ACCESS_TOKEN_TTL_MS, PIN_TRIES, PIN_TTL_MS, REFRESH_TOKEN_TTL_MS,
 };
 pub use groups::{

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::{group_id, lenient, member_id, query_flag, Caller, KzError, KzErrorBody, KzJson};
 use crate::domain::groups::Group;
 use crate::domain::kaizala::{self, GroupView};
+use crate::domain::vocab::{GroupRole, KaizalaGroupType, MemberStatus};
 use crate::http::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -97,10 +98,9 @@ pub struct KzGroupSummary {
     group_name: String,
     /// Always empty: openspot stores no group images.
     group_image_url: String,
-    /// `Group` or `ConnectGroup`.
-    group_type: String,
+    group_type: KaizalaGroupType,
     /// `Admin`, `Member`, or null when the caller only sees it through a related group.
-    caller_role: Option<String>,
+    caller_role: Option<GroupRole>,
 }
 
 impl From<&GroupView> for KzGroupSummary {
@@ -109,8 +109,8 @@ impl From<&GroupView> for KzGroupSummary {
             group_id: v.group.id,
             group_name: v.group.name.clone(),
             group_image_url: String::new(),
-            group_type: v.group.group_type.clone(),
-            caller_role: v.caller_role.clone(),
+            group_type: v.group.group_type,
+            caller_role: v.caller_role,
         }
     }
 }
@@ -124,7 +124,7 @@ pub struct KzGroupDetail {
     group_image_url: String,
     has_sub_groups: bool,
     has_parent_groups: bool,
-    caller_role: Option<String>,
+    caller_role: Option<GroupRole>,
     current_level_sub_group_count: usize,
     current_level_parent_group_count: usize,
     /// Members across the group and its sub-groups (one in two groups counts twice).
@@ -134,7 +134,7 @@ pub struct KzGroupDetail {
     current_level_un_provisioned_user_count: i64,
     un_provisioned_user_count: i64,
     is_mapped_to_tenant: bool,
-    group_type: String,
+    group_type: KaizalaGroupType,
     is_duplicate: bool,
     is_editable: bool,
     is_details_readable: bool,
@@ -149,7 +149,7 @@ impl From<&GroupView> for KzGroupDetail {
             group_image_url: String::new(),
             has_sub_groups: !v.child_ids.is_empty(),
             has_parent_groups: !v.parent_ids.is_empty(),
-            caller_role: v.caller_role.clone(),
+            caller_role: v.caller_role,
             current_level_sub_group_count: v.child_ids.len(),
             current_level_parent_group_count: v.parent_ids.len(),
             user_count: v.user_count,
@@ -158,9 +158,9 @@ impl From<&GroupView> for KzGroupDetail {
             current_level_un_provisioned_user_count: v.current_level_unprovisioned,
             un_provisioned_user_count: v.unprovisioned_user_count,
             is_mapped_to_tenant: true,
-            group_type: v.group.group_type.clone(),
+            group_type: v.group.group_type,
             is_duplicate: false,
-            is_editable: v.caller_role.as_deref() == Some("Admin"),
+            is_editable: v.caller_role == Some(GroupRole::Admin),
             is_details_readable: true,
             welcome_message: v.group.welcome_message.clone(),
         }
@@ -303,7 +303,7 @@ pub struct KzSubGroup {
     has_sub_groups: bool,
     has_parent_groups: bool,
     is_mapped_to_tenant: bool,
-    group_type: String,
+    group_type: KaizalaGroupType,
     is_duplicate: bool,
     welcome_message: Option<String>,
 }
@@ -317,7 +317,7 @@ impl KzSubGroup {
             has_sub_groups: links.iter().any(|(p, _)| *p == g.id),
             has_parent_groups: links.iter().any(|(_, c)| *c == g.id),
             is_mapped_to_tenant: true,
-            group_type: g.group_type.clone(),
+            group_type: g.group_type,
             is_duplicate: false,
             welcome_message: g.welcome_message.clone(),
         }
@@ -392,9 +392,9 @@ async fn kz_list_members(
             let name = format!("{} {}", r.member.firstname, r.member.lastname).trim().to_string();
             KzMember {
                 id: r.member.id,
-                role: r.group_role.clone(),
+                role: r.group_role,
                 mobile_number: r.member.mobile_number.clone(),
-                is_provisioned: r.member.status == "Accepted",
+                is_provisioned: r.member.status == MemberStatus::Accepted,
                 name: (!name.is_empty()).then_some(name),
             }
         })
@@ -407,8 +407,7 @@ async fn kz_list_members(
 #[serde(rename_all = "camelCase")]
 pub struct KzMember {
     id: Uuid,
-    /// `Admin` or `Member`.
-    role: String,
+    role: GroupRole,
     /// E.164; null for an email-only member.
     mobile_number: Option<String>,
     /// True when the member's status is `Accepted`.
@@ -479,11 +478,12 @@ async fn kz_set_member_role(
     Ok(ok_result())
 }
 
+/// A role in any letter case (`admin`, `MEMBER`) as its word; anything else as sent,
+/// for the domain to refuse.
 fn normalize_role(raw: &str) -> String {
-    match raw.trim().to_ascii_lowercase().as_str() {
-        "admin" => "Admin".into(),
-        "member" => "Member".into(),
-        _ => raw.to_string(),
+    match GroupRole::ALL.iter().find(|r| r.as_str().eq_ignore_ascii_case(raw.trim())) {
+        Some(role) => role.to_string(),
+        None => raw.to_string(),
     }
 }
 

@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::domain::courses::{self, Course, CourseInput, Participant};
+use crate::domain::vocab::{CoursePrivacy, CourseStatus, NavigationMode, ParticipantStatus};
 use crate::error::{Entity, Error};
 use crate::http::error::{ErrorBody, MsError};
 use crate::http::extract::{list_query_params, nullable, parse_id, CallerSpot, ListParams, MsJson};
@@ -42,12 +43,9 @@ pub struct CourseDto {
     id: Uuid,
     title: String,
     description: Option<String>,
-    /// `Public` or `Secret`.
-    privacy: String,
-    /// `Draft` or `Published`.
-    status: String,
-    /// `Flexible` or `Sequential`.
-    navigation_mode: String,
+    privacy: CoursePrivacy,
+    status: CourseStatus,
+    navigation_mode: NavigationMode,
 }
 
 impl From<Course> for CourseDto {
@@ -78,8 +76,7 @@ pub struct CourseParticipantDto {
     spot_member_email: Option<String>,
     spot_member_firstname: Option<String>,
     spot_member_lastname: Option<String>,
-    /// `Invited`, `Started`, `Completed` or `Unenrolled`.
-    status: String,
+    status: ParticipantStatus,
     invited_at: Option<String>,
     started_at: Option<String>,
     completed_at: Option<String>,

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::members::{SpotMemberDto, SpotMemberPage};
 use crate::domain::groups::{self, Group, GroupPatch, NewGroup};
+use crate::domain::vocab::GroupKind;
 use crate::error::Entity;
 use crate::http::error::{ErrorBody, MsError};
 use crate::http::extract::{list_query_params, nullable, parse_id, CallerSpot, ListParams, MsJson};
@@ -39,9 +40,8 @@ pub struct GroupDto {
     description: Option<String>,
     emoji: Option<String>,
     icon: Option<String>,
-    /// `Static` or `Smart`.
     #[serde(rename = "type")]
-    kind: String,
+    kind: GroupKind,
     /// Smart groups: `{operator, conditions: [{operator, triggers: [{field, op, value}]}]}`.
     #[schema(value_type = Option<Object>)]
     rules: Option<Value>,

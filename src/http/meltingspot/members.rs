@@ -14,6 +14,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::domain::members::{self, FailedInvite, Member, MemberPatch};
+use crate::domain::vocab::{MemberRole, MemberStatus};
 use crate::error::Entity;
 use crate::http::error::{ErrorBody, MsError};
 use crate::http::extract::{list_query_params, nullable, parse_id, CallerSpot, ListParams, MsJson};
@@ -40,11 +41,9 @@ pub struct SpotMemberDto {
     pub title: Option<String>,
     #[schema(example = "en")]
     pub lang: String,
-    #[schema(example = "Member")]
-    pub role: String,
+    pub role: MemberRole,
     pub custom_role_id: Option<Uuid>,
-    #[schema(example = "Invited")]
-    pub status: String,
+    pub status: MemberStatus,
     pub firstname: String,
     pub lastname: String,
     pub warnings: i64,
@@ -249,7 +248,7 @@ pub struct FailedInviteDto {
     firstname: Option<String>,
     lastname: Option<String>,
     title: Option<String>,
-    role: String,
+    role: MemberRole,
     avatar_url: Option<String>,
     lang: String,
     theme: String,
@@ -265,7 +264,7 @@ impl From<FailedInvite> for FailedInviteDto {
             firstname: None,
             lastname: None,
             title: None,
-            role: "Member".into(),
+            role: MemberRole::Member,
             avatar_url: None,
             lang: "en".into(),
             theme: "light".into(),

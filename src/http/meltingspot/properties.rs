@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::domain::properties::{self, NewProperty, PropertyDef, PropertyPatch, PropertyValue};
+use crate::domain::vocab::PropertyType;
 use crate::error::{Entity, Error};
 use crate::http::error::{ErrorBody, MsError};
 use crate::http::extract::{list_query_params, nullable, parse_id, CallerSpot, ListParams, MsJson};
@@ -37,9 +38,8 @@ pub struct CustomPropertyDto {
     slug: String,
     label: String,
     description: Option<String>,
-    /// Text, Number, Boolean, Date, SingleSelect or MultipleSelect.
     #[serde(rename = "type")]
-    kind: String,
+    kind: PropertyType,
     possible_values: Vec<String>,
 }
 
@@ -225,7 +225,7 @@ pub struct CustomPropertyValueDto {
     custom_property_label: String,
     custom_property_slug: String,
     custom_property_description: Option<String>,
-    custom_property_type: String,
+    custom_property_type: PropertyType,
     possible_values: Vec<String>,
     /// string | number | boolean | string[] | null (unset).
     #[schema(value_type = Object)]
