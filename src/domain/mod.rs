@@ -11,6 +11,7 @@ pub mod demo;
 pub mod filter;
 pub mod groups;
 pub mod housekeeping;
+pub mod ids;
 pub mod import;
 pub mod kaizala;
 pub mod members;

@@ -169,9 +169,10 @@ fn kind_note(kind: Kind) -> &'static str {
     }
 }
 
-/// A UUID path segment; anything else is the resource's 404 (an id that cannot exist).
-pub fn parse_id(raw: &str, entity: crate::error::Entity) -> Result<Uuid, Error> {
-    Uuid::parse_str(raw.trim()).map_err(|_| Error::NotFound(entity))
+/// A UUID path segment as the typed id the caller expects (see [`crate::domain::ids`]);
+/// anything else is the resource's 404 (an id that cannot exist).
+pub fn parse_id<I: From<Uuid>>(raw: &str, entity: crate::error::Entity) -> Result<I, Error> {
+    Uuid::parse_str(raw.trim()).map(I::from).map_err(|_| Error::NotFound(entity))
 }
 
 /// Serde helper: distinguishes an absent field (`None`) from an explicit null (`Some(None)`).
