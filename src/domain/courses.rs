@@ -30,8 +30,9 @@ use std::collections::HashSet;
 use uuid::Uuid;
 
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
+use super::ids::{CourseId, ParticipantId};
+use super::now_ms;
 use super::vocab::{self, CoursePrivacy, CourseStatus, NavigationMode, ParticipantStatus};
-use super::{new_id, now_ms};
 use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db, Tx};
 
@@ -59,7 +60,7 @@ pub const PARTICIPANT_FILTERS: &[FieldSpec] = &[
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct Course {
     pub spot_id: Uuid,
-    pub id: Uuid,
+    pub id: CourseId,
     pub title: String,
     pub description: Option<String>,
     pub privacy: CoursePrivacy,
@@ -72,8 +73,8 @@ pub struct Course {
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct Participant {
     pub spot_id: Uuid,
-    pub id: Uuid,
-    pub course_id: Uuid,
+    pub id: ParticipantId,
+    pub course_id: CourseId,
     pub member_id: Uuid,
     pub status: ParticipantStatus,
     pub invited_by: Option<Uuid>,
@@ -127,7 +128,7 @@ pub async fn list_courses(db: &Db, spot_id: Uuid, q: &ListQuery) -> Result<(Vec<
     Ok(store::courses::list(c.ex(), spot_id, &preds, q.offset(), i64::from(q.limit)).await?)
 }
 
-pub async fn get_course(db: &Db, spot_id: Uuid, id: Uuid) -> Result<Course> {
+pub async fn get_course(db: &Db, spot_id: Uuid, id: CourseId) -> Result<Course> {
     let mut c = db.conn().await?;
     store::courses::get(c.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Course))
 }
@@ -139,7 +140,7 @@ pub async fn create_course(db: &Db, spot_id: Uuid, input: CourseInput) -> Result
     }
     let mut course = Course {
         spot_id,
-        id: new_id(),
+        id: CourseId::generate(),
         title: String::new(),
         description: None,
         privacy: CoursePrivacy::Secret,
@@ -154,7 +155,7 @@ pub async fn create_course(db: &Db, spot_id: Uuid, input: CourseInput) -> Result
     Ok(course)
 }
 
-pub async fn update_course(db: &Db, spot_id: Uuid, id: Uuid, input: CourseInput) -> Result<Course> {
+pub async fn update_course(db: &Db, spot_id: Uuid, id: CourseId, input: CourseInput) -> Result<Course> {
     let mut tx = db.begin().await?;
     // Under the row lock: concurrent partial updates each keep the other's fields.
     let mut course = locked_course(&mut tx, spot_id, id).await?;
@@ -165,7 +166,7 @@ pub async fn update_course(db: &Db, spot_id: Uuid, id: Uuid, input: CourseInput)
 }
 
 /// Deletes a course; its participants and group links go with it.
-pub async fn delete_course(db: &Db, spot_id: Uuid, id: Uuid) -> Result<()> {
+pub async fn delete_course(db: &Db, spot_id: Uuid, id: CourseId) -> Result<()> {
     let mut tx = db.begin().await?;
     if !store::courses::delete(tx.ex(), spot_id, id).await? {
         return Err(Error::NotFound(Entity::Course));
@@ -174,12 +175,12 @@ pub async fn delete_course(db: &Db, spot_id: Uuid, id: Uuid) -> Result<()> {
     Ok(())
 }
 
-async fn course_in(tx: &mut Tx, spot_id: Uuid, id: Uuid) -> Result<Course> {
+async fn course_in(tx: &mut Tx, spot_id: Uuid, id: CourseId) -> Result<Course> {
     store::courses::get(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Course))
 }
 
 /// The course under its row lock (see the module notes); 404 when absent.
-async fn locked_course(tx: &mut Tx, spot_id: Uuid, id: Uuid) -> Result<Course> {
+async fn locked_course(tx: &mut Tx, spot_id: Uuid, id: CourseId) -> Result<Course> {
     if !store::courses::lock(tx.ex(), spot_id, id).await? {
         return Err(Error::NotFound(Entity::Course));
     }
@@ -189,7 +190,7 @@ async fn locked_course(tx: &mut Tx, spot_id: Uuid, id: Uuid) -> Result<Course> {
 pub async fn list_participants(
     db: &Db,
     spot_id: Uuid,
-    course_id: Uuid,
+    course_id: CourseId,
     q: &ListQuery,
 ) -> Result<(Vec<Participant>, i64)> {
     let preds = filter::validate(&q.filters, PARTICIPANT_FILTERS)?;
@@ -204,7 +205,7 @@ pub async fn list_participants(
     Ok((items, total))
 }
 
-pub async fn get_participant(db: &Db, spot_id: Uuid, course_id: Uuid, id: Uuid) -> Result<Participant> {
+pub async fn get_participant(db: &Db, spot_id: Uuid, course_id: CourseId, id: ParticipantId) -> Result<Participant> {
     let mut c = db.conn().await?;
     store::courses::get(c.ex(), spot_id, course_id).await?.ok_or(Error::NotFound(Entity::Course))?;
     store::participants::get(c.ex(), spot_id, course_id, id).await?.ok_or(Error::NotFound(Entity::CourseParticipant))
@@ -218,7 +219,7 @@ pub async fn get_participant(db: &Db, spot_id: Uuid, course_id: Uuid, id: Uuid) 
 async fn invite_members(
     tx: &mut Tx,
     spot_id: Uuid,
-    course_id: Uuid,
+    course_id: CourseId,
     member_ids: &[Uuid],
     invited_by: Option<Uuid>,
     reinvite_unenrolled: bool,
@@ -236,7 +237,8 @@ async fn invite_members(
         // Group links and joiners: only which members participate already (no rows).
         store::participants::participating(tx.ex(), spot_id, course_id, member_ids).await?.into_iter().collect()
     };
-    let fresh: Vec<(Uuid, Uuid)> = member_ids.iter().filter(|m| !known.contains(m)).map(|m| (new_id(), *m)).collect();
+    let fresh: Vec<(ParticipantId, Uuid)> =
+        member_ids.iter().filter(|m| !known.contains(m)).map(|m| (ParticipantId::generate(), *m)).collect();
     for chunk in fresh.chunks(INVITE_BATCH) {
         let n = store::participants::insert_invited(tx.ex(), spot_id, course_id, chunk, invited_by, now).await?;
         store::courses::add_participant_count(tx.ex(), spot_id, course_id, n as i64).await?;
@@ -272,7 +274,7 @@ async fn reinvite<'a>(
 async fn invite_in(
     tx: &mut Tx,
     spot_id: Uuid,
-    course_id: Uuid,
+    course_id: CourseId,
     member_ids: &[Uuid],
     invited_by: Option<Uuid>,
     reinvite_unenrolled: bool,
@@ -294,7 +296,7 @@ async fn check_inviter(tx: &mut Tx, spot_id: Uuid, invited_by: Option<Uuid>) -> 
 pub async fn invite_participant(
     db: &Db,
     spot_id: Uuid,
-    course_id: Uuid,
+    course_id: CourseId,
     member_id: Uuid,
     invited_by: Option<Uuid>,
 ) -> Result<(Participant, bool)> {
@@ -305,7 +307,7 @@ pub async fn invite_participant(
 async fn invite_participant_once(
     db: &Db,
     spot_id: Uuid,
-    course_id: Uuid,
+    course_id: CourseId,
     member_id: Uuid,
     invited_by: Option<Uuid>,
 ) -> Result<(Participant, bool)> {
@@ -331,7 +333,7 @@ async fn invite_participant_once(
 pub async fn bulk_invite(
     db: &Db,
     spot_id: Uuid,
-    course_id: Uuid,
+    course_id: CourseId,
     raw_ids: &[String],
     invited_by: Option<Uuid>,
 ) -> Result<(Vec<Participant>, Vec<Participant>)> {
@@ -357,7 +359,7 @@ pub async fn bulk_invite(
 async fn bulk_invite_once(
     db: &Db,
     spot_id: Uuid,
-    course_id: Uuid,
+    course_id: CourseId,
     ids: &[Uuid],
     mut bad: Vec<String>,
     invited_by: Option<Uuid>,
@@ -382,8 +384,8 @@ async fn bulk_invite_once(
 pub async fn update_progress(
     db: &Db,
     spot_id: Uuid,
-    course_id: Uuid,
-    id: Uuid,
+    course_id: CourseId,
+    id: ParticipantId,
     status: Option<String>,
     completion_rate: Option<i64>,
 ) -> Result<Participant> {
@@ -486,7 +488,7 @@ async fn check_groups(tx: &mut Tx, spot_id: Uuid, ids: &[Uuid]) -> Result<()> {
 /// locks (in id order, before the course's) so that a member joining concurrently
 /// either commits first and is read by the invitation slices, or waits for the links
 /// and is invited by [`invite_joiner`]; then the groups' members, slice by slice.
-pub async fn link_groups(db: &Db, spot_id: Uuid, course_id: Uuid, raw: &[String]) -> Result<()> {
+pub async fn link_groups(db: &Db, spot_id: Uuid, course_id: CourseId, raw: &[String]) -> Result<()> {
     let ids = parse_group_ids(raw)?;
     store::retry_transient(|| write_links(db, spot_id, course_id, &ids)).await?;
     for gid in &ids {
@@ -500,7 +502,7 @@ pub async fn link_groups(db: &Db, spot_id: Uuid, course_id: Uuid, raw: &[String]
 }
 
 /// The link rows of a `groups~bulkAdd`, in one transaction.
-async fn write_links(db: &Db, spot_id: Uuid, course_id: Uuid, ids: &[Uuid]) -> Result<()> {
+async fn write_links(db: &Db, spot_id: Uuid, course_id: CourseId, ids: &[Uuid]) -> Result<()> {
     let mut tx = db.begin().await?;
     course_in(&mut tx, spot_id, course_id).await?;
     check_groups(&mut tx, spot_id, ids).await?;
@@ -526,7 +528,7 @@ async fn write_links(db: &Db, spot_id: Uuid, course_id: Uuid, ids: &[Uuid]) -> R
 async fn invite_slice(
     db: &Db,
     spot_id: Uuid,
-    course_id: Uuid,
+    course_id: CourseId,
     group_id: Uuid,
     mut after: Option<Uuid>,
 ) -> Result<Option<Uuid>> {
@@ -554,7 +556,7 @@ async fn invite_slice(
 }
 
 /// `groups~bulkRemove`: stops inviting future members; participants stay.
-pub async fn unlink_groups(db: &Db, spot_id: Uuid, course_id: Uuid, raw: &[String]) -> Result<()> {
+pub async fn unlink_groups(db: &Db, spot_id: Uuid, course_id: CourseId, raw: &[String]) -> Result<()> {
     let ids = parse_group_ids(raw)?;
     let mut tx = db.begin().await?;
     course_in(&mut tx, spot_id, course_id).await?;

@@ -4,11 +4,13 @@
 
 use uuid::Uuid;
 
+use crate::domain::ids::CourseId;
+
 use super::Ex;
 use crate::run;
 
 /// Links the course to the group (a no-op when linked already).
-pub async fn insert(ex: Ex<'_>, spot_id: Uuid, course_id: Uuid, group_id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn insert(ex: Ex<'_>, spot_id: Uuid, course_id: CourseId, group_id: Uuid) -> Result<(), sqlx::Error> {
     run!(ex, |c| sqlx::query(
         "INSERT INTO course_groups (spot_id, course_id, group_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
     )
@@ -21,7 +23,7 @@ pub async fn insert(ex: Ex<'_>, spot_id: Uuid, course_id: Uuid, group_id: Uuid) 
 }
 
 /// Unlinks the course from the group (a no-op when not linked).
-pub async fn delete(ex: Ex<'_>, spot_id: Uuid, course_id: Uuid, group_id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn delete(ex: Ex<'_>, spot_id: Uuid, course_id: CourseId, group_id: Uuid) -> Result<(), sqlx::Error> {
     run!(ex, |c| sqlx::query("DELETE FROM course_groups WHERE spot_id = $1 AND course_id = $2 AND group_id = $3")
         .bind(spot_id)
         .bind(course_id)
@@ -32,7 +34,7 @@ pub async fn delete(ex: Ex<'_>, spot_id: Uuid, course_id: Uuid, group_id: Uuid) 
 }
 
 /// Whether the course is linked to the group.
-pub async fn contains(ex: Ex<'_>, spot_id: Uuid, course_id: Uuid, group_id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn contains(ex: Ex<'_>, spot_id: Uuid, course_id: CourseId, group_id: Uuid) -> Result<bool, sqlx::Error> {
     run!(ex, |c| sqlx::query_scalar::<_, i64>(
         "SELECT COUNT(*) FROM course_groups WHERE spot_id = $1 AND course_id = $2 AND group_id = $3"
     )
@@ -45,8 +47,8 @@ pub async fn contains(ex: Ex<'_>, spot_id: Uuid, course_id: Uuid, group_id: Uuid
 }
 
 /// Courses linked to a group.
-pub async fn courses_of_group(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
-    run!(ex, |c| sqlx::query_scalar::<_, Uuid>(
+pub async fn courses_of_group(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid) -> Result<Vec<CourseId>, sqlx::Error> {
+    run!(ex, |c| sqlx::query_scalar::<_, CourseId>(
         "SELECT course_id FROM course_groups WHERE spot_id = $1 AND group_id = $2"
     )
     .bind(spot_id)

@@ -4,6 +4,8 @@
 
 use uuid::Uuid;
 
+use crate::domain::ids::CourseId;
+
 use super::{one_row, Ex};
 use crate::domain::courses::Course;
 use crate::domain::filter::Predicate;
@@ -29,7 +31,7 @@ pub async fn insert(ex: Ex<'_>, c_: &Course, now: i64) -> Result<(), sqlx::Error
     .map(|_| ()))
 }
 
-pub async fn get(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<Option<Course>, sqlx::Error> {
+pub async fn get(ex: Ex<'_>, spot_id: Uuid, id: CourseId) -> Result<Option<Course>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM courses WHERE spot_id = $1 AND id = $2");
     run!(ex, |c| sqlx::query_as::<_, Course>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
 }
@@ -48,7 +50,7 @@ pub async fn list(
 /// transactions are already serialised by `BEGIN IMMEDIATE`); false when there is no
 /// such course. Every write to a course's participants holds it, so concurrent
 /// invitations of one member cannot both create (or re-invite) the participant.
-pub async fn lock(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn lock(ex: Ex<'_>, spot_id: Uuid, id: CourseId) -> Result<bool, sqlx::Error> {
     run!(ex, |c| one_row(
         sqlx::query("UPDATE courses SET participant_count = participant_count WHERE spot_id = $1 AND id = $2")
             .bind(spot_id)
@@ -75,13 +77,13 @@ pub async fn update(ex: Ex<'_>, c_: &Course) -> Result<(), sqlx::Error> {
     .map(|_| ()))
 }
 
-pub async fn delete(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn delete(ex: Ex<'_>, spot_id: Uuid, id: CourseId) -> Result<bool, sqlx::Error> {
     run!(ex, |c| one_row(
         sqlx::query("DELETE FROM courses WHERE spot_id = $1 AND id = $2").bind(spot_id).bind(id).execute(c).await
     ))
 }
 
-pub async fn add_participant_count(ex: Ex<'_>, spot_id: Uuid, id: Uuid, delta: i64) -> Result<(), sqlx::Error> {
+pub async fn add_participant_count(ex: Ex<'_>, spot_id: Uuid, id: CourseId, delta: i64) -> Result<(), sqlx::Error> {
     if delta == 0 {
         return Ok(());
     }

@@ -5,6 +5,8 @@
 
 use uuid::Uuid;
 
+use crate::domain::ids::{CourseId, ParticipantId};
+
 use super::sql::{Bind, Sql};
 use super::{one_row, Ex};
 use crate::domain::courses::Participant;
@@ -19,7 +21,7 @@ const FROM: &str =
 
 /// Takes a participant's row lock until the transaction ends (see [`super::courses::lock`]);
 /// false when there is no such participant in the course.
-pub async fn lock(ex: Ex<'_>, spot_id: Uuid, course_id: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn lock(ex: Ex<'_>, spot_id: Uuid, course_id: CourseId, id: ParticipantId) -> Result<bool, sqlx::Error> {
     run!(ex, |c| {
         let outcome = sqlx::query(
             "UPDATE course_participants SET status = status WHERE spot_id = $1 AND course_id = $2 AND id = $3",
@@ -38,8 +40,8 @@ pub async fn lock(ex: Ex<'_>, spot_id: Uuid, course_id: Uuid, id: Uuid) -> Resul
 pub async fn insert_invited(
     ex: Ex<'_>,
     spot_id: Uuid,
-    course_id: Uuid,
-    member_ids: &[(Uuid, Uuid)],
+    course_id: CourseId,
+    member_ids: &[(ParticipantId, Uuid)],
     invited_by: Option<Uuid>,
     now: i64,
 ) -> Result<u64, sqlx::Error> {
@@ -54,8 +56,8 @@ pub async fn insert_invited(
         if i > 0 {
             sql.push(", ");
         }
-        sql.push("(").push_bind(Bind::Uuid(spot_id)).push(", ").push_bind(Bind::Uuid(*participant_id));
-        sql.push(", ").push_bind(Bind::Uuid(course_id)).push(", ").push_bind(Bind::Uuid(*member_id));
+        sql.push("(").push_bind(Bind::Uuid(spot_id)).push(", ").push_bind((*participant_id).into());
+        sql.push(", ").push_bind(course_id.into()).push(", ").push_bind(Bind::Uuid(*member_id));
         sql.push(", 'Invited', ");
         match invited_by {
             Some(by) => sql.push_bind(Bind::Uuid(by)),
@@ -67,7 +69,12 @@ pub async fn insert_invited(
     run!(ex, |c| bind_all!(sqlx::query(sql.text_for(&*c)), &sql.binds).execute(c).await.map(|r| r.rows_affected()))
 }
 
-pub async fn get(ex: Ex<'_>, spot_id: Uuid, course_id: Uuid, id: Uuid) -> Result<Option<Participant>, sqlx::Error> {
+pub async fn get(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    course_id: CourseId,
+    id: ParticipantId,
+) -> Result<Option<Participant>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} {FROM}$1 AND p.course_id = $2 AND p.id = $3");
     run!(ex, |c| sqlx::query_as::<_, Participant>(&sql).bind(spot_id).bind(course_id).bind(id).fetch_optional(c).await)
 }
@@ -76,14 +83,14 @@ pub async fn get(ex: Ex<'_>, spot_id: Uuid, course_id: Uuid, id: Uuid) -> Result
 pub async fn get_many_by_member(
     ex: Ex<'_>,
     spot_id: Uuid,
-    course_id: Uuid,
+    course_id: CourseId,
     member_ids: &[Uuid],
 ) -> Result<Vec<Participant>, sqlx::Error> {
     if member_ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " ", FROM]);
-    sql.push_bind(Bind::Uuid(spot_id)).push(" AND p.course_id = ").push_bind(Bind::Uuid(course_id));
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND p.course_id = ").push_bind(course_id.into());
     sql.push(" AND p.member_id IN ");
     sql.push_list(member_ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY p.id");
     run!(ex, |c| bind_all!(sqlx::query_as::<_, Participant>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
@@ -93,14 +100,14 @@ pub async fn get_many_by_member(
 pub async fn participating(
     ex: Ex<'_>,
     spot_id: Uuid,
-    course_id: Uuid,
+    course_id: CourseId,
     member_ids: &[Uuid],
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     if member_ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut sql = Sql::new("SELECT member_id FROM course_participants WHERE spot_id = ");
-    sql.push_bind(Bind::Uuid(spot_id)).push(" AND course_id = ").push_bind(Bind::Uuid(course_id));
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND course_id = ").push_bind(course_id.into());
     sql.push(" AND member_id IN ").push_list(member_ids.iter().map(|id| Bind::Uuid(*id)));
     run!(ex, |c| bind_all!(sqlx::query_scalar::<_, Uuid>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
@@ -108,21 +115,21 @@ pub async fn participating(
 pub async fn list(
     ex: Ex<'_>,
     spot_id: Uuid,
-    course_id: Uuid,
+    course_id: CourseId,
     filters: &[Predicate],
     offset: i64,
     limit: i64,
 ) -> Result<Vec<Participant>, sqlx::Error> {
     let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " ", FROM]);
-    sql.push_bind(Bind::Uuid(spot_id)).push(" AND p.course_id = ").push_bind(Bind::Uuid(course_id));
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND p.course_id = ").push_bind(course_id.into());
     sql.push_predicates(filters);
     sql.push(" ORDER BY p.id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
     run!(ex, |c| bind_all!(sqlx::query_as::<_, Participant>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
-pub async fn count(ex: Ex<'_>, spot_id: Uuid, course_id: Uuid, filters: &[Predicate]) -> Result<i64, sqlx::Error> {
+pub async fn count(ex: Ex<'_>, spot_id: Uuid, course_id: CourseId, filters: &[Predicate]) -> Result<i64, sqlx::Error> {
     let mut sql = Sql::new("SELECT COUNT(*) ");
-    sql.push(FROM).push_bind(Bind::Uuid(spot_id)).push(" AND p.course_id = ").push_bind(Bind::Uuid(course_id));
+    sql.push(FROM).push_bind(Bind::Uuid(spot_id)).push(" AND p.course_id = ").push_bind(course_id.into());
     sql.push_predicates(filters);
     run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(sql.text_for(&*c)), &sql.binds).fetch_one(c).await)
 }

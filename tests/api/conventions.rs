@@ -208,3 +208,17 @@ async fn postgres_tests_report_when_skipped() {
         assert!(TestApp::spawn(openspot::store::Backend::Postgres).await.is_none());
     }
 }
+
+// Typed ids (`domain::ids`) are documented as the inline UUID strings they are on the
+// wire: no component of their own, the same schema as any other id.
+both!(openapi_documents_typed_ids_as_uuid_strings, |app| {
+    let doc: Value = app.client.get(format!("{}/openapi.json", app.base)).send().await.unwrap().json().await.unwrap();
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in ["SpotId", "MemberId", "GroupId", "CourseId", "ParticipantId", "PropertyId", "RoleId", "ConnectorId"] {
+        assert!(!schemas.contains_key(name), "{name} has a component of its own");
+    }
+    let uuid = json!({"type": "string", "format": "uuid"});
+    for (schema, field) in [("CourseDto", "id"), ("CourseParticipantDto", "id"), ("CourseParticipantDto", "courseId")] {
+        assert_eq!(schemas[schema]["properties"][field], uuid, "{schema}.{field}");
+    }
+});

@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::domain::courses::{self, Course, CourseInput, Participant};
+use crate::domain::ids::{CourseId, ParticipantId};
 use crate::domain::vocab::{CoursePrivacy, CourseStatus, NavigationMode, ParticipantStatus};
 use crate::error::{Entity, Error};
 use crate::http::error::{ErrorBody, MsError};
@@ -40,7 +41,8 @@ pub fn iso8601(ms: Option<i64>) -> Option<String> {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CourseDto {
-    id: Uuid,
+    #[schema(value_type = Uuid)]
+    id: CourseId,
     title: String,
     description: Option<String>,
     privacy: CoursePrivacy,
@@ -70,8 +72,10 @@ pub struct CoursePage {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CourseParticipantDto {
-    id: Uuid,
-    course_id: Uuid,
+    #[schema(value_type = Uuid)]
+    id: ParticipantId,
+    #[schema(value_type = Uuid)]
+    course_id: CourseId,
     spot_member_id: Uuid,
     spot_member_email: Option<String>,
     spot_member_firstname: Option<String>,
