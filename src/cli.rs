@@ -9,6 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::domain::ids::GroupId;
 use crate::domain::{demo, import, kaizala, spots};
 use crate::http::AppState;
 use crate::store::{redact_url, Db};
@@ -53,7 +54,7 @@ pub enum MembersCommand {
         dry_run: bool,
         /// Add every imported member to this group (repeatable).
         #[arg(long = "group")]
-        groups: Vec<Uuid>,
+        groups: Vec<GroupId>,
         /// Write the failed rows as CSV (line,email,reason) to this file.
         #[arg(long)]
         errors: Option<std::path::PathBuf>,

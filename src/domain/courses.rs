@@ -30,7 +30,7 @@ use std::collections::HashSet;
 use uuid::Uuid;
 
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
-use super::ids::{CourseId, ParticipantId};
+use super::ids::{CourseId, GroupId, ParticipantId};
 use super::now_ms;
 use super::vocab::{self, CoursePrivacy, CourseStatus, NavigationMode, ParticipantStatus};
 use crate::error::{Entity, Error, Result};
@@ -446,7 +446,7 @@ pub async fn update_progress(
     Ok(p)
 }
 
-fn parse_group_ids(raw: &[String]) -> Result<Vec<Uuid>> {
+fn parse_group_ids(raw: &[String]) -> Result<Vec<GroupId>> {
     if raw.is_empty() {
         return Err(Error::invalid("groupIds", "must contain at least 1 id"));
     }
@@ -456,7 +456,7 @@ fn parse_group_ids(raw: &[String]) -> Result<Vec<Uuid>> {
     let mut ids = Vec::new();
     let mut bad = Vec::new();
     for r in raw {
-        match Uuid::parse_str(r.trim()) {
+        match r.trim().parse::<GroupId>() {
             Ok(id) => {
                 if !ids.contains(&id) {
                     ids.push(id)
@@ -471,8 +471,8 @@ fn parse_group_ids(raw: &[String]) -> Result<Vec<Uuid>> {
     Ok(ids)
 }
 
-async fn check_groups(tx: &mut Tx, spot_id: Uuid, ids: &[Uuid]) -> Result<()> {
-    let found: HashSet<Uuid> =
+async fn check_groups(tx: &mut Tx, spot_id: Uuid, ids: &[GroupId]) -> Result<()> {
+    let found: HashSet<GroupId> =
         store::groups::get_many(tx.ex(), spot_id, ids).await?.into_iter().map(|g| g.id).collect();
     let missing: Vec<String> = ids.iter().filter(|id| !found.contains(id)).map(|id| id.to_string()).collect();
     if missing.is_empty() {
@@ -502,7 +502,7 @@ pub async fn link_groups(db: &Db, spot_id: Uuid, course_id: CourseId, raw: &[Str
 }
 
 /// The link rows of a `groups~bulkAdd`, in one transaction.
-async fn write_links(db: &Db, spot_id: Uuid, course_id: CourseId, ids: &[Uuid]) -> Result<()> {
+async fn write_links(db: &Db, spot_id: Uuid, course_id: CourseId, ids: &[GroupId]) -> Result<()> {
     let mut tx = db.begin().await?;
     course_in(&mut tx, spot_id, course_id).await?;
     check_groups(&mut tx, spot_id, ids).await?;
@@ -529,7 +529,7 @@ async fn invite_slice(
     db: &Db,
     spot_id: Uuid,
     course_id: CourseId,
-    group_id: Uuid,
+    group_id: GroupId,
     mut after: Option<Uuid>,
 ) -> Result<Option<Uuid>> {
     let mut tx = db.begin().await?;
@@ -571,12 +571,12 @@ pub async fn unlink_groups(db: &Db, spot_id: Uuid, course_id: CourseId, raw: &[S
 /// Invites a member who just joined `group_id` to every course linked to it
 /// (inside the joining transaction, which holds the group's lock). A course deleted
 /// meanwhile is skipped.
-pub async fn invite_joiner(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_id: Uuid) -> Result<()> {
+pub async fn invite_joiner(tx: &mut Tx, spot_id: Uuid, group_id: GroupId, member_id: Uuid) -> Result<()> {
     invite_joiners(tx, spot_id, group_id, &[member_id]).await
 }
 
 /// [`invite_joiner`] for many members who just joined `group_id` together.
-pub async fn invite_joiners(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_ids: &[Uuid]) -> Result<()> {
+pub async fn invite_joiners(tx: &mut Tx, spot_id: Uuid, group_id: GroupId, member_ids: &[Uuid]) -> Result<()> {
     if member_ids.is_empty() {
         return Ok(());
     }

@@ -23,10 +23,11 @@ use uuid::Uuid;
 
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
 use super::members::Member;
+use super::now_ms;
 use super::properties::{PropertyDef, StoredValue};
 use super::smart_rules::{PropertyValues, Rules};
 use super::vocab::{GroupKind, GroupRole, KaizalaGroupType};
-use super::{new_id, now_ms};
+use crate::domain::ids::GroupId;
 use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db, Tx};
 
@@ -55,7 +56,7 @@ pub const GROUP_MEMBER_FILTERS: &[FieldSpec] = &[
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct Group {
     pub spot_id: Uuid,
-    pub id: Uuid,
+    pub id: GroupId,
     pub name: String,
     pub description: Option<String>,
     pub emoji: Option<String>,
@@ -117,7 +118,7 @@ fn prepare(spot_id: Uuid, n: NewGroup, props: &[PropertyDef]) -> Result<Group> {
     };
     Ok(Group {
         spot_id,
-        id: new_id(),
+        id: GroupId::generate(),
         name,
         description: n.description,
         emoji: n.emoji,
@@ -138,7 +139,7 @@ pub async fn list_groups(db: &Db, spot_id: Uuid, q: &ListQuery) -> Result<(Vec<G
     Ok(store::groups::list(c.ex(), spot_id, &preds, q.offset(), i64::from(q.limit)).await?)
 }
 
-pub async fn get_group(db: &Db, spot_id: Uuid, id: Uuid) -> Result<Group> {
+pub async fn get_group(db: &Db, spot_id: Uuid, id: GroupId) -> Result<Group> {
     let mut c = db.conn().await?;
     store::groups::get(c.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Group))
 }
@@ -204,7 +205,7 @@ pub struct GroupPatch {
 }
 
 /// `PUT /v1/groups/{id}`: name, description and emoji; rules and type are fixed.
-pub async fn update_group(db: &Db, spot_id: Uuid, id: Uuid, p: GroupPatch) -> Result<Group> {
+pub async fn update_group(db: &Db, spot_id: Uuid, id: GroupId, p: GroupPatch) -> Result<Group> {
     let mut tx = db.begin().await?;
     let mut g = store::groups::get(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Group))?;
     if p.rules_sent || p.kind.as_deref().is_some_and(|k| k != g.kind.as_str()) {
@@ -236,7 +237,7 @@ pub async fn save_in(tx: &mut Tx, g: &Group) -> Result<()> {
 }
 
 /// `DELETE /v1/groups/{id}`: memberships go with the group; members stay.
-pub async fn delete_group(db: &Db, spot_id: Uuid, id: Uuid) -> Result<()> {
+pub async fn delete_group(db: &Db, spot_id: Uuid, id: GroupId) -> Result<()> {
     let mut tx = db.begin().await?;
     if !store::groups::delete(tx.ex(), spot_id, id).await? {
         return Err(Error::NotFound(Entity::Group));
@@ -245,7 +246,12 @@ pub async fn delete_group(db: &Db, spot_id: Uuid, id: Uuid) -> Result<()> {
     Ok(())
 }
 
-pub async fn list_group_members(db: &Db, spot_id: Uuid, group_id: Uuid, q: &ListQuery) -> Result<(Vec<Member>, i64)> {
+pub async fn list_group_members(
+    db: &Db,
+    spot_id: Uuid,
+    group_id: GroupId,
+    q: &ListQuery,
+) -> Result<(Vec<Member>, i64)> {
     let preds = filter::validate(&q.filters, GROUP_MEMBER_FILTERS)?;
     let mut c = db.conn().await?;
     let g = store::groups::get(c.ex(), spot_id, group_id).await?.ok_or(Error::NotFound(Entity::Group))?;
@@ -261,7 +267,13 @@ pub async fn list_group_members(db: &Db, spot_id: Uuid, group_id: Uuid, q: &List
 
 /// Adds one membership (inside the caller's transaction); false when already a member.
 /// Every membership addition of either dialect goes through here.
-pub async fn join(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_id: Uuid, group_role: GroupRole) -> Result<bool> {
+pub async fn join(
+    tx: &mut Tx,
+    spot_id: Uuid,
+    group_id: GroupId,
+    member_id: Uuid,
+    group_role: GroupRole,
+) -> Result<bool> {
     let added = store::memberships::insert(tx.ex(), spot_id, group_id, member_id, group_role, now_ms()).await?;
     if added {
         store::groups::add_member_count(tx.ex(), spot_id, group_id, 1).await?;
@@ -272,7 +284,7 @@ pub async fn join(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_id: Uuid, g
 
 /// [`join`] for many members at once, in set-based statements (a smart group's
 /// computation); returns the members actually added.
-async fn join_many(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_ids: &[Uuid]) -> Result<Vec<Uuid>> {
+async fn join_many(tx: &mut Tx, spot_id: Uuid, group_id: GroupId, member_ids: &[Uuid]) -> Result<Vec<Uuid>> {
     if member_ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -284,14 +296,14 @@ async fn join_many(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_ids: &[Uui
 }
 
 /// Removes memberships (inside the caller's transaction); returns the ids removed.
-pub async fn leave(tx: &mut Tx, spot_id: Uuid, group_id: Uuid, member_ids: &[Uuid]) -> Result<Vec<Uuid>> {
+pub async fn leave(tx: &mut Tx, spot_id: Uuid, group_id: GroupId, member_ids: &[Uuid]) -> Result<Vec<Uuid>> {
     let removed = store::memberships::delete_many(tx.ex(), spot_id, group_id, member_ids).await?;
     store::groups::add_member_count(tx.ex(), spot_id, group_id, -(removed.len() as i64)).await?;
     Ok(removed)
 }
 
 /// Loads a group under its row lock (see `store::groups::lock`); 404 when absent.
-async fn locked_group(tx: &mut Tx, spot_id: Uuid, group_id: Uuid) -> Result<Group> {
+async fn locked_group(tx: &mut Tx, spot_id: Uuid, group_id: GroupId) -> Result<Group> {
     if !store::groups::lock(tx.ex(), spot_id, group_id).await? {
         return Err(Error::NotFound(Entity::Group));
     }
@@ -303,12 +315,12 @@ fn smart_refusal() -> Error {
 }
 
 /// `POST /v1/groups/{id}/spotMembers`: idempotent.
-pub async fn add_member(db: &Db, spot_id: Uuid, group_id: Uuid, member_id: Uuid) -> Result<()> {
+pub async fn add_member(db: &Db, spot_id: Uuid, group_id: GroupId, member_id: Uuid) -> Result<()> {
     store::retry_transient(|| add_member_once(db, spot_id, group_id, member_id)).await
 }
 
 /// One attempt (see [`store::retry_transient`]).
-async fn add_member_once(db: &Db, spot_id: Uuid, group_id: Uuid, member_id: Uuid) -> Result<()> {
+async fn add_member_once(db: &Db, spot_id: Uuid, group_id: GroupId, member_id: Uuid) -> Result<()> {
     let mut tx = db.begin().await?;
     let g = locked_group(&mut tx, spot_id, group_id).await?;
     store::members::get(tx.ex(), spot_id, member_id).await?.ok_or(Error::NotFound(Entity::SpotMember))?;
@@ -350,13 +362,18 @@ fn check_bulk(ids: &[String]) -> Result<()> {
 
 /// `POST /v1/groups/{id}/spotMembers~bulkAdd`: (added ids, failed ids). Ids already in
 /// the group count as added; unknown or foreign ids, and any id on a smart group, fail.
-pub async fn bulk_add(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String]) -> Result<(Vec<String>, Vec<String>)> {
+pub async fn bulk_add(db: &Db, spot_id: Uuid, group_id: GroupId, ids: &[String]) -> Result<(Vec<String>, Vec<String>)> {
     check_bulk(ids)?;
     store::retry_transient(|| bulk_add_once(db, spot_id, group_id, ids)).await
 }
 
 /// One attempt (see [`store::retry_transient`]).
-async fn bulk_add_once(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String]) -> Result<(Vec<String>, Vec<String>)> {
+async fn bulk_add_once(
+    db: &Db,
+    spot_id: Uuid,
+    group_id: GroupId,
+    ids: &[String],
+) -> Result<(Vec<String>, Vec<String>)> {
     let (parsed, _) = split_ids(ids);
     let mut tx = db.begin().await?;
     let g = locked_group(&mut tx, spot_id, group_id).await?;
@@ -389,13 +406,13 @@ async fn bulk_add_once(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String]) -
 }
 
 /// `POST /v1/groups/{id}/spotMembers~bulkRemove`: how many members were actually removed.
-pub async fn bulk_remove(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String]) -> Result<u64> {
+pub async fn bulk_remove(db: &Db, spot_id: Uuid, group_id: GroupId, ids: &[String]) -> Result<u64> {
     check_bulk(ids)?;
     store::retry_transient(|| bulk_remove_once(db, spot_id, group_id, ids)).await
 }
 
 /// One attempt (see [`store::retry_transient`]).
-async fn bulk_remove_once(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String]) -> Result<u64> {
+async fn bulk_remove_once(db: &Db, spot_id: Uuid, group_id: GroupId, ids: &[String]) -> Result<u64> {
     let (parsed, _) = split_ids(ids);
     let mut tx = db.begin().await?;
     let g = locked_group(&mut tx, spot_id, group_id).await?;
@@ -408,13 +425,25 @@ async fn bulk_remove_once(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String]
 }
 
 /// `blacklist~bulkAdd` / `blacklist~bulkRemove` of a smart group; returns the whole list.
-pub async fn change_blacklist(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String], add: bool) -> Result<Vec<Uuid>> {
+pub async fn change_blacklist(
+    db: &Db,
+    spot_id: Uuid,
+    group_id: GroupId,
+    ids: &[String],
+    add: bool,
+) -> Result<Vec<Uuid>> {
     check_bulk(ids)?;
     store::retry_transient(|| change_blacklist_once(db, spot_id, group_id, ids, add)).await
 }
 
 /// One attempt of [`change_blacklist`] (see [`store::retry_transient`]).
-async fn change_blacklist_once(db: &Db, spot_id: Uuid, group_id: Uuid, ids: &[String], add: bool) -> Result<Vec<Uuid>> {
+async fn change_blacklist_once(
+    db: &Db,
+    spot_id: Uuid,
+    group_id: GroupId,
+    ids: &[String],
+    add: bool,
+) -> Result<Vec<Uuid>> {
     let (parsed, _) = split_ids(ids);
     let mut tx = db.begin().await?;
     let g = store::groups::get(tx.ex(), spot_id, group_id).await?.ok_or(Error::NotFound(Entity::Group))?;
@@ -469,9 +498,9 @@ pub async fn refresh_smart_memberships(tx: &mut Tx, m: &Member) -> Result<()> {
     if smart.is_empty() {
         return Ok(());
     }
-    let current: HashSet<Uuid> =
+    let current: HashSet<GroupId> =
         store::memberships::groups_of_member(tx.ex(), m.spot_id, m.id).await?.into_iter().collect();
-    let blacklisted: HashSet<Uuid> =
+    let blacklisted: HashSet<GroupId> =
         store::blacklist::groups_of_member(tx.ex(), m.spot_id, m.id).await?.into_iter().collect();
     let uses_properties = smart.iter().any(|(_, r)| r.contains("\"customProperties."));
     let (props, values) = if uses_properties {
@@ -515,15 +544,15 @@ pub const COMPUTE_WORKERS: usize = 2;
 pub const COMPUTE_QUEUE: usize = 64;
 
 static COMPUTE_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(COMPUTE_WORKERS);
-static COMPUTE_ADMITTED: std::sync::Mutex<Option<HashSet<Uuid>>> = std::sync::Mutex::new(None);
+static COMPUTE_ADMITTED: std::sync::Mutex<Option<HashSet<GroupId>>> = std::sync::Mutex::new(None);
 
 /// A group's place among the admitted computations, given back when dropped (the
 /// computation ended, failed or its runtime stopped).
-struct Admitted(Uuid);
+struct Admitted(GroupId);
 
 impl Admitted {
     /// None when the group is already admitted or the queue is full.
-    fn take(group_id: Uuid) -> Option<Admitted> {
+    fn take(group_id: GroupId) -> Option<Admitted> {
         let mut admitted = COMPUTE_ADMITTED.lock().unwrap_or_else(|p| p.into_inner());
         let set = admitted.get_or_insert_with(HashSet::new);
         // Lazily: an `Admitted` built and dropped here would re-lock the set.
@@ -543,7 +572,7 @@ impl Drop for Admitted {
 /// Queues the full computation of a smart group: it runs in the background on one of
 /// [`COMPUTE_WORKERS`] slots; a group already queued is not queued twice, and a full
 /// queue leaves the group to housekeeping (see [`COMPUTE_QUEUE`]).
-pub fn start_computation(db: &Db, spot_id: Uuid, group_id: Uuid) {
+pub fn start_computation(db: &Db, spot_id: Uuid, group_id: GroupId) {
     let Some(admitted) = Admitted::take(group_id) else {
         tracing::info!(%group_id, "smart group computation queue full or already queued; housekeeping resumes it");
         return;
@@ -591,7 +620,7 @@ async fn wait_for_earlier_writes(db: &Db) -> Result<()> {
 
 /// Evaluates every member of the spot against a smart group, in batches, then marks
 /// the group ready. Runs under a lease so that one replica does it at a time.
-pub async fn compute_smart_group(db: &Db, spot_id: Uuid, group_id: Uuid) -> Result<()> {
+pub async fn compute_smart_group(db: &Db, spot_id: Uuid, group_id: GroupId) -> Result<()> {
     let now = now_ms();
     let mut tx = db.begin().await?;
     let claimed = store::smart_groups::claim_compute(tx.ex(), spot_id, group_id, now, now + COMPUTE_LEASE_MS).await?;
@@ -632,7 +661,7 @@ pub async fn compute_smart_group(db: &Db, spot_id: Uuid, group_id: Uuid) -> Resu
 async fn compute_batch(
     db: &Db,
     spot_id: Uuid,
-    group_id: Uuid,
+    group_id: GroupId,
     rules: &Rules,
     after: Option<Uuid>,
     size: i64,
@@ -679,19 +708,19 @@ mod tests {
 
     #[test]
     fn the_computation_queue_is_bounded_and_admits_a_group_once() {
-        let first = Admitted::take(Uuid::now_v7());
+        let first = Admitted::take(GroupId::generate());
         assert!(first.is_some());
         let again = first.as_ref().and_then(|a| Admitted::take(a.0));
         assert!(again.is_none(), "a group already queued is not queued twice");
         // Fill the queue (other tests of this process may hold places too).
         let mut held = Vec::new();
-        while let Some(a) = Admitted::take(Uuid::now_v7()) {
+        while let Some(a) = Admitted::take(GroupId::generate()) {
             held.push(a);
             assert!(held.len() <= COMPUTE_QUEUE);
         }
-        assert!(Admitted::take(Uuid::now_v7()).is_none(), "a full queue admits no one");
+        assert!(Admitted::take(GroupId::generate()).is_none(), "a full queue admits no one");
         // A finished computation gives its place back.
         held.pop();
-        assert!(Admitted::take(Uuid::now_v7()).is_some());
+        assert!(Admitted::take(GroupId::generate()).is_some());
     }
 }

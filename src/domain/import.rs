@@ -36,6 +36,7 @@ use super::members::{normalize_email, Member};
 use super::now_ms;
 use super::properties::{self, PropertyDef, StoredValue};
 use super::vocab::PropertyType;
+use crate::domain::ids::GroupId;
 use crate::error::{Error, Result};
 use crate::store::{self, Db, Tx};
 
@@ -626,13 +627,13 @@ fn reason(e: Error) -> String {
 }
 
 /// Checks the header and groups without writing anything (HTTP refuses early with it).
-pub async fn prepare(db: &Db, spot_id: Uuid, rows: &[Vec<Cell>], group_ids: &[Uuid]) -> Result<()> {
+pub async fn prepare(db: &Db, spot_id: Uuid, rows: &[Vec<Cell>], group_ids: &[GroupId]) -> Result<()> {
     let defs = properties::list_properties(db, spot_id).await?;
     columns(rows.first().map(Vec::as_slice).unwrap_or(&[]), &defs)?;
     check_groups(db, spot_id, group_ids).await
 }
 
-async fn check_groups(db: &Db, spot_id: Uuid, group_ids: &[Uuid]) -> Result<()> {
+async fn check_groups(db: &Db, spot_id: Uuid, group_ids: &[GroupId]) -> Result<()> {
     let mut c = db.conn().await?;
     let found = store::groups::get_many(c.ex(), spot_id, group_ids).await?;
     for g in group_ids {
@@ -656,7 +657,7 @@ pub async fn import_rows(
     db: &Db,
     spot_id: Uuid,
     rows: &[Vec<Cell>],
-    group_ids: &[Uuid],
+    group_ids: &[GroupId],
     dry_run: bool,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<ImportReport> {
@@ -723,7 +724,7 @@ async fn write_batch(
     spot_id: Uuid,
     defs: &[PropertyDef],
     plans: &[RowPlan],
-    group_ids: &[Uuid],
+    group_ids: &[GroupId],
     has_smart: bool,
     report: &mut ImportReport,
 ) -> Result<()> {
@@ -932,7 +933,7 @@ async fn refresh_group_memberships(
     batch: &MergedBatch,
     members: &BatchMembers,
     unchanged: &HashSet<Uuid>,
-    group_ids: &[Uuid],
+    group_ids: &[GroupId],
     has_smart: bool,
 ) -> Result<()> {
     for key in &batch.order {

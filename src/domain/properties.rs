@@ -12,6 +12,8 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::ids::GroupId;
+
 use super::filter::{Op, Predicate, RawFilter};
 use super::vocab::PropertyType;
 use super::{new_id, now_ms};
@@ -251,11 +253,11 @@ pub(crate) async fn refresh_readers(
     spot_id: Uuid,
     needle: &str,
     member_ids: Vec<Uuid>,
-) -> Result<Vec<Uuid>> {
+) -> Result<Vec<GroupId>> {
     if member_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let readers: Vec<Uuid> = store::smart_groups::list(tx.ex(), spot_id)
+    let readers: Vec<GroupId> = store::smart_groups::list(tx.ex(), spot_id)
         .await?
         .into_iter()
         .filter(|(_, rules)| rules.contains(needle))

@@ -5,10 +5,11 @@
 use uuid::Uuid;
 
 use super::{one_row, Ex};
+use crate::domain::ids::GroupId;
 use crate::run;
 
 /// Blacklists the member in the group; false when it was already.
-pub async fn insert(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid, member_id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn insert(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId, member_id: Uuid) -> Result<bool, sqlx::Error> {
     run!(ex, |c| {
         let outcome = sqlx::query(
             "INSERT INTO group_blacklist (spot_id, group_id, member_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -23,7 +24,7 @@ pub async fn insert(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid, member_id: Uuid) 
 }
 
 /// Takes the member off the group's blacklist; false when it was not on it.
-pub async fn delete(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid, member_id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn delete(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId, member_id: Uuid) -> Result<bool, sqlx::Error> {
     run!(ex, |c| {
         let outcome =
             sqlx::query("DELETE FROM group_blacklist WHERE spot_id = $1 AND group_id = $2 AND member_id = $3")
@@ -37,7 +38,7 @@ pub async fn delete(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid, member_id: Uuid) 
 }
 
 /// The ids of the members on the group's blacklist, in id order.
-pub async fn list(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn list(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId) -> Result<Vec<Uuid>, sqlx::Error> {
     run!(ex, |c| {
         sqlx::query_scalar::<_, Uuid>(
             "SELECT member_id FROM group_blacklist WHERE spot_id = $1 AND group_id = $2 ORDER BY member_id",
@@ -50,7 +51,7 @@ pub async fn list(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid) -> Result<Vec<Uuid>
 }
 
 /// Whether the group's blacklist holds the member.
-pub async fn contains(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid, member_id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn contains(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId, member_id: Uuid) -> Result<bool, sqlx::Error> {
     run!(ex, |c| {
         sqlx::query_scalar::<_, i64>(
             "SELECT COUNT(*) FROM group_blacklist WHERE spot_id = $1 AND group_id = $2 AND member_id = $3",
@@ -65,8 +66,8 @@ pub async fn contains(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid, member_id: Uuid
 }
 
 /// Ids of the groups whose blacklist holds the member.
-pub async fn groups_of_member(ex: Ex<'_>, spot_id: Uuid, member_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
-    run!(ex, |c| sqlx::query_scalar::<_, Uuid>(
+pub async fn groups_of_member(ex: Ex<'_>, spot_id: Uuid, member_id: Uuid) -> Result<Vec<GroupId>, sqlx::Error> {
+    run!(ex, |c| sqlx::query_scalar::<_, GroupId>(
         "SELECT group_id FROM group_blacklist WHERE spot_id = $1 AND member_id = $2"
     )
     .bind(spot_id)

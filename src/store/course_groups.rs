@@ -4,13 +4,12 @@
 
 use uuid::Uuid;
 
-use crate::domain::ids::CourseId;
-
 use super::Ex;
+use crate::domain::ids::{CourseId, GroupId};
 use crate::run;
 
 /// Links the course to the group (a no-op when linked already).
-pub async fn insert(ex: Ex<'_>, spot_id: Uuid, course_id: CourseId, group_id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn insert(ex: Ex<'_>, spot_id: Uuid, course_id: CourseId, group_id: GroupId) -> Result<(), sqlx::Error> {
     run!(ex, |c| sqlx::query(
         "INSERT INTO course_groups (spot_id, course_id, group_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
     )
@@ -23,7 +22,7 @@ pub async fn insert(ex: Ex<'_>, spot_id: Uuid, course_id: CourseId, group_id: Uu
 }
 
 /// Unlinks the course from the group (a no-op when not linked).
-pub async fn delete(ex: Ex<'_>, spot_id: Uuid, course_id: CourseId, group_id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn delete(ex: Ex<'_>, spot_id: Uuid, course_id: CourseId, group_id: GroupId) -> Result<(), sqlx::Error> {
     run!(ex, |c| sqlx::query("DELETE FROM course_groups WHERE spot_id = $1 AND course_id = $2 AND group_id = $3")
         .bind(spot_id)
         .bind(course_id)
@@ -34,7 +33,7 @@ pub async fn delete(ex: Ex<'_>, spot_id: Uuid, course_id: CourseId, group_id: Uu
 }
 
 /// Whether the course is linked to the group.
-pub async fn contains(ex: Ex<'_>, spot_id: Uuid, course_id: CourseId, group_id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn contains(ex: Ex<'_>, spot_id: Uuid, course_id: CourseId, group_id: GroupId) -> Result<bool, sqlx::Error> {
     run!(ex, |c| sqlx::query_scalar::<_, i64>(
         "SELECT COUNT(*) FROM course_groups WHERE spot_id = $1 AND course_id = $2 AND group_id = $3"
     )
@@ -47,7 +46,7 @@ pub async fn contains(ex: Ex<'_>, spot_id: Uuid, course_id: CourseId, group_id: 
 }
 
 /// Courses linked to a group.
-pub async fn courses_of_group(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid) -> Result<Vec<CourseId>, sqlx::Error> {
+pub async fn courses_of_group(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId) -> Result<Vec<CourseId>, sqlx::Error> {
     run!(ex, |c| sqlx::query_scalar::<_, CourseId>(
         "SELECT course_id FROM course_groups WHERE spot_id = $1 AND group_id = $2"
     )

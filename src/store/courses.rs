@@ -4,11 +4,10 @@
 
 use uuid::Uuid;
 
-use crate::domain::ids::CourseId;
-
 use super::{one_row, Ex};
 use crate::domain::courses::Course;
 use crate::domain::filter::Predicate;
+use crate::domain::ids::CourseId;
 use crate::run;
 
 const COLUMNS: &str = "spot_id, id, title, description, privacy, status, navigation_mode, participant_count";

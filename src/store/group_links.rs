@@ -5,10 +5,11 @@
 use uuid::Uuid;
 
 use super::{one_row, Ex};
+use crate::domain::ids::GroupId;
 use crate::run;
 
 /// Links `child` under `parent`; false when it was already.
-pub async fn insert(ex: Ex<'_>, spot_id: Uuid, parent: Uuid, child: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn insert(ex: Ex<'_>, spot_id: Uuid, parent: GroupId, child: GroupId) -> Result<bool, sqlx::Error> {
     run!(ex, |c| {
         let outcome = sqlx::query(
             "INSERT INTO group_links (spot_id, parent_id, child_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -23,7 +24,7 @@ pub async fn insert(ex: Ex<'_>, spot_id: Uuid, parent: Uuid, child: Uuid) -> Res
 }
 
 /// Unlinks `child` from `parent`; false when they were not linked.
-pub async fn delete(ex: Ex<'_>, spot_id: Uuid, parent: Uuid, child: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn delete(ex: Ex<'_>, spot_id: Uuid, parent: GroupId, child: GroupId) -> Result<bool, sqlx::Error> {
     run!(ex, |c| {
         let outcome = sqlx::query("DELETE FROM group_links WHERE spot_id = $1 AND parent_id = $2 AND child_id = $3")
             .bind(spot_id)
@@ -36,8 +37,8 @@ pub async fn delete(ex: Ex<'_>, spot_id: Uuid, parent: Uuid, child: Uuid) -> Res
 }
 
 /// (parent, child) links of the spot.
-pub async fn list(ex: Ex<'_>, spot_id: Uuid) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
-    run!(ex, |c| sqlx::query_as::<_, (Uuid, Uuid)>(
+pub async fn list(ex: Ex<'_>, spot_id: Uuid) -> Result<Vec<(GroupId, GroupId)>, sqlx::Error> {
+    run!(ex, |c| sqlx::query_as::<_, (GroupId, GroupId)>(
         "SELECT parent_id, child_id FROM group_links WHERE spot_id = $1 ORDER BY child_id"
     )
     .bind(spot_id)

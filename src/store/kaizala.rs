@@ -3,6 +3,7 @@
 use uuid::Uuid;
 
 use super::{one_row, Ex};
+use crate::domain::ids::GroupId;
 use crate::domain::kaizala::{Connector, TokenGrant};
 use crate::domain::vocab::MemberStatus;
 use crate::run;
@@ -219,7 +220,7 @@ pub async fn insert_message(
     ex: Ex<'_>,
     spot_id: Uuid,
     id: Uuid,
-    group_id: Uuid,
+    group_id: GroupId,
     sender: Uuid,
     text: &str,
     now: i64,
@@ -243,7 +244,7 @@ pub async fn insert_message(
 pub async fn list_messages(
     ex: Ex<'_>,
     spot_id: Uuid,
-    group_id: Uuid,
+    group_id: GroupId,
 ) -> Result<Vec<(Uuid, Uuid, String, i64)>, sqlx::Error> {
     run!(ex, |c| sqlx::query_as::<_, (Uuid, Uuid, String, i64)>(
         "SELECT id, sender_member_id, text, created_at FROM kz_messages WHERE spot_id = $1 AND group_id = $2 \

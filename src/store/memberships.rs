@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::sql::{Bind, Sql, IN_LIST_MAX};
 use super::{one_row, Ex};
 use crate::domain::filter::Predicate;
+use crate::domain::ids::GroupId;
 use crate::domain::members::Member;
 use crate::domain::vocab::GroupRole;
 use crate::{bind_all, run};
@@ -15,7 +16,7 @@ use crate::{bind_all, run};
 pub async fn insert(
     ex: Ex<'_>,
     spot_id: Uuid,
-    group_id: Uuid,
+    group_id: GroupId,
     member_id: Uuid,
     group_role: GroupRole,
     now: i64,
@@ -41,7 +42,7 @@ pub async fn insert(
 pub async fn insert_many(
     ex: Ex<'_>,
     spot_id: Uuid,
-    group_id: Uuid,
+    group_id: GroupId,
     member_ids: &[Uuid],
     group_role: GroupRole,
     now: i64,
@@ -52,7 +53,7 @@ pub async fn insert_many(
             let mut sql = Sql::new(
                 "INSERT INTO group_members (spot_id, group_id, member_id, group_role, added_at) SELECT spot_id, ",
             );
-            sql.push_bind(Bind::Uuid(group_id)).push(", id, ").push_bind(Bind::Text(group_role.to_string()));
+            sql.push_bind(group_id.into()).push(", id, ").push_bind(Bind::Text(group_role.to_string()));
             sql.push(", ").push_bind(Bind::I64(now)).push(" FROM members WHERE spot_id = ");
             sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN ");
             sql.push_list(chunk.iter().map(|id| Bind::Uuid(*id))).push(" ON CONFLICT DO NOTHING RETURNING member_id");
@@ -68,14 +69,14 @@ pub async fn insert_many(
 pub async fn delete_many(
     ex: Ex<'_>,
     spot_id: Uuid,
-    group_id: Uuid,
+    group_id: GroupId,
     member_ids: &[Uuid],
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     if member_ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut sql = Sql::new("DELETE FROM group_members WHERE spot_id = ");
-    sql.push_bind(Bind::Uuid(spot_id)).push(" AND group_id = ").push_bind(Bind::Uuid(group_id));
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND group_id = ").push_bind(group_id.into());
     sql.push(" AND member_id IN ");
     sql.push_list(member_ids.iter().map(|id| Bind::Uuid(*id))).push(" RETURNING member_id");
     run!(ex, |c| bind_all!(sqlx::query_scalar::<_, Uuid>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
@@ -85,7 +86,7 @@ pub async fn delete_many(
 pub async fn role(
     ex: Ex<'_>,
     spot_id: Uuid,
-    group_id: Uuid,
+    group_id: GroupId,
     member_id: Uuid,
 ) -> Result<Option<GroupRole>, sqlx::Error> {
     run!(ex, |c| {
@@ -104,7 +105,7 @@ pub async fn role(
 pub async fn set_role(
     ex: Ex<'_>,
     spot_id: Uuid,
-    group_id: Uuid,
+    group_id: GroupId,
     member_id: Uuid,
     group_role: GroupRole,
 ) -> Result<bool, sqlx::Error> {
@@ -123,7 +124,12 @@ pub async fn set_role(
 }
 
 /// How many members of the group hold `group_role`.
-pub async fn count_role(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid, group_role: GroupRole) -> Result<i64, sqlx::Error> {
+pub async fn count_role(
+    ex: Ex<'_>,
+    spot_id: Uuid,
+    group_id: GroupId,
+    group_role: GroupRole,
+) -> Result<i64, sqlx::Error> {
     run!(ex, |c| {
         sqlx::query_scalar::<_, i64>(
             "SELECT COUNT(*) FROM group_members WHERE spot_id = $1 AND group_id = $2 AND group_role = $3",
@@ -137,8 +143,8 @@ pub async fn count_role(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid, group_role: G
 }
 
 /// Ids of the groups the member belongs to.
-pub async fn groups_of_member(ex: Ex<'_>, spot_id: Uuid, member_id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
-    run!(ex, |c| sqlx::query_scalar::<_, Uuid>(
+pub async fn groups_of_member(ex: Ex<'_>, spot_id: Uuid, member_id: Uuid) -> Result<Vec<GroupId>, sqlx::Error> {
+    run!(ex, |c| sqlx::query_scalar::<_, GroupId>(
         "SELECT group_id FROM group_members WHERE spot_id = $1 AND member_id = $2"
     )
     .bind(spot_id)
@@ -150,13 +156,13 @@ pub async fn groups_of_member(ex: Ex<'_>, spot_id: Uuid, member_id: Uuid) -> Res
 /// A group member's columns: the member's (`m.`) and its group role.
 const GROUP_MEMBER_COLUMNS: &str = concat!(crate::store::members::member_columns!("m."), ", gm.group_role");
 
-fn group_members_sql(select: &'static str, spot_id: Uuid, group_id: Uuid, filters: &[Predicate]) -> Sql {
+fn group_members_sql(select: &'static str, spot_id: Uuid, group_id: GroupId, filters: &[Predicate]) -> Sql {
     let mut sql = Sql::from_parts(&[
         "SELECT ",
         select,
         " FROM group_members gm JOIN members m ON m.spot_id = gm.spot_id AND m.id = gm.member_id WHERE gm.spot_id = ",
     ]);
-    sql.push_bind(Bind::Uuid(spot_id)).push(" AND gm.group_id = ").push_bind(Bind::Uuid(group_id));
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND gm.group_id = ").push_bind(group_id.into());
     sql.push_predicates(filters);
     sql
 }
@@ -165,7 +171,7 @@ fn group_members_sql(select: &'static str, spot_id: Uuid, group_id: Uuid, filter
 pub async fn list(
     ex: Ex<'_>,
     spot_id: Uuid,
-    group_id: Uuid,
+    group_id: GroupId,
     filters: &[Predicate],
     offset: i64,
     limit: Option<i64>,
@@ -185,7 +191,7 @@ pub async fn list(
 }
 
 /// How many of a group's members match `filters`.
-pub async fn count(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid, filters: &[Predicate]) -> Result<i64, sqlx::Error> {
+pub async fn count(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId, filters: &[Predicate]) -> Result<i64, sqlx::Error> {
     let sql = group_members_sql("COUNT(*)", spot_id, group_id, filters);
     run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(sql.text_for(&*c)), &sql.binds).fetch_one(c).await)
 }
@@ -194,12 +200,12 @@ pub async fn count(ex: Ex<'_>, spot_id: Uuid, group_id: Uuid, filters: &[Predica
 pub async fn member_ids(
     ex: Ex<'_>,
     spot_id: Uuid,
-    group_id: Uuid,
+    group_id: GroupId,
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     let mut sql = Sql::new("SELECT member_id FROM group_members WHERE spot_id = ");
-    sql.push_bind(Bind::Uuid(spot_id)).push(" AND group_id = ").push_bind(Bind::Uuid(group_id));
+    sql.push_bind(Bind::Uuid(spot_id)).push(" AND group_id = ").push_bind(group_id.into());
     if let Some(a) = after {
         sql.push(" AND member_id > ").push_bind(Bind::Uuid(a));
     }

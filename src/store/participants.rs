@@ -5,12 +5,11 @@
 
 use uuid::Uuid;
 
-use crate::domain::ids::{CourseId, ParticipantId};
-
 use super::sql::{Bind, Sql};
 use super::{one_row, Ex};
 use crate::domain::courses::Participant;
 use crate::domain::filter::Predicate;
+use crate::domain::ids::{CourseId, ParticipantId};
 use crate::{bind_all, run};
 
 const COLUMNS: &str = "p.spot_id, p.id, p.course_id, p.member_id, p.status, p.invited_by, p.invited_at, \

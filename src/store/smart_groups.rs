@@ -8,10 +8,11 @@
 use uuid::Uuid;
 
 use super::{one_row, Ex};
+use crate::domain::ids::GroupId;
 use crate::run;
 
 /// Takes the computation lease of a smart group that is not ready, if free or lapsed.
-pub async fn claim_compute(ex: Ex<'_>, spot_id: Uuid, id: Uuid, now: i64, until: i64) -> Result<bool, sqlx::Error> {
+pub async fn claim_compute(ex: Ex<'_>, spot_id: Uuid, id: GroupId, now: i64, until: i64) -> Result<bool, sqlx::Error> {
     run!(ex, |c| {
         let outcome = sqlx::query(
             "UPDATE spot_groups SET compute_lease_until = $4 WHERE spot_id = $1 AND id = $2 AND ready = $5 \
@@ -28,7 +29,7 @@ pub async fn claim_compute(ex: Ex<'_>, spot_id: Uuid, id: Uuid, now: i64, until:
     })
 }
 
-pub async fn extend_lease(ex: Ex<'_>, spot_id: Uuid, id: Uuid, until: i64) -> Result<(), sqlx::Error> {
+pub async fn extend_lease(ex: Ex<'_>, spot_id: Uuid, id: GroupId, until: i64) -> Result<(), sqlx::Error> {
     run!(ex, |c| sqlx::query("UPDATE spot_groups SET compute_lease_until = $3 WHERE spot_id = $1 AND id = $2")
         .bind(spot_id)
         .bind(id)
@@ -40,7 +41,7 @@ pub async fn extend_lease(ex: Ex<'_>, spot_id: Uuid, id: Uuid, until: i64) -> Re
 
 /// Marks a smart group for recomputation: not ready, no lease (so any replica's
 /// housekeeping takes it up if no one starts it).
-pub async fn set_not_ready(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn set_not_ready(ex: Ex<'_>, spot_id: Uuid, id: GroupId) -> Result<(), sqlx::Error> {
     run!(ex, |c| {
         sqlx::query("UPDATE spot_groups SET ready = $3, compute_lease_until = NULL WHERE spot_id = $1 AND id = $2")
             .bind(spot_id)
@@ -52,7 +53,7 @@ pub async fn set_not_ready(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<(), sq
     })
 }
 
-pub async fn set_ready(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn set_ready(ex: Ex<'_>, spot_id: Uuid, id: GroupId) -> Result<(), sqlx::Error> {
     run!(ex, |c| {
         sqlx::query("UPDATE spot_groups SET ready = $3, compute_lease_until = NULL WHERE spot_id = $1 AND id = $2")
             .bind(spot_id)
@@ -95,9 +96,9 @@ pub async fn count_in_progress(ex: Ex<'_>, xids: &[i64]) -> Result<i64, sqlx::Er
 }
 
 /// Smart groups not ready whose lease is free or lapsed (work a replica may take over).
-pub async fn pending_computes(ex: Ex<'_>, now: i64) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+pub async fn pending_computes(ex: Ex<'_>, now: i64) -> Result<Vec<(Uuid, GroupId)>, sqlx::Error> {
     run!(ex, |c| {
-        sqlx::query_as::<_, (Uuid, Uuid)>(
+        sqlx::query_as::<_, (Uuid, GroupId)>(
         "SELECT spot_id, id FROM spot_groups WHERE ready = $1 AND (compute_lease_until IS NULL OR compute_lease_until < $2)"
     )
     .bind(false)
@@ -108,9 +109,9 @@ pub async fn pending_computes(ex: Ex<'_>, now: i64) -> Result<Vec<(Uuid, Uuid)>,
 }
 
 /// The spot's smart groups: (id, rules JSON).
-pub async fn list(ex: Ex<'_>, spot_id: Uuid) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+pub async fn list(ex: Ex<'_>, spot_id: Uuid) -> Result<Vec<(GroupId, String)>, sqlx::Error> {
     run!(ex, |c| {
-        sqlx::query_as::<_, (Uuid, String)>(
+        sqlx::query_as::<_, (GroupId, String)>(
             "SELECT id, rules FROM spot_groups WHERE spot_id = $1 AND kind = 'Smart' AND rules IS NOT NULL ORDER BY id",
         )
         .bind(spot_id)

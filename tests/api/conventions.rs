@@ -218,7 +218,14 @@ both!(openapi_documents_typed_ids_as_uuid_strings, |app| {
         assert!(!schemas.contains_key(name), "{name} has a component of its own");
     }
     let uuid = json!({"type": "string", "format": "uuid"});
-    for (schema, field) in [("CourseDto", "id"), ("CourseParticipantDto", "id"), ("CourseParticipantDto", "courseId")] {
+    for (schema, field) in [
+        ("CourseDto", "id"),
+        ("CourseParticipantDto", "id"),
+        ("CourseParticipantDto", "courseId"),
+        ("GroupDto", "id"),
+        ("KzGroupDetail", "groupId"),
+        ("KzSubGroup", "groupId"),
+    ] {
         assert_eq!(schemas[schema]["properties"][field], uuid, "{schema}.{field}");
     }
 });

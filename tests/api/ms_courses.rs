@@ -1123,7 +1123,7 @@ both!(concurrent_course_updates_keep_every_field, |app| {
 both!(members_joining_while_a_group_is_linked, |app| {
     let app = Arc::new(app);
     let gid = create_group(&app, json!({"name": "G"})).await;
-    let gid_uuid = Uuid::parse_str(&gid).unwrap();
+    let gid_uuid: openspot::domain::ids::GroupId = gid.parse().unwrap();
     // A group big enough for each link to take a while.
     let base: Vec<String> = (0..200).map(|i| format!("base{i}@x.io")).collect();
     let (base, _) = openspot::domain::members::bulk_invite(&app.db, app.spot_id, &base).await.unwrap();
@@ -1164,7 +1164,7 @@ both!(members_joining_while_a_group_is_linked, |app| {
 both!(linking_a_group_of_2000_members, |app| {
     let cid = course(&app).await;
     let gid = create_group(&app, json!({"name": "big"})).await;
-    let gid_uuid = Uuid::parse_str(&gid).unwrap();
+    let gid_uuid: openspot::domain::ids::GroupId = gid.parse().unwrap();
     for chunk in 0..10 {
         let emails_: Vec<String> = (0..200).map(|i| format!("m{chunk}-{i}@x.io")).collect();
         let (created, failed) = openspot::domain::members::bulk_invite(&app.db, app.spot_id, &emails_).await.unwrap();
@@ -1198,7 +1198,7 @@ both!(linking_a_group_of_2000_members, |app| {
 both!(an_interrupted_link_is_completed_by_sending_it_again, |app| {
     let cid = course(&app).await;
     let gid = create_group(&app, json!({"name": "resumable"})).await;
-    let gid_uuid = Uuid::parse_str(&gid).unwrap();
+    let gid_uuid: openspot::domain::ids::GroupId = gid.parse().unwrap();
     for chunk in 0..3 {
         let emails_: Vec<String> = (0..200).map(|i| format!("r{chunk}-{i}@x.io")).collect();
         let (created, _) = openspot::domain::members::bulk_invite(&app.db, app.spot_id, &emails_).await.unwrap();

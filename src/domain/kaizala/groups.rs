@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::hierarchy::{walk, Direction};
 use super::{member_by_mobile, mobile, KzCaller};
 use crate::domain::groups::{self, Group, NewGroup};
+use crate::domain::ids::GroupId;
 use crate::domain::members::{self, Member};
 use crate::domain::vocab::{GroupRole, MemberRole, MemberStatus};
 use crate::domain::{new_id, now_ms};
@@ -23,8 +24,8 @@ pub const MAX_MESSAGE_CHARS: usize = 4000;
 pub struct GroupView {
     pub group: Group,
     pub caller_role: Option<GroupRole>,
-    pub parent_ids: Vec<Uuid>,
-    pub child_ids: Vec<Uuid>,
+    pub parent_ids: Vec<GroupId>,
+    pub child_ids: Vec<GroupId>,
     pub current_level_user_count: i64,
     pub current_level_unprovisioned: i64,
     /// Members across the group and all its sub-groups (a member in two counts twice).
@@ -44,17 +45,17 @@ async fn caller_member(tx: &mut Tx, caller: &KzCaller) -> Result<Member> {
     members::get_in(tx.ex(), caller.spot_id, caller.member_id).await
 }
 
-async fn load_group(tx: &mut Tx, spot_id: Uuid, id: Uuid) -> Result<Group> {
+async fn load_group(tx: &mut Tx, spot_id: Uuid, id: GroupId) -> Result<Group> {
     store::groups::get(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Group))
 }
 
 /// The caller's role in the group; a spot Admin acts as a group Admin everywhere.
-async fn effective_role(tx: &mut Tx, caller: &KzCaller, me: &Member, group_id: Uuid) -> Result<Option<GroupRole>> {
+async fn effective_role(tx: &mut Tx, caller: &KzCaller, me: &Member, group_id: GroupId) -> Result<Option<GroupRole>> {
     let role = store::memberships::role(tx.ex(), caller.spot_id, group_id, caller.member_id).await?;
     Ok(if me.role == MemberRole::Admin { Some(GroupRole::Admin) } else { role })
 }
 
-async fn require_reader(tx: &mut Tx, caller: &KzCaller, group_id: Uuid) -> Result<(Group, Option<GroupRole>)> {
+async fn require_reader(tx: &mut Tx, caller: &KzCaller, group_id: GroupId) -> Result<(Group, Option<GroupRole>)> {
     let g = load_group(tx, caller.spot_id, group_id).await?;
     let me = caller_member(tx, caller).await?;
     let role = effective_role(tx, caller, &me, group_id).await?;
@@ -64,7 +65,7 @@ async fn require_reader(tx: &mut Tx, caller: &KzCaller, group_id: Uuid) -> Resul
     Ok((g, role))
 }
 
-async fn require_admin(tx: &mut Tx, caller: &KzCaller, group_id: Uuid) -> Result<Group> {
+async fn require_admin(tx: &mut Tx, caller: &KzCaller, group_id: GroupId) -> Result<Group> {
     let (g, role) = require_reader(tx, caller, group_id).await?;
     if role != Some(GroupRole::Admin) {
         return Err(Error::Forbidden("Only a group Admin can change this group".into()));
@@ -81,7 +82,7 @@ pub async fn create_group(
     welcome_message: Option<String>,
     numbers: &[String],
     group_type: Option<String>,
-    parent: Option<Uuid>,
+    parent: Option<GroupId>,
     add_caller: bool,
 ) -> Result<(Group, bool)> {
     if numbers.len() > MAX_GROUP_MEMBERS_PER_CALL {
@@ -127,8 +128,8 @@ struct HierarchyCounts {
 async fn hierarchy_counts(
     tx: &mut Tx,
     spot_id: Uuid,
-    group_id: Uuid,
-    links: &[(Uuid, Uuid)],
+    group_id: GroupId,
+    links: &[(GroupId, GroupId)],
 ) -> Result<HierarchyCounts> {
     let mut counts = HierarchyCounts::default();
     let mut unique: HashSet<Uuid> = HashSet::new();
@@ -149,9 +150,15 @@ async fn hierarchy_counts(
     Ok(counts)
 }
 
-async fn view(tx: &mut Tx, caller: &KzCaller, me: &Member, g: Group, links: &[(Uuid, Uuid)]) -> Result<GroupView> {
-    let parent_ids: Vec<Uuid> = links.iter().filter(|(_, c)| *c == g.id).map(|(p, _)| *p).collect();
-    let child_ids: Vec<Uuid> = links.iter().filter(|(p, _)| *p == g.id).map(|(_, c)| *c).collect();
+async fn view(
+    tx: &mut Tx,
+    caller: &KzCaller,
+    me: &Member,
+    g: Group,
+    links: &[(GroupId, GroupId)],
+) -> Result<GroupView> {
+    let parent_ids: Vec<GroupId> = links.iter().filter(|(_, c)| *c == g.id).map(|(p, _)| *p).collect();
+    let child_ids: Vec<GroupId> = links.iter().filter(|(p, _)| *p == g.id).map(|(_, c)| *c).collect();
     let counts = hierarchy_counts(tx, caller.spot_id, g.id, links).await?;
     let caller_role = effective_role(tx, caller, me, g.id).await?;
     Ok(GroupView {
@@ -173,7 +180,7 @@ pub async fn list_groups(db: &Db, caller: &KzCaller, fetch_all: bool) -> Result<
     let mut tx = db.begin_read().await?;
     let me = caller_member(&mut tx, caller).await?;
     let links = store::group_links::list(tx.ex(), caller.spot_id).await?;
-    let mut ids: Vec<Uuid> = if me.role == MemberRole::Admin {
+    let mut ids: Vec<GroupId> = if me.role == MemberRole::Admin {
         let (all, _) = store::groups::list(tx.ex(), caller.spot_id, &[], 0, i64::MAX).await?;
         all.into_iter().map(|g| g.id).collect()
     } else {
@@ -194,7 +201,7 @@ pub async fn list_groups(db: &Db, caller: &KzCaller, fetch_all: bool) -> Result<
 }
 
 /// One group, readable by its members and the spot's Admins.
-pub async fn group_detail(db: &Db, caller: &KzCaller, group_id: Uuid) -> Result<GroupView> {
+pub async fn group_detail(db: &Db, caller: &KzCaller, group_id: GroupId) -> Result<GroupView> {
     let mut tx = db.begin_read().await?;
     let (g, _) = require_reader(&mut tx, caller, group_id).await?;
     let me = caller_member(&mut tx, caller).await?;
@@ -208,13 +215,13 @@ pub async fn group_detail(db: &Db, caller: &KzCaller, group_id: Uuid) -> Result<
 pub async fn sub_groups(
     db: &Db,
     caller: &KzCaller,
-    group_id: Uuid,
+    group_id: GroupId,
     fetch_all: bool,
-) -> Result<(Group, Vec<Group>, Vec<(Uuid, Uuid)>)> {
+) -> Result<(Group, Vec<Group>, Vec<(GroupId, GroupId)>)> {
     let mut tx = db.begin_read().await?;
     let (g, _) = require_reader(&mut tx, caller, group_id).await?;
     let links = store::group_links::list(tx.ex(), caller.spot_id).await?;
-    let mut ids: Vec<Uuid> = if fetch_all {
+    let mut ids: Vec<GroupId> = if fetch_all {
         walk(&links, &[group_id], Direction::Down).into_iter().filter(|id| *id != group_id).collect()
     } else {
         links.iter().filter(|(p, _)| *p == group_id).map(|(_, c)| *c).collect()
@@ -231,7 +238,7 @@ pub const MAX_SUB_GROUPS_PER_CALL: usize = 100;
 /// Attaches existing groups as sub-groups. The caller must be Admin of the parent and
 /// of every child (a spot Admin is Admin everywhere): attaching a group makes its
 /// members visible through the parent's hierarchy, so a group's own Admins decide.
-pub async fn attach_sub_groups(db: &Db, caller: &KzCaller, group_id: Uuid, children: &[Uuid]) -> Result<()> {
+pub async fn attach_sub_groups(db: &Db, caller: &KzCaller, group_id: GroupId, children: &[GroupId]) -> Result<()> {
     if children.len() > MAX_SUB_GROUPS_PER_CALL {
         return Err(Error::invalid("subGroups", format!("at most {MAX_SUB_GROUPS_PER_CALL} groups")));
     }
@@ -265,7 +272,7 @@ pub async fn attach_sub_groups(db: &Db, caller: &KzCaller, group_id: Uuid, child
     Ok(())
 }
 
-pub async fn detach_sub_group(db: &Db, caller: &KzCaller, group_id: Uuid, child: Uuid) -> Result<()> {
+pub async fn detach_sub_group(db: &Db, caller: &KzCaller, group_id: GroupId, child: GroupId) -> Result<()> {
     let mut tx = db.begin().await?;
     require_admin(&mut tx, caller, group_id).await?;
     if !store::group_links::delete(tx.ex(), caller.spot_id, group_id, child).await? {
@@ -275,7 +282,7 @@ pub async fn detach_sub_group(db: &Db, caller: &KzCaller, group_id: Uuid, child:
     Ok(())
 }
 
-pub async fn list_members(db: &Db, caller: &KzCaller, group_id: Uuid) -> Result<Vec<GroupMemberView>> {
+pub async fn list_members(db: &Db, caller: &KzCaller, group_id: GroupId) -> Result<Vec<GroupMemberView>> {
     let mut tx = db.begin_read().await?;
     require_reader(&mut tx, caller, group_id).await?;
     let rows = store::memberships::list(tx.ex(), caller.spot_id, group_id, &[], 0, None).await?;
@@ -288,7 +295,7 @@ fn smart_refusal() -> Error {
 }
 
 /// Adds mobile numbers to a group (creating unknown numbers as members); all-or-nothing.
-pub async fn add_members(db: &Db, caller: &KzCaller, group_id: Uuid, numbers: &[String]) -> Result<()> {
+pub async fn add_members(db: &Db, caller: &KzCaller, group_id: GroupId, numbers: &[String]) -> Result<()> {
     if numbers.is_empty() {
         return Err(Error::invalid("members", "must list at least one mobile number"));
     }
@@ -301,7 +308,7 @@ pub async fn add_members(db: &Db, caller: &KzCaller, group_id: Uuid, numbers: &[
 }
 
 /// One attempt of [`add_members`] (see [`store::retry_transient`]).
-async fn add_members_once(db: &Db, caller: &KzCaller, group_id: Uuid, numbers: &[String]) -> Result<()> {
+async fn add_members_once(db: &Db, caller: &KzCaller, group_id: GroupId, numbers: &[String]) -> Result<()> {
     let mut tx = db.begin().await?;
     let g = require_admin(&mut tx, caller, group_id).await?;
     if g.is_smart() {
@@ -321,7 +328,7 @@ async fn add_members_once(db: &Db, caller: &KzCaller, group_id: Uuid, numbers: &
 }
 
 /// Sets a member's group role; the last Admin cannot be demoted.
-pub async fn set_member_role(db: &Db, caller: &KzCaller, group_id: Uuid, member_id: Uuid, role: &str) -> Result<()> {
+pub async fn set_member_role(db: &Db, caller: &KzCaller, group_id: GroupId, member_id: Uuid, role: &str) -> Result<()> {
     let role: GroupRole = role.parse().map_err(|_| Error::invalid("role", "must be Admin or Member"))?;
     store::retry_transient(|| set_member_role_once(db, caller, group_id, member_id, role)).await
 }
@@ -331,7 +338,7 @@ pub async fn set_member_role(db: &Db, caller: &KzCaller, group_id: Uuid, member_
 async fn set_member_role_once(
     db: &Db,
     caller: &KzCaller,
-    group_id: Uuid,
+    group_id: GroupId,
     member_id: Uuid,
     role: GroupRole,
 ) -> Result<()> {
@@ -358,12 +365,12 @@ async fn set_member_role_once(
 }
 
 /// Removes a member from a group; the last Admin cannot be removed.
-pub async fn remove_member(db: &Db, caller: &KzCaller, group_id: Uuid, member_id: Uuid) -> Result<()> {
+pub async fn remove_member(db: &Db, caller: &KzCaller, group_id: GroupId, member_id: Uuid) -> Result<()> {
     store::retry_transient(|| remove_member_once(db, caller, group_id, member_id)).await
 }
 
 /// One attempt of [`remove_member`], under the group's lock (see [`set_member_role_once`]).
-async fn remove_member_once(db: &Db, caller: &KzCaller, group_id: Uuid, member_id: Uuid) -> Result<()> {
+async fn remove_member_once(db: &Db, caller: &KzCaller, group_id: GroupId, member_id: Uuid) -> Result<()> {
     let mut tx = db.begin().await?;
     let g = require_admin(&mut tx, caller, group_id).await?;
     if !store::groups::lock(tx.ex(), caller.spot_id, group_id).await? {
@@ -389,7 +396,7 @@ async fn remove_member_once(db: &Db, caller: &KzCaller, group_id: Uuid, member_i
 }
 
 /// Stores a text message sent to a group by one of its members; returns its reference id.
-pub async fn post_message(db: &Db, caller: &KzCaller, group_id: Uuid, text: &str) -> Result<Uuid> {
+pub async fn post_message(db: &Db, caller: &KzCaller, group_id: GroupId, text: &str) -> Result<Uuid> {
     if text.trim().is_empty() {
         return Err(Error::invalid("message", "must not be empty"));
     }

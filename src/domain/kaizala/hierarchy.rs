@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use uuid::Uuid;
+use crate::domain::ids::GroupId;
 
 /// Which links a [`walk`] follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,10 +24,10 @@ pub enum Direction {
 
 /// The starts (each once, in their order) then every group reachable from them along
 /// `links` in `direction`, breadth first; each group appears once.
-pub fn walk(links: &[(Uuid, Uuid)], starts: &[Uuid], direction: Direction) -> Vec<Uuid> {
+pub fn walk(links: &[(GroupId, GroupId)], starts: &[GroupId], direction: Direction) -> Vec<GroupId> {
     let next = neighbours(links, direction);
-    let mut seen: HashSet<Uuid> = HashSet::with_capacity(starts.len());
-    let mut order: Vec<Uuid> = starts.iter().copied().filter(|s| seen.insert(*s)).collect();
+    let mut seen: HashSet<GroupId> = HashSet::with_capacity(starts.len());
+    let mut order: Vec<GroupId> = starts.iter().copied().filter(|s| seen.insert(*s)).collect();
     let mut i = 0;
     while let Some(&cur) = order.get(i) {
         for &n in next.get(&cur).map(Vec::as_slice).unwrap_or_default() {
@@ -41,8 +41,8 @@ pub fn walk(links: &[(Uuid, Uuid)], starts: &[Uuid], direction: Direction) -> Ve
 }
 
 /// The groups one link away from each group, following `direction`.
-fn neighbours(links: &[(Uuid, Uuid)], direction: Direction) -> HashMap<Uuid, Vec<Uuid>> {
-    let mut next: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+fn neighbours(links: &[(GroupId, GroupId)], direction: Direction) -> HashMap<GroupId, Vec<GroupId>> {
+    let mut next: HashMap<GroupId, Vec<GroupId>> = HashMap::new();
     for &(parent, child) in links {
         if direction != Direction::Up {
             next.entry(parent).or_default().push(child);
@@ -57,9 +57,10 @@ fn neighbours(links: &[(Uuid, Uuid)], direction: Direction) -> HashMap<Uuid, Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
 
-    fn ids(n: usize) -> Vec<Uuid> {
-        (0..n).map(|i| Uuid::from_u128(i as u128 + 1)).collect()
+    fn ids(n: usize) -> Vec<GroupId> {
+        (0..n).map(|i| GroupId(Uuid::from_u128(i as u128 + 1))).collect()
     }
 
     #[test]
@@ -96,12 +97,12 @@ mod tests {
     fn a_long_chain_and_a_dense_graph_are_walked_once() {
         // 200 000 links in a chain: linear work, one entry per group.
         let chain = ids(200_001);
-        let links: Vec<(Uuid, Uuid)> = chain.windows(2).map(|w| (w[0], w[1])).collect();
+        let links: Vec<(GroupId, GroupId)> = chain.windows(2).map(|w| (w[0], w[1])).collect();
         let down = walk(&links, &[chain[0]], Direction::Down);
         assert_eq!(down, chain);
         // Every pair of 300 groups linked both ways (89 700 links): each group once.
         let g = ids(300);
-        let dense: Vec<(Uuid, Uuid)> =
+        let dense: Vec<(GroupId, GroupId)> =
             g.iter().flat_map(|a| g.iter().filter(move |b| *b != a).map(move |b| (*a, *b))).collect();
         assert_eq!(walk(&dense, &[g[7]], Direction::Either).len(), g.len());
     }

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{group_id, lenient, member_id, query_flag, Caller, KzError, KzErrorBody, KzJson};
 use crate::domain::groups::Group;
+use crate::domain::ids::GroupId;
 use crate::domain::kaizala::{self, GroupView};
 use crate::domain::vocab::{GroupRole, KaizalaGroupType, MemberStatus};
 use crate::http::AppState;
@@ -62,7 +63,8 @@ pub struct KzCreateGroupBody {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KzCreatedGroup {
-    group_id: Uuid,
+    #[schema(value_type = Uuid)]
+    group_id: GroupId,
     group_name: String,
     members_added: bool,
 }
@@ -94,7 +96,8 @@ async fn kz_create_group(
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KzGroupSummary {
-    group_id: Uuid,
+    #[schema(value_type = Uuid)]
+    group_id: GroupId,
     group_name: String,
     /// Always empty: openspot stores no group images.
     group_image_url: String,
@@ -120,7 +123,8 @@ impl From<&GroupView> for KzGroupSummary {
 #[serde(rename_all = "camelCase")]
 pub struct KzGroupDetail {
     group_name: String,
-    group_id: Uuid,
+    #[schema(value_type = Uuid)]
+    group_id: GroupId,
     group_image_url: String,
     has_sub_groups: bool,
     has_parent_groups: bool,
@@ -229,7 +233,8 @@ async fn kz_get_group(
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KzCreatedSubGroup {
-    group_id: Uuid,
+    #[schema(value_type = Uuid)]
+    group_id: GroupId,
     group_name: String,
 }
 
@@ -298,7 +303,8 @@ async fn kz_attach_sub_groups(
 #[serde(rename_all = "camelCase")]
 pub struct KzSubGroup {
     group_name: String,
-    group_id: Uuid,
+    #[schema(value_type = Uuid)]
+    group_id: GroupId,
     group_image_url: String,
     has_sub_groups: bool,
     has_parent_groups: bool,
@@ -309,7 +315,7 @@ pub struct KzSubGroup {
 }
 
 impl KzSubGroup {
-    fn of(g: &Group, links: &[(Uuid, Uuid)]) -> Self {
+    fn of(g: &Group, links: &[(GroupId, GroupId)]) -> Self {
         KzSubGroup {
             group_name: g.name.clone(),
             group_id: g.id,

@@ -26,6 +26,7 @@ use uuid::Uuid;
 use super::extract::body_bytes;
 use super::server::ClientIp;
 use super::AppState;
+use crate::domain::ids::GroupId;
 use crate::domain::kaizala::KzCaller;
 use crate::domain::rate_limit::MINUTE_MS;
 use crate::error::{Entity, Error};
@@ -199,9 +200,9 @@ async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Resp
 }
 
 /// A group id from a path or body: a UUID, optionally with an `@<n>` suffix.
-pub fn group_id(raw: &str) -> Result<Uuid, KzError> {
+pub fn group_id(raw: &str) -> Result<GroupId, KzError> {
     let base = raw.trim().split('@').next().unwrap_or_default();
-    Uuid::parse_str(base).map_err(|_| KzError::from(Error::NotFound(Entity::Group)))
+    base.parse().map_err(|_| KzError::from(Error::NotFound(Entity::Group)))
 }
 
 pub fn member_id(raw: &str) -> Result<Uuid, KzError> {

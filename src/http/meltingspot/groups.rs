@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::members::{SpotMemberDto, SpotMemberPage};
 use crate::domain::groups::{self, Group, GroupPatch, NewGroup};
+use crate::domain::ids::GroupId;
 use crate::domain::vocab::GroupKind;
 use crate::error::Entity;
 use crate::http::error::{ErrorBody, MsError};
@@ -35,7 +36,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupDto {
-    id: Uuid,
+    #[schema(value_type = Uuid)]
+    id: GroupId,
     name: String,
     description: Option<String>,
     emoji: Option<String>,

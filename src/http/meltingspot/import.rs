@@ -17,6 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::domain::ids::GroupId;
 use crate::domain::import::{self, ReadError, HTTP_LIMITS, HTTP_MAX_BYTES};
 use crate::error::Error;
 use crate::http::error::{ErrorBody, MsError};
@@ -140,6 +141,7 @@ async fn import_spot_members(
                 let raw = String::from_utf8_lossy(&bytes).trim().to_string();
                 groups.push(
                     Uuid::parse_str(&raw)
+                        .map(GroupId::from)
                         .map_err(|_| Error::invalid("groupId", format!("'{raw}' is not a group id")))?,
                 );
             }
