@@ -30,7 +30,7 @@ use std::collections::HashSet;
 use uuid::Uuid;
 
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
-use super::ids::{CourseId, GroupId, ParticipantId};
+use super::ids::{CourseId, GroupId, MemberId, ParticipantId};
 use super::now_ms;
 use super::vocab::{self, CoursePrivacy, CourseStatus, NavigationMode, ParticipantStatus};
 use crate::error::{Entity, Error, Result};
@@ -75,9 +75,9 @@ pub struct Participant {
     pub spot_id: Uuid,
     pub id: ParticipantId,
     pub course_id: CourseId,
-    pub member_id: Uuid,
+    pub member_id: MemberId,
     pub status: ParticipantStatus,
-    pub invited_by: Option<Uuid>,
+    pub invited_by: Option<MemberId>,
     pub invited_at: i64,
     pub started_at: Option<i64>,
     pub completed_at: Option<i64>,
@@ -220,13 +220,13 @@ async fn invite_members(
     tx: &mut Tx,
     spot_id: Uuid,
     course_id: CourseId,
-    member_ids: &[Uuid],
-    invited_by: Option<Uuid>,
+    member_ids: &[MemberId],
+    invited_by: Option<MemberId>,
     reinvite_unenrolled: bool,
-) -> Result<Vec<Uuid>> {
+) -> Result<Vec<MemberId>> {
     let now = now_ms();
     let mut changed = HashSet::new();
-    let known: HashSet<Uuid> = if reinvite_unenrolled {
+    let known: HashSet<MemberId> = if reinvite_unenrolled {
         let existing = store::participants::get_many_by_member(tx.ex(), spot_id, course_id, member_ids).await?;
         changed.extend(
             reinvite(tx, existing.iter().filter(|p| p.status == ParticipantStatus::Unenrolled), invited_by, now)
@@ -237,7 +237,7 @@ async fn invite_members(
         // Group links and joiners: only which members participate already (no rows).
         store::participants::participating(tx.ex(), spot_id, course_id, member_ids).await?.into_iter().collect()
     };
-    let fresh: Vec<(ParticipantId, Uuid)> =
+    let fresh: Vec<(ParticipantId, MemberId)> =
         member_ids.iter().filter(|m| !known.contains(m)).map(|m| (ParticipantId::generate(), *m)).collect();
     for chunk in fresh.chunks(INVITE_BATCH) {
         let n = store::participants::insert_invited(tx.ex(), spot_id, course_id, chunk, invited_by, now).await?;
@@ -251,9 +251,9 @@ async fn invite_members(
 async fn reinvite<'a>(
     tx: &mut Tx,
     unenrolled: impl Iterator<Item = &'a Participant>,
-    invited_by: Option<Uuid>,
+    invited_by: Option<MemberId>,
     now: i64,
-) -> Result<Vec<Uuid>> {
+) -> Result<Vec<MemberId>> {
     let mut out = Vec::new();
     for p in unenrolled {
         let mut p = p.clone();
@@ -275,15 +275,15 @@ async fn invite_in(
     tx: &mut Tx,
     spot_id: Uuid,
     course_id: CourseId,
-    member_ids: &[Uuid],
-    invited_by: Option<Uuid>,
+    member_ids: &[MemberId],
+    invited_by: Option<MemberId>,
     reinvite_unenrolled: bool,
 ) -> Result<Vec<Participant>> {
     let ids = invite_members(tx, spot_id, course_id, member_ids, invited_by, reinvite_unenrolled).await?;
     Ok(store::participants::get_many_by_member(tx.ex(), spot_id, course_id, &ids).await?)
 }
 
-async fn check_inviter(tx: &mut Tx, spot_id: Uuid, invited_by: Option<Uuid>) -> Result<()> {
+async fn check_inviter(tx: &mut Tx, spot_id: Uuid, invited_by: Option<MemberId>) -> Result<()> {
     if let Some(by) = invited_by {
         if store::members::get(tx.ex(), spot_id, by).await?.is_none() {
             return Err(Error::invalid("invitedBySpotMemberId", format!("no spot member '{by}'")));
@@ -297,8 +297,8 @@ pub async fn invite_participant(
     db: &Db,
     spot_id: Uuid,
     course_id: CourseId,
-    member_id: Uuid,
-    invited_by: Option<Uuid>,
+    member_id: MemberId,
+    invited_by: Option<MemberId>,
 ) -> Result<(Participant, bool)> {
     store::retry_transient(|| invite_participant_once(db, spot_id, course_id, member_id, invited_by)).await
 }
@@ -308,8 +308,8 @@ async fn invite_participant_once(
     db: &Db,
     spot_id: Uuid,
     course_id: CourseId,
-    member_id: Uuid,
-    invited_by: Option<Uuid>,
+    member_id: MemberId,
+    invited_by: Option<MemberId>,
 ) -> Result<(Participant, bool)> {
     let mut tx = db.begin().await?;
     locked_course(&mut tx, spot_id, course_id).await?;
@@ -335,7 +335,7 @@ pub async fn bulk_invite(
     spot_id: Uuid,
     course_id: CourseId,
     raw_ids: &[String],
-    invited_by: Option<Uuid>,
+    invited_by: Option<MemberId>,
 ) -> Result<(Vec<Participant>, Vec<Participant>)> {
     if raw_ids.is_empty() {
         return Err(Error::invalid("spotMemberIds", "must contain at least 1 id"));
@@ -346,7 +346,7 @@ pub async fn bulk_invite(
     let mut ids = Vec::new();
     let mut bad = Vec::new();
     for r in raw_ids {
-        match Uuid::parse_str(r.trim()) {
+        match r.trim().parse::<MemberId>() {
             Ok(id) if !ids.contains(&id) => ids.push(id),
             Ok(_) => {}
             Err(_) => bad.push(r.clone()),
@@ -360,14 +360,14 @@ async fn bulk_invite_once(
     db: &Db,
     spot_id: Uuid,
     course_id: CourseId,
-    ids: &[Uuid],
+    ids: &[MemberId],
     mut bad: Vec<String>,
-    invited_by: Option<Uuid>,
+    invited_by: Option<MemberId>,
 ) -> Result<(Vec<Participant>, Vec<Participant>)> {
     let mut tx = db.begin().await?;
     locked_course(&mut tx, spot_id, course_id).await?;
     check_inviter(&mut tx, spot_id, invited_by).await?;
-    let found: HashSet<Uuid> =
+    let found: HashSet<MemberId> =
         store::members::get_many(tx.ex(), spot_id, ids).await?.into_iter().map(|m| m.id).collect();
     bad.extend(ids.iter().filter(|id| !found.contains(id)).map(|id| id.to_string()));
     if !bad.is_empty() {
@@ -530,8 +530,8 @@ async fn invite_slice(
     spot_id: Uuid,
     course_id: CourseId,
     group_id: GroupId,
-    mut after: Option<Uuid>,
-) -> Result<Option<Uuid>> {
+    mut after: Option<MemberId>,
+) -> Result<Option<MemberId>> {
     let mut tx = db.begin().await?;
     // From here on the write lock is held (on SQLite the begin waited for it).
     let started = std::time::Instant::now();
@@ -571,12 +571,12 @@ pub async fn unlink_groups(db: &Db, spot_id: Uuid, course_id: CourseId, raw: &[S
 /// Invites a member who just joined `group_id` to every course linked to it
 /// (inside the joining transaction, which holds the group's lock). A course deleted
 /// meanwhile is skipped.
-pub async fn invite_joiner(tx: &mut Tx, spot_id: Uuid, group_id: GroupId, member_id: Uuid) -> Result<()> {
+pub async fn invite_joiner(tx: &mut Tx, spot_id: Uuid, group_id: GroupId, member_id: MemberId) -> Result<()> {
     invite_joiners(tx, spot_id, group_id, &[member_id]).await
 }
 
 /// [`invite_joiner`] for many members who just joined `group_id` together.
-pub async fn invite_joiners(tx: &mut Tx, spot_id: Uuid, group_id: GroupId, member_ids: &[Uuid]) -> Result<()> {
+pub async fn invite_joiners(tx: &mut Tx, spot_id: Uuid, group_id: GroupId, member_ids: &[MemberId]) -> Result<()> {
     if member_ids.is_empty() {
         return Ok(());
     }

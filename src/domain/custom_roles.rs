@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op, Predicate};
 use super::{new_id, now_ms};
+use crate::domain::ids::MemberId;
 use crate::error::{Entity, Error, Result};
 use crate::store::sql::Bind;
 use crate::store::{self, Db, Tx};
@@ -136,12 +137,12 @@ pub async fn update_role(
 const HOLDERS_BATCH: i64 = 1000;
 
 /// The ids of the members holding role `id`, in id order (keyset pages).
-async fn holders(tx: &mut Tx, spot_id: Uuid, id: Uuid) -> Result<Vec<Uuid>> {
-    let mut out = Vec::new();
+async fn holders(tx: &mut Tx, spot_id: Uuid, id: Uuid) -> Result<Vec<MemberId>> {
+    let mut out: Vec<MemberId> = Vec::new();
     loop {
         let mut preds = vec![Predicate { column: "custom_role_id", op: Op::Eq, values: vec![Bind::Uuid(id)] }];
         if let Some(last) = out.last() {
-            preds.push(Predicate { column: "id", op: Op::Gt, values: vec![Bind::Uuid(*last)] });
+            preds.push(Predicate { column: "id", op: Op::Gt, values: vec![(*last).into()] });
         }
         let page = store::members::list(tx.ex(), spot_id, &preds, &[], 0, HOLDERS_BATCH).await?;
         let full = page.len() as i64 == HOLDERS_BATCH;

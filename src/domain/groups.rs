@@ -27,7 +27,7 @@ use super::now_ms;
 use super::properties::{PropertyDef, StoredValue};
 use super::smart_rules::{PropertyValues, Rules};
 use super::vocab::{GroupKind, GroupRole, KaizalaGroupType};
-use crate::domain::ids::GroupId;
+use crate::domain::ids::{GroupId, MemberId};
 use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db, Tx};
 
@@ -271,7 +271,7 @@ pub async fn join(
     tx: &mut Tx,
     spot_id: Uuid,
     group_id: GroupId,
-    member_id: Uuid,
+    member_id: MemberId,
     group_role: GroupRole,
 ) -> Result<bool> {
     let added = store::memberships::insert(tx.ex(), spot_id, group_id, member_id, group_role, now_ms()).await?;
@@ -284,7 +284,7 @@ pub async fn join(
 
 /// [`join`] for many members at once, in set-based statements (a smart group's
 /// computation); returns the members actually added.
-async fn join_many(tx: &mut Tx, spot_id: Uuid, group_id: GroupId, member_ids: &[Uuid]) -> Result<Vec<Uuid>> {
+async fn join_many(tx: &mut Tx, spot_id: Uuid, group_id: GroupId, member_ids: &[MemberId]) -> Result<Vec<MemberId>> {
     if member_ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -296,7 +296,7 @@ async fn join_many(tx: &mut Tx, spot_id: Uuid, group_id: GroupId, member_ids: &[
 }
 
 /// Removes memberships (inside the caller's transaction); returns the ids removed.
-pub async fn leave(tx: &mut Tx, spot_id: Uuid, group_id: GroupId, member_ids: &[Uuid]) -> Result<Vec<Uuid>> {
+pub async fn leave(tx: &mut Tx, spot_id: Uuid, group_id: GroupId, member_ids: &[MemberId]) -> Result<Vec<MemberId>> {
     let removed = store::memberships::delete_many(tx.ex(), spot_id, group_id, member_ids).await?;
     store::groups::add_member_count(tx.ex(), spot_id, group_id, -(removed.len() as i64)).await?;
     Ok(removed)
@@ -315,12 +315,12 @@ fn smart_refusal() -> Error {
 }
 
 /// `POST /v1/groups/{id}/spotMembers`: idempotent.
-pub async fn add_member(db: &Db, spot_id: Uuid, group_id: GroupId, member_id: Uuid) -> Result<()> {
+pub async fn add_member(db: &Db, spot_id: Uuid, group_id: GroupId, member_id: MemberId) -> Result<()> {
     store::retry_transient(|| add_member_once(db, spot_id, group_id, member_id)).await
 }
 
 /// One attempt (see [`store::retry_transient`]).
-async fn add_member_once(db: &Db, spot_id: Uuid, group_id: GroupId, member_id: Uuid) -> Result<()> {
+async fn add_member_once(db: &Db, spot_id: Uuid, group_id: GroupId, member_id: MemberId) -> Result<()> {
     let mut tx = db.begin().await?;
     let g = locked_group(&mut tx, spot_id, group_id).await?;
     store::members::get(tx.ex(), spot_id, member_id).await?.ok_or(Error::NotFound(Entity::SpotMember))?;
@@ -333,12 +333,12 @@ async fn add_member_once(db: &Db, spot_id: Uuid, group_id: GroupId, member_id: U
 }
 
 /// Parses ids, sorting them into valid UUIDs and failures (echoed as sent).
-fn split_ids(raw: &[String]) -> (Vec<Uuid>, Vec<String>) {
+fn split_ids(raw: &[String]) -> (Vec<MemberId>, Vec<String>) {
     let mut ok = Vec::new();
     let mut bad = Vec::new();
     let mut seen = HashSet::new();
     for r in raw {
-        match Uuid::parse_str(r.trim()) {
+        match r.trim().parse::<MemberId>() {
             Ok(id) => {
                 if seen.insert(id) {
                     ok.push(id);
@@ -380,14 +380,14 @@ async fn bulk_add_once(
     if g.is_smart() {
         return Ok((Vec::new(), ids.to_vec()));
     }
-    let found: HashSet<Uuid> =
+    let found: HashSet<MemberId> =
         store::members::get_many(tx.ex(), spot_id, &parsed).await?.into_iter().map(|m| m.id).collect();
     // Both lists keep the order of the request (a repeated id is reported once).
     let mut added = Vec::new();
     let mut failed = Vec::new();
     let mut seen = HashSet::new();
     for raw in ids {
-        let Ok(id) = Uuid::parse_str(raw.trim()) else {
+        let Ok(id) = raw.trim().parse::<MemberId>() else {
             failed.push(raw.clone());
             continue;
         };
@@ -431,7 +431,7 @@ pub async fn change_blacklist(
     group_id: GroupId,
     ids: &[String],
     add: bool,
-) -> Result<Vec<Uuid>> {
+) -> Result<Vec<MemberId>> {
     check_bulk(ids)?;
     store::retry_transient(|| change_blacklist_once(db, spot_id, group_id, ids, add)).await
 }
@@ -443,7 +443,7 @@ async fn change_blacklist_once(
     group_id: GroupId,
     ids: &[String],
     add: bool,
-) -> Result<Vec<Uuid>> {
+) -> Result<Vec<MemberId>> {
     let (parsed, _) = split_ids(ids);
     let mut tx = db.begin().await?;
     let g = store::groups::get(tx.ex(), spot_id, group_id).await?.ok_or(Error::NotFound(Entity::Group))?;
@@ -663,9 +663,9 @@ async fn compute_batch(
     spot_id: Uuid,
     group_id: GroupId,
     rules: &Rules,
-    after: Option<Uuid>,
+    after: Option<MemberId>,
     size: i64,
-) -> Result<(Option<Uuid>, std::time::Duration)> {
+) -> Result<(Option<MemberId>, std::time::Duration)> {
     let mut tx = db.begin().await?;
     let began = std::time::Instant::now();
     let batch = store::members::batch_for_share(tx.ex(), spot_id, after, size).await?;
@@ -679,9 +679,10 @@ async fn compute_batch(
     if !store::groups::lock(tx.ex(), spot_id, group_id).await? {
         return Ok((None, began.elapsed()));
     }
-    let blacklisted: HashSet<Uuid> = store::blacklist::list(tx.ex(), spot_id, group_id).await?.into_iter().collect();
+    let blacklisted: HashSet<MemberId> =
+        store::blacklist::list(tx.ex(), spot_id, group_id).await?.into_iter().collect();
     let values = if rules.uses_properties() {
-        let ids: Vec<Uuid> = batch.iter().map(|m| m.id).collect();
+        let ids: Vec<MemberId> = batch.iter().map(|m| m.id).collect();
         store::properties::values_of_members(tx.ex(), spot_id, &ids).await?
     } else {
         HashMap::new()

@@ -36,7 +36,7 @@ use super::members::{normalize_email, Member};
 use super::now_ms;
 use super::properties::{self, PropertyDef, StoredValue};
 use super::vocab::PropertyType;
-use crate::domain::ids::GroupId;
+use crate::domain::ids::{GroupId, MemberId};
 use crate::error::{Error, Result};
 use crate::store::{self, Db, Tx};
 
@@ -833,7 +833,7 @@ async fn insert_new_members(tx: &mut Tx, spot_id: Uuid, batch: &MergedBatch, now
             m
         })
         .collect();
-    let mut inserted: HashSet<Uuid> = HashSet::new();
+    let mut inserted: HashSet<MemberId> = HashSet::new();
     for chunk in candidates.chunks(INSERT_ROWS_PER_STATEMENT) {
         inserted.extend(store::members::insert_many_if_absent(tx.ex(), chunk).await?);
     }
@@ -861,7 +861,7 @@ async fn insert_new_members(tx: &mut Tx, spot_id: Uuid, batch: &MergedBatch, now
 
 /// The property values of the members the batch created, as rows to insert
 /// (`property, member, position, value`).
-fn values_of_created(batch: &MergedBatch, members: &BatchMembers) -> Vec<(Uuid, Uuid, i64, StoredValue)> {
+fn values_of_created(batch: &MergedBatch, members: &BatchMembers) -> Vec<(Uuid, MemberId, i64, StoredValue)> {
     let mut new_values = Vec::new();
     for (key, p) in batch.rows().filter(|(key, _)| members.created.contains(*key)) {
         let Some(m) = members.by_email.get(key) else { continue };
@@ -883,8 +883,8 @@ async fn update_existing_members(
     batch: &MergedBatch,
     members: &mut BatchMembers,
     now: i64,
-) -> Result<HashSet<Uuid>> {
-    let existing_ids: Vec<Uuid> = batch
+) -> Result<HashSet<MemberId>> {
+    let existing_ids: Vec<MemberId> = batch
         .order
         .iter()
         .filter(|k| !members.created.contains(*k))
@@ -892,7 +892,7 @@ async fn update_existing_members(
         .map(|m| m.id)
         .collect();
     let current_values = store::properties::values_of_members(tx.ex(), spot_id, &existing_ids).await?;
-    let mut unchanged: HashSet<Uuid> = HashSet::new();
+    let mut unchanged: HashSet<MemberId> = HashSet::new();
     for (key, p) in batch.rows() {
         if members.created.contains(key) {
             continue;
@@ -932,7 +932,7 @@ async fn refresh_group_memberships(
     spot_id: Uuid,
     batch: &MergedBatch,
     members: &BatchMembers,
-    unchanged: &HashSet<Uuid>,
+    unchanged: &HashSet<MemberId>,
     group_ids: &[GroupId],
     has_smart: bool,
 ) -> Result<()> {

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
 use super::vocab::{self, MemberRole, MemberStatus};
 use super::{new_id, now_ms};
+use crate::domain::ids::MemberId;
 use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db, Ex};
 
@@ -20,7 +21,7 @@ pub const MAX_BULK_INVITE: usize = 200;
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct Member {
     pub spot_id: Uuid,
-    pub id: Uuid,
+    pub id: MemberId,
     pub user_id: Option<Uuid>,
     pub email: Option<String>,
     pub mobile_number: Option<String>,
@@ -47,7 +48,7 @@ impl Member {
         let now = now_ms();
         Member {
             spot_id,
-            id: new_id(),
+            id: MemberId::generate(),
             user_id: None,
             email,
             mobile_number,
@@ -117,7 +118,7 @@ pub async fn list_members(db: &Db, spot_id: Uuid, q: &ListQuery) -> Result<(Vec<
     Ok((items, total))
 }
 
-pub async fn get_member(db: &Db, spot_id: Uuid, id: Uuid) -> Result<Member> {
+pub async fn get_member(db: &Db, spot_id: Uuid, id: MemberId) -> Result<Member> {
     let mut c = db.conn().await?;
     store::members::get(c.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::SpotMember))
 }
@@ -244,7 +245,7 @@ fn parse_role_and_status(
 }
 
 /// `PUT /v1/spotMembers/{id}`.
-pub async fn update_member(db: &Db, spot_id: Uuid, id: Uuid, patch: MemberPatch) -> Result<Member> {
+pub async fn update_member(db: &Db, spot_id: Uuid, id: MemberId, patch: MemberPatch) -> Result<Member> {
     let (role, status) = parse_role_and_status(patch.role.as_deref(), patch.status.as_deref())?;
     store::retry_transient(|| apply_member_patch(db, spot_id, id, patch.clone(), role, status)).await
 }
@@ -254,7 +255,7 @@ pub async fn update_member(db: &Db, spot_id: Uuid, id: Uuid, patch: MemberPatch)
 async fn apply_member_patch(
     db: &Db,
     spot_id: Uuid,
-    id: Uuid,
+    id: MemberId,
     patch: MemberPatch,
     role: Option<MemberRole>,
     status: Option<MemberStatus>,
@@ -307,6 +308,6 @@ async fn apply_member_patch(
 }
 
 /// Loads a member inside a transaction (404 when absent or of another spot).
-pub async fn get_in(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<Member> {
+pub async fn get_in(ex: Ex<'_>, spot_id: Uuid, id: MemberId) -> Result<Member> {
     store::members::get(ex, spot_id, id).await?.ok_or(Error::NotFound(Entity::SpotMember))
 }

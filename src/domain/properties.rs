@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::ids::GroupId;
+use super::ids::{GroupId, MemberId};
 
 use super::filter::{Op, Predicate, RawFilter};
 use super::vocab::PropertyType;
@@ -252,7 +252,7 @@ pub(crate) async fn refresh_readers(
     tx: &mut Tx,
     spot_id: Uuid,
     needle: &str,
-    member_ids: Vec<Uuid>,
+    member_ids: Vec<MemberId>,
 ) -> Result<Vec<GroupId>> {
     if member_ids.is_empty() {
         return Ok(Vec::new());
@@ -452,7 +452,7 @@ pub fn from_stored(def: &PropertyDef, rows: &[StoredValue]) -> Value {
 async fn values_of(
     tx_or_conn: crate::store::Ex<'_>,
     spot_id: Uuid,
-    member_id: Uuid,
+    member_id: MemberId,
 ) -> Result<HashMap<Uuid, Vec<StoredValue>>> {
     let rows = store::properties::member_values(tx_or_conn, spot_id, member_id).await?;
     let mut out: HashMap<Uuid, Vec<StoredValue>> = HashMap::new();
@@ -466,7 +466,7 @@ async fn values_of(
 pub async fn member_values(
     db: &Db,
     spot_id: Uuid,
-    member_id: Uuid,
+    member_id: MemberId,
     offset: usize,
     limit: usize,
 ) -> Result<(Vec<PropertyValue>, i64)> {
@@ -492,7 +492,7 @@ pub async fn member_values(
 pub async fn set_values_in(
     tx: &mut Tx,
     spot_id: Uuid,
-    member_id: Uuid,
+    member_id: MemberId,
     items: &[(String, Value, String)],
 ) -> Result<Vec<PropertyValue>> {
     // The member's lock first: value writers of one member queue here, so each reads
@@ -524,7 +524,7 @@ pub async fn set_values_in(
 pub async fn set_values(
     db: &Db,
     spot_id: Uuid,
-    member_id: Uuid,
+    member_id: MemberId,
     items: &[(String, Value, String)],
 ) -> Result<Vec<PropertyValue>> {
     store::retry_transient(|| set_values_once(db, spot_id, member_id, items)).await
@@ -534,7 +534,7 @@ pub async fn set_values(
 async fn set_values_once(
     db: &Db,
     spot_id: Uuid,
-    member_id: Uuid,
+    member_id: MemberId,
     items: &[(String, Value, String)],
 ) -> Result<Vec<PropertyValue>> {
     let mut tx = db.begin().await?;

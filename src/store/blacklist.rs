@@ -5,11 +5,11 @@
 use uuid::Uuid;
 
 use super::{one_row, Ex};
-use crate::domain::ids::GroupId;
+use crate::domain::ids::{GroupId, MemberId};
 use crate::run;
 
 /// Blacklists the member in the group; false when it was already.
-pub async fn insert(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId, member_id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn insert(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId, member_id: MemberId) -> Result<bool, sqlx::Error> {
     run!(ex, |c| {
         let outcome = sqlx::query(
             "INSERT INTO group_blacklist (spot_id, group_id, member_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -24,7 +24,7 @@ pub async fn insert(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId, member_id: Uui
 }
 
 /// Takes the member off the group's blacklist; false when it was not on it.
-pub async fn delete(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId, member_id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn delete(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId, member_id: MemberId) -> Result<bool, sqlx::Error> {
     run!(ex, |c| {
         let outcome =
             sqlx::query("DELETE FROM group_blacklist WHERE spot_id = $1 AND group_id = $2 AND member_id = $3")
@@ -38,9 +38,9 @@ pub async fn delete(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId, member_id: Uui
 }
 
 /// The ids of the members on the group's blacklist, in id order.
-pub async fn list(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn list(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId) -> Result<Vec<MemberId>, sqlx::Error> {
     run!(ex, |c| {
-        sqlx::query_scalar::<_, Uuid>(
+        sqlx::query_scalar::<_, MemberId>(
             "SELECT member_id FROM group_blacklist WHERE spot_id = $1 AND group_id = $2 ORDER BY member_id",
         )
         .bind(spot_id)
@@ -51,7 +51,7 @@ pub async fn list(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId) -> Result<Vec<Uu
 }
 
 /// Whether the group's blacklist holds the member.
-pub async fn contains(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId, member_id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn contains(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId, member_id: MemberId) -> Result<bool, sqlx::Error> {
     run!(ex, |c| {
         sqlx::query_scalar::<_, i64>(
             "SELECT COUNT(*) FROM group_blacklist WHERE spot_id = $1 AND group_id = $2 AND member_id = $3",
@@ -66,7 +66,7 @@ pub async fn contains(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId, member_id: U
 }
 
 /// Ids of the groups whose blacklist holds the member.
-pub async fn groups_of_member(ex: Ex<'_>, spot_id: Uuid, member_id: Uuid) -> Result<Vec<GroupId>, sqlx::Error> {
+pub async fn groups_of_member(ex: Ex<'_>, spot_id: Uuid, member_id: MemberId) -> Result<Vec<GroupId>, sqlx::Error> {
     run!(ex, |c| sqlx::query_scalar::<_, GroupId>(
         "SELECT group_id FROM group_blacklist WHERE spot_id = $1 AND member_id = $2"
     )

@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::{one_row, Ex};
-use crate::domain::ids::GroupId;
+use crate::domain::ids::{GroupId, MemberId};
 use crate::domain::kaizala::{Connector, TokenGrant};
 use crate::domain::vocab::MemberStatus;
 use crate::run;
@@ -53,7 +53,7 @@ pub async fn upsert_refresh_token(
     ex: Ex<'_>,
     spot_id: Uuid,
     connector_id: Uuid,
-    member_id: Uuid,
+    member_id: MemberId,
     hash: &[u8],
     issued_at: i64,
     expires_at: i64,
@@ -103,7 +103,7 @@ pub async fn insert_access_token(ex: Ex<'_>, g: &TokenGrant, hash: &[u8]) -> Res
 /// sign in must not keep using a token).
 pub async fn find_access_token(ex: Ex<'_>, hash: &[u8]) -> Result<Option<(TokenGrant, MemberStatus)>, sqlx::Error> {
     run!(ex, |c| {
-        let row = sqlx::query_as::<_, (Uuid, Uuid, Uuid, i64, MemberStatus)>(
+        let row = sqlx::query_as::<_, (Uuid, Uuid, MemberId, i64, MemberStatus)>(
             "SELECT t.spot_id, t.connector_id, t.member_id, t.expires_at, m.status FROM kz_access_tokens t \
              JOIN members m ON m.spot_id = t.spot_id AND m.id = t.member_id WHERE t.token_hash = $1",
         )
@@ -121,7 +121,7 @@ pub async fn delete_access_tokens_of(
     ex: Ex<'_>,
     spot_id: Uuid,
     connector_id: Uuid,
-    member_id: Uuid,
+    member_id: MemberId,
 ) -> Result<u64, sqlx::Error> {
     run!(ex, |c| sqlx::query(
         "DELETE FROM kz_access_tokens WHERE spot_id = $1 AND connector_id = $2 AND member_id = $3"
@@ -136,7 +136,7 @@ pub async fn delete_access_tokens_of(
 
 /// Revokes everything a member holds: refresh and access tokens of every connector,
 /// and pending PINs (the member was signed out: Deactivated, Rejected or Left).
-pub async fn revoke_member(ex: Ex<'_>, spot_id: Uuid, member_id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn revoke_member(ex: Ex<'_>, spot_id: Uuid, member_id: MemberId) -> Result<(), sqlx::Error> {
     run!(ex, |c| {
         for table in ["kz_access_tokens", "kz_refresh_tokens", "kz_pins"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE spot_id = $1 AND member_id = $2"))
@@ -163,7 +163,7 @@ pub async fn upsert_pin(
     ex: Ex<'_>,
     spot_id: Uuid,
     connector_id: Uuid,
-    member_id: Uuid,
+    member_id: MemberId,
     pin_hash: &[u8],
     expires_at: i64,
     tries: i64,
@@ -191,7 +191,7 @@ pub async fn spend_pin_try(
     ex: Ex<'_>,
     spot_id: Uuid,
     connector_id: Uuid,
-    member_id: Uuid,
+    member_id: MemberId,
     now: i64,
 ) -> Result<Option<Vec<u8>>, sqlx::Error> {
     run!(ex, |c| sqlx::query_scalar::<_, Vec<u8>>(
@@ -206,7 +206,7 @@ pub async fn spend_pin_try(
     .await)
 }
 
-pub async fn delete_pin(ex: Ex<'_>, spot_id: Uuid, connector_id: Uuid, member_id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn delete_pin(ex: Ex<'_>, spot_id: Uuid, connector_id: Uuid, member_id: MemberId) -> Result<(), sqlx::Error> {
     run!(ex, |c| sqlx::query("DELETE FROM kz_pins WHERE spot_id = $1 AND connector_id = $2 AND member_id = $3")
         .bind(spot_id)
         .bind(connector_id)
@@ -221,7 +221,7 @@ pub async fn insert_message(
     spot_id: Uuid,
     id: Uuid,
     group_id: GroupId,
-    sender: Uuid,
+    sender: MemberId,
     text: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::sql::{Bind, Sql, IN_LIST_MAX};
 use super::{one_row, Ex};
 use crate::domain::filter::Predicate;
+use crate::domain::ids::MemberId;
 use crate::domain::members::Member;
 use crate::{bind_all, run};
 
@@ -63,7 +64,7 @@ pub async fn insert_if_absent(ex: Ex<'_>, m: &Member) -> Result<Option<Member>, 
         .await)
 }
 
-pub async fn get(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<Option<Member>, sqlx::Error> {
+pub async fn get(ex: Ex<'_>, spot_id: Uuid, id: MemberId) -> Result<Option<Member>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND id = $2");
     run!(ex, |c| sqlx::query_as::<_, Member>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
 }
@@ -72,7 +73,7 @@ pub async fn get(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<Option<Member>, 
 /// transactions exclude each other already), for read-modify-write updates. `FOR NO KEY
 /// UPDATE` (the lock an `UPDATE` of non-key columns takes) still lets rows that
 /// reference the member (memberships, participants) be inserted meanwhile.
-pub async fn get_for_update(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<Option<Member>, sqlx::Error> {
+pub async fn get_for_update(ex: Ex<'_>, spot_id: Uuid, id: MemberId) -> Result<Option<Member>, sqlx::Error> {
     let lock = ex.row_lock(" FOR NO KEY UPDATE");
     let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND id = $2{lock}");
     run!(ex, |c| sqlx::query_as::<_, Member>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
@@ -103,26 +104,26 @@ pub async fn get_by_mobile(ex: Ex<'_>, spot_id: Uuid, mobile: &str) -> Result<Op
 }
 
 /// The members among `ids` that belong to the spot.
-pub async fn get_many(ex: Ex<'_>, spot_id: Uuid, ids: &[Uuid]) -> Result<Vec<Member>, sqlx::Error> {
+pub async fn get_many(ex: Ex<'_>, spot_id: Uuid, ids: &[MemberId]) -> Result<Vec<Member>, sqlx::Error> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM members WHERE spot_id = "]);
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN ");
-    sql.push_list(ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY id");
+    sql.push_list(ids.iter().map(|id| (*id).into())).push(" ORDER BY id");
     run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 /// The spot's members among `ids`, in id order. On PostgreSQL the rows are
 /// share-locked until the transaction ends, so a concurrent update of one of them is
 /// either committed before they are read or waits until this transaction commits.
-pub async fn get_many_for_share(ex: Ex<'_>, spot_id: Uuid, ids: &[Uuid]) -> Result<Vec<Member>, sqlx::Error> {
+pub async fn get_many_for_share(ex: Ex<'_>, spot_id: Uuid, ids: &[MemberId]) -> Result<Vec<Member>, sqlx::Error> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM members WHERE spot_id = "]);
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN ");
-    sql.push_list(ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY id").push(ex.row_lock(" FOR SHARE"));
+    sql.push_list(ids.iter().map(|id| (*id).into())).push(" ORDER BY id").push(ex.row_lock(" FOR SHARE"));
     run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
@@ -132,13 +133,13 @@ pub async fn get_many_for_share(ex: Ex<'_>, spot_id: Uuid, ids: &[Uuid]) -> Resu
 pub async fn batch_for_share(
     ex: Ex<'_>,
     spot_id: Uuid,
-    after: Option<Uuid>,
+    after: Option<MemberId>,
     limit: i64,
 ) -> Result<Vec<Member>, sqlx::Error> {
     let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM members WHERE spot_id = "]);
     sql.push_bind(Bind::Uuid(spot_id));
     if let Some(after) = after {
-        sql.push(" AND id > ").push_bind(Bind::Uuid(after));
+        sql.push(" AND id > ").push_bind(after.into());
     }
     sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit)).push(ex.row_lock(" FOR SHARE"));
     run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
@@ -233,7 +234,7 @@ pub async fn count(
 
 /// Inserts new members in one multi-row statement, skipping emails (or numbers)
 /// already taken; returns the ids of the members actually inserted.
-pub async fn insert_many_if_absent(ex: Ex<'_>, members: &[Member]) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn insert_many_if_absent(ex: Ex<'_>, members: &[Member]) -> Result<Vec<MemberId>, sqlx::Error> {
     if members.is_empty() {
         return Ok(Vec::new());
     }
@@ -245,7 +246,7 @@ pub async fn insert_many_if_absent(ex: Ex<'_>, members: &[Member]) -> Result<Vec
         if i > 0 {
             sql.push(", ");
         }
-        sql.push("(").push_bind(Bind::Uuid(m.spot_id)).push(", ").push_bind(Bind::Uuid(m.id)).push(", ");
+        sql.push("(").push_bind(Bind::Uuid(m.spot_id)).push(", ").push_bind(m.id.into()).push(", ");
         match &m.email {
             Some(e) => sql.push_bind(Bind::Text(e.clone())).push(", ").push_bind(Bind::Text(e.to_lowercase())),
             None => sql.push("NULL, NULL"),
@@ -264,7 +265,7 @@ pub async fn insert_many_if_absent(ex: Ex<'_>, members: &[Member]) -> Result<Vec
         sql.push(", ").push_bind(Bind::I64(m.updated_at)).push(")");
     }
     sql.push(" ON CONFLICT DO NOTHING RETURNING id");
-    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, Uuid>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, MemberId>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 /// The spot's members with any of `emails` (compared lower-cased), in statements of

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::sql::{Bind, Sql, IN_LIST_MAX};
 use super::{one_row, Ex};
 use crate::domain::filter::Predicate;
-use crate::domain::ids::GroupId;
+use crate::domain::ids::{GroupId, MemberId};
 use crate::domain::members::Member;
 use crate::domain::vocab::GroupRole;
 use crate::{bind_all, run};
@@ -17,7 +17,7 @@ pub async fn insert(
     ex: Ex<'_>,
     spot_id: Uuid,
     group_id: GroupId,
-    member_id: Uuid,
+    member_id: MemberId,
     group_role: GroupRole,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
@@ -43,10 +43,10 @@ pub async fn insert_many(
     ex: Ex<'_>,
     spot_id: Uuid,
     group_id: GroupId,
-    member_ids: &[Uuid],
+    member_ids: &[MemberId],
     group_role: GroupRole,
     now: i64,
-) -> Result<Vec<Uuid>, sqlx::Error> {
+) -> Result<Vec<MemberId>, sqlx::Error> {
     run!(ex, |c| {
         let mut added = Vec::new();
         for chunk in member_ids.chunks(IN_LIST_MAX) {
@@ -56,9 +56,9 @@ pub async fn insert_many(
             sql.push_bind(group_id.into()).push(", id, ").push_bind(Bind::Text(group_role.to_string()));
             sql.push(", ").push_bind(Bind::I64(now)).push(" FROM members WHERE spot_id = ");
             sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN ");
-            sql.push_list(chunk.iter().map(|id| Bind::Uuid(*id))).push(" ON CONFLICT DO NOTHING RETURNING member_id");
+            sql.push_list(chunk.iter().map(|id| (*id).into())).push(" ON CONFLICT DO NOTHING RETURNING member_id");
             added.extend(
-                bind_all!(sqlx::query_scalar::<_, Uuid>(sql.text_for(&*c)), &sql.binds).fetch_all(&mut *c).await?,
+                bind_all!(sqlx::query_scalar::<_, MemberId>(sql.text_for(&*c)), &sql.binds).fetch_all(&mut *c).await?,
             );
         }
         Ok(added)
@@ -70,16 +70,16 @@ pub async fn delete_many(
     ex: Ex<'_>,
     spot_id: Uuid,
     group_id: GroupId,
-    member_ids: &[Uuid],
-) -> Result<Vec<Uuid>, sqlx::Error> {
+    member_ids: &[MemberId],
+) -> Result<Vec<MemberId>, sqlx::Error> {
     if member_ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut sql = Sql::new("DELETE FROM group_members WHERE spot_id = ");
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND group_id = ").push_bind(group_id.into());
     sql.push(" AND member_id IN ");
-    sql.push_list(member_ids.iter().map(|id| Bind::Uuid(*id))).push(" RETURNING member_id");
-    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, Uuid>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+    sql.push_list(member_ids.iter().map(|id| (*id).into())).push(" RETURNING member_id");
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, MemberId>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 /// The member's Kaizala role in a group, or None when not a member.
@@ -87,7 +87,7 @@ pub async fn role(
     ex: Ex<'_>,
     spot_id: Uuid,
     group_id: GroupId,
-    member_id: Uuid,
+    member_id: MemberId,
 ) -> Result<Option<GroupRole>, sqlx::Error> {
     run!(ex, |c| {
         sqlx::query_scalar::<_, GroupRole>(
@@ -106,7 +106,7 @@ pub async fn set_role(
     ex: Ex<'_>,
     spot_id: Uuid,
     group_id: GroupId,
-    member_id: Uuid,
+    member_id: MemberId,
     group_role: GroupRole,
 ) -> Result<bool, sqlx::Error> {
     run!(ex, |c| {
@@ -143,7 +143,7 @@ pub async fn count_role(
 }
 
 /// Ids of the groups the member belongs to.
-pub async fn groups_of_member(ex: Ex<'_>, spot_id: Uuid, member_id: Uuid) -> Result<Vec<GroupId>, sqlx::Error> {
+pub async fn groups_of_member(ex: Ex<'_>, spot_id: Uuid, member_id: MemberId) -> Result<Vec<GroupId>, sqlx::Error> {
     run!(ex, |c| sqlx::query_scalar::<_, GroupId>(
         "SELECT group_id FROM group_members WHERE spot_id = $1 AND member_id = $2"
     )
@@ -201,14 +201,14 @@ pub async fn member_ids(
     ex: Ex<'_>,
     spot_id: Uuid,
     group_id: GroupId,
-    after: Option<Uuid>,
+    after: Option<MemberId>,
     limit: i64,
-) -> Result<Vec<Uuid>, sqlx::Error> {
+) -> Result<Vec<MemberId>, sqlx::Error> {
     let mut sql = Sql::new("SELECT member_id FROM group_members WHERE spot_id = ");
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND group_id = ").push_bind(group_id.into());
     if let Some(a) = after {
-        sql.push(" AND member_id > ").push_bind(Bind::Uuid(a));
+        sql.push(" AND member_id > ").push_bind(a.into());
     }
     sql.push(" ORDER BY member_id LIMIT ").push_bind(Bind::I64(limit));
-    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, Uuid>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, MemberId>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }

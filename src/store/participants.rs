@@ -9,7 +9,7 @@ use super::sql::{Bind, Sql};
 use super::{one_row, Ex};
 use crate::domain::courses::Participant;
 use crate::domain::filter::Predicate;
-use crate::domain::ids::{CourseId, ParticipantId};
+use crate::domain::ids::{CourseId, MemberId, ParticipantId};
 use crate::{bind_all, run};
 
 const COLUMNS: &str = "p.spot_id, p.id, p.course_id, p.member_id, p.status, p.invited_by, p.invited_at, \
@@ -40,8 +40,8 @@ pub async fn insert_invited(
     ex: Ex<'_>,
     spot_id: Uuid,
     course_id: CourseId,
-    member_ids: &[(ParticipantId, Uuid)],
-    invited_by: Option<Uuid>,
+    member_ids: &[(ParticipantId, MemberId)],
+    invited_by: Option<MemberId>,
     now: i64,
 ) -> Result<u64, sqlx::Error> {
     if member_ids.is_empty() {
@@ -56,10 +56,10 @@ pub async fn insert_invited(
             sql.push(", ");
         }
         sql.push("(").push_bind(Bind::Uuid(spot_id)).push(", ").push_bind((*participant_id).into());
-        sql.push(", ").push_bind(course_id.into()).push(", ").push_bind(Bind::Uuid(*member_id));
+        sql.push(", ").push_bind(course_id.into()).push(", ").push_bind((*member_id).into());
         sql.push(", 'Invited', ");
         match invited_by {
-            Some(by) => sql.push_bind(Bind::Uuid(by)),
+            Some(by) => sql.push_bind(by.into()),
             None => sql.push("NULL"),
         };
         sql.push(", ").push_bind(Bind::I64(now)).push(", 0)");
@@ -83,7 +83,7 @@ pub async fn get_many_by_member(
     ex: Ex<'_>,
     spot_id: Uuid,
     course_id: CourseId,
-    member_ids: &[Uuid],
+    member_ids: &[MemberId],
 ) -> Result<Vec<Participant>, sqlx::Error> {
     if member_ids.is_empty() {
         return Ok(Vec::new());
@@ -91,7 +91,7 @@ pub async fn get_many_by_member(
     let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " ", FROM]);
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND p.course_id = ").push_bind(course_id.into());
     sql.push(" AND p.member_id IN ");
-    sql.push_list(member_ids.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY p.id");
+    sql.push_list(member_ids.iter().map(|id| (*id).into())).push(" ORDER BY p.id");
     run!(ex, |c| bind_all!(sqlx::query_as::<_, Participant>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
@@ -100,15 +100,15 @@ pub async fn participating(
     ex: Ex<'_>,
     spot_id: Uuid,
     course_id: CourseId,
-    member_ids: &[Uuid],
-) -> Result<Vec<Uuid>, sqlx::Error> {
+    member_ids: &[MemberId],
+) -> Result<Vec<MemberId>, sqlx::Error> {
     if member_ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut sql = Sql::new("SELECT member_id FROM course_participants WHERE spot_id = ");
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND course_id = ").push_bind(course_id.into());
-    sql.push(" AND member_id IN ").push_list(member_ids.iter().map(|id| Bind::Uuid(*id)));
-    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, Uuid>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+    sql.push(" AND member_id IN ").push_list(member_ids.iter().map(|id| (*id).into()));
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, MemberId>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 pub async fn list(

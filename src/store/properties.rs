@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::sql::{Bind, Sql, IN_LIST_MAX};
 use super::{one_row, Ex};
+use crate::domain::ids::MemberId;
 use crate::domain::members::Member;
 use crate::domain::properties::{PropertyDef, StoredValue};
 use crate::{bind_all, run};
@@ -112,7 +113,7 @@ pub async fn delete_option_values(
     spot_id: Uuid,
     property_id: Uuid,
     options: &[String],
-) -> Result<Vec<Uuid>, sqlx::Error> {
+) -> Result<Vec<MemberId>, sqlx::Error> {
     if options.is_empty() {
         return Ok(Vec::new());
     }
@@ -120,7 +121,7 @@ pub async fn delete_option_values(
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND property_id = ").push_bind(Bind::Uuid(property_id));
     sql.push(" AND value_text IN ").push_list(options.iter().map(|o| Bind::Text(o.clone())));
     sql.push(" RETURNING member_id");
-    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, Uuid>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, MemberId>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 /// Renames select options in the stored values, all in one statement so that each
@@ -131,7 +132,7 @@ pub async fn rename_option_values(
     spot_id: Uuid,
     property_id: Uuid,
     renames: &[(String, String)],
-) -> Result<Vec<Uuid>, sqlx::Error> {
+) -> Result<Vec<MemberId>, sqlx::Error> {
     if renames.is_empty() {
         return Ok(Vec::new());
     }
@@ -143,7 +144,7 @@ pub async fn rename_option_values(
     sql.push(" AND property_id = ").push_bind(Bind::Uuid(property_id));
     sql.push(" AND value_text IN ").push_list(renames.iter().map(|(from, _)| Bind::Text(from.clone())));
     sql.push(" RETURNING member_id");
-    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, Uuid>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, MemberId>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 /// The member whose property values are about to be written, row-locked until the
@@ -151,7 +152,7 @@ pub async fn rename_option_values(
 /// writes of one member run one after the other and each reads the member and its
 /// values as the previous one left them. `FOR NO KEY UPDATE` is the lock an `UPDATE`
 /// of the member takes: it does not block the key-share locks of membership inserts.
-pub async fn lock_member(ex: Ex<'_>, spot_id: Uuid, member_id: Uuid) -> Result<Option<Member>, sqlx::Error> {
+pub async fn lock_member(ex: Ex<'_>, spot_id: Uuid, member_id: MemberId) -> Result<Option<Member>, sqlx::Error> {
     let lock = ex.row_lock(" FOR NO KEY UPDATE");
     let sql = format!("SELECT {} FROM members WHERE spot_id = $1 AND id = $2{lock}", super::members::COLUMNS);
     run!(ex, |c| sqlx::query_as::<_, Member>(&sql).bind(spot_id).bind(member_id).fetch_optional(c).await)
@@ -162,12 +163,12 @@ pub async fn set_values(
     ex: Ex<'_>,
     spot_id: Uuid,
     property_id: Uuid,
-    member_id: Uuid,
+    member_id: MemberId,
     values: &[StoredValue],
 ) -> Result<(), sqlx::Error> {
     let mut sql = Sql::new("DELETE FROM member_property_values WHERE spot_id = ");
     sql.push_bind(Bind::Uuid(spot_id)).push(" AND property_id = ").push_bind(Bind::Uuid(property_id));
-    sql.push(" AND member_id = ").push_bind(Bind::Uuid(member_id));
+    sql.push(" AND member_id = ").push_bind(member_id.into());
     let mut insert = Sql::new(
         "INSERT INTO member_property_values (spot_id, property_id, member_id, ord, value_text, value_num) VALUES ",
     );
@@ -176,7 +177,7 @@ pub async fn set_values(
             insert.push(", ");
         }
         insert.push("(").push_bind(Bind::Uuid(spot_id)).push(", ").push_bind(Bind::Uuid(property_id));
-        insert.push(", ").push_bind(Bind::Uuid(member_id)).push(", ").push_bind(Bind::I64(i as i64)).push(", ");
+        insert.push(", ").push_bind(member_id.into()).push(", ").push_bind(Bind::I64(i as i64)).push(", ");
         match &v.text {
             Some(t) => insert.push_bind(Bind::Text(t.clone())),
             None => insert.push("NULL"),
@@ -201,7 +202,7 @@ pub async fn set_values(
 pub async fn member_values(
     ex: Ex<'_>,
     spot_id: Uuid,
-    member_id: Uuid,
+    member_id: MemberId,
 ) -> Result<Vec<(Uuid, i64, Option<String>, Option<f64>)>, sqlx::Error> {
     run!(ex, |c| sqlx::query_as::<_, (Uuid, i64, Option<String>, Option<f64>)>(
         "SELECT property_id, ord, value_text, value_num FROM member_property_values \
@@ -218,7 +219,7 @@ pub async fn member_values(
 pub async fn insert_values(
     ex: Ex<'_>,
     spot_id: Uuid,
-    rows: &[(Uuid, Uuid, i64, StoredValue)],
+    rows: &[(Uuid, MemberId, i64, StoredValue)],
 ) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());
@@ -231,7 +232,7 @@ pub async fn insert_values(
             sql.push(", ");
         }
         sql.push("(").push_bind(Bind::Uuid(spot_id)).push(", ").push_bind(Bind::Uuid(*pid));
-        sql.push(", ").push_bind(Bind::Uuid(*mid)).push(", ").push_bind(Bind::I64(*ord)).push(", ");
+        sql.push(", ").push_bind((*mid).into()).push(", ").push_bind(Bind::I64(*ord)).push(", ");
         match &v.text {
             Some(t) => sql.push_bind(Bind::Text(t.clone())),
             None => sql.push("NULL"),
@@ -251,9 +252,9 @@ pub async fn insert_values(
 pub async fn values_of_members(
     ex: Ex<'_>,
     spot_id: Uuid,
-    member_ids: &[Uuid],
-) -> Result<HashMap<Uuid, HashMap<Uuid, Vec<StoredValue>>>, sqlx::Error> {
-    let mut out: HashMap<Uuid, HashMap<Uuid, Vec<StoredValue>>> = HashMap::new();
+    member_ids: &[MemberId],
+) -> Result<HashMap<MemberId, HashMap<Uuid, Vec<StoredValue>>>, sqlx::Error> {
+    let mut out: HashMap<MemberId, HashMap<Uuid, Vec<StoredValue>>> = HashMap::new();
     let rows = run!(ex, |c| {
         let mut rows = Vec::new();
         for chunk in member_ids.chunks(IN_LIST_MAX) {
@@ -261,10 +262,10 @@ pub async fn values_of_members(
                 "SELECT member_id, property_id, value_text, value_num FROM member_property_values WHERE spot_id = ",
             );
             sql.push_bind(Bind::Uuid(spot_id)).push(" AND member_id IN ");
-            sql.push_list(chunk.iter().map(|id| Bind::Uuid(*id))).push(" ORDER BY member_id, property_id, ord");
+            sql.push_list(chunk.iter().map(|id| (*id).into())).push(" ORDER BY member_id, property_id, ord");
             rows.extend(
                 bind_all!(
-                    sqlx::query_as::<_, (Uuid, Uuid, Option<String>, Option<f64>)>(sql.text_for(&*c)),
+                    sqlx::query_as::<_, (MemberId, Uuid, Option<String>, Option<f64>)>(sql.text_for(&*c)),
                     &sql.binds
                 )
                 .fetch_all(&mut *c)

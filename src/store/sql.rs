@@ -30,6 +30,12 @@ pub enum Bind {
     F64(f64),
 }
 
+impl From<Uuid> for Bind {
+    fn from(id: Uuid) -> Self {
+        Bind::Uuid(id)
+    }
+}
+
 /// SQL text with its binds, rendered for each backend; placeholders are numbered as
 /// they are pushed, each used once, in bind order. Text is appended only from
 /// `&'static str` fragments (see the module docs).

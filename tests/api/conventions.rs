@@ -225,7 +225,11 @@ both!(openapi_documents_typed_ids_as_uuid_strings, |app| {
         ("GroupDto", "id"),
         ("KzGroupDetail", "groupId"),
         ("KzSubGroup", "groupId"),
+        ("SpotMemberDto", "id"),
+        ("CourseParticipantDto", "spotMemberId"),
+        ("KzMember", "id"),
     ] {
         assert_eq!(schemas[schema]["properties"][field], uuid, "{schema}.{field}");
     }
+    assert_eq!(schemas["BlacklistResult"]["properties"]["blacklistedSpotMemberIds"]["items"], uuid);
 });

@@ -20,6 +20,7 @@ use super::{member_by_mobile, mobile};
 use crate::config::AuthLimits;
 use crate::domain::auth::HashCache;
 use crate::domain::groups;
+use crate::domain::ids::MemberId;
 use crate::domain::members::{self, Member};
 use crate::domain::rate_limit::{AttemptWindow, RateLimiter, ANONYMOUS, HOUR_MS, MINUTE_MS};
 use crate::domain::vocab::MemberStatus;
@@ -46,7 +47,7 @@ pub struct Connector {
 pub struct TokenGrant {
     pub spot_id: Uuid,
     pub connector_id: Uuid,
-    pub member_id: Uuid,
+    pub member_id: MemberId,
     pub issued_at: i64,
     pub expires_at: i64,
 }
@@ -169,7 +170,7 @@ impl PinDelivery {
 
     /// For a member who may sign in: stores a new PIN, then relays it. For anyone else
     /// the same background slot is taken and nothing happens.
-    fn issue(&self, db: &Db, connector: &Connector, member_id: Option<Uuid>, number: String) {
+    fn issue(&self, db: &Db, connector: &Connector, member_id: Option<MemberId>, number: String) {
         let Ok(permit) = self.pending.clone().try_acquire_owned() else {
             tracing::warn!("{} PINs are being issued already; this request was dropped", Self::MAX_PENDING);
             return;
@@ -204,7 +205,7 @@ impl PinDelivery {
 }
 
 /// Stores a new PIN for the (connector, member) pair, replacing a pending one.
-async fn store_pin(db: &Db, connector: &Connector, member_id: Uuid) -> Result<String> {
+async fn store_pin(db: &Db, connector: &Connector, member_id: MemberId) -> Result<String> {
     let pin = rand::rngs::OsRng.gen_range(1000..=9999).to_string();
     let pin_hash = sha256(&format!("{}:{}", connector.id, pin));
     let mut tx = db.begin().await?;
@@ -295,7 +296,7 @@ pub struct PinLogin {
     pub refresh_token: String,
     pub expires_at: i64,
     pub connector_id: Uuid,
-    pub member_id: Uuid,
+    pub member_id: MemberId,
 }
 
 /// `POST /loginWithPinAndApplicationId`: a refresh token for the PIN's member.
@@ -347,7 +348,7 @@ async fn verify_pin(db: &Db, connector: &Connector, number: &str, pin: &str) -> 
     let member = member.filter(|m| m.status.may_sign_in());
     // A stranger's attempt makes the same write as a member's (on no row), so the
     // answer's timing does not tell them apart.
-    let member_id = member.as_ref().map(|m| m.id).unwrap_or_else(Uuid::nil);
+    let member_id = member.as_ref().map(|m| m.id).unwrap_or_else(|| MemberId(Uuid::nil()));
     let mut tx = db.begin().await?;
     let stored = store::kaizala::spend_pin_try(tx.ex(), connector.spot_id, connector.id, member_id, now_ms()).await?;
     let (Some(member), Some(hash)) = (member, stored) else {
@@ -372,7 +373,7 @@ pub struct AccessGrant {
     pub new_refresh_token: Option<String>,
     /// Whose token it is (so the caller can forget cached tokens of a replaced pair).
     pub connector_id: Uuid,
-    pub member_id: Uuid,
+    pub member_id: MemberId,
 }
 
 /// `GET /accessToken`. A member who may no longer sign in gets `InvalidToken`.
@@ -425,7 +426,7 @@ pub async fn access_token(
 pub struct KzCaller {
     pub spot_id: Uuid,
     pub connector_id: Uuid,
-    pub member_id: Uuid,
+    pub member_id: MemberId,
     pub expires_at: i64,
 }
 
@@ -474,7 +475,7 @@ impl TokenCache {
 
     /// Forgets the cached tokens of a (connector, member) pair whose refresh token was
     /// just replaced, so they stop working here at once.
-    pub fn forget_pair(&self, connector_id: Uuid, member_id: Uuid) {
+    pub fn forget_pair(&self, connector_id: Uuid, member_id: MemberId) {
         self.0.retain(|c| c.as_ref().is_some_and(|c| !(c.connector_id == connector_id && c.member_id == member_id)));
     }
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::hierarchy::{walk, Direction};
 use super::{member_by_mobile, mobile, KzCaller};
 use crate::domain::groups::{self, Group, NewGroup};
-use crate::domain::ids::GroupId;
+use crate::domain::ids::{GroupId, MemberId};
 use crate::domain::members::{self, Member};
 use crate::domain::vocab::{GroupRole, MemberRole, MemberStatus};
 use crate::domain::{new_id, now_ms};
@@ -132,7 +132,7 @@ async fn hierarchy_counts(
     links: &[(GroupId, GroupId)],
 ) -> Result<HierarchyCounts> {
     let mut counts = HierarchyCounts::default();
-    let mut unique: HashSet<Uuid> = HashSet::new();
+    let mut unique: HashSet<MemberId> = HashSet::new();
     for gid in walk(links, &[group_id], Direction::Down) {
         let rows = store::memberships::list(tx.ex(), spot_id, gid, &[], 0, None).await?;
         for (m, _) in &rows {
@@ -328,7 +328,13 @@ async fn add_members_once(db: &Db, caller: &KzCaller, group_id: GroupId, numbers
 }
 
 /// Sets a member's group role; the last Admin cannot be demoted.
-pub async fn set_member_role(db: &Db, caller: &KzCaller, group_id: GroupId, member_id: Uuid, role: &str) -> Result<()> {
+pub async fn set_member_role(
+    db: &Db,
+    caller: &KzCaller,
+    group_id: GroupId,
+    member_id: MemberId,
+    role: &str,
+) -> Result<()> {
     let role: GroupRole = role.parse().map_err(|_| Error::invalid("role", "must be Admin or Member"))?;
     store::retry_transient(|| set_member_role_once(db, caller, group_id, member_id, role)).await
 }
@@ -339,7 +345,7 @@ async fn set_member_role_once(
     db: &Db,
     caller: &KzCaller,
     group_id: GroupId,
-    member_id: Uuid,
+    member_id: MemberId,
     role: GroupRole,
 ) -> Result<()> {
     let mut tx = db.begin().await?;
@@ -365,12 +371,12 @@ async fn set_member_role_once(
 }
 
 /// Removes a member from a group; the last Admin cannot be removed.
-pub async fn remove_member(db: &Db, caller: &KzCaller, group_id: GroupId, member_id: Uuid) -> Result<()> {
+pub async fn remove_member(db: &Db, caller: &KzCaller, group_id: GroupId, member_id: MemberId) -> Result<()> {
     store::retry_transient(|| remove_member_once(db, caller, group_id, member_id)).await
 }
 
 /// One attempt of [`remove_member`], under the group's lock (see [`set_member_role_once`]).
-async fn remove_member_once(db: &Db, caller: &KzCaller, group_id: GroupId, member_id: Uuid) -> Result<()> {
+async fn remove_member_once(db: &Db, caller: &KzCaller, group_id: GroupId, member_id: MemberId) -> Result<()> {
     let mut tx = db.begin().await?;
     let g = require_admin(&mut tx, caller, group_id).await?;
     if !store::groups::lock(tx.ex(), caller.spot_id, group_id).await? {

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{group_id, lenient, member_id, query_flag, Caller, KzError, KzErrorBody, KzJson};
 use crate::domain::groups::Group;
-use crate::domain::ids::GroupId;
+use crate::domain::ids::{GroupId, MemberId};
 use crate::domain::kaizala::{self, GroupView};
 use crate::domain::vocab::{GroupRole, KaizalaGroupType, MemberStatus};
 use crate::http::AppState;
@@ -412,7 +412,8 @@ async fn kz_list_members(
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KzMember {
-    id: Uuid,
+    #[schema(value_type = Uuid)]
+    id: MemberId,
     role: GroupRole,
     /// E.164; null for an email-only member.
     mobile_number: Option<String>,

@@ -21,12 +21,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
-use uuid::Uuid;
 
 use super::extract::body_bytes;
 use super::server::ClientIp;
 use super::AppState;
-use crate::domain::ids::GroupId;
+use crate::domain::ids::{GroupId, MemberId};
 use crate::domain::kaizala::KzCaller;
 use crate::domain::rate_limit::MINUTE_MS;
 use crate::error::{Entity, Error};
@@ -205,8 +204,8 @@ pub fn group_id(raw: &str) -> Result<GroupId, KzError> {
     base.parse().map_err(|_| KzError::from(Error::NotFound(Entity::Group)))
 }
 
-pub fn member_id(raw: &str) -> Result<Uuid, KzError> {
-    Uuid::parse_str(raw.trim()).map_err(|_| KzError::from(Error::NotFound(Entity::SpotMember)))
+pub fn member_id(raw: &str) -> Result<MemberId, KzError> {
+    raw.trim().parse().map_err(|_| KzError::from(Error::NotFound(Entity::SpotMember)))
 }
 
 /// Rewrites a `/kaizala` request path as real clients write it into the routed form:

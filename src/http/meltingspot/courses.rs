@@ -10,10 +10,9 @@ use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use crate::domain::courses::{self, Course, CourseInput, Participant};
-use crate::domain::ids::{CourseId, ParticipantId};
+use crate::domain::ids::{CourseId, MemberId, ParticipantId};
 use crate::domain::vocab::{CoursePrivacy, CourseStatus, NavigationMode, ParticipantStatus};
 use crate::error::{Entity, Error};
 use crate::http::error::{ErrorBody, MsError};
@@ -76,7 +75,8 @@ pub struct CourseParticipantDto {
     id: ParticipantId,
     #[schema(value_type = Uuid)]
     course_id: CourseId,
-    spot_member_id: Uuid,
+    #[schema(value_type = Uuid)]
+    spot_member_id: MemberId,
     spot_member_email: Option<String>,
     spot_member_firstname: Option<String>,
     spot_member_lastname: Option<String>,
@@ -285,8 +285,8 @@ pub struct InviteParticipantBody {
     with_email_notification: bool,
 }
 
-fn optional_id(field: &str, raw: Option<String>) -> Result<Option<Uuid>, Error> {
-    raw.map(|r| Uuid::parse_str(r.trim()).map_err(|_| Error::invalid(field, "must be a UUID"))).transpose()
+fn optional_id(field: &str, raw: Option<String>) -> Result<Option<MemberId>, Error> {
+    raw.map(|r| r.trim().parse::<MemberId>().map_err(|_| Error::invalid(field, "must be a UUID"))).transpose()
 }
 
 /// Invite a member to a course

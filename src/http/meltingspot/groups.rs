@@ -9,11 +9,10 @@ use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use super::members::{SpotMemberDto, SpotMemberPage};
 use crate::domain::groups::{self, Group, GroupPatch, NewGroup};
-use crate::domain::ids::GroupId;
+use crate::domain::ids::{GroupId, MemberId};
 use crate::domain::vocab::GroupKind;
 use crate::error::Entity;
 use crate::http::error::{ErrorBody, MsError};
@@ -398,7 +397,8 @@ async fn bulk_remove_group_members(
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BlacklistResult {
-    blacklisted_spot_member_ids: Vec<Uuid>,
+    #[schema(value_type = Vec<Uuid>)]
+    blacklisted_spot_member_ids: Vec<MemberId>,
 }
 
 /// Exclude members from a smart group (openspot)

@@ -13,6 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::domain::ids::MemberId;
 use crate::domain::members::{self, FailedInvite, Member, MemberPatch};
 use crate::domain::vocab::{MemberRole, MemberStatus};
 use crate::error::Entity;
@@ -31,7 +32,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SpotMemberDto {
-    pub id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub id: MemberId,
     pub spot_id: Uuid,
     pub user_id: Option<Uuid>,
     /// Null for a member known only by mobile number (Kaizala).
