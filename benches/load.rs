@@ -169,7 +169,7 @@ async fn main() {
         db.backend_name()
     );
     let t = Instant::now();
-    let ids = Arc::new(seed_members(&db, spot.id, n).await);
+    let ids = Arc::new(seed_members(&db, spot.id.into(), n).await);
     eprintln!("  seeded {n} members in {:.1}s", t.elapsed().as_secs_f64());
     // What the server's start-up and hourly housekeeping do: planner statistics.
     db.optimize().await.unwrap();
@@ -202,7 +202,7 @@ async fn main() {
             (reqwest::Method::GET, format!("/v1/spotMembers?firstname%5Bin%5D=First{}", i % 1000), None)
         })
         .await;
-    let scan = count_scan_ms(&db, spot.id).await;
+    let scan = count_scan_ms(&db, spot.id.into()).await;
     eprintln!("  what the maintained count avoids: COUNT(*) over the spot = {scan:.1} ms per request");
 
     eprintln!("member changes (PUT /v1/spotMembers/{{id}}):");

@@ -9,7 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::domain::ids::GroupId;
+use crate::domain::ids::{GroupId, SpotId};
 use crate::domain::{demo, import, kaizala, spots};
 use crate::http::AppState;
 use crate::store::{redact_url, Db};
@@ -46,7 +46,7 @@ pub enum MembersCommand {
     /// Import members and their custom-property values from a CSV or XLSX file.
     Import {
         #[arg(long)]
-        spot: Uuid,
+        spot: SpotId,
         /// The .csv or .xlsx file (header row: email, firstname, lastname, property slugs).
         file: std::path::PathBuf,
         /// Validate and report what would happen, writing nothing.
@@ -90,7 +90,7 @@ pub enum ConnectorsCommand {
     /// Create a connector; prints its applicationId and applicationSecret (shown once).
     Create {
         #[arg(long)]
-        spot: Uuid,
+        spot: SpotId,
         #[arg(long)]
         name: String,
         #[arg(long)]
@@ -99,7 +99,7 @@ pub enum ConnectorsCommand {
     /// List connectors (of one spot with --spot).
     List {
         #[arg(long)]
-        spot: Option<Uuid>,
+        spot: Option<SpotId>,
         #[arg(long)]
         json: bool,
     },
@@ -194,19 +194,19 @@ pub enum SpotsCommand {
     },
     /// Replace a spot's API key; the old key stops working.
     RotateKey {
-        spot_id: Uuid,
+        spot_id: SpotId,
         #[arg(long)]
         json: bool,
     },
     /// Delete a spot and all its data.
     Delete {
-        spot_id: Uuid,
+        spot_id: SpotId,
         #[arg(long)]
         json: bool,
     },
     /// Override a spot's rate limits.
     SetLimits {
-        spot_id: Uuid,
+        spot_id: SpotId,
         #[arg(long = "per-10s")]
         per_10s: Option<i64>,
         #[arg(long = "per-day")]

@@ -10,9 +10,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use subtle::ConstantTimeEq;
-use uuid::Uuid;
 
 use super::spots::hash_api_key;
+use crate::domain::ids::SpotId;
 use crate::error::{Error, Result};
 use crate::store::{self, Db};
 
@@ -26,7 +26,7 @@ pub struct Limits {
 /// The caller of a `/v1` request.
 #[derive(Clone, Debug)]
 pub struct AuthedSpot {
-    pub spot_id: Uuid,
+    pub spot_id: SpotId,
     pub limits: Limits,
 }
 
@@ -136,7 +136,7 @@ impl KeyCache {
 
     /// Forgets every cached key of `spot_id` (after a rotation in this process), and
     /// every cached unknown key (the new key must not be shadowed by a cached miss).
-    pub fn forget_spot(&self, spot_id: Uuid) {
+    pub fn forget_spot(&self, spot_id: SpotId) {
         self.cache.retain(|s| s.as_ref().is_some_and(|s| s.spot_id != spot_id));
     }
 

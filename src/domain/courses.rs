@@ -27,10 +27,8 @@
 
 use std::collections::HashSet;
 
-use uuid::Uuid;
-
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
-use super::ids::{CourseId, GroupId, MemberId, ParticipantId};
+use super::ids::{CourseId, GroupId, MemberId, ParticipantId, SpotId};
 use super::now_ms;
 use super::vocab::{self, CoursePrivacy, CourseStatus, NavigationMode, ParticipantStatus};
 use crate::error::{Entity, Error, Result};
@@ -59,7 +57,7 @@ pub const PARTICIPANT_FILTERS: &[FieldSpec] = &[
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct Course {
-    pub spot_id: Uuid,
+    pub spot_id: SpotId,
     pub id: CourseId,
     pub title: String,
     pub description: Option<String>,
@@ -72,7 +70,7 @@ pub struct Course {
 /// A participant with the member fields the wire object denormalises.
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct Participant {
-    pub spot_id: Uuid,
+    pub spot_id: SpotId,
     pub id: ParticipantId,
     pub course_id: CourseId,
     pub member_id: MemberId,
@@ -122,19 +120,19 @@ fn apply(c: &mut Course, input: CourseInput) -> Result<()> {
     Ok(())
 }
 
-pub async fn list_courses(db: &Db, spot_id: Uuid, q: &ListQuery) -> Result<(Vec<Course>, i64)> {
+pub async fn list_courses(db: &Db, spot_id: SpotId, q: &ListQuery) -> Result<(Vec<Course>, i64)> {
     let preds = filter::validate(&q.filters, COURSE_FILTERS)?;
     let mut c = db.conn().await?;
     Ok(store::courses::list(c.ex(), spot_id, &preds, q.offset(), i64::from(q.limit)).await?)
 }
 
-pub async fn get_course(db: &Db, spot_id: Uuid, id: CourseId) -> Result<Course> {
+pub async fn get_course(db: &Db, spot_id: SpotId, id: CourseId) -> Result<Course> {
     let mut c = db.conn().await?;
     store::courses::get(c.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Course))
 }
 
 /// `POST /v1/courses` (extension): defaults Draft, Secret, Flexible.
-pub async fn create_course(db: &Db, spot_id: Uuid, input: CourseInput) -> Result<Course> {
+pub async fn create_course(db: &Db, spot_id: SpotId, input: CourseInput) -> Result<Course> {
     if input.title.as_deref().is_none_or(|t| t.trim().is_empty()) {
         return Err(Error::invalid("title", "is required"));
     }
@@ -155,7 +153,7 @@ pub async fn create_course(db: &Db, spot_id: Uuid, input: CourseInput) -> Result
     Ok(course)
 }
 
-pub async fn update_course(db: &Db, spot_id: Uuid, id: CourseId, input: CourseInput) -> Result<Course> {
+pub async fn update_course(db: &Db, spot_id: SpotId, id: CourseId, input: CourseInput) -> Result<Course> {
     let mut tx = db.begin().await?;
     // Under the row lock: concurrent partial updates each keep the other's fields.
     let mut course = locked_course(&mut tx, spot_id, id).await?;
@@ -166,7 +164,7 @@ pub async fn update_course(db: &Db, spot_id: Uuid, id: CourseId, input: CourseIn
 }
 
 /// Deletes a course; its participants and group links go with it.
-pub async fn delete_course(db: &Db, spot_id: Uuid, id: CourseId) -> Result<()> {
+pub async fn delete_course(db: &Db, spot_id: SpotId, id: CourseId) -> Result<()> {
     let mut tx = db.begin().await?;
     if !store::courses::delete(tx.ex(), spot_id, id).await? {
         return Err(Error::NotFound(Entity::Course));
@@ -175,12 +173,12 @@ pub async fn delete_course(db: &Db, spot_id: Uuid, id: CourseId) -> Result<()> {
     Ok(())
 }
 
-async fn course_in(tx: &mut Tx, spot_id: Uuid, id: CourseId) -> Result<Course> {
+async fn course_in(tx: &mut Tx, spot_id: SpotId, id: CourseId) -> Result<Course> {
     store::courses::get(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Course))
 }
 
 /// The course under its row lock (see the module notes); 404 when absent.
-async fn locked_course(tx: &mut Tx, spot_id: Uuid, id: CourseId) -> Result<Course> {
+async fn locked_course(tx: &mut Tx, spot_id: SpotId, id: CourseId) -> Result<Course> {
     if !store::courses::lock(tx.ex(), spot_id, id).await? {
         return Err(Error::NotFound(Entity::Course));
     }
@@ -189,7 +187,7 @@ async fn locked_course(tx: &mut Tx, spot_id: Uuid, id: CourseId) -> Result<Cours
 
 pub async fn list_participants(
     db: &Db,
-    spot_id: Uuid,
+    spot_id: SpotId,
     course_id: CourseId,
     q: &ListQuery,
 ) -> Result<(Vec<Participant>, i64)> {
@@ -205,7 +203,7 @@ pub async fn list_participants(
     Ok((items, total))
 }
 
-pub async fn get_participant(db: &Db, spot_id: Uuid, course_id: CourseId, id: ParticipantId) -> Result<Participant> {
+pub async fn get_participant(db: &Db, spot_id: SpotId, course_id: CourseId, id: ParticipantId) -> Result<Participant> {
     let mut c = db.conn().await?;
     store::courses::get(c.ex(), spot_id, course_id).await?.ok_or(Error::NotFound(Entity::Course))?;
     store::participants::get(c.ex(), spot_id, course_id, id).await?.ok_or(Error::NotFound(Entity::CourseParticipant))
@@ -218,7 +216,7 @@ pub async fn get_participant(db: &Db, spot_id: Uuid, course_id: CourseId, id: Pa
 /// course's lock.
 async fn invite_members(
     tx: &mut Tx,
-    spot_id: Uuid,
+    spot_id: SpotId,
     course_id: CourseId,
     member_ids: &[MemberId],
     invited_by: Option<MemberId>,
@@ -273,7 +271,7 @@ async fn reinvite<'a>(
 /// [`invite_members`], answering with the participants that are new or re-invited.
 async fn invite_in(
     tx: &mut Tx,
-    spot_id: Uuid,
+    spot_id: SpotId,
     course_id: CourseId,
     member_ids: &[MemberId],
     invited_by: Option<MemberId>,
@@ -283,7 +281,7 @@ async fn invite_in(
     Ok(store::participants::get_many_by_member(tx.ex(), spot_id, course_id, &ids).await?)
 }
 
-async fn check_inviter(tx: &mut Tx, spot_id: Uuid, invited_by: Option<MemberId>) -> Result<()> {
+async fn check_inviter(tx: &mut Tx, spot_id: SpotId, invited_by: Option<MemberId>) -> Result<()> {
     if let Some(by) = invited_by {
         if store::members::get(tx.ex(), spot_id, by).await?.is_none() {
             return Err(Error::invalid("invitedBySpotMemberId", format!("no spot member '{by}'")));
@@ -295,7 +293,7 @@ async fn check_inviter(tx: &mut Tx, spot_id: Uuid, invited_by: Option<MemberId>)
 /// `POST …/participants`: (participant, true) when newly invited, (existing, false) otherwise.
 pub async fn invite_participant(
     db: &Db,
-    spot_id: Uuid,
+    spot_id: SpotId,
     course_id: CourseId,
     member_id: MemberId,
     invited_by: Option<MemberId>,
@@ -306,7 +304,7 @@ pub async fn invite_participant(
 /// One attempt of [`invite_participant`] (see [`store::retry_transient`]).
 async fn invite_participant_once(
     db: &Db,
-    spot_id: Uuid,
+    spot_id: SpotId,
     course_id: CourseId,
     member_id: MemberId,
     invited_by: Option<MemberId>,
@@ -332,7 +330,7 @@ async fn invite_participant_once(
 /// nothing written; otherwise (new or re-invited participants, all participants asked for).
 pub async fn bulk_invite(
     db: &Db,
-    spot_id: Uuid,
+    spot_id: SpotId,
     course_id: CourseId,
     raw_ids: &[String],
     invited_by: Option<MemberId>,
@@ -358,7 +356,7 @@ pub async fn bulk_invite(
 /// One attempt of [`bulk_invite`] (see [`store::retry_transient`]).
 async fn bulk_invite_once(
     db: &Db,
-    spot_id: Uuid,
+    spot_id: SpotId,
     course_id: CourseId,
     ids: &[MemberId],
     mut bad: Vec<String>,
@@ -383,7 +381,7 @@ async fn bulk_invite_once(
 /// Invited→Started→Completed and any→Unenrolled; 409 names both statuses otherwise.
 pub async fn update_progress(
     db: &Db,
-    spot_id: Uuid,
+    spot_id: SpotId,
     course_id: CourseId,
     id: ParticipantId,
     status: Option<String>,
@@ -471,7 +469,7 @@ fn parse_group_ids(raw: &[String]) -> Result<Vec<GroupId>> {
     Ok(ids)
 }
 
-async fn check_groups(tx: &mut Tx, spot_id: Uuid, ids: &[GroupId]) -> Result<()> {
+async fn check_groups(tx: &mut Tx, spot_id: SpotId, ids: &[GroupId]) -> Result<()> {
     let found: HashSet<GroupId> =
         store::groups::get_many(tx.ex(), spot_id, ids).await?.into_iter().map(|g| g.id).collect();
     let missing: Vec<String> = ids.iter().filter(|id| !found.contains(id)).map(|id| id.to_string()).collect();
@@ -488,7 +486,7 @@ async fn check_groups(tx: &mut Tx, spot_id: Uuid, ids: &[GroupId]) -> Result<()>
 /// locks (in id order, before the course's) so that a member joining concurrently
 /// either commits first and is read by the invitation slices, or waits for the links
 /// and is invited by [`invite_joiner`]; then the groups' members, slice by slice.
-pub async fn link_groups(db: &Db, spot_id: Uuid, course_id: CourseId, raw: &[String]) -> Result<()> {
+pub async fn link_groups(db: &Db, spot_id: SpotId, course_id: CourseId, raw: &[String]) -> Result<()> {
     let ids = parse_group_ids(raw)?;
     store::retry_transient(|| write_links(db, spot_id, course_id, &ids)).await?;
     for gid in &ids {
@@ -502,7 +500,7 @@ pub async fn link_groups(db: &Db, spot_id: Uuid, course_id: CourseId, raw: &[Str
 }
 
 /// The link rows of a `groups~bulkAdd`, in one transaction.
-async fn write_links(db: &Db, spot_id: Uuid, course_id: CourseId, ids: &[GroupId]) -> Result<()> {
+async fn write_links(db: &Db, spot_id: SpotId, course_id: CourseId, ids: &[GroupId]) -> Result<()> {
     let mut tx = db.begin().await?;
     course_in(&mut tx, spot_id, course_id).await?;
     check_groups(&mut tx, spot_id, ids).await?;
@@ -527,7 +525,7 @@ async fn write_links(db: &Db, spot_id: Uuid, course_id: CourseId, ids: &[GroupId
 /// removed meanwhile ends the work (the participants invited so far stay).
 async fn invite_slice(
     db: &Db,
-    spot_id: Uuid,
+    spot_id: SpotId,
     course_id: CourseId,
     group_id: GroupId,
     mut after: Option<MemberId>,
@@ -556,7 +554,7 @@ async fn invite_slice(
 }
 
 /// `groups~bulkRemove`: stops inviting future members; participants stay.
-pub async fn unlink_groups(db: &Db, spot_id: Uuid, course_id: CourseId, raw: &[String]) -> Result<()> {
+pub async fn unlink_groups(db: &Db, spot_id: SpotId, course_id: CourseId, raw: &[String]) -> Result<()> {
     let ids = parse_group_ids(raw)?;
     let mut tx = db.begin().await?;
     course_in(&mut tx, spot_id, course_id).await?;
@@ -571,12 +569,12 @@ pub async fn unlink_groups(db: &Db, spot_id: Uuid, course_id: CourseId, raw: &[S
 /// Invites a member who just joined `group_id` to every course linked to it
 /// (inside the joining transaction, which holds the group's lock). A course deleted
 /// meanwhile is skipped.
-pub async fn invite_joiner(tx: &mut Tx, spot_id: Uuid, group_id: GroupId, member_id: MemberId) -> Result<()> {
+pub async fn invite_joiner(tx: &mut Tx, spot_id: SpotId, group_id: GroupId, member_id: MemberId) -> Result<()> {
     invite_joiners(tx, spot_id, group_id, &[member_id]).await
 }
 
 /// [`invite_joiner`] for many members who just joined `group_id` together.
-pub async fn invite_joiners(tx: &mut Tx, spot_id: Uuid, group_id: GroupId, member_ids: &[MemberId]) -> Result<()> {
+pub async fn invite_joiners(tx: &mut Tx, spot_id: SpotId, group_id: GroupId, member_ids: &[MemberId]) -> Result<()> {
     if member_ids.is_empty() {
         return Ok(());
     }

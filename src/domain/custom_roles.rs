@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op, Predicate};
 use super::{new_id, now_ms};
-use crate::domain::ids::MemberId;
+use crate::domain::ids::{MemberId, SpotId};
 use crate::error::{Entity, Error, Result};
 use crate::store::sql::Bind;
 use crate::store::{self, Db, Tx};
@@ -46,7 +46,7 @@ impl TryFrom<String> for Permissions {
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct CustomRole {
-    pub spot_id: Uuid,
+    pub spot_id: SpotId,
     pub id: Uuid,
     pub label: String,
     pub description: Option<String>,
@@ -76,20 +76,20 @@ fn check_permissions(perms: Vec<String>) -> Result<Permissions> {
     Ok(Permissions(perms))
 }
 
-pub async fn list_roles(db: &Db, spot_id: Uuid, q: &ListQuery) -> Result<(Vec<CustomRole>, i64)> {
+pub async fn list_roles(db: &Db, spot_id: SpotId, q: &ListQuery) -> Result<(Vec<CustomRole>, i64)> {
     let preds = filter::validate(&q.filters, ROLE_FILTERS)?;
     let mut c = db.conn().await?;
     Ok(store::custom_roles::list(c.ex(), spot_id, &preds, q.offset(), i64::from(q.limit)).await?)
 }
 
-pub async fn get_role(db: &Db, spot_id: Uuid, id: Uuid) -> Result<CustomRole> {
+pub async fn get_role(db: &Db, spot_id: SpotId, id: Uuid) -> Result<CustomRole> {
     let mut c = db.conn().await?;
     store::custom_roles::get(c.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::CustomRole))
 }
 
 pub async fn create_role(
     db: &Db,
-    spot_id: Uuid,
+    spot_id: SpotId,
     label: &str,
     description: Option<String>,
     permissions: Vec<String>,
@@ -109,7 +109,7 @@ pub async fn create_role(
 
 pub async fn update_role(
     db: &Db,
-    spot_id: Uuid,
+    spot_id: SpotId,
     id: Uuid,
     label: Option<String>,
     description: Option<Option<String>>,
@@ -137,7 +137,7 @@ pub async fn update_role(
 const HOLDERS_BATCH: i64 = 1000;
 
 /// The ids of the members holding role `id`, in id order (keyset pages).
-async fn holders(tx: &mut Tx, spot_id: Uuid, id: Uuid) -> Result<Vec<MemberId>> {
+async fn holders(tx: &mut Tx, spot_id: SpotId, id: Uuid) -> Result<Vec<MemberId>> {
     let mut out: Vec<MemberId> = Vec::new();
     loop {
         let mut preds = vec![Predicate { column: "custom_role_id", op: Op::Eq, values: vec![Bind::Uuid(id)] }];
@@ -155,12 +155,12 @@ async fn holders(tx: &mut Tx, spot_id: Uuid, id: Uuid) -> Result<Vec<MemberId>> 
 
 /// Deletes the role; its holders get `customRoleId: null` and are re-evaluated against
 /// the smart groups whose rules read `customRoleId`, in the same transaction.
-pub async fn delete_role(db: &Db, spot_id: Uuid, id: Uuid) -> Result<()> {
+pub async fn delete_role(db: &Db, spot_id: SpotId, id: Uuid) -> Result<()> {
     store::retry_transient(|| delete_role_once(db, spot_id, id)).await
 }
 
 /// One attempt of [`delete_role`] (see [`store::retry_transient`]).
-async fn delete_role_once(db: &Db, spot_id: Uuid, id: Uuid) -> Result<()> {
+async fn delete_role_once(db: &Db, spot_id: SpotId, id: Uuid) -> Result<()> {
     let mut tx = db.begin().await?;
     if !store::custom_roles::delete(tx.ex(), spot_id, id).await? {
         return Err(Error::NotFound(Entity::CustomRole));

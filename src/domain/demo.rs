@@ -2,18 +2,17 @@
 //! Re-running it finds the existing demo spot and gives it a fresh key (keys are
 //! stored hashed, so the old one cannot be shown again).
 
-use uuid::Uuid;
-
 use super::groups::{self, NewGroup};
 use super::properties::{self, NewProperty};
 use super::{courses, custom_roles, members, spots};
+use crate::domain::ids::SpotId;
 use crate::error::Result;
 use crate::store::Db;
 
 pub const DEMO_SPOT_NAME: &str = "openspot demo";
 
 /// Creates (or refreshes) the demo spot and returns its id and a usable API key.
-pub async fn seed(db: &Db) -> Result<(Uuid, String)> {
+pub async fn seed(db: &Db) -> Result<(SpotId, String)> {
     if let Some(existing) = spots::list_spots(db).await?.into_iter().find(|s| s.name == DEMO_SPOT_NAME) {
         let key = spots::rotate_key(db, existing.id).await?;
         return Ok((existing.id, key));

@@ -19,7 +19,6 @@
 use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
-use uuid::Uuid;
 
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
 use super::members::Member;
@@ -27,7 +26,7 @@ use super::now_ms;
 use super::properties::{PropertyDef, StoredValue};
 use super::smart_rules::{PropertyValues, Rules};
 use super::vocab::{GroupKind, GroupRole, KaizalaGroupType};
-use crate::domain::ids::{GroupId, MemberId};
+use crate::domain::ids::{GroupId, MemberId, SpotId};
 use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db, Tx};
 
@@ -55,7 +54,7 @@ pub const GROUP_MEMBER_FILTERS: &[FieldSpec] = &[
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct Group {
-    pub spot_id: Uuid,
+    pub spot_id: SpotId,
     pub id: GroupId,
     pub name: String,
     pub description: Option<String>,
@@ -95,7 +94,7 @@ pub struct NewGroup {
     pub group_type: Option<String>,
 }
 
-fn prepare(spot_id: Uuid, n: NewGroup, props: &[PropertyDef]) -> Result<Group> {
+fn prepare(spot_id: SpotId, n: NewGroup, props: &[PropertyDef]) -> Result<Group> {
     let name = n.name.as_deref().map(str::trim).unwrap_or_default().to_string();
     if name.is_empty() {
         return Err(Error::invalid("name", "is required"));
@@ -133,20 +132,20 @@ fn prepare(spot_id: Uuid, n: NewGroup, props: &[PropertyDef]) -> Result<Group> {
     })
 }
 
-pub async fn list_groups(db: &Db, spot_id: Uuid, q: &ListQuery) -> Result<(Vec<Group>, i64)> {
+pub async fn list_groups(db: &Db, spot_id: SpotId, q: &ListQuery) -> Result<(Vec<Group>, i64)> {
     let preds = filter::validate(&q.filters, GROUP_FILTERS)?;
     let mut c = db.conn().await?;
     Ok(store::groups::list(c.ex(), spot_id, &preds, q.offset(), i64::from(q.limit)).await?)
 }
 
-pub async fn get_group(db: &Db, spot_id: Uuid, id: GroupId) -> Result<Group> {
+pub async fn get_group(db: &Db, spot_id: SpotId, id: GroupId) -> Result<Group> {
     let mut c = db.conn().await?;
     store::groups::get(c.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Group))
 }
 
 /// Creates a group inside the caller's transaction; a smart group still needs
 /// [`start_computation`] after the commit.
-pub async fn create_in(tx: &mut Tx, spot_id: Uuid, n: NewGroup) -> Result<Group> {
+pub async fn create_in(tx: &mut Tx, spot_id: SpotId, n: NewGroup) -> Result<Group> {
     let props = store::properties::list(tx.ex(), spot_id).await?;
     let g = prepare(spot_id, n, &props)?;
     store::groups::insert(tx.ex(), &g).await?;
@@ -154,7 +153,7 @@ pub async fn create_in(tx: &mut Tx, spot_id: Uuid, n: NewGroup) -> Result<Group>
 }
 
 /// `POST /v1/groups`.
-pub async fn create_group(db: &Db, spot_id: Uuid, n: NewGroup) -> Result<Group> {
+pub async fn create_group(db: &Db, spot_id: SpotId, n: NewGroup) -> Result<Group> {
     let mut tx = db.begin().await?;
     let g = create_in(&mut tx, spot_id, n).await?;
     tx.commit().await?;
@@ -165,7 +164,7 @@ pub async fn create_group(db: &Db, spot_id: Uuid, n: NewGroup) -> Result<Group> 
 }
 
 /// `POST /v1/groups~bulkCreate`: each item is created or, when invalid, echoed in `failed`.
-pub async fn bulk_create(db: &Db, spot_id: Uuid, items: Vec<(NewGroup, Value)>) -> Result<(Vec<Group>, Vec<Value>)> {
+pub async fn bulk_create(db: &Db, spot_id: SpotId, items: Vec<(NewGroup, Value)>) -> Result<(Vec<Group>, Vec<Value>)> {
     if items.is_empty() {
         return Err(Error::invalid("body", "must be a non-empty array of groups"));
     }
@@ -205,7 +204,7 @@ pub struct GroupPatch {
 }
 
 /// `PUT /v1/groups/{id}`: name, description and emoji; rules and type are fixed.
-pub async fn update_group(db: &Db, spot_id: Uuid, id: GroupId, p: GroupPatch) -> Result<Group> {
+pub async fn update_group(db: &Db, spot_id: SpotId, id: GroupId, p: GroupPatch) -> Result<Group> {
     let mut tx = db.begin().await?;
     let mut g = store::groups::get(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Group))?;
     if p.rules_sent || p.kind.as_deref().is_some_and(|k| k != g.kind.as_str()) {
@@ -237,7 +236,7 @@ pub async fn save_in(tx: &mut Tx, g: &Group) -> Result<()> {
 }
 
 /// `DELETE /v1/groups/{id}`: memberships go with the group; members stay.
-pub async fn delete_group(db: &Db, spot_id: Uuid, id: GroupId) -> Result<()> {
+pub async fn delete_group(db: &Db, spot_id: SpotId, id: GroupId) -> Result<()> {
     let mut tx = db.begin().await?;
     if !store::groups::delete(tx.ex(), spot_id, id).await? {
         return Err(Error::NotFound(Entity::Group));
@@ -248,7 +247,7 @@ pub async fn delete_group(db: &Db, spot_id: Uuid, id: GroupId) -> Result<()> {
 
 pub async fn list_group_members(
     db: &Db,
-    spot_id: Uuid,
+    spot_id: SpotId,
     group_id: GroupId,
     q: &ListQuery,
 ) -> Result<(Vec<Member>, i64)> {
@@ -269,7 +268,7 @@ pub async fn list_group_members(
 /// Every membership addition of either dialect goes through here.
 pub async fn join(
     tx: &mut Tx,
-    spot_id: Uuid,
+    spot_id: SpotId,
     group_id: GroupId,
     member_id: MemberId,
     group_role: GroupRole,
@@ -284,7 +283,7 @@ pub async fn join(
 
 /// [`join`] for many members at once, in set-based statements (a smart group's
 /// computation); returns the members actually added.
-async fn join_many(tx: &mut Tx, spot_id: Uuid, group_id: GroupId, member_ids: &[MemberId]) -> Result<Vec<MemberId>> {
+async fn join_many(tx: &mut Tx, spot_id: SpotId, group_id: GroupId, member_ids: &[MemberId]) -> Result<Vec<MemberId>> {
     if member_ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -296,14 +295,14 @@ async fn join_many(tx: &mut Tx, spot_id: Uuid, group_id: GroupId, member_ids: &[
 }
 
 /// Removes memberships (inside the caller's transaction); returns the ids removed.
-pub async fn leave(tx: &mut Tx, spot_id: Uuid, group_id: GroupId, member_ids: &[MemberId]) -> Result<Vec<MemberId>> {
+pub async fn leave(tx: &mut Tx, spot_id: SpotId, group_id: GroupId, member_ids: &[MemberId]) -> Result<Vec<MemberId>> {
     let removed = store::memberships::delete_many(tx.ex(), spot_id, group_id, member_ids).await?;
     store::groups::add_member_count(tx.ex(), spot_id, group_id, -(removed.len() as i64)).await?;
     Ok(removed)
 }
 
 /// Loads a group under its row lock (see `store::groups::lock`); 404 when absent.
-async fn locked_group(tx: &mut Tx, spot_id: Uuid, group_id: GroupId) -> Result<Group> {
+async fn locked_group(tx: &mut Tx, spot_id: SpotId, group_id: GroupId) -> Result<Group> {
     if !store::groups::lock(tx.ex(), spot_id, group_id).await? {
         return Err(Error::NotFound(Entity::Group));
     }
@@ -315,12 +314,12 @@ fn smart_refusal() -> Error {
 }
 
 /// `POST /v1/groups/{id}/spotMembers`: idempotent.
-pub async fn add_member(db: &Db, spot_id: Uuid, group_id: GroupId, member_id: MemberId) -> Result<()> {
+pub async fn add_member(db: &Db, spot_id: SpotId, group_id: GroupId, member_id: MemberId) -> Result<()> {
     store::retry_transient(|| add_member_once(db, spot_id, group_id, member_id)).await
 }
 
 /// One attempt (see [`store::retry_transient`]).
-async fn add_member_once(db: &Db, spot_id: Uuid, group_id: GroupId, member_id: MemberId) -> Result<()> {
+async fn add_member_once(db: &Db, spot_id: SpotId, group_id: GroupId, member_id: MemberId) -> Result<()> {
     let mut tx = db.begin().await?;
     let g = locked_group(&mut tx, spot_id, group_id).await?;
     store::members::get(tx.ex(), spot_id, member_id).await?.ok_or(Error::NotFound(Entity::SpotMember))?;
@@ -362,7 +361,12 @@ fn check_bulk(ids: &[String]) -> Result<()> {
 
 /// `POST /v1/groups/{id}/spotMembers~bulkAdd`: (added ids, failed ids). Ids already in
 /// the group count as added; unknown or foreign ids, and any id on a smart group, fail.
-pub async fn bulk_add(db: &Db, spot_id: Uuid, group_id: GroupId, ids: &[String]) -> Result<(Vec<String>, Vec<String>)> {
+pub async fn bulk_add(
+    db: &Db,
+    spot_id: SpotId,
+    group_id: GroupId,
+    ids: &[String],
+) -> Result<(Vec<String>, Vec<String>)> {
     check_bulk(ids)?;
     store::retry_transient(|| bulk_add_once(db, spot_id, group_id, ids)).await
 }
@@ -370,7 +374,7 @@ pub async fn bulk_add(db: &Db, spot_id: Uuid, group_id: GroupId, ids: &[String])
 /// One attempt (see [`store::retry_transient`]).
 async fn bulk_add_once(
     db: &Db,
-    spot_id: Uuid,
+    spot_id: SpotId,
     group_id: GroupId,
     ids: &[String],
 ) -> Result<(Vec<String>, Vec<String>)> {
@@ -406,13 +410,13 @@ async fn bulk_add_once(
 }
 
 /// `POST /v1/groups/{id}/spotMembers~bulkRemove`: how many members were actually removed.
-pub async fn bulk_remove(db: &Db, spot_id: Uuid, group_id: GroupId, ids: &[String]) -> Result<u64> {
+pub async fn bulk_remove(db: &Db, spot_id: SpotId, group_id: GroupId, ids: &[String]) -> Result<u64> {
     check_bulk(ids)?;
     store::retry_transient(|| bulk_remove_once(db, spot_id, group_id, ids)).await
 }
 
 /// One attempt (see [`store::retry_transient`]).
-async fn bulk_remove_once(db: &Db, spot_id: Uuid, group_id: GroupId, ids: &[String]) -> Result<u64> {
+async fn bulk_remove_once(db: &Db, spot_id: SpotId, group_id: GroupId, ids: &[String]) -> Result<u64> {
     let (parsed, _) = split_ids(ids);
     let mut tx = db.begin().await?;
     let g = locked_group(&mut tx, spot_id, group_id).await?;
@@ -427,7 +431,7 @@ async fn bulk_remove_once(db: &Db, spot_id: Uuid, group_id: GroupId, ids: &[Stri
 /// `blacklist~bulkAdd` / `blacklist~bulkRemove` of a smart group; returns the whole list.
 pub async fn change_blacklist(
     db: &Db,
-    spot_id: Uuid,
+    spot_id: SpotId,
     group_id: GroupId,
     ids: &[String],
     add: bool,
@@ -439,7 +443,7 @@ pub async fn change_blacklist(
 /// One attempt of [`change_blacklist`] (see [`store::retry_transient`]).
 async fn change_blacklist_once(
     db: &Db,
-    spot_id: Uuid,
+    spot_id: SpotId,
     group_id: GroupId,
     ids: &[String],
     add: bool,
@@ -572,7 +576,7 @@ impl Drop for Admitted {
 /// Queues the full computation of a smart group: it runs in the background on one of
 /// [`COMPUTE_WORKERS`] slots; a group already queued is not queued twice, and a full
 /// queue leaves the group to housekeeping (see [`COMPUTE_QUEUE`]).
-pub fn start_computation(db: &Db, spot_id: Uuid, group_id: GroupId) {
+pub fn start_computation(db: &Db, spot_id: SpotId, group_id: GroupId) {
     let Some(admitted) = Admitted::take(group_id) else {
         tracing::info!(%group_id, "smart group computation queue full or already queued; housekeeping resumes it");
         return;
@@ -620,7 +624,7 @@ async fn wait_for_earlier_writes(db: &Db) -> Result<()> {
 
 /// Evaluates every member of the spot against a smart group, in batches, then marks
 /// the group ready. Runs under a lease so that one replica does it at a time.
-pub async fn compute_smart_group(db: &Db, spot_id: Uuid, group_id: GroupId) -> Result<()> {
+pub async fn compute_smart_group(db: &Db, spot_id: SpotId, group_id: GroupId) -> Result<()> {
     let now = now_ms();
     let mut tx = db.begin().await?;
     let claimed = store::smart_groups::claim_compute(tx.ex(), spot_id, group_id, now, now + COMPUTE_LEASE_MS).await?;
@@ -660,7 +664,7 @@ pub async fn compute_smart_group(db: &Db, spot_id: Uuid, group_id: GroupId) -> R
 /// to its commit).
 async fn compute_batch(
     db: &Db,
-    spot_id: Uuid,
+    spot_id: SpotId,
     group_id: GroupId,
     rules: &Rules,
     after: Option<MemberId>,

@@ -36,7 +36,7 @@ use super::members::{normalize_email, Member};
 use super::now_ms;
 use super::properties::{self, PropertyDef, StoredValue};
 use super::vocab::PropertyType;
-use crate::domain::ids::{GroupId, MemberId};
+use crate::domain::ids::{GroupId, MemberId, SpotId};
 use crate::error::{Error, Result};
 use crate::store::{self, Db, Tx};
 
@@ -627,13 +627,13 @@ fn reason(e: Error) -> String {
 }
 
 /// Checks the header and groups without writing anything (HTTP refuses early with it).
-pub async fn prepare(db: &Db, spot_id: Uuid, rows: &[Vec<Cell>], group_ids: &[GroupId]) -> Result<()> {
+pub async fn prepare(db: &Db, spot_id: SpotId, rows: &[Vec<Cell>], group_ids: &[GroupId]) -> Result<()> {
     let defs = properties::list_properties(db, spot_id).await?;
     columns(rows.first().map(Vec::as_slice).unwrap_or(&[]), &defs)?;
     check_groups(db, spot_id, group_ids).await
 }
 
-async fn check_groups(db: &Db, spot_id: Uuid, group_ids: &[GroupId]) -> Result<()> {
+async fn check_groups(db: &Db, spot_id: SpotId, group_ids: &[GroupId]) -> Result<()> {
     let mut c = db.conn().await?;
     let found = store::groups::get_many(c.ex(), spot_id, group_ids).await?;
     for g in group_ids {
@@ -655,7 +655,7 @@ async fn check_groups(db: &Db, spot_id: Uuid, group_ids: &[GroupId]) -> Result<(
 /// are done after each batch.
 pub async fn import_rows(
     db: &Db,
-    spot_id: Uuid,
+    spot_id: SpotId,
     rows: &[Vec<Cell>],
     group_ids: &[GroupId],
     dry_run: bool,
@@ -721,7 +721,7 @@ pub async fn import_rows(
 /// members that already exist.
 async fn write_batch(
     db: &Db,
-    spot_id: Uuid,
+    spot_id: SpotId,
     defs: &[PropertyDef],
     plans: &[RowPlan],
     group_ids: &[GroupId],
@@ -821,7 +821,7 @@ impl BatchMembers {
 /// Offers every row as a new member; an email already in the spot (or created
 /// meanwhile by another writer) makes its row a no-op, and only those rows are then
 /// read back to be updated. A fresh import never looks an email up twice.
-async fn insert_new_members(tx: &mut Tx, spot_id: Uuid, batch: &MergedBatch, now: i64) -> Result<BatchMembers> {
+async fn insert_new_members(tx: &mut Tx, spot_id: SpotId, batch: &MergedBatch, now: i64) -> Result<BatchMembers> {
     let candidates: Vec<Member> = batch
         .rows()
         .map(|(_, p)| {
@@ -879,7 +879,7 @@ fn values_of_created(batch: &MergedBatch, members: &BatchMembers) -> Vec<(Uuid, 
 /// re-evaluates) nothing. Returns the members left unchanged.
 async fn update_existing_members(
     tx: &mut Tx,
-    spot_id: Uuid,
+    spot_id: SpotId,
     batch: &MergedBatch,
     members: &mut BatchMembers,
     now: i64,
@@ -929,7 +929,7 @@ async fn update_existing_members(
 /// adds every member of the batch to `group_ids`.
 async fn refresh_group_memberships(
     tx: &mut Tx,
-    spot_id: Uuid,
+    spot_id: SpotId,
     batch: &MergedBatch,
     members: &BatchMembers,
     unchanged: &HashSet<MemberId>,
@@ -1183,7 +1183,7 @@ mod tests {
     #[test]
     fn non_finite_numbers_are_not_numbers() {
         let def = PropertyDef {
-            spot_id: Uuid::nil(),
+            spot_id: SpotId(Uuid::nil()),
             id: Uuid::from_u128(1),
             slug: "seats".into(),
             label: "Seats".into(),
@@ -1234,7 +1234,7 @@ mod tests {
     #[test]
     fn a_batch_stops_when_a_property_it_writes_changed() {
         let def = |options: &[&str]| PropertyDef {
-            spot_id: Uuid::nil(),
+            spot_id: SpotId(Uuid::nil()),
             id: Uuid::from_u128(7),
             slug: "plan".into(),
             label: "Plan".into(),

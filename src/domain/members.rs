@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
 use super::vocab::{self, MemberRole, MemberStatus};
 use super::{new_id, now_ms};
-use crate::domain::ids::MemberId;
+use crate::domain::ids::{MemberId, SpotId};
 use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db, Ex};
 
@@ -20,7 +20,7 @@ pub const MAX_BULK_INVITE: usize = 200;
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct Member {
-    pub spot_id: Uuid,
+    pub spot_id: SpotId,
     pub id: MemberId,
     pub user_id: Option<Uuid>,
     pub email: Option<String>,
@@ -44,7 +44,7 @@ pub struct Member {
 
 impl Member {
     /// A new `Invited` member of `spot_id` with default fields.
-    pub fn new_invited(spot_id: Uuid, email: Option<String>, mobile_number: Option<String>) -> Member {
+    pub fn new_invited(spot_id: SpotId, email: Option<String>, mobile_number: Option<String>) -> Member {
         let now = now_ms();
         Member {
             spot_id,
@@ -103,7 +103,7 @@ pub fn normalize_email(field: &str, raw: &str) -> Result<String> {
     Ok(email.to_string())
 }
 
-pub async fn list_members(db: &Db, spot_id: Uuid, q: &ListQuery) -> Result<(Vec<Member>, i64)> {
+pub async fn list_members(db: &Db, spot_id: SpotId, q: &ListQuery) -> Result<(Vec<Member>, i64)> {
     let (prop_raw, plain): (Vec<_>, Vec<_>) =
         q.filters.iter().cloned().partition(|f| f.field.starts_with("customProperties."));
     let preds = filter::validate(&plain, MEMBER_FILTERS)?;
@@ -118,7 +118,7 @@ pub async fn list_members(db: &Db, spot_id: Uuid, q: &ListQuery) -> Result<(Vec<
     Ok((items, total))
 }
 
-pub async fn get_member(db: &Db, spot_id: Uuid, id: MemberId) -> Result<Member> {
+pub async fn get_member(db: &Db, spot_id: SpotId, id: MemberId) -> Result<Member> {
     let mut c = db.conn().await?;
     store::members::get(c.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::SpotMember))
 }
@@ -140,7 +140,7 @@ pub async fn insert_or_get(ex: &mut crate::store::Tx, candidate: Member) -> Resu
 }
 
 /// `POST /v1/spotMembers`: invites `email`; an existing member is returned as it is.
-pub async fn invite_member(db: &Db, spot_id: Uuid, email: &str) -> Result<(Member, bool)> {
+pub async fn invite_member(db: &Db, spot_id: SpotId, email: &str) -> Result<(Member, bool)> {
     let email = normalize_email("email", email)?;
     store::retry_transient(|| async {
         let mut tx = db.begin().await?;
@@ -161,7 +161,7 @@ pub struct FailedInvite {
 
 /// `POST /v1/spotMembers~bulkInvite`: every valid email is invited (or found) once;
 /// invalid emails and repeats within the request are reported as failed.
-pub async fn bulk_invite(db: &Db, spot_id: Uuid, emails: &[String]) -> Result<(Vec<Member>, Vec<FailedInvite>)> {
+pub async fn bulk_invite(db: &Db, spot_id: SpotId, emails: &[String]) -> Result<(Vec<Member>, Vec<FailedInvite>)> {
     if emails.is_empty() {
         return Err(Error::invalid("emails", "must contain at least 1 email"));
     }
@@ -245,7 +245,7 @@ fn parse_role_and_status(
 }
 
 /// `PUT /v1/spotMembers/{id}`.
-pub async fn update_member(db: &Db, spot_id: Uuid, id: MemberId, patch: MemberPatch) -> Result<Member> {
+pub async fn update_member(db: &Db, spot_id: SpotId, id: MemberId, patch: MemberPatch) -> Result<Member> {
     let (role, status) = parse_role_and_status(patch.role.as_deref(), patch.status.as_deref())?;
     store::retry_transient(|| apply_member_patch(db, spot_id, id, patch.clone(), role, status)).await
 }
@@ -254,7 +254,7 @@ pub async fn update_member(db: &Db, spot_id: Uuid, id: MemberId, patch: MemberPa
 /// concurrent partial updates (one the first name, one the last) each keep the other's.
 async fn apply_member_patch(
     db: &Db,
-    spot_id: Uuid,
+    spot_id: SpotId,
     id: MemberId,
     patch: MemberPatch,
     role: Option<MemberRole>,
@@ -308,6 +308,6 @@ async fn apply_member_patch(
 }
 
 /// Loads a member inside a transaction (404 when absent or of another spot).
-pub async fn get_in(ex: Ex<'_>, spot_id: Uuid, id: MemberId) -> Result<Member> {
+pub async fn get_in(ex: Ex<'_>, spot_id: SpotId, id: MemberId) -> Result<Member> {
     store::members::get(ex, spot_id, id).await?.ok_or(Error::NotFound(Entity::SpotMember))
 }

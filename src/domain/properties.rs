@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::ids::{GroupId, MemberId};
+use super::ids::{GroupId, MemberId, SpotId};
 
 use super::filter::{Op, Predicate, RawFilter};
 use super::vocab::PropertyType;
@@ -42,7 +42,7 @@ impl TryFrom<String> for Options {
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct PropertyDef {
-    pub spot_id: Uuid,
+    pub spot_id: SpotId,
     pub id: Uuid,
     pub slug: String,
     pub label: String,
@@ -135,19 +135,19 @@ pub struct NewProperty {
     pub possible_values: Option<Vec<String>>,
 }
 
-pub async fn list_properties(db: &Db, spot_id: Uuid) -> Result<Vec<PropertyDef>> {
+pub async fn list_properties(db: &Db, spot_id: SpotId) -> Result<Vec<PropertyDef>> {
     let mut c = db.conn().await?;
     Ok(store::properties::list(c.ex(), spot_id).await?)
 }
 
-pub async fn get_property(db: &Db, spot_id: Uuid, slug: &str) -> Result<PropertyDef> {
+pub async fn get_property(db: &Db, spot_id: SpotId, slug: &str) -> Result<PropertyDef> {
     let mut c = db.conn().await?;
     store::properties::get_by_slug(c.ex(), spot_id, slug).await?.ok_or(Error::NotFound(Entity::CustomProperty))
 }
 
 /// `POST /v1/customProperties`: the slug is given or derived from the label (made
 /// unique with `-2`, `-3`…); a given slug already in use → 409.
-pub async fn create_property(db: &Db, spot_id: Uuid, n: NewProperty) -> Result<PropertyDef> {
+pub async fn create_property(db: &Db, spot_id: SpotId, n: NewProperty) -> Result<PropertyDef> {
     let label = n.label.as_deref().map(str::trim).unwrap_or_default().to_string();
     if label.is_empty() {
         return Err(Error::invalid("label", "is required"));
@@ -250,7 +250,7 @@ const REFRESH_IN_TX_MAX: usize = 500;
 /// SQLite's one write lock, does not grow with the spot.
 pub(crate) async fn refresh_readers(
     tx: &mut Tx,
-    spot_id: Uuid,
+    spot_id: SpotId,
     needle: &str,
     member_ids: Vec<MemberId>,
 ) -> Result<Vec<GroupId>> {
@@ -284,19 +284,19 @@ pub(crate) async fn refresh_readers(
 }
 
 /// Whether some smart group of the spot has `needle` (a quoted field name) in its rules.
-pub(crate) async fn smart_groups_read(tx: &mut Tx, spot_id: Uuid, needle: &str) -> Result<bool> {
+pub(crate) async fn smart_groups_read(tx: &mut Tx, spot_id: SpotId, needle: &str) -> Result<bool> {
     Ok(store::smart_groups::list(tx.ex(), spot_id).await?.iter().any(|(_, rules)| rules.contains(needle)))
 }
 
 /// `PUT /v1/customProperties/{slug}`: removed options take their stored values with them
 /// (same transaction); renamed options rename them (see [`check_renames`]). The members
 /// whose values changed are re-evaluated against the smart groups reading the property.
-pub async fn update_property(db: &Db, spot_id: Uuid, slug: &str, p: PropertyPatch) -> Result<PropertyDef> {
+pub async fn update_property(db: &Db, spot_id: SpotId, slug: &str, p: PropertyPatch) -> Result<PropertyDef> {
     store::retry_transient(|| update_property_once(db, spot_id, slug, p.clone())).await
 }
 
 /// One attempt of [`update_property`] (see [`store::retry_transient`]).
-async fn update_property_once(db: &Db, spot_id: Uuid, slug: &str, p: PropertyPatch) -> Result<PropertyDef> {
+async fn update_property_once(db: &Db, spot_id: SpotId, slug: &str, p: PropertyPatch) -> Result<PropertyDef> {
     let mut tx = db.begin().await?;
     let mut def = store::properties::get_by_slug_for_update(tx.ex(), spot_id, slug)
         .await?
@@ -347,12 +347,12 @@ async fn update_property_once(db: &Db, spot_id: Uuid, slug: &str, p: PropertyPat
 
 /// Deletes a property and every stored value of it, in one transaction; refused (409)
 /// while a smart group's rules read it.
-pub async fn delete_property(db: &Db, spot_id: Uuid, slug: &str) -> Result<()> {
+pub async fn delete_property(db: &Db, spot_id: SpotId, slug: &str) -> Result<()> {
     store::retry_transient(|| delete_property_once(db, spot_id, slug)).await
 }
 
 /// One attempt of [`delete_property`] (see [`store::retry_transient`]).
-async fn delete_property_once(db: &Db, spot_id: Uuid, slug: &str) -> Result<()> {
+async fn delete_property_once(db: &Db, spot_id: SpotId, slug: &str) -> Result<()> {
     let mut tx = db.begin().await?;
     let def = store::properties::get_by_slug_for_update(tx.ex(), spot_id, slug)
         .await?
@@ -451,7 +451,7 @@ pub fn from_stored(def: &PropertyDef, rows: &[StoredValue]) -> Value {
 
 async fn values_of(
     tx_or_conn: crate::store::Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     member_id: MemberId,
 ) -> Result<HashMap<Uuid, Vec<StoredValue>>> {
     let rows = store::properties::member_values(tx_or_conn, spot_id, member_id).await?;
@@ -465,7 +465,7 @@ async fn values_of(
 /// Every property of the spot with the member's value (null when unset), paginated.
 pub async fn member_values(
     db: &Db,
-    spot_id: Uuid,
+    spot_id: SpotId,
     member_id: MemberId,
     offset: usize,
     limit: usize,
@@ -491,7 +491,7 @@ pub async fn member_values(
 /// (slug, value, field name for errors).
 pub async fn set_values_in(
     tx: &mut Tx,
-    spot_id: Uuid,
+    spot_id: SpotId,
     member_id: MemberId,
     items: &[(String, Value, String)],
 ) -> Result<Vec<PropertyValue>> {
@@ -523,7 +523,7 @@ pub async fn set_values_in(
 /// `PUT …/customPropertiesValues/{slug}` and `~bulkUpsert` (all-or-nothing).
 pub async fn set_values(
     db: &Db,
-    spot_id: Uuid,
+    spot_id: SpotId,
     member_id: MemberId,
     items: &[(String, Value, String)],
 ) -> Result<Vec<PropertyValue>> {
@@ -533,7 +533,7 @@ pub async fn set_values(
 /// One attempt of [`set_values`] (see [`store::retry_transient`]).
 async fn set_values_once(
     db: &Db,
-    spot_id: Uuid,
+    spot_id: SpotId,
     member_id: MemberId,
     items: &[(String, Value, String)],
 ) -> Result<Vec<PropertyValue>> {
@@ -565,7 +565,7 @@ pub fn ops_of(kind: PropertyType) -> &'static [Op] {
 }
 
 /// Turns `customProperties.<slug>[op]=v` filters into property filters.
-pub async fn property_filters(db: &Db, spot_id: Uuid, raw: &[RawFilter]) -> Result<Vec<PropertyFilter>> {
+pub async fn property_filters(db: &Db, spot_id: SpotId, raw: &[RawFilter]) -> Result<Vec<PropertyFilter>> {
     if raw.is_empty() {
         return Ok(Vec::new());
     }
@@ -646,7 +646,7 @@ mod tests {
 
     fn def(kind: &str, opts: &[&str]) -> PropertyDef {
         PropertyDef {
-            spot_id: Uuid::nil(),
+            spot_id: SpotId(Uuid::nil()),
             id: Uuid::nil(),
             slug: "p".into(),
             label: "P".into(),

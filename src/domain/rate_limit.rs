@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use uuid::Uuid;
 
 use super::now_ms;
+use crate::domain::ids::SpotId;
 use crate::error::{Error, Result};
 use crate::store::{self, Db};
 
@@ -25,7 +26,7 @@ pub const HOUR_MS: i64 = 3_600_000;
 
 /// The "spot" of windows that belong to no spot: per-address and per-number throttles
 /// of anonymous calls (PIN login). Their rows are purged by housekeeping.
-pub const ANONYMOUS: Uuid = Uuid::nil();
+pub const ANONYMOUS: SpotId = SpotId(Uuid::nil());
 
 /// Drops windows that started more than two days ago, of every spot and scope: the
 /// longest window is a day, and scopes keyed by an address or a number are one-off,
@@ -38,7 +39,7 @@ pub async fn purge_old_windows(db: &Db) -> Result<u64> {
 /// A counter of attempts in a fixed window, exact across replicas (one database write
 /// per attempt, no leasing): for lockouts, where every attempt must count.
 pub struct AttemptWindow<'a> {
-    pub spot_id: Uuid,
+    pub spot_id: SpotId,
     pub scope: &'a str,
     pub window_ms: i64,
     pub limit: i64,
@@ -94,7 +95,7 @@ struct Lease {
 
 #[derive(Debug, Default)]
 pub struct RateLimiter {
-    leases: Mutex<HashMap<(Uuid, String), Lease>>,
+    leases: Mutex<HashMap<(SpotId, String), Lease>>,
 }
 
 impl RateLimiter {
@@ -103,7 +104,7 @@ impl RateLimiter {
     }
 
     /// Spends one request of `scope` for `spot_id`, leasing more from the database when needed.
-    pub async fn check(&self, db: &Db, spot_id: Uuid, scope: &str, limit: i64, window_ms: i64) -> Result<Decision> {
+    pub async fn check(&self, db: &Db, spot_id: SpotId, scope: &str, limit: i64, window_ms: i64) -> Result<Decision> {
         let now = now_ms();
         let window_start = now - now.rem_euclid(window_ms);
         let reset_s = ((window_start + window_ms - now + 999) / 1000).max(1) as u64;

@@ -456,7 +456,7 @@ mod tests {
     use serde_json::json;
 
     fn member() -> Member {
-        let mut m = Member::new_invited(Uuid::nil(), Some("Ada@Example.com".into()), None);
+        let mut m = Member::new_invited(crate::domain::ids::SpotId(Uuid::nil()), Some("Ada@Example.com".into()), None);
         m.firstname = "Ada".into();
         m.invited_at = 1_700_000_000_000;
         m

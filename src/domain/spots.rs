@@ -7,15 +7,15 @@
 use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
-use super::{new_id, now_ms};
+use super::now_ms;
+use crate::domain::ids::SpotId;
 use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Spot {
-    pub id: Uuid,
+    pub id: SpotId,
     pub name: String,
     pub rate_limit_per_10s: Option<i64>,
     pub rate_limit_per_day: Option<i64>,
@@ -41,7 +41,7 @@ pub async fn create_spot(db: &Db, name: &str) -> Result<(Spot, String)> {
         return Err(Error::invalid("name", "must not be empty"));
     }
     let spot = Spot {
-        id: new_id(),
+        id: SpotId::generate(),
         name: name.to_string(),
         rate_limit_per_10s: None,
         rate_limit_per_day: None,
@@ -60,13 +60,13 @@ pub async fn list_spots(db: &Db) -> Result<Vec<Spot>> {
     Ok(store::spots::list(c.ex()).await?)
 }
 
-pub async fn get_spot(db: &Db, id: Uuid) -> Result<Spot> {
+pub async fn get_spot(db: &Db, id: SpotId) -> Result<Spot> {
     let mut c = db.conn().await?;
     store::spots::get(c.ex(), id).await?.ok_or(Error::NotFound(Entity::Spot))
 }
 
 /// Replaces the spot's key; the old one stops working.
-pub async fn rotate_key(db: &Db, id: Uuid) -> Result<String> {
+pub async fn rotate_key(db: &Db, id: SpotId) -> Result<String> {
     let key = generate_api_key();
     let mut tx = db.begin().await?;
     if !store::spots::set_key_hash(tx.ex(), id, &hash_api_key(&key)).await? {
@@ -77,7 +77,7 @@ pub async fn rotate_key(db: &Db, id: Uuid) -> Result<String> {
 }
 
 /// Overrides the spot's rate limits (`None` keeps the current value).
-pub async fn set_limits(db: &Db, id: Uuid, per_10s: Option<i64>, per_day: Option<i64>) -> Result<Spot> {
+pub async fn set_limits(db: &Db, id: SpotId, per_10s: Option<i64>, per_day: Option<i64>) -> Result<Spot> {
     for (field, v) in [("per-10s", per_10s), ("per-day", per_day)] {
         if v.is_some_and(|n| n < 1) {
             return Err(Error::invalid(field, "must be at least 1"));
@@ -93,7 +93,7 @@ pub async fn set_limits(db: &Db, id: Uuid, per_10s: Option<i64>, per_day: Option
 }
 
 /// Deletes the spot and everything in it.
-pub async fn delete_spot(db: &Db, id: Uuid) -> Result<()> {
+pub async fn delete_spot(db: &Db, id: SpotId) -> Result<()> {
     let mut tx = db.begin().await?;
     if !store::spots::delete(tx.ex(), id).await? {
         return Err(Error::NotFound(Entity::Spot));

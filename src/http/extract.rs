@@ -18,6 +18,7 @@ use crate::domain::auth::AuthedSpot;
 use crate::domain::filter::{
     self, parse_list_query, FieldSpec, Kind, ListQuery, DEFAULT_LIMIT, MAX_LIMIT, MAX_LIST_VALUES, MAX_OFFSET,
 };
+use crate::domain::ids::SpotId;
 use crate::error::Error;
 
 /// A JSON body; type errors name the offending field (`emails[3]: invalid type ...`).
@@ -74,7 +75,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for MsJson<T> {
 
 /// The spot of the API key (set by the auth middleware).
 #[derive(Clone, Copy, Debug)]
-pub struct CallerSpot(pub Uuid);
+pub struct CallerSpot(pub SpotId);
 
 impl<S: Send + Sync> FromRequestParts<S> for CallerSpot {
     type Rejection = MsError;

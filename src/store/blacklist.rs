@@ -2,14 +2,12 @@
 //! whatever its rules say. A table of its own because both the group's computation
 //! and every re-evaluation of one member read it.
 
-use uuid::Uuid;
-
 use super::{one_row, Ex};
-use crate::domain::ids::{GroupId, MemberId};
+use crate::domain::ids::{GroupId, MemberId, SpotId};
 use crate::run;
 
 /// Blacklists the member in the group; false when it was already.
-pub async fn insert(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId, member_id: MemberId) -> Result<bool, sqlx::Error> {
+pub async fn insert(ex: Ex<'_>, spot_id: SpotId, group_id: GroupId, member_id: MemberId) -> Result<bool, sqlx::Error> {
     run!(ex, |c| {
         let outcome = sqlx::query(
             "INSERT INTO group_blacklist (spot_id, group_id, member_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -24,7 +22,7 @@ pub async fn insert(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId, member_id: Mem
 }
 
 /// Takes the member off the group's blacklist; false when it was not on it.
-pub async fn delete(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId, member_id: MemberId) -> Result<bool, sqlx::Error> {
+pub async fn delete(ex: Ex<'_>, spot_id: SpotId, group_id: GroupId, member_id: MemberId) -> Result<bool, sqlx::Error> {
     run!(ex, |c| {
         let outcome =
             sqlx::query("DELETE FROM group_blacklist WHERE spot_id = $1 AND group_id = $2 AND member_id = $3")
@@ -38,7 +36,7 @@ pub async fn delete(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId, member_id: Mem
 }
 
 /// The ids of the members on the group's blacklist, in id order.
-pub async fn list(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId) -> Result<Vec<MemberId>, sqlx::Error> {
+pub async fn list(ex: Ex<'_>, spot_id: SpotId, group_id: GroupId) -> Result<Vec<MemberId>, sqlx::Error> {
     run!(ex, |c| {
         sqlx::query_scalar::<_, MemberId>(
             "SELECT member_id FROM group_blacklist WHERE spot_id = $1 AND group_id = $2 ORDER BY member_id",
@@ -51,7 +49,12 @@ pub async fn list(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId) -> Result<Vec<Me
 }
 
 /// Whether the group's blacklist holds the member.
-pub async fn contains(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId, member_id: MemberId) -> Result<bool, sqlx::Error> {
+pub async fn contains(
+    ex: Ex<'_>,
+    spot_id: SpotId,
+    group_id: GroupId,
+    member_id: MemberId,
+) -> Result<bool, sqlx::Error> {
     run!(ex, |c| {
         sqlx::query_scalar::<_, i64>(
             "SELECT COUNT(*) FROM group_blacklist WHERE spot_id = $1 AND group_id = $2 AND member_id = $3",
@@ -66,7 +69,7 @@ pub async fn contains(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId, member_id: M
 }
 
 /// Ids of the groups whose blacklist holds the member.
-pub async fn groups_of_member(ex: Ex<'_>, spot_id: Uuid, member_id: MemberId) -> Result<Vec<GroupId>, sqlx::Error> {
+pub async fn groups_of_member(ex: Ex<'_>, spot_id: SpotId, member_id: MemberId) -> Result<Vec<GroupId>, sqlx::Error> {
     run!(ex, |c| sqlx::query_scalar::<_, GroupId>(
         "SELECT group_id FROM group_blacklist WHERE spot_id = $1 AND member_id = $2"
     )

@@ -2,12 +2,10 @@
 //! participant count. Participants are [`super::participants`], links to groups
 //! [`super::course_groups`].
 
-use uuid::Uuid;
-
 use super::{one_row, Ex};
 use crate::domain::courses::Course;
 use crate::domain::filter::Predicate;
-use crate::domain::ids::CourseId;
+use crate::domain::ids::{CourseId, SpotId};
 use crate::run;
 
 const COLUMNS: &str = "spot_id, id, title, description, privacy, status, navigation_mode, participant_count";
@@ -30,14 +28,14 @@ pub async fn insert(ex: Ex<'_>, c_: &Course, now: i64) -> Result<(), sqlx::Error
     .map(|_| ()))
 }
 
-pub async fn get(ex: Ex<'_>, spot_id: Uuid, id: CourseId) -> Result<Option<Course>, sqlx::Error> {
+pub async fn get(ex: Ex<'_>, spot_id: SpotId, id: CourseId) -> Result<Option<Course>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM courses WHERE spot_id = $1 AND id = $2");
     run!(ex, |c| sqlx::query_as::<_, Course>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
 }
 
 pub async fn list(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     filters: &[Predicate],
     offset: i64,
     limit: i64,
@@ -49,7 +47,7 @@ pub async fn list(
 /// transactions are already serialised by `BEGIN IMMEDIATE`); false when there is no
 /// such course. Every write to a course's participants holds it, so concurrent
 /// invitations of one member cannot both create (or re-invite) the participant.
-pub async fn lock(ex: Ex<'_>, spot_id: Uuid, id: CourseId) -> Result<bool, sqlx::Error> {
+pub async fn lock(ex: Ex<'_>, spot_id: SpotId, id: CourseId) -> Result<bool, sqlx::Error> {
     run!(ex, |c| one_row(
         sqlx::query("UPDATE courses SET participant_count = participant_count WHERE spot_id = $1 AND id = $2")
             .bind(spot_id)
@@ -76,13 +74,13 @@ pub async fn update(ex: Ex<'_>, c_: &Course) -> Result<(), sqlx::Error> {
     .map(|_| ()))
 }
 
-pub async fn delete(ex: Ex<'_>, spot_id: Uuid, id: CourseId) -> Result<bool, sqlx::Error> {
+pub async fn delete(ex: Ex<'_>, spot_id: SpotId, id: CourseId) -> Result<bool, sqlx::Error> {
     run!(ex, |c| one_row(
         sqlx::query("DELETE FROM courses WHERE spot_id = $1 AND id = $2").bind(spot_id).bind(id).execute(c).await
     ))
 }
 
-pub async fn add_participant_count(ex: Ex<'_>, spot_id: Uuid, id: CourseId, delta: i64) -> Result<(), sqlx::Error> {
+pub async fn add_participant_count(ex: Ex<'_>, spot_id: SpotId, id: CourseId, delta: i64) -> Result<(), sqlx::Error> {
     if delta == 0 {
         return Ok(());
     }

@@ -5,6 +5,7 @@ use uuid::Uuid;
 use super::{one_row, Ex};
 use crate::domain::custom_roles::CustomRole;
 use crate::domain::filter::Predicate;
+use crate::domain::ids::SpotId;
 use crate::run;
 
 const COLUMNS: &str = "spot_id, id, label, description, permissions";
@@ -25,14 +26,14 @@ pub async fn insert(ex: Ex<'_>, r: &CustomRole, now: i64) -> Result<(), sqlx::Er
     .map(|_| ()))
 }
 
-pub async fn get(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<Option<CustomRole>, sqlx::Error> {
+pub async fn get(ex: Ex<'_>, spot_id: SpotId, id: Uuid) -> Result<Option<CustomRole>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM custom_roles WHERE spot_id = $1 AND id = $2");
     run!(ex, |c| sqlx::query_as::<_, CustomRole>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
 }
 
 pub async fn list(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     filters: &[Predicate],
     offset: i64,
     limit: i64,
@@ -56,7 +57,7 @@ pub async fn update(ex: Ex<'_>, r: &CustomRole) -> Result<(), sqlx::Error> {
     })
 }
 
-pub async fn delete(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn delete(ex: Ex<'_>, spot_id: SpotId, id: Uuid) -> Result<bool, sqlx::Error> {
     run!(ex, |c| one_row(
         sqlx::query("DELETE FROM custom_roles WHERE spot_id = $1 AND id = $2").bind(spot_id).bind(id).execute(c).await
     ))

@@ -4,13 +4,11 @@
 //! Kaizala sub-group links in [`super::group_links`], course links in
 //! [`super::course_groups`]: each its own table, each its own module.
 
-use uuid::Uuid;
-
-use super::sql::{Bind, Sql};
+use super::sql::Sql;
 use super::{one_row, Ex};
 use crate::domain::filter::Predicate;
 use crate::domain::groups::Group;
-use crate::domain::ids::GroupId;
+use crate::domain::ids::{GroupId, SpotId};
 use crate::{bind_all, run};
 
 const COLUMNS: &str = "spot_id, id, name, description, emoji, icon, kind, rules, ready, member_count, \
@@ -41,7 +39,7 @@ pub async fn insert(ex: Ex<'_>, g: &Group) -> Result<(), sqlx::Error> {
     })
 }
 
-pub async fn get(ex: Ex<'_>, spot_id: Uuid, id: GroupId) -> Result<Option<Group>, sqlx::Error> {
+pub async fn get(ex: Ex<'_>, spot_id: SpotId, id: GroupId) -> Result<Option<Group>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM spot_groups WHERE spot_id = $1 AND id = $2");
     run!(ex, |c| sqlx::query_as::<_, Group>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
 }
@@ -49,7 +47,7 @@ pub async fn get(ex: Ex<'_>, spot_id: Uuid, id: GroupId) -> Result<Option<Group>
 /// A page of the spot's groups matching `filters`, and how many match.
 pub async fn list(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     filters: &[Predicate],
     offset: i64,
     limit: i64,
@@ -58,12 +56,12 @@ pub async fn list(
 }
 
 /// The groups among `ids` that belong to the spot, in id order.
-pub async fn get_many(ex: Ex<'_>, spot_id: Uuid, ids: &[GroupId]) -> Result<Vec<Group>, sqlx::Error> {
+pub async fn get_many(ex: Ex<'_>, spot_id: SpotId, ids: &[GroupId]) -> Result<Vec<Group>, sqlx::Error> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM spot_groups WHERE spot_id = "]);
-    sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN ");
+    sql.push_bind(spot_id.into()).push(" AND id IN ");
     sql.push_list(ids.iter().map(|id| (*id).into())).push(" ORDER BY id");
     run!(ex, |c| bind_all!(sqlx::query_as::<_, Group>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
@@ -87,7 +85,7 @@ pub async fn update(ex: Ex<'_>, g: &Group) -> Result<(), sqlx::Error> {
     })
 }
 
-pub async fn delete(ex: Ex<'_>, spot_id: Uuid, id: GroupId) -> Result<bool, sqlx::Error> {
+pub async fn delete(ex: Ex<'_>, spot_id: SpotId, id: GroupId) -> Result<bool, sqlx::Error> {
     run!(ex, |c| one_row(
         sqlx::query("DELETE FROM spot_groups WHERE spot_id = $1 AND id = $2").bind(spot_id).bind(id).execute(c).await
     ))
@@ -97,7 +95,7 @@ pub async fn delete(ex: Ex<'_>, spot_id: Uuid, id: GroupId) -> Result<bool, sqlx
 /// it exists): concurrent membership writes to one group then queue instead of
 /// deadlocking on each other's uncommitted rows (PostgreSQL; SQLite writers are
 /// serialised already).
-pub async fn lock(ex: Ex<'_>, spot_id: Uuid, id: GroupId) -> Result<bool, sqlx::Error> {
+pub async fn lock(ex: Ex<'_>, spot_id: SpotId, id: GroupId) -> Result<bool, sqlx::Error> {
     run!(ex, |c| one_row(
         sqlx::query("UPDATE spot_groups SET member_count = member_count WHERE spot_id = $1 AND id = $2")
             .bind(spot_id)
@@ -107,7 +105,7 @@ pub async fn lock(ex: Ex<'_>, spot_id: Uuid, id: GroupId) -> Result<bool, sqlx::
     ))
 }
 
-pub async fn add_member_count(ex: Ex<'_>, spot_id: Uuid, id: GroupId, delta: i64) -> Result<(), sqlx::Error> {
+pub async fn add_member_count(ex: Ex<'_>, spot_id: SpotId, id: GroupId, delta: i64) -> Result<(), sqlx::Error> {
     if delta == 0 {
         return Ok(());
     }

@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::{one_row, Ex};
-use crate::domain::ids::{GroupId, MemberId};
+use crate::domain::ids::{GroupId, MemberId, SpotId};
 use crate::domain::kaizala::{Connector, TokenGrant};
 use crate::domain::vocab::MemberStatus;
 use crate::run;
@@ -25,7 +25,7 @@ pub async fn insert_connector(ex: Ex<'_>, c_: &Connector, secret_hash: &[u8]) ->
 /// The connector with `id` (any spot) and its secret hash.
 pub async fn find_connector(ex: Ex<'_>, id: Uuid) -> Result<Option<(Connector, Vec<u8>)>, sqlx::Error> {
     run!(ex, |c| {
-        let row = sqlx::query_as::<_, (Uuid, Uuid, String, i64, Vec<u8>)>(
+        let row = sqlx::query_as::<_, (SpotId, Uuid, String, i64, Vec<u8>)>(
             "SELECT spot_id, id, name, created_at, secret_hash FROM kz_connectors WHERE id = $1",
         )
         .bind(id)
@@ -35,7 +35,7 @@ pub async fn find_connector(ex: Ex<'_>, id: Uuid) -> Result<Option<(Connector, V
     })
 }
 
-pub async fn list_connectors(ex: Ex<'_>, spot_id: Option<Uuid>) -> Result<Vec<Connector>, sqlx::Error> {
+pub async fn list_connectors(ex: Ex<'_>, spot_id: Option<SpotId>) -> Result<Vec<Connector>, sqlx::Error> {
     run!(ex, |c| sqlx::query_as::<_, Connector>(
         "SELECT spot_id, id, name, created_at FROM kz_connectors WHERE ($1 IS NULL OR spot_id = $1) ORDER BY id"
     )
@@ -51,7 +51,7 @@ pub async fn delete_connector(ex: Ex<'_>, id: Uuid) -> Result<bool, sqlx::Error>
 /// Stores the (connector, member) refresh token, replacing any older one.
 pub async fn upsert_refresh_token(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     connector_id: Uuid,
     member_id: MemberId,
     hash: &[u8],
@@ -103,7 +103,7 @@ pub async fn insert_access_token(ex: Ex<'_>, g: &TokenGrant, hash: &[u8]) -> Res
 /// sign in must not keep using a token).
 pub async fn find_access_token(ex: Ex<'_>, hash: &[u8]) -> Result<Option<(TokenGrant, MemberStatus)>, sqlx::Error> {
     run!(ex, |c| {
-        let row = sqlx::query_as::<_, (Uuid, Uuid, MemberId, i64, MemberStatus)>(
+        let row = sqlx::query_as::<_, (SpotId, Uuid, MemberId, i64, MemberStatus)>(
             "SELECT t.spot_id, t.connector_id, t.member_id, t.expires_at, m.status FROM kz_access_tokens t \
              JOIN members m ON m.spot_id = t.spot_id AND m.id = t.member_id WHERE t.token_hash = $1",
         )
@@ -119,7 +119,7 @@ pub async fn find_access_token(ex: Ex<'_>, hash: &[u8]) -> Result<Option<(TokenG
 /// Revokes every access token of a (connector, member) pair (its refresh token was replaced).
 pub async fn delete_access_tokens_of(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     connector_id: Uuid,
     member_id: MemberId,
 ) -> Result<u64, sqlx::Error> {
@@ -136,7 +136,7 @@ pub async fn delete_access_tokens_of(
 
 /// Revokes everything a member holds: refresh and access tokens of every connector,
 /// and pending PINs (the member was signed out: Deactivated, Rejected or Left).
-pub async fn revoke_member(ex: Ex<'_>, spot_id: Uuid, member_id: MemberId) -> Result<(), sqlx::Error> {
+pub async fn revoke_member(ex: Ex<'_>, spot_id: SpotId, member_id: MemberId) -> Result<(), sqlx::Error> {
     run!(ex, |c| {
         for table in ["kz_access_tokens", "kz_refresh_tokens", "kz_pins"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE spot_id = $1 AND member_id = $2"))
@@ -150,7 +150,7 @@ pub async fn revoke_member(ex: Ex<'_>, spot_id: Uuid, member_id: MemberId) -> Re
 }
 
 /// Drops the spot's expired access tokens.
-pub async fn purge_access_tokens(ex: Ex<'_>, spot_id: Uuid, now: i64) -> Result<(), sqlx::Error> {
+pub async fn purge_access_tokens(ex: Ex<'_>, spot_id: SpotId, now: i64) -> Result<(), sqlx::Error> {
     run!(ex, |c| sqlx::query("DELETE FROM kz_access_tokens WHERE spot_id = $1 AND expires_at < $2")
         .bind(spot_id)
         .bind(now)
@@ -161,7 +161,7 @@ pub async fn purge_access_tokens(ex: Ex<'_>, spot_id: Uuid, now: i64) -> Result<
 
 pub async fn upsert_pin(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     connector_id: Uuid,
     member_id: MemberId,
     pin_hash: &[u8],
@@ -189,7 +189,7 @@ pub async fn upsert_pin(
 /// lock, SQLite write lock) each take their own try and never more than there are.
 pub async fn spend_pin_try(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     connector_id: Uuid,
     member_id: MemberId,
     now: i64,
@@ -206,7 +206,12 @@ pub async fn spend_pin_try(
     .await)
 }
 
-pub async fn delete_pin(ex: Ex<'_>, spot_id: Uuid, connector_id: Uuid, member_id: MemberId) -> Result<(), sqlx::Error> {
+pub async fn delete_pin(
+    ex: Ex<'_>,
+    spot_id: SpotId,
+    connector_id: Uuid,
+    member_id: MemberId,
+) -> Result<(), sqlx::Error> {
     run!(ex, |c| sqlx::query("DELETE FROM kz_pins WHERE spot_id = $1 AND connector_id = $2 AND member_id = $3")
         .bind(spot_id)
         .bind(connector_id)
@@ -218,7 +223,7 @@ pub async fn delete_pin(ex: Ex<'_>, spot_id: Uuid, connector_id: Uuid, member_id
 
 pub async fn insert_message(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     id: Uuid,
     group_id: GroupId,
     sender: MemberId,
@@ -243,7 +248,7 @@ pub async fn insert_message(
 /// (id, sender, text, created_at) of a group's messages, oldest first.
 pub async fn list_messages(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     group_id: GroupId,
 ) -> Result<Vec<(Uuid, Uuid, String, i64)>, sqlx::Error> {
     run!(ex, |c| sqlx::query_as::<_, (Uuid, Uuid, String, i64)>(

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::sql::{Bind, Sql, IN_LIST_MAX};
 use super::{one_row, Ex};
 use crate::domain::filter::Predicate;
-use crate::domain::ids::MemberId;
+use crate::domain::ids::{MemberId, SpotId};
 use crate::domain::members::Member;
 use crate::{bind_all, run};
 
@@ -64,7 +64,7 @@ pub async fn insert_if_absent(ex: Ex<'_>, m: &Member) -> Result<Option<Member>, 
         .await)
 }
 
-pub async fn get(ex: Ex<'_>, spot_id: Uuid, id: MemberId) -> Result<Option<Member>, sqlx::Error> {
+pub async fn get(ex: Ex<'_>, spot_id: SpotId, id: MemberId) -> Result<Option<Member>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND id = $2");
     run!(ex, |c| sqlx::query_as::<_, Member>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
 }
@@ -73,7 +73,7 @@ pub async fn get(ex: Ex<'_>, spot_id: Uuid, id: MemberId) -> Result<Option<Membe
 /// transactions exclude each other already), for read-modify-write updates. `FOR NO KEY
 /// UPDATE` (the lock an `UPDATE` of non-key columns takes) still lets rows that
 /// reference the member (memberships, participants) be inserted meanwhile.
-pub async fn get_for_update(ex: Ex<'_>, spot_id: Uuid, id: MemberId) -> Result<Option<Member>, sqlx::Error> {
+pub async fn get_for_update(ex: Ex<'_>, spot_id: SpotId, id: MemberId) -> Result<Option<Member>, sqlx::Error> {
     let lock = ex.row_lock(" FOR NO KEY UPDATE");
     let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND id = $2{lock}");
     run!(ex, |c| sqlx::query_as::<_, Member>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
@@ -83,13 +83,13 @@ pub async fn get_for_update(ex: Ex<'_>, spot_id: Uuid, id: MemberId) -> Result<O
 /// member insert: every insert also bumps the spot's member count, i.e. takes this
 /// lock anyway, and taking it first keeps two invitations from each holding an email
 /// the other wants (a deadlock) while both wait for it.
-pub async fn lock_spot_for_inserts(ex: Ex<'_>, spot_id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn lock_spot_for_inserts(ex: Ex<'_>, spot_id: SpotId) -> Result<bool, sqlx::Error> {
     run!(ex, |c| one_row(
         sqlx::query("UPDATE spots SET member_count = member_count WHERE id = $1").bind(spot_id).execute(c).await
     ))
 }
 
-pub async fn get_by_email(ex: Ex<'_>, spot_id: Uuid, email: &str) -> Result<Option<Member>, sqlx::Error> {
+pub async fn get_by_email(ex: Ex<'_>, spot_id: SpotId, email: &str) -> Result<Option<Member>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND email_norm = $2");
     run!(ex, |c| sqlx::query_as::<_, Member>(&sql)
         .bind(spot_id)
@@ -98,18 +98,18 @@ pub async fn get_by_email(ex: Ex<'_>, spot_id: Uuid, email: &str) -> Result<Opti
         .await)
 }
 
-pub async fn get_by_mobile(ex: Ex<'_>, spot_id: Uuid, mobile: &str) -> Result<Option<Member>, sqlx::Error> {
+pub async fn get_by_mobile(ex: Ex<'_>, spot_id: SpotId, mobile: &str) -> Result<Option<Member>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND mobile_number = $2");
     run!(ex, |c| sqlx::query_as::<_, Member>(&sql).bind(spot_id).bind(mobile).fetch_optional(c).await)
 }
 
 /// The members among `ids` that belong to the spot.
-pub async fn get_many(ex: Ex<'_>, spot_id: Uuid, ids: &[MemberId]) -> Result<Vec<Member>, sqlx::Error> {
+pub async fn get_many(ex: Ex<'_>, spot_id: SpotId, ids: &[MemberId]) -> Result<Vec<Member>, sqlx::Error> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM members WHERE spot_id = "]);
-    sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN ");
+    sql.push_bind(spot_id.into()).push(" AND id IN ");
     sql.push_list(ids.iter().map(|id| (*id).into())).push(" ORDER BY id");
     run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
@@ -117,12 +117,12 @@ pub async fn get_many(ex: Ex<'_>, spot_id: Uuid, ids: &[MemberId]) -> Result<Vec
 /// The spot's members among `ids`, in id order. On PostgreSQL the rows are
 /// share-locked until the transaction ends, so a concurrent update of one of them is
 /// either committed before they are read or waits until this transaction commits.
-pub async fn get_many_for_share(ex: Ex<'_>, spot_id: Uuid, ids: &[MemberId]) -> Result<Vec<Member>, sqlx::Error> {
+pub async fn get_many_for_share(ex: Ex<'_>, spot_id: SpotId, ids: &[MemberId]) -> Result<Vec<Member>, sqlx::Error> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM members WHERE spot_id = "]);
-    sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN ");
+    sql.push_bind(spot_id.into()).push(" AND id IN ");
     sql.push_list(ids.iter().map(|id| (*id).into())).push(" ORDER BY id").push(ex.row_lock(" FOR SHARE"));
     run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
@@ -132,12 +132,12 @@ pub async fn get_many_for_share(ex: Ex<'_>, spot_id: Uuid, ids: &[MemberId]) -> 
 /// concurrent member update cannot interleave with the batch's evaluation of it.
 pub async fn batch_for_share(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     after: Option<MemberId>,
     limit: i64,
 ) -> Result<Vec<Member>, sqlx::Error> {
     let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM members WHERE spot_id = "]);
-    sql.push_bind(Bind::Uuid(spot_id));
+    sql.push_bind(spot_id.into());
     if let Some(after) = after {
         sql.push(" AND id > ").push_bind(after.into());
     }
@@ -176,7 +176,7 @@ pub async fn update(ex: Ex<'_>, m: &Member) -> Result<(), sqlx::Error> {
 }
 
 /// Takes a deleted custom role away from the members holding it.
-pub async fn clear_custom_role(ex: Ex<'_>, spot_id: Uuid, role_id: Uuid, now: i64) -> Result<u64, sqlx::Error> {
+pub async fn clear_custom_role(ex: Ex<'_>, spot_id: SpotId, role_id: Uuid, now: i64) -> Result<u64, sqlx::Error> {
     run!(ex, |c| {
         sqlx::query(
             "UPDATE members SET custom_role_id = NULL, updated_at = $3 WHERE spot_id = $1 AND custom_role_id = $2",
@@ -190,10 +190,10 @@ pub async fn clear_custom_role(ex: Ex<'_>, spot_id: Uuid, role_id: Uuid, now: i6
     })
 }
 
-fn push_property_filters(sql: &mut Sql, spot_id: Uuid, props: &[crate::domain::properties::PropertyFilter]) {
+fn push_property_filters(sql: &mut Sql, spot_id: SpotId, props: &[crate::domain::properties::PropertyFilter]) {
     for f in props {
         sql.push(" AND id IN (SELECT member_id FROM member_property_values WHERE spot_id = ");
-        sql.push_bind(Bind::Uuid(spot_id)).push(" AND property_id = ").push_bind(Bind::Uuid(f.property_id));
+        sql.push_bind(spot_id.into()).push(" AND property_id = ").push_bind(Bind::Uuid(f.property_id));
         sql.push_predicates(std::slice::from_ref(&f.predicate));
         // Stated so that every operator (`contains` too) reads the value's partial index.
         sql.push(" AND ").push(f.predicate.column).push(" IS NOT NULL)");
@@ -204,14 +204,14 @@ fn push_property_filters(sql: &mut Sql, spot_id: Uuid, props: &[crate::domain::p
 /// index range on `member_property_values` yielding member ids), in creation order.
 pub async fn list(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     filters: &[Predicate],
     props: &[crate::domain::properties::PropertyFilter],
     offset: i64,
     limit: i64,
 ) -> Result<Vec<Member>, sqlx::Error> {
     let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM members WHERE spot_id = "]);
-    sql.push_bind(Bind::Uuid(spot_id));
+    sql.push_bind(spot_id.into());
     sql.push_predicates(filters);
     push_property_filters(&mut sql, spot_id, props);
     sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
@@ -221,12 +221,12 @@ pub async fn list(
 /// How many members match (an index range when filtered).
 pub async fn count(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     filters: &[Predicate],
     props: &[crate::domain::properties::PropertyFilter],
 ) -> Result<i64, sqlx::Error> {
     let mut sql = Sql::new("SELECT COUNT(*) FROM members WHERE spot_id = ");
-    sql.push_bind(Bind::Uuid(spot_id));
+    sql.push_bind(spot_id.into());
     sql.push_predicates(filters);
     push_property_filters(&mut sql, spot_id, props);
     run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(sql.text_for(&*c)), &sql.binds).fetch_one(c).await)
@@ -246,7 +246,7 @@ pub async fn insert_many_if_absent(ex: Ex<'_>, members: &[Member]) -> Result<Vec
         if i > 0 {
             sql.push(", ");
         }
-        sql.push("(").push_bind(Bind::Uuid(m.spot_id)).push(", ").push_bind(m.id.into()).push(", ");
+        sql.push("(").push_bind(m.spot_id.into()).push(", ").push_bind(m.id.into()).push(", ");
         match &m.email {
             Some(e) => sql.push_bind(Bind::Text(e.clone())).push(", ").push_bind(Bind::Text(e.to_lowercase())),
             None => sql.push("NULL, NULL"),
@@ -270,12 +270,12 @@ pub async fn insert_many_if_absent(ex: Ex<'_>, members: &[Member]) -> Result<Vec
 
 /// The spot's members with any of `emails` (compared lower-cased), in statements of
 /// [`IN_LIST_MAX`] emails.
-pub async fn get_many_by_email(ex: Ex<'_>, spot_id: Uuid, emails: &[String]) -> Result<Vec<Member>, sqlx::Error> {
+pub async fn get_many_by_email(ex: Ex<'_>, spot_id: SpotId, emails: &[String]) -> Result<Vec<Member>, sqlx::Error> {
     run!(ex, |c| {
         let mut found = Vec::new();
         for chunk in emails.chunks(IN_LIST_MAX) {
             let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM members WHERE spot_id = "]);
-            sql.push_bind(Bind::Uuid(spot_id)).push(" AND email_norm IN ");
+            sql.push_bind(spot_id.into()).push(" AND email_norm IN ");
             sql.push_list(chunk.iter().map(|e| Bind::Text(e.to_lowercase())));
             found.extend(
                 bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(&mut *c).await?,

@@ -2,12 +2,10 @@
 //! role. One table for static and smart groups, so membership reads never care how a
 //! member got in; the group row itself (and its member count) is [`super::groups`].
 
-use uuid::Uuid;
-
 use super::sql::{Bind, Sql, IN_LIST_MAX};
 use super::{one_row, Ex};
 use crate::domain::filter::Predicate;
-use crate::domain::ids::{GroupId, MemberId};
+use crate::domain::ids::{GroupId, MemberId, SpotId};
 use crate::domain::members::Member;
 use crate::domain::vocab::GroupRole;
 use crate::{bind_all, run};
@@ -15,7 +13,7 @@ use crate::{bind_all, run};
 /// Adds a membership; false when it was already there.
 pub async fn insert(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     group_id: GroupId,
     member_id: MemberId,
     group_role: GroupRole,
@@ -41,7 +39,7 @@ pub async fn insert(
 /// [`IN_LIST_MAX`] members; returns the members actually added.
 pub async fn insert_many(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     group_id: GroupId,
     member_ids: &[MemberId],
     group_role: GroupRole,
@@ -55,7 +53,7 @@ pub async fn insert_many(
             );
             sql.push_bind(group_id.into()).push(", id, ").push_bind(Bind::Text(group_role.to_string()));
             sql.push(", ").push_bind(Bind::I64(now)).push(" FROM members WHERE spot_id = ");
-            sql.push_bind(Bind::Uuid(spot_id)).push(" AND id IN ");
+            sql.push_bind(spot_id.into()).push(" AND id IN ");
             sql.push_list(chunk.iter().map(|id| (*id).into())).push(" ON CONFLICT DO NOTHING RETURNING member_id");
             added.extend(
                 bind_all!(sqlx::query_scalar::<_, MemberId>(sql.text_for(&*c)), &sql.binds).fetch_all(&mut *c).await?,
@@ -68,7 +66,7 @@ pub async fn insert_many(
 /// Removes the memberships of `member_ids`; returns the ids actually removed.
 pub async fn delete_many(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     group_id: GroupId,
     member_ids: &[MemberId],
 ) -> Result<Vec<MemberId>, sqlx::Error> {
@@ -76,7 +74,7 @@ pub async fn delete_many(
         return Ok(Vec::new());
     }
     let mut sql = Sql::new("DELETE FROM group_members WHERE spot_id = ");
-    sql.push_bind(Bind::Uuid(spot_id)).push(" AND group_id = ").push_bind(group_id.into());
+    sql.push_bind(spot_id.into()).push(" AND group_id = ").push_bind(group_id.into());
     sql.push(" AND member_id IN ");
     sql.push_list(member_ids.iter().map(|id| (*id).into())).push(" RETURNING member_id");
     run!(ex, |c| bind_all!(sqlx::query_scalar::<_, MemberId>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
@@ -85,7 +83,7 @@ pub async fn delete_many(
 /// The member's Kaizala role in a group, or None when not a member.
 pub async fn role(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     group_id: GroupId,
     member_id: MemberId,
 ) -> Result<Option<GroupRole>, sqlx::Error> {
@@ -104,7 +102,7 @@ pub async fn role(
 /// Sets the member's Kaizala role in a group; false when not a member.
 pub async fn set_role(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     group_id: GroupId,
     member_id: MemberId,
     group_role: GroupRole,
@@ -126,7 +124,7 @@ pub async fn set_role(
 /// How many members of the group hold `group_role`.
 pub async fn count_role(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     group_id: GroupId,
     group_role: GroupRole,
 ) -> Result<i64, sqlx::Error> {
@@ -143,7 +141,7 @@ pub async fn count_role(
 }
 
 /// Ids of the groups the member belongs to.
-pub async fn groups_of_member(ex: Ex<'_>, spot_id: Uuid, member_id: MemberId) -> Result<Vec<GroupId>, sqlx::Error> {
+pub async fn groups_of_member(ex: Ex<'_>, spot_id: SpotId, member_id: MemberId) -> Result<Vec<GroupId>, sqlx::Error> {
     run!(ex, |c| sqlx::query_scalar::<_, GroupId>(
         "SELECT group_id FROM group_members WHERE spot_id = $1 AND member_id = $2"
     )
@@ -156,13 +154,13 @@ pub async fn groups_of_member(ex: Ex<'_>, spot_id: Uuid, member_id: MemberId) ->
 /// A group member's columns: the member's (`m.`) and its group role.
 const GROUP_MEMBER_COLUMNS: &str = concat!(crate::store::members::member_columns!("m."), ", gm.group_role");
 
-fn group_members_sql(select: &'static str, spot_id: Uuid, group_id: GroupId, filters: &[Predicate]) -> Sql {
+fn group_members_sql(select: &'static str, spot_id: SpotId, group_id: GroupId, filters: &[Predicate]) -> Sql {
     let mut sql = Sql::from_parts(&[
         "SELECT ",
         select,
         " FROM group_members gm JOIN members m ON m.spot_id = gm.spot_id AND m.id = gm.member_id WHERE gm.spot_id = ",
     ]);
-    sql.push_bind(Bind::Uuid(spot_id)).push(" AND gm.group_id = ").push_bind(group_id.into());
+    sql.push_bind(spot_id.into()).push(" AND gm.group_id = ").push_bind(group_id.into());
     sql.push_predicates(filters);
     sql
 }
@@ -170,7 +168,7 @@ fn group_members_sql(select: &'static str, spot_id: Uuid, group_id: GroupId, fil
 /// A page of a group's members (with their group role), in member creation order.
 pub async fn list(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     group_id: GroupId,
     filters: &[Predicate],
     offset: i64,
@@ -191,7 +189,7 @@ pub async fn list(
 }
 
 /// How many of a group's members match `filters`.
-pub async fn count(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId, filters: &[Predicate]) -> Result<i64, sqlx::Error> {
+pub async fn count(ex: Ex<'_>, spot_id: SpotId, group_id: GroupId, filters: &[Predicate]) -> Result<i64, sqlx::Error> {
     let sql = group_members_sql("COUNT(*)", spot_id, group_id, filters);
     run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(sql.text_for(&*c)), &sql.binds).fetch_one(c).await)
 }
@@ -199,13 +197,13 @@ pub async fn count(ex: Ex<'_>, spot_id: Uuid, group_id: GroupId, filters: &[Pred
 /// A batch of a group's member ids after `after`, in id order (keyset paging).
 pub async fn member_ids(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     group_id: GroupId,
     after: Option<MemberId>,
     limit: i64,
 ) -> Result<Vec<MemberId>, sqlx::Error> {
     let mut sql = Sql::new("SELECT member_id FROM group_members WHERE spot_id = ");
-    sql.push_bind(Bind::Uuid(spot_id)).push(" AND group_id = ").push_bind(group_id.into());
+    sql.push_bind(spot_id.into()).push(" AND group_id = ").push_bind(group_id.into());
     if let Some(a) = after {
         sql.push(" AND member_id > ").push_bind(a.into());
     }

@@ -3,13 +3,11 @@
 //! with each participant. Every write holds the course's row lock
 //! ([`super::courses::lock`]) so that concurrent invitations cannot race.
 
-use uuid::Uuid;
-
 use super::sql::{Bind, Sql};
 use super::{one_row, Ex};
 use crate::domain::courses::Participant;
 use crate::domain::filter::Predicate;
-use crate::domain::ids::{CourseId, MemberId, ParticipantId};
+use crate::domain::ids::{CourseId, MemberId, ParticipantId, SpotId};
 use crate::{bind_all, run};
 
 const COLUMNS: &str = "p.spot_id, p.id, p.course_id, p.member_id, p.status, p.invited_by, p.invited_at, \
@@ -20,7 +18,7 @@ const FROM: &str =
 
 /// Takes a participant's row lock until the transaction ends (see [`super::courses::lock`]);
 /// false when there is no such participant in the course.
-pub async fn lock(ex: Ex<'_>, spot_id: Uuid, course_id: CourseId, id: ParticipantId) -> Result<bool, sqlx::Error> {
+pub async fn lock(ex: Ex<'_>, spot_id: SpotId, course_id: CourseId, id: ParticipantId) -> Result<bool, sqlx::Error> {
     run!(ex, |c| {
         let outcome = sqlx::query(
             "UPDATE course_participants SET status = status WHERE spot_id = $1 AND course_id = $2 AND id = $3",
@@ -38,7 +36,7 @@ pub async fn lock(ex: Ex<'_>, spot_id: Uuid, course_id: CourseId, id: Participan
 /// in multi-row statements; returns how many were inserted.
 pub async fn insert_invited(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     course_id: CourseId,
     member_ids: &[(ParticipantId, MemberId)],
     invited_by: Option<MemberId>,
@@ -55,7 +53,7 @@ pub async fn insert_invited(
         if i > 0 {
             sql.push(", ");
         }
-        sql.push("(").push_bind(Bind::Uuid(spot_id)).push(", ").push_bind((*participant_id).into());
+        sql.push("(").push_bind(spot_id.into()).push(", ").push_bind((*participant_id).into());
         sql.push(", ").push_bind(course_id.into()).push(", ").push_bind((*member_id).into());
         sql.push(", 'Invited', ");
         match invited_by {
@@ -70,7 +68,7 @@ pub async fn insert_invited(
 
 pub async fn get(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     course_id: CourseId,
     id: ParticipantId,
 ) -> Result<Option<Participant>, sqlx::Error> {
@@ -81,7 +79,7 @@ pub async fn get(
 /// The participants of `course_id` among `member_ids`.
 pub async fn get_many_by_member(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     course_id: CourseId,
     member_ids: &[MemberId],
 ) -> Result<Vec<Participant>, sqlx::Error> {
@@ -89,7 +87,7 @@ pub async fn get_many_by_member(
         return Ok(Vec::new());
     }
     let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " ", FROM]);
-    sql.push_bind(Bind::Uuid(spot_id)).push(" AND p.course_id = ").push_bind(course_id.into());
+    sql.push_bind(spot_id.into()).push(" AND p.course_id = ").push_bind(course_id.into());
     sql.push(" AND p.member_id IN ");
     sql.push_list(member_ids.iter().map(|id| (*id).into())).push(" ORDER BY p.id");
     run!(ex, |c| bind_all!(sqlx::query_as::<_, Participant>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
@@ -98,7 +96,7 @@ pub async fn get_many_by_member(
 /// The members among `member_ids` who participate in the course (any status).
 pub async fn participating(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     course_id: CourseId,
     member_ids: &[MemberId],
 ) -> Result<Vec<MemberId>, sqlx::Error> {
@@ -106,29 +104,34 @@ pub async fn participating(
         return Ok(Vec::new());
     }
     let mut sql = Sql::new("SELECT member_id FROM course_participants WHERE spot_id = ");
-    sql.push_bind(Bind::Uuid(spot_id)).push(" AND course_id = ").push_bind(course_id.into());
+    sql.push_bind(spot_id.into()).push(" AND course_id = ").push_bind(course_id.into());
     sql.push(" AND member_id IN ").push_list(member_ids.iter().map(|id| (*id).into()));
     run!(ex, |c| bind_all!(sqlx::query_scalar::<_, MemberId>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 pub async fn list(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     course_id: CourseId,
     filters: &[Predicate],
     offset: i64,
     limit: i64,
 ) -> Result<Vec<Participant>, sqlx::Error> {
     let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " ", FROM]);
-    sql.push_bind(Bind::Uuid(spot_id)).push(" AND p.course_id = ").push_bind(course_id.into());
+    sql.push_bind(spot_id.into()).push(" AND p.course_id = ").push_bind(course_id.into());
     sql.push_predicates(filters);
     sql.push(" ORDER BY p.id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
     run!(ex, |c| bind_all!(sqlx::query_as::<_, Participant>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
-pub async fn count(ex: Ex<'_>, spot_id: Uuid, course_id: CourseId, filters: &[Predicate]) -> Result<i64, sqlx::Error> {
+pub async fn count(
+    ex: Ex<'_>,
+    spot_id: SpotId,
+    course_id: CourseId,
+    filters: &[Predicate],
+) -> Result<i64, sqlx::Error> {
     let mut sql = Sql::new("SELECT COUNT(*) ");
-    sql.push(FROM).push_bind(Bind::Uuid(spot_id)).push(" AND p.course_id = ").push_bind(course_id.into());
+    sql.push(FROM).push_bind(spot_id.into()).push(" AND p.course_id = ").push_bind(course_id.into());
     sql.push_predicates(filters);
     run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(sql.text_for(&*c)), &sql.binds).fetch_one(c).await)
 }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::sql::{Bind, Sql, IN_LIST_MAX};
 use super::{one_row, Ex};
-use crate::domain::ids::MemberId;
+use crate::domain::ids::{MemberId, SpotId};
 use crate::domain::members::Member;
 use crate::domain::properties::{PropertyDef, StoredValue};
 use crate::{bind_all, run};
@@ -31,35 +31,44 @@ pub async fn insert(ex: Ex<'_>, p: &PropertyDef, now: i64) -> Result<(), sqlx::E
     .map(|_| ()))
 }
 
-pub async fn get_by_slug(ex: Ex<'_>, spot_id: Uuid, slug: &str) -> Result<Option<PropertyDef>, sqlx::Error> {
+pub async fn get_by_slug(ex: Ex<'_>, spot_id: SpotId, slug: &str) -> Result<Option<PropertyDef>, sqlx::Error> {
     select_by_slug(ex, spot_id, slug, "").await
 }
 
 /// The property with `slug`, locked for update until the transaction ends (taken before
 /// its values are changed or removed, so no value writer runs alongside).
-pub async fn get_by_slug_for_update(ex: Ex<'_>, spot_id: Uuid, slug: &str) -> Result<Option<PropertyDef>, sqlx::Error> {
+pub async fn get_by_slug_for_update(
+    ex: Ex<'_>,
+    spot_id: SpotId,
+    slug: &str,
+) -> Result<Option<PropertyDef>, sqlx::Error> {
     let lock = ex.row_lock(" FOR UPDATE");
     select_by_slug(ex, spot_id, slug, lock).await
 }
 
-async fn select_by_slug(ex: Ex<'_>, spot_id: Uuid, slug: &str, lock: &str) -> Result<Option<PropertyDef>, sqlx::Error> {
+async fn select_by_slug(
+    ex: Ex<'_>,
+    spot_id: SpotId,
+    slug: &str,
+    lock: &str,
+) -> Result<Option<PropertyDef>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM custom_properties WHERE spot_id = $1 AND slug = $2{lock}");
     run!(ex, |c| sqlx::query_as::<_, PropertyDef>(&sql).bind(spot_id).bind(slug).fetch_optional(c).await)
 }
 
 /// Every property of the spot, in creation order.
-pub async fn list(ex: Ex<'_>, spot_id: Uuid) -> Result<Vec<PropertyDef>, sqlx::Error> {
+pub async fn list(ex: Ex<'_>, spot_id: SpotId) -> Result<Vec<PropertyDef>, sqlx::Error> {
     select_all(ex, spot_id, "").await
 }
 
 /// Every property of the spot, share-locked until the transaction ends: what a value
 /// writer reads, so a property cannot be deleted (or lose an option) under it.
-pub async fn list_for_share(ex: Ex<'_>, spot_id: Uuid) -> Result<Vec<PropertyDef>, sqlx::Error> {
+pub async fn list_for_share(ex: Ex<'_>, spot_id: SpotId) -> Result<Vec<PropertyDef>, sqlx::Error> {
     let lock = ex.row_lock(" FOR SHARE");
     select_all(ex, spot_id, lock).await
 }
 
-async fn select_all(ex: Ex<'_>, spot_id: Uuid, lock: &str) -> Result<Vec<PropertyDef>, sqlx::Error> {
+async fn select_all(ex: Ex<'_>, spot_id: SpotId, lock: &str) -> Result<Vec<PropertyDef>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM custom_properties WHERE spot_id = $1 ORDER BY id{lock}");
     run!(ex, |c| sqlx::query_as::<_, PropertyDef>(&sql).bind(spot_id).fetch_all(c).await)
 }
@@ -80,7 +89,7 @@ pub async fn update(ex: Ex<'_>, p: &PropertyDef) -> Result<(), sqlx::Error> {
     })
 }
 
-pub async fn delete(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn delete(ex: Ex<'_>, spot_id: SpotId, id: Uuid) -> Result<bool, sqlx::Error> {
     run!(ex, |c| one_row(
         sqlx::query("DELETE FROM custom_properties WHERE spot_id = $1 AND id = $2")
             .bind(spot_id)
@@ -93,7 +102,7 @@ pub async fn delete(ex: Ex<'_>, spot_id: Uuid, id: Uuid) -> Result<bool, sqlx::E
 /// Removes every stored value of a property (the values do not reference their
 /// property, so deleting it takes them explicitly). A value is either text or a number:
 /// one statement per partial index, each an index range.
-pub async fn delete_all_values(ex: Ex<'_>, spot_id: Uuid, property_id: Uuid) -> Result<u64, sqlx::Error> {
+pub async fn delete_all_values(ex: Ex<'_>, spot_id: SpotId, property_id: Uuid) -> Result<u64, sqlx::Error> {
     run!(ex, |c| {
         let mut removed = 0;
         for column in ["value_text", "value_num"] {
@@ -110,7 +119,7 @@ pub async fn delete_all_values(ex: Ex<'_>, spot_id: Uuid, property_id: Uuid) -> 
 /// dropped); returns the members that had one (a member may be listed twice).
 pub async fn delete_option_values(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     property_id: Uuid,
     options: &[String],
 ) -> Result<Vec<MemberId>, sqlx::Error> {
@@ -118,7 +127,7 @@ pub async fn delete_option_values(
         return Ok(Vec::new());
     }
     let mut sql = Sql::new("DELETE FROM member_property_values WHERE spot_id = ");
-    sql.push_bind(Bind::Uuid(spot_id)).push(" AND property_id = ").push_bind(Bind::Uuid(property_id));
+    sql.push_bind(spot_id.into()).push(" AND property_id = ").push_bind(Bind::Uuid(property_id));
     sql.push(" AND value_text IN ").push_list(options.iter().map(|o| Bind::Text(o.clone())));
     sql.push(" RETURNING member_id");
     run!(ex, |c| bind_all!(sqlx::query_scalar::<_, MemberId>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
@@ -129,7 +138,7 @@ pub async fn delete_option_values(
 /// whose values changed (a member may be listed twice).
 pub async fn rename_option_values(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     property_id: Uuid,
     renames: &[(String, String)],
 ) -> Result<Vec<MemberId>, sqlx::Error> {
@@ -140,7 +149,7 @@ pub async fn rename_option_values(
     for (from, to) in renames {
         sql.push(" WHEN ").push_bind(Bind::Text(from.clone())).push(" THEN ").push_bind(Bind::Text(to.clone()));
     }
-    sql.push(" END WHERE spot_id = ").push_bind(Bind::Uuid(spot_id));
+    sql.push(" END WHERE spot_id = ").push_bind(spot_id.into());
     sql.push(" AND property_id = ").push_bind(Bind::Uuid(property_id));
     sql.push(" AND value_text IN ").push_list(renames.iter().map(|(from, _)| Bind::Text(from.clone())));
     sql.push(" RETURNING member_id");
@@ -152,7 +161,7 @@ pub async fn rename_option_values(
 /// writes of one member run one after the other and each reads the member and its
 /// values as the previous one left them. `FOR NO KEY UPDATE` is the lock an `UPDATE`
 /// of the member takes: it does not block the key-share locks of membership inserts.
-pub async fn lock_member(ex: Ex<'_>, spot_id: Uuid, member_id: MemberId) -> Result<Option<Member>, sqlx::Error> {
+pub async fn lock_member(ex: Ex<'_>, spot_id: SpotId, member_id: MemberId) -> Result<Option<Member>, sqlx::Error> {
     let lock = ex.row_lock(" FOR NO KEY UPDATE");
     let sql = format!("SELECT {} FROM members WHERE spot_id = $1 AND id = $2{lock}", super::members::COLUMNS);
     run!(ex, |c| sqlx::query_as::<_, Member>(&sql).bind(spot_id).bind(member_id).fetch_optional(c).await)
@@ -161,13 +170,13 @@ pub async fn lock_member(ex: Ex<'_>, spot_id: Uuid, member_id: MemberId) -> Resu
 /// Replaces a member's value of a property (`values` empty clears it).
 pub async fn set_values(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     property_id: Uuid,
     member_id: MemberId,
     values: &[StoredValue],
 ) -> Result<(), sqlx::Error> {
     let mut sql = Sql::new("DELETE FROM member_property_values WHERE spot_id = ");
-    sql.push_bind(Bind::Uuid(spot_id)).push(" AND property_id = ").push_bind(Bind::Uuid(property_id));
+    sql.push_bind(spot_id.into()).push(" AND property_id = ").push_bind(Bind::Uuid(property_id));
     sql.push(" AND member_id = ").push_bind(member_id.into());
     let mut insert = Sql::new(
         "INSERT INTO member_property_values (spot_id, property_id, member_id, ord, value_text, value_num) VALUES ",
@@ -176,7 +185,7 @@ pub async fn set_values(
         if i > 0 {
             insert.push(", ");
         }
-        insert.push("(").push_bind(Bind::Uuid(spot_id)).push(", ").push_bind(Bind::Uuid(property_id));
+        insert.push("(").push_bind(spot_id.into()).push(", ").push_bind(Bind::Uuid(property_id));
         insert.push(", ").push_bind(member_id.into()).push(", ").push_bind(Bind::I64(i as i64)).push(", ");
         match &v.text {
             Some(t) => insert.push_bind(Bind::Text(t.clone())),
@@ -201,7 +210,7 @@ pub async fn set_values(
 /// A member's stored values: (property id, ord, text, num), in ord order.
 pub async fn member_values(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     member_id: MemberId,
 ) -> Result<Vec<(Uuid, i64, Option<String>, Option<f64>)>, sqlx::Error> {
     run!(ex, |c| sqlx::query_as::<_, (Uuid, i64, Option<String>, Option<f64>)>(
@@ -218,7 +227,7 @@ pub async fn member_values(
 /// The caller has cleared any previous value of those (property, member) pairs.
 pub async fn insert_values(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     rows: &[(Uuid, MemberId, i64, StoredValue)],
 ) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
@@ -231,7 +240,7 @@ pub async fn insert_values(
         if i > 0 {
             sql.push(", ");
         }
-        sql.push("(").push_bind(Bind::Uuid(spot_id)).push(", ").push_bind(Bind::Uuid(*pid));
+        sql.push("(").push_bind(spot_id.into()).push(", ").push_bind(Bind::Uuid(*pid));
         sql.push(", ").push_bind((*mid).into()).push(", ").push_bind(Bind::I64(*ord)).push(", ");
         match &v.text {
             Some(t) => sql.push_bind(Bind::Text(t.clone())),
@@ -251,7 +260,7 @@ pub async fn insert_values(
 /// [`IN_LIST_MAX`] ids).
 pub async fn values_of_members(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     member_ids: &[MemberId],
 ) -> Result<HashMap<MemberId, HashMap<Uuid, Vec<StoredValue>>>, sqlx::Error> {
     let mut out: HashMap<MemberId, HashMap<Uuid, Vec<StoredValue>>> = HashMap::new();
@@ -261,7 +270,7 @@ pub async fn values_of_members(
             let mut sql = Sql::new(
                 "SELECT member_id, property_id, value_text, value_num FROM member_property_values WHERE spot_id = ",
             );
-            sql.push_bind(Bind::Uuid(spot_id)).push(" AND member_id IN ");
+            sql.push_bind(spot_id.into()).push(" AND member_id IN ");
             sql.push_list(chunk.iter().map(|id| (*id).into())).push(" ORDER BY member_id, property_id, ord");
             rows.extend(
                 bind_all!(

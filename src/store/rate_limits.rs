@@ -1,15 +1,14 @@
 //! Fixed rate-limit windows shared by all replicas (contract §3, §7).
 
-use uuid::Uuid;
-
 use super::Ex;
+use crate::domain::ids::SpotId;
 use crate::run;
 
 /// Takes `n` requests from the window if that keeps it within `limit`; returns the
 /// window's new total, or `None` when it would not fit.
 pub async fn try_take(
     ex: Ex<'_>,
-    spot_id: Uuid,
+    spot_id: SpotId,
     scope: &str,
     window_start: i64,
     n: i64,
@@ -35,7 +34,7 @@ pub async fn try_take(
 }
 
 /// Requests granted so far in a window.
-pub async fn used(ex: Ex<'_>, spot_id: Uuid, scope: &str, window_start: i64) -> Result<i64, sqlx::Error> {
+pub async fn used(ex: Ex<'_>, spot_id: SpotId, scope: &str, window_start: i64) -> Result<i64, sqlx::Error> {
     run!(ex, |c| {
         sqlx::query_scalar::<_, i64>(
             "SELECT used FROM rate_limit_windows WHERE spot_id = $1 AND scope = $2 AND window_start = $3",
@@ -51,7 +50,7 @@ pub async fn used(ex: Ex<'_>, spot_id: Uuid, scope: &str, window_start: i64) -> 
 
 /// Drops the spot's windows of `scope` that started before `before_ms` (index-served
 /// by the primary key; done once per window rollover).
-pub async fn purge_before(ex: Ex<'_>, spot_id: Uuid, scope: &str, before_ms: i64) -> Result<u64, sqlx::Error> {
+pub async fn purge_before(ex: Ex<'_>, spot_id: SpotId, scope: &str, before_ms: i64) -> Result<u64, sqlx::Error> {
     run!(ex, |c| sqlx::query("DELETE FROM rate_limit_windows WHERE spot_id = $1 AND scope = $2 AND window_start < $3")
         .bind(spot_id)
         .bind(scope)
@@ -62,7 +61,7 @@ pub async fn purge_before(ex: Ex<'_>, spot_id: Uuid, scope: &str, before_ms: i64
 }
 
 /// Takes back one request granted in a window (never below zero).
-pub async fn give_back(ex: Ex<'_>, spot_id: Uuid, scope: &str, window_start: i64) -> Result<(), sqlx::Error> {
+pub async fn give_back(ex: Ex<'_>, spot_id: SpotId, scope: &str, window_start: i64) -> Result<(), sqlx::Error> {
     run!(ex, |c| sqlx::query(
         "UPDATE rate_limit_windows SET used = used - 1 WHERE spot_id = $1 AND scope = $2 AND window_start = $3 \
          AND used > 0"
@@ -84,7 +83,7 @@ pub async fn purge_all_before(ex: Ex<'_>, before_ms: i64) -> Result<u64, sqlx::E
         .map(|r| r.rows_affected()))
 }
 
-pub async fn delete_spot(ex: Ex<'_>, spot_id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn delete_spot(ex: Ex<'_>, spot_id: SpotId) -> Result<(), sqlx::Error> {
     run!(ex, |c| sqlx::query("DELETE FROM rate_limit_windows WHERE spot_id = $1")
         .bind(spot_id)
         .execute(c)

@@ -5,14 +5,18 @@
 //! computation (`domain::groups`) and the code deciding which smart groups a write
 //! invalidates (property and import changes) use these.
 
-use uuid::Uuid;
-
 use super::{one_row, Ex};
-use crate::domain::ids::GroupId;
+use crate::domain::ids::{GroupId, SpotId};
 use crate::run;
 
 /// Takes the computation lease of a smart group that is not ready, if free or lapsed.
-pub async fn claim_compute(ex: Ex<'_>, spot_id: Uuid, id: GroupId, now: i64, until: i64) -> Result<bool, sqlx::Error> {
+pub async fn claim_compute(
+    ex: Ex<'_>,
+    spot_id: SpotId,
+    id: GroupId,
+    now: i64,
+    until: i64,
+) -> Result<bool, sqlx::Error> {
     run!(ex, |c| {
         let outcome = sqlx::query(
             "UPDATE spot_groups SET compute_lease_until = $4 WHERE spot_id = $1 AND id = $2 AND ready = $5 \
@@ -29,7 +33,7 @@ pub async fn claim_compute(ex: Ex<'_>, spot_id: Uuid, id: GroupId, now: i64, unt
     })
 }
 
-pub async fn extend_lease(ex: Ex<'_>, spot_id: Uuid, id: GroupId, until: i64) -> Result<(), sqlx::Error> {
+pub async fn extend_lease(ex: Ex<'_>, spot_id: SpotId, id: GroupId, until: i64) -> Result<(), sqlx::Error> {
     run!(ex, |c| sqlx::query("UPDATE spot_groups SET compute_lease_until = $3 WHERE spot_id = $1 AND id = $2")
         .bind(spot_id)
         .bind(id)
@@ -41,7 +45,7 @@ pub async fn extend_lease(ex: Ex<'_>, spot_id: Uuid, id: GroupId, until: i64) ->
 
 /// Marks a smart group for recomputation: not ready, no lease (so any replica's
 /// housekeeping takes it up if no one starts it).
-pub async fn set_not_ready(ex: Ex<'_>, spot_id: Uuid, id: GroupId) -> Result<(), sqlx::Error> {
+pub async fn set_not_ready(ex: Ex<'_>, spot_id: SpotId, id: GroupId) -> Result<(), sqlx::Error> {
     run!(ex, |c| {
         sqlx::query("UPDATE spot_groups SET ready = $3, compute_lease_until = NULL WHERE spot_id = $1 AND id = $2")
             .bind(spot_id)
@@ -53,7 +57,7 @@ pub async fn set_not_ready(ex: Ex<'_>, spot_id: Uuid, id: GroupId) -> Result<(),
     })
 }
 
-pub async fn set_ready(ex: Ex<'_>, spot_id: Uuid, id: GroupId) -> Result<(), sqlx::Error> {
+pub async fn set_ready(ex: Ex<'_>, spot_id: SpotId, id: GroupId) -> Result<(), sqlx::Error> {
     run!(ex, |c| {
         sqlx::query("UPDATE spot_groups SET ready = $3, compute_lease_until = NULL WHERE spot_id = $1 AND id = $2")
             .bind(spot_id)
@@ -96,9 +100,9 @@ pub async fn count_in_progress(ex: Ex<'_>, xids: &[i64]) -> Result<i64, sqlx::Er
 }
 
 /// Smart groups not ready whose lease is free or lapsed (work a replica may take over).
-pub async fn pending_computes(ex: Ex<'_>, now: i64) -> Result<Vec<(Uuid, GroupId)>, sqlx::Error> {
+pub async fn pending_computes(ex: Ex<'_>, now: i64) -> Result<Vec<(SpotId, GroupId)>, sqlx::Error> {
     run!(ex, |c| {
-        sqlx::query_as::<_, (Uuid, GroupId)>(
+        sqlx::query_as::<_, (SpotId, GroupId)>(
         "SELECT spot_id, id FROM spot_groups WHERE ready = $1 AND (compute_lease_until IS NULL OR compute_lease_until < $2)"
     )
     .bind(false)
@@ -109,7 +113,7 @@ pub async fn pending_computes(ex: Ex<'_>, now: i64) -> Result<Vec<(Uuid, GroupId
 }
 
 /// The spot's smart groups: (id, rules JSON).
-pub async fn list(ex: Ex<'_>, spot_id: Uuid) -> Result<Vec<(GroupId, String)>, sqlx::Error> {
+pub async fn list(ex: Ex<'_>, spot_id: SpotId) -> Result<Vec<(GroupId, String)>, sqlx::Error> {
     run!(ex, |c| {
         sqlx::query_as::<_, (GroupId, String)>(
             "SELECT id, rules FROM spot_groups WHERE spot_id = $1 AND kind = 'Smart' AND rules IS NOT NULL ORDER BY id",

@@ -1,8 +1,7 @@
 //! Spots (tenants) and their API-key hashes.
 
-use uuid::Uuid;
-
 use super::{one_row, Ex};
+use crate::domain::ids::SpotId;
 use crate::domain::spots::Spot;
 use crate::run;
 
@@ -26,7 +25,7 @@ pub async fn insert(ex: Ex<'_>, spot: &Spot, key_hash: &[u8]) -> Result<(), sqlx
     })
 }
 
-pub async fn get(ex: Ex<'_>, id: Uuid) -> Result<Option<Spot>, sqlx::Error> {
+pub async fn get(ex: Ex<'_>, id: SpotId) -> Result<Option<Spot>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM spots WHERE id = $1");
     run!(ex, |c| sqlx::query_as::<_, Spot>(&sql).bind(id).fetch_optional(c).await)
 }
@@ -53,13 +52,18 @@ pub async fn list(ex: Ex<'_>) -> Result<Vec<Spot>, sqlx::Error> {
     run!(ex, |c| sqlx::query_as::<_, Spot>(&sql).fetch_all(c).await)
 }
 
-pub async fn set_key_hash(ex: Ex<'_>, id: Uuid, hash: &[u8]) -> Result<bool, sqlx::Error> {
+pub async fn set_key_hash(ex: Ex<'_>, id: SpotId, hash: &[u8]) -> Result<bool, sqlx::Error> {
     run!(ex, |c| one_row(
         sqlx::query("UPDATE spots SET api_key_hash = $2 WHERE id = $1").bind(id).bind(hash).execute(c).await
     ))
 }
 
-pub async fn set_limits(ex: Ex<'_>, id: Uuid, per_10s: Option<i64>, per_day: Option<i64>) -> Result<bool, sqlx::Error> {
+pub async fn set_limits(
+    ex: Ex<'_>,
+    id: SpotId,
+    per_10s: Option<i64>,
+    per_day: Option<i64>,
+) -> Result<bool, sqlx::Error> {
     run!(ex, |c| one_row(
         sqlx::query(
             "UPDATE spots SET rate_limit_per_10s = COALESCE($2, rate_limit_per_10s), \
@@ -73,12 +77,12 @@ pub async fn set_limits(ex: Ex<'_>, id: Uuid, per_10s: Option<i64>, per_day: Opt
     ))
 }
 
-pub async fn delete(ex: Ex<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn delete(ex: Ex<'_>, id: SpotId) -> Result<bool, sqlx::Error> {
     run!(ex, |c| one_row(sqlx::query("DELETE FROM spots WHERE id = $1").bind(id).execute(c).await))
 }
 
 /// Adds `delta` to the spot's maintained member count (same transaction as the write).
-pub async fn add_member_count(ex: Ex<'_>, id: Uuid, delta: i64) -> Result<(), sqlx::Error> {
+pub async fn add_member_count(ex: Ex<'_>, id: SpotId, delta: i64) -> Result<(), sqlx::Error> {
     run!(ex, |c| sqlx::query("UPDATE spots SET member_count = member_count + $2 WHERE id = $1")
         .bind(id)
         .bind(delta)

@@ -15,6 +15,7 @@
 use uuid::Uuid;
 
 use crate::domain::filter::{Op, Predicate};
+use crate::domain::ids::SpotId;
 
 /// Ids or keys per `IN (…)` list: lookups by many keys split into statements of this
 /// many, well under both backends' bind limits.
@@ -168,7 +169,7 @@ pub async fn page<T>(
     ex: super::Ex<'_>,
     table: &'static str,
     columns: &'static str,
-    spot_id: Uuid,
+    spot_id: SpotId,
     filters: &[Predicate],
     offset: i64,
     limit: i64,
@@ -178,9 +179,9 @@ where
     T: Send + Unpin,
 {
     let mut sql = Sql::from_parts(&["SELECT ", columns, " FROM ", table, " WHERE spot_id = "]);
-    sql.push_bind(Bind::Uuid(spot_id)).push_predicates(filters);
+    sql.push_bind(spot_id.into()).push_predicates(filters);
     let mut count = Sql::from_parts(&["SELECT COUNT(*) FROM ", table, " WHERE spot_id = "]);
-    count.push_bind(Bind::Uuid(spot_id)).push_predicates(filters);
+    count.push_bind(spot_id.into()).push_predicates(filters);
     sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
     crate::run!(ex, |c| {
         let items = crate::bind_all!(sqlx::query_as::<_, T>(sql.text_for(&*c)), &sql.binds).fetch_all(&mut *c).await?;

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use openspot::domain::auth::Limits;
+use openspot::domain::ids::SpotId;
 use openspot::store::Backend;
 use openspot::{AppState, Config, Db};
 use reqwest::Method;
@@ -75,7 +76,7 @@ pub async fn outlive_auth_cache(app: &TestApp) {
 pub struct TestApp {
     pub base: String,
     pub key: String,
-    pub spot_id: Uuid,
+    pub spot_id: SpotId,
     pub client: reqwest::Client,
     pub db: Db,
     pub state: AppState,
@@ -154,7 +155,7 @@ impl TestApp {
     }
 
     /// Creates another spot in the same database; returns its id and key.
-    pub async fn other_spot(&self) -> (Uuid, String) {
+    pub async fn other_spot(&self) -> (SpotId, String) {
         let (s, k) = openspot::domain::spots::create_spot(&self.db, "other spot").await.expect("create spot");
         (s.id, k)
     }

@@ -226,6 +226,7 @@ both!(openapi_documents_typed_ids_as_uuid_strings, |app| {
         ("KzGroupDetail", "groupId"),
         ("KzSubGroup", "groupId"),
         ("SpotMemberDto", "id"),
+        ("SpotMemberDto", "spotId"),
         ("CourseParticipantDto", "spotMemberId"),
         ("KzMember", "id"),
     ] {

@@ -465,7 +465,7 @@ async fn kz_token(app: &TestApp, (app_id, secret): &(String, String), number: &s
     (refresh, r.body["accessToken"].as_str().unwrap().to_string())
 }
 
-async fn connector(app: &TestApp, spot: Uuid, name: &str) -> (String, String) {
+async fn connector(app: &TestApp, spot: openspot::domain::ids::SpotId, name: &str) -> (String, String) {
     let (c, secret) = openspot::domain::kaizala::create_connector(&app.db, spot, name).await.unwrap();
     (c.id.to_string(), secret)
 }
@@ -520,7 +520,11 @@ async fn member_by_number(app: &TestApp, key: &str, number: &str) -> String {
 
 /// Spot B, populated through its own key and Kaizala connector with one of everything.
 /// Returns (its ids, every id it has, its connector, its refresh token, its access token).
-async fn populate_b(app: &TestApp, spot: Uuid, key: &str) -> (Side, Vec<String>, (String, String), String, String) {
+async fn populate_b(
+    app: &TestApp,
+    spot: openspot::domain::ids::SpotId,
+    key: &str,
+) -> (Side, Vec<String>, (String, String), String, String) {
     let mut all = vec![spot.to_string()];
     let invite = |email: &'static str| async move {
         id_of(&ok(app, key, "POST", "/v1/spotMembers", Some(json!({"email": email}))).await)
@@ -1182,7 +1186,7 @@ async fn count_rows(app: &TestApp, table: &str) -> i64 {
 
 /// Every row of every table that carries `spot`'s id (and its `spots` row), as text,
 /// read in one query. Rate-limit windows are left out: every call spends the budget.
-async fn spot_rows(app: &TestApp, spot: Uuid) -> BTreeMap<String, Vec<String>> {
+async fn spot_rows(app: &TestApp, spot: openspot::domain::ids::SpotId) -> BTreeMap<String, Vec<String>> {
     let rows: Vec<(String, String)> = match &app.db {
         openspot::Db::Sqlite(p) => {
             let tables: Vec<String> = sqlx::query_scalar::<_, String>(

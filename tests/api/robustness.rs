@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use openspot::domain::ids::SpotId;
 use openspot::store::Backend;
 use openspot::{AppState, Config, Db};
 use reqwest::Method;
@@ -26,7 +27,7 @@ use crate::common::{Resp, TestApp};
 
 /// Inserts `n` members into `spot_id` straight in SQL (SQLite; seconds instead of
 /// minutes through the API) and puts them all in `group_id` with the counters kept.
-async fn sqlite_bulk_members(db: &Db, spot_id: Uuid, group_id: Uuid, n: i64) {
+async fn sqlite_bulk_members(db: &Db, spot_id: SpotId, group_id: Uuid, n: i64) {
     let Db::Sqlite(p) = db else { panic!("SQLite only") };
     let mut tx = p.begin().await.unwrap();
     sqlx::query(
@@ -105,7 +106,7 @@ async fn probe_reads(client: reqwest::Client, url: String, key: String, stop: Ar
 struct ShortBusyApp {
     base: String,
     key: String,
-    spot_id: Uuid,
+    spot_id: SpotId,
     db: Db,
     url: String,
     client: reqwest::Client,

@@ -20,7 +20,7 @@ use super::{member_by_mobile, mobile};
 use crate::config::AuthLimits;
 use crate::domain::auth::HashCache;
 use crate::domain::groups;
-use crate::domain::ids::MemberId;
+use crate::domain::ids::{MemberId, SpotId};
 use crate::domain::members::{self, Member};
 use crate::domain::rate_limit::{AttemptWindow, RateLimiter, ANONYMOUS, HOUR_MS, MINUTE_MS};
 use crate::domain::vocab::MemberStatus;
@@ -36,7 +36,7 @@ pub const PIN_TRIES: i64 = 5;
 
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct Connector {
-    pub spot_id: Uuid,
+    pub spot_id: SpotId,
     pub id: Uuid,
     pub name: String,
     pub created_at: i64,
@@ -45,7 +45,7 @@ pub struct Connector {
 /// Who a token speaks for, and until when.
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct TokenGrant {
-    pub spot_id: Uuid,
+    pub spot_id: SpotId,
     pub connector_id: Uuid,
     pub member_id: MemberId,
     pub issued_at: i64,
@@ -67,7 +67,7 @@ fn same_hash(stored: &[u8], candidate: &[u8; 32]) -> bool {
 }
 
 /// Creates a connector of `spot_id`; returns it with its secret (shown once).
-pub async fn create_connector(db: &Db, spot_id: Uuid, name: &str) -> Result<(Connector, String)> {
+pub async fn create_connector(db: &Db, spot_id: SpotId, name: &str) -> Result<(Connector, String)> {
     let name = name.trim();
     if name.is_empty() {
         return Err(Error::invalid("name", "must not be empty"));
@@ -81,7 +81,7 @@ pub async fn create_connector(db: &Db, spot_id: Uuid, name: &str) -> Result<(Con
     Ok((connector, secret))
 }
 
-pub async fn list_connectors(db: &Db, spot_id: Option<Uuid>) -> Result<Vec<Connector>> {
+pub async fn list_connectors(db: &Db, spot_id: Option<SpotId>) -> Result<Vec<Connector>> {
     let mut c = db.conn().await?;
     Ok(store::kaizala::list_connectors(c.ex(), spot_id).await?)
 }
@@ -233,7 +233,7 @@ pub struct LoginThrottles<'a> {
 }
 
 impl LoginThrottles<'_> {
-    async fn spend(&self, db: &Db, spot_id: Uuid, scope: &str, limit: i64, window_ms: i64) -> Result<()> {
+    async fn spend(&self, db: &Db, spot_id: SpotId, scope: &str, limit: i64, window_ms: i64) -> Result<()> {
         let d = self.limiter.check(db, spot_id, scope, limit, window_ms).await?;
         if d.allowed {
             Ok(())
@@ -424,7 +424,7 @@ pub async fn access_token(
 /// The caller of a Kaizala resource call.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KzCaller {
-    pub spot_id: Uuid,
+    pub spot_id: SpotId,
     pub connector_id: Uuid,
     pub member_id: MemberId,
     pub expires_at: i64,

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::hierarchy::{walk, Direction};
 use super::{member_by_mobile, mobile, KzCaller};
 use crate::domain::groups::{self, Group, NewGroup};
-use crate::domain::ids::{GroupId, MemberId};
+use crate::domain::ids::{GroupId, MemberId, SpotId};
 use crate::domain::members::{self, Member};
 use crate::domain::vocab::{GroupRole, MemberRole, MemberStatus};
 use crate::domain::{new_id, now_ms};
@@ -45,7 +45,7 @@ async fn caller_member(tx: &mut Tx, caller: &KzCaller) -> Result<Member> {
     members::get_in(tx.ex(), caller.spot_id, caller.member_id).await
 }
 
-async fn load_group(tx: &mut Tx, spot_id: Uuid, id: GroupId) -> Result<Group> {
+async fn load_group(tx: &mut Tx, spot_id: SpotId, id: GroupId) -> Result<Group> {
     store::groups::get(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Group))
 }
 
@@ -127,7 +127,7 @@ struct HierarchyCounts {
 
 async fn hierarchy_counts(
     tx: &mut Tx,
-    spot_id: Uuid,
+    spot_id: SpotId,
     group_id: GroupId,
     links: &[(GroupId, GroupId)],
 ) -> Result<HierarchyCounts> {

@@ -15,8 +15,6 @@ pub mod auth;
 pub mod groups;
 pub mod hierarchy;
 
-use uuid::Uuid;
-
 pub use auth::{
     access_token, create_connector, create_user_token, delete_connector, generate_pin, list_connectors, login_with_pin,
     AccessGrant, Connector, KzCaller, LoginThrottles, PinDelivery, PinLogin, TokenCache, TokenGrant,
@@ -30,6 +28,7 @@ pub use groups::{
 
 use super::members::{self, Member};
 use super::phone;
+use crate::domain::ids::SpotId;
 use crate::error::{Error, Result};
 use crate::store::{self, Tx};
 
@@ -39,7 +38,7 @@ pub fn mobile(field: &str, raw: &str) -> Result<String> {
 }
 
 /// The member with `mobile` in the spot, created (`Invited`, no email) when absent.
-pub async fn member_by_mobile(tx: &mut Tx, spot_id: Uuid, mobile: &str) -> Result<Member> {
+pub async fn member_by_mobile(tx: &mut Tx, spot_id: SpotId, mobile: &str) -> Result<Member> {
     if let Some(m) = store::members::get_by_mobile(tx.ex(), spot_id, mobile).await? {
         return Ok(m);
     }

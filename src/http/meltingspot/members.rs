@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::domain::ids::MemberId;
+use crate::domain::ids::{MemberId, SpotId};
 use crate::domain::members::{self, FailedInvite, Member, MemberPatch};
 use crate::domain::vocab::{MemberRole, MemberStatus};
 use crate::error::Entity;
@@ -34,7 +34,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub struct SpotMemberDto {
     #[schema(value_type = Uuid)]
     pub id: MemberId,
-    pub spot_id: Uuid,
+    #[schema(value_type = Uuid)]
+    pub spot_id: SpotId,
     pub user_id: Option<Uuid>,
     /// Null for a member known only by mobile number (Kaizala).
     pub email: Option<String>,
