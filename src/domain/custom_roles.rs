@@ -3,13 +3,10 @@
 //! transaction, and re-evaluates them against the smart groups whose rules read
 //! `customRoleId` (they no longer hold the role those rules may name).
 
-use uuid::Uuid;
-
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op, Predicate};
-use super::{new_id, now_ms};
-use crate::domain::ids::{MemberId, SpotId};
+use super::now_ms;
+use crate::domain::ids::{MemberId, RoleId, SpotId};
 use crate::error::{Entity, Error, Result};
-use crate::store::sql::Bind;
 use crate::store::{self, Db, Tx};
 
 pub const PERMISSIONS: &[&str] = &[
@@ -47,7 +44,7 @@ impl TryFrom<String> for Permissions {
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct CustomRole {
     pub spot_id: SpotId,
-    pub id: Uuid,
+    pub id: RoleId,
     pub label: String,
     pub description: Option<String>,
     #[sqlx(try_from = "String")]
@@ -82,7 +79,7 @@ pub async fn list_roles(db: &Db, spot_id: SpotId, q: &ListQuery) -> Result<(Vec<
     Ok(store::custom_roles::list(c.ex(), spot_id, &preds, q.offset(), i64::from(q.limit)).await?)
 }
 
-pub async fn get_role(db: &Db, spot_id: SpotId, id: Uuid) -> Result<CustomRole> {
+pub async fn get_role(db: &Db, spot_id: SpotId, id: RoleId) -> Result<CustomRole> {
     let mut c = db.conn().await?;
     store::custom_roles::get(c.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::CustomRole))
 }
@@ -96,7 +93,7 @@ pub async fn create_role(
 ) -> Result<CustomRole> {
     let role = CustomRole {
         spot_id,
-        id: new_id(),
+        id: RoleId::generate(),
         label: check_label(label)?,
         description,
         permissions: check_permissions(permissions)?,
@@ -110,7 +107,7 @@ pub async fn create_role(
 pub async fn update_role(
     db: &Db,
     spot_id: SpotId,
-    id: Uuid,
+    id: RoleId,
     label: Option<String>,
     description: Option<Option<String>>,
     permissions: Option<Vec<String>>,
@@ -137,10 +134,10 @@ pub async fn update_role(
 const HOLDERS_BATCH: i64 = 1000;
 
 /// The ids of the members holding role `id`, in id order (keyset pages).
-async fn holders(tx: &mut Tx, spot_id: SpotId, id: Uuid) -> Result<Vec<MemberId>> {
+async fn holders(tx: &mut Tx, spot_id: SpotId, id: RoleId) -> Result<Vec<MemberId>> {
     let mut out: Vec<MemberId> = Vec::new();
     loop {
-        let mut preds = vec![Predicate { column: "custom_role_id", op: Op::Eq, values: vec![Bind::Uuid(id)] }];
+        let mut preds = vec![Predicate { column: "custom_role_id", op: Op::Eq, values: vec![id.into()] }];
         if let Some(last) = out.last() {
             preds.push(Predicate { column: "id", op: Op::Gt, values: vec![(*last).into()] });
         }
@@ -155,12 +152,12 @@ async fn holders(tx: &mut Tx, spot_id: SpotId, id: Uuid) -> Result<Vec<MemberId>
 
 /// Deletes the role; its holders get `customRoleId: null` and are re-evaluated against
 /// the smart groups whose rules read `customRoleId`, in the same transaction.
-pub async fn delete_role(db: &Db, spot_id: SpotId, id: Uuid) -> Result<()> {
+pub async fn delete_role(db: &Db, spot_id: SpotId, id: RoleId) -> Result<()> {
     store::retry_transient(|| delete_role_once(db, spot_id, id)).await
 }
 
 /// One attempt of [`delete_role`] (see [`store::retry_transient`]).
-async fn delete_role_once(db: &Db, spot_id: SpotId, id: Uuid) -> Result<()> {
+async fn delete_role_once(db: &Db, spot_id: SpotId, id: RoleId) -> Result<()> {
     let mut tx = db.begin().await?;
     if !store::custom_roles::delete(tx.ex(), spot_id, id).await? {
         return Err(Error::NotFound(Entity::CustomRole));

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
 use super::vocab::{self, MemberRole, MemberStatus};
 use super::{new_id, now_ms};
-use crate::domain::ids::{MemberId, SpotId};
+use crate::domain::ids::{MemberId, RoleId, SpotId};
 use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db, Ex};
 
@@ -28,7 +28,7 @@ pub struct Member {
     pub title: Option<String>,
     pub lang: String,
     pub role: MemberRole,
-    pub custom_role_id: Option<Uuid>,
+    pub custom_role_id: Option<RoleId>,
     pub status: MemberStatus,
     pub firstname: String,
     pub lastname: String,
@@ -224,7 +224,7 @@ pub struct MemberPatch {
     pub status: Option<String>,
     pub avatar_url: Option<Option<String>>,
     pub embed_base_urls: Option<Option<BTreeMap<String, String>>>,
-    pub custom_role_id: Option<Option<Uuid>>,
+    pub custom_role_id: Option<Option<RoleId>>,
 }
 
 /// A member's role and status as a client sends them, checked: the role must be one of

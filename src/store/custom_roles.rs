@@ -1,11 +1,9 @@
 //! Custom roles of a spot (`/v1/spotMemberCustomRole`).
 
-use uuid::Uuid;
-
 use super::{one_row, Ex};
 use crate::domain::custom_roles::CustomRole;
 use crate::domain::filter::Predicate;
-use crate::domain::ids::SpotId;
+use crate::domain::ids::{RoleId, SpotId};
 use crate::run;
 
 const COLUMNS: &str = "spot_id, id, label, description, permissions";
@@ -26,7 +24,7 @@ pub async fn insert(ex: Ex<'_>, r: &CustomRole, now: i64) -> Result<(), sqlx::Er
     .map(|_| ()))
 }
 
-pub async fn get(ex: Ex<'_>, spot_id: SpotId, id: Uuid) -> Result<Option<CustomRole>, sqlx::Error> {
+pub async fn get(ex: Ex<'_>, spot_id: SpotId, id: RoleId) -> Result<Option<CustomRole>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM custom_roles WHERE spot_id = $1 AND id = $2");
     run!(ex, |c| sqlx::query_as::<_, CustomRole>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
 }
@@ -57,7 +55,7 @@ pub async fn update(ex: Ex<'_>, r: &CustomRole) -> Result<(), sqlx::Error> {
     })
 }
 
-pub async fn delete(ex: Ex<'_>, spot_id: SpotId, id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn delete(ex: Ex<'_>, spot_id: SpotId, id: RoleId) -> Result<bool, sqlx::Error> {
     run!(ex, |c| one_row(
         sqlx::query("DELETE FROM custom_roles WHERE spot_id = $1 AND id = $2").bind(spot_id).bind(id).execute(c).await
     ))

@@ -4,12 +4,10 @@
 //! is here, the share-locked ones a smart-group computation takes included; a group's
 //! members (joined with their memberships) are [`super::memberships`].
 
-use uuid::Uuid;
-
 use super::sql::{Bind, Sql, IN_LIST_MAX};
 use super::{one_row, Ex};
 use crate::domain::filter::Predicate;
-use crate::domain::ids::{MemberId, SpotId};
+use crate::domain::ids::{MemberId, RoleId, SpotId};
 use crate::domain::members::Member;
 use crate::{bind_all, run};
 
@@ -176,7 +174,7 @@ pub async fn update(ex: Ex<'_>, m: &Member) -> Result<(), sqlx::Error> {
 }
 
 /// Takes a deleted custom role away from the members holding it.
-pub async fn clear_custom_role(ex: Ex<'_>, spot_id: SpotId, role_id: Uuid, now: i64) -> Result<u64, sqlx::Error> {
+pub async fn clear_custom_role(ex: Ex<'_>, spot_id: SpotId, role_id: RoleId, now: i64) -> Result<u64, sqlx::Error> {
     run!(ex, |c| {
         sqlx::query(
             "UPDATE members SET custom_role_id = NULL, updated_at = $3 WHERE spot_id = $1 AND custom_role_id = $2",

@@ -227,6 +227,7 @@ both!(openapi_documents_typed_ids_as_uuid_strings, |app| {
         ("KzSubGroup", "groupId"),
         ("SpotMemberDto", "id"),
         ("SpotMemberDto", "spotId"),
+        ("CustomRoleDto", "id"),
         ("CourseParticipantDto", "spotMemberId"),
         ("KzMember", "id"),
     ] {

@@ -8,9 +8,9 @@ use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use crate::domain::custom_roles::{self, CustomRole};
+use crate::domain::ids::RoleId;
 use crate::error::Entity;
 use crate::http::error::{ErrorBody, MsError};
 use crate::http::extract::{list_query_params, nullable, parse_id, CallerSpot, ListParams, MsJson};
@@ -27,7 +27,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomRoleDto {
-    id: Uuid,
+    #[schema(value_type = Uuid)]
+    id: RoleId,
     label: String,
     description: Option<String>,
     /// Values of: live.*, live.full.*, live.limited.*, moderation.*, spot.member.invite.*,

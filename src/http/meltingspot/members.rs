@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::domain::ids::{MemberId, SpotId};
+use crate::domain::ids::{MemberId, RoleId, SpotId};
 use crate::domain::members::{self, FailedInvite, Member, MemberPatch};
 use crate::domain::vocab::{MemberRole, MemberStatus};
 use crate::error::Entity;
@@ -73,7 +73,7 @@ impl SpotMemberDto {
             title: m.title,
             lang: m.lang,
             role: m.role,
-            custom_role_id: m.custom_role_id,
+            custom_role_id: m.custom_role_id.map(Uuid::from),
             status: m.status,
             firstname: m.firstname,
             lastname: m.lastname,
@@ -194,7 +194,7 @@ async fn update_spot_member(
         status: body.status,
         avatar_url: body.avatar_url,
         embed_base_urls: body.embed_base_urls,
-        custom_role_id: body.custom_role_id,
+        custom_role_id: body.custom_role_id.map(|r| r.map(RoleId::from)),
     };
     let m = members::update_member(&st.db, spot, id, patch).await?;
     Ok(Json(SpotMemberDto::new(m, &st.config.public_url)))
