@@ -6,10 +6,9 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::config::Config;
-use crate::domain::ids::{GroupId, SpotId};
+use crate::domain::ids::{ConnectorId, GroupId, SpotId};
 use crate::domain::{demo, import, kaizala, spots};
 use crate::http::AppState;
 use crate::store::{redact_url, Db};
@@ -105,7 +104,7 @@ pub enum ConnectorsCommand {
     },
     /// Delete a connector; its tokens stop working.
     Delete {
-        application_id: Uuid,
+        application_id: ConnectorId,
         #[arg(long)]
         json: bool,
     },

@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::{one_row, Ex};
-use crate::domain::ids::{GroupId, MemberId, SpotId};
+use crate::domain::ids::{ConnectorId, GroupId, MemberId, SpotId};
 use crate::domain::kaizala::{Connector, TokenGrant};
 use crate::domain::vocab::MemberStatus;
 use crate::run;
@@ -23,9 +23,9 @@ pub async fn insert_connector(ex: Ex<'_>, c_: &Connector, secret_hash: &[u8]) ->
 }
 
 /// The connector with `id` (any spot) and its secret hash.
-pub async fn find_connector(ex: Ex<'_>, id: Uuid) -> Result<Option<(Connector, Vec<u8>)>, sqlx::Error> {
+pub async fn find_connector(ex: Ex<'_>, id: ConnectorId) -> Result<Option<(Connector, Vec<u8>)>, sqlx::Error> {
     run!(ex, |c| {
-        let row = sqlx::query_as::<_, (SpotId, Uuid, String, i64, Vec<u8>)>(
+        let row = sqlx::query_as::<_, (SpotId, ConnectorId, String, i64, Vec<u8>)>(
             "SELECT spot_id, id, name, created_at, secret_hash FROM kz_connectors WHERE id = $1",
         )
         .bind(id)
@@ -44,7 +44,7 @@ pub async fn list_connectors(ex: Ex<'_>, spot_id: Option<SpotId>) -> Result<Vec<
     .await)
 }
 
-pub async fn delete_connector(ex: Ex<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn delete_connector(ex: Ex<'_>, id: ConnectorId) -> Result<bool, sqlx::Error> {
     run!(ex, |c| one_row(sqlx::query("DELETE FROM kz_connectors WHERE id = $1").bind(id).execute(c).await))
 }
 
@@ -52,7 +52,7 @@ pub async fn delete_connector(ex: Ex<'_>, id: Uuid) -> Result<bool, sqlx::Error>
 pub async fn upsert_refresh_token(
     ex: Ex<'_>,
     spot_id: SpotId,
-    connector_id: Uuid,
+    connector_id: ConnectorId,
     member_id: MemberId,
     hash: &[u8],
     issued_at: i64,
@@ -103,7 +103,7 @@ pub async fn insert_access_token(ex: Ex<'_>, g: &TokenGrant, hash: &[u8]) -> Res
 /// sign in must not keep using a token).
 pub async fn find_access_token(ex: Ex<'_>, hash: &[u8]) -> Result<Option<(TokenGrant, MemberStatus)>, sqlx::Error> {
     run!(ex, |c| {
-        let row = sqlx::query_as::<_, (SpotId, Uuid, MemberId, i64, MemberStatus)>(
+        let row = sqlx::query_as::<_, (SpotId, ConnectorId, MemberId, i64, MemberStatus)>(
             "SELECT t.spot_id, t.connector_id, t.member_id, t.expires_at, m.status FROM kz_access_tokens t \
              JOIN members m ON m.spot_id = t.spot_id AND m.id = t.member_id WHERE t.token_hash = $1",
         )
@@ -120,7 +120,7 @@ pub async fn find_access_token(ex: Ex<'_>, hash: &[u8]) -> Result<Option<(TokenG
 pub async fn delete_access_tokens_of(
     ex: Ex<'_>,
     spot_id: SpotId,
-    connector_id: Uuid,
+    connector_id: ConnectorId,
     member_id: MemberId,
 ) -> Result<u64, sqlx::Error> {
     run!(ex, |c| sqlx::query(
@@ -162,7 +162,7 @@ pub async fn purge_access_tokens(ex: Ex<'_>, spot_id: SpotId, now: i64) -> Resul
 pub async fn upsert_pin(
     ex: Ex<'_>,
     spot_id: SpotId,
-    connector_id: Uuid,
+    connector_id: ConnectorId,
     member_id: MemberId,
     pin_hash: &[u8],
     expires_at: i64,
@@ -190,7 +190,7 @@ pub async fn upsert_pin(
 pub async fn spend_pin_try(
     ex: Ex<'_>,
     spot_id: SpotId,
-    connector_id: Uuid,
+    connector_id: ConnectorId,
     member_id: MemberId,
     now: i64,
 ) -> Result<Option<Vec<u8>>, sqlx::Error> {
@@ -209,7 +209,7 @@ pub async fn spend_pin_try(
 pub async fn delete_pin(
     ex: Ex<'_>,
     spot_id: SpotId,
-    connector_id: Uuid,
+    connector_id: ConnectorId,
     member_id: MemberId,
 ) -> Result<(), sqlx::Error> {
     run!(ex, |c| sqlx::query("DELETE FROM kz_pins WHERE spot_id = $1 AND connector_id = $2 AND member_id = $3")

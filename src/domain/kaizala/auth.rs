@@ -20,11 +20,11 @@ use super::{member_by_mobile, mobile};
 use crate::config::AuthLimits;
 use crate::domain::auth::HashCache;
 use crate::domain::groups;
-use crate::domain::ids::{MemberId, SpotId};
+use crate::domain::ids::{ConnectorId, MemberId, SpotId};
 use crate::domain::members::{self, Member};
+use crate::domain::now_ms;
 use crate::domain::rate_limit::{AttemptWindow, RateLimiter, ANONYMOUS, HOUR_MS, MINUTE_MS};
 use crate::domain::vocab::MemberStatus;
-use crate::domain::{new_id, now_ms};
 use crate::error::{Entity, Error, Result};
 use crate::outbound::Outbound;
 use crate::store::{self, Db, Tx};
@@ -37,7 +37,7 @@ pub const PIN_TRIES: i64 = 5;
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct Connector {
     pub spot_id: SpotId,
-    pub id: Uuid,
+    pub id: ConnectorId,
     pub name: String,
     pub created_at: i64,
 }
@@ -46,7 +46,7 @@ pub struct Connector {
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct TokenGrant {
     pub spot_id: SpotId,
-    pub connector_id: Uuid,
+    pub connector_id: ConnectorId,
     pub member_id: MemberId,
     pub issued_at: i64,
     pub expires_at: i64,
@@ -73,7 +73,7 @@ pub async fn create_connector(db: &Db, spot_id: SpotId, name: &str) -> Result<(C
         return Err(Error::invalid("name", "must not be empty"));
     }
     let secret = random_token("", 18).replace(['-', '_'], "X").to_uppercase();
-    let connector = Connector { spot_id, id: new_id(), name: name.to_string(), created_at: now_ms() };
+    let connector = Connector { spot_id, id: ConnectorId::generate(), name: name.to_string(), created_at: now_ms() };
     let mut tx = db.begin().await?;
     store::spots::get(tx.ex(), spot_id).await?.ok_or(Error::NotFound(Entity::Spot))?;
     store::kaizala::insert_connector(tx.ex(), &connector, &sha256(&secret)).await?;
@@ -87,7 +87,7 @@ pub async fn list_connectors(db: &Db, spot_id: Option<SpotId>) -> Result<Vec<Con
 }
 
 /// Deletes a connector; its tokens and PINs go with it.
-pub async fn delete_connector(db: &Db, id: Uuid) -> Result<()> {
+pub async fn delete_connector(db: &Db, id: ConnectorId) -> Result<()> {
     let mut tx = db.begin().await?;
     if !store::kaizala::delete_connector(tx.ex(), id).await? {
         return Err(Error::NotFound(Entity::Connector));
@@ -125,7 +125,7 @@ async fn mint_refresh(tx: &mut Tx, connector: &Connector, member: &Member) -> Re
 }
 
 async fn connector_by_id(db: &Db, raw_id: &str) -> Result<Option<(Connector, Vec<u8>)>> {
-    let Ok(id) = Uuid::parse_str(raw_id.trim()) else { return Ok(None) };
+    let Ok(id) = raw_id.trim().parse::<ConnectorId>() else { return Ok(None) };
     let mut c = db.conn().await?;
     Ok(store::kaizala::find_connector(c.ex(), id).await?)
 }
@@ -295,7 +295,7 @@ pub async fn generate_pin(
 pub struct PinLogin {
     pub refresh_token: String,
     pub expires_at: i64,
-    pub connector_id: Uuid,
+    pub connector_id: ConnectorId,
     pub member_id: MemberId,
 }
 
@@ -372,7 +372,7 @@ pub struct AccessGrant {
     pub expires_at: i64,
     pub new_refresh_token: Option<String>,
     /// Whose token it is (so the caller can forget cached tokens of a replaced pair).
-    pub connector_id: Uuid,
+    pub connector_id: ConnectorId,
     pub member_id: MemberId,
 }
 
@@ -425,7 +425,7 @@ pub async fn access_token(
 #[derive(Clone, Debug, PartialEq)]
 pub struct KzCaller {
     pub spot_id: SpotId,
-    pub connector_id: Uuid,
+    pub connector_id: ConnectorId,
     pub member_id: MemberId,
     pub expires_at: i64,
 }
@@ -475,7 +475,7 @@ impl TokenCache {
 
     /// Forgets the cached tokens of a (connector, member) pair whose refresh token was
     /// just replaced, so they stop working here at once.
-    pub fn forget_pair(&self, connector_id: Uuid, member_id: MemberId) {
+    pub fn forget_pair(&self, connector_id: ConnectorId, member_id: MemberId) {
         self.0.retain(|c| c.as_ref().is_some_and(|c| !(c.connector_id == connector_id && c.member_id == member_id)));
     }
 }
