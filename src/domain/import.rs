@@ -30,13 +30,12 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Cursor;
 
 use serde_json::Value;
-use uuid::Uuid;
 
 use super::members::{normalize_email, Member};
 use super::now_ms;
 use super::properties::{self, PropertyDef, StoredValue};
 use super::vocab::PropertyType;
-use crate::domain::ids::{GroupId, MemberId, SpotId};
+use crate::domain::ids::{GroupId, MemberId, PropertyId, SpotId};
 use crate::error::{Error, Result};
 use crate::store::{self, Db, Tx};
 
@@ -556,7 +555,7 @@ struct RowPlan {
     email: String,
     firstname: Option<String>,
     lastname: Option<String>,
-    values: Vec<(Uuid, Vec<StoredValue>)>,
+    values: Vec<(PropertyId, Vec<StoredValue>)>,
 }
 
 fn cell_value(def: &PropertyDef, cell: &Cell) -> std::result::Result<Value, String> {
@@ -861,7 +860,7 @@ async fn insert_new_members(tx: &mut Tx, spot_id: SpotId, batch: &MergedBatch, n
 
 /// The property values of the members the batch created, as rows to insert
 /// (`property, member, position, value`).
-fn values_of_created(batch: &MergedBatch, members: &BatchMembers) -> Vec<(Uuid, MemberId, i64, StoredValue)> {
+fn values_of_created(batch: &MergedBatch, members: &BatchMembers) -> Vec<(PropertyId, MemberId, i64, StoredValue)> {
     let mut new_values = Vec::new();
     for (key, p) in batch.rows().filter(|(key, _)| members.created.contains(*key)) {
         let Some(m) = members.by_email.get(key) else { continue };
@@ -953,7 +952,7 @@ async fn refresh_group_memberships(
 /// this holds until it commits). A property deleted or narrowed during a long import
 /// stops it with 409 rather than leave values the property no longer allows.
 fn check_properties_unchanged(planned: &[PropertyDef], current: &[PropertyDef], plans: &[RowPlan]) -> Result<()> {
-    let used: HashSet<Uuid> = plans.iter().flat_map(|p| p.values.iter().map(|(id, _)| *id)).collect();
+    let used: HashSet<PropertyId> = plans.iter().flat_map(|p| p.values.iter().map(|(id, _)| *id)).collect();
     for def in planned.iter().filter(|d| used.contains(&d.id)) {
         let same = current
             .iter()
@@ -984,6 +983,7 @@ pub fn failed_rows_csv(report: &ImportReport) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
 
     use std::io::Write;
 
@@ -1184,7 +1184,7 @@ mod tests {
     fn non_finite_numbers_are_not_numbers() {
         let def = PropertyDef {
             spot_id: SpotId(Uuid::nil()),
-            id: Uuid::from_u128(1),
+            id: PropertyId(Uuid::from_u128(1)),
             slug: "seats".into(),
             label: "Seats".into(),
             description: None,
@@ -1235,7 +1235,7 @@ mod tests {
     fn a_batch_stops_when_a_property_it_writes_changed() {
         let def = |options: &[&str]| PropertyDef {
             spot_id: SpotId(Uuid::nil()),
-            id: Uuid::from_u128(7),
+            id: PropertyId(Uuid::from_u128(7)),
             slug: "plan".into(),
             label: "Plan".into(),
             description: None,
@@ -1248,7 +1248,7 @@ mod tests {
             email: "a@x.io".into(),
             firstname: None,
             lastname: None,
-            values: vec![(Uuid::from_u128(7), vec![value])],
+            values: vec![(PropertyId(Uuid::from_u128(7)), vec![value])],
         }];
         let names_only = vec![RowPlan { email: "b@x.io".into(), firstname: None, lastname: None, values: vec![] }];
         let mut relabelled = def(&["Free", "Pro"]);

@@ -10,13 +10,12 @@
 use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
-use uuid::Uuid;
 
-use super::ids::{GroupId, MemberId, SpotId};
+use super::ids::{GroupId, MemberId, PropertyId, SpotId};
 
 use super::filter::{Op, Predicate, RawFilter};
+use super::now_ms;
 use super::vocab::PropertyType;
-use super::{new_id, now_ms};
 use crate::error::{Entity, Error, Result};
 use crate::store::sql::Bind;
 use crate::store::{self, Db, Tx};
@@ -43,7 +42,7 @@ impl TryFrom<String> for Options {
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
 pub struct PropertyDef {
     pub spot_id: SpotId,
-    pub id: Uuid,
+    pub id: PropertyId,
     pub slug: String,
     pub label: String,
     pub description: Option<String>,
@@ -181,8 +180,15 @@ pub async fn create_property(db: &Db, spot_id: SpotId, n: NewProperty) -> Result
             candidate
         }
     };
-    let def =
-        PropertyDef { spot_id, id: new_id(), slug, label, description: n.description, kind, possible_values: options };
+    let def = PropertyDef {
+        spot_id,
+        id: PropertyId::generate(),
+        slug,
+        label,
+        description: n.description,
+        kind,
+        possible_values: options,
+    };
     store::properties::insert(tx.ex(), &def, now_ms()).await?;
     tx.commit().await?;
     Ok(def)
@@ -453,9 +459,9 @@ async fn values_of(
     tx_or_conn: crate::store::Ex<'_>,
     spot_id: SpotId,
     member_id: MemberId,
-) -> Result<HashMap<Uuid, Vec<StoredValue>>> {
+) -> Result<HashMap<PropertyId, Vec<StoredValue>>> {
     let rows = store::properties::member_values(tx_or_conn, spot_id, member_id).await?;
-    let mut out: HashMap<Uuid, Vec<StoredValue>> = HashMap::new();
+    let mut out: HashMap<PropertyId, Vec<StoredValue>> = HashMap::new();
     for (pid, _, text, num) in rows {
         out.entry(pid).or_default().push(StoredValue { text, num });
     }
@@ -547,7 +553,7 @@ async fn set_values_once(
 /// satisfies `predicate`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PropertyFilter {
-    pub property_id: Uuid,
+    pub property_id: PropertyId,
     /// The condition on `value_text` / `value_num`.
     pub predicate: Predicate,
 }
@@ -633,6 +639,7 @@ pub async fn property_filters(db: &Db, spot_id: SpotId, raw: &[RawFilter]) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
 
     #[test]
     fn slugs_derive_from_labels() {
@@ -647,7 +654,7 @@ mod tests {
     fn def(kind: &str, opts: &[&str]) -> PropertyDef {
         PropertyDef {
             spot_id: SpotId(Uuid::nil()),
-            id: Uuid::nil(),
+            id: PropertyId(Uuid::nil()),
             slug: "p".into(),
             label: "P".into(),
             description: None,

@@ -13,10 +13,11 @@ use super::filter::{date_ms, unix_to_ms, Op, MAX_LIST_VALUES};
 use super::members::Member;
 use super::properties::{self, PropertyDef, StoredValue};
 use super::vocab::{MemberRole, MemberStatus, PropertyType};
+use crate::domain::ids::PropertyId;
 use crate::error::{Error, Result};
 
 /// A member's custom-property values by property id (what property triggers read).
-pub type PropertyValues = HashMap<Uuid, Vec<StoredValue>>;
+pub type PropertyValues = HashMap<PropertyId, Vec<StoredValue>>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Junction {
@@ -54,7 +55,7 @@ pub enum Field {
     /// `customProperties.<slug>`: a custom property of the spot and its type.
     Property {
         slug: String,
-        id: Uuid,
+        id: PropertyId,
         kind: PropertyType,
     },
 }

@@ -191,7 +191,7 @@ pub async fn clear_custom_role(ex: Ex<'_>, spot_id: SpotId, role_id: RoleId, now
 fn push_property_filters(sql: &mut Sql, spot_id: SpotId, props: &[crate::domain::properties::PropertyFilter]) {
     for f in props {
         sql.push(" AND id IN (SELECT member_id FROM member_property_values WHERE spot_id = ");
-        sql.push_bind(spot_id.into()).push(" AND property_id = ").push_bind(Bind::Uuid(f.property_id));
+        sql.push_bind(spot_id.into()).push(" AND property_id = ").push_bind(f.property_id.into());
         sql.push_predicates(std::slice::from_ref(&f.predicate));
         // Stated so that every operator (`contains` too) reads the value's partial index.
         sql.push(" AND ").push(f.predicate.column).push(" IS NOT NULL)");

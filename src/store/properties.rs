@@ -2,11 +2,9 @@
 
 use std::collections::HashMap;
 
-use uuid::Uuid;
-
 use super::sql::{Bind, Sql, IN_LIST_MAX};
 use super::{one_row, Ex};
-use crate::domain::ids::{MemberId, SpotId};
+use crate::domain::ids::{MemberId, PropertyId, SpotId};
 use crate::domain::members::Member;
 use crate::domain::properties::{PropertyDef, StoredValue};
 use crate::{bind_all, run};
@@ -89,7 +87,7 @@ pub async fn update(ex: Ex<'_>, p: &PropertyDef) -> Result<(), sqlx::Error> {
     })
 }
 
-pub async fn delete(ex: Ex<'_>, spot_id: SpotId, id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn delete(ex: Ex<'_>, spot_id: SpotId, id: PropertyId) -> Result<bool, sqlx::Error> {
     run!(ex, |c| one_row(
         sqlx::query("DELETE FROM custom_properties WHERE spot_id = $1 AND id = $2")
             .bind(spot_id)
@@ -102,7 +100,7 @@ pub async fn delete(ex: Ex<'_>, spot_id: SpotId, id: Uuid) -> Result<bool, sqlx:
 /// Removes every stored value of a property (the values do not reference their
 /// property, so deleting it takes them explicitly). A value is either text or a number:
 /// one statement per partial index, each an index range.
-pub async fn delete_all_values(ex: Ex<'_>, spot_id: SpotId, property_id: Uuid) -> Result<u64, sqlx::Error> {
+pub async fn delete_all_values(ex: Ex<'_>, spot_id: SpotId, property_id: PropertyId) -> Result<u64, sqlx::Error> {
     run!(ex, |c| {
         let mut removed = 0;
         for column in ["value_text", "value_num"] {
@@ -120,14 +118,14 @@ pub async fn delete_all_values(ex: Ex<'_>, spot_id: SpotId, property_id: Uuid) -
 pub async fn delete_option_values(
     ex: Ex<'_>,
     spot_id: SpotId,
-    property_id: Uuid,
+    property_id: PropertyId,
     options: &[String],
 ) -> Result<Vec<MemberId>, sqlx::Error> {
     if options.is_empty() {
         return Ok(Vec::new());
     }
     let mut sql = Sql::new("DELETE FROM member_property_values WHERE spot_id = ");
-    sql.push_bind(spot_id.into()).push(" AND property_id = ").push_bind(Bind::Uuid(property_id));
+    sql.push_bind(spot_id.into()).push(" AND property_id = ").push_bind(property_id.into());
     sql.push(" AND value_text IN ").push_list(options.iter().map(|o| Bind::Text(o.clone())));
     sql.push(" RETURNING member_id");
     run!(ex, |c| bind_all!(sqlx::query_scalar::<_, MemberId>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
@@ -139,7 +137,7 @@ pub async fn delete_option_values(
 pub async fn rename_option_values(
     ex: Ex<'_>,
     spot_id: SpotId,
-    property_id: Uuid,
+    property_id: PropertyId,
     renames: &[(String, String)],
 ) -> Result<Vec<MemberId>, sqlx::Error> {
     if renames.is_empty() {
@@ -150,7 +148,7 @@ pub async fn rename_option_values(
         sql.push(" WHEN ").push_bind(Bind::Text(from.clone())).push(" THEN ").push_bind(Bind::Text(to.clone()));
     }
     sql.push(" END WHERE spot_id = ").push_bind(spot_id.into());
-    sql.push(" AND property_id = ").push_bind(Bind::Uuid(property_id));
+    sql.push(" AND property_id = ").push_bind(property_id.into());
     sql.push(" AND value_text IN ").push_list(renames.iter().map(|(from, _)| Bind::Text(from.clone())));
     sql.push(" RETURNING member_id");
     run!(ex, |c| bind_all!(sqlx::query_scalar::<_, MemberId>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
@@ -171,12 +169,12 @@ pub async fn lock_member(ex: Ex<'_>, spot_id: SpotId, member_id: MemberId) -> Re
 pub async fn set_values(
     ex: Ex<'_>,
     spot_id: SpotId,
-    property_id: Uuid,
+    property_id: PropertyId,
     member_id: MemberId,
     values: &[StoredValue],
 ) -> Result<(), sqlx::Error> {
     let mut sql = Sql::new("DELETE FROM member_property_values WHERE spot_id = ");
-    sql.push_bind(spot_id.into()).push(" AND property_id = ").push_bind(Bind::Uuid(property_id));
+    sql.push_bind(spot_id.into()).push(" AND property_id = ").push_bind(property_id.into());
     sql.push(" AND member_id = ").push_bind(member_id.into());
     let mut insert = Sql::new(
         "INSERT INTO member_property_values (spot_id, property_id, member_id, ord, value_text, value_num) VALUES ",
@@ -185,7 +183,7 @@ pub async fn set_values(
         if i > 0 {
             insert.push(", ");
         }
-        insert.push("(").push_bind(spot_id.into()).push(", ").push_bind(Bind::Uuid(property_id));
+        insert.push("(").push_bind(spot_id.into()).push(", ").push_bind(property_id.into());
         insert.push(", ").push_bind(member_id.into()).push(", ").push_bind(Bind::I64(i as i64)).push(", ");
         match &v.text {
             Some(t) => insert.push_bind(Bind::Text(t.clone())),
@@ -212,8 +210,8 @@ pub async fn member_values(
     ex: Ex<'_>,
     spot_id: SpotId,
     member_id: MemberId,
-) -> Result<Vec<(Uuid, i64, Option<String>, Option<f64>)>, sqlx::Error> {
-    run!(ex, |c| sqlx::query_as::<_, (Uuid, i64, Option<String>, Option<f64>)>(
+) -> Result<Vec<(PropertyId, i64, Option<String>, Option<f64>)>, sqlx::Error> {
+    run!(ex, |c| sqlx::query_as::<_, (PropertyId, i64, Option<String>, Option<f64>)>(
         "SELECT property_id, ord, value_text, value_num FROM member_property_values \
          WHERE spot_id = $1 AND member_id = $2 ORDER BY property_id, ord"
     )
@@ -228,7 +226,7 @@ pub async fn member_values(
 pub async fn insert_values(
     ex: Ex<'_>,
     spot_id: SpotId,
-    rows: &[(Uuid, MemberId, i64, StoredValue)],
+    rows: &[(PropertyId, MemberId, i64, StoredValue)],
 ) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());
@@ -240,7 +238,7 @@ pub async fn insert_values(
         if i > 0 {
             sql.push(", ");
         }
-        sql.push("(").push_bind(spot_id.into()).push(", ").push_bind(Bind::Uuid(*pid));
+        sql.push("(").push_bind(spot_id.into()).push(", ").push_bind((*pid).into());
         sql.push(", ").push_bind((*mid).into()).push(", ").push_bind(Bind::I64(*ord)).push(", ");
         match &v.text {
             Some(t) => sql.push_bind(Bind::Text(t.clone())),
@@ -262,8 +260,8 @@ pub async fn values_of_members(
     ex: Ex<'_>,
     spot_id: SpotId,
     member_ids: &[MemberId],
-) -> Result<HashMap<MemberId, HashMap<Uuid, Vec<StoredValue>>>, sqlx::Error> {
-    let mut out: HashMap<MemberId, HashMap<Uuid, Vec<StoredValue>>> = HashMap::new();
+) -> Result<HashMap<MemberId, HashMap<PropertyId, Vec<StoredValue>>>, sqlx::Error> {
+    let mut out: HashMap<MemberId, HashMap<PropertyId, Vec<StoredValue>>> = HashMap::new();
     let rows = run!(ex, |c| {
         let mut rows = Vec::new();
         for chunk in member_ids.chunks(IN_LIST_MAX) {
@@ -274,7 +272,7 @@ pub async fn values_of_members(
             sql.push_list(chunk.iter().map(|id| (*id).into())).push(" ORDER BY member_id, property_id, ord");
             rows.extend(
                 bind_all!(
-                    sqlx::query_as::<_, (MemberId, Uuid, Option<String>, Option<f64>)>(sql.text_for(&*c)),
+                    sqlx::query_as::<_, (MemberId, PropertyId, Option<String>, Option<f64>)>(sql.text_for(&*c)),
                     &sql.binds
                 )
                 .fetch_all(&mut *c)

@@ -228,6 +228,8 @@ both!(openapi_documents_typed_ids_as_uuid_strings, |app| {
         ("SpotMemberDto", "id"),
         ("SpotMemberDto", "spotId"),
         ("CustomRoleDto", "id"),
+        ("CustomPropertyDto", "id"),
+        ("CustomPropertyValueDto", "customPropertyId"),
         ("CourseParticipantDto", "spotMemberId"),
         ("KzMember", "id"),
     ] {

@@ -13,8 +13,8 @@ use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
+use crate::domain::ids::PropertyId;
 use crate::domain::properties::{self, NewProperty, PropertyDef, PropertyPatch, PropertyValue};
 use crate::domain::vocab::PropertyType;
 use crate::error::{Entity, Error};
@@ -34,7 +34,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomPropertyDto {
-    id: Uuid,
+    #[schema(value_type = Uuid)]
+    id: PropertyId,
     slug: String,
     label: String,
     description: Option<String>,
@@ -221,7 +222,8 @@ async fn delete_custom_property(
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomPropertyValueDto {
-    custom_property_id: Uuid,
+    #[schema(value_type = Uuid)]
+    custom_property_id: PropertyId,
     custom_property_label: String,
     custom_property_slug: String,
     custom_property_description: Option<String>,
