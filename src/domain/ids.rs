@@ -5,6 +5,20 @@
 //! (`sqlx(transparent)`), serialises as the UUID string, displays and parses as one.
 //! Parsing a path segment into an id (with the dialect's own not-found message) stays
 //! at the HTTP edge (`http::extract::parse_id`, `http::kaizala::{group_id, member_id}`).
+//!
+//! One kind of id where another is expected does not compile:
+//!
+//! ```compile_fail
+//! use openspot::domain::ids::{CourseId, ParticipantId};
+//! fn participant(_: ParticipantId) {}
+//! participant(CourseId::generate());
+//! ```
+//!
+//! ```
+//! use openspot::domain::ids::ParticipantId;
+//! fn participant(_: ParticipantId) {}
+//! participant(ParticipantId::generate());
+//! ```
 
 use std::fmt;
 use std::str::FromStr;

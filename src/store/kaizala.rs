@@ -250,8 +250,8 @@ pub async fn list_messages(
     ex: Ex<'_>,
     spot_id: SpotId,
     group_id: GroupId,
-) -> Result<Vec<(Uuid, Uuid, String, i64)>, sqlx::Error> {
-    run!(ex, |c| sqlx::query_as::<_, (Uuid, Uuid, String, i64)>(
+) -> Result<Vec<(Uuid, MemberId, String, i64)>, sqlx::Error> {
+    run!(ex, |c| sqlx::query_as::<_, (Uuid, MemberId, String, i64)>(
         "SELECT id, sender_member_id, text, created_at FROM kz_messages WHERE spot_id = $1 AND group_id = $2 \
          ORDER BY created_at, id"
     )
