@@ -357,8 +357,9 @@ async fn a_flood_of_bad_keys_barely_reaches_the_database(backend: openspot::stor
     let before = app.state.keys.db_lookups();
     let start = Instant::now();
     let mut statuses = std::collections::HashMap::<u16, u32>::new();
-    for batch in 0..100 {
-        let reqs = (0..100).map(|i| {
+    // 10,000 requests, 50 at a time (well under the 128 connections one address may hold).
+    for batch in 0..200 {
+        let reqs = (0..50).map(|i| {
             let key = format!("os_bad_{batch}_{i}_{}", uuid::Uuid::new_v4().simple());
             let app = &app;
             async move { app.send(Method::GET, "/v1/spotMembers", Some(&key), None).await }
