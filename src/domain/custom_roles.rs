@@ -162,13 +162,10 @@ async fn delete_role_once(db: &Db, spot_id: SpotId, id: RoleId) -> Result<()> {
     if !store::custom_roles::delete(tx.ex(), spot_id, id).await? {
         return Err(Error::NotFound(Entity::CustomRole));
     }
-    let affected = if super::properties::smart_groups_read(&mut tx, spot_id, "\"customRoleId\"").await? {
-        holders(&mut tx, spot_id, id).await?
-    } else {
-        Vec::new()
-    };
+    let readers = super::groups::smart_groups_reading(&mut tx, spot_id, "\"customRoleId\"").await?;
+    let affected = if readers.is_empty() { Vec::new() } else { holders(&mut tx, spot_id, id).await? };
     store::members::clear_custom_role(tx.ex(), spot_id, id, now_ms()).await?;
-    let recompute = super::properties::refresh_readers(&mut tx, spot_id, "\"customRoleId\"", affected).await?;
+    let recompute = super::groups::refresh_readers(&mut tx, spot_id, &readers, affected).await?;
     tx.commit().await?;
     for group_id in recompute {
         super::groups::start_computation(db, spot_id, group_id);

@@ -573,6 +573,53 @@ impl Drop for Admitted {
     }
 }
 
+/// Members re-evaluated inside the changing transaction at most (see [`refresh_readers`]).
+const REFRESH_IN_TX_MAX: usize = 500;
+
+/// The smart groups of the spot whose rules contain `needle` (a quoted field name,
+/// e.g. `"customRoleId"`).
+pub(crate) async fn smart_groups_reading(tx: &mut Tx, spot_id: SpotId, needle: &str) -> Result<Vec<GroupId>> {
+    Ok(store::smart_groups::list(tx.ex(), spot_id)
+        .await?
+        .into_iter()
+        .filter(|(_, rules)| rules.contains(needle))
+        .map(|(id, _)| id)
+        .collect())
+}
+
+/// After a change underneath members (an option renamed or removed, a custom role
+/// deleted), brings `readers` (the smart groups reading what changed, see
+/// [`smart_groups_reading`]) up to date. Up to [`REFRESH_IN_TX_MAX`] members are
+/// re-evaluated in the transaction, as a member write would. Past that, the readers are
+/// marked not ready instead and returned, for the caller to recompute after commit
+/// (sliced, through the bounded queue; housekeeping resumes them after a crash): the
+/// transaction, which holds SQLite's one write lock, does not grow with the spot.
+pub(crate) async fn refresh_readers(
+    tx: &mut Tx,
+    spot_id: SpotId,
+    readers: &[GroupId],
+    member_ids: Vec<MemberId>,
+) -> Result<Vec<GroupId>> {
+    if member_ids.is_empty() || readers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids = member_ids;
+    ids.sort();
+    ids.dedup();
+    if ids.len() > REFRESH_IN_TX_MAX {
+        for g in readers {
+            store::smart_groups::set_not_ready(tx.ex(), spot_id, *g).await?;
+        }
+        return Ok(readers.to_vec());
+    }
+    for chunk in ids.chunks(store::sql::IN_LIST_MAX) {
+        for m in store::members::get_many(tx.ex(), spot_id, chunk).await? {
+            refresh_smart_memberships(tx, &m).await?;
+        }
+    }
+    Ok(Vec::new())
+}
+
 /// Queues the full computation of a smart group: it runs in the background on one of
 /// [`COMPUTE_WORKERS`] slots; a group already queued is not queued twice, and a full
 /// queue leaves the group to housekeeping (see [`COMPUTE_QUEUE`]).

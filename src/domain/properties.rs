@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::ids::{GroupId, MemberId, PropertyId, SpotId};
+use super::ids::{MemberId, PropertyId, SpotId};
 
 use super::filter::{Op, Predicate, RawFilter};
 use super::now_ms;
@@ -244,56 +244,6 @@ fn check_renames(options: &[String], renamed: &HashMap<String, String>) -> Resul
     Ok(renames)
 }
 
-/// Members re-evaluated inside the changing transaction at most (see [`refresh_readers`]).
-const REFRESH_IN_TX_MAX: usize = 500;
-
-/// After a change underneath members (an option renamed or removed, a custom role
-/// deleted), brings the smart groups whose rules contain `needle` (a quoted field name)
-/// up to date. Up to [`REFRESH_IN_TX_MAX`] members are re-evaluated in the transaction,
-/// as a member write would. Past that, those groups are marked not ready instead and
-/// returned, for the caller to recompute after commit (sliced, through the bounded
-/// queue; housekeeping resumes them after a crash): the transaction, which holds
-/// SQLite's one write lock, does not grow with the spot.
-pub(crate) async fn refresh_readers(
-    tx: &mut Tx,
-    spot_id: SpotId,
-    needle: &str,
-    member_ids: Vec<MemberId>,
-) -> Result<Vec<GroupId>> {
-    if member_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let readers: Vec<GroupId> = store::smart_groups::list(tx.ex(), spot_id)
-        .await?
-        .into_iter()
-        .filter(|(_, rules)| rules.contains(needle))
-        .map(|(id, _)| id)
-        .collect();
-    if readers.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut ids = member_ids;
-    ids.sort();
-    ids.dedup();
-    if ids.len() > REFRESH_IN_TX_MAX {
-        for g in &readers {
-            store::smart_groups::set_not_ready(tx.ex(), spot_id, *g).await?;
-        }
-        return Ok(readers);
-    }
-    for chunk in ids.chunks(store::sql::IN_LIST_MAX) {
-        for m in store::members::get_many(tx.ex(), spot_id, chunk).await? {
-            super::groups::refresh_smart_memberships(tx, &m).await?;
-        }
-    }
-    Ok(Vec::new())
-}
-
-/// Whether some smart group of the spot has `needle` (a quoted field name) in its rules.
-pub(crate) async fn smart_groups_read(tx: &mut Tx, spot_id: SpotId, needle: &str) -> Result<bool> {
-    Ok(store::smart_groups::list(tx.ex(), spot_id).await?.iter().any(|(_, rules)| rules.contains(needle)))
-}
-
 /// `PUT /v1/customProperties/{slug}`: removed options take their stored values with them
 /// (same transaction); renamed options rename them (see [`check_renames`]). The members
 /// whose values changed are re-evaluated against the smart groups reading the property.
@@ -342,8 +292,13 @@ async fn update_property_once(db: &Db, spot_id: SpotId, slug: &str, p: PropertyP
     changed.extend(store::properties::delete_option_values(tx.ex(), spot_id, def.id, &removed).await?);
     def.possible_values = next;
     store::properties::update(tx.ex(), &def).await?;
-    let needle = format!("\"customProperties.{}\"", def.slug);
-    let recompute = refresh_readers(&mut tx, spot_id, &needle, changed).await?;
+    let recompute = if changed.is_empty() {
+        Vec::new()
+    } else {
+        let needle = format!("\"customProperties.{}\"", def.slug);
+        let readers = super::groups::smart_groups_reading(&mut tx, spot_id, &needle).await?;
+        super::groups::refresh_readers(&mut tx, spot_id, &readers, changed).await?
+    };
     tx.commit().await?;
     for group_id in recompute {
         super::groups::start_computation(db, spot_id, group_id);
