@@ -292,9 +292,14 @@ impl ClientIp {
     /// The throttle key of a request: its client address, with IPv6 addresses cut to
     /// their /64 (one subscriber's allocation: a client must not get a fresh budget
     /// from each of its 2^64 addresses).
-    pub fn of(config: &Config, parts: &axum::http::request::Parts) -> Self {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-        ClientIp(client_ip(config, peer, &parts.headers).map(throttle_key))
+    pub fn of(config: &Config, extensions: &axum::http::Extensions, headers: &HeaderMap) -> Self {
+        let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        ClientIp(client_ip(config, peer, headers).map(throttle_key))
+    }
+
+    /// [`ClientIp::of`] a whole request (middleware, before extraction).
+    pub fn of_request(config: &Config, req: &Request) -> Self {
+        Self::of(config, req.extensions(), req.headers())
     }
 }
 
@@ -316,7 +321,7 @@ impl axum::extract::FromRequestParts<AppState> for ClientIp {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, st: &AppState) -> Result<Self, Infallible> {
-        Ok(ClientIp::of(&st.config, parts))
+        Ok(ClientIp::of(&st.config, &parts.extensions, &parts.headers))
     }
 }
 

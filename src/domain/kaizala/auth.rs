@@ -258,6 +258,13 @@ impl LoginThrottles<'_> {
     }
 }
 
+/// The member of the connector's spot with `number`, if there is one who may sign in.
+async fn member_who_may_sign_in(db: &Db, connector: &Connector, number: &str) -> Result<Option<Member>> {
+    let mut c = db.conn().await?;
+    let member = store::members::get_by_mobile(c.ex(), connector.spot_id, number).await?;
+    Ok(member.filter(|m| m.status.may_sign_in()))
+}
+
 /// Window of the per-number `generatePin` throttle.
 const PIN_REQUEST_WINDOW_MS: i64 = 10 * MINUTE_MS;
 
@@ -281,11 +288,7 @@ pub async fn generate_pin(
     throttles
         .spend(db, connector.spot_id, &per_number, throttles.limits.pins_per_number, PIN_REQUEST_WINDOW_MS)
         .await?;
-    let member = {
-        let mut c = db.conn().await?;
-        store::members::get_by_mobile(c.ex(), connector.spot_id, &number).await?
-    };
-    let member_id = member.filter(|m| m.status.may_sign_in()).map(|m| m.id);
+    let member_id = member_who_may_sign_in(db, &connector, &number).await?.map(|m| m.id);
     delivery.issue(db, &connector, member_id, number);
     Ok(())
 }
@@ -341,11 +344,7 @@ pub async fn login_with_pin(
 }
 
 async fn verify_pin(db: &Db, connector: &Connector, number: &str, pin: &str) -> Result<PinLogin> {
-    let member = {
-        let mut c = db.conn().await?;
-        store::members::get_by_mobile(c.ex(), connector.spot_id, number).await?
-    };
-    let member = member.filter(|m| m.status.may_sign_in());
+    let member = member_who_may_sign_in(db, connector, number).await?;
     // A stranger's attempt makes the same write as a member's (on no row), so the
     // answer's timing does not tell them apart.
     let member_id = member.as_ref().map(|m| m.id).unwrap_or_else(|| MemberId(Uuid::nil()));

@@ -167,9 +167,7 @@ fn access_token_of(headers: &HeaderMap) -> Option<&str> {
 /// Authenticates the access token and applies the Kaizala throttles.
 /// An address with too many failed tokens this minute is refused before any lookup.
 async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
-    let (parts, body) = req.into_parts();
-    let client_ip = ClientIp::of(&st.config, &parts).0;
-    req = Request::from_parts(parts, body);
+    let client_ip = ClientIp::of_request(&st.config, &req).0;
     if let Some(retry_after_s) = st.failed_auth.blocked_for(client_ip) {
         return KzError::from(Error::RateLimited { retry_after_s }).into_response();
     }

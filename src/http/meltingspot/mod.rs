@@ -59,9 +59,7 @@ fn set_rate_headers(headers: &mut HeaderMap, d: &Decision) {
 /// `RateLimit-*` headers (10-second window) on the response.
 /// An address with too many failed keys this minute is refused before any lookup.
 async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
-    let (parts, body) = req.into_parts();
-    let client_ip = ClientIp::of(&st.config, &parts).0;
-    req = Request::from_parts(parts, body);
+    let client_ip = ClientIp::of_request(&st.config, &req).0;
     let Some(key) = api_key(req.headers()) else {
         st.failed_auth.record_failure(client_ip);
         return MsError(Error::Unauthorized("Unauthorized".into())).into_response();
