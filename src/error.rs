@@ -63,6 +63,9 @@ pub enum Error {
     /// 409.
     #[error("{0}")]
     Conflict(String),
+    /// 408: the request (its body included) was not answered within the request timeout.
+    #[error("Request timed out")]
+    TimedOut,
     /// 413 "Payload is too large".
     #[error("Payload is too large")]
     TooLarge,
@@ -105,6 +108,7 @@ impl Error {
             Error::Unauthorized(_) | Error::InvalidToken(_) | Error::Unauthenticated(_) => 401,
             Error::Forbidden(_) => 403,
             Error::Conflict(_) => 409,
+            Error::TimedOut => 408,
             Error::TooLarge => 413,
             Error::RateLimited { .. } => 429,
             Error::Unavailable(_) | Error::Transient(_) => 503,

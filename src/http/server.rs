@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -30,6 +30,7 @@ use tower::ServiceExt as _;
 
 use super::AppState;
 use crate::config::Config;
+use crate::error::Error;
 
 /// The largest request head (request line and headers) accepted.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -340,9 +341,7 @@ pub async fn bound_requests(State(st): State<AppState>, req: Request, next: Next
         match st.in_flight.0.clone().try_acquire_owned() {
             Ok(p) => Some(p),
             Err(_) => {
-                let mut resp = dialect_error(&path, 503, "Server is busy, retry shortly");
-                super::error::add_error_headers(resp.headers_mut(), 503, Some(1));
-                return resp;
+                return dialect_error(&path, Error::Unavailable("Server is busy, retry shortly".into()));
             }
         }
     };
@@ -350,32 +349,18 @@ pub async fn bound_requests(State(st): State<AppState>, req: Request, next: Next
         if path.ends_with("~import") { st.config.server.import_timeout } else { st.config.server.request_timeout };
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
-        Err(_) => {
-            // The body may be half-read: the 408 also closes the connection.
-            let mut resp = dialect_error(&path, 408, "Request timed out");
-            super::error::add_error_headers(resp.headers_mut(), 408, None);
-            resp
-        }
+        // The body may be half-read: the 408 also closes the connection.
+        Err(_) => dialect_error(&path, Error::TimedOut),
     }
 }
 
-/// An error body in the shape of the dialect that owns `path`.
-pub fn dialect_error(path: &str, status: u16, message: &str) -> Response {
+/// `e` rendered by the dialect that owns `path` (its body shape, `Retry-After`,
+/// `Connection: close`), for answers given before a dialect's handler runs.
+pub fn dialect_error(path: &str, e: Error) -> Response {
     if path.starts_with("/kaizala") {
-        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let error_code = match status {
-            408 => "RequestTimeout",
-            503 => "ServiceUnavailable",
-            _ => "InternalServerError",
-        };
-        let body = super::kaizala::KzErrorBody {
-            message: message.to_string(),
-            error_code: error_code.to_string(),
-            error_category_key: "ServerException".to_string(),
-        };
-        (code, axum::Json(body)).into_response()
+        super::kaizala::KzError(e).into_response()
     } else {
-        super::error::error_response(status, message.to_string())
+        super::error::MsError(e).into_response()
     }
 }
 

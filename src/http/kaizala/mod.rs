@@ -86,6 +86,7 @@ fn codes(e: &Error) -> (&'static str, &'static str) {
         Error::Unauthenticated(_) => ("Unauthenticated", "AuthException"),
         Error::Forbidden(_) => ("AccessDenied", "AuthException"),
         Error::RateLimited { .. } => ("Throttled", "ClientException"),
+        Error::TimedOut => ("RequestTimeout", "ServerException"),
         Error::Unavailable(_) | Error::Transient(_) => ("ServiceUnavailable", "ServerException"),
         Error::Internal(_) => ("InternalServerError", "ServerException"),
     }
