@@ -223,6 +223,27 @@ pub fn test_client() -> reqwest::Client {
     reqwest::Client::builder().pool_idle_timeout(std::time::Duration::from_secs(4)).build().expect("HTTP client")
 }
 
+/// Waits (bounded, 10 s) for a smart group to be `ready`.
+pub async fn wait_until_ready(app: &TestApp, gid: &str) {
+    for _ in 0..400 {
+        if app.get(&format!("/v1/groups/{gid}")).await.body["ready"] == true {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+/// Waits for a smart group to be ready, then lists its members' emails, sorted.
+pub async fn smart_members(app: &TestApp, gid: &str) -> Vec<String> {
+    wait_until_ready(app, gid).await;
+    let r = app.get(&format!("/v1/groups/{gid}/spotMembers?limit=100")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut v: Vec<String> =
+        r.body["items"].as_array().unwrap().iter().map(|m| m["email"].as_str().unwrap().to_string()).collect();
+    v.sort();
+    v
+}
+
 /// Asserts the MeltingSpot error shape and returns the message.
 pub fn assert_ms_error(r: &Resp, status: u16) -> String {
     assert_eq!(r.status, status, "unexpected status; body: {}", r.text);

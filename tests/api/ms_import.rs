@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::both;
 use crate::common::{assert_ms_error, Resp, TestApp};
 
-async fn upload(app: &TestApp, form: Form) -> Resp {
+pub async fn upload(app: &TestApp, form: Form) -> Resp {
     let r = app
         .client
         .post(format!("{}/v1/spotMembers~import", app.base))
@@ -25,7 +25,7 @@ async fn upload(app: &TestApp, form: Form) -> Resp {
     Resp { status, body, text, headers }
 }
 
-fn file_part(bytes: Vec<u8>, name: &str) -> Part {
+pub fn file_part(bytes: Vec<u8>, name: &str) -> Part {
     Part::bytes(bytes).file_name(name.to_string())
 }
 

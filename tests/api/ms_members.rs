@@ -233,22 +233,6 @@ both!(hostile_list_queries_are_400_naming_the_parameter, |app| {
     assert_eq!((r.status, &r.body["total"]), (200, &json!(1)), "{}", r.text);
 });
 
-/// Waits (bounded) for a smart group to be ready, then lists its members' emails, sorted.
-async fn smart_members(app: &crate::common::TestApp, gid: &str) -> Vec<String> {
-    for _ in 0..400 {
-        if app.get(&format!("/v1/groups/{gid}")).await.body["ready"] == true {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    let r = app.get(&format!("/v1/groups/{gid}/spotMembers?limit=100")).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let mut v: Vec<String> =
-        r.body["items"].as_array().unwrap().iter().map(|m| m["email"].as_str().unwrap().to_string()).collect();
-    v.sort();
-    v
-}
-
 both!(deleting_a_custom_role_reevaluates_smart_groups, |app| {
     let role = app.post("/v1/spotMemberCustomRole", json!({"label": "Mod"})).await.body["id"].clone();
     let other = app.post("/v1/spotMemberCustomRole", json!({"label": "Host"})).await.body["id"].clone();
@@ -268,13 +252,13 @@ both!(deleting_a_custom_role_reevaluates_smart_groups, |app| {
         .post("/v1/groups", group("Not mods", json!({"field": "customRoleId", "op": "notin", "value": [role]})))
         .await;
     let others = others.body["id"].as_str().unwrap().to_string();
-    assert_eq!(smart_members(&app, &holders).await, vec!["a@x.io"]);
-    assert_eq!(smart_members(&app, &others).await, vec!["b@x.io", "c@x.io"]);
+    assert_eq!(crate::common::smart_members(&app, &holders).await, vec!["a@x.io"]);
+    assert_eq!(crate::common::smart_members(&app, &others).await, vec!["b@x.io", "c@x.io"]);
 
     assert_eq!(app.delete(&format!("/v1/spotMemberCustomRole/{}", role.as_str().unwrap())).await.status, 204);
     assert_eq!(app.get(&format!("/v1/spotMembers/{a}")).await.body["customRoleId"], Value::Null);
-    assert_eq!(smart_members(&app, &holders).await, Vec::<String>::new());
-    assert_eq!(smart_members(&app, &others).await, vec!["a@x.io", "b@x.io", "c@x.io"]);
+    assert_eq!(crate::common::smart_members(&app, &holders).await, Vec::<String>::new());
+    assert_eq!(crate::common::smart_members(&app, &others).await, vec!["a@x.io", "b@x.io", "c@x.io"]);
     assert_eq!(app.get(&format!("/v1/groups/{holders}")).await.body["membersCount"], 0);
     assert_eq!(app.get(&format!("/v1/groups/{others}")).await.body["membersCount"], 3);
 });

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::both;
-use crate::common::{assert_ms_error, TestApp};
+use crate::common::{assert_ms_error, smart_members, wait_until_ready, TestApp};
 
 async fn set(app: &TestApp, m: &str, body: Value) -> crate::common::Resp {
     app.post(&format!("/v1/spotMembers/{m}/customPropertiesValues~bulkUpsert"), body).await
@@ -308,22 +308,6 @@ both!(deleting_a_property_while_values_are_written_leaves_none_behind, |app| {
     }
 });
 
-/// Waits (bounded) for a smart group to be ready, then lists its members' emails, sorted.
-async fn smart_members(app: &TestApp, gid: &str) -> Vec<String> {
-    for _ in 0..400 {
-        if app.get(&format!("/v1/groups/{gid}")).await.body["ready"] == true {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    let r = app.get(&format!("/v1/groups/{gid}/spotMembers?limit=100")).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let mut v: Vec<String> =
-        r.body["items"].as_array().unwrap().iter().map(|m| m["email"].as_str().unwrap().to_string()).collect();
-    v.sort();
-    v
-}
-
 async fn smart_group(app: &TestApp, triggers: Value) -> String {
     let body = json!({"name": "Smart", "type": "Smart", "rules": {"operator": "AND", "conditions": [
         {"operator": "AND", "triggers": triggers}]}});
@@ -493,12 +477,7 @@ both!(concurrent_value_writes_of_one_member_lose_nothing, |app| {
 
 /// Ready, then the group's `total` (bounded wait).
 async fn ready_total(app: &TestApp, gid: &str) -> i64 {
-    for _ in 0..400 {
-        if app.get(&format!("/v1/groups/{gid}")).await.body["ready"] == true {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    wait_until_ready(app, gid).await;
     app.get(&format!("/v1/groups/{gid}/spotMembers?limit=1")).await.body["total"].as_i64().unwrap()
 }
 
@@ -510,17 +489,9 @@ both!(renaming_an_option_held_by_many_recomputes_the_readers, |app| {
     for i in 0..700 {
         csv.push_str(&format!("m{i}@x.io,{}\n", if i < 600 { "free" } else { "pro" }));
     }
-    let form = reqwest::multipart::Form::new()
-        .part("file", reqwest::multipart::Part::bytes(csv.into_bytes()).file_name("m.csv"));
-    let r = app
-        .client
-        .post(format!("{}/v1/spotMembers~import", app.base))
-        .header("authorization", &app.key)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let form = reqwest::multipart::Form::new().part("file", crate::ms_import::file_part(csv.into_bytes(), "m.csv"));
+    let r = crate::ms_import::upload(&app, form).await;
+    assert_eq!(r.status, 200, "{}", r.text);
     let pro = smart_group(&app, json!([{"field": "customProperties.plan", "op": "eq", "value": "pro"}])).await;
     assert_eq!(ready_total(&app, &pro).await, 100);
     // 600 holders of "free" become "pro" and 100 holders of "pro" become "free".
