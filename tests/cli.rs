@@ -3,11 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/xlsx.rs"]
+mod xlsx;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use xlsx::xlsx_with;
 
 fn openspot(db: &str, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_openspot"))
@@ -207,29 +211,6 @@ fn serve_demo_answers_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success());
-}
-
-/// Writes the content of one archive entry.
-type Content<'a> = &'a dyn Fn(&mut dyn Write);
-
-/// A real XLSX file (`email` in A1) with the entries named in `replace` rewritten.
-fn xlsx_with(replace: &[(&str, Content)]) -> Vec<u8> {
-    let mut wb = rust_xlsxwriter::Workbook::new();
-    wb.add_worksheet().write_string(0, 0, "email").unwrap();
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(wb.save_to_buffer().unwrap())).unwrap();
-    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for i in 0..archive.len() {
-        let entry = archive.by_index(i).unwrap();
-        let name = entry.name().unwrap().to_string();
-        match replace.iter().find(|(n, _)| *n == name) {
-            Some((_, write)) => {
-                out.start_file(name, zip::write::SimpleFileOptions::default()).unwrap();
-                write(&mut out);
-            }
-            None => out.raw_copy_file(entry).unwrap(),
-        }
-    }
-    out.finish().unwrap().into_inner()
 }
 
 #[test]

@@ -1,6 +1,9 @@
 //! `POST /v1/spotMembers~import`: CSV and XLSX uploads, row failures, dry runs, re-runs,
 //! groups and limits.
 
+#[path = "../support/xlsx.rs"]
+mod xlsx;
+
 use std::io::Write;
 
 use reqwest::multipart::{Form, Part};
@@ -8,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::both;
 use crate::common::{assert_ms_error, Resp, TestApp};
+use xlsx::xlsx_with;
 
 pub async fn upload(app: &TestApp, form: Form) -> Resp {
     let r = app
@@ -204,30 +208,6 @@ both!(statistics_are_refreshed_after_a_bulk_import, |app| {
         }
     }
 });
-
-/// Writes the content of one archive entry.
-type Content<'a> = &'a dyn Fn(&mut dyn Write);
-
-/// A real XLSX file (rust_xlsxwriter: `email` in A1, so it has a shared-string table)
-/// with the entries named in `replace` swapped for what their writer writes.
-fn xlsx_with(replace: &[(&str, Content)]) -> Vec<u8> {
-    let mut wb = rust_xlsxwriter::Workbook::new();
-    wb.add_worksheet().write_string(0, 0, "email").unwrap();
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(wb.save_to_buffer().unwrap())).unwrap();
-    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for i in 0..archive.len() {
-        let entry = archive.by_index(i).unwrap();
-        let name = entry.name().unwrap().to_string();
-        match replace.iter().find(|(n, _)| *n == name) {
-            Some((_, write)) => {
-                out.start_file(name, zip::write::SimpleFileOptions::default().large_file(true)).unwrap();
-                write(&mut out);
-            }
-            None => out.raw_copy_file(entry).unwrap(),
-        }
-    }
-    out.finish().unwrap().into_inner()
-}
 
 const SHEET_START: &[u8] = br#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>"#;
 const SHEET_END: &[u8] = b"</sheetData></worksheet>";
