@@ -3,10 +3,11 @@
 //! transaction, and re-evaluates them against the smart groups whose rules read
 //! `customRoleId` (they no longer hold the role those rules may name).
 
-use super::filter::{self, FieldSpec, Kind, ListQuery, Op, Predicate};
+use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
 use super::now_ms;
 use crate::domain::ids::{MemberId, RoleId, SpotId};
 use crate::error::{Entity, Error, Result};
+use crate::store::sql::{Cmp, Predicate};
 use crate::store::{self, Db, Tx};
 
 pub const PERMISSIONS: &[&str] = &[
@@ -137,9 +138,9 @@ const HOLDERS_BATCH: i64 = 1000;
 async fn holders(tx: &mut Tx, spot_id: SpotId, id: RoleId) -> Result<Vec<MemberId>> {
     let mut out: Vec<MemberId> = Vec::new();
     loop {
-        let mut preds = vec![Predicate { column: "custom_role_id", op: Op::Eq, values: vec![id.into()] }];
+        let mut preds = vec![Predicate { column: "custom_role_id", cmp: Cmp::Eq, values: vec![id.into()] }];
         if let Some(last) = out.last() {
-            preds.push(Predicate { column: "id", op: Op::Gt, values: vec![(*last).into()] });
+            preds.push(Predicate { column: "id", cmp: Cmp::Gt, values: vec![(*last).into()] });
         }
         let page = store::members::list(tx.ex(), spot_id, &preds, &[], 0, HOLDERS_BATCH).await?;
         let full = page.len() as i64 == HOLDERS_BATCH;

@@ -15,7 +15,7 @@
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::store::sql::Bind;
+use crate::store::sql::{Bind, Cmp, Predicate};
 
 pub const DEFAULT_LIMIT: u32 = 20;
 pub const MAX_LIMIT: u32 = 100;
@@ -76,6 +76,21 @@ impl Op {
             Op::Contains => "contains",
             Op::Before => "before",
             Op::After => "after",
+        }
+    }
+
+    /// The SQL comparison this operator makes (`before`/`after` are `<`/`>` on dates).
+    pub fn cmp(self) -> Cmp {
+        match self {
+            Op::Eq => Cmp::Eq,
+            Op::Neq => Cmp::Neq,
+            Op::Gt | Op::After => Cmp::Gt,
+            Op::Gte => Cmp::Gte,
+            Op::Lt | Op::Before => Cmp::Lt,
+            Op::Lte => Cmp::Lte,
+            Op::In => Cmp::In,
+            Op::NotIn => Cmp::NotIn,
+            Op::Contains => Cmp::Contains,
         }
     }
 
@@ -262,14 +277,6 @@ pub fn params(specs: &[FieldSpec]) -> impl Iterator<Item = (String, &FieldSpec, 
     specs.iter().flat_map(|s| s.ops.iter().map(move |&op| (s.param(op), s, op)))
 }
 
-/// A filter checked against its [`FieldSpec`], ready for SQL.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Predicate {
-    pub column: &'static str,
-    pub op: Op,
-    pub values: Vec<Bind>,
-}
-
 /// Converts Unix seconds (or ms above 10^12) to ms.
 pub fn unix_to_ms(v: i64) -> i64 {
     if v.unsigned_abs() > 1_000_000_000_000 {
@@ -305,7 +312,7 @@ fn validate_one(f: &RawFilter, specs: &[FieldSpec]) -> Result<Predicate> {
         return Err(Error::invalid(&f.param, "needs a value"));
     }
     let values = f.values.iter().map(|v| convert(&f.param, spec.kind, v)).collect::<Result<Vec<_>>>()?;
-    Ok(Predicate { column: spec.column, op: f.op, values })
+    Ok(Predicate { column: spec.column, cmp: f.op.cmp(), values })
 }
 
 fn convert(param: &str, kind: Kind, raw: &str) -> Result<Bind> {
@@ -479,7 +486,7 @@ mod tests {
                 .unwrap_or_default();
         let p = validate(&q, SPECS).ok().unwrap_or_default();
         assert_eq!(p[0].values, vec![Bind::I64(1_700_000_000_000)]);
-        assert_eq!(p[0].op, Op::After);
+        assert_eq!(p[0].cmp, Cmp::Gt);
         assert_eq!(p[1].values, vec![Bind::I64(1_800_000_000_000)]);
         let q = parse_list_query(Some("registrationDate[after]=yesterday"), &[])
             .ok()

@@ -300,7 +300,7 @@ async fn apply_member_patch(
     store::members::update(tx.ex(), &m).await?;
     if !m.status.may_sign_in() {
         // Signed out: the tokens go, so reactivating the member does not revive them.
-        store::kaizala::revoke_member(tx.ex(), spot_id, id).await?;
+        store::kz_tokens::revoke_member(tx.ex(), spot_id, id).await?;
     }
     super::groups::refresh_smart_memberships(&mut tx, &m).await?;
     tx.commit().await?;

@@ -33,3 +33,23 @@ pub fn now_ms() -> i64 {
 pub fn new_id() -> uuid::Uuid {
     uuid::Uuid::now_v7()
 }
+
+/// `From` conversions both ways between a domain struct and the store's row type, for
+/// structs whose fields are the row's columns one for one: reads (`Row` → struct) and
+/// writes (`&struct` → `Row`). The store never sees a domain type; this is the seam.
+macro_rules! row_conversions {
+    ($domain:ty, $row:ty { $($field:ident),+ $(,)? }) => {
+        impl From<$row> for $domain {
+            fn from(row: $row) -> Self {
+                Self { $($field: row.$field),+ }
+            }
+        }
+        impl From<&$domain> for $row {
+            #[allow(clippy::clone_on_copy)]
+            fn from(d: &$domain) -> Self {
+                Self { $($field: d.$field.clone()),+ }
+            }
+        }
+    };
+}
+pub(crate) use row_conversions;

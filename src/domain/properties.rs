@@ -13,11 +13,12 @@ use serde_json::Value;
 
 use super::ids::{MemberId, PropertyId, SpotId};
 
-use super::filter::{Op, Predicate, RawFilter};
+use super::filter::{Op, RawFilter};
 use super::now_ms;
 use super::vocab::PropertyType;
 use crate::error::{Entity, Error, Result};
-use crate::store::sql::Bind;
+use crate::store::members::PropertyFilter;
+use crate::store::sql::{Bind, Predicate};
 use crate::store::{self, Db, Tx};
 
 pub const MAX_OPTIONS: usize = 200;
@@ -504,15 +505,6 @@ async fn set_values_once(
     Ok(out)
 }
 
-/// A filter on a property value, ready for the store: members whose `column` row
-/// satisfies `predicate`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PropertyFilter {
-    pub property_id: PropertyId,
-    /// The condition on `value_text` / `value_num`.
-    pub predicate: Predicate,
-}
-
 /// The filter operators that apply to a property of type `kind`.
 pub fn ops_of(kind: PropertyType) -> &'static [Op] {
     match kind {
@@ -586,7 +578,7 @@ pub async fn property_filters(db: &Db, spot_id: SpotId, raw: &[RawFilter]) -> Re
             // "Has this option" is equality on one of the member's option rows.
             let op = if def.kind == PropertyType::MultipleSelect && f.op == Op::Contains { Op::Eq } else { f.op };
             let column = if numeric { "value_num" } else { "value_text" };
-            Ok(PropertyFilter { property_id: def.id, predicate: Predicate { column, op, values } })
+            Ok(PropertyFilter { property_id: def.id, predicate: Predicate { column, cmp: op.cmp(), values } })
         })
         .collect()
 }

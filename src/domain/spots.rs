@@ -13,7 +13,7 @@ use crate::domain::ids::SpotId;
 use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db};
 
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Spot {
     pub id: SpotId,
     pub name: String,
@@ -29,6 +29,15 @@ pub fn generate_api_key() -> String {
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     format!("os_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
+
+super::row_conversions!(Spot, store::spots::SpotRow {
+    id,
+    name,
+    rate_limit_per_10s,
+    rate_limit_per_day,
+    member_count,
+    created_at,
+});
 
 pub fn hash_api_key(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
@@ -50,19 +59,19 @@ pub async fn create_spot(db: &Db, name: &str) -> Result<(Spot, String)> {
     };
     let key = generate_api_key();
     let mut tx = db.begin().await?;
-    store::spots::insert(tx.ex(), &spot, &hash_api_key(&key)).await?;
+    store::spots::insert(tx.ex(), &(&spot).into(), &hash_api_key(&key)).await?;
     tx.commit().await?;
     Ok((spot, key))
 }
 
 pub async fn list_spots(db: &Db) -> Result<Vec<Spot>> {
     let mut c = db.conn().await?;
-    Ok(store::spots::list(c.ex()).await?)
+    Ok(store::spots::list(c.ex()).await?.into_iter().map(Spot::from).collect())
 }
 
 pub async fn get_spot(db: &Db, id: SpotId) -> Result<Spot> {
     let mut c = db.conn().await?;
-    store::spots::get(c.ex(), id).await?.ok_or(Error::NotFound(Entity::Spot))
+    store::spots::get(c.ex(), id).await?.map(Spot::from).ok_or(Error::NotFound(Entity::Spot))
 }
 
 /// Replaces the spot's key; the old one stops working.
@@ -87,7 +96,7 @@ pub async fn set_limits(db: &Db, id: SpotId, per_10s: Option<i64>, per_day: Opti
     if !store::spots::set_limits(tx.ex(), id, per_10s, per_day).await? {
         return Err(Error::NotFound(Entity::Spot));
     }
-    let spot = store::spots::get(tx.ex(), id).await?.ok_or(Error::NotFound(Entity::Spot))?;
+    let spot = store::spots::get(tx.ex(), id).await?.map(Spot::from).ok_or(Error::NotFound(Entity::Spot))?;
     tx.commit().await?;
     Ok(spot)
 }

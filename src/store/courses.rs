@@ -4,7 +4,7 @@
 
 use super::{one_row, Ex};
 use crate::domain::courses::Course;
-use crate::domain::filter::Predicate;
+use super::sql::Predicate;
 use crate::domain::ids::{CourseId, SpotId};
 use crate::run;
 

@@ -2,7 +2,7 @@
 
 use super::{one_row, Ex};
 use crate::domain::custom_roles::CustomRole;
-use crate::domain::filter::Predicate;
+use super::sql::Predicate;
 use crate::domain::ids::{RoleId, SpotId};
 use crate::run;
 

@@ -6,7 +6,7 @@
 
 use super::sql::Sql;
 use super::{one_row, Ex};
-use crate::domain::filter::Predicate;
+use super::sql::Predicate;
 use crate::domain::groups::Group;
 use crate::domain::ids::{GroupId, SpotId};
 use crate::{bind_all, run};

@@ -6,8 +6,8 @@
 
 use super::sql::{Bind, Sql, IN_LIST_MAX};
 use super::{one_row, Ex};
-use crate::domain::filter::Predicate;
-use crate::domain::ids::{MemberId, RoleId, SpotId};
+use super::sql::Predicate;
+use crate::domain::ids::{MemberId, PropertyId, RoleId, SpotId};
 use crate::domain::members::Member;
 use crate::{bind_all, run};
 
@@ -188,7 +188,15 @@ pub async fn clear_custom_role(ex: Ex<'_>, spot_id: SpotId, role_id: RoleId, now
     })
 }
 
-fn push_property_filters(sql: &mut Sql, spot_id: SpotId, props: &[crate::domain::properties::PropertyFilter]) {
+/// A condition on a member's value of one custom property: members with a value row of
+/// `property_id` satisfying `predicate` (on `value_text` or `value_num`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PropertyFilter {
+    pub property_id: PropertyId,
+    pub predicate: Predicate,
+}
+
+fn push_property_filters(sql: &mut Sql, spot_id: SpotId, props: &[PropertyFilter]) {
     for f in props {
         sql.push(" AND id IN (SELECT member_id FROM member_property_values WHERE spot_id = ");
         sql.push_bind(spot_id.into()).push(" AND property_id = ").push_bind(f.property_id.into());
@@ -204,7 +212,7 @@ pub async fn list(
     ex: Ex<'_>,
     spot_id: SpotId,
     filters: &[Predicate],
-    props: &[crate::domain::properties::PropertyFilter],
+    props: &[PropertyFilter],
     offset: i64,
     limit: i64,
 ) -> Result<Vec<Member>, sqlx::Error> {
@@ -221,7 +229,7 @@ pub async fn count(
     ex: Ex<'_>,
     spot_id: SpotId,
     filters: &[Predicate],
-    props: &[crate::domain::properties::PropertyFilter],
+    props: &[PropertyFilter],
 ) -> Result<i64, sqlx::Error> {
     let mut sql = Sql::new("SELECT COUNT(*) FROM members WHERE spot_id = ");
     sql.push_bind(spot_id.into());

@@ -4,7 +4,7 @@
 
 use super::sql::{Bind, Sql, IN_LIST_MAX};
 use super::{one_row, Ex};
-use crate::domain::filter::Predicate;
+use super::sql::Predicate;
 use crate::domain::ids::{GroupId, MemberId, SpotId};
 use crate::domain::members::Member;
 use crate::domain::vocab::GroupRole;

@@ -6,7 +6,7 @@
 use super::sql::{Bind, Sql};
 use super::{one_row, Ex};
 use crate::domain::courses::Participant;
-use crate::domain::filter::Predicate;
+use super::sql::Predicate;
 use crate::domain::ids::{CourseId, MemberId, ParticipantId, SpotId};
 use crate::{bind_all, run};
 

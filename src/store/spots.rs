@@ -2,12 +2,22 @@
 
 use super::{one_row, Ex};
 use crate::domain::ids::SpotId;
-use crate::domain::spots::Spot;
 use crate::run;
+
+/// One row of `spots` (the API-key hash is read only where it is compared).
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct SpotRow {
+    pub id: SpotId,
+    pub name: String,
+    pub rate_limit_per_10s: Option<i64>,
+    pub rate_limit_per_day: Option<i64>,
+    pub member_count: i64,
+    pub created_at: i64,
+}
 
 const COLUMNS: &str = "id, name, rate_limit_per_10s, rate_limit_per_day, member_count, created_at";
 
-pub async fn insert(ex: Ex<'_>, spot: &Spot, key_hash: &[u8]) -> Result<(), sqlx::Error> {
+pub async fn insert(ex: Ex<'_>, spot: &SpotRow, key_hash: &[u8]) -> Result<(), sqlx::Error> {
     run!(ex, |c| {
         sqlx::query(
         "INSERT INTO spots (id, name, api_key_hash, rate_limit_per_10s, rate_limit_per_day, member_count, created_at) \
@@ -25,13 +35,13 @@ pub async fn insert(ex: Ex<'_>, spot: &Spot, key_hash: &[u8]) -> Result<(), sqlx
     })
 }
 
-pub async fn get(ex: Ex<'_>, id: SpotId) -> Result<Option<Spot>, sqlx::Error> {
+pub async fn get(ex: Ex<'_>, id: SpotId) -> Result<Option<SpotRow>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM spots WHERE id = $1");
-    run!(ex, |c| sqlx::query_as::<_, Spot>(&sql).bind(id).fetch_optional(c).await)
+    run!(ex, |c| sqlx::query_as::<_, SpotRow>(&sql).bind(id).fetch_optional(c).await)
 }
 
 /// The spot whose key hashes to `hash`, with the stored hash (compared in constant time by the caller).
-pub async fn find_by_key_hash(ex: Ex<'_>, hash: &[u8]) -> Result<Option<(Spot, Vec<u8>)>, sqlx::Error> {
+pub async fn find_by_key_hash(ex: Ex<'_>, hash: &[u8]) -> Result<Option<(SpotRow, Vec<u8>)>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS}, api_key_hash FROM spots WHERE api_key_hash = $1");
     run!(ex, |c| {
         use sqlx::Row;
@@ -39,7 +49,7 @@ pub async fn find_by_key_hash(ex: Ex<'_>, hash: &[u8]) -> Result<Option<(Spot, V
         match row {
             None => Ok(None),
             Some(r) => {
-                let spot = <Spot as sqlx::FromRow<_>>::from_row(&r)?;
+                let spot = <SpotRow as sqlx::FromRow<_>>::from_row(&r)?;
                 let stored: Vec<u8> = r.try_get("api_key_hash")?;
                 Ok(Some((spot, stored)))
             }
@@ -47,9 +57,9 @@ pub async fn find_by_key_hash(ex: Ex<'_>, hash: &[u8]) -> Result<Option<(Spot, V
     })
 }
 
-pub async fn list(ex: Ex<'_>) -> Result<Vec<Spot>, sqlx::Error> {
+pub async fn list(ex: Ex<'_>) -> Result<Vec<SpotRow>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM spots ORDER BY created_at, id");
-    run!(ex, |c| sqlx::query_as::<_, Spot>(&sql).fetch_all(c).await)
+    run!(ex, |c| sqlx::query_as::<_, SpotRow>(&sql).fetch_all(c).await)
 }
 
 pub async fn set_key_hash(ex: Ex<'_>, id: SpotId, hash: &[u8]) -> Result<bool, sqlx::Error> {

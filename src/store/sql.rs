@@ -5,8 +5,9 @@
 //! insert with thousands of `$n` cost time quadratic in its size (43% of a 200,000-row
 //! import's CPU went to `sqlite3_bind_parameter_name`); `?` parameters are bound by
 //! position.
-//! List filters (`field[op]=value`, contract §3) are rendered here from the validated
-//! [`Predicate`]s of [`crate::domain::filter`].
+//! List filters (`field[op]=value`, contract §3) arrive here as [`Predicate`]s: the
+//! domain checks the wire filters against its allow-lists and hands the store a column
+//! (a `&'static str` from those lists), a SQL comparison and binds.
 //!
 //! SQL text only ever comes from `&'static str` fragments (literals and constants):
 //! every value, whatever its origin, is a [`Bind`], so no runtime string can reach the
@@ -14,7 +15,6 @@
 
 use uuid::Uuid;
 
-use crate::domain::filter::{Op, Predicate};
 use crate::domain::ids::SpotId;
 
 /// Ids or keys per `IN (…)` list: lookups by many keys split into statements of this
@@ -29,6 +29,29 @@ pub enum Bind {
     Uuid(Uuid),
     Bool(bool),
     F64(f64),
+}
+
+/// The SQL comparison of a [`Predicate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cmp {
+    Eq,
+    Neq,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    In,
+    NotIn,
+    /// Case-insensitive substring (`lower(col) LIKE %v%`).
+    Contains,
+}
+
+/// One condition of a `WHERE` clause: `column cmp values`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Predicate {
+    pub column: &'static str,
+    pub cmp: Cmp,
+    pub values: Vec<Bind>,
 }
 
 impl From<Uuid> for Bind {
@@ -127,18 +150,18 @@ impl Sql {
                 s.push_bind(v.clone());
             }
         };
-        match p.op {
-            Op::Eq => single(self, " = "),
-            Op::Neq => single(self, " <> "),
-            Op::Gt | Op::After => single(self, " > "),
-            Op::Gte => single(self, " >= "),
-            Op::Lt | Op::Before => single(self, " < "),
-            Op::Lte => single(self, " <= "),
-            Op::In | Op::NotIn => {
-                self.push(col).push(if p.op == Op::In { " IN " } else { " NOT IN " });
+        match p.cmp {
+            Cmp::Eq => single(self, " = "),
+            Cmp::Neq => single(self, " <> "),
+            Cmp::Gt => single(self, " > "),
+            Cmp::Gte => single(self, " >= "),
+            Cmp::Lt => single(self, " < "),
+            Cmp::Lte => single(self, " <= "),
+            Cmp::In | Cmp::NotIn => {
+                self.push(col).push(if p.cmp == Cmp::In { " IN " } else { " NOT IN " });
                 self.push_list(p.values.iter().cloned());
             }
-            Op::Contains => {
+            Cmp::Contains => {
                 self.push("lower(").push(col).push(") LIKE ");
                 let needle = match p.values.first() {
                     Some(Bind::Text(t)) => t.to_lowercase(),
@@ -203,12 +226,12 @@ mod tests {
         sql.push_predicates(&[
             Predicate {
                 column: "email_norm",
-                op: Op::In,
+                cmp: Cmp::In,
                 values: vec![Bind::Text("a".into()), Bind::Text("b".into())],
             },
-            Predicate { column: "registered_at", op: Op::Before, values: vec![Bind::I64(5)] },
-            Predicate { column: "label", op: Op::Contains, values: vec![Bind::Text("50%_Off".into())] },
-            Predicate { column: "status", op: Op::NotIn, values: vec![Bind::Text("Left".into())] },
+            Predicate { column: "registered_at", cmp: Cmp::Lt, values: vec![Bind::I64(5)] },
+            Predicate { column: "label", cmp: Cmp::Contains, values: vec![Bind::Text("50%_Off".into())] },
+            Predicate { column: "status", cmp: Cmp::NotIn, values: vec![Bind::Text("Left".into())] },
         ]);
         assert_eq!(
             sql.text,

@@ -34,7 +34,7 @@ pub const REFRESH_TOKEN_TTL_MS: i64 = 365 * 24 * 3600 * 1000;
 pub const PIN_TTL_MS: i64 = 10 * 60 * 1000;
 pub const PIN_TRIES: i64 = 5;
 
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Connector {
     pub spot_id: SpotId,
     pub id: ConnectorId,
@@ -43,7 +43,7 @@ pub struct Connector {
 }
 
 /// Who a token speaks for, and until when.
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TokenGrant {
     pub spot_id: SpotId,
     pub connector_id: ConnectorId,
@@ -51,6 +51,15 @@ pub struct TokenGrant {
     pub issued_at: i64,
     pub expires_at: i64,
 }
+
+crate::domain::row_conversions!(Connector, store::connectors::ConnectorRow { spot_id, id, name, created_at });
+crate::domain::row_conversions!(TokenGrant, store::kz_tokens::GrantRow {
+    spot_id,
+    connector_id,
+    member_id,
+    issued_at,
+    expires_at,
+});
 
 fn random_token(prefix: &str, bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
@@ -76,20 +85,20 @@ pub async fn create_connector(db: &Db, spot_id: SpotId, name: &str) -> Result<(C
     let connector = Connector { spot_id, id: ConnectorId::generate(), name: name.to_string(), created_at: now_ms() };
     let mut tx = db.begin().await?;
     store::spots::get(tx.ex(), spot_id).await?.ok_or(Error::NotFound(Entity::Spot))?;
-    store::kaizala::insert_connector(tx.ex(), &connector, &sha256(&secret)).await?;
+    store::connectors::insert(tx.ex(), &(&connector).into(), &sha256(&secret)).await?;
     tx.commit().await?;
     Ok((connector, secret))
 }
 
 pub async fn list_connectors(db: &Db, spot_id: Option<SpotId>) -> Result<Vec<Connector>> {
     let mut c = db.conn().await?;
-    Ok(store::kaizala::list_connectors(c.ex(), spot_id).await?)
+    Ok(store::connectors::list(c.ex(), spot_id).await?.into_iter().map(Connector::from).collect())
 }
 
 /// Deletes a connector; its tokens and PINs go with it.
 pub async fn delete_connector(db: &Db, id: ConnectorId) -> Result<()> {
     let mut tx = db.begin().await?;
-    if !store::kaizala::delete_connector(tx.ex(), id).await? {
+    if !store::connectors::delete(tx.ex(), id).await? {
         return Err(Error::NotFound(Entity::Connector));
     }
     tx.commit().await?;
@@ -110,7 +119,7 @@ async fn mint_refresh(tx: &mut Tx, connector: &Connector, member: &Member) -> Re
     }
     let token = random_token("kzr_", 32);
     let expires = now + REFRESH_TOKEN_TTL_MS;
-    store::kaizala::upsert_refresh_token(
+    store::kz_tokens::upsert_refresh(
         tx.ex(),
         connector.spot_id,
         connector.id,
@@ -120,14 +129,14 @@ async fn mint_refresh(tx: &mut Tx, connector: &Connector, member: &Member) -> Re
         expires,
     )
     .await?;
-    store::kaizala::delete_access_tokens_of(tx.ex(), connector.spot_id, connector.id, member.id).await?;
+    store::kz_tokens::delete_access_of_pair(tx.ex(), connector.spot_id, connector.id, member.id).await?;
     Ok((token, expires))
 }
 
 async fn connector_by_id(db: &Db, raw_id: &str) -> Result<Option<(Connector, Vec<u8>)>> {
     let Ok(id) = raw_id.trim().parse::<ConnectorId>() else { return Ok(None) };
     let mut c = db.conn().await?;
-    Ok(store::kaizala::find_connector(c.ex(), id).await?)
+    Ok(store::connectors::get_with_secret(c.ex(), id).await?.map(|(row, hash)| (Connector::from(row), hash)))
 }
 
 /// `openspot kaizala tokens create`: an operator-minted user token. The number becomes
@@ -209,7 +218,7 @@ async fn store_pin(db: &Db, connector: &Connector, member_id: MemberId) -> Resul
     let pin = rand::rngs::OsRng.gen_range(1000..=9999).to_string();
     let pin_hash = sha256(&format!("{}:{}", connector.id, pin));
     let mut tx = db.begin().await?;
-    store::kaizala::upsert_pin(
+    store::pins::upsert(
         tx.ex(),
         connector.spot_id,
         connector.id,
@@ -349,7 +358,7 @@ async fn verify_pin(db: &Db, connector: &Connector, number: &str, pin: &str) -> 
     // answer's timing does not tell them apart.
     let member_id = member.as_ref().map(|m| m.id).unwrap_or_else(|| MemberId(Uuid::nil()));
     let mut tx = db.begin().await?;
-    let stored = store::kaizala::spend_pin_try(tx.ex(), connector.spot_id, connector.id, member_id, now_ms()).await?;
+    let stored = store::pins::spend_try(tx.ex(), connector.spot_id, connector.id, member_id, now_ms()).await?;
     let (Some(member), Some(hash)) = (member, stored) else {
         tx.commit().await?;
         return Err(Error::unauthenticated());
@@ -358,7 +367,7 @@ async fn verify_pin(db: &Db, connector: &Connector, number: &str, pin: &str) -> 
         tx.commit().await?;
         return Err(Error::unauthenticated());
     }
-    store::kaizala::delete_pin(tx.ex(), connector.spot_id, connector.id, member.id).await?;
+    store::pins::delete(tx.ex(), connector.spot_id, connector.id, member.id).await?;
     let (refresh_token, expires_at) = mint_refresh(&mut tx, connector, &member).await?;
     tx.commit().await?;
     Ok(PinLogin { refresh_token, expires_at, connector_id: connector.id, member_id: member.id })
@@ -389,7 +398,7 @@ pub async fn access_token(
         return Err(Error::unauthenticated());
     }
     let mut tx = db.begin().await?;
-    let grant = store::kaizala::find_refresh_token(tx.ex(), &sha256(refresh_token.trim())).await?;
+    let grant = store::kz_tokens::get_refresh(tx.ex(), &sha256(refresh_token.trim())).await?.map(TokenGrant::from);
     let now = now_ms();
     let Some(grant) = grant.filter(|g| g.connector_id == connector.id && g.expires_at > now) else {
         return Err(Error::invalid_token());
@@ -408,8 +417,8 @@ pub async fn access_token(
     };
     let access = random_token("kza_", 32);
     let access_grant = TokenGrant { expires_at: now + ACCESS_TOKEN_TTL_MS, issued_at: now, ..grant.clone() };
-    store::kaizala::purge_access_tokens(tx.ex(), grant.spot_id, now).await?;
-    store::kaizala::insert_access_token(tx.ex(), &access_grant, &sha256(&access)).await?;
+    store::kz_tokens::purge_expired_access(tx.ex(), grant.spot_id, now).await?;
+    store::kz_tokens::insert_access(tx.ex(), &(&access_grant).into(), &sha256(&access)).await?;
     tx.commit().await?;
     Ok(AccessGrant {
         access_token: access,
@@ -452,7 +461,7 @@ impl TokenCache {
             return cached.filter(|c| c.expires_at > now).ok_or_else(Error::invalid_token);
         }
         let mut c = db.conn().await?;
-        let found = store::kaizala::find_access_token(c.ex(), &hash).await?;
+        let found = store::kz_tokens::get_access(c.ex(), &hash).await?;
         drop(c);
         let Some((g, status)) = found.filter(|(g, _)| g.expires_at > now) else {
             self.0.put(hash, None);

@@ -412,7 +412,7 @@ pub async fn post_message(db: &Db, caller: &KzCaller, group_id: GroupId, text: &
     let mut tx = db.begin().await?;
     require_reader(&mut tx, caller, group_id).await?;
     let id = new_id();
-    store::kaizala::insert_message(tx.ex(), caller.spot_id, id, group_id, caller.member_id, text, now_ms()).await?;
+    store::messages::insert(tx.ex(), caller.spot_id, id, group_id, caller.member_id, text, now_ms()).await?;
     tx.commit().await?;
     Ok(id)
 }
