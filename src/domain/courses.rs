@@ -29,7 +29,7 @@ use std::collections::HashSet;
 
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
 use super::ids::{CourseId, GroupId, MemberId, ParticipantId, SpotId};
-use super::now_ms;
+use super::{from_rows, now_ms};
 use super::vocab::{self, CoursePrivacy, CourseStatus, NavigationMode, ParticipantStatus};
 use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db, Tx};
@@ -55,7 +55,7 @@ pub const PARTICIPANT_FILTERS: &[FieldSpec] = &[
     },
 ];
 
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Course {
     pub spot_id: SpotId,
     pub id: CourseId,
@@ -67,8 +67,19 @@ pub struct Course {
     pub participant_count: i64,
 }
 
+crate::domain::row_conversions!(Course, crate::store::courses::CourseRow {
+    spot_id,
+    id,
+    title,
+    description,
+    privacy,
+    status,
+    navigation_mode,
+    participant_count,
+});
+
 /// A participant with the member fields the wire object denormalises.
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Participant {
     pub spot_id: SpotId,
     pub id: ParticipantId,
@@ -86,6 +97,24 @@ pub struct Participant {
     pub member_firstname: String,
     pub member_lastname: String,
 }
+
+crate::domain::row_conversions!(Participant, crate::store::participants::ParticipantRow {
+    spot_id,
+    id,
+    course_id,
+    member_id,
+    status,
+    invited_by,
+    invited_at,
+    started_at,
+    completed_at,
+    unenrolled_at,
+    last_activity_at,
+    completion_rate,
+    member_email,
+    member_firstname,
+    member_lastname,
+});
 
 /// Fields of a course as a client sends them (create: title required; update: all optional).
 #[derive(Clone, Debug, Default)]
@@ -123,12 +152,13 @@ fn apply(c: &mut Course, input: CourseInput) -> Result<()> {
 pub async fn list_courses(db: &Db, spot_id: SpotId, q: &ListQuery) -> Result<(Vec<Course>, i64)> {
     let preds = filter::validate(&q.filters, COURSE_FILTERS)?;
     let mut c = db.conn().await?;
-    Ok(store::courses::list(c.ex(), spot_id, &preds, q.offset(), i64::from(q.limit)).await?)
+    let (rows, total) = store::courses::list(c.ex(), spot_id, &preds, q.offset(), i64::from(q.limit)).await?;
+    Ok((from_rows(rows), total))
 }
 
 pub async fn get_course(db: &Db, spot_id: SpotId, id: CourseId) -> Result<Course> {
     let mut c = db.conn().await?;
-    store::courses::get(c.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Course))
+    store::courses::get(c.ex(), spot_id, id).await?.map(Course::from).ok_or(Error::NotFound(Entity::Course))
 }
 
 /// `POST /v1/courses` (extension): defaults Draft, Secret, Flexible.
@@ -148,7 +178,7 @@ pub async fn create_course(db: &Db, spot_id: SpotId, input: CourseInput) -> Resu
     };
     apply(&mut course, input)?;
     let mut tx = db.begin().await?;
-    store::courses::insert(tx.ex(), &course, now_ms()).await?;
+    store::courses::insert(tx.ex(), &(&course).into(), now_ms()).await?;
     tx.commit().await?;
     Ok(course)
 }
@@ -158,7 +188,7 @@ pub async fn update_course(db: &Db, spot_id: SpotId, id: CourseId, input: Course
     // Under the row lock: concurrent partial updates each keep the other's fields.
     let mut course = locked_course(&mut tx, spot_id, id).await?;
     apply(&mut course, input)?;
-    store::courses::update(tx.ex(), &course).await?;
+    store::courses::update(tx.ex(), &(&course).into()).await?;
     tx.commit().await?;
     Ok(course)
 }
@@ -174,7 +204,7 @@ pub async fn delete_course(db: &Db, spot_id: SpotId, id: CourseId) -> Result<()>
 }
 
 async fn course_in(tx: &mut Tx, spot_id: SpotId, id: CourseId) -> Result<Course> {
-    store::courses::get(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Course))
+    store::courses::get(tx.ex(), spot_id, id).await?.map(Course::from).ok_or(Error::NotFound(Entity::Course))
 }
 
 /// The course under its row lock (see the module notes); 404 when absent.
@@ -193,8 +223,8 @@ pub async fn list_participants(
 ) -> Result<(Vec<Participant>, i64)> {
     let preds = filter::validate(&q.filters, PARTICIPANT_FILTERS)?;
     let mut c = db.conn().await?;
-    let course = store::courses::get(c.ex(), spot_id, course_id).await?.ok_or(Error::NotFound(Entity::Course))?;
-    let items = store::participants::list(c.ex(), spot_id, course_id, &preds, q.offset(), i64::from(q.limit)).await?;
+    let course = store::courses::get(c.ex(), spot_id, course_id).await?.map(Course::from).ok_or(Error::NotFound(Entity::Course))?;
+    let items = from_rows(store::participants::list(c.ex(), spot_id, course_id, &preds, q.offset(), i64::from(q.limit)).await?);
     let total = if preds.is_empty() {
         course.participant_count
     } else {
@@ -206,7 +236,7 @@ pub async fn list_participants(
 pub async fn get_participant(db: &Db, spot_id: SpotId, course_id: CourseId, id: ParticipantId) -> Result<Participant> {
     let mut c = db.conn().await?;
     store::courses::get(c.ex(), spot_id, course_id).await?.ok_or(Error::NotFound(Entity::Course))?;
-    store::participants::get(c.ex(), spot_id, course_id, id).await?.ok_or(Error::NotFound(Entity::CourseParticipant))
+    store::participants::get(c.ex(), spot_id, course_id, id).await?.map(Participant::from).ok_or(Error::NotFound(Entity::CourseParticipant))
 }
 
 /// Invites members (inside the caller's transaction): new participants are created,
@@ -225,7 +255,8 @@ async fn invite_members(
     let now = now_ms();
     let mut changed = HashSet::new();
     let known: HashSet<MemberId> = if reinvite_unenrolled {
-        let existing = store::participants::get_many_by_member(tx.ex(), spot_id, course_id, member_ids).await?;
+        let existing: Vec<Participant> =
+            from_rows(store::participants::get_many_by_member(tx.ex(), spot_id, course_id, member_ids).await?);
         changed.extend(
             reinvite(tx, existing.iter().filter(|p| p.status == ParticipantStatus::Unenrolled), invited_by, now)
                 .await?,
@@ -262,7 +293,7 @@ async fn reinvite<'a>(
         p.completed_at = None;
         p.unenrolled_at = None;
         p.completion_rate = 0;
-        store::participants::update(tx.ex(), &p).await?;
+        store::participants::update(tx.ex(), &(&p).into()).await?;
         out.push(p.member_id);
     }
     Ok(out)
@@ -278,7 +309,7 @@ async fn invite_in(
     reinvite_unenrolled: bool,
 ) -> Result<Vec<Participant>> {
     let ids = invite_members(tx, spot_id, course_id, member_ids, invited_by, reinvite_unenrolled).await?;
-    Ok(store::participants::get_many_by_member(tx.ex(), spot_id, course_id, &ids).await?)
+    Ok(from_rows(store::participants::get_many_by_member(tx.ex(), spot_id, course_id, &ids).await?))
 }
 
 async fn check_inviter(tx: &mut Tx, spot_id: SpotId, invited_by: Option<MemberId>) -> Result<()> {
@@ -317,7 +348,7 @@ async fn invite_participant_once(
     let out = match invited.into_iter().next() {
         Some(p) => (p, true),
         None => {
-            let existing = store::participants::get_many_by_member(tx.ex(), spot_id, course_id, &[member_id]).await?;
+            let existing: Vec<Participant> = from_rows(store::participants::get_many_by_member(tx.ex(), spot_id, course_id, &[member_id]).await?);
             let p = existing.into_iter().next().ok_or(Error::NotFound(Entity::CourseParticipant))?;
             (p, false)
         }
@@ -372,7 +403,7 @@ async fn bulk_invite_once(
         return Err(Error::invalid("spotMemberIds", format!("unknown spot members: {}", bad.join(", "))));
     }
     let invited = invite_in(&mut tx, spot_id, course_id, ids, invited_by, true).await?;
-    let all = store::participants::get_many_by_member(tx.ex(), spot_id, course_id, ids).await?;
+    let all: Vec<Participant> = from_rows(store::participants::get_many_by_member(tx.ex(), spot_id, course_id, ids).await?);
     tx.commit().await?;
     Ok((invited, all))
 }
@@ -409,6 +440,7 @@ pub async fn update_progress(
     }
     let mut p = store::participants::get(tx.ex(), spot_id, course_id, id)
         .await?
+        .map(Participant::from)
         .ok_or(Error::NotFound(Entity::CourseParticipant))?;
     let now = now_ms();
     if let Some(to) = status {
@@ -439,7 +471,7 @@ pub async fn update_progress(
         }
     }
     p.last_activity_at = Some(now);
-    store::participants::update(tx.ex(), &p).await?;
+    store::participants::update(tx.ex(), &(&p).into()).await?;
     tx.commit().await?;
     Ok(p)
 }

@@ -8,6 +8,7 @@ use super::now_ms;
 use crate::domain::ids::{MemberId, RoleId, SpotId};
 use crate::error::{Entity, Error, Result};
 use crate::store::sql::{Cmp, Predicate};
+use crate::store::custom_roles::CustomRoleRow;
 use crate::store::{self, Db, Tx};
 
 pub const PERMISSIONS: &[&str] = &[
@@ -35,21 +36,39 @@ impl Permissions {
     }
 }
 
-impl TryFrom<String> for Permissions {
-    type Error = serde_json::Error;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        serde_json::from_str(&s).map(Permissions)
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CustomRole {
     pub spot_id: SpotId,
     pub id: RoleId,
     pub label: String,
     pub description: Option<String>,
-    #[sqlx(try_from = "String")]
     pub permissions: Permissions,
+}
+
+impl TryFrom<CustomRoleRow> for CustomRole {
+    type Error = Error;
+    /// Fails only on a corrupt permissions column (500).
+    fn try_from(r: CustomRoleRow) -> Result<Self> {
+        let permissions = serde_json::from_str(&r.permissions).map(Permissions).map_err(anyhow::Error::new)?;
+        Ok(CustomRole { spot_id: r.spot_id, id: r.id, label: r.label, description: r.description, permissions })
+    }
+}
+
+impl From<&CustomRole> for CustomRoleRow {
+    fn from(r: &CustomRole) -> Self {
+        CustomRoleRow {
+            spot_id: r.spot_id,
+            id: r.id,
+            label: r.label.clone(),
+            description: r.description.clone(),
+            permissions: r.permissions.to_json(),
+        }
+    }
+}
+
+/// The role stored under `id`, or 404.
+async fn stored_role(ex: store::Ex<'_>, spot_id: SpotId, id: RoleId) -> Result<CustomRole> {
+    store::custom_roles::get(ex, spot_id, id).await?.ok_or(Error::NotFound(Entity::CustomRole))?.try_into()
 }
 
 fn check_label(label: &str) -> Result<String> {
@@ -77,12 +96,13 @@ fn check_permissions(perms: Vec<String>) -> Result<Permissions> {
 pub async fn list_roles(db: &Db, spot_id: SpotId, q: &ListQuery) -> Result<(Vec<CustomRole>, i64)> {
     let preds = filter::validate(&q.filters, ROLE_FILTERS)?;
     let mut c = db.conn().await?;
-    Ok(store::custom_roles::list(c.ex(), spot_id, &preds, q.offset(), i64::from(q.limit)).await?)
+    let (rows, total) = store::custom_roles::list(c.ex(), spot_id, &preds, q.offset(), i64::from(q.limit)).await?;
+    Ok((rows.into_iter().map(CustomRole::try_from).collect::<Result<_>>()?, total))
 }
 
 pub async fn get_role(db: &Db, spot_id: SpotId, id: RoleId) -> Result<CustomRole> {
     let mut c = db.conn().await?;
-    store::custom_roles::get(c.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::CustomRole))
+    stored_role(c.ex(), spot_id, id).await
 }
 
 pub async fn create_role(
@@ -100,7 +120,7 @@ pub async fn create_role(
         permissions: check_permissions(permissions)?,
     };
     let mut tx = db.begin().await?;
-    store::custom_roles::insert(tx.ex(), &role, now_ms()).await?;
+    store::custom_roles::insert(tx.ex(), &(&role).into(), now_ms()).await?;
     tx.commit().await?;
     Ok(role)
 }
@@ -116,7 +136,7 @@ pub async fn update_role(
     let label = label.as_deref().map(check_label).transpose()?;
     let permissions = permissions.map(check_permissions).transpose()?;
     let mut tx = db.begin().await?;
-    let mut role = store::custom_roles::get(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::CustomRole))?;
+    let mut role = stored_role(tx.ex(), spot_id, id).await?;
     if let Some(l) = label {
         role.label = l;
     }
@@ -126,7 +146,7 @@ pub async fn update_role(
     if let Some(p) = permissions {
         role.permissions = p;
     }
-    store::custom_roles::update(tx.ex(), &role).await?;
+    store::custom_roles::update(tx.ex(), &(&role).into()).await?;
     tx.commit().await?;
     Ok(role)
 }

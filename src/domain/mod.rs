@@ -53,3 +53,8 @@ macro_rules! row_conversions {
     };
 }
 pub(crate) use row_conversions;
+
+/// The domain structs of rows the store returned.
+pub(crate) fn from_rows<R, T: From<R>>(rows: Vec<R>) -> Vec<T> {
+    rows.into_iter().map(T::from).collect()
+}

@@ -1,16 +1,29 @@
-//! Course rows (`courses`): the plain CRUD of a course, its row lock and its
+//! CourseRow rows (`courses`): the plain CRUD of a course, its row lock and its
 //! participant count. Participants are [`super::participants`], links to groups
 //! [`super::course_groups`].
 
 use super::{one_row, Ex};
-use crate::domain::courses::Course;
 use super::sql::Predicate;
 use crate::domain::ids::{CourseId, SpotId};
+use crate::domain::vocab::{CoursePrivacy, CourseStatus, NavigationMode};
 use crate::run;
+
+/// One row as the domain's `Course` reads it.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct CourseRow {
+    pub spot_id: SpotId,
+    pub id: CourseId,
+    pub title: String,
+    pub description: Option<String>,
+    pub privacy: CoursePrivacy,
+    pub status: CourseStatus,
+    pub navigation_mode: NavigationMode,
+    pub participant_count: i64,
+}
 
 const COLUMNS: &str = "spot_id, id, title, description, privacy, status, navigation_mode, participant_count";
 
-pub async fn insert(ex: Ex<'_>, c_: &Course, now: i64) -> Result<(), sqlx::Error> {
+pub async fn insert(ex: Ex<'_>, c_: &CourseRow, now: i64) -> Result<(), sqlx::Error> {
     run!(ex, |c| sqlx::query(
         "INSERT INTO courses (spot_id, id, title, description, privacy, status, navigation_mode, participant_count, \
          created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)"
@@ -28,9 +41,9 @@ pub async fn insert(ex: Ex<'_>, c_: &Course, now: i64) -> Result<(), sqlx::Error
     .map(|_| ()))
 }
 
-pub async fn get(ex: Ex<'_>, spot_id: SpotId, id: CourseId) -> Result<Option<Course>, sqlx::Error> {
+pub async fn get(ex: Ex<'_>, spot_id: SpotId, id: CourseId) -> Result<Option<CourseRow>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM courses WHERE spot_id = $1 AND id = $2");
-    run!(ex, |c| sqlx::query_as::<_, Course>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
+    run!(ex, |c| sqlx::query_as::<_, CourseRow>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
 }
 
 pub async fn list(
@@ -39,7 +52,7 @@ pub async fn list(
     filters: &[Predicate],
     offset: i64,
     limit: i64,
-) -> Result<(Vec<Course>, i64), sqlx::Error> {
+) -> Result<(Vec<CourseRow>, i64), sqlx::Error> {
     super::sql::page(ex, "courses", COLUMNS, spot_id, filters, offset, limit).await
 }
 
@@ -57,7 +70,7 @@ pub async fn lock(ex: Ex<'_>, spot_id: SpotId, id: CourseId) -> Result<bool, sql
     ))
 }
 
-pub async fn update(ex: Ex<'_>, c_: &Course) -> Result<(), sqlx::Error> {
+pub async fn update(ex: Ex<'_>, c_: &CourseRow) -> Result<(), sqlx::Error> {
     run!(ex, |c| sqlx::query(
         "UPDATE courses SET title = $3, description = $4, privacy = $5, status = $6, navigation_mode = $7 \
          WHERE spot_id = $1 AND id = $2"

@@ -1,14 +1,23 @@
 //! Custom roles of a spot (`/v1/spotMemberCustomRole`).
 
 use super::{one_row, Ex};
-use crate::domain::custom_roles::CustomRole;
 use super::sql::Predicate;
 use crate::domain::ids::{RoleId, SpotId};
 use crate::run;
 
+/// One row of `custom_roles`; `permissions` is a JSON array of strings.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct CustomRoleRow {
+    pub spot_id: SpotId,
+    pub id: RoleId,
+    pub label: String,
+    pub description: Option<String>,
+    pub permissions: String,
+}
+
 const COLUMNS: &str = "spot_id, id, label, description, permissions";
 
-pub async fn insert(ex: Ex<'_>, r: &CustomRole, now: i64) -> Result<(), sqlx::Error> {
+pub async fn insert(ex: Ex<'_>, r: &CustomRoleRow, now: i64) -> Result<(), sqlx::Error> {
     run!(ex, |c| sqlx::query(
         "INSERT INTO custom_roles (spot_id, id, label, description, permissions, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6)"
@@ -17,16 +26,16 @@ pub async fn insert(ex: Ex<'_>, r: &CustomRole, now: i64) -> Result<(), sqlx::Er
     .bind(r.id)
     .bind(&r.label)
     .bind(&r.description)
-    .bind(r.permissions.to_json())
+    .bind(&r.permissions)
     .bind(now)
     .execute(c)
     .await
     .map(|_| ()))
 }
 
-pub async fn get(ex: Ex<'_>, spot_id: SpotId, id: RoleId) -> Result<Option<CustomRole>, sqlx::Error> {
+pub async fn get(ex: Ex<'_>, spot_id: SpotId, id: RoleId) -> Result<Option<CustomRoleRow>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM custom_roles WHERE spot_id = $1 AND id = $2");
-    run!(ex, |c| sqlx::query_as::<_, CustomRole>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
+    run!(ex, |c| sqlx::query_as::<_, CustomRoleRow>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
 }
 
 pub async fn list(
@@ -35,11 +44,11 @@ pub async fn list(
     filters: &[Predicate],
     offset: i64,
     limit: i64,
-) -> Result<(Vec<CustomRole>, i64), sqlx::Error> {
+) -> Result<(Vec<CustomRoleRow>, i64), sqlx::Error> {
     super::sql::page(ex, "custom_roles", COLUMNS, spot_id, filters, offset, limit).await
 }
 
-pub async fn update(ex: Ex<'_>, r: &CustomRole) -> Result<(), sqlx::Error> {
+pub async fn update(ex: Ex<'_>, r: &CustomRoleRow) -> Result<(), sqlx::Error> {
     run!(ex, |c| {
         sqlx::query(
             "UPDATE custom_roles SET label = $3, description = $4, permissions = $5 WHERE spot_id = $1 AND id = $2",
@@ -48,7 +57,7 @@ pub async fn update(ex: Ex<'_>, r: &CustomRole) -> Result<(), sqlx::Error> {
         .bind(r.id)
         .bind(&r.label)
         .bind(&r.description)
-        .bind(r.permissions.to_json())
+        .bind(&r.permissions)
         .execute(c)
         .await
         .map(|_| ())

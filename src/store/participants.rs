@@ -5,10 +5,30 @@
 
 use super::sql::{Bind, Sql};
 use super::{one_row, Ex};
-use crate::domain::courses::Participant;
 use super::sql::Predicate;
 use crate::domain::ids::{CourseId, MemberId, ParticipantId, SpotId};
+use crate::domain::vocab::ParticipantStatus;
 use crate::{bind_all, run};
+
+/// One row as the domain's `Participant` reads it.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct ParticipantRow {
+    pub spot_id: SpotId,
+    pub id: ParticipantId,
+    pub course_id: CourseId,
+    pub member_id: MemberId,
+    pub status: ParticipantStatus,
+    pub invited_by: Option<MemberId>,
+    pub invited_at: i64,
+    pub started_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub unenrolled_at: Option<i64>,
+    pub last_activity_at: Option<i64>,
+    pub completion_rate: i64,
+    pub member_email: Option<String>,
+    pub member_firstname: String,
+    pub member_lastname: String,
+}
 
 const COLUMNS: &str = "p.spot_id, p.id, p.course_id, p.member_id, p.status, p.invited_by, p.invited_at, \
     p.started_at, p.completed_at, p.unenrolled_at, p.last_activity_at, p.completion_rate, m.email AS member_email, \
@@ -71,9 +91,9 @@ pub async fn get(
     spot_id: SpotId,
     course_id: CourseId,
     id: ParticipantId,
-) -> Result<Option<Participant>, sqlx::Error> {
+) -> Result<Option<ParticipantRow>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} {FROM}$1 AND p.course_id = $2 AND p.id = $3");
-    run!(ex, |c| sqlx::query_as::<_, Participant>(&sql).bind(spot_id).bind(course_id).bind(id).fetch_optional(c).await)
+    run!(ex, |c| sqlx::query_as::<_, ParticipantRow>(&sql).bind(spot_id).bind(course_id).bind(id).fetch_optional(c).await)
 }
 
 /// The participants of `course_id` among `member_ids`.
@@ -82,7 +102,7 @@ pub async fn get_many_by_member(
     spot_id: SpotId,
     course_id: CourseId,
     member_ids: &[MemberId],
-) -> Result<Vec<Participant>, sqlx::Error> {
+) -> Result<Vec<ParticipantRow>, sqlx::Error> {
     if member_ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -90,7 +110,7 @@ pub async fn get_many_by_member(
     sql.push_bind(spot_id.into()).push(" AND p.course_id = ").push_bind(course_id.into());
     sql.push(" AND p.member_id IN ");
     sql.push_list(member_ids.iter().map(|id| (*id).into())).push(" ORDER BY p.id");
-    run!(ex, |c| bind_all!(sqlx::query_as::<_, Participant>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, ParticipantRow>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 /// The members among `member_ids` who participate in the course (any status).
@@ -116,12 +136,12 @@ pub async fn list(
     filters: &[Predicate],
     offset: i64,
     limit: i64,
-) -> Result<Vec<Participant>, sqlx::Error> {
+) -> Result<Vec<ParticipantRow>, sqlx::Error> {
     let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " ", FROM]);
     sql.push_bind(spot_id.into()).push(" AND p.course_id = ").push_bind(course_id.into());
     sql.push_predicates(filters);
     sql.push(" ORDER BY p.id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
-    run!(ex, |c| bind_all!(sqlx::query_as::<_, Participant>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, ParticipantRow>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 pub async fn count(
@@ -136,7 +156,7 @@ pub async fn count(
     run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(sql.text_for(&*c)), &sql.binds).fetch_one(c).await)
 }
 
-pub async fn update(ex: Ex<'_>, p: &Participant) -> Result<(), sqlx::Error> {
+pub async fn update(ex: Ex<'_>, p: &ParticipantRow) -> Result<(), sqlx::Error> {
     run!(ex, |c| sqlx::query(
         "UPDATE course_participants SET status = $3, invited_by = $4, invited_at = $5, started_at = $6, \
          completed_at = $7, unenrolled_at = $8, last_activity_at = $9, completion_rate = $10 \
