@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
 use super::members::Member;
-use super::now_ms;
+use super::{from_rows, now_ms};
 use super::properties::{PropertyDef, StoredValue};
 use super::smart_rules::{PropertyValues, Rules};
 use super::vocab::{GroupKind, GroupRole, KaizalaGroupType};
@@ -52,7 +52,7 @@ pub const GROUP_MEMBER_FILTERS: &[FieldSpec] = &[
     FieldSpec { field: "registrationDate", column: "m.registered_at", kind: Kind::Date, ops: &[Op::Before, Op::After] },
 ];
 
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Group {
     pub spot_id: SpotId,
     pub id: GroupId,
@@ -71,6 +71,22 @@ pub struct Group {
     pub group_type: KaizalaGroupType,
     pub created_at: i64,
 }
+
+crate::domain::row_conversions!(Group, crate::store::groups::GroupRow {
+    spot_id,
+    id,
+    name,
+    description,
+    emoji,
+    icon,
+    kind,
+    rules,
+    ready,
+    member_count,
+    welcome_message,
+    group_type,
+    created_at,
+});
 
 impl Group {
     pub fn is_smart(&self) -> bool {
@@ -135,12 +151,13 @@ fn prepare(spot_id: SpotId, n: NewGroup, props: &[PropertyDef]) -> Result<Group>
 pub async fn list_groups(db: &Db, spot_id: SpotId, q: &ListQuery) -> Result<(Vec<Group>, i64)> {
     let preds = filter::validate(&q.filters, GROUP_FILTERS)?;
     let mut c = db.conn().await?;
-    Ok(store::groups::list(c.ex(), spot_id, &preds, q.offset(), i64::from(q.limit)).await?)
+    let (rows, total) = store::groups::list(c.ex(), spot_id, &preds, q.offset(), i64::from(q.limit)).await?;
+    Ok((from_rows(rows), total))
 }
 
 pub async fn get_group(db: &Db, spot_id: SpotId, id: GroupId) -> Result<Group> {
     let mut c = db.conn().await?;
-    store::groups::get(c.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Group))
+    store::groups::get(c.ex(), spot_id, id).await?.map(Group::from).ok_or(Error::NotFound(Entity::Group))
 }
 
 /// Creates a group inside the caller's transaction; a smart group still needs
@@ -148,7 +165,7 @@ pub async fn get_group(db: &Db, spot_id: SpotId, id: GroupId) -> Result<Group> {
 pub async fn create_in(tx: &mut Tx, spot_id: SpotId, n: NewGroup) -> Result<Group> {
     let props = store::properties::list(tx.ex(), spot_id).await?;
     let g = prepare(spot_id, n, &props)?;
-    store::groups::insert(tx.ex(), &g).await?;
+    store::groups::insert(tx.ex(), &(&g).into()).await?;
     Ok(g)
 }
 
@@ -182,7 +199,7 @@ pub async fn bulk_create(db: &Db, spot_id: SpotId, items: Vec<(NewGroup, Value)>
     }
     let mut tx = db.begin().await?;
     for g in &valid {
-        store::groups::insert(tx.ex(), g).await?;
+        store::groups::insert(tx.ex(), &g.into()).await?;
     }
     tx.commit().await?;
     for g in valid.iter().filter(|g| g.is_smart()) {
@@ -206,7 +223,7 @@ pub struct GroupPatch {
 /// `PUT /v1/groups/{id}`: name, description and emoji; rules and type are fixed.
 pub async fn update_group(db: &Db, spot_id: SpotId, id: GroupId, p: GroupPatch) -> Result<Group> {
     let mut tx = db.begin().await?;
-    let mut g = store::groups::get(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Group))?;
+    let mut g = store::groups::get(tx.ex(), spot_id, id).await?.map(Group::from).ok_or(Error::NotFound(Entity::Group))?;
     if p.rules_sent || p.kind.as_deref().is_some_and(|k| k != g.kind.as_str()) {
         return Err(Error::Conflict(
             "A group's type and rules cannot be changed after creation; delete and recreate the group".into(),
@@ -225,14 +242,14 @@ pub async fn update_group(db: &Db, spot_id: SpotId, id: GroupId, p: GroupPatch) 
     if let Some(e) = p.emoji {
         g.emoji = e;
     }
-    store::groups::update(tx.ex(), &g).await?;
+    store::groups::update(tx.ex(), &(&g).into()).await?;
     tx.commit().await?;
     Ok(g)
 }
 
 /// Saves name/welcome message/type changes made by the Kaizala dialect.
 pub async fn save_in(tx: &mut Tx, g: &Group) -> Result<()> {
-    Ok(store::groups::update(tx.ex(), g).await?)
+    Ok(store::groups::update(tx.ex(), &g.into()).await?)
 }
 
 /// `DELETE /v1/groups/{id}`: memberships go with the group; members stay.
@@ -253,7 +270,7 @@ pub async fn list_group_members(
 ) -> Result<(Vec<Member>, i64)> {
     let preds = filter::validate(&q.filters, GROUP_MEMBER_FILTERS)?;
     let mut c = db.conn().await?;
-    let g = store::groups::get(c.ex(), spot_id, group_id).await?.ok_or(Error::NotFound(Entity::Group))?;
+    let g = store::groups::get(c.ex(), spot_id, group_id).await?.map(Group::from).ok_or(Error::NotFound(Entity::Group))?;
     let rows =
         store::memberships::list(c.ex(), spot_id, group_id, &preds, q.offset(), Some(i64::from(q.limit))).await?;
     let total = if preds.is_empty() {
@@ -306,7 +323,7 @@ async fn locked_group(tx: &mut Tx, spot_id: SpotId, group_id: GroupId) -> Result
     if !store::groups::lock(tx.ex(), spot_id, group_id).await? {
         return Err(Error::NotFound(Entity::Group));
     }
-    store::groups::get(tx.ex(), spot_id, group_id).await?.ok_or(Error::NotFound(Entity::Group))
+    store::groups::get(tx.ex(), spot_id, group_id).await?.map(Group::from).ok_or(Error::NotFound(Entity::Group))
 }
 
 fn smart_refusal() -> Error {
@@ -450,7 +467,7 @@ async fn change_blacklist_once(
 ) -> Result<Vec<MemberId>> {
     let (parsed, _) = split_ids(ids);
     let mut tx = db.begin().await?;
-    let g = store::groups::get(tx.ex(), spot_id, group_id).await?.ok_or(Error::NotFound(Entity::Group))?;
+    let g = store::groups::get(tx.ex(), spot_id, group_id).await?.map(Group::from).ok_or(Error::NotFound(Entity::Group))?;
     if !g.is_smart() {
         return Err(Error::Conflict("Only a smart group has a blacklist".into()));
     }
@@ -675,7 +692,7 @@ pub async fn compute_smart_group(db: &Db, spot_id: SpotId, group_id: GroupId) ->
     let now = now_ms();
     let mut tx = db.begin().await?;
     let claimed = store::smart_groups::claim_compute(tx.ex(), spot_id, group_id, now, now + COMPUTE_LEASE_MS).await?;
-    let group = store::groups::get(tx.ex(), spot_id, group_id).await?;
+    let group = store::groups::get(tx.ex(), spot_id, group_id).await?.map(Group::from);
     tx.commit().await?;
     let (true, Some(group)) = (claimed, group) else {
         return Ok(());

@@ -32,7 +32,8 @@ use std::io::Cursor;
 use serde_json::Value;
 
 use super::members::{normalize_email, Member};
-use super::now_ms;
+use super::groups::Group;
+use super::{from_rows, now_ms};
 use super::properties::{self, PropertyDef, StoredValue};
 use super::vocab::PropertyType;
 use crate::domain::ids::{GroupId, MemberId, PropertyId, SpotId};
@@ -634,7 +635,7 @@ pub async fn prepare(db: &Db, spot_id: SpotId, rows: &[Vec<Cell>], group_ids: &[
 
 async fn check_groups(db: &Db, spot_id: SpotId, group_ids: &[GroupId]) -> Result<()> {
     let mut c = db.conn().await?;
-    let found = store::groups::get_many(c.ex(), spot_id, group_ids).await?;
+    let found = from_rows::<_, Group>(store::groups::get_many(c.ex(), spot_id, group_ids).await?);
     for g in group_ids {
         match found.iter().find(|f| f.id == *g) {
             None => return Err(Error::invalid("groupId", format!("no group '{g}' in this spot"))),

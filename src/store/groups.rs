@@ -1,4 +1,4 @@
-//! Group rows (`spot_groups`): the plain CRUD of a group, its row lock and its member
+//! GroupRow rows (`spot_groups`): the plain CRUD of a group, its row lock and its member
 //! count. Who is in a group lives in [`super::memberships`], a smart group's
 //! computation state in [`super::smart_groups`], its blacklist in [`super::blacklist`],
 //! Kaizala sub-group links in [`super::group_links`], course links in
@@ -7,14 +7,32 @@
 use super::sql::Sql;
 use super::{one_row, Ex};
 use super::sql::Predicate;
-use crate::domain::groups::Group;
 use crate::domain::ids::{GroupId, SpotId};
+use crate::domain::vocab::{GroupKind, KaizalaGroupType};
 use crate::{bind_all, run};
+
+/// One row as the domain's `Group` reads it.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct GroupRow {
+    pub spot_id: SpotId,
+    pub id: GroupId,
+    pub name: String,
+    pub description: Option<String>,
+    pub emoji: Option<String>,
+    pub icon: Option<String>,
+    pub kind: GroupKind,
+    pub rules: Option<String>,
+    pub ready: bool,
+    pub member_count: i64,
+    pub welcome_message: Option<String>,
+    pub group_type: KaizalaGroupType,
+    pub created_at: i64,
+}
 
 const COLUMNS: &str = "spot_id, id, name, description, emoji, icon, kind, rules, ready, member_count, \
     welcome_message, group_type, created_at";
 
-pub async fn insert(ex: Ex<'_>, g: &Group) -> Result<(), sqlx::Error> {
+pub async fn insert(ex: Ex<'_>, g: &GroupRow) -> Result<(), sqlx::Error> {
     run!(ex, |c| {
         sqlx::query(
             "INSERT INTO spot_groups (spot_id, id, name, description, emoji, icon, kind, rules, ready, member_count, \
@@ -39,9 +57,9 @@ pub async fn insert(ex: Ex<'_>, g: &Group) -> Result<(), sqlx::Error> {
     })
 }
 
-pub async fn get(ex: Ex<'_>, spot_id: SpotId, id: GroupId) -> Result<Option<Group>, sqlx::Error> {
+pub async fn get(ex: Ex<'_>, spot_id: SpotId, id: GroupId) -> Result<Option<GroupRow>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM spot_groups WHERE spot_id = $1 AND id = $2");
-    run!(ex, |c| sqlx::query_as::<_, Group>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
+    run!(ex, |c| sqlx::query_as::<_, GroupRow>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
 }
 
 /// A page of the spot's groups matching `filters`, and how many match.
@@ -51,22 +69,22 @@ pub async fn list(
     filters: &[Predicate],
     offset: i64,
     limit: i64,
-) -> Result<(Vec<Group>, i64), sqlx::Error> {
+) -> Result<(Vec<GroupRow>, i64), sqlx::Error> {
     super::sql::page(ex, "spot_groups", COLUMNS, spot_id, filters, offset, limit).await
 }
 
 /// The groups among `ids` that belong to the spot, in id order.
-pub async fn get_many(ex: Ex<'_>, spot_id: SpotId, ids: &[GroupId]) -> Result<Vec<Group>, sqlx::Error> {
+pub async fn get_many(ex: Ex<'_>, spot_id: SpotId, ids: &[GroupId]) -> Result<Vec<GroupRow>, sqlx::Error> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM spot_groups WHERE spot_id = "]);
     sql.push_bind(spot_id.into()).push(" AND id IN ");
     sql.push_list(ids.iter().map(|id| (*id).into())).push(" ORDER BY id");
-    run!(ex, |c| bind_all!(sqlx::query_as::<_, Group>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, GroupRow>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
-pub async fn update(ex: Ex<'_>, g: &Group) -> Result<(), sqlx::Error> {
+pub async fn update(ex: Ex<'_>, g: &GroupRow) -> Result<(), sqlx::Error> {
     run!(ex, |c| {
         sqlx::query(
             "UPDATE spot_groups SET name = $3, description = $4, emoji = $5, welcome_message = $6, group_type = $7 \

@@ -12,7 +12,7 @@ use crate::domain::groups::{self, Group, NewGroup};
 use crate::domain::ids::{GroupId, MemberId, SpotId};
 use crate::domain::members::{self, Member};
 use crate::domain::vocab::{GroupRole, MemberRole, MemberStatus};
-use crate::domain::{new_id, now_ms};
+use crate::domain::{from_rows, new_id, now_ms};
 use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db, Tx};
 
@@ -46,7 +46,7 @@ async fn caller_member(tx: &mut Tx, caller: &KzCaller) -> Result<Member> {
 }
 
 async fn load_group(tx: &mut Tx, spot_id: SpotId, id: GroupId) -> Result<Group> {
-    store::groups::get(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::Group))
+    store::groups::get(tx.ex(), spot_id, id).await?.map(Group::from).ok_or(Error::NotFound(Entity::Group))
 }
 
 /// The caller's role in the group; a spot Admin acts as a group Admin everywhere.
@@ -181,7 +181,7 @@ pub async fn list_groups(db: &Db, caller: &KzCaller, fetch_all: bool) -> Result<
     let me = caller_member(&mut tx, caller).await?;
     let links = store::group_links::list(tx.ex(), caller.spot_id).await?;
     let mut ids: Vec<GroupId> = if me.role == MemberRole::Admin {
-        let (all, _) = store::groups::list(tx.ex(), caller.spot_id, &[], 0, i64::MAX).await?;
+        let all: Vec<Group> = from_rows(store::groups::list(tx.ex(), caller.spot_id, &[], 0, i64::MAX).await?.0);
         all.into_iter().map(|g| g.id).collect()
     } else {
         store::memberships::groups_of_member(tx.ex(), caller.spot_id, caller.member_id).await?
@@ -191,7 +191,7 @@ pub async fn list_groups(db: &Db, caller: &KzCaller, fetch_all: bool) -> Result<
         ids = walk(&links, &ids, Direction::Either);
     }
     ids.sort();
-    let groups = store::groups::get_many(tx.ex(), caller.spot_id, &ids).await?;
+    let groups = from_rows::<_, Group>(store::groups::get_many(tx.ex(), caller.spot_id, &ids).await?);
     let mut out = Vec::with_capacity(groups.len());
     for g in groups {
         out.push(view(&mut tx, caller, &me, g, &links).await?);
@@ -227,7 +227,7 @@ pub async fn sub_groups(
         links.iter().filter(|(p, _)| *p == group_id).map(|(_, c)| *c).collect()
     };
     ids.sort();
-    let subs = store::groups::get_many(tx.ex(), caller.spot_id, &ids).await?;
+    let subs = from_rows::<_, Group>(store::groups::get_many(tx.ex(), caller.spot_id, &ids).await?);
     tx.commit().await?;
     Ok((g, subs, links))
 }
@@ -245,7 +245,7 @@ pub async fn attach_sub_groups(db: &Db, caller: &KzCaller, group_id: GroupId, ch
     let mut tx = db.begin().await?;
     require_admin(&mut tx, caller, group_id).await?;
     let me = caller_member(&mut tx, caller).await?;
-    let found = store::groups::get_many(tx.ex(), caller.spot_id, children).await?;
+    let found = from_rows::<_, Group>(store::groups::get_many(tx.ex(), caller.spot_id, children).await?);
     for (i, c) in children.iter().enumerate() {
         if !found.iter().any(|g| g.id == *c) {
             return Err(Error::invalid(format!("subGroups[{i}]"), format!("no group '{c}'")));
