@@ -29,6 +29,7 @@ use std::collections::HashSet;
 
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
 use super::ids::{CourseId, GroupId, MemberId, ParticipantId, SpotId};
+use super::members::Member;
 use super::{from_rows, now_ms};
 use super::vocab::{self, CoursePrivacy, CourseStatus, NavigationMode, ParticipantStatus};
 use crate::error::{Entity, Error, Result};
@@ -342,7 +343,7 @@ async fn invite_participant_once(
 ) -> Result<(Participant, bool)> {
     let mut tx = db.begin().await?;
     locked_course(&mut tx, spot_id, course_id).await?;
-    store::members::get(tx.ex(), spot_id, member_id).await?.ok_or(Error::NotFound(Entity::SpotMember))?;
+    store::members::get(tx.ex(), spot_id, member_id).await?.map(Member::from).ok_or(Error::NotFound(Entity::SpotMember))?;
     check_inviter(&mut tx, spot_id, invited_by).await?;
     let invited = invite_in(&mut tx, spot_id, course_id, &[member_id], invited_by, true).await?;
     let out = match invited.into_iter().next() {
@@ -397,7 +398,7 @@ async fn bulk_invite_once(
     locked_course(&mut tx, spot_id, course_id).await?;
     check_inviter(&mut tx, spot_id, invited_by).await?;
     let found: HashSet<MemberId> =
-        store::members::get_many(tx.ex(), spot_id, ids).await?.into_iter().map(|m| m.id).collect();
+        from_rows::<_, Member>(store::members::get_many(tx.ex(), spot_id, ids).await?).into_iter().map(|m| m.id).collect();
     bad.extend(ids.iter().filter(|id| !found.contains(id)).map(|id| id.to_string()));
     if !bad.is_empty() {
         return Err(Error::invalid("spotMemberIds", format!("unknown spot members: {}", bad.join(", "))));

@@ -4,7 +4,8 @@
 //! `customRoleId` (they no longer hold the role those rules may name).
 
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
-use super::now_ms;
+use super::{from_rows, now_ms};
+use super::members::Member;
 use crate::domain::ids::{MemberId, RoleId, SpotId};
 use crate::error::{Entity, Error, Result};
 use crate::store::sql::{Cmp, Predicate};
@@ -162,7 +163,7 @@ async fn holders(tx: &mut Tx, spot_id: SpotId, id: RoleId) -> Result<Vec<MemberI
         if let Some(last) = out.last() {
             preds.push(Predicate { column: "id", cmp: Cmp::Gt, values: vec![(*last).into()] });
         }
-        let page = store::members::list(tx.ex(), spot_id, &preds, &[], 0, HOLDERS_BATCH).await?;
+        let page = from_rows::<_, Member>(store::members::list(tx.ex(), spot_id, &preds, &[], 0, HOLDERS_BATCH).await?);
         let full = page.len() as i64 == HOLDERS_BATCH;
         out.extend(page.into_iter().map(|m| m.id));
         if !full {

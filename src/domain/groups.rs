@@ -278,7 +278,7 @@ pub async fn list_group_members(
     } else {
         store::memberships::count(c.ex(), spot_id, group_id, &preds).await?
     };
-    Ok((rows.into_iter().map(|(m, _)| m).collect(), total))
+    Ok((rows.into_iter().map(|(m, _)| m.into()).collect(), total))
 }
 
 /// Adds one membership (inside the caller's transaction); false when already a member.
@@ -339,7 +339,7 @@ pub async fn add_member(db: &Db, spot_id: SpotId, group_id: GroupId, member_id: 
 async fn add_member_once(db: &Db, spot_id: SpotId, group_id: GroupId, member_id: MemberId) -> Result<()> {
     let mut tx = db.begin().await?;
     let g = locked_group(&mut tx, spot_id, group_id).await?;
-    store::members::get(tx.ex(), spot_id, member_id).await?.ok_or(Error::NotFound(Entity::SpotMember))?;
+    store::members::get(tx.ex(), spot_id, member_id).await?.map(Member::from).ok_or(Error::NotFound(Entity::SpotMember))?;
     if g.is_smart() {
         return Err(smart_refusal());
     }
@@ -402,7 +402,7 @@ async fn bulk_add_once(
         return Ok((Vec::new(), ids.to_vec()));
     }
     let found: HashSet<MemberId> =
-        store::members::get_many(tx.ex(), spot_id, &parsed).await?.into_iter().map(|m| m.id).collect();
+        from_rows::<_, Member>(store::members::get_many(tx.ex(), spot_id, &parsed).await?).into_iter().map(|m| m.id).collect();
     // Both lists keep the order of the request (a repeated id is reported once).
     let mut added = Vec::new();
     let mut failed = Vec::new();
@@ -475,7 +475,7 @@ async fn change_blacklist_once(
     // the order in which a member write takes them, so neither waits on the other in a
     // cycle. A member write racing this call then either commits first (and is read
     // here) or re-reads the blacklist after this commits (`refresh_smart_memberships`).
-    let members = store::members::get_many_for_share(tx.ex(), spot_id, &parsed).await?;
+    let members = from_rows::<_, Member>(store::members::get_many_for_share(tx.ex(), spot_id, &parsed).await?);
     if !store::groups::lock(tx.ex(), spot_id, group_id).await? {
         return Err(Error::NotFound(Entity::Group));
     }
@@ -630,7 +630,7 @@ pub(crate) async fn refresh_readers(
         return Ok(readers.to_vec());
     }
     for chunk in ids.chunks(store::sql::IN_LIST_MAX) {
-        for m in store::members::get_many(tx.ex(), spot_id, chunk).await? {
+        for m in from_rows::<_, Member>(store::members::get_many(tx.ex(), spot_id, chunk).await?) {
             refresh_smart_memberships(tx, &m).await?;
         }
     }
@@ -736,7 +736,7 @@ async fn compute_batch(
 ) -> Result<(Option<MemberId>, std::time::Duration)> {
     let mut tx = db.begin().await?;
     let began = std::time::Instant::now();
-    let batch = store::members::batch_for_share(tx.ex(), spot_id, after, size).await?;
+    let batch: Vec<Member> = from_rows(store::members::batch_for_share(tx.ex(), spot_id, after, size).await?);
     let Some(last) = batch.last().map(|m| m.id) else {
         store::smart_groups::set_ready(tx.ex(), spot_id, group_id).await?;
         tx.commit().await?;

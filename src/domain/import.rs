@@ -33,6 +33,7 @@ use serde_json::Value;
 
 use super::members::{normalize_email, Member};
 use super::groups::Group;
+use crate::store::members::MemberRow;
 use super::{from_rows, now_ms};
 use super::properties::{self, PropertyDef, StoredValue};
 use super::vocab::PropertyType;
@@ -692,8 +693,8 @@ pub async fn import_rows(
         if dry_run {
             let mut c = db.conn().await?;
             let keys: Vec<String> = plans.iter().map(|p| p.email.to_lowercase()).collect();
-            let in_spot: HashSet<String> = store::members::get_many_by_email(c.ex(), spot_id, &keys)
-                .await?
+            let in_spot: HashSet<String> = from_rows::<_, Member>(store::members::get_many_by_email(c.ex(), spot_id, &keys)
+                .await?)
                 .into_iter()
                 .filter_map(|m| m.email.map(|e| e.to_lowercase()))
                 .collect();
@@ -833,6 +834,7 @@ async fn insert_new_members(tx: &mut Tx, spot_id: SpotId, batch: &MergedBatch, n
             m
         })
         .collect();
+    let candidates: Vec<MemberRow> = candidates.into_iter().map(MemberRow::from).collect();
     let mut inserted: HashSet<MemberId> = HashSet::new();
     for chunk in candidates.chunks(INSERT_ROWS_PER_STATEMENT) {
         inserted.extend(store::members::insert_many_if_absent(tx.ex(), chunk).await?);
@@ -842,7 +844,7 @@ async fn insert_new_members(tx: &mut Tx, spot_id: SpotId, batch: &MergedBatch, n
         created: HashSet::with_capacity(inserted.len()),
     };
     let mut existing_emails: Vec<String> = Vec::new();
-    for m in candidates {
+    for m in candidates.into_iter().map(Member::from) {
         let key = m.email.as_deref().unwrap_or_default().to_lowercase();
         if inserted.contains(&m.id) {
             members.created.insert(key.clone());
@@ -851,7 +853,7 @@ async fn insert_new_members(tx: &mut Tx, spot_id: SpotId, batch: &MergedBatch, n
             existing_emails.push(key);
         }
     }
-    for m in store::members::get_many_by_email(tx.ex(), spot_id, &existing_emails).await? {
+    for m in from_rows::<_, Member>(store::members::get_many_by_email(tx.ex(), spot_id, &existing_emails).await?) {
         if let Some(e) = &m.email {
             members.by_email.insert(e.to_lowercase(), m);
         }
@@ -917,7 +919,7 @@ async fn update_existing_members(
         }
         if changed {
             m.updated_at = now;
-            store::members::update(tx.ex(), m).await?;
+            store::members::update(tx.ex(), &(&*m).into()).await?;
         } else {
             unchanged.insert(m.id);
         }

@@ -11,14 +11,14 @@ use uuid::Uuid;
 
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
 use super::vocab::{self, MemberRole, MemberStatus};
-use super::{new_id, now_ms};
+use super::{from_rows, new_id, now_ms};
 use crate::domain::ids::{MemberId, RoleId, SpotId};
 use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db, Ex};
 
 pub const MAX_BULK_INVITE: usize = 200;
 
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Member {
     pub spot_id: SpotId,
     pub id: MemberId,
@@ -41,6 +41,28 @@ pub struct Member {
     pub updated_at: i64,
     pub last_activity_at: Option<i64>,
 }
+
+crate::domain::row_conversions!(Member, crate::store::members::MemberRow {
+    spot_id,
+    id,
+    user_id,
+    email,
+    mobile_number,
+    title,
+    lang,
+    role,
+    custom_role_id,
+    status,
+    firstname,
+    lastname,
+    warnings,
+    avatar_url,
+    embed_base_urls,
+    invited_at,
+    registered_at,
+    updated_at,
+    last_activity_at,
+});
 
 impl Member {
     /// A new `Invited` member of `spot_id` with default fields.
@@ -109,7 +131,7 @@ pub async fn list_members(db: &Db, spot_id: SpotId, q: &ListQuery) -> Result<(Ve
     let preds = filter::validate(&plain, MEMBER_FILTERS)?;
     let props = super::properties::property_filters(db, spot_id, &prop_raw).await?;
     let mut c = db.conn().await?;
-    let items = store::members::list(c.ex(), spot_id, &preds, &props, q.offset(), i64::from(q.limit)).await?;
+    let items = from_rows::<_, Member>(store::members::list(c.ex(), spot_id, &preds, &props, q.offset(), i64::from(q.limit)).await?);
     let total = if preds.is_empty() && props.is_empty() {
         store::spots::get(c.ex(), spot_id).await?.map(|s| s.member_count).unwrap_or(0)
     } else {
@@ -120,20 +142,20 @@ pub async fn list_members(db: &Db, spot_id: SpotId, q: &ListQuery) -> Result<(Ve
 
 pub async fn get_member(db: &Db, spot_id: SpotId, id: MemberId) -> Result<Member> {
     let mut c = db.conn().await?;
-    store::members::get(c.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::SpotMember))
+    store::members::get(c.ex(), spot_id, id).await?.map(Member::from).ok_or(Error::NotFound(Entity::SpotMember))
 }
 
 /// Inserts `candidate` unless its email/number exists; returns the member and whether it is new.
 /// Keeps the spot's member count. Runs inside the caller's transaction.
 pub async fn insert_or_get(ex: &mut crate::store::Tx, candidate: Member) -> Result<(Member, bool)> {
-    if let Some(m) = store::members::insert_if_absent(ex.ex(), &candidate).await? {
+    if let Some(m) = store::members::insert_if_absent(ex.ex(), &(&candidate).into()).await?.map(Member::from) {
         store::spots::add_member_count(ex.ex(), candidate.spot_id, 1).await?;
         super::groups::refresh_smart_memberships(ex, &m).await?;
         return Ok((m, true));
     }
     let existing = match (&candidate.email, &candidate.mobile_number) {
-        (Some(email), _) => store::members::get_by_email(ex.ex(), candidate.spot_id, email).await?,
-        (None, Some(mobile)) => store::members::get_by_mobile(ex.ex(), candidate.spot_id, mobile).await?,
+        (Some(email), _) => store::members::get_by_email(ex.ex(), candidate.spot_id, email).await?.map(Member::from),
+        (None, Some(mobile)) => store::members::get_by_mobile(ex.ex(), candidate.spot_id, mobile).await?.map(Member::from),
         (None, None) => None,
     };
     existing.map(|m| (m, false)).ok_or_else(|| Error::Conflict("member conflicts with an existing member".into()))
@@ -262,7 +284,7 @@ async fn apply_member_patch(
 ) -> Result<Member> {
     let mut tx = db.begin().await?;
     let mut m =
-        store::members::get_for_update(tx.ex(), spot_id, id).await?.ok_or(Error::NotFound(Entity::SpotMember))?;
+        store::members::get_for_update(tx.ex(), spot_id, id).await?.map(Member::from).ok_or(Error::NotFound(Entity::SpotMember))?;
     if let Some(Some(role_id)) = patch.custom_role_id {
         if store::custom_roles::get(tx.ex(), spot_id, role_id).await?.is_none() {
             return Err(Error::invalid("customRoleId", format!("no custom role '{role_id}' in this spot")));
@@ -297,7 +319,7 @@ async fn apply_member_patch(
         m.custom_role_id = v;
     }
     m.updated_at = now;
-    store::members::update(tx.ex(), &m).await?;
+    store::members::update(tx.ex(), &(&m).into()).await?;
     if !m.status.may_sign_in() {
         // Signed out: the tokens go, so reactivating the member does not revive them.
         store::kz_tokens::revoke_member(tx.ex(), spot_id, id).await?;
@@ -309,5 +331,5 @@ async fn apply_member_patch(
 
 /// Loads a member inside a transaction (404 when absent or of another spot).
 pub async fn get_in(ex: Ex<'_>, spot_id: SpotId, id: MemberId) -> Result<Member> {
-    store::members::get(ex, spot_id, id).await?.ok_or(Error::NotFound(Entity::SpotMember))
+    store::members::get(ex, spot_id, id).await?.map(Member::from).ok_or(Error::NotFound(Entity::SpotMember))
 }

@@ -36,12 +36,17 @@ pub fn new_id() -> uuid::Uuid {
 
 /// `From` conversions both ways between a domain struct and the store's row type, for
 /// structs whose fields are the row's columns one for one: reads (`Row` → struct) and
-/// writes (`&struct` → `Row`). The store never sees a domain type; this is the seam.
+/// writes (struct or `&struct` → `Row`). The store never sees a domain type; this is the seam.
 macro_rules! row_conversions {
     ($domain:ty, $row:ty { $($field:ident),+ $(,)? }) => {
         impl From<$row> for $domain {
             fn from(row: $row) -> Self {
                 Self { $($field: row.$field),+ }
+            }
+        }
+        impl From<$domain> for $row {
+            fn from(d: $domain) -> Self {
+                Self { $($field: d.$field),+ }
             }
         }
         impl From<&$domain> for $row {

@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::ids::{MemberId, PropertyId, SpotId};
 
 use super::filter::{Op, RawFilter};
+use super::members::Member;
 use super::now_ms;
 use super::vocab::PropertyType;
 use crate::error::{Entity, Error, Result};
@@ -433,7 +434,7 @@ pub async fn member_values(
     limit: usize,
 ) -> Result<(Vec<PropertyValue>, i64)> {
     let mut c = db.conn().await?;
-    store::members::get(c.ex(), spot_id, member_id).await?.ok_or(Error::NotFound(Entity::SpotMember))?;
+    store::members::get(c.ex(), spot_id, member_id).await?.map(Member::from).ok_or(Error::NotFound(Entity::SpotMember))?;
     let defs = store::properties::list(c.ex(), spot_id).await?;
     let values = values_of(c.ex(), spot_id, member_id).await?;
     let total = defs.len() as i64;
@@ -461,7 +462,7 @@ pub async fn set_values_in(
     // (and re-evaluates smart groups on) what the previous one committed, and writes
     // back a member row read under the lock, never a stale copy.
     let member = store::properties::lock_member(tx.ex(), spot_id, member_id)
-        .await?
+        .await?.map(Member::from)
         .ok_or(Error::NotFound(Entity::SpotMember))?;
     let defs = store::properties::list_for_share(tx.ex(), spot_id).await?;
     let mut prepared = Vec::with_capacity(items.len());
@@ -477,7 +478,7 @@ pub async fn set_values_in(
     }
     let mut m = member;
     m.updated_at = now_ms();
-    store::members::update(tx.ex(), &m).await?;
+    store::members::update(tx.ex(), &(&m).into()).await?;
     super::groups::refresh_smart_memberships(tx, &m).await?;
     Ok(out)
 }

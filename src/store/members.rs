@@ -8,7 +8,7 @@ use super::sql::{Bind, Sql, IN_LIST_MAX};
 use super::{one_row, Ex};
 use super::sql::Predicate;
 use crate::domain::ids::{MemberId, PropertyId, RoleId, SpotId};
-use crate::domain::members::Member;
+use crate::domain::vocab::{MemberRole, MemberStatus};
 use crate::{bind_all, run};
 
 /// The member columns as a literal, each after `$p` (a table alias with its dot, or
@@ -28,7 +28,31 @@ pub(crate) use member_columns;
 pub const COLUMNS: &str = member_columns!("");
 
 /// Inserts `m` unless its email or mobile number is already taken in the spot.
-pub async fn insert_if_absent(ex: Ex<'_>, m: &Member) -> Result<Option<Member>, sqlx::Error> {
+/// One row as the domain's `Member` reads it.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct MemberRow {
+    pub spot_id: SpotId,
+    pub id: MemberId,
+    pub user_id: Option<uuid::Uuid>,
+    pub email: Option<String>,
+    pub mobile_number: Option<String>,
+    pub title: Option<String>,
+    pub lang: String,
+    pub role: MemberRole,
+    pub custom_role_id: Option<RoleId>,
+    pub status: MemberStatus,
+    pub firstname: String,
+    pub lastname: String,
+    pub warnings: i64,
+    pub avatar_url: Option<String>,
+    pub embed_base_urls: Option<String>,
+    pub invited_at: i64,
+    pub registered_at: Option<i64>,
+    pub updated_at: i64,
+    pub last_activity_at: Option<i64>,
+}
+
+pub async fn insert_if_absent(ex: Ex<'_>, m: &MemberRow) -> Result<Option<MemberRow>, sqlx::Error> {
     let sql = format!(
         "INSERT INTO members (spot_id, id, user_id, email, email_norm, mobile_number, title, lang, role, \
          custom_role_id, status, firstname, lastname, warnings, avatar_url, embed_base_urls, invited_at, \
@@ -37,7 +61,7 @@ pub async fn insert_if_absent(ex: Ex<'_>, m: &Member) -> Result<Option<Member>, 
          ON CONFLICT DO NOTHING RETURNING {COLUMNS}"
     );
     let email_norm = m.email.as_deref().map(str::to_lowercase);
-    run!(ex, |c| sqlx::query_as::<_, Member>(&sql)
+    run!(ex, |c| sqlx::query_as::<_, MemberRow>(&sql)
         .bind(m.spot_id)
         .bind(m.id)
         .bind(m.user_id)
@@ -62,19 +86,19 @@ pub async fn insert_if_absent(ex: Ex<'_>, m: &Member) -> Result<Option<Member>, 
         .await)
 }
 
-pub async fn get(ex: Ex<'_>, spot_id: SpotId, id: MemberId) -> Result<Option<Member>, sqlx::Error> {
+pub async fn get(ex: Ex<'_>, spot_id: SpotId, id: MemberId) -> Result<Option<MemberRow>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND id = $2");
-    run!(ex, |c| sqlx::query_as::<_, Member>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
+    run!(ex, |c| sqlx::query_as::<_, MemberRow>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
 }
 
 /// The member under its row lock until the transaction ends (PostgreSQL; SQLite write
 /// transactions exclude each other already), for read-modify-write updates. `FOR NO KEY
 /// UPDATE` (the lock an `UPDATE` of non-key columns takes) still lets rows that
 /// reference the member (memberships, participants) be inserted meanwhile.
-pub async fn get_for_update(ex: Ex<'_>, spot_id: SpotId, id: MemberId) -> Result<Option<Member>, sqlx::Error> {
+pub async fn get_for_update(ex: Ex<'_>, spot_id: SpotId, id: MemberId) -> Result<Option<MemberRow>, sqlx::Error> {
     let lock = ex.row_lock(" FOR NO KEY UPDATE");
     let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND id = $2{lock}");
-    run!(ex, |c| sqlx::query_as::<_, Member>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
+    run!(ex, |c| sqlx::query_as::<_, MemberRow>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
 }
 
 /// Takes the spot's row lock until the transaction ends (PostgreSQL), before any
@@ -87,42 +111,42 @@ pub async fn lock_spot_for_inserts(ex: Ex<'_>, spot_id: SpotId) -> Result<bool, 
     ))
 }
 
-pub async fn get_by_email(ex: Ex<'_>, spot_id: SpotId, email: &str) -> Result<Option<Member>, sqlx::Error> {
+pub async fn get_by_email(ex: Ex<'_>, spot_id: SpotId, email: &str) -> Result<Option<MemberRow>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND email_norm = $2");
-    run!(ex, |c| sqlx::query_as::<_, Member>(&sql)
+    run!(ex, |c| sqlx::query_as::<_, MemberRow>(&sql)
         .bind(spot_id)
         .bind(email.trim().to_lowercase())
         .fetch_optional(c)
         .await)
 }
 
-pub async fn get_by_mobile(ex: Ex<'_>, spot_id: SpotId, mobile: &str) -> Result<Option<Member>, sqlx::Error> {
+pub async fn get_by_mobile(ex: Ex<'_>, spot_id: SpotId, mobile: &str) -> Result<Option<MemberRow>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND mobile_number = $2");
-    run!(ex, |c| sqlx::query_as::<_, Member>(&sql).bind(spot_id).bind(mobile).fetch_optional(c).await)
+    run!(ex, |c| sqlx::query_as::<_, MemberRow>(&sql).bind(spot_id).bind(mobile).fetch_optional(c).await)
 }
 
 /// The members among `ids` that belong to the spot.
-pub async fn get_many(ex: Ex<'_>, spot_id: SpotId, ids: &[MemberId]) -> Result<Vec<Member>, sqlx::Error> {
+pub async fn get_many(ex: Ex<'_>, spot_id: SpotId, ids: &[MemberId]) -> Result<Vec<MemberRow>, sqlx::Error> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM members WHERE spot_id = "]);
     sql.push_bind(spot_id.into()).push(" AND id IN ");
     sql.push_list(ids.iter().map(|id| (*id).into())).push(" ORDER BY id");
-    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, MemberRow>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 /// The spot's members among `ids`, in id order. On PostgreSQL the rows are
 /// share-locked until the transaction ends, so a concurrent update of one of them is
 /// either committed before they are read or waits until this transaction commits.
-pub async fn get_many_for_share(ex: Ex<'_>, spot_id: SpotId, ids: &[MemberId]) -> Result<Vec<Member>, sqlx::Error> {
+pub async fn get_many_for_share(ex: Ex<'_>, spot_id: SpotId, ids: &[MemberId]) -> Result<Vec<MemberRow>, sqlx::Error> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM members WHERE spot_id = "]);
     sql.push_bind(spot_id.into()).push(" AND id IN ");
     sql.push_list(ids.iter().map(|id| (*id).into())).push(" ORDER BY id").push(ex.row_lock(" FOR SHARE"));
-    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, MemberRow>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 /// The next batch of the spot's members after `after` (id order), for a full smart-group
@@ -133,18 +157,18 @@ pub async fn batch_for_share(
     spot_id: SpotId,
     after: Option<MemberId>,
     limit: i64,
-) -> Result<Vec<Member>, sqlx::Error> {
+) -> Result<Vec<MemberRow>, sqlx::Error> {
     let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM members WHERE spot_id = "]);
     sql.push_bind(spot_id.into());
     if let Some(after) = after {
         sql.push(" AND id > ").push_bind(after.into());
     }
     sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit)).push(ex.row_lock(" FOR SHARE"));
-    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, MemberRow>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 /// Writes every mutable field of `m`.
-pub async fn update(ex: Ex<'_>, m: &Member) -> Result<(), sqlx::Error> {
+pub async fn update(ex: Ex<'_>, m: &MemberRow) -> Result<(), sqlx::Error> {
     run!(ex, |c| {
         sqlx::query(
             "UPDATE members SET user_id = $3, title = $4, lang = $5, role = $6, custom_role_id = $7, status = $8, \
@@ -215,13 +239,13 @@ pub async fn list(
     props: &[PropertyFilter],
     offset: i64,
     limit: i64,
-) -> Result<Vec<Member>, sqlx::Error> {
+) -> Result<Vec<MemberRow>, sqlx::Error> {
     let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM members WHERE spot_id = "]);
     sql.push_bind(spot_id.into());
     sql.push_predicates(filters);
     push_property_filters(&mut sql, spot_id, props);
     sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
-    run!(ex, |c| bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, MemberRow>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 /// How many members match (an index range when filtered).
@@ -240,7 +264,7 @@ pub async fn count(
 
 /// Inserts new members in one multi-row statement, skipping emails (or numbers)
 /// already taken; returns the ids of the members actually inserted.
-pub async fn insert_many_if_absent(ex: Ex<'_>, members: &[Member]) -> Result<Vec<MemberId>, sqlx::Error> {
+pub async fn insert_many_if_absent(ex: Ex<'_>, members: &[MemberRow]) -> Result<Vec<MemberId>, sqlx::Error> {
     if members.is_empty() {
         return Ok(Vec::new());
     }
@@ -276,7 +300,7 @@ pub async fn insert_many_if_absent(ex: Ex<'_>, members: &[Member]) -> Result<Vec
 
 /// The spot's members with any of `emails` (compared lower-cased), in statements of
 /// [`IN_LIST_MAX`] emails.
-pub async fn get_many_by_email(ex: Ex<'_>, spot_id: SpotId, emails: &[String]) -> Result<Vec<Member>, sqlx::Error> {
+pub async fn get_many_by_email(ex: Ex<'_>, spot_id: SpotId, emails: &[String]) -> Result<Vec<MemberRow>, sqlx::Error> {
     run!(ex, |c| {
         let mut found = Vec::new();
         for chunk in emails.chunks(IN_LIST_MAX) {
@@ -284,7 +308,7 @@ pub async fn get_many_by_email(ex: Ex<'_>, spot_id: SpotId, emails: &[String]) -
             sql.push_bind(spot_id.into()).push(" AND email_norm IN ");
             sql.push_list(chunk.iter().map(|e| Bind::Text(e.to_lowercase())));
             found.extend(
-                bind_all!(sqlx::query_as::<_, Member>(sql.text_for(&*c)), &sql.binds).fetch_all(&mut *c).await?,
+                bind_all!(sqlx::query_as::<_, MemberRow>(sql.text_for(&*c)), &sql.binds).fetch_all(&mut *c).await?,
             );
         }
         Ok(found)

@@ -6,7 +6,7 @@ use super::sql::{Bind, Sql, IN_LIST_MAX};
 use super::{one_row, Ex};
 use super::sql::Predicate;
 use crate::domain::ids::{GroupId, MemberId, SpotId};
-use crate::domain::members::Member;
+use super::members::MemberRow;
 use crate::domain::vocab::GroupRole;
 use crate::{bind_all, run};
 
@@ -173,7 +173,7 @@ pub async fn list(
     filters: &[Predicate],
     offset: i64,
     limit: Option<i64>,
-) -> Result<Vec<(Member, GroupRole)>, sqlx::Error> {
+) -> Result<Vec<(MemberRow, GroupRole)>, sqlx::Error> {
     let mut sql = group_members_sql(GROUP_MEMBER_COLUMNS, spot_id, group_id, filters);
     sql.push(" ORDER BY gm.member_id");
     if let Some(limit) = limit {
@@ -183,7 +183,7 @@ pub async fn list(
         use sqlx::{FromRow, Row};
         let rows = bind_all!(sqlx::query(sql.text_for(&*c)), &sql.binds).fetch_all(&mut *c).await?;
         rows.iter()
-            .map(|r| Ok((Member::from_row(r)?, r.try_get::<GroupRole, _>("group_role")?)))
+            .map(|r| Ok((MemberRow::from_row(r)?, r.try_get::<GroupRole, _>("group_role")?)))
             .collect::<Result<Vec<_>, sqlx::Error>>()
     })
 }

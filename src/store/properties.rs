@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::sql::{Bind, Sql, IN_LIST_MAX};
 use super::{one_row, Ex};
 use crate::domain::ids::{MemberId, PropertyId, SpotId};
-use crate::domain::members::Member;
+use super::members::MemberRow;
 use crate::domain::properties::{PropertyDef, StoredValue};
 use crate::{bind_all, run};
 
@@ -159,10 +159,10 @@ pub async fn rename_option_values(
 /// writes of one member run one after the other and each reads the member and its
 /// values as the previous one left them. `FOR NO KEY UPDATE` is the lock an `UPDATE`
 /// of the member takes: it does not block the key-share locks of membership inserts.
-pub async fn lock_member(ex: Ex<'_>, spot_id: SpotId, member_id: MemberId) -> Result<Option<Member>, sqlx::Error> {
+pub async fn lock_member(ex: Ex<'_>, spot_id: SpotId, member_id: MemberId) -> Result<Option<MemberRow>, sqlx::Error> {
     let lock = ex.row_lock(" FOR NO KEY UPDATE");
     let sql = format!("SELECT {} FROM members WHERE spot_id = $1 AND id = $2{lock}", super::members::COLUMNS);
-    run!(ex, |c| sqlx::query_as::<_, Member>(&sql).bind(spot_id).bind(member_id).fetch_optional(c).await)
+    run!(ex, |c| sqlx::query_as::<_, MemberRow>(&sql).bind(spot_id).bind(member_id).fetch_optional(c).await)
 }
 
 /// Replaces a member's value of a property (`values` empty clears it).

@@ -114,7 +114,7 @@ async fn mint_refresh(tx: &mut Tx, connector: &Connector, member: &Member) -> Re
         let mut m = member.clone();
         m.set_status(MemberStatus::Accepted, now);
         m.updated_at = now;
-        store::members::update(tx.ex(), &m).await?;
+        store::members::update(tx.ex(), &(&m).into()).await?;
         groups::refresh_smart_memberships(tx, &m).await?;
     }
     let token = random_token("kzr_", 32);
@@ -270,7 +270,7 @@ impl LoginThrottles<'_> {
 /// The member of the connector's spot with `number`, if there is one who may sign in.
 async fn member_who_may_sign_in(db: &Db, connector: &Connector, number: &str) -> Result<Option<Member>> {
     let mut c = db.conn().await?;
-    let member = store::members::get_by_mobile(c.ex(), connector.spot_id, number).await?;
+    let member = store::members::get_by_mobile(c.ex(), connector.spot_id, number).await?.map(Member::from);
     Ok(member.filter(|m| m.status.may_sign_in()))
 }
 

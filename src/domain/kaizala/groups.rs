@@ -287,7 +287,7 @@ pub async fn list_members(db: &Db, caller: &KzCaller, group_id: GroupId) -> Resu
     require_reader(&mut tx, caller, group_id).await?;
     let rows = store::memberships::list(tx.ex(), caller.spot_id, group_id, &[], 0, None).await?;
     tx.commit().await?;
-    Ok(rows.into_iter().map(|(member, group_role)| GroupMemberView { member, group_role }).collect())
+    Ok(rows.into_iter().map(|(member, group_role)| GroupMemberView { member: member.into(), group_role }).collect())
 }
 
 fn smart_refusal() -> Error {

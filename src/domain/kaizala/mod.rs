@@ -39,7 +39,7 @@ pub fn mobile(field: &str, raw: &str) -> Result<String> {
 
 /// The member with `mobile` in the spot, created (`Invited`, no email) when absent.
 pub async fn member_by_mobile(tx: &mut Tx, spot_id: SpotId, mobile: &str) -> Result<Member> {
-    if let Some(m) = store::members::get_by_mobile(tx.ex(), spot_id, mobile).await? {
+    if let Some(m) = store::members::get_by_mobile(tx.ex(), spot_id, mobile).await?.map(Member::from) {
         return Ok(m);
     }
     let (m, _) = members::insert_or_get(tx, Member::new_invited(spot_id, None, Some(mobile.to_string()))).await?;
