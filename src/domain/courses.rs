@@ -30,8 +30,8 @@ use std::collections::HashSet;
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
 use super::ids::{CourseId, GroupId, MemberId, ParticipantId, SpotId};
 use super::members::Member;
-use super::{from_rows, now_ms};
 use super::vocab::{self, CoursePrivacy, CourseStatus, NavigationMode, ParticipantStatus};
+use super::{from_rows, now_ms};
 use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db, Tx};
 
@@ -68,16 +68,19 @@ pub struct Course {
     pub participant_count: i64,
 }
 
-crate::domain::row_conversions!(Course, crate::store::courses::CourseRow {
-    spot_id,
-    id,
-    title,
-    description,
-    privacy,
-    status,
-    navigation_mode,
-    participant_count,
-});
+crate::domain::row_conversions!(
+    Course,
+    crate::store::courses::CourseRow {
+        spot_id,
+        id,
+        title,
+        description,
+        privacy,
+        status,
+        navigation_mode,
+        participant_count,
+    }
+);
 
 /// A participant with the member fields the wire object denormalises.
 #[derive(Clone, Debug, PartialEq)]
@@ -99,23 +102,26 @@ pub struct Participant {
     pub member_lastname: String,
 }
 
-crate::domain::row_conversions!(Participant, crate::store::participants::ParticipantRow {
-    spot_id,
-    id,
-    course_id,
-    member_id,
-    status,
-    invited_by,
-    invited_at,
-    started_at,
-    completed_at,
-    unenrolled_at,
-    last_activity_at,
-    completion_rate,
-    member_email,
-    member_firstname,
-    member_lastname,
-});
+crate::domain::row_conversions!(
+    Participant,
+    crate::store::participants::ParticipantRow {
+        spot_id,
+        id,
+        course_id,
+        member_id,
+        status,
+        invited_by,
+        invited_at,
+        started_at,
+        completed_at,
+        unenrolled_at,
+        last_activity_at,
+        completion_rate,
+        member_email,
+        member_firstname,
+        member_lastname,
+    }
+);
 
 /// Fields of a course as a client sends them (create: title required; update: all optional).
 #[derive(Clone, Debug, Default)]
@@ -224,8 +230,12 @@ pub async fn list_participants(
 ) -> Result<(Vec<Participant>, i64)> {
     let preds = filter::validate(&q.filters, PARTICIPANT_FILTERS)?;
     let mut c = db.conn().await?;
-    let course = store::courses::get(c.ex(), spot_id, course_id).await?.map(Course::from).ok_or(Error::NotFound(Entity::Course))?;
-    let items = from_rows(store::participants::list(c.ex(), spot_id, course_id, &preds, q.offset(), i64::from(q.limit)).await?);
+    let course = store::courses::get(c.ex(), spot_id, course_id)
+        .await?
+        .map(Course::from)
+        .ok_or(Error::NotFound(Entity::Course))?;
+    let items =
+        from_rows(store::participants::list(c.ex(), spot_id, course_id, &preds, q.offset(), i64::from(q.limit)).await?);
     let total = if preds.is_empty() {
         course.participant_count
     } else {
@@ -237,7 +247,10 @@ pub async fn list_participants(
 pub async fn get_participant(db: &Db, spot_id: SpotId, course_id: CourseId, id: ParticipantId) -> Result<Participant> {
     let mut c = db.conn().await?;
     store::courses::get(c.ex(), spot_id, course_id).await?.ok_or(Error::NotFound(Entity::Course))?;
-    store::participants::get(c.ex(), spot_id, course_id, id).await?.map(Participant::from).ok_or(Error::NotFound(Entity::CourseParticipant))
+    store::participants::get(c.ex(), spot_id, course_id, id)
+        .await?
+        .map(Participant::from)
+        .ok_or(Error::NotFound(Entity::CourseParticipant))
 }
 
 /// Invites members (inside the caller's transaction): new participants are created,
@@ -343,13 +356,17 @@ async fn invite_participant_once(
 ) -> Result<(Participant, bool)> {
     let mut tx = db.begin().await?;
     locked_course(&mut tx, spot_id, course_id).await?;
-    store::members::get(tx.ex(), spot_id, member_id).await?.map(Member::from).ok_or(Error::NotFound(Entity::SpotMember))?;
+    store::members::get(tx.ex(), spot_id, member_id)
+        .await?
+        .map(Member::from)
+        .ok_or(Error::NotFound(Entity::SpotMember))?;
     check_inviter(&mut tx, spot_id, invited_by).await?;
     let invited = invite_in(&mut tx, spot_id, course_id, &[member_id], invited_by, true).await?;
     let out = match invited.into_iter().next() {
         Some(p) => (p, true),
         None => {
-            let existing: Vec<Participant> = from_rows(store::participants::get_many_by_member(tx.ex(), spot_id, course_id, &[member_id]).await?);
+            let existing: Vec<Participant> =
+                from_rows(store::participants::get_many_by_member(tx.ex(), spot_id, course_id, &[member_id]).await?);
             let p = existing.into_iter().next().ok_or(Error::NotFound(Entity::CourseParticipant))?;
             (p, false)
         }
@@ -397,14 +414,17 @@ async fn bulk_invite_once(
     let mut tx = db.begin().await?;
     locked_course(&mut tx, spot_id, course_id).await?;
     check_inviter(&mut tx, spot_id, invited_by).await?;
-    let found: HashSet<MemberId> =
-        from_rows::<_, Member>(store::members::get_many(tx.ex(), spot_id, ids).await?).into_iter().map(|m| m.id).collect();
+    let found: HashSet<MemberId> = from_rows::<_, Member>(store::members::get_many(tx.ex(), spot_id, ids).await?)
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
     bad.extend(ids.iter().filter(|id| !found.contains(id)).map(|id| id.to_string()));
     if !bad.is_empty() {
         return Err(Error::invalid("spotMemberIds", format!("unknown spot members: {}", bad.join(", "))));
     }
     let invited = invite_in(&mut tx, spot_id, course_id, ids, invited_by, true).await?;
-    let all: Vec<Participant> = from_rows(store::participants::get_many_by_member(tx.ex(), spot_id, course_id, ids).await?);
+    let all: Vec<Participant> =
+        from_rows(store::participants::get_many_by_member(tx.ex(), spot_id, course_id, ids).await?);
     tx.commit().await?;
     Ok((invited, all))
 }

@@ -4,12 +4,12 @@
 //! `customRoleId` (they no longer hold the role those rules may name).
 
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
-use super::{from_rows, now_ms};
 use super::members::Member;
+use super::{from_rows, now_ms};
 use crate::domain::ids::{MemberId, RoleId, SpotId};
 use crate::error::{Entity, Error, Result};
-use crate::store::sql::{Cmp, Predicate};
 use crate::store::custom_roles::CustomRoleRow;
+use crate::store::sql::{Cmp, Predicate};
 use crate::store::{self, Db, Tx};
 
 pub const PERMISSIONS: &[&str] = &[

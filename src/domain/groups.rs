@@ -22,12 +22,13 @@ use serde_json::Value;
 
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
 use super::members::Member;
-use super::{from_rows, now_ms};
-use super::properties::{PropertyDef, StoredValue};
+use super::properties::PropertyDef;
 use super::smart_rules::{PropertyValues, Rules};
 use super::vocab::{GroupKind, GroupRole, KaizalaGroupType};
+use super::{from_rows, now_ms};
 use crate::domain::ids::{GroupId, MemberId, SpotId};
 use crate::error::{Entity, Error, Result};
+use crate::store::property_values::StoredValue;
 use crate::store::{self, Db, Tx};
 
 pub const MAX_BULK: usize = 200;
@@ -72,21 +73,24 @@ pub struct Group {
     pub created_at: i64,
 }
 
-crate::domain::row_conversions!(Group, crate::store::groups::GroupRow {
-    spot_id,
-    id,
-    name,
-    description,
-    emoji,
-    icon,
-    kind,
-    rules,
-    ready,
-    member_count,
-    welcome_message,
-    group_type,
-    created_at,
-});
+crate::domain::row_conversions!(
+    Group,
+    crate::store::groups::GroupRow {
+        spot_id,
+        id,
+        name,
+        description,
+        emoji,
+        icon,
+        kind,
+        rules,
+        ready,
+        member_count,
+        welcome_message,
+        group_type,
+        created_at,
+    }
+);
 
 impl Group {
     pub fn is_smart(&self) -> bool {
@@ -163,7 +167,7 @@ pub async fn get_group(db: &Db, spot_id: SpotId, id: GroupId) -> Result<Group> {
 /// Creates a group inside the caller's transaction; a smart group still needs
 /// [`start_computation`] after the commit.
 pub async fn create_in(tx: &mut Tx, spot_id: SpotId, n: NewGroup) -> Result<Group> {
-    let props = store::properties::list(tx.ex(), spot_id).await?;
+    let props = super::properties::all_in(tx.ex(), spot_id).await?;
     let g = prepare(spot_id, n, &props)?;
     store::groups::insert(tx.ex(), &(&g).into()).await?;
     Ok(g)
@@ -223,7 +227,8 @@ pub struct GroupPatch {
 /// `PUT /v1/groups/{id}`: name, description and emoji; rules and type are fixed.
 pub async fn update_group(db: &Db, spot_id: SpotId, id: GroupId, p: GroupPatch) -> Result<Group> {
     let mut tx = db.begin().await?;
-    let mut g = store::groups::get(tx.ex(), spot_id, id).await?.map(Group::from).ok_or(Error::NotFound(Entity::Group))?;
+    let mut g =
+        store::groups::get(tx.ex(), spot_id, id).await?.map(Group::from).ok_or(Error::NotFound(Entity::Group))?;
     if p.rules_sent || p.kind.as_deref().is_some_and(|k| k != g.kind.as_str()) {
         return Err(Error::Conflict(
             "A group's type and rules cannot be changed after creation; delete and recreate the group".into(),
@@ -270,7 +275,8 @@ pub async fn list_group_members(
 ) -> Result<(Vec<Member>, i64)> {
     let preds = filter::validate(&q.filters, GROUP_MEMBER_FILTERS)?;
     let mut c = db.conn().await?;
-    let g = store::groups::get(c.ex(), spot_id, group_id).await?.map(Group::from).ok_or(Error::NotFound(Entity::Group))?;
+    let g =
+        store::groups::get(c.ex(), spot_id, group_id).await?.map(Group::from).ok_or(Error::NotFound(Entity::Group))?;
     let rows =
         store::memberships::list(c.ex(), spot_id, group_id, &preds, q.offset(), Some(i64::from(q.limit))).await?;
     let total = if preds.is_empty() {
@@ -339,7 +345,10 @@ pub async fn add_member(db: &Db, spot_id: SpotId, group_id: GroupId, member_id: 
 async fn add_member_once(db: &Db, spot_id: SpotId, group_id: GroupId, member_id: MemberId) -> Result<()> {
     let mut tx = db.begin().await?;
     let g = locked_group(&mut tx, spot_id, group_id).await?;
-    store::members::get(tx.ex(), spot_id, member_id).await?.map(Member::from).ok_or(Error::NotFound(Entity::SpotMember))?;
+    store::members::get(tx.ex(), spot_id, member_id)
+        .await?
+        .map(Member::from)
+        .ok_or(Error::NotFound(Entity::SpotMember))?;
     if g.is_smart() {
         return Err(smart_refusal());
     }
@@ -401,8 +410,10 @@ async fn bulk_add_once(
     if g.is_smart() {
         return Ok((Vec::new(), ids.to_vec()));
     }
-    let found: HashSet<MemberId> =
-        from_rows::<_, Member>(store::members::get_many(tx.ex(), spot_id, &parsed).await?).into_iter().map(|m| m.id).collect();
+    let found: HashSet<MemberId> = from_rows::<_, Member>(store::members::get_many(tx.ex(), spot_id, &parsed).await?)
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
     // Both lists keep the order of the request (a repeated id is reported once).
     let mut added = Vec::new();
     let mut failed = Vec::new();
@@ -467,7 +478,8 @@ async fn change_blacklist_once(
 ) -> Result<Vec<MemberId>> {
     let (parsed, _) = split_ids(ids);
     let mut tx = db.begin().await?;
-    let g = store::groups::get(tx.ex(), spot_id, group_id).await?.map(Group::from).ok_or(Error::NotFound(Entity::Group))?;
+    let g =
+        store::groups::get(tx.ex(), spot_id, group_id).await?.map(Group::from).ok_or(Error::NotFound(Entity::Group))?;
     if !g.is_smart() {
         return Err(Error::Conflict("Only a smart group has a blacklist".into()));
     }
@@ -479,7 +491,7 @@ async fn change_blacklist_once(
     if !store::groups::lock(tx.ex(), spot_id, group_id).await? {
         return Err(Error::NotFound(Entity::Group));
     }
-    let props = store::properties::list(tx.ex(), spot_id).await?;
+    let props = super::properties::all_in(tx.ex(), spot_id).await?;
     let rules = parse_stored_rules(&g, &props)?;
     for m in &members {
         if add {
@@ -498,7 +510,7 @@ async fn change_blacklist_once(
 
 /// A member's custom-property values, as property triggers read them.
 async fn property_values(tx: &mut Tx, m: &Member) -> Result<PropertyValues> {
-    let rows = store::properties::member_values(tx.ex(), m.spot_id, m.id).await?;
+    let rows = store::property_values::list_of_member(tx.ex(), m.spot_id, m.id).await?;
     let mut out = PropertyValues::new();
     for (pid, _, text, num) in rows {
         out.entry(pid).or_default().push(StoredValue { text, num });
@@ -525,7 +537,7 @@ pub async fn refresh_smart_memberships(tx: &mut Tx, m: &Member) -> Result<()> {
         store::blacklist::groups_of_member(tx.ex(), m.spot_id, m.id).await?.into_iter().collect();
     let uses_properties = smart.iter().any(|(_, r)| r.contains("\"customProperties."));
     let (props, values) = if uses_properties {
-        (store::properties::list(tx.ex(), m.spot_id).await?, property_values(tx, m).await?)
+        (super::properties::all_in(tx.ex(), m.spot_id).await?, property_values(tx, m).await?)
     } else {
         (Vec::new(), PropertyValues::new())
     };
@@ -700,7 +712,7 @@ pub async fn compute_smart_group(db: &Db, spot_id: SpotId, group_id: GroupId) ->
     wait_for_earlier_writes(db).await?;
     let props = {
         let mut c = db.conn().await?;
-        store::properties::list(c.ex(), spot_id).await?
+        super::properties::all_in(c.ex(), spot_id).await?
     };
     let rules = parse_stored_rules(&group, &props)?;
     let mut after = None;
@@ -751,7 +763,7 @@ async fn compute_batch(
         store::blacklist::list(tx.ex(), spot_id, group_id).await?.into_iter().collect();
     let values = if rules.uses_properties() {
         let ids: Vec<MemberId> = batch.iter().map(|m| m.id).collect();
-        store::properties::values_of_members(tx.ex(), spot_id, &ids).await?
+        store::property_values::list_of_members(tx.ex(), spot_id, &ids).await?
     } else {
         HashMap::new()
     };

@@ -60,12 +60,6 @@ macro_rules! typed_id {
             }
         }
 
-        impl From<$name> for crate::store::sql::Bind {
-            fn from(id: $name) -> Self {
-                crate::store::sql::Bind::Uuid(id.0)
-            }
-        }
-
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 fmt::Display::fmt(&self.0, f)
@@ -149,11 +143,5 @@ mod tests {
         use utoipa::PartialSchema;
         let ours = serde_json::to_value(SpotId::schema()).unwrap();
         assert_eq!(ours, serde_json::json!({"type": "string", "format": "uuid"}));
-    }
-
-    #[test]
-    fn binds_as_the_uuid() {
-        let id = ParticipantId::generate();
-        assert_eq!(crate::store::sql::Bind::from(id), crate::store::sql::Bind::Uuid(id.0));
     }
 }

@@ -31,14 +31,15 @@ use std::io::Cursor;
 
 use serde_json::Value;
 
-use super::members::{normalize_email, Member};
 use super::groups::Group;
-use crate::store::members::MemberRow;
-use super::{from_rows, now_ms};
-use super::properties::{self, PropertyDef, StoredValue};
+use super::members::{normalize_email, Member};
+use super::properties::{self, PropertyDef};
 use super::vocab::PropertyType;
+use super::{from_rows, now_ms};
 use crate::domain::ids::{GroupId, MemberId, PropertyId, SpotId};
 use crate::error::{Error, Result};
+use crate::store::members::MemberRow;
+use crate::store::property_values::StoredValue;
 use crate::store::{self, Db, Tx};
 
 /// Rows written per transaction.
@@ -693,11 +694,11 @@ pub async fn import_rows(
         if dry_run {
             let mut c = db.conn().await?;
             let keys: Vec<String> = plans.iter().map(|p| p.email.to_lowercase()).collect();
-            let in_spot: HashSet<String> = from_rows::<_, Member>(store::members::get_many_by_email(c.ex(), spot_id, &keys)
-                .await?)
-                .into_iter()
-                .filter_map(|m| m.email.map(|e| e.to_lowercase()))
-                .collect();
+            let in_spot: HashSet<String> =
+                from_rows::<_, Member>(store::members::get_many_by_email(c.ex(), spot_id, &keys).await?)
+                    .into_iter()
+                    .filter_map(|m| m.email.map(|e| e.to_lowercase()))
+                    .collect();
             for key in keys {
                 if in_spot.contains(&key) || !seen_in_dry_run.insert(key) {
                     report.updated += 1;
@@ -731,14 +732,14 @@ async fn write_batch(
 ) -> Result<()> {
     let batch = MergedBatch::of(plans);
     let mut tx = db.begin().await?;
-    check_properties_unchanged(defs, &store::properties::list_for_share(tx.ex(), spot_id).await?, plans)?;
+    check_properties_unchanged(defs, &super::properties::all_for_share(tx.ex(), spot_id).await?, plans)?;
     let now = now_ms();
     let mut members = insert_new_members(&mut tx, spot_id, &batch, now).await?;
     members.count_outcomes(&batch.occurrences, report);
     let new_values = values_of_created(&batch, &members);
     let unchanged = update_existing_members(&mut tx, spot_id, &batch, &mut members, now).await?;
     for chunk in new_values.chunks(VALUES_PER_STATEMENT) {
-        store::properties::insert_values(tx.ex(), spot_id, chunk).await?;
+        store::property_values::insert_many(tx.ex(), spot_id, chunk).await?;
     }
     refresh_group_memberships(&mut tx, spot_id, &batch, &members, &unchanged, group_ids, has_smart).await?;
     store::spots::add_member_count(tx.ex(), spot_id, members.created.len() as i64).await?;
@@ -893,7 +894,7 @@ async fn update_existing_members(
         .filter_map(|k| members.by_email.get(k))
         .map(|m| m.id)
         .collect();
-    let current_values = store::properties::values_of_members(tx.ex(), spot_id, &existing_ids).await?;
+    let current_values = store::property_values::list_of_members(tx.ex(), spot_id, &existing_ids).await?;
     let mut unchanged: HashSet<MemberId> = HashSet::new();
     for (key, p) in batch.rows() {
         if members.created.contains(key) {
@@ -913,7 +914,7 @@ async fn update_existing_members(
         for (pid, rows) in &p.values {
             let before = current.and_then(|c| c.get(pid)).map(Vec::as_slice).unwrap_or(&[]);
             if before != rows.as_slice() {
-                store::properties::set_values(tx.ex(), spot_id, *pid, m.id, rows).await?;
+                store::property_values::replace(tx.ex(), spot_id, *pid, m.id, rows).await?;
                 changed = true;
             }
         }

@@ -42,27 +42,30 @@ pub struct Member {
     pub last_activity_at: Option<i64>,
 }
 
-crate::domain::row_conversions!(Member, crate::store::members::MemberRow {
-    spot_id,
-    id,
-    user_id,
-    email,
-    mobile_number,
-    title,
-    lang,
-    role,
-    custom_role_id,
-    status,
-    firstname,
-    lastname,
-    warnings,
-    avatar_url,
-    embed_base_urls,
-    invited_at,
-    registered_at,
-    updated_at,
-    last_activity_at,
-});
+crate::domain::row_conversions!(
+    Member,
+    crate::store::members::MemberRow {
+        spot_id,
+        id,
+        user_id,
+        email,
+        mobile_number,
+        title,
+        lang,
+        role,
+        custom_role_id,
+        status,
+        firstname,
+        lastname,
+        warnings,
+        avatar_url,
+        embed_base_urls,
+        invited_at,
+        registered_at,
+        updated_at,
+        last_activity_at,
+    }
+);
 
 impl Member {
     /// A new `Invited` member of `spot_id` with default fields.
@@ -131,7 +134,9 @@ pub async fn list_members(db: &Db, spot_id: SpotId, q: &ListQuery) -> Result<(Ve
     let preds = filter::validate(&plain, MEMBER_FILTERS)?;
     let props = super::properties::property_filters(db, spot_id, &prop_raw).await?;
     let mut c = db.conn().await?;
-    let items = from_rows::<_, Member>(store::members::list(c.ex(), spot_id, &preds, &props, q.offset(), i64::from(q.limit)).await?);
+    let items = from_rows::<_, Member>(
+        store::members::list(c.ex(), spot_id, &preds, &props, q.offset(), i64::from(q.limit)).await?,
+    );
     let total = if preds.is_empty() && props.is_empty() {
         store::spots::get(c.ex(), spot_id).await?.map(|s| s.member_count).unwrap_or(0)
     } else {
@@ -155,7 +160,9 @@ pub async fn insert_or_get(ex: &mut crate::store::Tx, candidate: Member) -> Resu
     }
     let existing = match (&candidate.email, &candidate.mobile_number) {
         (Some(email), _) => store::members::get_by_email(ex.ex(), candidate.spot_id, email).await?.map(Member::from),
-        (None, Some(mobile)) => store::members::get_by_mobile(ex.ex(), candidate.spot_id, mobile).await?.map(Member::from),
+        (None, Some(mobile)) => {
+            store::members::get_by_mobile(ex.ex(), candidate.spot_id, mobile).await?.map(Member::from)
+        }
         (None, None) => None,
     };
     existing.map(|m| (m, false)).ok_or_else(|| Error::Conflict("member conflicts with an existing member".into()))
@@ -283,8 +290,10 @@ async fn apply_member_patch(
     status: Option<MemberStatus>,
 ) -> Result<Member> {
     let mut tx = db.begin().await?;
-    let mut m =
-        store::members::get_for_update(tx.ex(), spot_id, id).await?.map(Member::from).ok_or(Error::NotFound(Entity::SpotMember))?;
+    let mut m = store::members::get_for_update(tx.ex(), spot_id, id)
+        .await?
+        .map(Member::from)
+        .ok_or(Error::NotFound(Entity::SpotMember))?;
     if let Some(Some(role_id)) = patch.custom_role_id {
         if store::custom_roles::get(tx.ex(), spot_id, role_id).await?.is_none() {
             return Err(Error::invalid("customRoleId", format!("no custom role '{role_id}' in this spot")));

@@ -19,6 +19,8 @@ use super::now_ms;
 use super::vocab::PropertyType;
 use crate::error::{Entity, Error, Result};
 use crate::store::members::PropertyFilter;
+use crate::store::properties::PropertyRow;
+use crate::store::property_values::StoredValue;
 use crate::store::sql::{Bind, Predicate};
 use crate::store::{self, Db, Tx};
 
@@ -34,14 +36,7 @@ impl Options {
     }
 }
 
-impl TryFrom<String> for Options {
-    type Error = serde_json::Error;
-    fn try_from(s: String) -> std::result::Result<Self, Self::Error> {
-        serde_json::from_str(&s).map(Options)
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PropertyDef {
     pub spot_id: SpotId,
     pub id: PropertyId,
@@ -49,21 +44,70 @@ pub struct PropertyDef {
     pub label: String,
     pub description: Option<String>,
     pub kind: PropertyType,
-    #[sqlx(try_from = "String")]
     pub possible_values: Options,
+}
+
+impl TryFrom<PropertyRow> for PropertyDef {
+    type Error = Error;
+    /// Fails only on a corrupt `possible_values` column (500).
+    fn try_from(r: PropertyRow) -> Result<Self> {
+        let possible_values = serde_json::from_str(&r.possible_values).map(Options).map_err(anyhow::Error::new)?;
+        Ok(PropertyDef {
+            spot_id: r.spot_id,
+            id: r.id,
+            slug: r.slug,
+            label: r.label,
+            description: r.description,
+            kind: r.kind,
+            possible_values,
+        })
+    }
+}
+
+impl From<&PropertyDef> for PropertyRow {
+    fn from(d: &PropertyDef) -> Self {
+        PropertyRow {
+            spot_id: d.spot_id,
+            id: d.id,
+            slug: d.slug.clone(),
+            label: d.label.clone(),
+            description: d.description.clone(),
+            kind: d.kind,
+            possible_values: d.possible_values.to_json(),
+        }
+    }
+}
+
+/// The domain structs of stored definitions.
+fn defs(rows: Vec<PropertyRow>) -> Result<Vec<PropertyDef>> {
+    rows.into_iter().map(PropertyDef::try_from).collect()
+}
+
+/// Every property of the spot, in creation order.
+pub async fn all_in(ex: store::Ex<'_>, spot_id: SpotId) -> Result<Vec<PropertyDef>> {
+    defs(store::properties::list(ex, spot_id).await?)
+}
+
+/// [`all_in`], share-locked until the transaction ends: what a value writer reads, so
+/// a property cannot be deleted (or lose an option) under it.
+pub async fn all_for_share(ex: store::Ex<'_>, spot_id: SpotId) -> Result<Vec<PropertyDef>> {
+    defs(store::properties::list_for_share(ex, spot_id).await?)
+}
+
+/// The property with `slug`, if any; `for_update` locks it until the transaction ends.
+async fn by_slug(ex: store::Ex<'_>, spot_id: SpotId, slug: &str, for_update: bool) -> Result<Option<PropertyDef>> {
+    let row = if for_update {
+        store::properties::get_by_slug_for_update(ex, spot_id, slug).await?
+    } else {
+        store::properties::get_by_slug(ex, spot_id, slug).await?
+    };
+    row.map(PropertyDef::try_from).transpose()
 }
 
 impl PropertyDef {
     fn is_select(&self) -> bool {
         self.kind.is_select()
     }
-}
-
-/// One stored value row.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StoredValue {
-    pub text: Option<String>,
-    pub num: Option<f64>,
 }
 
 /// A property with a member's value (null when unset).
@@ -138,12 +182,12 @@ pub struct NewProperty {
 
 pub async fn list_properties(db: &Db, spot_id: SpotId) -> Result<Vec<PropertyDef>> {
     let mut c = db.conn().await?;
-    Ok(store::properties::list(c.ex(), spot_id).await?)
+    all_in(c.ex(), spot_id).await
 }
 
 pub async fn get_property(db: &Db, spot_id: SpotId, slug: &str) -> Result<PropertyDef> {
     let mut c = db.conn().await?;
-    store::properties::get_by_slug(c.ex(), spot_id, slug).await?.ok_or(Error::NotFound(Entity::CustomProperty))
+    by_slug(c.ex(), spot_id, slug, false).await?.ok_or(Error::NotFound(Entity::CustomProperty))
 }
 
 /// `POST /v1/customProperties`: the slug is given or derived from the label (made
@@ -166,7 +210,7 @@ pub async fn create_property(db: &Db, spot_id: SpotId, n: NewProperty) -> Result
     let mut tx = db.begin().await?;
     let slug = match n.slug {
         Some(s) => {
-            if store::properties::get_by_slug(tx.ex(), spot_id, &s).await?.is_some() {
+            if by_slug(tx.ex(), spot_id, &s, false).await?.is_some() {
                 return Err(Error::Conflict(format!("A custom property with slug '{s}' already exists")));
             }
             s
@@ -175,7 +219,7 @@ pub async fn create_property(db: &Db, spot_id: SpotId, n: NewProperty) -> Result
             let base = slug_from_label(&label);
             let mut candidate = base.clone();
             let mut i = 2;
-            while store::properties::get_by_slug(tx.ex(), spot_id, &candidate).await?.is_some() {
+            while by_slug(tx.ex(), spot_id, &candidate, false).await?.is_some() {
                 candidate = format!("{}-{i}", base.chars().take(60).collect::<String>());
                 i += 1;
             }
@@ -191,7 +235,7 @@ pub async fn create_property(db: &Db, spot_id: SpotId, n: NewProperty) -> Result
         kind,
         possible_values: options,
     };
-    store::properties::insert(tx.ex(), &def, now_ms()).await?;
+    store::properties::insert(tx.ex(), &(&def).into(), now_ms()).await?;
     tx.commit().await?;
     Ok(def)
 }
@@ -256,9 +300,7 @@ pub async fn update_property(db: &Db, spot_id: SpotId, slug: &str, p: PropertyPa
 /// One attempt of [`update_property`] (see [`store::retry_transient`]).
 async fn update_property_once(db: &Db, spot_id: SpotId, slug: &str, p: PropertyPatch) -> Result<PropertyDef> {
     let mut tx = db.begin().await?;
-    let mut def = store::properties::get_by_slug_for_update(tx.ex(), spot_id, slug)
-        .await?
-        .ok_or(Error::NotFound(Entity::CustomProperty))?;
+    let mut def = by_slug(tx.ex(), spot_id, slug, true).await?.ok_or(Error::NotFound(Entity::CustomProperty))?;
     if p.slug.as_deref().is_some_and(|s| s != def.slug) {
         return Err(Error::invalid("slug", "cannot change"));
     }
@@ -290,10 +332,10 @@ async fn update_property_once(db: &Db, spot_id: SpotId, slug: &str, p: PropertyP
         None => check_options(def.kind, (!current.is_empty()).then_some(current.clone()))?,
     };
     let removed: Vec<String> = current.into_iter().filter(|o| !next.0.contains(o)).collect();
-    let mut changed = store::properties::rename_option_values(tx.ex(), spot_id, def.id, &renames).await?;
-    changed.extend(store::properties::delete_option_values(tx.ex(), spot_id, def.id, &removed).await?);
+    let mut changed = store::property_values::rename_options(tx.ex(), spot_id, def.id, &renames).await?;
+    changed.extend(store::property_values::delete_options(tx.ex(), spot_id, def.id, &removed).await?);
     def.possible_values = next;
-    store::properties::update(tx.ex(), &def).await?;
+    store::properties::update(tx.ex(), &(&def).into()).await?;
     let recompute = if changed.is_empty() {
         Vec::new()
     } else {
@@ -317,9 +359,7 @@ pub async fn delete_property(db: &Db, spot_id: SpotId, slug: &str) -> Result<()>
 /// One attempt of [`delete_property`] (see [`store::retry_transient`]).
 async fn delete_property_once(db: &Db, spot_id: SpotId, slug: &str) -> Result<()> {
     let mut tx = db.begin().await?;
-    let def = store::properties::get_by_slug_for_update(tx.ex(), spot_id, slug)
-        .await?
-        .ok_or(Error::NotFound(Entity::CustomProperty))?;
+    let def = by_slug(tx.ex(), spot_id, slug, true).await?.ok_or(Error::NotFound(Entity::CustomProperty))?;
     let needle = format!("\"customProperties.{}\"", def.slug);
     let users: Vec<String> = store::smart_groups::list(tx.ex(), spot_id)
         .await?
@@ -334,7 +374,7 @@ async fn delete_property_once(db: &Db, spot_id: SpotId, slug: &str) -> Result<()
             users.join(", ")
         )));
     }
-    store::properties::delete_all_values(tx.ex(), spot_id, def.id).await?;
+    store::property_values::delete_all(tx.ex(), spot_id, def.id).await?;
     store::properties::delete(tx.ex(), spot_id, def.id).await?;
     tx.commit().await?;
     Ok(())
@@ -417,7 +457,7 @@ async fn values_of(
     spot_id: SpotId,
     member_id: MemberId,
 ) -> Result<HashMap<PropertyId, Vec<StoredValue>>> {
-    let rows = store::properties::member_values(tx_or_conn, spot_id, member_id).await?;
+    let rows = store::property_values::list_of_member(tx_or_conn, spot_id, member_id).await?;
     let mut out: HashMap<PropertyId, Vec<StoredValue>> = HashMap::new();
     for (pid, _, text, num) in rows {
         out.entry(pid).or_default().push(StoredValue { text, num });
@@ -434,8 +474,11 @@ pub async fn member_values(
     limit: usize,
 ) -> Result<(Vec<PropertyValue>, i64)> {
     let mut c = db.conn().await?;
-    store::members::get(c.ex(), spot_id, member_id).await?.map(Member::from).ok_or(Error::NotFound(Entity::SpotMember))?;
-    let defs = store::properties::list(c.ex(), spot_id).await?;
+    store::members::get(c.ex(), spot_id, member_id)
+        .await?
+        .map(Member::from)
+        .ok_or(Error::NotFound(Entity::SpotMember))?;
+    let defs = all_in(c.ex(), spot_id).await?;
     let values = values_of(c.ex(), spot_id, member_id).await?;
     let total = defs.len() as i64;
     let items = defs
@@ -461,10 +504,11 @@ pub async fn set_values_in(
     // The member's lock first: value writers of one member queue here, so each reads
     // (and re-evaluates smart groups on) what the previous one committed, and writes
     // back a member row read under the lock, never a stale copy.
-    let member = store::properties::lock_member(tx.ex(), spot_id, member_id)
-        .await?.map(Member::from)
+    let member = store::members::get_for_update(tx.ex(), spot_id, member_id)
+        .await?
+        .map(Member::from)
         .ok_or(Error::NotFound(Entity::SpotMember))?;
-    let defs = store::properties::list_for_share(tx.ex(), spot_id).await?;
+    let defs = all_for_share(tx.ex(), spot_id).await?;
     let mut prepared = Vec::with_capacity(items.len());
     for (slug, value, field) in items {
         let def = defs.iter().find(|d| &d.slug == slug).ok_or(Error::NotFound(Entity::CustomProperty))?;
@@ -472,7 +516,7 @@ pub async fn set_values_in(
     }
     let mut out = Vec::with_capacity(prepared.len());
     for (def, rows) in prepared {
-        store::properties::set_values(tx.ex(), spot_id, def.id, member_id, &rows).await?;
+        store::property_values::replace(tx.ex(), spot_id, def.id, member_id, &rows).await?;
         let value = from_stored(&def, &rows);
         out.push(PropertyValue { def, value });
     }

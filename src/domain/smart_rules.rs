@@ -11,10 +11,11 @@ use uuid::Uuid;
 
 use super::filter::{date_ms, unix_to_ms, Op, MAX_LIST_VALUES};
 use super::members::Member;
-use super::properties::{self, PropertyDef, StoredValue};
+use super::properties::{self, PropertyDef};
 use super::vocab::{MemberRole, MemberStatus, PropertyType};
 use crate::domain::ids::PropertyId;
 use crate::error::{Error, Result};
+use crate::store::property_values::StoredValue;
 
 /// A member's custom-property values by property id (what property triggers read).
 pub type PropertyValues = HashMap<PropertyId, Vec<StoredValue>>;

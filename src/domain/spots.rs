@@ -30,14 +30,10 @@ pub fn generate_api_key() -> String {
     format!("os_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-super::row_conversions!(Spot, store::spots::SpotRow {
-    id,
-    name,
-    rate_limit_per_10s,
-    rate_limit_per_day,
-    member_count,
-    created_at,
-});
+super::row_conversions!(
+    Spot,
+    store::spots::SpotRow { id, name, rate_limit_per_10s, rate_limit_per_day, member_count, created_at }
+);
 
 pub fn hash_api_key(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()

@@ -2,8 +2,8 @@
 //! participant count. Participants are [`super::participants`], links to groups
 //! [`super::course_groups`].
 
-use super::{one_row, Ex};
 use super::sql::Predicate;
+use super::{one_row, Ex};
 use crate::domain::ids::{CourseId, SpotId};
 use crate::domain::vocab::{CoursePrivacy, CourseStatus, NavigationMode};
 use crate::run;

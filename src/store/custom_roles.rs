@@ -1,7 +1,7 @@
 //! Custom roles of a spot (`/v1/spotMemberCustomRole`).
 
-use super::{one_row, Ex};
 use super::sql::Predicate;
+use super::{one_row, Ex};
 use crate::domain::ids::{RoleId, SpotId};
 use crate::run;
 

@@ -4,9 +4,9 @@
 //! Kaizala sub-group links in [`super::group_links`], course links in
 //! [`super::course_groups`]: each its own table, each its own module.
 
+use super::sql::Predicate;
 use super::sql::Sql;
 use super::{one_row, Ex};
-use super::sql::Predicate;
 use crate::domain::ids::{GroupId, SpotId};
 use crate::domain::vocab::{GroupKind, KaizalaGroupType};
 use crate::{bind_all, run};

@@ -4,9 +4,9 @@
 //! is here, the share-locked ones a smart-group computation takes included; a group's
 //! members (joined with their memberships) are [`super::memberships`].
 
+use super::sql::Predicate;
 use super::sql::{Bind, Sql, IN_LIST_MAX};
 use super::{one_row, Ex};
-use super::sql::Predicate;
 use crate::domain::ids::{MemberId, PropertyId, RoleId, SpotId};
 use crate::domain::vocab::{MemberRole, MemberStatus};
 use crate::{bind_all, run};

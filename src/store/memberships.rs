@@ -2,11 +2,11 @@
 //! role. One table for static and smart groups, so membership reads never care how a
 //! member got in; the group row itself (and its member count) is [`super::groups`].
 
+use super::members::MemberRow;
+use super::sql::Predicate;
 use super::sql::{Bind, Sql, IN_LIST_MAX};
 use super::{one_row, Ex};
-use super::sql::Predicate;
 use crate::domain::ids::{GroupId, MemberId, SpotId};
-use super::members::MemberRow;
 use crate::domain::vocab::GroupRole;
 use crate::{bind_all, run};
 

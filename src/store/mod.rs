@@ -9,19 +9,20 @@
 //! `spot_id = $1`, so an id of another spot is "not found" by construction.
 
 pub mod blacklist;
+pub mod connectors;
 pub mod course_groups;
 pub mod courses;
 pub mod custom_roles;
 pub mod group_links;
 pub mod groups;
 pub mod kz_tokens;
-pub mod connectors;
 pub mod members;
 pub mod memberships;
 pub mod messages;
 pub mod participants;
 pub mod pins;
 pub mod properties;
+pub mod property_values;
 pub mod rate_limits;
 pub mod smart_groups;
 pub mod spots;

@@ -3,9 +3,9 @@
 //! with each participant. Every write holds the course's row lock
 //! ([`super::courses::lock`]) so that concurrent invitations cannot race.
 
+use super::sql::Predicate;
 use super::sql::{Bind, Sql};
 use super::{one_row, Ex};
-use super::sql::Predicate;
 use crate::domain::ids::{CourseId, MemberId, ParticipantId, SpotId};
 use crate::domain::vocab::ParticipantStatus;
 use crate::{bind_all, run};
@@ -93,7 +93,12 @@ pub async fn get(
     id: ParticipantId,
 ) -> Result<Option<ParticipantRow>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} {FROM}$1 AND p.course_id = $2 AND p.id = $3");
-    run!(ex, |c| sqlx::query_as::<_, ParticipantRow>(&sql).bind(spot_id).bind(course_id).bind(id).fetch_optional(c).await)
+    run!(ex, |c| sqlx::query_as::<_, ParticipantRow>(&sql)
+        .bind(spot_id)
+        .bind(course_id)
+        .bind(id)
+        .fetch_optional(c)
+        .await)
 }
 
 /// The participants of `course_id` among `member_ids`.

@@ -15,7 +15,7 @@
 
 use uuid::Uuid;
 
-use crate::domain::ids::SpotId;
+use crate::domain::ids::{ConnectorId, CourseId, GroupId, MemberId, ParticipantId, PropertyId, RoleId, SpotId};
 
 /// Ids or keys per `IN (…)` list: lookups by many keys split into statements of this
 /// many, well under both backends' bind limits.
@@ -59,6 +59,18 @@ impl From<Uuid> for Bind {
         Bind::Uuid(id)
     }
 }
+
+/// Typed ids bind as their UUID.
+macro_rules! ids_bind_as_uuids {
+    ($($id:ty),+) => {$(
+        impl From<$id> for Bind {
+            fn from(id: $id) -> Self {
+                Bind::Uuid(id.uuid())
+            }
+        }
+    )+};
+}
+ids_bind_as_uuids!(SpotId, MemberId, GroupId, CourseId, ParticipantId, PropertyId, RoleId, ConnectorId);
 
 /// SQL text with its binds, rendered for each backend; placeholders are numbered as
 /// they are pushed, each used once, in bind order. Text is appended only from
@@ -218,6 +230,12 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_ids_bind_as_their_uuid() {
+        let id = ParticipantId::generate();
+        assert_eq!(Bind::from(id), Bind::Uuid(id.uuid()));
+    }
 
     #[test]
     fn predicates_render_numbered_placeholders() {

@@ -53,13 +53,10 @@ pub struct TokenGrant {
 }
 
 crate::domain::row_conversions!(Connector, store::connectors::ConnectorRow { spot_id, id, name, created_at });
-crate::domain::row_conversions!(TokenGrant, store::kz_tokens::GrantRow {
-    spot_id,
-    connector_id,
-    member_id,
-    issued_at,
-    expires_at,
-});
+crate::domain::row_conversions!(
+    TokenGrant,
+    store::kz_tokens::GrantRow { spot_id, connector_id, member_id, issued_at, expires_at }
+);
 
 fn random_token(prefix: &str, bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
