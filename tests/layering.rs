@@ -8,6 +8,8 @@
 //! * the two dialects never call each other, and neither the domain nor the store
 //!   knows HTTP.
 
+#![allow(clippy::expect_used)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
