@@ -184,8 +184,9 @@ pub async fn create_group(db: &Db, spot_id: SpotId, n: NewGroup) -> Result<Group
     Ok(g)
 }
 
-/// `POST /v1/groups~bulkCreate`: each item is created or, when invalid, echoed in `failed`.
-pub async fn bulk_create(db: &Db, spot_id: SpotId, items: Vec<(NewGroup, Value)>) -> Result<(Vec<Group>, Vec<Value>)> {
+/// `POST /v1/groups~bulkCreate`: the valid items are created; returns them and the
+/// positions (in `items`) of the invalid ones, which the adapter echoes back as sent.
+pub async fn bulk_create(db: &Db, spot_id: SpotId, items: Vec<NewGroup>) -> Result<(Vec<Group>, Vec<usize>)> {
     if items.is_empty() {
         return Err(Error::invalid("body", "must be a non-empty array of groups"));
     }
@@ -195,10 +196,10 @@ pub async fn bulk_create(db: &Db, spot_id: SpotId, items: Vec<(NewGroup, Value)>
     let props = super::properties::list_properties(db, spot_id).await?;
     let mut valid = Vec::new();
     let mut failed = Vec::new();
-    for (n, raw) in items {
+    for (i, n) in items.into_iter().enumerate() {
         match prepare(spot_id, n, &props) {
             Ok(g) => valid.push(g),
-            Err(_) => failed.push(raw),
+            Err(_) => failed.push(i),
         }
     }
     let mut tx = db.begin().await?;

@@ -170,18 +170,20 @@ async fn bulk_create_groups(
     CallerSpot(spot): CallerSpot,
     MsJson(items): MsJson<Vec<Value>>,
 ) -> Result<(StatusCode, Json<BulkCreateResult>), MsError> {
-    let items = items
-        .into_iter()
+    let parsed = items
+        .iter()
         .map(|raw| {
             let parsed: CreateGroupBody = serde_json::from_value(raw.clone()).unwrap_or_default();
             let mut n: NewGroup = parsed.into();
             if !raw.is_object() {
                 n.name = None;
             }
-            (n, raw)
+            n
         })
         .collect();
-    let (created, failed) = groups::bulk_create(&st.db, spot, items).await?;
+    let (created, failed) = groups::bulk_create(&st.db, spot, parsed).await?;
+    // Invalid items are echoed exactly as the client sent them.
+    let failed = failed.into_iter().filter_map(|i| items.get(i).cloned()).collect();
     Ok((StatusCode::CREATED, Json(BulkCreateResult { created: created.into_iter().map(Into::into).collect(), failed })))
 }
 
