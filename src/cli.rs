@@ -294,7 +294,9 @@ async fn members_command(db: &Db, cmd: MembersCommand) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if json {
-        print_json(serde_json::to_value(&report)?);
+        let failed: Vec<serde_json::Value> =
+            report.failed.iter().map(|f| json!({"line": f.line, "email": f.email, "reason": f.reason})).collect();
+        print_json(json!({"created": report.created, "updated": report.updated, "failed": failed}));
     } else {
         eprintln!(
             "{}{} created, {} updated, {} failed ({} rows in {:.1}s)",

@@ -138,7 +138,7 @@ impl Cell {
 }
 
 /// A row that was not imported.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct FailedRow {
     pub line: u64,
     pub email: String,
@@ -146,7 +146,7 @@ pub struct FailedRow {
 }
 
 /// What an import did (or, dry, would do).
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ImportReport {
     pub created: u64,
     pub updated: u64,
