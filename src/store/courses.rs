@@ -42,8 +42,7 @@ pub async fn insert(ex: Ex<'_>, c_: &CourseRow, now: i64) -> Result<(), sqlx::Er
 }
 
 pub async fn get(ex: Ex<'_>, spot_id: SpotId, id: CourseId) -> Result<Option<CourseRow>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM courses WHERE spot_id = $1 AND id = $2");
-    run!(ex, |c| sqlx::query_as::<_, CourseRow>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
+    super::sql::by_id(ex, "courses", COLUMNS, spot_id, id).await
 }
 
 pub async fn list(

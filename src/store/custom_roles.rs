@@ -34,8 +34,7 @@ pub async fn insert(ex: Ex<'_>, r: &CustomRoleRow, now: i64) -> Result<(), sqlx:
 }
 
 pub async fn get(ex: Ex<'_>, spot_id: SpotId, id: RoleId) -> Result<Option<CustomRoleRow>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM custom_roles WHERE spot_id = $1 AND id = $2");
-    run!(ex, |c| sqlx::query_as::<_, CustomRoleRow>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
+    super::sql::by_id(ex, "custom_roles", COLUMNS, spot_id, id).await
 }
 
 pub async fn list(

@@ -58,8 +58,7 @@ pub async fn insert(ex: Ex<'_>, g: &GroupRow) -> Result<(), sqlx::Error> {
 }
 
 pub async fn get(ex: Ex<'_>, spot_id: SpotId, id: GroupId) -> Result<Option<GroupRow>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM spot_groups WHERE spot_id = $1 AND id = $2");
-    run!(ex, |c| sqlx::query_as::<_, GroupRow>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
+    super::sql::by_id(ex, "spot_groups", COLUMNS, spot_id, id).await
 }
 
 /// A page of the spot's groups matching `filters`, and how many match.

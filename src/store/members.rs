@@ -87,8 +87,7 @@ pub async fn insert_if_absent(ex: Ex<'_>, m: &MemberRow) -> Result<Option<Member
 }
 
 pub async fn get(ex: Ex<'_>, spot_id: SpotId, id: MemberId) -> Result<Option<MemberRow>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND id = $2");
-    run!(ex, |c| sqlx::query_as::<_, MemberRow>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
+    super::sql::by_id(ex, "members", COLUMNS, spot_id, id).await
 }
 
 /// The member under its row lock until the transaction ends (PostgreSQL; SQLite write

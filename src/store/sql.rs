@@ -227,6 +227,24 @@ where
     })
 }
 
+/// The spot's row of `table` with primary key `id`, if any: the shape of every plain
+/// `get` by id.
+pub async fn by_id<T>(
+    ex: super::Ex<'_>,
+    table: &'static str,
+    columns: &'static str,
+    spot_id: SpotId,
+    id: impl Into<Bind>,
+) -> Result<Option<T>, sqlx::Error>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    T: Send + Unpin,
+{
+    let mut sql = Sql::from_parts(&["SELECT ", columns, " FROM ", table, " WHERE spot_id = "]);
+    sql.push_bind(spot_id.into()).push(" AND id = ").push_bind(id.into());
+    crate::run!(ex, |c| crate::bind_all!(sqlx::query_as::<_, T>(sql.text_for(&*c)), &sql.binds).fetch_optional(c).await)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
