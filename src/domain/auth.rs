@@ -108,7 +108,7 @@ impl KeyCache {
         }
         self.db_lookups.fetch_add(1, Ordering::Relaxed);
         let mut c = db.conn().await?;
-        let found = store::spots::find_by_key_hash(c.ex(), &hash).await?;
+        let found = store::spots::get_by_key_hash(c.ex(), &hash).await?;
         drop(c);
         let spot = match found {
             Some((spot, stored)) if bool::from(stored.as_slice().ct_eq(&hash)) => spot,

@@ -41,7 +41,7 @@ pub async fn get(ex: Ex<'_>, id: SpotId) -> Result<Option<SpotRow>, sqlx::Error>
 }
 
 /// The spot whose key hashes to `hash`, with the stored hash (compared in constant time by the caller).
-pub async fn find_by_key_hash(ex: Ex<'_>, hash: &[u8]) -> Result<Option<(SpotRow, Vec<u8>)>, sqlx::Error> {
+pub async fn get_by_key_hash(ex: Ex<'_>, hash: &[u8]) -> Result<Option<(SpotRow, Vec<u8>)>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS}, api_key_hash FROM spots WHERE api_key_hash = $1");
     run!(ex, |c| {
         use sqlx::Row;
