@@ -170,6 +170,9 @@ pub async fn serve(
     let service =
         tower::util::MapRequestLayer::new(kaizala::normalize_request::<axum::body::Body>).layer(app(state.clone()));
     let result = server::run(listener, service, &state.config, shutdown).await;
+    // PINs already answered for are stored and relayed before the process exits (the
+    // relay's own timeout bounds this).
+    state.pin_delivery.drain(std::time::Duration::from_secs(15)).await;
     housekeeping.abort();
     result
 }

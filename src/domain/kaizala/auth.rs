@@ -174,6 +174,15 @@ impl PinDelivery {
         PinDelivery { sms_webhook_url, outbound, pending: Arc::new(Semaphore::new(Self::MAX_PENDING)) }
     }
 
+    /// Waits (at most `within`) for the PINs being stored or relayed: a graceful shutdown
+    /// calls it, so a PIN the server answered for is not lost with the process.
+    pub async fn drain(&self, within: std::time::Duration) {
+        let all = Self::MAX_PENDING as u32;
+        if tokio::time::timeout(within, self.pending.acquire_many(all)).await.is_err() {
+            tracing::warn!("shutdown: some Kaizala PINs were still being delivered");
+        }
+    }
+
     /// For a member who may sign in: stores a new PIN, then relays it. For anyone else
     /// the same background slot is taken and nothing happens.
     fn issue(&self, db: &Db, connector: &Connector, member_id: Option<MemberId>, number: String) {
