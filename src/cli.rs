@@ -32,6 +32,23 @@ pub enum Command {
     Spots(SpotsCommand),
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Write a consistent copy of the SQLite database to a new file (the server may run).
+    Backup {
+        /// The file to create (refused if it exists).
+        #[arg(long)]
+        to: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the SQLite database's data with a backup's, in one transaction (the
+    /// server may run; its writes wait meanwhile).
+    Restore {
+        /// A file written by `openspot backup` (same schema version).
+        #[arg(long)]
+        from: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Kaizala connectors and user tokens.
     #[command(subcommand)]
     Kaizala(KaizalaCommand),
@@ -223,6 +240,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = Db::connect_and_migrate(&cli.database_url).await?;
             db.close().await;
             eprintln!("migrations applied to {}", redact_url(&cli.database_url));
+            Ok(())
+        }
+        Command::Backup { to, json } => {
+            let db = Db::connect(&cli.database_url).await?;
+            let result = crate::store::backup::snapshot(&db, &to).await;
+            db.close().await;
+            let done = result?;
+            if json {
+                print_json(json!({"file": to, "bytes": done.bytes, "ms": done.took.as_millis() as u64}));
+            } else {
+                eprintln!("backup written to {} ({} bytes in {:.1?})", to.display(), done.bytes, done.took);
+            }
+            Ok(())
+        }
+        Command::Restore { from, json } => {
+            let db = Db::connect_and_migrate(&cli.database_url).await?;
+            let result = crate::store::backup::restore(&db, &from).await;
+            db.close().await;
+            let done = result?;
+            if json {
+                print_json(json!({"tables": done.tables, "rows": done.rows, "ms": done.took.as_millis() as u64}));
+            } else {
+                eprintln!(
+                    "restored {} rows in {} tables from {} in {:.1?}",
+                    done.rows,
+                    done.tables,
+                    from.display(),
+                    done.took
+                );
+            }
             Ok(())
         }
         Command::Spots(cmd) => {

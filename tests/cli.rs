@@ -77,6 +77,28 @@ fn spot_commands_print_one_json_object() {
 }
 
 #[test]
+fn backup_and_restore_round_trip_a_spot() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cli.db").display());
+    let created = one_object(&openspot(&db, &["spots", "create", "--name", "Acme", "--json"]).1);
+    let backup = dir.path().join("acme.backup");
+    let (code, out, err) = openspot(&db, &["backup", "--to", backup.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(one_object(&out)["bytes"].as_u64().unwrap() > 0);
+    let (code, _, err) = openspot(&db, &["backup", "--to", backup.to_str().unwrap()]);
+    assert_ne!(code, 0, "a backup never overwrites a file");
+    assert!(err.contains("exists already"), "{err}");
+    let spot_id = created["spotId"].as_str().unwrap();
+    assert_eq!(openspot(&db, &["spots", "delete", spot_id, "--json"]).0, 0);
+    assert_eq!(one_object(&openspot(&db, &["spots", "list", "--json"]).1)["spots"], Value::Array(vec![]));
+    let (code, out, err) = openspot(&db, &["restore", "--from", backup.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(one_object(&out)["rows"].as_u64().unwrap() >= 1);
+    let spots = one_object(&openspot(&db, &["spots", "list", "--json"]).1);
+    assert_eq!(spots["spots"][0]["spotId"], created["spotId"], "{spots}");
+}
+
+#[test]
 fn members_import_reports_and_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("cli.db").display());

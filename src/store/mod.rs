@@ -8,6 +8,7 @@
 //! arms. Every function takes the spot first and every `WHERE` starts with
 //! `spot_id = $1`, so an id of another spot is "not found" by construction.
 
+pub mod backup;
 pub mod blacklist;
 pub mod connectors;
 pub mod course_groups;
