@@ -161,6 +161,9 @@ pub struct ServeArgs {
     /// Relay that receives Kaizala login PINs as `{mobileNumber, pin}` (default: the log).
     #[arg(long, env = "OPENSPOT_SMS_WEBHOOK_URL")]
     pub sms_webhook_url: Option<String>,
+    /// Token that `GET /metrics` requires as `Authorization: Bearer <token>` (default: open).
+    #[arg(long, env = "OPENSPOT_METRICS_TOKEN")]
+    pub metrics_token: Option<String>,
     /// Allow outbound calls to private, loopback and link-local addresses.
     #[arg(long, env = "OPENSPOT_ALLOW_PRIVATE_TARGETS", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_private_targets: bool,
@@ -504,6 +507,10 @@ fn serve_config(listen: SocketAddr, args: ServeArgs) -> anyhow::Result<Config> {
     config.default_limits.per_10s = args.rate_limit_per_10s;
     config.default_limits.per_day = args.rate_limit_per_day;
     config.sms_webhook_url = args.sms_webhook_url;
+    config.metrics_token_hash = args
+        .metrics_token
+        .filter(|t| !t.is_empty())
+        .map(|t| <sha2::Sha256 as sha2::Digest>::digest(t.as_bytes()).into());
     config.allow_private_targets = args.allow_private_targets;
     config.trusted_proxies = crate::config::parse_trusted_proxies(&args.trusted_proxies)
         .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?;

@@ -15,6 +15,9 @@ pub struct Config {
     pub default_limits: Limits,
     /// Where Kaizala login PINs are posted (`{mobileNumber, pin}`); None: not sent.
     pub sms_webhook_url: Option<String>,
+    /// When set, `GET /metrics` requires `Authorization: Bearer <token>`; only the
+    /// token's SHA-256 is kept (compared in constant time).
+    pub metrics_token_hash: Option<[u8; 32]>,
     /// Let outbound calls reach private, loopback and link-local addresses.
     pub allow_private_targets: bool,
     /// Connection and request bounds of the HTTP server.
@@ -99,6 +102,7 @@ impl Config {
             public_url: public_url.trim_end_matches('/').to_string(),
             default_limits: Limits { per_10s: 100, per_day: 50_000 },
             sms_webhook_url: None,
+            metrics_token_hash: None,
             allow_private_targets: false,
             server: ServerLimits::default(),
             auth: AuthLimits::default(),

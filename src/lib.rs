@@ -14,6 +14,8 @@ pub mod domain;
 pub mod error;
 /// HTTP router, middleware and dialect adapters.
 pub mod http;
+/// Process metrics (`GET /metrics`).
+pub mod metrics;
 /// Outbound HTTP with timeouts and the private-target check.
 pub mod outbound;
 /// SQL on SQLite and PostgreSQL.

@@ -662,6 +662,7 @@ pub fn start_computation(db: &Db, spot_id: SpotId, group_id: GroupId) {
     tokio::spawn(async move {
         let _admitted = admitted;
         let Ok(_slot) = COMPUTE_SLOTS.acquire().await else { return };
+        let _timer = crate::metrics::ComputationTimer::start();
         if let Err(e) = compute_smart_group(&db, spot_id, group_id).await {
             tracing::error!(error = ?e, %group_id, "smart group computation failed; another replica will retry");
         }

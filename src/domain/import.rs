@@ -715,6 +715,9 @@ pub async fn import_rows(
     if !dry_run && report.created + report.updated >= ANALYZE_AFTER_ROWS {
         db.analyze_after_bulk_write().await?;
     }
+    if !dry_run {
+        crate::metrics::global().count_import(report.created, report.updated, report.failed.len() as u64);
+    }
     Ok(report)
 }
 

@@ -121,6 +121,7 @@ pub fn app(state: AppState) -> Router {
     let probes = Router::new()
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_endpoint))
         .with_state(state.clone());
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
@@ -130,6 +131,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), server::bound_requests))
+        .layer(axum::middleware::from_fn(record_request))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CatchPanicLayer::custom(|_| error::error_response(500, "Internal server error".into())))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
@@ -138,6 +140,54 @@ pub fn app(state: AppState) -> Router {
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Times every routed request into `http_server_request_duration_seconds` (labelled by
+/// its route template, never its path) and counts 429s.
+async fn record_request(req: Request, next: axum::middleware::Next) -> Response {
+    let began = std::time::Instant::now();
+    let method = req.method().as_str().to_string();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    let metrics = crate::metrics::global();
+    if status == 429 {
+        metrics.rate_limited.inc();
+    }
+    let labels = crate::metrics::RequestLabels {
+        http_request_method: method,
+        http_route: route,
+        http_response_status_code: status,
+    };
+    metrics.requests.get_or_create(&labels).observe(began.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics`: every metric in the OpenMetrics text format. With a metrics token
+/// configured, only `Authorization: Bearer <token>` may read it.
+async fn metrics_endpoint(State(st): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(expected) = &st.config.metrics_token_hash {
+        let presented = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let hash: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(presented.trim().as_bytes()).into();
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(&hash[..], &expected[..])) {
+            return error::error_response(401, "Unauthorized".into());
+        }
+    }
+    let metrics = crate::metrics::global();
+    let (size, idle) = st.db.pool_stats();
+    metrics.set_pool(size, idle);
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        metrics.render(),
+    )
+        .into_response()
 }
 
 async fn readyz(State(st): State<AppState>) -> Response {

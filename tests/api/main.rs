@@ -8,6 +8,7 @@ mod common;
 mod conventions;
 mod isolation;
 mod kaizala;
+mod metrics;
 mod ms_courses;
 mod ms_groups;
 mod ms_import;
