@@ -6,6 +6,7 @@
 mod backup;
 mod common;
 mod conventions;
+mod faults;
 mod isolation;
 mod kaizala;
 mod metrics;

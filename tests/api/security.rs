@@ -398,7 +398,7 @@ mod a_flood_of_bad_keys_barely_reaches_the_database {
 }
 
 /// Runs the real binary with `args` (SQLite at `db`) and returns its stdout as JSON.
-fn cli_json(db: &str, args: &[&str]) -> Value {
+pub(crate) fn cli_json(db: &str, args: &[&str]) -> Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_openspot"))
         .args(["--database-url", db])
         .args(args)
@@ -412,7 +412,7 @@ fn cli_json(db: &str, args: &[&str]) -> Value {
 /// the process, the address it reported on its `listening on` line (bound before that
 /// line is printed, so it answers at once), and a thread that yields the whole log once
 /// the process ends.
-async fn serve_logged(
+pub(crate) async fn serve_logged(
     command: &mut std::process::Command,
 ) -> (std::process::Child, String, std::thread::JoinHandle<String>) {
     let mut child = command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
@@ -442,7 +442,7 @@ async fn serve_logged(
 }
 
 /// Sends SIGTERM and waits (bounded) for the process to exit.
-async fn stop(mut child: std::process::Child) {
+pub(crate) async fn stop(mut child: std::process::Child) {
     std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let start = Instant::now();
     while child.try_wait().unwrap().is_none() {

@@ -1,0 +1,178 @@
+//! Faults: the real `openspot` process is SIGKILLed in the middle of writes, restarted,
+//! and the database is checked, on SQLite and PostgreSQL.
+//!
+//! * Bulk invites are all-or-nothing: after the kill every batch of 200 is wholly there
+//!   or wholly absent, every acknowledged batch is there, and each spot's member count
+//!   equals its member rows.
+//! * A member import killed mid-way leaves whole batches (counts matching rows, every
+//!   imported member with its name), and re-running it finishes the job.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::Duration;
+
+use openspot::store::{Backend, Db};
+use serde_json::json;
+
+use crate::common::{test_client, test_database};
+use crate::security::{cli_json, serve_logged, stop};
+
+const BIN: &str = env!("CARGO_BIN_EXE_openspot");
+
+/// Spots whose stored member count differs from their member rows.
+async fn torn_counts(url: &str) -> Vec<(i64, i64)> {
+    let db = Db::connect(url).await.unwrap();
+    let sql = "SELECT s.member_count, (SELECT COUNT(*) FROM members m WHERE m.spot_id = s.id) FROM spots s \
+               WHERE s.member_count <> (SELECT COUNT(*) FROM members m WHERE m.spot_id = s.id)";
+    let torn = match &db {
+        Db::Sqlite(p) => sqlx::query_as::<_, (i64, i64)>(sql).fetch_all(p).await.unwrap(),
+        Db::Postgres(p) => sqlx::query_as::<_, (i64, i64)>(sql).fetch_all(p).await.unwrap(),
+    };
+    db.close().await;
+    torn
+}
+
+/// Every member's email and first name.
+async fn members(url: &str) -> Vec<(String, String)> {
+    let db = Db::connect(url).await.unwrap();
+    let sql = "SELECT email, firstname FROM members";
+    let rows = match &db {
+        Db::Sqlite(p) => sqlx::query_as::<_, (String, String)>(sql).fetch_all(p).await.unwrap(),
+        Db::Postgres(p) => sqlx::query_as::<_, (String, String)>(sql).fetch_all(p).await.unwrap(),
+    };
+    db.close().await;
+    rows
+}
+
+fn sigkill(mut child: std::process::Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+async fn bulk_invites_survive_a_kill(backend: Backend) {
+    let Some((url, _dir, _pg)) = test_database(backend).await else { return };
+    let spot = cli_json(&url, &["spots", "create", "--name", "faults", "--json"]);
+    let (key, spot_id) = (spot["apiKey"].as_str().unwrap().to_string(), spot["spotId"].as_str().unwrap().to_string());
+    cli_json(&url, &["spots", "set-limits", &spot_id, "--per-10s", "1000000", "--per-day", "100000000", "--json"]);
+    let (server, listen, _log) =
+        serve_logged(Command::new(BIN).args(["--database-url", &url, "serve", "--listen", "127.0.0.1:0"])).await;
+
+    // Four writers send batches of 200 until the server dies; each keeps the batches
+    // the server acknowledged.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (client, key, base) = (test_client(), key.clone(), format!("http://{listen}"));
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for b in 0.. {
+                    let emails: Vec<String> = (0..200).map(|i| format!("w{w}b{b}i{i}@x.io")).collect();
+                    let sent = client
+                        .post(format!("{base}/v1/spotMembers~bulkInvite"))
+                        .header("authorization", &key)
+                        .json(&json!({"emails": emails}))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status().is_success() => acked.push(format!("w{w}b{b}")),
+                        _ => break,
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    sigkill(server);
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.unwrap());
+    }
+    assert!(!acked.is_empty(), "some batches were acknowledged before the kill");
+
+    // A restarted server opens the same database, and the data holds together.
+    let (server, _, _) =
+        serve_logged(Command::new(BIN).args(["--database-url", &url, "serve", "--listen", "127.0.0.1:0"])).await;
+    stop(server).await;
+    assert_eq!(torn_counts(&url).await, vec![], "member counts match member rows");
+    let mut per_batch: HashMap<String, usize> = HashMap::new();
+    for (email, _) in members(&url).await {
+        let batch = email.split('i').next().unwrap().to_string();
+        *per_batch.entry(batch).or_default() += 1;
+    }
+    for (batch, n) in &per_batch {
+        assert_eq!(*n, 200, "batch {batch} is whole ({n} of 200 members)");
+    }
+    for batch in &acked {
+        assert!(per_batch.contains_key(batch), "acknowledged batch {batch} survived the kill");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_invites_survive_a_kill_sqlite() {
+    bulk_invites_survive_a_kill(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_invites_survive_a_kill_postgres() {
+    bulk_invites_survive_a_kill(Backend::Postgres).await;
+}
+
+async fn an_import_killed_midway_resumes_by_rerunning(backend: Backend) {
+    let Some((url, dir, _pg)) = test_database(backend).await else { return };
+    let spot = cli_json(&url, &["spots", "create", "--name", "faults", "--json"]);
+    let spot_id = spot["spotId"].as_str().unwrap().to_string();
+    let rows = 40_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let base = dir.as_ref().map_or(tmp.path(), |d| d.path());
+    let csv = base.join("members.csv");
+    let mut text = String::from("email,firstname\n");
+    for i in 0..rows {
+        text.push_str(&format!("m{i}@x.io,Name{i}\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let import = || {
+        Command::new(BIN)
+            .args(["--database-url", &url, "members", "import", "--spot", &spot_id, csv.to_str().unwrap(), "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Killed once some batches are in and before the last (the file takes seconds).
+    let child = import();
+    let mut waited = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 50;
+        let n = members(&url).await.len();
+        if n > 0 || waited > 20_000 {
+            break;
+        }
+    }
+    sigkill(child);
+    let after_kill = members(&url).await;
+    assert!(after_kill.len() < rows, "the kill came before the end ({} rows in)", after_kill.len());
+    assert_eq!(torn_counts(&url).await, vec![]);
+    for (email, firstname) in &after_kill {
+        let i = email.trim_start_matches('m').split('@').next().unwrap();
+        assert_eq!(firstname, &format!("Name{i}"), "imported members are whole rows");
+    }
+    // Re-running the import finishes it: every row, no duplicate.
+    let out = import().wait_with_output().unwrap();
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["created"].as_u64().unwrap() as usize, rows - after_kill.len(), "{report}");
+    assert_eq!(report["updated"].as_u64().unwrap() as usize, after_kill.len(), "{report}");
+    assert_eq!(members(&url).await.len(), rows);
+    assert_eq!(torn_counts(&url).await, vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_killed_midway_resumes_by_rerunning_sqlite() {
+    an_import_killed_midway_resumes_by_rerunning(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_killed_midway_resumes_by_rerunning_postgres() {
+    an_import_killed_midway_resumes_by_rerunning(Backend::Postgres).await;
+}
