@@ -147,6 +147,9 @@ pub const UNAUTHORIZED: &str = "Unauthorized";
 pub const BUSY_RETRY_AFTER_S: u64 = 1;
 
 const BUSY_MESSAGE: &str = "The database is busy, retry shortly";
+const UNREACHABLE_MESSAGE: &str = "The database is unavailable, retry shortly";
+const FULL_MESSAGE: &str = "The database is full: nothing more can be stored until its operator frees space";
+const READ_ONLY_MESSAGE: &str = "The database is read-only: nothing can be changed until its operator fixes it";
 
 /// How a database error reads to a client: busy/contended or a genuine failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,6 +158,12 @@ pub enum DbFailure {
     Transient,
     /// Busy after waiting (lock not granted within the busy timeout, pool exhausted).
     Busy,
+    /// The database cannot be reached (connection refused or lost, server shutting down).
+    Unreachable,
+    /// No space left for the database (SQLite `SQLITE_FULL`, PostgreSQL `53100`).
+    Full,
+    /// The database refuses writes (a read-only file or mount, a read-only server).
+    ReadOnly,
     Other,
 }
 
@@ -166,6 +175,13 @@ pub fn classify_db_code(code: &str) -> DbFailure {
         "40P01" | "40001" => DbFailure::Transient,
         // PostgreSQL: lock_not_available (lock_timeout), too_many_connections.
         "55P03" | "53300" => DbFailure::Busy,
+        // PostgreSQL: admin_shutdown, crash_shutdown, cannot_connect_now, and the
+        // connection exceptions of class 08.
+        "57P01" | "57P02" | "57P03" => DbFailure::Unreachable,
+        c if c.starts_with("08") => DbFailure::Unreachable,
+        // PostgreSQL: disk_full; read_only_sql_transaction (a standby).
+        "53100" => DbFailure::Full,
+        "25006" => DbFailure::ReadOnly,
         _ => match code.parse::<i32>() {
             // SQLite: SQLITE_BUSY_SNAPSHOT (a read snapshot that cannot become a write),
             // SQLITE_LOCKED and its extended forms (a table lock of the same process).
@@ -174,6 +190,9 @@ pub fn classify_db_code(code: &str) -> DbFailure {
             // SQLITE_BUSY and its extended forms (BUSY_RECOVERY 261, BUSY_TIMEOUT 773):
             // the busy timeout has already been waited out.
             Ok(n) if n & 0xff == 5 => DbFailure::Busy,
+            // SQLITE_FULL; SQLITE_READONLY and its extended forms.
+            Ok(13) => DbFailure::Full,
+            Ok(n) if n & 0xff == 8 => DbFailure::ReadOnly,
             _ => DbFailure::Other,
         },
     }
@@ -183,6 +202,7 @@ impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         let failure = match &e {
             sqlx::Error::PoolTimedOut => DbFailure::Busy,
+            sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => DbFailure::Unreachable,
             sqlx::Error::Database(d) => d.code().map_or(DbFailure::Other, |c| classify_db_code(&c)),
             _ => DbFailure::Other,
         };
@@ -194,6 +214,18 @@ impl From<sqlx::Error> for Error {
             DbFailure::Busy => {
                 tracing::warn!(error = %e, "database busy");
                 Error::Unavailable(BUSY_MESSAGE.into())
+            }
+            DbFailure::Unreachable => {
+                tracing::error!(error = %e, "database unreachable");
+                Error::Unavailable(UNREACHABLE_MESSAGE.into())
+            }
+            DbFailure::Full => {
+                tracing::error!(error = %e, "database full: free space for it");
+                Error::Unavailable(FULL_MESSAGE.into())
+            }
+            DbFailure::ReadOnly => {
+                tracing::error!(error = %e, "database read-only");
+                Error::Unavailable(READ_ONLY_MESSAGE.into())
             }
             DbFailure::Other => Error::Internal(anyhow::Error::new(e)),
         }
@@ -210,6 +242,15 @@ mod tests {
     fn database_codes_are_classified() {
         for code in ["40P01", "40001", "517", "6", "262"] {
             assert_eq!(classify_db_code(code), DbFailure::Transient, "{code}");
+        }
+        for code in ["57P01", "57P03", "08006", "08001"] {
+            assert_eq!(classify_db_code(code), DbFailure::Unreachable, "{code}");
+        }
+        for code in ["13", "53100"] {
+            assert_eq!(classify_db_code(code), DbFailure::Full, "{code}");
+        }
+        for code in ["8", "1032", "264", "25006"] {
+            assert_eq!(classify_db_code(code), DbFailure::ReadOnly, "{code}");
         }
         for code in ["5", "261", "773", "55P03", "53300"] {
             assert_eq!(classify_db_code(code), DbFailure::Busy, "{code}");

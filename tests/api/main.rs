@@ -16,6 +16,7 @@ mod ms_import;
 mod ms_members;
 mod ms_properties;
 mod openapi_filters;
+mod outage;
 mod replicas;
 mod robustness;
 mod security;
