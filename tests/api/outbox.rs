@@ -459,3 +459,52 @@ both!(readyz_shows_the_outbox_backlog_and_counters, |app| {
     }
     assert!(o.get("oldestDueAgeMs").is_some(), "{}", r.text);
 });
+
+both_db!(purge_deletes_what_is_past_the_retention_and_keeps_counts_right, |f| {
+    let day_ms = 86_400_000i64;
+    let old_ms = openspot::domain::now_ms() - 2 * day_ms;
+    let old_id = |n: u32| {
+        let ms = u64::try_from(old_ms).unwrap();
+        Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, ms / 1_000, (ms % 1_000) as u32 * 1_000_000 + n))
+    };
+    let target = Uuid::now_v7();
+    let rows = vec![
+        NewOutboxRow {
+            id: old_id(1),
+            state: OutboxState::Delivered,
+            ..new_row(ChannelKind::Webhook, Some(target), "old")
+        },
+        NewOutboxRow { id: old_id(2), ..new_row(ChannelKind::Webhook, Some(target), "old but pending") },
+        NewOutboxRow { state: OutboxState::Delivered, ..new_row(ChannelKind::Webhook, Some(target), "new") },
+    ];
+    insert(&f.db, f.spot, &rows, old_ms).await;
+    let attempt = |id: Uuid| store::AttemptRow {
+        spot_id: f.spot,
+        id,
+        outbox_id: rows[0].id,
+        target_id: Some(target),
+        event_id: rows[0].event_id,
+        event_type: "member.created".into(),
+        channel: ChannelKind::Webhook,
+        attempt: 1,
+        status_code: Some(200),
+        duration_ms: 1,
+        error: None,
+        response_body: None,
+        replica_id: Uuid::now_v7(),
+        created_at: old_ms,
+    };
+    let mut tx = f.db.begin().await.unwrap();
+    store::insert_attempts(tx.ex(), &[attempt(old_id(3)), attempt(old_id(4)), attempt(Uuid::now_v7())]).await.unwrap();
+    store::add_attempt_counts(tx.ex(), &[(f.spot, target, 3)]).await.unwrap();
+    tx.commit().await.unwrap();
+
+    assert_eq!(outbox::purge(&f.db, Duration::from_secs(86_400)).await.unwrap(), 3, "one row, two attempts");
+    let left: Vec<String> = list(&f.db, &OutboxFilter::default()).await.into_iter().map(|r| r.payload).collect();
+    assert_eq!(left, vec!["new".to_string(), "old but pending".to_string()]);
+    let mut c = f.db.conn().await.unwrap();
+    let (items, total) = store::list_attempts(c.ex(), f.spot, target, None, None, 0, 10).await.unwrap();
+    assert_eq!((items.len(), total), (1, 1));
+    drop(c);
+    assert_eq!(outbox::purge(&f.db, Duration::from_secs(86_400)).await.unwrap(), 0);
+});
