@@ -28,7 +28,8 @@ pub const CLAIM_BATCH: usize = 100;
 /// on it (the channel's own client enforces the timeout; this is the backstop).
 pub const GRACE: Duration = Duration::from_secs(1);
 
-/// A running dispatcher; [`DispatcherHandle::shutdown`] stops it cleanly.
+/// A running dispatcher; [`DispatcherHandle::shutdown`] stops it cleanly (dropping the
+/// handle starts the same shutdown without waiting for it).
 pub struct DispatcherHandle {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -151,7 +152,12 @@ async fn run(db: Db, rt: Arc<Runtime>, mut stopped: watch::Receiver<bool>) {
                     fl.reaped(done.map_or_else(|e| e.id(), |(id, ())| id));
                 }
             }
-            _ = stopped.changed() => {}
+            changed = stopped.changed() => {
+                // The handle was dropped without a shutdown: stop all the same.
+                if changed.is_err() {
+                    break;
+                }
+            }
         }
     }
     if let Some(l) = listener {
