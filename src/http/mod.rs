@@ -29,6 +29,7 @@ use crate::config::Config;
 use crate::domain::auth::{FailedAuthThrottle, KeyCache};
 use crate::domain::housekeeping::Housekeeping;
 use crate::domain::kaizala::{PinDelivery, TokenCache};
+use crate::domain::outbox::{self, Channels, Runtime};
 use crate::domain::rate_limit::RateLimiter;
 use crate::outbound::Outbound;
 use crate::store::Db;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub failed_auth: Arc<FailedAuthThrottle>,
     /// Requests handled at once (see [`server::bound_requests`]).
     pub in_flight: server::InFlight,
+    /// The outbox dispatcher's configuration, channels and counters.
+    pub outbox: Arc<Runtime>,
 }
 
 /// Timeout of every outbound call (contract §5).
@@ -66,6 +69,7 @@ impl AppState {
             pin_delivery,
             failed_auth: Arc::new(FailedAuthThrottle::new(config.auth.failed_auth_per_address)),
             in_flight: server::InFlight(Arc::new(tokio::sync::Semaphore::new(config.server.max_in_flight.max(1)))),
+            outbox: Arc::new(Runtime::new(config.outbox.clone(), Channels::default())),
             config: Arc::new(config),
         })
     }
@@ -190,9 +194,17 @@ async fn metrics_endpoint(State(st): State<AppState>, headers: axum::http::Heade
         .into_response()
 }
 
+/// Ready when the database answers; the detail adds the outbox backlog and this
+/// replica's delivery counters (left out if they cannot be read in time).
 async fn readyz(State(st): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), st.db.ping()).await {
-        Ok(Ok(())) => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Ok(Ok(())) => {
+            let outbox = tokio::time::timeout(Duration::from_secs(1), outbox::status(&st.db, &st.outbox)).await;
+            match outbox {
+                Ok(Ok(o)) => Json(serde_json::json!({"status": "ready", "outbox": o})).into_response(),
+                _ => Json(serde_json::json!({"status": "ready"})).into_response(),
+            }
+        }
         _ => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "database unavailable"})))
             .into_response(),
     }
@@ -213,16 +225,23 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     use tower::Layer as _;
-    let housekeeping =
-        Housekeeping { db: state.db.clone(), limiter: state.limiter.clone(), failed_auth: state.failed_auth.clone() }
-            .spawn();
+    let housekeeping = Housekeeping {
+        db: state.db.clone(),
+        limiter: state.limiter.clone(),
+        failed_auth: state.failed_auth.clone(),
+        outbox_retention: state.config.outbox.retention,
+    }
+    .spawn();
     // Kaizala paths as clients write them are normalised before routing.
     let service =
         tower::util::MapRequestLayer::new(kaizala::normalize_request::<axum::body::Body>).layer(app(state.clone()));
+    let dispatcher = crate::domain::outbox::spawn(state.db.clone(), state.outbox.clone());
     let result = server::run(listener, service, &state.config, shutdown).await;
     // PINs already answered for are stored and relayed before the process exits (the
     // relay's own timeout bounds this).
     state.pin_delivery.drain(std::time::Duration::from_secs(15)).await;
     housekeeping.abort();
+    // After the last request: in-flight deliveries end or are released for the others.
+    dispatcher.shutdown().await;
     result
 }

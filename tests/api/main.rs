@@ -17,6 +17,7 @@ mod ms_members;
 mod ms_properties;
 mod openapi_filters;
 mod outage;
+mod outbox;
 mod replicas;
 mod robustness;
 mod security;
