@@ -16,3 +16,4 @@ mod openapi_filters;
 mod robustness;
 mod security;
 mod vocab_messages;
+mod webhooks;
