@@ -18,12 +18,13 @@ use uuid::Uuid;
 
 use super::events::{self, EventType};
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
+use super::outbox::{Attempted, BoxFuture, Channel, Outcome};
 use super::vocab::{ChannelKind, OutboxState};
 use super::{new_id, now_ms};
 use crate::domain::ids::{EventId, SpotId, WebhookId};
 use crate::error::{Entity, Error, Result};
 use crate::outbound::Outbound;
-use crate::store::outbox::NewOutboxRow;
+use crate::store::outbox::{NewOutboxRow, OutboxRow};
 use crate::store::sql::Bind;
 use crate::store::webhooks::WebhookEndpointRow;
 use crate::store::{self, Db, Tx};
@@ -568,6 +569,113 @@ pub async fn recover(db: &Db, spot_id: SpotId, id: WebhookId, since_ms: i64) -> 
     }
     tx.commit().await?;
     Ok(n)
+}
+
+/// Delivers webhook rows of the outbox: the body as written, signed with the endpoint's
+/// current secret (and the previous one while it still signs), through the vetted
+/// outbound client.
+pub struct WebhookChannel {
+    outbound: Outbound,
+}
+
+impl WebhookChannel {
+    /// `outbound` carries the attempt timeout (10 s by default) and the private-target rule.
+    pub fn new(outbound: Outbound) -> Self {
+        WebhookChannel { outbound }
+    }
+
+    async fn deliver(&self, db: &Db, row: &OutboxRow) -> Outcome {
+        let started = std::time::Instant::now();
+        let Some(target) = row.target_id else {
+            return Outcome::TargetMissing;
+        };
+        let endpoint = match endpoint_for_delivery(db, row.spot_id, WebhookId(target)).await {
+            Ok(Some(e)) => e,
+            Ok(None) => return Outcome::TargetMissing,
+            Err(e) => {
+                return Outcome::Retry(Attempted {
+                    duration_ms: started.elapsed().as_millis() as i64,
+                    error: Some(format!("cannot read the endpoint: {e}")),
+                    ..Attempted::default()
+                })
+            }
+        };
+        let now = now_ms();
+        let ts = now.div_euclid(1000);
+        let headers = delivery_headers(&endpoint, &row.event_id.to_string(), ts, now, row.payload.as_bytes());
+        match self.outbound.post_bytes(&endpoint.url, &headers, row.payload.as_bytes().to_vec()).await {
+            Ok(reply) => {
+                let attempted = Attempted {
+                    status: Some(reply.status),
+                    duration_ms: reply.elapsed.as_millis() as i64,
+                    response: Some(reply.body_prefix).filter(|b| !b.is_empty()),
+                    error: None,
+                };
+                match reply.status {
+                    200..=299 => Outcome::Delivered(attempted),
+                    410 => Outcome::Gone(attempted),
+                    300..=399 => Outcome::Retry(Attempted {
+                        error: Some(format!("redirect (HTTP {}) not followed", reply.status)),
+                        ..attempted
+                    }),
+                    _ => Outcome::Retry(attempted),
+                }
+            }
+            Err(e) => Outcome::Retry(Attempted {
+                duration_ms: started.elapsed().as_millis() as i64,
+                error: Some(format!("{e:#}")),
+                ..Attempted::default()
+            }),
+        }
+    }
+}
+
+/// The endpoint a row goes to, read without a transaction (None: deleted since).
+async fn endpoint_for_delivery(db: &Db, spot_id: SpotId, id: WebhookId) -> Result<Option<WebhookEndpoint>> {
+    let mut c = db.conn().await?;
+    store::webhooks::get(c.ex(), spot_id, id).await?.map(WebhookEndpoint::try_from).transpose()
+}
+
+/// The headers of one attempt: the Svix names and the Standard Webhooks names with the
+/// same values, and the content type (the client sets `user-agent: openspot/<version>`).
+pub fn delivery_headers(
+    endpoint: &WebhookEndpoint,
+    msg_id: &str,
+    ts: i64,
+    now_ms: i64,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    let keys = endpoint.signing_keys(now_ms);
+    let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    let signature = signature_header(&keys, msg_id, ts, body);
+    vec![
+        ("content-type", "application/json".to_string()),
+        ("svix-id", msg_id.to_string()),
+        ("svix-timestamp", ts.to_string()),
+        ("svix-signature", signature.clone()),
+        ("webhook-id", msg_id.to_string()),
+        ("webhook-timestamp", ts.to_string()),
+        ("webhook-signature", signature),
+    ]
+}
+
+impl Channel for WebhookChannel {
+    fn attempt<'a>(&'a self, db: &'a Db, row: &'a OutboxRow) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.deliver(db, row))
+    }
+
+    fn disable<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        spot_id: SpotId,
+        target: Uuid,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            store::webhooks::disable(tx.ex(), spot_id, WebhookId(target), reason, now_ms()).await?;
+            Ok(())
+        })
+    }
 }
 
 #[cfg(test)]

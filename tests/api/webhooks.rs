@@ -1,10 +1,13 @@
 //! `/v1/webhooks` (contract §4, §5): endpoint management, validation, isolation, and
 //! signed deliveries to a real receiver on loopback.
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
-use crate::both;
 use crate::common::{assert_ms_error, TestApp};
+use crate::receiver::{Captured, Receiver, Reply};
+use crate::{both, both_with};
 
 /// A public-looking URL (`check_target` resolves nothing for an IP literal; this one is public).
 const PUBLIC_URL: &str = "https://93.184.215.14/hooks/openspot";
@@ -219,10 +222,13 @@ async fn outbox_rows(app: &TestApp) -> Vec<openspot::store::outbox::OutboxRow> {
     openspot::store::outbox::list(c.ex(), &f, 1000).await.unwrap()
 }
 
-both!(test_sends_redeliveries_and_recovery_are_queued_per_endpoint, |app| {
-    let e = create(&app, json!({"url": PUBLIC_URL, "eventTypes": ["group.member.added", "member.created"]})).await;
+// The receiver never answers and attempts outlast the test: rows are queued (and claimed),
+// nothing is logged.
+both_with!(test_sends_redeliveries_and_recovery_are_queued_per_endpoint, |c| { hanging(c) }, |app| {
+    let rx = Receiver::start(Reply::Hang).await;
+    let e = create(&app, json!({"url": rx.url(), "eventTypes": ["group.member.added", "member.created"]})).await;
     let id = e["id"].as_str().unwrap();
-    let other = create(&app, json!({"url": PUBLIC_URL, "eventTypes": ["member.created"]})).await;
+    let other = create(&app, json!({"url": rx.url(), "eventTypes": ["member.created"]})).await;
 
     // Default type: the endpoint's first; the body may be omitted.
     let r = app.send(reqwest::Method::POST, &format!("/v1/webhooks/{id}~test"), Some(&app.key), None).await;
@@ -318,4 +324,241 @@ both!(test_sends_redeliveries_and_recovery_are_queued_per_endpoint, |app| {
     assert!(outbox_rows(&app).await.is_empty());
     let r = app.get(&format!("/v1/webhooks/{id}/deliveries")).await;
     assert_eq!(assert_ms_error(&r, 404), "Webhook not found");
+});
+
+// ---- Deliveries to a real receiver on loopback ------------------------------------
+
+/// Loopback targets allowed, a short retry schedule and attempt timeout.
+fn fast(c: &mut openspot::Config) {
+    c.allow_private_targets = true;
+    c.outbox.retry_schedule = vec![Duration::from_millis(50), Duration::from_millis(100)];
+    c.outbox.attempt_timeout = Duration::from_secs(1);
+    c.outbox.lease = Duration::from_secs(3);
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Loopback targets allowed; an attempt takes up to 30 s (longer than any test).
+fn hanging(c: &mut openspot::Config) {
+    c.allow_private_targets = true;
+    c.outbox.attempt_timeout = Duration::from_secs(30);
+    c.outbox.lease = Duration::from_secs(40);
+}
+
+/// Checks one delivery's headers and signature against `secrets` (every one must have
+/// signed it) with openspot's verifier, and with the `standardwebhooks` package when
+/// a Python venv is configured. Returns the body.
+fn check_signed(req: &Captured, secrets: &[&str]) -> Value {
+    assert_eq!(req.method, "POST");
+    assert_eq!(req.path_and_query, "/hook");
+    assert_eq!(req.header("content-type"), Some("application/json"));
+    assert!(req.header("user-agent").unwrap_or_default().starts_with("openspot/"), "{:?}", req.headers);
+    let id = req.header("webhook-id").expect("webhook-id");
+    let ts = req.header("webhook-timestamp").expect("webhook-timestamp");
+    let sig = req.header("webhook-signature").expect("webhook-signature");
+    assert_eq!(req.header("svix-id"), Some(id));
+    assert_eq!(req.header("svix-timestamp"), Some(ts));
+    assert_eq!(req.header("svix-signature"), Some(sig));
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    let ts: i64 = ts.parse().unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert!((now - ts).abs() < 60, "timestamp {ts} vs now {now}");
+    assert_eq!(sig.split(' ').count(), secrets.len(), "{sig}");
+    for secret in secrets {
+        let key = openspot::domain::webhooks::parse_secret("secret", secret).unwrap();
+        assert!(openspot::domain::webhooks::verify(&key, id, ts, &req.body, sig), "{secret} did not sign {sig}");
+        if crate::python::python().is_some() {
+            let n = crate::python::verify_standard_webhooks(secret, std::slice::from_ref(req)).unwrap();
+            assert_eq!(n, 1);
+        }
+    }
+    serde_json::from_slice(&req.body).unwrap()
+}
+
+/// The endpoint's delivery log, once it has `n` attempts (bounded wait).
+async fn deliveries(app: &TestApp, id: &str, n: usize) -> Vec<Value> {
+    for _ in 0..200 {
+        let r = app.get(&format!("/v1/webhooks/{id}/deliveries?limit=100")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let items = r.body["items"].as_array().unwrap().clone();
+        if items.len() >= n {
+            assert_eq!(r.body["total"], items.len());
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{id}: fewer than {n} attempts logged");
+}
+
+/// Waits until the endpoint's `enabled` is `want`, and returns it.
+async fn endpoint_when(app: &TestApp, id: &str, want: bool) -> Value {
+    for _ in 0..200 {
+        let e = app.get(&format!("/v1/webhooks/{id}")).await.body;
+        if e["enabled"] == want {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{id}: enabled never became {want}");
+}
+
+both_with!(a_test_send_arrives_signed_and_is_logged, |c| { fast(c) }, |app| {
+    let rx = Receiver::start(Reply::Status(200)).await;
+    let e = create(&app, json!({"url": rx.url(), "eventTypes": ["member.created"]})).await;
+    let (id, secret) = (e["id"].as_str().unwrap(), e["secret"].as_str().unwrap());
+    let r = app.post(&format!("/v1/webhooks/{id}~test"), json!({})).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let got = rx.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1);
+    let body = check_signed(&got[0], &[secret]);
+    assert_eq!(got[0].header("webhook-id"), r.body["eventId"].as_str());
+    assert_eq!(body["type"], "member.created");
+    assert_eq!(body["test"], true);
+    assert_eq!(body["member"]["email"], "jane.doe@example.com");
+    assert_eq!(body["spot"]["id"], json!(app.spot_id));
+
+    let log = deliveries(&app, id, 1).await;
+    assert_eq!(log[0]["eventId"], r.body["eventId"]);
+    assert_eq!(log[0]["eventType"], "member.created");
+    assert_eq!(log[0]["attempt"], 1);
+    assert_eq!(log[0]["statusCode"], 200);
+    assert_eq!(log[0]["error"], Value::Null);
+    assert_eq!(log[0]["responseBody"], "status 200");
+    assert!(log[0]["durationMs"].as_i64().unwrap() >= 0);
+    assert!(iso_ms(&log[0]["createdAt"]) > 0);
+
+    // A redelivery sends the same event id (and body) again.
+    let r = app
+        .post(&format!("/v1/webhooks/{id}/deliveries/{}~redeliver", log[0]["eventId"].as_str().unwrap()), json!({}))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let got = rx.wait_for(2, WAIT).await;
+    assert_eq!(got.len(), 2);
+    check_signed(&got[1], &[secret]);
+    assert_eq!(got[1].header("webhook-id"), got[0].header("webhook-id"));
+    assert_eq!(got[1].body, got[0].body);
+    let log = deliveries(&app, id, 2).await;
+    assert_eq!(log[1]["attempt"], 2);
+});
+
+both_with!(failures_are_retried_with_the_same_event_id, |c| { fast(c) }, |app| {
+    let rx = Receiver::start(Reply::Sequence(vec![500, 503, 200])).await;
+    let e = create(&app, json!({"url": rx.url(), "eventTypes": ["group.member.added"]})).await;
+    let (id, secret) = (e["id"].as_str().unwrap(), e["secret"].as_str().unwrap());
+    let r = app.post(&format!("/v1/webhooks/{id}~test"), json!({})).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let got = rx.wait_for(3, WAIT).await;
+    assert_eq!(got.len(), 3);
+    for req in &got {
+        check_signed(req, &[secret]);
+        assert_eq!(req.header("webhook-id"), r.body["eventId"].as_str());
+        assert_eq!(req.body, got[0].body);
+    }
+    let log = deliveries(&app, id, 3).await;
+    let codes: Vec<i64> = log.iter().map(|d| d["statusCode"].as_i64().unwrap()).collect();
+    assert_eq!(codes, vec![500, 503, 200]);
+    let attempts: Vec<i64> = log.iter().map(|d| d["attempt"].as_i64().unwrap()).collect();
+    assert_eq!(attempts, vec![1, 2, 3]);
+    assert_eq!(log[1]["responseBody"], "status 503");
+    assert_eq!(endpoint_when(&app, id, true).await["disabledReason"], Value::Null);
+    // Filters of the log.
+    let one =
+        app.get(&format!("/v1/webhooks/{id}/deliveries?eventId[eq]={}", r.body["eventId"].as_str().unwrap())).await;
+    assert_eq!(one.body["total"], 3);
+    let none = app.get(&format!("/v1/webhooks/{id}/deliveries?eventType[eq]=member.created")).await;
+    assert_eq!(none.body, json!({"items": [], "total": 0}));
+    let page = app.get(&format!("/v1/webhooks/{id}/deliveries?page=2&limit=2")).await;
+    assert_eq!(page.body["total"], 3);
+    assert_eq!(page.body["items"][0]["attempt"], 3);
+});
+
+both_with!(gone_disables_at_once_and_enabling_resumes, |c| { fast(c) }, |app| {
+    let rx = Receiver::start(Reply::Status(410)).await;
+    let e = create(&app, json!({"url": rx.url(), "eventTypes": ["member.created"]})).await;
+    let id = e["id"].as_str().unwrap();
+    let first = app.post(&format!("/v1/webhooks/{id}~test"), json!({})).await;
+    assert_eq!(first.status, 202, "{}", first.text);
+    let disabled = endpoint_when(&app, id, false).await;
+    assert!(disabled["disabledReason"].as_str().unwrap().contains("410"), "{disabled}");
+    assert_eq!(rx.captured().len(), 1, "no retry after 410");
+    let r = app.post(&format!("/v1/webhooks/{id}~test"), json!({})).await;
+    assert_eq!(assert_ms_error(&r, 409), "the webhook endpoint is disabled: enable it first");
+
+    // Re-enabled, the held event goes out again (same id).
+    rx.set_reply(Reply::Status(204));
+    let r = app.put(&format!("/v1/webhooks/{id}"), json!({"enabled": true})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["disabledReason"], Value::Null);
+    let got = rx.wait_for(2, WAIT).await;
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].header("webhook-id"), first.body["eventId"].as_str());
+    let log = deliveries(&app, id, 2).await;
+    assert_eq!((log[0]["statusCode"].clone(), log[1]["statusCode"].clone()), (json!(410), json!(204)));
+});
+
+both_with!(exhausted_retries_disable_and_recover_resends, |c| { fast(c) }, |app| {
+    let rx = Receiver::start(Reply::Status(503)).await;
+    let e = create(&app, json!({"url": rx.url(), "eventTypes": ["member.created"]})).await;
+    let id = e["id"].as_str().unwrap();
+    let since = time::OffsetDateTime::now_utc().unix_timestamp() - 5;
+    let r = app.post(&format!("/v1/webhooks/{id}~test"), json!({})).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let disabled = endpoint_when(&app, id, false).await;
+    assert_eq!(disabled["disabledReason"], "3 attempts failed in a row; last: HTTP 503", "{disabled}");
+    assert_eq!(rx.captured().len(), 3, "one attempt and two retries");
+
+    rx.set_reply(Reply::Status(200));
+    let r = app.put(&format!("/v1/webhooks/{id}"), json!({"enabled": true})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = app.post(&format!("/v1/webhooks/{id}~recover"), json!({ "since": since })).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body, json!({"requeued": 1}));
+    let got = rx.wait_for(4, WAIT).await;
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[3].header("webhook-id"), got[0].header("webhook-id"));
+    let log = deliveries(&app, id, 4).await;
+    assert_eq!(log[3]["statusCode"], 200);
+    assert_eq!(log[3]["attempt"], 4);
+});
+
+both_with!(a_redirect_is_a_failure_and_is_not_followed, |c| { fast(c) }, |app| {
+    let rx = Receiver::start(Reply::Redirect).await;
+    let e = create(&app, json!({"url": rx.url(), "eventTypes": ["member.created"]})).await;
+    let id = e["id"].as_str().unwrap();
+    assert_eq!(app.post(&format!("/v1/webhooks/{id}~test"), json!({})).await.status, 202);
+    let log = deliveries(&app, id, 1).await;
+    assert_eq!(log[0]["statusCode"], 302);
+    assert!(log[0]["error"].as_str().unwrap().contains("redirect"), "{}", log[0]);
+    endpoint_when(&app, id, false).await;
+    let got = rx.captured();
+    assert!(got.iter().all(|r| r.path_and_query == "/hook"), "the Location was fetched: {got:?}");
+});
+
+both_with!(a_rotated_secret_signs_beside_the_new_one, |c| { fast(c) }, |app| {
+    let rx = Receiver::start(Reply::Status(200)).await;
+    let e = create(&app, json!({"url": rx.url(), "eventTypes": ["member.updated"]})).await;
+    let (id, old) = (e["id"].as_str().unwrap(), e["secret"].as_str().unwrap());
+    let r = app.post(&format!("/v1/webhooks/{id}~rotateSecret"), json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let new = r.body["secret"].as_str().unwrap();
+    assert_eq!(app.post(&format!("/v1/webhooks/{id}~test"), json!({})).await.status, 202);
+    let got = rx.wait_for(1, WAIT).await;
+    // Both signatures, the new one first; each secret verifies the delivery.
+    check_signed(&got[0], &[new, old]);
+    let sig = got[0].header("webhook-signature").unwrap();
+    let (ts, msg) =
+        (got[0].header("webhook-timestamp").unwrap().parse().unwrap(), got[0].header("webhook-id").unwrap());
+    let new_key = openspot::domain::webhooks::parse_secret("s", new).unwrap();
+    assert_eq!(
+        sig.split(' ').next().unwrap(),
+        format!("v1,{}", openspot::domain::webhooks::sign(&new_key, msg, ts, &got[0].body))
+    );
+});
+
+both_with!(a_private_target_is_refused_when_not_allowed, |c| { c.allow_private_targets = false }, |app| {
+    let rx = Receiver::start(Reply::Status(200)).await;
+    let r = app.post("/v1/webhooks", json!({"url": rx.url(), "eventTypes": ["member.created"]})).await;
+    let msg = assert_ms_error(&r, 400);
+    assert!(msg.starts_with("url") && msg.contains("private"), "{msg}");
+    assert!(!msg.contains(&rx.url()), "the URL is not echoed: {msg}");
 });
