@@ -562,3 +562,133 @@ both_with!(a_private_target_is_refused_when_not_allowed, |c| { c.allow_private_t
     assert!(msg.starts_with("url") && msg.contains("private"), "{msg}");
     assert!(!msg.contains(&rx.url()), "the URL is not echoed: {msg}");
 });
+
+both_with!(emit_queues_payloads_for_listening_endpoints_only, |c| { fast(c) }, |app| {
+    use openspot::domain::events::{emit, Event};
+    use openspot::domain::vocab::GroupRole;
+    use openspot::domain::{courses, members};
+
+    let member_id: openspot::domain::ids::MemberId = app.invite("ann@example.com").await.parse().unwrap();
+    let r = app.put(&format!("/v1/spotMembers/{member_id}"), json!({"firstname": "Ann", "lastname": "Lee"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let member = members::get_member(&app.db, app.spot_id, member_id).await.unwrap();
+
+    // No endpoint: nothing is written.
+    let mut tx = app.db.begin().await.unwrap();
+    emit(&mut tx, app.spot_id, Event::MemberCreated(std::slice::from_ref(&member))).await.unwrap();
+    assert!(!tx.wrote_outbox());
+    tx.commit().await.unwrap();
+    assert!(outbox_rows(&app).await.is_empty());
+
+    // One endpoint for member.created, one for groups and courses, one disabled.
+    let rx = Receiver::start(Reply::Status(200)).await;
+    let created = create(&app, json!({"url": rx.url(), "eventTypes": ["member.created"]})).await;
+    let others = create(
+        &app,
+        json!({"url": rx.url(), "eventTypes": ["group.member.added", "course.participant.created",
+               "course.participant.status.updated", "member.updated"]}),
+    )
+    .await;
+    let off = create(&app, json!({"url": rx.url(), "eventTypes": ["member.created"], "enabled": false})).await;
+
+    let group: openspot::domain::ids::GroupId =
+        app.post("/v1/groups", json!({"name": "Readers"})).await.body["id"].as_str().unwrap().parse().unwrap();
+    let course: openspot::domain::ids::CourseId =
+        app.post("/v1/courses", json!({"title": "Rust 101"})).await.body["id"].as_str().unwrap().parse().unwrap();
+    let invited = app.post(&format!("/v1/courses/{course}/participants"), json!({"spotMemberId": member_id})).await;
+    assert!(invited.status == 201 || invited.status == 200, "{}", invited.text);
+    let participant_id = invited.body["id"].as_str().unwrap().parse().unwrap();
+    let participant = courses::get_participant(&app.db, app.spot_id, course, participant_id).await.unwrap();
+
+    let before = outbox_rows(&app).await.len();
+    let mut tx = app.db.begin().await.unwrap();
+    emit(&mut tx, app.spot_id, Event::MemberCreated(std::slice::from_ref(&member))).await.unwrap();
+    emit(&mut tx, app.spot_id, Event::MemberUpdated(&[])).await.unwrap();
+    emit(&mut tx, app.spot_id, Event::GroupMembersAdded { group_id: group, members: &[(member_id, GroupRole::Admin)] })
+        .await
+        .unwrap();
+    emit(&mut tx, app.spot_id, Event::ParticipantsCreated { course_id: course, member_ids: &[member_id] })
+        .await
+        .unwrap();
+    emit(
+        &mut tx,
+        app.spot_id,
+        Event::ParticipantStatusUpdated { course_id: course, participants: std::slice::from_ref(&participant) },
+    )
+    .await
+    .unwrap();
+    // Nobody listens to group.member.removed.
+    emit(
+        &mut tx,
+        app.spot_id,
+        Event::GroupMembersRemoved { group_id: group, members: &[(member_id, GroupRole::Member)] },
+    )
+    .await
+    .unwrap();
+    assert!(tx.wrote_outbox());
+    tx.commit().await.unwrap();
+
+    let rows = outbox_rows(&app).await;
+    let new: Vec<_> = rows.iter().take(rows.len() - before).collect();
+    assert_eq!(new.len(), 5, "member.created ×2 (one Paused), group, participant created, status updated");
+    let off_id = off["id"].as_str().unwrap();
+    // The disabled endpoint's row is held (the others may be delivered already).
+    let held: Vec<_> = new.iter().filter(|r| r.target_id.unwrap().to_string() == off_id).collect();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].state.as_str(), "Paused");
+    let created_rows: Vec<_> = new.iter().filter(|r| r.event_type == "member.created").collect();
+    assert_eq!(created_rows.len(), 2);
+    assert_eq!(created_rows[0].event_id, created_rows[1].event_id, "one event id for every endpoint");
+    assert_eq!(created_rows[0].payload, created_rows[1].payload);
+
+    // Four deliveries arrive (the disabled endpoint's waits); each is signed.
+    let got = rx.wait_for(4, WAIT).await;
+    assert_eq!(got.len(), 4);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(rx.captured().len(), 4, "nothing for the disabled endpoint");
+    let secret_of = |id: &str| {
+        if id == created["id"].as_str().unwrap() {
+            created["secret"].as_str().unwrap().to_string()
+        } else {
+            others["secret"].as_str().unwrap().to_string()
+        }
+    };
+    let mut by_type = std::collections::BTreeMap::new();
+    for req in &got {
+        let row = new
+            .iter()
+            .find(|r| {
+                r.event_id.to_string() == req.header("webhook-id").unwrap()
+                    && r.target_id.unwrap().to_string() != off_id
+            })
+            .unwrap();
+        let body = check_signed(req, &[&secret_of(&row.target_id.unwrap().to_string())]);
+        assert_eq!(body["test"], false);
+        assert_eq!(body["spot"], json!({"id": app.spot_id, "name": "test spot"}));
+        assert_eq!(body["occurredAt"], body["occurredAtMs"].as_i64().unwrap() / 1000);
+        assert_eq!(body["member"]["id"], json!(member_id));
+        assert_eq!(body["member"]["email"], "ann@example.com");
+        assert_eq!(body["member"]["firstname"], "Ann");
+        assert_eq!(body["member"]["lastname"], "Lee");
+        assert_eq!(body["member"]["status"], "Invited");
+        assert_eq!(body["member"]["title"], Value::Null);
+        assert_eq!(body["member"]["updatedAt"], member.updated_at);
+        by_type.insert(body["type"].as_str().unwrap().to_string(), body);
+    }
+    assert_eq!(
+        by_type.keys().cloned().collect::<Vec<_>>(),
+        ["course.participant.created", "course.participant.status.updated", "group.member.added", "member.created"]
+    );
+    let g = &by_type["group.member.added"];
+    assert_eq!(g["group"], json!({"id": group, "name": "Readers"}));
+    assert_eq!(g["groupRole"], "Admin");
+    let p = &by_type["course.participant.created"];
+    assert_eq!(p["course"], json!({"id": course, "name": "Rust 101"}));
+    assert_eq!(p["courseParticipant"]["id"], invited.body["id"]);
+    assert_eq!(p["courseParticipant"]["status"], "Invited");
+    assert_eq!(p["courseParticipant"]["completionRate"], 0);
+    assert!(iso_ms(&p["courseParticipant"]["invitedAt"]) > 0);
+    assert_eq!(p["courseParticipant"]["startedAt"], Value::Null);
+    assert_eq!(by_type["course.participant.status.updated"]["courseParticipant"], p["courseParticipant"]);
+    assert_eq!(by_type["member.created"].as_object().unwrap().len(), 6, "{}", by_type["member.created"]);
+});
