@@ -69,7 +69,17 @@ impl AppState {
             pin_delivery,
             failed_auth: Arc::new(FailedAuthThrottle::new(config.auth.failed_auth_per_address)),
             in_flight: server::InFlight(Arc::new(tokio::sync::Semaphore::new(config.server.max_in_flight.max(1)))),
-            outbox: Arc::new(Runtime::new(config.outbox.clone(), Channels::default())),
+            outbox: Arc::new(Runtime::new(config.outbox.clone(), {
+                let mut ch = Channels::default();
+                ch.register(
+                    crate::domain::vocab::ChannelKind::Webhook,
+                    Arc::new(crate::domain::webhooks::WebhookChannel::new(Outbound::new(
+                        config.allow_private_targets,
+                        config.outbox.attempt_timeout,
+                    )?)),
+                );
+                ch
+            })),
             config: Arc::new(config),
         })
     }

@@ -18,7 +18,12 @@ mod ms_properties;
 mod openapi_filters;
 mod outage;
 mod outbox;
+#[path = "../support/python.rs"]
+mod python;
+#[path = "../support/receiver.rs"]
+mod receiver;
 mod replicas;
 mod robustness;
 mod security;
 mod vocab_messages;
+mod webhooks;
