@@ -57,6 +57,10 @@ pub enum MembersCommand {
         /// Write the failed rows as CSV (line,email,reason) to this file.
         #[arg(long)]
         errors: Option<std::path::PathBuf>,
+        /// Send an invitation email to each member created (queued in the outbox; a
+        /// running server delivers them).
+        #[arg(long)]
+        notify: bool,
         #[arg(long)]
         json: bool,
     },
@@ -144,6 +148,16 @@ pub struct ServeArgs {
     /// Relay that receives Kaizala login PINs as `{mobileNumber, pin}` (default: the log).
     #[arg(long, env = "OPENSPOT_SMS_WEBHOOK_URL")]
     pub sms_webhook_url: Option<String>,
+    /// SMTP relay of invitation emails: smtp://host[:port], smtps://user:password@host[:port],
+    /// smtp://host?tls=starttls (default: none; emails are recorded as skipped).
+    #[arg(long, env = "OPENSPOT_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// Address invitation emails come from (default openspot@<public-url host>).
+    #[arg(long, env = "OPENSPOT_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+    /// Link of an invitation email; {publicUrl}, {spotId}, {memberId} and {courseId} are replaced.
+    #[arg(long, env = "OPENSPOT_INVITATION_URL", default_value = crate::config::DEFAULT_INVITATION_URL)]
+    pub invitation_url: String,
     /// Allow outbound calls to private, loopback and link-local addresses.
     #[arg(long, env = "OPENSPOT_ALLOW_PRIVATE_TARGETS", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_private_targets: bool,
@@ -213,6 +227,14 @@ pub enum SpotsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Set the sender name of the spot's invitation emails (an empty name: the spot's name).
+    SetSender {
+        spot_id: SpotId,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs the parsed command.
@@ -247,7 +269,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn members_command(db: &Db, cmd: MembersCommand) -> anyhow::Result<()> {
-    let MembersCommand::Import { spot, file, dry_run, groups, errors, json } = cmd;
+    let MembersCommand::Import { spot, file, dry_run, groups, errors, notify, json } = cmd;
     let unusable = |e: crate::error::Error| anyhow::Error::new(UnusableFile(e.to_string()));
     let cannot_read =
         |e: std::io::Error| anyhow::Error::new(UnusableFile(format!("cannot read {}: {e}", file.display())));
@@ -285,7 +307,7 @@ async fn members_command(db: &Db, cmd: MembersCommand) -> anyhow::Result<()> {
         }
     };
     let started = std::time::Instant::now();
-    let report = import::import_rows(db, spot, &rows, &groups, dry_run, &progress).await?;
+    let report = import::import_rows(db, spot, &rows, &groups, dry_run, notify, &progress).await?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -421,6 +443,17 @@ async fn spots_command(db: &Db, cmd: SpotsCommand) -> anyhow::Result<()> {
                 );
             }
         }
+        SpotsCommand::SetSender { spot_id, name, json } => {
+            let name = crate::domain::email::set_sender_name(db, spot_id, Some(&name)).await?;
+            if json {
+                print_json(json!({"spotId": spot_id, "emailSenderName": name}));
+            } else {
+                match name {
+                    Some(n) => println!("spot {spot_id}: invitation emails come from \"{n}\""),
+                    None => println!("spot {spot_id}: invitation emails come from the spot's name"),
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -457,6 +490,9 @@ fn serve_config(listen: SocketAddr, args: ServeArgs) -> anyhow::Result<Config> {
     config.default_limits.per_10s = args.rate_limit_per_10s;
     config.default_limits.per_day = args.rate_limit_per_day;
     config.sms_webhook_url = args.sms_webhook_url;
+    config.email.smtp_url = args.smtp_url;
+    config.email.smtp_from = args.smtp_from;
+    config.email.invitation_url = args.invitation_url;
     config.allow_private_targets = args.allow_private_targets;
     config.trusted_proxies = crate::config::parse_trusted_proxies(&args.trusted_proxies)
         .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?;

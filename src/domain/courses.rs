@@ -25,8 +25,9 @@
 //! `groups::join` already follows: group, then course); a progress update holds the
 //! participant's row lock; a course update holds the course's.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
+use super::email::{self, Invitation};
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
 use super::ids::{CourseId, GroupId, MemberId, ParticipantId, SpotId};
 use super::members::Member;
@@ -335,15 +336,17 @@ async fn check_inviter(tx: &mut Tx, spot_id: SpotId, invited_by: Option<MemberId
     Ok(())
 }
 
-/// `POST …/participants`: (participant, true) when newly invited, (existing, false) otherwise.
+/// `POST …/participants`: (participant, true) when newly invited, (existing, false)
+/// otherwise. With `notify`, a new or re-invited participant is sent an invitation email.
 pub async fn invite_participant(
     db: &Db,
     spot_id: SpotId,
     course_id: CourseId,
     member_id: MemberId,
     invited_by: Option<MemberId>,
+    notify: bool,
 ) -> Result<(Participant, bool)> {
-    store::retry_transient(|| invite_participant_once(db, spot_id, course_id, member_id, invited_by)).await
+    store::retry_transient(|| invite_participant_once(db, spot_id, course_id, member_id, invited_by, notify)).await
 }
 
 /// One attempt of [`invite_participant`] (see [`store::retry_transient`]).
@@ -353,15 +356,20 @@ async fn invite_participant_once(
     course_id: CourseId,
     member_id: MemberId,
     invited_by: Option<MemberId>,
+    notify: bool,
 ) -> Result<(Participant, bool)> {
     let mut tx = db.begin().await?;
-    locked_course(&mut tx, spot_id, course_id).await?;
-    store::members::get(tx.ex(), spot_id, member_id)
+    let course = locked_course(&mut tx, spot_id, course_id).await?;
+    let member = store::members::get(tx.ex(), spot_id, member_id)
         .await?
         .map(Member::from)
         .ok_or(Error::NotFound(Entity::SpotMember))?;
     check_inviter(&mut tx, spot_id, invited_by).await?;
     let invited = invite_in(&mut tx, spot_id, course_id, &[member_id], invited_by, true).await?;
+    if notify && !invited.is_empty() {
+        let what = Invitation::Course { course_id, title: &course.title };
+        email::queue_invitations(&mut tx, spot_id, what, &[&member]).await?;
+    }
     let out = match invited.into_iter().next() {
         Some(p) => (p, true),
         None => {
@@ -377,12 +385,14 @@ async fn invite_participant_once(
 
 /// `POST …/participants~bulkInvite`: any unknown or foreign id → 400 naming them and
 /// nothing written; otherwise (new or re-invited participants, all participants asked for).
+/// With `notify`, the new and re-invited participants are sent an invitation email.
 pub async fn bulk_invite(
     db: &Db,
     spot_id: SpotId,
     course_id: CourseId,
     raw_ids: &[String],
     invited_by: Option<MemberId>,
+    notify: bool,
 ) -> Result<(Vec<Participant>, Vec<Participant>)> {
     if raw_ids.is_empty() {
         return Err(Error::invalid("spotMemberIds", "must contain at least 1 id"));
@@ -399,7 +409,7 @@ pub async fn bulk_invite(
             Err(_) => bad.push(r.clone()),
         }
     }
-    store::retry_transient(|| bulk_invite_once(db, spot_id, course_id, &ids, bad.clone(), invited_by)).await
+    store::retry_transient(|| bulk_invite_once(db, spot_id, course_id, &ids, bad.clone(), invited_by, notify)).await
 }
 
 /// One attempt of [`bulk_invite`] (see [`store::retry_transient`]).
@@ -410,19 +420,26 @@ async fn bulk_invite_once(
     ids: &[MemberId],
     mut bad: Vec<String>,
     invited_by: Option<MemberId>,
+    notify: bool,
 ) -> Result<(Vec<Participant>, Vec<Participant>)> {
     let mut tx = db.begin().await?;
-    locked_course(&mut tx, spot_id, course_id).await?;
+    let course = locked_course(&mut tx, spot_id, course_id).await?;
     check_inviter(&mut tx, spot_id, invited_by).await?;
-    let found: HashSet<MemberId> = from_rows::<_, Member>(store::members::get_many(tx.ex(), spot_id, ids).await?)
-        .into_iter()
-        .map(|m| m.id)
-        .collect();
-    bad.extend(ids.iter().filter(|id| !found.contains(id)).map(|id| id.to_string()));
+    let found: HashMap<MemberId, Member> =
+        from_rows::<_, Member>(store::members::get_many(tx.ex(), spot_id, ids).await?)
+            .into_iter()
+            .map(|m| (m.id, m))
+            .collect();
+    bad.extend(ids.iter().filter(|id| !found.contains_key(id)).map(|id| id.to_string()));
     if !bad.is_empty() {
         return Err(Error::invalid("spotMemberIds", format!("unknown spot members: {}", bad.join(", "))));
     }
     let invited = invite_in(&mut tx, spot_id, course_id, ids, invited_by, true).await?;
+    if notify && !invited.is_empty() {
+        let to: Vec<&Member> = invited.iter().filter_map(|p| found.get(&p.member_id)).collect();
+        let what = Invitation::Course { course_id, title: &course.title };
+        email::queue_invitations(&mut tx, spot_id, what, &to).await?;
+    }
     let all: Vec<Participant> =
         from_rows(store::participants::get_many_by_member(tx.ex(), spot_id, course_id, ids).await?);
     tx.commit().await?;

@@ -653,14 +653,16 @@ async fn check_groups(db: &Db, spot_id: SpotId, group_ids: &[GroupId]) -> Result
     Ok(())
 }
 
-/// Imports `rows` (header first) into the spot. `progress` is told how many data rows
-/// are done after each batch.
+/// Imports `rows` (header first) into the spot. With `notify` (and not `dry_run`), each
+/// member created is sent an invitation email, queued in its batch's transaction.
+/// `progress` is told how many data rows are done after each batch.
 pub async fn import_rows(
     db: &Db,
     spot_id: SpotId,
     rows: &[Vec<Cell>],
     group_ids: &[GroupId],
     dry_run: bool,
+    notify: bool,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<ImportReport> {
     let defs = properties::list_properties(db, spot_id).await?;
@@ -707,7 +709,7 @@ pub async fn import_rows(
                 }
             }
         } else {
-            write_batch(db, spot_id, &defs, &plans, group_ids, has_smart, &mut report).await?;
+            write_batch(db, spot_id, &defs, &plans, group_ids, has_smart, notify, &mut report).await?;
         }
         done += batch.len() as u64;
         progress(done);
@@ -721,6 +723,7 @@ pub async fn import_rows(
 /// Writes one batch of validated rows in one transaction, with multi-row statements
 /// for what is new (members and their values) and per-row statements only for
 /// members that already exist.
+#[allow(clippy::too_many_arguments)]
 async fn write_batch(
     db: &Db,
     spot_id: SpotId,
@@ -728,6 +731,7 @@ async fn write_batch(
     plans: &[RowPlan],
     group_ids: &[GroupId],
     has_smart: bool,
+    notify: bool,
     report: &mut ImportReport,
 ) -> Result<()> {
     let batch = MergedBatch::of(plans);
@@ -743,6 +747,15 @@ async fn write_batch(
     }
     refresh_group_memberships(&mut tx, spot_id, &batch, &members, &unchanged, group_ids, has_smart).await?;
     store::spots::add_member_count(tx.ex(), spot_id, members.created.len() as i64).await?;
+    if notify {
+        let created: Vec<&Member> = batch
+            .order
+            .iter()
+            .filter(|k| members.created.contains(*k))
+            .filter_map(|k| members.by_email.get(k))
+            .collect();
+        super::email::queue_invitations(&mut tx, spot_id, super::email::Invitation::Spot, &created).await?;
+    }
     tx.commit().await?;
     Ok(())
 }

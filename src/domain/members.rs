@@ -169,12 +169,16 @@ pub async fn insert_or_get(ex: &mut crate::store::Tx, candidate: Member) -> Resu
 }
 
 /// `POST /v1/spotMembers`: invites `email`; an existing member is returned as it is.
-pub async fn invite_member(db: &Db, spot_id: SpotId, email: &str) -> Result<(Member, bool)> {
+/// With `notify`, a new member is sent an invitation email.
+pub async fn invite_member(db: &Db, spot_id: SpotId, email: &str, notify: bool) -> Result<(Member, bool)> {
     let email = normalize_email("email", email)?;
     store::retry_transient(|| async {
         let mut tx = db.begin().await?;
         store::members::lock_spot_for_inserts(tx.ex(), spot_id).await?;
         let out = insert_or_get(&mut tx, Member::new_invited(spot_id, Some(email.clone()), None)).await?;
+        if notify && out.1 {
+            super::email::queue_invitations(&mut tx, spot_id, super::email::Invitation::Spot, &[&out.0]).await?;
+        }
         tx.commit().await?;
         Ok(out)
     })
@@ -189,8 +193,14 @@ pub struct FailedInvite {
 }
 
 /// `POST /v1/spotMembers~bulkInvite`: every valid email is invited (or found) once;
-/// invalid emails and repeats within the request are reported as failed.
-pub async fn bulk_invite(db: &Db, spot_id: SpotId, emails: &[String]) -> Result<(Vec<Member>, Vec<FailedInvite>)> {
+/// invalid emails and repeats within the request are reported as failed. With
+/// `notify`, the members this call created are sent an invitation email.
+pub async fn bulk_invite(
+    db: &Db,
+    spot_id: SpotId,
+    emails: &[String],
+    notify: bool,
+) -> Result<(Vec<Member>, Vec<FailedInvite>)> {
     if emails.is_empty() {
         return Err(Error::invalid("emails", "must contain at least 1 email"));
     }
@@ -224,9 +234,17 @@ pub async fn bulk_invite(db: &Db, spot_id: SpotId, emails: &[String]) -> Result<
         let mut tx = db.begin().await?;
         store::members::lock_spot_for_inserts(tx.ex(), spot_id).await?;
         let mut by_email = HashMap::with_capacity(sorted.len());
+        let mut created = Vec::new();
         for email in &sorted {
-            let (m, _) = insert_or_get(&mut tx, Member::new_invited(spot_id, Some((*email).clone()), None)).await?;
+            let (m, new) = insert_or_get(&mut tx, Member::new_invited(spot_id, Some((*email).clone()), None)).await?;
+            if new {
+                created.push(email.to_lowercase());
+            }
             by_email.insert(email.to_lowercase(), m);
+        }
+        if notify {
+            let to: Vec<&Member> = created.iter().filter_map(|e| by_email.get(e)).collect();
+            super::email::queue_invitations(&mut tx, spot_id, super::email::Invitation::Spot, &to).await?;
         }
         tx.commit().await?;
         Ok(by_email)
