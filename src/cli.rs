@@ -9,7 +9,8 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::domain::ids::{ConnectorId, GroupId, SpotId};
-use crate::domain::{demo, import, kaizala, spots};
+use crate::domain::vocab::{ChannelKind, OutboxState};
+use crate::domain::{demo, import, kaizala, outbox, spots};
 use crate::http::AppState;
 use crate::store::{redact_url, Db};
 
@@ -38,6 +39,52 @@ pub enum Command {
     /// Spot members.
     #[command(subcommand)]
     Members(MembersCommand),
+    /// Deliveries waiting or done: webhook events, Kaizala subscription events, emails.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// List outbox rows, newest first.
+    List {
+        #[arg(long)]
+        spot: Option<SpotId>,
+        /// Pending, Paused, Delivered, Failed or Skipped.
+        #[arg(long)]
+        state: Option<OutboxState>,
+        /// Webhook, Kaizala or Email.
+        #[arg(long)]
+        channel: Option<ChannelKind>,
+        /// The rows of one event (its webhook-id).
+        #[arg(long)]
+        event: Option<uuid::Uuid>,
+        /// At most this many rows (1 to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue finished rows again (due now, with a fresh retry schedule).
+    #[command(group(clap::ArgGroup::new("which").required(true).multiple(true).args(["id", "event", "failed", "skipped"])))]
+    Retry {
+        /// One row.
+        #[arg(long)]
+        id: Option<uuid::Uuid>,
+        /// Every row of one event.
+        #[arg(long)]
+        event: Option<uuid::Uuid>,
+        /// Every Failed row.
+        #[arg(long)]
+        failed: bool,
+        /// Every Skipped row.
+        #[arg(long)]
+        skipped: bool,
+        #[arg(long)]
+        spot: Option<SpotId>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,6 +236,26 @@ pub struct ServeArgs {
     /// revoked token keeps working this long on replicas that had it cached.
     #[arg(long, env = "OPENSPOT_AUTH_CACHE_TTL_MS", default_value_t = 5_000)]
     pub auth_cache_ttl_ms: u64,
+    /// Waits before the retries of a failed webhook or email delivery (ms, s, m or h,
+    /// comma-separated); after the last one the delivery fails and its endpoint is disabled.
+    #[arg(long, env = "OPENSPOT_WEBHOOK_RETRY_SCHEDULE", default_value = crate::config::DEFAULT_RETRY_SCHEDULE)]
+    pub webhook_retry_schedule: String,
+    /// Milliseconds one delivery attempt may take.
+    #[arg(long, env = "OPENSPOT_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub webhook_timeout_ms: u64,
+    /// Milliseconds a claimed delivery belongs to this replica (a dead replica's claims
+    /// are taken over after it); at least the attempt timeout plus 2 s.
+    #[arg(long, env = "OPENSPOT_OUTBOX_LEASE_MS", default_value_t = 30_000)]
+    pub outbox_lease_ms: u64,
+    /// Milliseconds between two looks for due deliveries when nothing woke the dispatcher.
+    #[arg(long, env = "OPENSPOT_OUTBOX_POLL_MS", default_value_t = 500)]
+    pub outbox_poll_ms: u64,
+    /// Delivery attempts in flight at once on this replica.
+    #[arg(long, env = "OPENSPOT_OUTBOX_MAX_IN_FLIGHT", default_value_t = 64)]
+    pub outbox_max_in_flight: usize,
+    /// Delivery attempts in flight at once per endpoint or subscription.
+    #[arg(long, env = "OPENSPOT_OUTBOX_MAX_IN_FLIGHT_PER_TARGET", default_value_t = 16)]
+    pub outbox_max_in_flight_per_target: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -265,7 +332,62 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await;
             result
         }
+        Command::Outbox(cmd) => {
+            let db = Db::connect_and_migrate(&cli.database_url).await?;
+            let result = outbox_command(&db, cmd).await;
+            db.close().await;
+            result
+        }
     }
+}
+
+async fn outbox_command(db: &Db, cmd: OutboxCommand) -> anyhow::Result<()> {
+    match cmd {
+        OutboxCommand::List { spot, state, channel, event, limit, json } => {
+            let filter = outbox::Filter {
+                spot_id: spot,
+                event_id: event,
+                states: state.into_iter().collect(),
+                channel,
+                id: None,
+            };
+            let items = outbox::list(db, &filter, limit).await?;
+            if json {
+                print_json(json!({ "items": items }));
+            } else if items.is_empty() {
+                println!("no outbox rows");
+            } else {
+                for i in items {
+                    let last = match (i.last_status, &i.last_error) {
+                        (_, Some(e)) => format!("  ({e})"),
+                        (Some(s), None) => format!("  (last status {s})"),
+                        (None, None) => String::new(),
+                    };
+                    println!(
+                        "{}  {}  {}  {}  {}  attempts {}  event {}{last}",
+                        i.id, i.spot_id, i.channel, i.event_type, i.state, i.attempts, i.event_id
+                    );
+                }
+            }
+        }
+        OutboxCommand::Retry { id, event, failed, skipped, spot, json } => {
+            let mut states = Vec::new();
+            if failed {
+                states.push(OutboxState::Failed);
+            }
+            if skipped {
+                states.push(OutboxState::Skipped);
+            }
+            let filter = outbox::Filter { spot_id: spot, id, event_id: event, states, channel: None };
+            let n = outbox::retry(db, &filter).await?;
+            if json {
+                print_json(json!({ "requeued": n }));
+            } else {
+                println!("requeued {n} row(s)");
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn members_command(db: &Db, cmd: MembersCommand) -> anyhow::Result<()> {
@@ -505,6 +627,15 @@ fn serve_config(listen: SocketAddr, args: ServeArgs) -> anyhow::Result<Config> {
     config.auth.pin_calls_per_address = args.pin_calls_per_address.max(1);
     config.auth.failed_auth_per_address = args.failed_auth_per_address.max(1);
     config.auth_cache_ttl = std::time::Duration::from_millis(args.auth_cache_ttl_ms);
+    let outbox = &mut config.outbox;
+    outbox.retry_schedule = crate::config::parse_retry_schedule(&args.webhook_retry_schedule)
+        .map_err(|e| anyhow::anyhow!("--webhook-retry-schedule: {e}"))?;
+    outbox.attempt_timeout = std::time::Duration::from_millis(args.webhook_timeout_ms);
+    outbox.lease = std::time::Duration::from_millis(args.outbox_lease_ms);
+    outbox.poll_interval = std::time::Duration::from_millis(args.outbox_poll_ms);
+    outbox.max_in_flight = args.outbox_max_in_flight;
+    outbox.max_in_flight_per_target = args.outbox_max_in_flight_per_target;
+    outbox.check().map_err(|e| anyhow::anyhow!("outbox settings: {e}"))?;
     Ok(config)
 }
 
@@ -555,6 +686,33 @@ mod tests {
         }
         let config = serve_config(bound, serve_args(&["--auth-cache-ttl-ms", "200"])).unwrap();
         assert_eq!(config.auth_cache_ttl, std::time::Duration::from_millis(200));
+    }
+
+    #[test]
+    fn outbox_settings_are_read_and_checked() {
+        let bound: SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        let config = serve_config(
+            bound,
+            serve_args(&[
+                "--webhook-retry-schedule",
+                "50ms,100ms",
+                "--webhook-timeout-ms",
+                "1000",
+                "--outbox-lease-ms",
+                "3000",
+                "--outbox-max-in-flight",
+                "1",
+            ]),
+        )
+        .unwrap();
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(config.outbox.retry_schedule, vec![ms(50), ms(100)]);
+        assert_eq!((config.outbox.attempt_timeout, config.outbox.lease), (ms(1000), ms(3000)));
+        assert_eq!(config.outbox.max_in_flight, 1);
+        let err = serve_config(bound, serve_args(&["--webhook-retry-schedule", "5 minutes"])).unwrap_err();
+        assert!(err.to_string().contains("--webhook-retry-schedule"), "{err}");
+        let err = serve_config(bound, serve_args(&["--outbox-lease-ms", "11000"])).unwrap_err();
+        assert!(err.to_string().contains("lease"), "{err}");
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::domain::auth::{FailedAuthThrottle, KeyCache};
 use crate::domain::housekeeping::Housekeeping;
 use crate::domain::kaizala::{PinDelivery, TokenCache};
-use crate::domain::outbox::{Channels, Runtime};
+use crate::domain::outbox::{self, Channels, Runtime};
 use crate::domain::rate_limit::RateLimiter;
 use crate::outbound::Outbound;
 use crate::store::Db;
@@ -147,9 +147,17 @@ pub fn app(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
+/// Ready when the database answers; the detail adds the outbox backlog and this
+/// replica's delivery counters (left out if they cannot be read in time).
 async fn readyz(State(st): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), st.db.ping()).await {
-        Ok(Ok(())) => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Ok(Ok(())) => {
+            let outbox = tokio::time::timeout(Duration::from_secs(1), outbox::status(&st.db, &st.outbox)).await;
+            match outbox {
+                Ok(Ok(o)) => Json(serde_json::json!({"status": "ready", "outbox": o})).into_response(),
+                _ => Json(serde_json::json!({"status": "ready"})).into_response(),
+            }
+        }
         _ => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "database unavailable"})))
             .into_response(),
     }
@@ -176,7 +184,10 @@ pub async fn serve(
     // Kaizala paths as clients write them are normalised before routing.
     let service =
         tower::util::MapRequestLayer::new(kaizala::normalize_request::<axum::body::Body>).layer(app(state.clone()));
+    let dispatcher = crate::domain::outbox::spawn(state.db.clone(), state.outbox.clone());
     let result = server::run(listener, service, &state.config, shutdown).await;
     housekeeping.abort();
+    // After the last request: in-flight deliveries end or are released for the others.
+    dispatcher.shutdown().await;
     result
 }

@@ -152,7 +152,7 @@ impl Tx {
 
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         let woke = self.outbox_written;
-        if woke && !outbox::DISPATCHER_RUNNING.load(std::sync::atomic::Ordering::Relaxed) {
+        if woke && !outbox::dispatcher_running() {
             outbox::notify_outbox(self.ex()).await?;
         }
         match self.inner {

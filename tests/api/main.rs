@@ -13,6 +13,7 @@ mod ms_import;
 mod ms_members;
 mod ms_properties;
 mod openapi_filters;
+mod outbox;
 mod robustness;
 mod security;
 mod vocab_messages;
