@@ -195,16 +195,8 @@ pub struct ServeArgs {
     /// Relay that receives Kaizala login PINs as `{mobileNumber, pin}` (default: the log).
     #[arg(long, env = "OPENSPOT_SMS_WEBHOOK_URL")]
     pub sms_webhook_url: Option<String>,
-    /// SMTP relay of invitation emails: smtp://host[:port], smtps://user:password@host[:port],
-    /// smtp://host?tls=starttls (default: none; emails are recorded as skipped).
-    #[arg(long, env = "OPENSPOT_SMTP_URL")]
-    pub smtp_url: Option<String>,
-    /// Address invitation emails come from (default openspot@<public-url host>).
-    #[arg(long, env = "OPENSPOT_SMTP_FROM")]
-    pub smtp_from: Option<String>,
-    /// Link of an invitation email; {publicUrl}, {spotId}, {memberId} and {courseId} are replaced.
-    #[arg(long, env = "OPENSPOT_INVITATION_URL", default_value = crate::config::DEFAULT_INVITATION_URL)]
-    pub invitation_url: String,
+    #[command(flatten)]
+    pub email: Box<EmailArgs>,
     /// Allow outbound calls to private, loopback and link-local addresses.
     #[arg(long, env = "OPENSPOT_ALLOW_PRIVATE_TARGETS", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_private_targets: bool,
@@ -256,6 +248,21 @@ pub struct ServeArgs {
     /// Delivery attempts in flight at once per endpoint or subscription.
     #[arg(long, env = "OPENSPOT_OUTBOX_MAX_IN_FLIGHT_PER_TARGET", default_value_t = 16)]
     pub outbox_max_in_flight_per_target: usize,
+}
+
+/// How `serve` sends invitation emails.
+#[derive(Debug, Args)]
+pub struct EmailArgs {
+    /// SMTP relay of invitation emails: smtp://host[:port], smtps://user:password@host[:port],
+    /// smtp://host?tls=starttls (default: none; emails are recorded as skipped).
+    #[arg(long, env = "OPENSPOT_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// Address invitation emails come from (default openspot@<public-url host>).
+    #[arg(long, env = "OPENSPOT_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+    /// Link of an invitation email; {publicUrl}, {spotId}, {memberId} and {courseId} are replaced.
+    #[arg(long, env = "OPENSPOT_INVITATION_URL", default_value = crate::config::DEFAULT_INVITATION_URL)]
+    pub invitation_url: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -612,9 +619,12 @@ fn serve_config(listen: SocketAddr, args: ServeArgs) -> anyhow::Result<Config> {
     config.default_limits.per_10s = args.rate_limit_per_10s;
     config.default_limits.per_day = args.rate_limit_per_day;
     config.sms_webhook_url = args.sms_webhook_url;
-    config.email.smtp_url = args.smtp_url;
-    config.email.smtp_from = args.smtp_from;
-    config.email.invitation_url = args.invitation_url;
+    let email = *args.email;
+    config.email = crate::config::EmailConfig {
+        smtp_url: email.smtp_url,
+        smtp_from: email.smtp_from,
+        invitation_url: email.invitation_url,
+    };
     config.allow_private_targets = args.allow_private_targets;
     config.trusted_proxies = crate::config::parse_trusted_proxies(&args.trusted_proxies)
         .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?;
@@ -713,6 +723,17 @@ mod tests {
         assert!(err.to_string().contains("--webhook-retry-schedule"), "{err}");
         let err = serve_config(bound, serve_args(&["--outbox-lease-ms", "11000"])).unwrap_err();
         assert!(err.to_string().contains("lease"), "{err}");
+    }
+
+    #[test]
+    fn email_settings_are_read() {
+        let bound: SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        let flags =
+            ["--smtp-url", "smtp://mx:2525", "--smtp-from", "hi@example.com", "--invitation-url", "{publicUrl}/i"];
+        let config = serve_config(bound, serve_args(&flags)).unwrap();
+        assert_eq!(config.email.smtp_url.as_deref(), Some("smtp://mx:2525"));
+        assert_eq!(config.email.smtp_from.as_deref(), Some("hi@example.com"));
+        assert_eq!(config.email.invitation_url, "{publicUrl}/i");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod common;
 mod conventions;
+mod emails;
 mod isolation;
 mod kaizala;
 mod ms_courses;
