@@ -64,6 +64,11 @@ impl AppState {
         let mut channels = Channels::default();
         let email = crate::domain::email::EmailChannel::new(&config)?;
         channels.register(crate::domain::vocab::ChannelKind::Email, Arc::new(email));
+        let webhook_outbound = Outbound::new(config.allow_private_targets, config.outbox.attempt_timeout)?;
+        channels.register(
+            crate::domain::vocab::ChannelKind::Webhook,
+            Arc::new(crate::domain::webhooks::WebhookChannel::new(webhook_outbound)),
+        );
         Ok(AppState {
             db,
             keys: Arc::new(KeyCache::new(config.auth_cache_ttl)),

@@ -28,6 +28,7 @@ pub mod rate_limits;
 pub mod smart_groups;
 pub mod spots;
 pub mod sql;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;

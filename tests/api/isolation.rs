@@ -31,8 +31,9 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::both;
+use crate::both_with;
 use crate::common::{Resp, TestApp};
+use crate::receiver::{Receiver, Reply};
 
 /// A number that is a member of both spots (one person in two communities).
 const SHARED_NUMBER: &str = "+911100000001";
@@ -43,6 +44,10 @@ const A_OTHER_NUMBER: &str = "+911100000008";
 /// B's phone-only member (added by B's Kaizala group creation).
 const B_ONLY_NUMBER: &str = "+911100000003";
 const SHARED_EMAIL: &str = "shared@example.com";
+/// Tables the outbox dispatcher writes on its own, after the call that queued a
+/// delivery has returned: A's rows there may change while a later operation of the
+/// matrix runs. B's are compared too (B's deliveries are done before the matrix starts).
+const ASYNC_TABLES: &[&str] = &["outbox", "outbox_attempts", "outbox_target_stats"];
 /// A's Kaizala connectors: calls rotate over them to stay under 100 calls/min each.
 const A_CONNECTORS: usize = 3;
 
@@ -61,6 +66,8 @@ enum Id {
     KzGroup,
     KzSub,
     KzMember,
+    Webhook,
+    WebhookEvent,
 }
 
 /// One spot's ids (or a ghost's: random ids that exist in no spot).
@@ -78,6 +85,8 @@ struct Side {
     kz_group: String,
     kz_sub: String,
     kz_member: String,
+    webhook: String,
+    webhook_event: String,
 }
 
 impl Side {
@@ -97,6 +106,8 @@ impl Side {
             kz_group: id(),
             kz_sub: id(),
             kz_member: id(),
+            webhook: id(),
+            webhook_event: id(),
         }
     }
 
@@ -113,10 +124,12 @@ impl Side {
             Id::KzGroup => vec![&self.kz_group, &self.group],
             Id::KzSub => vec![&self.kz_sub],
             Id::KzMember => vec![&self.kz_member, &self.member],
+            Id::Webhook => vec![&self.webhook],
+            Id::WebhookEvent => vec![&self.webhook_event],
         }
     }
 
-    fn fields(&self) -> [&str; 12] {
+    fn fields(&self) -> [&str; 14] {
         [
             &self.member,
             &self.phone_member,
@@ -130,6 +143,8 @@ impl Side {
             &self.kz_group,
             &self.kz_sub,
             &self.kz_member,
+            &self.webhook,
+            &self.webhook_event,
         ]
     }
 }
@@ -322,6 +337,14 @@ fn path_ops() -> Vec<PathOp> {
         op("DELETE", "/v1/spotMemberCustomRole/{customRoleId}", &[Role], None, 204),
         op("DELETE", "/v1/customProperties/{slug}", &[Slug], None, 204),
         op("DELETE", "/v1/courses/{courseId}", &[Course], None, 204),
+        op("GET", "/v1/webhooks/{webhookId}", &[Webhook], None, 200),
+        op("GET", "/v1/webhooks/{webhookId}/deliveries", &[Webhook], None, 200),
+        op("POST", "/v1/webhooks/{webhookId}~test", &[Webhook], body(|_| json!({"eventType": "member.updated"})), 202),
+        op("POST", "/v1/webhooks/{webhookId}~recover", &[Webhook], body(|_| json!({"since": 0})), 202),
+        op("POST", "/v1/webhooks/{webhookId}/deliveries/{eventId}~redeliver", &[Webhook, WebhookEvent], None, 202),
+        op("PUT", "/v1/webhooks/{webhookId}", &[Webhook], body(|_| json!({"description": "A hook", "enabled": false})), 200),
+        op("POST", "/v1/webhooks/{webhookId}~rotateSecret", &[Webhook], None, 200),
+        op("DELETE", "/v1/webhooks/{webhookId}", &[Webhook], None, 204),
         op("DELETE", "/v1/groups/{groupId}", &[Group], None, 204),
     ]
 }
@@ -348,6 +371,7 @@ const NO_PATH_OPS: &[(&str, &str, When, &str)] = &[
     ("GET", "/v1/customProperties", When::Twice, "A's properties only"),
     ("GET", "/v1/groups", When::Twice, "A's groups only; name filters on B's names find none"),
     ("GET", "/v1/courses", When::Twice, "A's courses only"),
+    ("GET", "/v1/webhooks", When::Twice, "A's webhook endpoints only"),
     (
         "GET",
         "/kaizala/v1/groups",
@@ -389,6 +413,7 @@ const NO_PATH_OPS: &[(&str, &str, When, &str)] = &[
     ("POST", "/v1/spotMembers~bulkInvite", When::Last, "B's emails → A's own members (new, or A's existing one)"),
     ("POST", "/v1/spotMemberCustomRole", When::Last, "B's label → a new role of A"),
     ("POST", "/v1/courses", When::Last, "B's title → a new course of A"),
+    ("POST", "/v1/webhooks", When::Last, "B's URL and description → a new endpoint of A, with its own secret"),
     ("POST", "/kaizala/v1/groups", When::Last, "B's phone-only number → a new member of A"),
     ("POST", "/v1/customProperties", When::Last, "B's slug → 201, a new property of A (the slug is free in A)"),
 ];
@@ -419,6 +444,8 @@ struct Ctx<'a> {
     a_shared: String,
     /// Everything of B's that A must never see unless it sent it.
     secrets: Vec<String>,
+    /// The loopback receiver of both spots' webhook endpoints.
+    hook_url: String,
     next_token: AtomicUsize,
     requests: AtomicUsize,
 }
@@ -524,6 +551,7 @@ async fn populate_b(
     app: &TestApp,
     spot: openspot::domain::ids::SpotId,
     key: &str,
+    hook_url: &str,
 ) -> (Side, Vec<String>, (String, String), String, String) {
     let mut all = vec![spot.to_string()];
     let invite = |email: &'static str| async move {
@@ -659,8 +687,21 @@ async fn populate_b(
     ok(app, key, "PUT", &format!("/v1/courses/{course}/participants/{}", parts[0]), Some(json!({"status": "Started"})))
         .await;
 
+    let hook = ok(
+        app,
+        key,
+        "POST",
+        "/v1/webhooks",
+        Some(json!({"url": hook_url, "eventTypes": ["member.created"], "description": "B-secret-hook"})),
+    )
+    .await;
+    let webhook = id_of(&hook);
+    all.push(hook["secret"].as_str().unwrap().to_string());
+    let test = ok(app, key, "POST", &format!("/v1/webhooks/{webhook}~test"), Some(json!({}))).await;
+    let webhook_event = test["eventId"].as_str().unwrap().to_string();
+    all.push(webhook_event.clone());
     all.extend(
-        [&m1, &m2, &m3, &shared, &role, &caller, &kz_group, &kz_sub, &phone, &group, &smart, &course]
+        [&m1, &m2, &m3, &shared, &role, &caller, &kz_group, &kz_sub, &phone, &group, &smart, &course, &webhook]
             .map(|s| s.to_string()),
     );
     all.extend([id_of(&p1), id_of(&p2), conn.0.clone()]);
@@ -678,13 +719,15 @@ async fn populate_b(
         kz_group,
         kz_sub,
         kz_member: phone,
+        webhook,
+        webhook_event,
     };
     (side, all, conn, refresh, token)
 }
 
 /// Spot A: the same kinds of thing under other names, and Kaizala callers on several
 /// connectors. Returns (its ids, connectors, admin tokens, plain tokens, shared member).
-async fn populate_a(app: &TestApp) -> (Side, Vec<(String, String)>, Vec<String>, Vec<String>, String) {
+async fn populate_a(app: &TestApp, hook_url: &str) -> (Side, Vec<(String, String)>, Vec<String>, Vec<String>, String) {
     let key = app.key.clone();
     let key = key.as_str();
     let m1 = app.invite("a-1@example.com").await;
@@ -762,6 +805,11 @@ async fn populate_a(app: &TestApp) -> (Side, Vec<(String, String)>, Vec<String>,
         Some(json!({"spotMemberIds": [m1]})),
     )
     .await;
+    let webhook = id_of(
+        &ok(app, key, "POST", "/v1/webhooks", Some(json!({"url": hook_url, "eventTypes": ["member.updated"]}))).await,
+    );
+    let test = ok(app, key, "POST", &format!("/v1/webhooks/{webhook}~test"), Some(json!({}))).await;
+    let webhook_event = test["eventId"].as_str().unwrap().to_string();
     let side = Side {
         member: m1,
         phone_member: other.clone(),
@@ -775,6 +823,8 @@ async fn populate_a(app: &TestApp) -> (Side, Vec<(String, String)>, Vec<String>,
         kz_group,
         kz_sub,
         kz_member: other,
+        webhook,
+        webhook_event,
     };
     (side, connectors, admin, plain, shared)
 }
@@ -828,6 +878,8 @@ fn ms_entity(k: Id) -> &'static str {
         Id::Participant => "Course participant",
         Id::Slug => "Custom property",
         Id::Role => "Custom role",
+        Id::Webhook => "Webhook",
+        Id::WebhookEvent => "Webhook event",
         Id::KzGroup | Id::KzSub | Id::KzMember => unreachable!("a Kaizala id"),
     }
 }
@@ -884,7 +936,7 @@ impl Ctx<'_> {
         let kaizala = op.path.starts_with("/kaizala/");
         let callers: &[Caller] = if kaizala { &[Caller::KzAdmin, Caller::KzPlain] } else { &[Caller::Key] };
         let body = op.body.map(|f| f(&self.a));
-        let a_before = spot_rows(self.app, self.app.spot_id).await;
+        let a_before = spot_rows(self.app, self.app.spot_id, ASYNC_TABLES).await;
         for &caller in callers {
             for choice in foreign_choices(op.params, &self.b) {
                 // A plain Kaizala member is refused A's admin calls (403) before any member
@@ -952,7 +1004,7 @@ impl Ctx<'_> {
         }
         // Nothing of A was written either (B's calls and the ghost's alike).
         let what = format!("{} {}: calls with B's ids", op.method, op.path);
-        assert_same(&a_before, &spot_rows(self.app, self.app.spot_id).await, &what);
+        assert_same(&a_before, &spot_rows(self.app, self.app.spot_id, ASYNC_TABLES).await, &what);
         let r = self.call(caller, op.method, &own_path, body.as_ref()).await;
         assert_eq!(r.status, op.control, "A's own call {} {own_path} (the body must be valid): {}", op.method, r.text);
     }
@@ -1024,6 +1076,10 @@ impl Ctx<'_> {
             }
             ("GET", "/v1/courses") => {
                 self.list_ids("/v1/courses?limit=100").await;
+            }
+            ("GET", "/v1/webhooks") => {
+                let ids = self.list_ids("/v1/webhooks?limit=100").await;
+                assert!(!ids.contains(&b.webhook), "{ids:?}");
             }
             ("GET", "/kaizala/v1/groups") => {
                 for caller in [Caller::KzAdmin, Caller::KzPlain] {
@@ -1149,6 +1205,13 @@ impl Ctx<'_> {
                 let r = self.call(Caller::Key, m, path, Some(&json!({"title": "B-secret-course"}))).await;
                 assert_eq!(r.status, 201, "{}", r.text);
             }
+            ("POST", "/v1/webhooks") => {
+                let body =
+                    json!({"url": self.hook_url, "eventTypes": ["member.created"], "description": "B-secret-hook"});
+                let r = self.call(Caller::Key, m, path, Some(&body)).await;
+                assert_eq!(r.status, 201, "{}", r.text);
+                assert_ne!(r.body["id"], json!(b.webhook));
+            }
             ("POST", "/kaizala/v1/groups") => {
                 let body = json!({"name": "A with B's number", "members": [B_ONLY_NUMBER]});
                 let r = self.call(Caller::KzAdmin, m, path, Some(&body)).await;
@@ -1186,7 +1249,7 @@ async fn count_rows(app: &TestApp, table: &str) -> i64 {
 
 /// Every row of every table that carries `spot`'s id (and its `spots` row), as text,
 /// read in one query. Rate-limit windows are left out: every call spends the budget.
-async fn spot_rows(app: &TestApp, spot: openspot::domain::ids::SpotId) -> BTreeMap<String, Vec<String>> {
+async fn spot_rows(app: &TestApp, spot: openspot::domain::ids::SpotId, skip: &[&str]) -> BTreeMap<String, Vec<String>> {
     let rows: Vec<(String, String)> = match &app.db {
         openspot::Db::Sqlite(p) => {
             let tables: Vec<String> = sqlx::query_scalar::<_, String>(
@@ -1197,7 +1260,11 @@ async fn spot_rows(app: &TestApp, spot: openspot::domain::ids::SpotId) -> BTreeM
             .await
             .unwrap();
             let mut parts = Vec::new();
-            for t in tables.iter().filter(|t| *t != "rate_limit_windows").chain([&"spots".to_string()]) {
+            for t in tables
+                .iter()
+                .filter(|t| *t != "rate_limit_windows" && !skip.contains(&t.as_str()))
+                .chain([&"spots".to_string()])
+            {
                 let cols: Vec<String> =
                     sqlx::query_scalar::<_, String>(&format!("SELECT name FROM pragma_table_info('{t}')"))
                         .fetch_all(p)
@@ -1220,7 +1287,7 @@ async fn spot_rows(app: &TestApp, spot: openspot::domain::ids::SpotId) -> BTreeM
             .unwrap();
             let mut parts: Vec<String> = tables
                 .iter()
-                .filter(|t| *t != "rate_limit_windows")
+                .filter(|t| *t != "rate_limit_windows" && !skip.contains(&t.as_str()))
                 .map(|t| format!("SELECT '{t}', x::text FROM \"{t}\" x WHERE spot_id = $1"))
                 .collect();
             parts.push("SELECT 'spots', x::text FROM spots x WHERE id = $1".into());
@@ -1244,6 +1311,7 @@ async fn api_snapshot(app: &TestApp, key: &str, token: &str) -> BTreeMap<String,
         "/v1/courses?limit=100".into(),
         "/v1/customProperties?limit=100".into(),
         "/v1/spotMemberCustomRole?limit=100".into(),
+        "/v1/webhooks?limit=100".into(),
     ];
     for list in paths.clone() {
         let v = ok(app, key, "GET", &list, None).await;
@@ -1256,6 +1324,7 @@ async fn api_snapshot(app: &TestApp, key: &str, token: &str) -> BTreeMap<String,
                 }
                 "/v1/groups" => paths.push(format!("/v1/groups/{id}/spotMembers?limit=100")),
                 "/v1/courses" => paths.push(format!("/v1/courses/{id}/participants?limit=100")),
+                "/v1/webhooks" => paths.push(format!("/v1/webhooks/{id}")),
                 _ => {}
             }
         }
@@ -1306,7 +1375,7 @@ fn operations(doc: &Value) -> BTreeMap<(String, String), Vec<String>> {
     out
 }
 
-both!(isolation_matrix, |app| {
+both_with!(isolation_matrix, |c| { c.allow_private_targets = true }, |app| {
     let started = std::time::Instant::now();
     let doc = app.client.get(format!("{}/openapi.json", app.base)).send().await.unwrap().json::<Value>().await.unwrap();
     let ops = operations(&doc);
@@ -1336,9 +1405,24 @@ both!(isolation_matrix, |app| {
         assert_eq!(o.params.len(), names.len(), "{} {}: a kind for every path id", o.method, o.path);
     }
 
+    // Both spots' webhook endpoints deliver to one loopback receiver; the test events of
+    // populate_* are delivered and logged before the matrix starts.
+    let hooks = Receiver::start(Reply::Status(200)).await;
+    let hook_url = hooks.url();
     let (b_spot, b_key) = app.other_spot().await;
-    let (b, b_ids, b_connector, b_refresh, b_token) = populate_b(&app, b_spot, &b_key).await;
-    let (a, a_connectors, kz_admin, kz_plain, a_shared) = populate_a(&app).await;
+    let (b, b_ids, b_connector, b_refresh, b_token) = populate_b(&app, b_spot, &b_key, &hook_url).await;
+    let (a, a_connectors, kz_admin, kz_plain, a_shared) = populate_a(&app, &hook_url).await;
+    assert_eq!(hooks.wait_for(2, Duration::from_secs(10)).await.len(), 2);
+    for (key, hook) in [(&b_key, &b.webhook), (&app.key, &a.webhook)] {
+        let path = format!("/v1/webhooks/{hook}/deliveries");
+        for _ in 0..200 {
+            if ok(&app, key, "GET", &path, None).await["total"] == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(ok(&app, key, "GET", &path, None).await["total"], 1, "{path}");
+    }
     let mut secrets = b_ids;
     secrets.extend(["B-secret", "b-secret", "bslug", B_ONLY_NUMBER].map(String::from));
     let cx = Ctx {
@@ -1355,11 +1439,12 @@ both!(isolation_matrix, |app| {
         kz_plain,
         a_shared,
         secrets,
+        hook_url,
         next_token: AtomicUsize::new(0),
         requests: AtomicUsize::new(0),
     };
     let api_before = api_snapshot(&app, &cx.b_key, &cx.b_token).await;
-    let rows_before = spot_rows(&app, b_spot).await;
+    let rows_before = spot_rows(&app, b_spot, &[]).await;
     for table in ["members", "spot_groups", "group_members", "courses", "course_participants", "kz_messages"] {
         assert!(rows_before.get(table).is_some_and(|r| !r.is_empty()), "B has rows in {table}: {rows_before:?}");
     }
@@ -1375,7 +1460,7 @@ both!(isolation_matrix, |app| {
     }
 
     assert_same(&api_before, &api_snapshot(&app, &cx.b_key, &cx.b_token).await, "spot B as B reads it");
-    assert_same(&rows_before, &spot_rows(&app, b_spot).await, "rows carrying spot B's id");
+    assert_same(&rows_before, &spot_rows(&app, b_spot, &[]).await, "rows carrying spot B's id");
     eprintln!(
         "isolation matrix: {} operations ({} with path ids, {} without), {} requests as spot A ({} Kaizala), {:?}",
         ops.len(),

@@ -15,6 +15,11 @@ mod ms_members;
 mod ms_properties;
 mod openapi_filters;
 mod outbox;
+#[path = "../support/python.rs"]
+mod python;
+#[path = "../support/receiver.rs"]
+mod receiver;
 mod robustness;
 mod security;
 mod vocab_messages;
+mod webhooks;
