@@ -28,6 +28,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::email::{self, Invitation};
+use super::events::{self, Event};
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
 use super::ids::{CourseId, GroupId, MemberId, ParticipantId, SpotId};
 use super::members::Member;
@@ -273,8 +274,15 @@ async fn invite_members(
         let existing: Vec<Participant> =
             from_rows(store::participants::get_many_by_member(tx.ex(), spot_id, course_id, member_ids).await?);
         changed.extend(
-            reinvite(tx, existing.iter().filter(|p| p.status == ParticipantStatus::Unenrolled), invited_by, now)
-                .await?,
+            reinvite(
+                tx,
+                spot_id,
+                course_id,
+                existing.iter().filter(|p| p.status == ParticipantStatus::Unenrolled),
+                invited_by,
+                now,
+            )
+            .await?,
         );
         existing.iter().map(|p| p.member_id).collect()
     } else {
@@ -286,6 +294,8 @@ async fn invite_members(
     for chunk in fresh.chunks(INVITE_BATCH) {
         let n = store::participants::insert_invited(tx.ex(), spot_id, course_id, chunk, invited_by, now).await?;
         store::courses::add_participant_count(tx.ex(), spot_id, course_id, n as i64).await?;
+        let member_ids: Vec<MemberId> = chunk.iter().map(|(_, m)| *m).collect();
+        events::emit(tx, spot_id, Event::ParticipantsCreated { course_id, member_ids: &member_ids }).await?;
     }
     changed.extend(fresh.iter().map(|(_, m)| *m));
     Ok(changed.into_iter().collect())
@@ -294,11 +304,13 @@ async fn invite_members(
 /// Makes Unenrolled participants Invited again; returns their member ids.
 async fn reinvite<'a>(
     tx: &mut Tx,
+    spot_id: SpotId,
+    course_id: CourseId,
     unenrolled: impl Iterator<Item = &'a Participant>,
     invited_by: Option<MemberId>,
     now: i64,
 ) -> Result<Vec<MemberId>> {
-    let mut out = Vec::new();
+    let mut updated = Vec::new();
     for p in unenrolled {
         let mut p = p.clone();
         p.status = ParticipantStatus::Invited;
@@ -309,9 +321,10 @@ async fn reinvite<'a>(
         p.unenrolled_at = None;
         p.completion_rate = 0;
         store::participants::update(tx.ex(), &(&p).into()).await?;
-        out.push(p.member_id);
+        updated.push(p);
     }
-    Ok(out)
+    events::emit(tx, spot_id, Event::ParticipantStatusUpdated { course_id, participants: &updated }).await?;
+    Ok(updated.into_iter().map(|p| p.member_id).collect())
 }
 
 /// [`invite_members`], answering with the participants that are new or re-invited.
@@ -481,6 +494,7 @@ pub async fn update_progress(
         .map(Participant::from)
         .ok_or(Error::NotFound(Entity::CourseParticipant))?;
     let now = now_ms();
+    let status_before = p.status;
     if let Some(to) = status {
         let from = p.status;
         if !from.can_move_to(to) {
@@ -510,6 +524,10 @@ pub async fn update_progress(
     }
     p.last_activity_at = Some(now);
     store::participants::update(tx.ex(), &(&p).into()).await?;
+    if p.status != status_before {
+        let participants = std::slice::from_ref(&p);
+        events::emit(&mut tx, spot_id, Event::ParticipantStatusUpdated { course_id, participants }).await?;
+    }
     tx.commit().await?;
     Ok(p)
 }

@@ -31,6 +31,7 @@ use std::io::Cursor;
 
 use serde_json::Value;
 
+use super::events::Event;
 use super::groups::Group;
 use super::members::{normalize_email, Member};
 use super::properties::{self, PropertyDef};
@@ -858,14 +859,19 @@ async fn insert_new_members(tx: &mut Tx, spot_id: SpotId, batch: &MergedBatch, n
         created: HashSet::with_capacity(inserted.len()),
     };
     let mut existing_emails: Vec<String> = Vec::new();
+    let mut created: Vec<Member> = Vec::with_capacity(inserted.len());
     for m in candidates.into_iter().map(Member::from) {
-        let key = m.email.as_deref().unwrap_or_default().to_lowercase();
         if inserted.contains(&m.id) {
-            members.created.insert(key.clone());
-            members.by_email.insert(key, m);
+            created.push(m);
         } else {
-            existing_emails.push(key);
+            existing_emails.push(m.email.as_deref().unwrap_or_default().to_lowercase());
         }
+    }
+    super::events::emit(tx, spot_id, Event::MemberCreated(&created)).await?;
+    for m in created {
+        let key = m.email.as_deref().unwrap_or_default().to_lowercase();
+        members.created.insert(key.clone());
+        members.by_email.insert(key, m);
     }
     for m in from_rows::<_, Member>(store::members::get_many_by_email(tx.ex(), spot_id, &existing_emails).await?) {
         if let Some(e) = &m.email {
@@ -909,6 +915,7 @@ async fn update_existing_members(
         .collect();
     let current_values = store::property_values::list_of_members(tx.ex(), spot_id, &existing_ids).await?;
     let mut unchanged: HashSet<MemberId> = HashSet::new();
+    let mut updated: Vec<Member> = Vec::new();
     for (key, p) in batch.rows() {
         if members.created.contains(key) {
             continue;
@@ -934,10 +941,12 @@ async fn update_existing_members(
         if changed {
             m.updated_at = now;
             store::members::update(tx.ex(), &(&*m).into()).await?;
+            updated.push(m.clone());
         } else {
             unchanged.insert(m.id);
         }
     }
+    super::events::emit(tx, spot_id, Event::MemberUpdated(&updated)).await?;
     Ok(unchanged)
 }
 

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use uuid::Uuid;
 
+use super::events::Event;
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
 use super::vocab::{self, MemberRole, MemberStatus};
 use super::{from_rows, new_id, now_ms};
@@ -155,6 +156,7 @@ pub async fn get_member(db: &Db, spot_id: SpotId, id: MemberId) -> Result<Member
 pub async fn insert_or_get(ex: &mut crate::store::Tx, candidate: Member) -> Result<(Member, bool)> {
     if let Some(m) = store::members::insert_if_absent(ex.ex(), &(&candidate).into()).await?.map(Member::from) {
         store::spots::add_member_count(ex.ex(), candidate.spot_id, 1).await?;
+        super::events::emit(ex, m.spot_id, Event::MemberCreated(std::slice::from_ref(&m))).await?;
         super::groups::refresh_smart_memberships(ex, &m).await?;
         return Ok((m, true));
     }
@@ -312,6 +314,7 @@ async fn apply_member_patch(
         .await?
         .map(Member::from)
         .ok_or(Error::NotFound(Entity::SpotMember))?;
+    let before = m.clone();
     if let Some(Some(role_id)) = patch.custom_role_id {
         if store::custom_roles::get(tx.ex(), spot_id, role_id).await?.is_none() {
             return Err(Error::invalid("customRoleId", format!("no custom role '{role_id}' in this spot")));
@@ -345,8 +348,12 @@ async fn apply_member_patch(
     if let Some(v) = patch.custom_role_id {
         m.custom_role_id = v;
     }
+    let changed = m != before;
     m.updated_at = now;
     store::members::update(tx.ex(), &(&m).into()).await?;
+    if changed {
+        super::events::emit(&mut tx, spot_id, Event::MemberUpdated(std::slice::from_ref(&m))).await?;
+    }
     if !m.status.may_sign_in() {
         // Signed out: the tokens go, so reactivating the member does not revive them.
         store::kz_tokens::revoke_member(tx.ex(), spot_id, id).await?;

@@ -6,6 +6,7 @@
 mod common;
 mod conventions;
 mod emails;
+mod events;
 mod isolation;
 mod kaizala;
 mod ms_courses;
