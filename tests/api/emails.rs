@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use openspot::domain::email::{NO_RELAY, SMTP_TIMEOUT};
+use openspot::domain::email::{NO_ADDRESS, NO_RELAY, SMTP_TIMEOUT};
 use openspot::domain::outbox::{self, Filter, OutboxItem};
 use openspot::domain::vocab::{ChannelKind, OutboxState};
 use openspot::store::Backend;
@@ -312,4 +312,78 @@ both_smtp!(a_refused_recipient_fails_at_once, |app, sink| {
     let failed: Vec<&OutboxItem> = rows.iter().filter(|r| r.state == OutboxState::Failed).collect();
     assert_eq!(failed.len(), 1, "{rows:#?}");
     assert_eq!((failed[0].attempts, failed[0].last_status), (1, Some(550)), "no retry after a 5xx: {rows:#?}");
+});
+
+/// Runs the openspot binary on the test's database; returns its stdout as JSON.
+fn cli(app: &TestApp, args: &[&str]) -> Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_openspot"))
+        .arg("--database-url")
+        .arg(&app.database_url)
+        .args(args)
+        .env_remove("OPENSPOT_SMTP_URL")
+        .output()
+        .expect("run openspot");
+    assert!(out.status.success(), "openspot {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("openspot {args:?}: not one JSON object ({e})"))
+}
+
+both!(cli_import_notify_queues_emails_the_server_records_and_outbox_list_shows, |app| {
+    let spot = app.spot_id.to_string();
+    let set = cli(&app, &["spots", "set-sender", &spot, "--name", "Team Acme", "--json"]);
+    assert_eq!(set, json!({"spotId": spot, "emailSenderName": "Team Acme"}));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("members.csv");
+    std::fs::write(&file, "email,firstname\nann@example.com,Ann\nbob@example.com,Bob\n").unwrap();
+    let file = file.to_str().unwrap();
+    let dry = cli(&app, &["members", "import", "--spot", &spot, file, "--notify", "--dry-run", "--json"]);
+    assert_eq!(dry["created"], 2);
+    assert!(email_rows(&app).await.is_empty(), "a dry run queues nothing");
+    let done = cli(&app, &["members", "import", "--spot", &spot, file, "--notify", "--json"]);
+    assert_eq!(done["created"], 2, "{done}");
+    // The CLI only queues; the running server's dispatcher records them (no relay: Skipped).
+    let rows = settled_email_rows(&app, 2).await;
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert!(rows.iter().all(|r| r.state == OutboxState::Skipped), "{rows:#?}");
+    let listed = cli(&app, &["outbox", "list", "--spot", &spot, "--channel", "Email", "--json"]);
+    let items = listed["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2, "{listed:#}");
+    for i in items {
+        assert_eq!(
+            (&i["state"], &i["lastError"], &i["eventType"]),
+            (&json!("Skipped"), &json!(NO_RELAY), &json!("invitation.spot"))
+        );
+    }
+    // The payload carries the spot's sender name.
+    let mut c = app.db.conn().await.unwrap();
+    let filter = openspot::store::outbox::OutboxFilter {
+        spot_id: Some(app.spot_id),
+        channel: Some(ChannelKind::Email),
+        ..Default::default()
+    };
+    let stored = openspot::store::outbox::list(c.ex(), &filter, 10).await.unwrap();
+    for r in stored {
+        let p: Value = serde_json::from_str(&r.payload).unwrap();
+        assert_eq!(p["senderName"], "Team Acme");
+        assert_eq!(p["spot"]["name"], "test spot");
+    }
+});
+
+both!(a_member_without_an_email_address_is_recorded_skipped, |app| {
+    let (connector, _) = openspot::domain::kaizala::create_connector(&app.db, app.spot_id, "app").await.unwrap();
+    openspot::domain::kaizala::create_user_token(&app.db, &connector.id.to_string(), "+911199999999").await.unwrap();
+    let listed = app.get("/v1/spotMembers").await;
+    let member = listed.body["items"][0]["id"].as_str().expect("the Kaizala member").to_string();
+    let r = app.post("/v1/courses", json!({"title": "Rust 101"})).await;
+    let course = r.body["id"].as_str().unwrap().to_string();
+    let r = app
+        .post(
+            &format!("/v1/courses/{course}/participants"),
+            json!({"spotMemberId": member, "withEmailNotification": true}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let rows = settled_email_rows(&app, 1).await;
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0].event_type, "invitation.course");
+    assert_eq!((rows[0].state, rows[0].last_error.as_deref()), (OutboxState::Skipped, Some(NO_ADDRESS)));
 });
