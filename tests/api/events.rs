@@ -250,3 +250,125 @@ both_with!(course_participant_events_come_from_invites_links_and_progress, |c| {
         assert_eq!((&e["course"]["id"], &e["course"]["name"]), (&json!(course), &json!("Rust 101")), "{e:#}");
     }
 });
+
+/// `(type, member mobile number, group id or "")` of each event, sorted.
+fn by_number(evs: &[Value]) -> Vec<(String, String, String)> {
+    let mut v: Vec<(String, String, String)> = evs
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_string(),
+                e["member"]["mobileNumber"].as_str().unwrap_or("").to_string(),
+                e["group"]["id"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+both_with!(kaizala_changes_emit_member_and_group_events, |c| { fast(c) }, |app| {
+    use crate::kaizala::{call, setup};
+    use reqwest::Method;
+    let rx = listen(&app).await;
+    // A token minted for a new number creates the member; signing in accepts it.
+    let admin = setup(&app, "+911199999999").await;
+    let r = call(&app, &admin, Method::POST, "/groups", Some("{name:'Team', members:['+911199999990']}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let gid = r.body["groupId"].as_str().unwrap().to_string();
+    let r =
+        call(&app, &admin, Method::PUT, &format!("/groups/{gid}/members"), Some("{members:['+911199999991']}")).await;
+    assert_eq!(r.body, json!({"result": true}), "{}", r.text);
+    let listed = call(&app, &admin, Method::GET, &format!("/groups/{gid}/members"), None).await;
+    let gone =
+        listed.body["members"].as_array().unwrap().iter().find(|m| m["mobileNumber"] == "+911199999991").unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let r = call(&app, &admin, Method::DELETE, &format!("/groups/{gid}/members/{gone}"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let evs = events(&rx, 8).await;
+    let got: Vec<_> = by_number(&evs).into_iter().filter(|(t, _, _)| t != "member.updated").collect();
+    let want: Vec<(String, String, String)> = {
+        let mut v: Vec<_> = [
+            ("member.created", "+911199999999", ""),
+            ("member.created", "+911199999990", ""),
+            ("member.created", "+911199999991", ""),
+            ("group.member.added", "+911199999999", gid.as_str()),
+            ("group.member.added", "+911199999990", gid.as_str()),
+            ("group.member.added", "+911199999991", gid.as_str()),
+            ("group.member.removed", "+911199999991", gid.as_str()),
+        ]
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(got, want, "{evs:#?}");
+    let creator = evs
+        .iter()
+        .find(|e| e["type"] == "group.member.added" && e["member"]["mobileNumber"] == "+911199999999")
+        .unwrap();
+    assert_eq!(creator["groupRole"], "Admin", "{creator:#}");
+    assert!(
+        evs.iter().any(|e| e["type"] == "member.updated"
+            && e["member"]["mobileNumber"] == "+911199999999"
+            && e["member"]["status"] == "Accepted"),
+        "signing in accepts the member: {evs:#?}"
+    );
+});
+
+both_with!(blacklists_and_import_groups_emit_group_events, |c| { fast(c) }, |app| {
+    let a = app.invite("a@x.io").await;
+    let r = app.put(&format!("/v1/spotMembers/{a}"), json!({"status": "Accepted"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rules = json!({"operator": "AND", "conditions": [
+        {"operator": "OR", "triggers": [{"field": "status", "op": "eq", "value": "Accepted"}]}]});
+    let smart = app.post("/v1/groups", json!({"name": "Accepted", "type": "Smart", "rules": rules})).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    crate::common::wait_until_ready(&app, &smart).await;
+    let g = app.post("/v1/groups", json!({"name": "Imported"})).await.body["id"].as_str().unwrap().to_string();
+    let rx = listen(&app).await;
+    // The blacklist takes a out of the smart group; lifting it puts a back.
+    let r = app.post(&format!("/v1/groups/{smart}/blacklist~bulkAdd"), json!({"spotMemberIds": [a]})).await;
+    assert!(r.status < 300, "{}", r.text);
+    let r = app.post(&format!("/v1/groups/{smart}/blacklist~bulkRemove"), json!({"spotMemberIds": [a]})).await;
+    assert!(r.status < 300, "{}", r.text);
+    // An import with a group adds every row's member (a new one is created too).
+    let csv = b"email\na@x.io\nb@x.io\n".to_vec();
+    let form = Form::new().part("file", Part::bytes(csv).file_name("m.csv")).text("groupId", g.clone());
+    let r = crate::ms_import::upload(&app, form).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let evs = events(&rx, 5).await;
+    let got: Vec<(String, String, String)> = {
+        let mut v: Vec<_> = evs
+            .iter()
+            .map(|e| {
+                (
+                    e["type"].as_str().unwrap().to_string(),
+                    e["member"]["email"].as_str().unwrap().to_string(),
+                    e["group"]["id"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let mut want: Vec<(String, String, String)> = [
+        ("group.member.removed", "a@x.io", smart.as_str()),
+        ("group.member.added", "a@x.io", smart.as_str()),
+        ("member.created", "b@x.io", ""),
+        ("group.member.added", "a@x.io", g.as_str()),
+        ("group.member.added", "b@x.io", g.as_str()),
+    ]
+    .iter()
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    .collect();
+    want.sort();
+    assert_eq!(got, want, "{evs:#?}");
+});
