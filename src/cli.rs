@@ -248,6 +248,9 @@ pub struct ServeArgs {
     /// Delivery attempts in flight at once per endpoint or subscription.
     #[arg(long, env = "OPENSPOT_OUTBOX_MAX_IN_FLIGHT_PER_TARGET", default_value_t = 16)]
     pub outbox_max_in_flight_per_target: usize,
+    /// Days delivered, failed, skipped and paused deliveries and the delivery log are kept.
+    #[arg(long, env = "OPENSPOT_OUTBOX_RETENTION_DAYS", default_value_t = 30)]
+    pub outbox_retention_days: u64,
 }
 
 /// How `serve` sends invitation emails.
@@ -645,6 +648,7 @@ fn serve_config(listen: SocketAddr, args: ServeArgs) -> anyhow::Result<Config> {
     outbox.poll_interval = std::time::Duration::from_millis(args.outbox_poll_ms);
     outbox.max_in_flight = args.outbox_max_in_flight;
     outbox.max_in_flight_per_target = args.outbox_max_in_flight_per_target;
+    outbox.retention = std::time::Duration::from_secs(args.outbox_retention_days.max(1) * 24 * 3600);
     outbox.check().map_err(|e| anyhow::anyhow!("outbox settings: {e}"))?;
     Ok(config)
 }

@@ -113,6 +113,8 @@ pub struct OutboxConfig {
     pub max_in_flight: usize,
     /// Attempts in flight at once per target (one endpoint or subscription).
     pub max_in_flight_per_target: usize,
+    /// Finished rows and logged attempts are deleted after this (housekeeping).
+    pub retention: Duration,
 }
 
 /// How much longer than an attempt a lease lasts at least: the dispatcher's backstop
@@ -131,6 +133,7 @@ impl Default for OutboxConfig {
             poll_interval: Duration::from_millis(500),
             max_in_flight: 64,
             max_in_flight_per_target: 16,
+            retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }

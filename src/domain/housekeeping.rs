@@ -1,7 +1,7 @@
 //! Background housekeeping of a serving replica: resuming smart-group computations a
 //! stopped replica left behind, forgetting stale in-memory rate-limit leases and
-//! failed-auth windows, purging rate-limit windows of past days, and keeping the
-//! planner's statistics current.
+//! failed-auth windows, purging rate-limit windows of past days and outbox rows past
+//! their retention, and keeping the planner's statistics current.
 //!
 //! None of it is about a request, so it lives here rather than in `http`: `http::serve`
 //! only starts it ([`Housekeeping::spawn`]) and stops it when the server ends.
@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::auth::FailedAuthThrottle;
 use super::groups;
+use super::outbox;
 use super::rate_limit::{self, RateLimiter};
 use crate::store::Db;
 
@@ -21,6 +22,8 @@ pub struct Housekeeping {
     pub db: Db,
     pub limiter: Arc<RateLimiter>,
     pub failed_auth: Arc<FailedAuthThrottle>,
+    /// How long finished outbox rows and delivery attempts are kept.
+    pub outbox_retention: Duration,
 }
 
 impl Housekeeping {
@@ -60,6 +63,12 @@ impl Housekeeping {
             if let Err(e) = rate_limit::purge_old_windows(&self.db).await {
                 tracing::warn!(error = ?e, "cannot purge old rate-limit windows");
             }
+            // Deliveries and their log past the retention.
+            match outbox::purge(&self.db, self.outbox_retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "purged old outbox rows and delivery attempts"),
+                Err(e) => tracing::warn!(error = ?e, "cannot purge old outbox rows"),
+            }
         }
         if round % Self::OPTIMIZE_EVERY == 0 {
             // Keeps the planner's statistics current as spots grow.
@@ -83,6 +92,7 @@ mod tests {
             db,
             limiter: Arc::new(RateLimiter::new()),
             failed_auth: Arc::new(FailedAuthThrottle::new(10)),
+            outbox_retention: Duration::from_secs(86_400),
         };
         // The round where every chore is due, then an ordinary one.
         chores.round(Housekeeping::PURGE_EVERY * Housekeeping::OPTIMIZE_EVERY).await;

@@ -183,9 +183,13 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     use tower::Layer as _;
-    let housekeeping =
-        Housekeeping { db: state.db.clone(), limiter: state.limiter.clone(), failed_auth: state.failed_auth.clone() }
-            .spawn();
+    let housekeeping = Housekeeping {
+        db: state.db.clone(),
+        limiter: state.limiter.clone(),
+        failed_auth: state.failed_auth.clone(),
+        outbox_retention: state.config.outbox.retention,
+    }
+    .spawn();
     // Kaizala paths as clients write them are normalised before routing.
     let service =
         tower::util::MapRequestLayer::new(kaizala::normalize_request::<axum::body::Body>).layer(app(state.clone()));

@@ -582,3 +582,55 @@ impl Listener {
         Ok(self.0.try_recv().await?.map(|n| (n.channel().to_string(), n.payload().to_string())))
     }
 }
+
+/// The smallest UUIDv7 of millisecond `ms`: every id made before `ms` sorts below it
+/// (both stores compare UUIDs byte by byte).
+pub fn uuid_v7_floor(ms: i64) -> Uuid {
+    let ms = u64::try_from(ms.max(0)).unwrap_or(0) & 0xFFFF_FFFF_FFFF;
+    let mut b = [0u8; 16];
+    b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    b[6] = 0x70;
+    b[8] = 0x80;
+    Uuid::from_bytes(b)
+}
+
+/// Deletes up to `limit` finished rows (anything but Pending) and up to `limit`
+/// attempts of one spot created before `before` (a [`uuid_v7_floor`]), keeping the
+/// per-target attempt counts right. Returns how many rows and attempts went.
+pub async fn purge_spot(mut ex: Ex<'_>, spot_id: SpotId, before: Uuid, limit: i64) -> Result<u64, sqlx::Error> {
+    let rows = run!(&mut ex, |c| sqlx::query(
+        "DELETE FROM outbox WHERE (spot_id, id) IN (SELECT spot_id, id FROM outbox \
+         WHERE spot_id = $1 AND id < $2 AND state <> 'Pending' ORDER BY id LIMIT $3)"
+    )
+    .bind(spot_id)
+    .bind(before)
+    .bind(limit)
+    .execute(&mut **c)
+    .await
+    .map(|r| super::WriteOutcome::rows_affected(&r)))?;
+    let targets: Vec<Option<Uuid>> = run!(&mut ex, |c| sqlx::query_scalar(
+        "DELETE FROM outbox_attempts WHERE (spot_id, id) IN (SELECT spot_id, id FROM outbox_attempts \
+         WHERE spot_id = $1 AND id < $2 ORDER BY id LIMIT $3) RETURNING target_id"
+    )
+    .bind(spot_id)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(&mut **c)
+    .await)?;
+    let mut per_target: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
+    for t in targets.iter().flatten() {
+        *per_target.entry(*t).or_default() += 1;
+    }
+    for (target, n) in per_target {
+        run!(&mut ex, |c| sqlx::query(
+            "UPDATE outbox_target_stats SET attempt_count = attempt_count - $3 WHERE spot_id = $1 AND target_id = $2"
+        )
+        .bind(spot_id)
+        .bind(target)
+        .bind(n)
+        .execute(&mut **c)
+        .await
+        .map(|_| ()))?;
+    }
+    Ok(rows + targets.len() as u64)
+}

@@ -21,6 +21,7 @@ use crate::both;
 /// A fresh migrated database with one spot; the guards keep it alive.
 struct Fresh {
     db: Db,
+    url: String,
     spot: SpotId,
     _guards: (Option<tempfile::TempDir>, Option<crate::common::PgGuard>),
 }
@@ -29,7 +30,7 @@ async fn fresh(backend: Backend) -> Option<Fresh> {
     let (url, dir, pg) = crate::common::test_database(backend).await?;
     let db = Db::connect_and_migrate(&url).await.expect("migrate");
     let (spot, _) = openspot::domain::spots::create_spot(&db, "outbox spot").await.expect("spot");
-    Some(Fresh { db, spot: spot.id, _guards: (dir, pg) })
+    Some(Fresh { db, url, spot: spot.id, _guards: (dir, pg) })
 }
 
 macro_rules! both_db {
@@ -458,4 +459,117 @@ both!(readyz_shows_the_outbox_backlog_and_counters, |app| {
         assert!(o[key].is_i64(), "{key} in {}", r.text);
     }
     assert!(o.get("oldestDueAgeMs").is_some(), "{}", r.text);
+});
+
+both_db!(purge_deletes_what_is_past_the_retention_and_keeps_counts_right, |f| {
+    let day_ms = 86_400_000i64;
+    let old_ms = openspot::domain::now_ms() - 2 * day_ms;
+    let old_id = |n: u32| {
+        let ms = u64::try_from(old_ms).unwrap();
+        Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, ms / 1_000, (ms % 1_000) as u32 * 1_000_000 + n))
+    };
+    let target = Uuid::now_v7();
+    let rows = vec![
+        NewOutboxRow {
+            id: old_id(1),
+            state: OutboxState::Delivered,
+            ..new_row(ChannelKind::Webhook, Some(target), "old")
+        },
+        NewOutboxRow { id: old_id(2), ..new_row(ChannelKind::Webhook, Some(target), "old but pending") },
+        NewOutboxRow { state: OutboxState::Delivered, ..new_row(ChannelKind::Webhook, Some(target), "new") },
+    ];
+    insert(&f.db, f.spot, &rows, old_ms).await;
+    let attempt = |id: Uuid| store::AttemptRow {
+        spot_id: f.spot,
+        id,
+        outbox_id: rows[0].id,
+        target_id: Some(target),
+        event_id: rows[0].event_id,
+        event_type: "member.created".into(),
+        channel: ChannelKind::Webhook,
+        attempt: 1,
+        status_code: Some(200),
+        duration_ms: 1,
+        error: None,
+        response_body: None,
+        replica_id: Uuid::now_v7(),
+        created_at: old_ms,
+    };
+    let mut tx = f.db.begin().await.unwrap();
+    store::insert_attempts(tx.ex(), &[attempt(old_id(3)), attempt(old_id(4)), attempt(Uuid::now_v7())]).await.unwrap();
+    store::add_attempt_counts(tx.ex(), &[(f.spot, target, 3)]).await.unwrap();
+    tx.commit().await.unwrap();
+
+    assert_eq!(outbox::purge(&f.db, Duration::from_secs(86_400)).await.unwrap(), 3, "one row, two attempts");
+    let left: Vec<String> = list(&f.db, &OutboxFilter::default()).await.into_iter().map(|r| r.payload).collect();
+    assert_eq!(left, vec!["new".to_string(), "old but pending".to_string()]);
+    let mut c = f.db.conn().await.unwrap();
+    let (items, total) = store::list_attempts(c.ex(), f.spot, target, None, None, 0, 10).await.unwrap();
+    assert_eq!((items.len(), total), (1, 1));
+    drop(c);
+    assert_eq!(outbox::purge(&f.db, Duration::from_secs(86_400)).await.unwrap(), 0);
+});
+
+/// Two dispatchers (two replicas' worth: own runtime and replica id) on one PostgreSQL
+/// database and a burst of 1,000 rows: each delivered exactly once, by both replicas.
+/// (On SQLite one process serves a file, so there is no second replica to test.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_deliver_a_burst_exactly_once_postgres() {
+    let Some(f) = fresh(Backend::Postgres).await else { return };
+    let receiver = Receiver::start(vec![200]).await;
+    let (a, _) = runtime(&receiver.url, test_config());
+    let (b, _) = runtime(&receiver.url, test_config());
+    let db_b = Db::connect(&f.url).await.unwrap();
+    let (da, db) = (outbox::spawn(f.db.clone(), a.clone()), outbox::spawn(db_b.clone(), b.clone()));
+    let targets: Vec<Uuid> = (0..10).map(|_| Uuid::now_v7()).collect();
+    let mut events = HashSet::new();
+    for batch in 0..10 {
+        let rows: Vec<NewOutboxRow> = (0..100)
+            .map(|i| new_row(ChannelKind::Webhook, Some(targets[(batch + i) % 10]), &format!("{batch}/{i}")))
+            .collect();
+        events.extend(rows.iter().map(|r| r.event_id.to_string()));
+        insert(&f.db, f.spot, &rows, openspot::domain::now_ms()).await;
+    }
+    eventually(Duration::from_secs(30), async || (receiver.seen().len() >= 1_000).then_some(())).await;
+    // Nothing more arrives: no event went out twice.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = receiver.seen();
+    assert_eq!(seen.len(), 1_000);
+    let ids: HashSet<String> = seen.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids, events);
+    da.shutdown().await;
+    db.shutdown().await;
+    let mut replicas = HashSet::new();
+    let mut c = f.db.conn().await.unwrap();
+    for t in &targets {
+        let (log, total) = store::list_attempts(c.ex(), f.spot, *t, None, None, 0, 1_000).await.unwrap();
+        assert_eq!(total, 100);
+        replicas.extend(log.into_iter().map(|a| a.replica_id));
+    }
+    assert_eq!(replicas, HashSet::from([a.replica_id, b.replica_id]), "both replicas delivered");
+    let (sa, sb) = (a.stats.snapshot(), b.stats.snapshot());
+    assert_eq!(sa.delivered + sb.delivered, 1_000);
+    db_b.close().await;
+}
+
+both_db!(a_dead_replicas_claims_are_delivered_by_the_next, |f| {
+    let receiver = Receiver::start(vec![200]).await;
+    let row = new_row(ChannelKind::Webhook, Some(Uuid::now_v7()), "{}");
+    insert(&f.db, f.spot, std::slice::from_ref(&row), openspot::domain::now_ms()).await;
+    // A replica claims the row and dies without recording or releasing anything.
+    let claimed_at = openspot::domain::now_ms();
+    let lease_until = claimed_at + 2_000;
+    assert_eq!(claim(&f.db, Uuid::now_v7(), Uuid::now_v7(), claimed_at, lease_until, 10).await.len(), 1);
+    let (rt, _) = runtime(&receiver.url, test_config());
+    let dispatcher = outbox::spawn(f.db.clone(), rt);
+    eventually(Duration::from_secs(10), async || (!receiver.seen().is_empty()).then_some(())).await;
+    let received_at = openspot::domain::now_ms();
+    match f.db {
+        // The one process of its file releases every claim at start.
+        Db::Sqlite(_) => assert!(received_at < lease_until, "SQLite: at once"),
+        // Another replica may still be alive: the row waits for its lease.
+        Db::Postgres(_) => assert!(received_at >= lease_until, "PostgreSQL: after the lease"),
+    }
+    assert_eq!(receiver.seen()[0].0, row.event_id.to_string(), "the same event id");
+    dispatcher.shutdown().await;
 });

@@ -28,7 +28,8 @@ pub const CLAIM_BATCH: usize = 100;
 /// on it (the channel's own client enforces the timeout; this is the backstop).
 pub const GRACE: Duration = Duration::from_secs(1);
 
-/// A running dispatcher; [`DispatcherHandle::shutdown`] stops it cleanly.
+/// A running dispatcher; [`DispatcherHandle::shutdown`] stops it cleanly (dropping the
+/// handle starts the same shutdown without waiting for it).
 pub struct DispatcherHandle {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -110,36 +111,40 @@ async fn run(db: Db, rt: Arc<Runtime>, mut stopped: watch::Receiver<bool>) {
         rt.stats.in_flight.store(fl.tasks.len() as u64, Ordering::Relaxed);
 
         let free = cfg.max_in_flight.saturating_sub(fl.tasks.len()).min(CLAIM_BATCH);
-        let mut full = false;
-        if free > 0 && !kinds.is_empty() {
+        // A read first: an idle dispatcher takes no write lock (SQLite has one).
+        let mut next = if free > 0 && !kinds.is_empty() { next_due(&db, &kinds).await } else { Ok(None) };
+        if matches!(next, Ok(Some(at)) if at <= now_ms()) {
             let saturated: Vec<Uuid> =
                 fl.per_target.iter().filter(|(_, n)| **n >= cfg.max_in_flight_per_target).map(|(t, _)| *t).collect();
             match claim(&db, &rt, &kinds, &saturated, free).await {
                 Ok(rows) => {
-                    claim_failures = 0;
-                    full = rows.len() == free;
+                    let full = rows.len() == free;
                     for row in rows {
                         start(&mut fl, &db, &rt, &results, row);
                     }
-                }
-                Err(e) => {
-                    claim_failures += 1;
-                    if claim_failures == 1 || claim_failures % 60 == 0 {
-                        tracing::warn!(error = %e, "outbox: cannot claim rows");
+                    rt.stats.in_flight.store(fl.tasks.len() as u64, Ordering::Relaxed);
+                    if full {
+                        continue;
                     }
+                    next = next_due(&db, &kinds).await;
                 }
+                Err(e) => next = Err(e),
             }
         }
-        rt.stats.in_flight.store(fl.tasks.len() as u64, Ordering::Relaxed);
-        if full {
-            continue;
-        }
         let mut wait = cfg.poll_interval;
-        if free > 0 && claim_failures == 0 {
-            if let Ok(Some(due)) = next_due(&db, &kinds).await {
-                let ms = due - now_ms();
+        match next {
+            Ok(Some(at)) => {
+                claim_failures = 0;
+                let ms = at - now_ms();
                 if ms > 0 {
                     wait = wait.min(Duration::from_millis(ms as u64));
+                }
+            }
+            Ok(None) => claim_failures = 0,
+            Err(e) => {
+                claim_failures += 1;
+                if claim_failures == 1 || claim_failures % 60 == 0 {
+                    tracing::warn!(error = %e, "outbox: cannot read or claim due rows");
                 }
             }
         }
@@ -151,7 +156,12 @@ async fn run(db: Db, rt: Arc<Runtime>, mut stopped: watch::Receiver<bool>) {
                     fl.reaped(done.map_or_else(|e| e.id(), |(id, ())| id));
                 }
             }
-            _ = stopped.changed() => {}
+            changed = stopped.changed() => {
+                // The handle was dropped without a shutdown: stop all the same.
+                if changed.is_err() {
+                    break;
+                }
+            }
         }
     }
     if let Some(l) = listener {

@@ -302,3 +302,31 @@ pub async fn backlog(db: &Db) -> Result<Backlog> {
     let b = store_outbox::backlog(conn.ex(), now).await?;
     Ok(Backlog { pending: b.pending, due: b.due, oldest_due_age_ms: b.oldest_due.map(|t| (now - t).max(0)) })
 }
+
+/// Rows and attempts deleted per transaction by [`purge`].
+pub const PURGE_BATCH: i64 = 1_000;
+
+/// Deletes what is older than `retention`: finished rows (Paused ones too) and attempts,
+/// spot by spot, in short transactions. Returns how many rows and attempts went.
+pub async fn purge(db: &Db, retention: Duration) -> Result<u64> {
+    let cutoff = crate::domain::now_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX / 2);
+    let before = store_outbox::uuid_v7_floor(cutoff);
+    let spots = {
+        let mut conn = db.conn().await?;
+        crate::store::spots::list(conn.ex()).await?
+    };
+    let mut total = 0;
+    for spot in spots {
+        loop {
+            let mut tx = db.begin().await?;
+            let n = store_outbox::purge_spot(tx.ex(), spot.id, before, PURGE_BATCH).await?;
+            tx.commit().await?;
+            total += n;
+            if n == 0 {
+                break;
+            }
+            db.yield_write_lock().await;
+        }
+    }
+    Ok(total)
+}

@@ -1,0 +1,221 @@
+//! On-demand benchmark of the outbox dispatcher (not part of `cargo test`):
+//!
+//! ```sh
+//! cargo bench --bench outbox                                   # SQLite
+//! OPENSPOT_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1/bench cargo bench --bench outbox
+//! ```
+//!
+//! Rows are written as the change that causes them would write them (in a transaction
+//! that notes the outbox write) and delivered by real dispatchers, through the outbound
+//! client, to an HTTP receiver on loopback. It measures commit-to-receipt latency at
+//! idle (one write every 20 ms), and sustained deliveries per second from one replica
+//! and, on PostgreSQL, from two (two dispatchers with pools of their own). What the
+//! writes themselves cost (an event emitted from a member invite) belongs with the
+//! event emission, not here.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openspot::config::OutboxConfig;
+use openspot::domain::ids::SpotId;
+use openspot::domain::outbox::{self, Attempted, BoxFuture, Channel, Channels, Outcome, Runtime};
+use openspot::domain::vocab::{ChannelKind, OutboxState};
+use openspot::outbound::Outbound;
+use openspot::store::outbox::{insert_many, NewOutboxRow, OutboxRow};
+use openspot::store::{Db, Tx};
+use uuid::Uuid;
+
+/// Receipt time of every event id the receiver got.
+type Receipts = Arc<Mutex<HashMap<String, Instant>>>;
+
+async fn receiver() -> (String, Receipts) {
+    use axum::http::HeaderMap;
+    let got: Receipts = Arc::new(Mutex::new(HashMap::new()));
+    let state = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap| {
+            let got = state.clone();
+            async move {
+                let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                got.lock().unwrap().entry(id).or_insert_with(Instant::now);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, got)
+}
+
+struct HttpChannel {
+    url: String,
+    out: Outbound,
+}
+
+impl Channel for HttpChannel {
+    fn attempt<'a>(&'a self, _db: &'a Db, row: &'a OutboxRow) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let headers = [("webhook-id", row.event_id.to_string()), ("content-type", "application/json".into())];
+            match self.out.post_bytes(&self.url, &headers, row.payload.clone().into_bytes()).await {
+                Ok(r) => {
+                    let a = Attempted {
+                        status: Some(r.status),
+                        duration_ms: r.elapsed.as_millis() as i64,
+                        response: Some(r.body_prefix),
+                        error: None,
+                    };
+                    if (200..300).contains(&r.status) {
+                        Outcome::Delivered(a)
+                    } else {
+                        Outcome::Retry(a)
+                    }
+                }
+                Err(e) => Outcome::Retry(Attempted { error: Some(e.to_string()), ..Attempted::default() }),
+            }
+        })
+    }
+
+    fn disable<'a>(
+        &'a self,
+        _tx: &'a mut Tx,
+        _spot: SpotId,
+        _target: Uuid,
+        _reason: &'a str,
+    ) -> BoxFuture<'a, openspot::error::Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+fn runtime(url: &str) -> Arc<Runtime> {
+    let mut channels = Channels::default();
+    let out = Outbound::new(true, Duration::from_secs(10)).unwrap();
+    channels.register(ChannelKind::Webhook, Arc::new(HttpChannel { url: url.to_string(), out }));
+    Arc::new(Runtime::new(OutboxConfig::default(), channels))
+}
+
+fn row(target: Uuid) -> NewOutboxRow {
+    let payload = r#"{"type":"member.created","member":{"id":"00000000-0000-0000-0000-000000000000","email":"jane.doe@example.com","firstname":"Jane","lastname":"Doe","status":"Invited","title":null},"spot":{"id":"00000000-0000-0000-0000-000000000000","name":"Bench"},"occurredAt":1764271234,"test":false}"#;
+    NewOutboxRow {
+        id: Uuid::now_v7(),
+        event_id: Uuid::now_v7(),
+        channel: ChannelKind::Webhook,
+        target_id: Some(target),
+        event_type: "member.created".into(),
+        payload: payload.into(),
+        occurred_at: openspot::domain::now_ms(),
+        state: OutboxState::Pending,
+        last_error: None,
+    }
+}
+
+/// Writes `rows` in one transaction, as an emitting change does; returns when committed.
+async fn write(db: &Db, spot: SpotId, rows: &[NewOutboxRow]) {
+    let mut tx = db.begin().await.unwrap();
+    insert_many(tx.ex(), spot, rows, openspot::domain::now_ms()).await.unwrap();
+    tx.note_outbox_write();
+    tx.commit().await.unwrap();
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn wait_for(got: &Receipts, n: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    while got.lock().unwrap().len() < n {
+        assert!(Instant::now() < deadline, "only {} of {n} delivered", got.lock().unwrap().len());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn latency(db: &Db, spot: SpotId, url: &str) {
+    let rt = runtime(url);
+    let got = receiver_of(url);
+    let dispatcher = outbox::spawn(db.clone(), rt);
+    let target = Uuid::now_v7();
+    let mut written = Vec::new();
+    for _ in 0..500 {
+        let r = row(target);
+        write(db, spot, std::slice::from_ref(&r)).await;
+        written.push((r.event_id.to_string(), Instant::now()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_for(&got, 500, Duration::from_secs(30)).await;
+    let receipts = got.lock().unwrap().clone();
+    let mut lat: Vec<Duration> = written.iter().map(|(id, at)| receipts[id].saturating_duration_since(*at)).collect();
+    lat.sort();
+    println!(
+        "commit-to-receipt at idle (500 events, one every 20 ms): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        percentile(&lat, 0.5).as_secs_f64() * 1e3,
+        percentile(&lat, 0.99).as_secs_f64() * 1e3,
+        lat[lat.len() - 1].as_secs_f64() * 1e3
+    );
+    dispatcher.shutdown().await;
+}
+
+/// Receipts are kept per receiver URL so that scenarios do not see each other's.
+static RECEIVERS: Mutex<Vec<(String, Receipts)>> = Mutex::new(Vec::new());
+
+fn receiver_of(url: &str) -> Receipts {
+    RECEIVERS.lock().unwrap().iter().find(|(u, _)| u == url).map(|(_, r)| r.clone()).unwrap()
+}
+
+async fn new_receiver() -> String {
+    let (url, got) = receiver().await;
+    RECEIVERS.lock().unwrap().push((url.clone(), got));
+    url
+}
+
+/// Events per second delivered from `replicas` dispatchers (each with its own pool).
+async fn throughput(url_db: &str, spot: SpotId, replicas: usize, events: usize) -> f64 {
+    let url = new_receiver().await;
+    let got = receiver_of(&url);
+    let writer = Db::connect(url_db).await.unwrap();
+    // Written before the dispatchers start, so that the rate is the dispatchers' alone.
+    let targets: Vec<Uuid> = (0..20).map(|_| Uuid::now_v7()).collect();
+    let rows: Vec<NewOutboxRow> = (0..events).map(|i| row(targets[i % targets.len()])).collect();
+    for chunk in rows.chunks(500) {
+        write(&writer, spot, chunk).await;
+    }
+    let start = Instant::now();
+    let mut running = Vec::new();
+    for _ in 0..replicas {
+        let db = Db::connect(url_db).await.unwrap();
+        running.push((outbox::spawn(db.clone(), runtime(&url)), db));
+    }
+    wait_for(&got, events, Duration::from_secs(300)).await;
+    let rate = events as f64 / start.elapsed().as_secs_f64();
+    for (d, db) in running {
+        d.shutdown().await;
+        db.close().await;
+    }
+    writer.close().await;
+    rate
+}
+
+#[tokio::main]
+async fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = std::env::var("OPENSPOT_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("outbox-bench.db").display()));
+    let db = Db::connect_and_migrate(&url).await.unwrap();
+    let (spot, _) = openspot::domain::spots::create_spot(&db, "outbox bench").await.unwrap();
+    println!("openspot outbox benchmark on {}", db.backend_name());
+
+    let receiver = new_receiver().await;
+    latency(&db, spot.id, &receiver).await;
+
+    let events = 10_000;
+    let one = throughput(&url, spot.id, 1, events).await;
+    println!("sustained delivery, one replica: {one:.0} events/s ({events} events to a loopback receiver)");
+    if let Db::Postgres(_) = db {
+        let two = throughput(&url, spot.id, 2, events).await;
+        println!("sustained delivery, two replicas: {two:.0} events/s ({:.2}x one)", two / one);
+    }
+    db.close().await;
+}
