@@ -242,7 +242,12 @@ pub async fn targets(tx: &mut Tx, spot_id: SpotId) -> Result<Arc<SpotTargets>> {
     let (endpoints, name) = store::webhooks::targets_of_spot(tx.ex(), spot_id).await?;
     let mut targets = SpotTargets { spot_name: name.ok_or(Error::NotFound(Entity::Spot))?, ..Default::default() };
     for e in endpoints {
-        let names: Vec<String> = serde_json::from_str(&e.event_types).map_err(anyhow::Error::new)?;
+        // A corrupt list (never written by this code) must not fail the spot's writes:
+        // that endpoint listens to nothing.
+        let names: Vec<String> = serde_json::from_str(&e.event_types).unwrap_or_else(|err| {
+            tracing::warn!(spot_id = %spot_id, webhook_id = %e.id, error = %err, "unreadable webhook event types");
+            Vec::new()
+        });
         let types = names.iter().filter_map(|n| n.parse::<EventType>().ok()).fold(0, |m, t| m | t.bit());
         targets.webhook_types |= types;
         targets.webhooks.push(WebhookTarget { id: e.id, types, enabled: e.enabled });

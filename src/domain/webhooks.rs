@@ -673,6 +673,12 @@ impl Channel for WebhookChannel {
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             store::webhooks::disable(tx.ex(), spot_id, WebhookId(target), reason, now_ms()).await?;
+            // Events from now on are written Paused: the other replicas drop their cached
+            // targets at commit, this one now. A load racing this transaction may still
+            // cache the old state, until an invalidation after the commit or the cache's
+            // 10 s lifetime.
+            events::targets_changing(tx, spot_id).await?;
+            events::invalidate(spot_id);
             Ok(())
         })
     }

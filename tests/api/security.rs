@@ -30,8 +30,10 @@ async fn json_body_operations(app: &TestApp) -> Vec<(Method, String)> {
             let mut filled = String::new();
             for seg in path.split('/').filter(|s| !s.is_empty()) {
                 filled.push('/');
-                if seg.starts_with('{') {
+                if let Some(end) = seg.strip_prefix('{').and_then(|s| s.find('}')) {
+                    // `{id}` or `{id}~operation`: the id replaced, the operation kept.
                     filled.push_str(&uuid::Uuid::new_v4().to_string());
+                    filled.push_str(&seg[end + 2..]);
                 } else {
                     filled.push_str(seg);
                 }

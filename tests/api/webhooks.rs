@@ -484,16 +484,35 @@ both_with!(gone_disables_at_once_and_enabling_resumes, |c| { fast(c) }, |app| {
     let r = app.post(&format!("/v1/webhooks/{id}~test"), json!({})).await;
     assert_eq!(assert_ms_error(&r, 409), "the webhook endpoint is disabled: enable it first");
 
-    // Re-enabled, the held event goes out again (same id).
+    // An event of the disabled endpoint is written, and held.
+    let member_id = app.invite("late@example.com").await.parse().unwrap();
+    let member = openspot::domain::members::get_member(&app.db, app.spot_id, member_id).await.unwrap();
+    let mut tx = app.db.begin().await.unwrap();
+    openspot::domain::events::emit(
+        &mut tx,
+        app.spot_id,
+        openspot::domain::events::Event::MemberCreated(std::slice::from_ref(&member)),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let held: Vec<String> = outbox_rows(&app).await.iter().map(|r| r.state.as_str().to_string()).collect();
+    assert_eq!(held, vec!["Paused", "Paused"]);
+
+    // Re-enabled, both go out: the test event again (same id) and the held one.
     rx.set_reply(Reply::Status(204));
     let r = app.put(&format!("/v1/webhooks/{id}"), json!({"enabled": true})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["disabledReason"], Value::Null);
-    let got = rx.wait_for(2, WAIT).await;
-    assert_eq!(got.len(), 2);
-    assert_eq!(got[1].header("webhook-id"), first.body["eventId"].as_str());
-    let log = deliveries(&app, id, 2).await;
-    assert_eq!((log[0]["statusCode"].clone(), log[1]["statusCode"].clone()), (json!(410), json!(204)));
+    let got = rx.wait_for(3, WAIT).await;
+    assert_eq!(got.len(), 3);
+    let ids: Vec<&str> = got[1..].iter().map(|g| g.header("webhook-id").unwrap()).collect();
+    assert!(ids.contains(&first.body["eventId"].as_str().unwrap()), "{ids:?}");
+    let types: Vec<String> = got[1..].iter().map(|g| g.json()["type"].as_str().unwrap().to_string()).collect();
+    assert!(types.contains(&"member.created".to_string()), "{types:?}");
+    let log = deliveries(&app, id, 3).await;
+    let codes: Vec<i64> = log.iter().map(|d| d["statusCode"].as_i64().unwrap()).collect();
+    assert_eq!(codes, vec![410, 204, 204]);
 });
 
 both_with!(exhausted_retries_disable_and_recover_resends, |c| { fast(c) }, |app| {
