@@ -209,7 +209,10 @@ async fn main() {
     let half = rss.len() / 2;
     let (mid, end) = (rss.get(half).map_or(0, |r| r.1), rss.last().map_or(0, |r| r.1));
     let growth = if mid > 0 { (end as f64 - mid as f64) / mid as f64 * 100.0 } else { 0.0 };
-    println!("rss: start {} KiB, half-way {mid} KiB, end {end} KiB ({growth:+.1} % over the second half)", rss.first().map_or(0, |r| r.1));
+    println!(
+        "rss: start {} KiB, half-way {mid} KiB, end {end} KiB ({growth:+.1} % over the second half)",
+        rss.first().map_or(0, |r| r.1)
+    );
     if growth > 10.0 {
         failures.push(format!("memory grew {growth:.1} % over the second half"));
     }

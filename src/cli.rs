@@ -121,6 +121,10 @@ pub enum MembersCommand {
         /// Write the failed rows as CSV (line,email,reason) to this file.
         #[arg(long)]
         errors: Option<std::path::PathBuf>,
+        /// Send an invitation email to each member created (queued in the outbox; a
+        /// running server delivers them).
+        #[arg(long)]
+        notify: bool,
         #[arg(long)]
         json: bool,
     },
@@ -211,6 +215,8 @@ pub struct ServeArgs {
     /// Token that `GET /metrics` requires as `Authorization: Bearer <token>` (default: open).
     #[arg(long, env = "OPENSPOT_METRICS_TOKEN")]
     pub metrics_token: Option<String>,
+    #[command(flatten)]
+    pub email: Box<EmailArgs>,
     /// Allow outbound calls to private, loopback and link-local addresses.
     #[arg(long, env = "OPENSPOT_ALLOW_PRIVATE_TARGETS", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_private_targets: bool,
@@ -267,6 +273,21 @@ pub struct ServeArgs {
     pub outbox_retention_days: u64,
 }
 
+/// How `serve` sends invitation emails.
+#[derive(Debug, Args)]
+pub struct EmailArgs {
+    /// SMTP relay of invitation emails: smtp://host[:port], smtps://user:password@host[:port],
+    /// smtp://host?tls=starttls (default: none; emails are recorded as skipped).
+    #[arg(long, env = "OPENSPOT_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// Address invitation emails come from (default openspot@<public-url host>).
+    #[arg(long, env = "OPENSPOT_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+    /// Link of an invitation email; {publicUrl}, {spotId}, {memberId} and {courseId} are replaced.
+    #[arg(long, env = "OPENSPOT_INVITATION_URL", default_value = crate::config::DEFAULT_INVITATION_URL)]
+    pub invitation_url: String,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum SpotsCommand {
     /// Create a spot and print its API key (shown only once).
@@ -300,6 +321,14 @@ pub enum SpotsCommand {
         per_10s: Option<i64>,
         #[arg(long = "per-day")]
         per_day: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set the sender name of the spot's invitation emails (an empty name: the spot's name).
+    SetSender {
+        spot_id: SpotId,
+        #[arg(long)]
+        name: String,
         #[arg(long)]
         json: bool,
     },
@@ -422,7 +451,7 @@ async fn outbox_command(db: &Db, cmd: OutboxCommand) -> anyhow::Result<()> {
 }
 
 async fn members_command(db: &Db, cmd: MembersCommand) -> anyhow::Result<()> {
-    let MembersCommand::Import { spot, file, dry_run, groups, errors, json } = cmd;
+    let MembersCommand::Import { spot, file, dry_run, groups, errors, notify, json } = cmd;
     let unusable = |e: crate::error::Error| anyhow::Error::new(UnusableFile(e.to_string()));
     let cannot_read =
         |e: std::io::Error| anyhow::Error::new(UnusableFile(format!("cannot read {}: {e}", file.display())));
@@ -460,7 +489,7 @@ async fn members_command(db: &Db, cmd: MembersCommand) -> anyhow::Result<()> {
         }
     };
     let started = std::time::Instant::now();
-    let report = import::import_rows(db, spot, &rows, &groups, dry_run, &progress).await?;
+    let report = import::import_rows(db, spot, &rows, &groups, dry_run, notify, &progress).await?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -596,6 +625,17 @@ async fn spots_command(db: &Db, cmd: SpotsCommand) -> anyhow::Result<()> {
                 );
             }
         }
+        SpotsCommand::SetSender { spot_id, name, json } => {
+            let name = crate::domain::email::set_sender_name(db, spot_id, Some(&name)).await?;
+            if json {
+                print_json(json!({"spotId": spot_id, "emailSenderName": name}));
+            } else {
+                match name {
+                    Some(n) => println!("spot {spot_id}: invitation emails come from \"{n}\""),
+                    None => println!("spot {spot_id}: invitation emails come from the spot's name"),
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -636,6 +676,12 @@ fn serve_config(listen: SocketAddr, args: ServeArgs) -> anyhow::Result<Config> {
         .metrics_token
         .filter(|t| !t.is_empty())
         .map(|t| <sha2::Sha256 as sha2::Digest>::digest(t.as_bytes()).into());
+    let email = *args.email;
+    config.email = crate::config::EmailConfig {
+        smtp_url: email.smtp_url,
+        smtp_from: email.smtp_from,
+        invitation_url: email.invitation_url,
+    };
     config.allow_private_targets = args.allow_private_targets;
     config.trusted_proxies = crate::config::parse_trusted_proxies(&args.trusted_proxies)
         .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?;
@@ -735,6 +781,17 @@ mod tests {
         assert!(err.to_string().contains("--webhook-retry-schedule"), "{err}");
         let err = serve_config(bound, serve_args(&["--outbox-lease-ms", "11000"])).unwrap_err();
         assert!(err.to_string().contains("lease"), "{err}");
+    }
+
+    #[test]
+    fn email_settings_are_read() {
+        let bound: SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        let flags =
+            ["--smtp-url", "smtp://mx:2525", "--smtp-from", "hi@example.com", "--invitation-url", "{publicUrl}/i"];
+        let config = serve_config(bound, serve_args(&flags)).unwrap();
+        assert_eq!(config.email.smtp_url.as_deref(), Some("smtp://mx:2525"));
+        assert_eq!(config.email.smtp_from.as_deref(), Some("hi@example.com"));
+        assert_eq!(config.email.invitation_url, "{publicUrl}/i");
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct Config {
     pub auth_cache_ttl: Duration,
     /// Delivery of webhooks, Kaizala subscription events and emails.
     pub outbox: OutboxConfig,
+    /// Invitation emails (`domain::email`).
+    pub email: EmailConfig,
 }
 
 /// Default of [`Config::auth_cache_ttl`].
@@ -197,6 +199,7 @@ impl Config {
             trusted_proxies: Vec::new(),
             auth_cache_ttl: DEFAULT_AUTH_CACHE_TTL,
             outbox: OutboxConfig::default(),
+            email: EmailConfig::default(),
         }
     }
 
@@ -217,6 +220,28 @@ pub fn parse_trusted_proxies(raw: &str) -> Result<Vec<ipnet::IpNet>, String> {
                 .map_err(|_| format!("'{s}' is neither an IP address nor a CIDR range"))
         })
         .collect()
+}
+
+/// How invitation emails are sent (`domain::email`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EmailConfig {
+    /// The SMTP relay (`smtp://host:25`, `smtps://user:pass@host:465`,
+    /// `smtp://host?tls=starttls`); None: emails are recorded as skipped.
+    pub smtp_url: Option<String>,
+    /// The address emails come from (default `openspot@<public-url host>`).
+    pub smtp_from: Option<String>,
+    /// The link of an invitation: `{publicUrl}`, `{spotId}`, `{memberId}` and
+    /// `{courseId}` (empty for a spot invitation) are replaced.
+    pub invitation_url: String,
+}
+
+/// Default of [`EmailConfig::invitation_url`].
+pub const DEFAULT_INVITATION_URL: &str = "{publicUrl}/invitations/{memberId}";
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        EmailConfig { smtp_url: None, smtp_from: None, invitation_url: DEFAULT_INVITATION_URL.to_string() }
+    }
 }
 
 #[cfg(test)]

@@ -25,8 +25,10 @@
 //! `groups::join` already follows: group, then course); a progress update holds the
 //! participant's row lock; a course update holds the course's.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
+use super::email::{self, Invitation};
+use super::events::{self, Event};
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
 use super::ids::{CourseId, GroupId, MemberId, ParticipantId, SpotId};
 use super::members::Member;
@@ -272,8 +274,15 @@ async fn invite_members(
         let existing: Vec<Participant> =
             from_rows(store::participants::get_many_by_member(tx.ex(), spot_id, course_id, member_ids).await?);
         changed.extend(
-            reinvite(tx, existing.iter().filter(|p| p.status == ParticipantStatus::Unenrolled), invited_by, now)
-                .await?,
+            reinvite(
+                tx,
+                spot_id,
+                course_id,
+                existing.iter().filter(|p| p.status == ParticipantStatus::Unenrolled),
+                invited_by,
+                now,
+            )
+            .await?,
         );
         existing.iter().map(|p| p.member_id).collect()
     } else {
@@ -285,6 +294,8 @@ async fn invite_members(
     for chunk in fresh.chunks(INVITE_BATCH) {
         let n = store::participants::insert_invited(tx.ex(), spot_id, course_id, chunk, invited_by, now).await?;
         store::courses::add_participant_count(tx.ex(), spot_id, course_id, n as i64).await?;
+        let member_ids: Vec<MemberId> = chunk.iter().map(|(_, m)| *m).collect();
+        events::emit(tx, spot_id, Event::ParticipantsCreated { course_id, member_ids: &member_ids }).await?;
     }
     changed.extend(fresh.iter().map(|(_, m)| *m));
     Ok(changed.into_iter().collect())
@@ -293,11 +304,13 @@ async fn invite_members(
 /// Makes Unenrolled participants Invited again; returns their member ids.
 async fn reinvite<'a>(
     tx: &mut Tx,
+    spot_id: SpotId,
+    course_id: CourseId,
     unenrolled: impl Iterator<Item = &'a Participant>,
     invited_by: Option<MemberId>,
     now: i64,
 ) -> Result<Vec<MemberId>> {
-    let mut out = Vec::new();
+    let mut updated = Vec::new();
     for p in unenrolled {
         let mut p = p.clone();
         p.status = ParticipantStatus::Invited;
@@ -308,9 +321,10 @@ async fn reinvite<'a>(
         p.unenrolled_at = None;
         p.completion_rate = 0;
         store::participants::update(tx.ex(), &(&p).into()).await?;
-        out.push(p.member_id);
+        updated.push(p);
     }
-    Ok(out)
+    events::emit(tx, spot_id, Event::ParticipantStatusUpdated { course_id, participants: &updated }).await?;
+    Ok(updated.into_iter().map(|p| p.member_id).collect())
 }
 
 /// [`invite_members`], answering with the participants that are new or re-invited.
@@ -335,15 +349,17 @@ async fn check_inviter(tx: &mut Tx, spot_id: SpotId, invited_by: Option<MemberId
     Ok(())
 }
 
-/// `POST …/participants`: (participant, true) when newly invited, (existing, false) otherwise.
+/// `POST …/participants`: (participant, true) when newly invited, (existing, false)
+/// otherwise. With `notify`, a new or re-invited participant is sent an invitation email.
 pub async fn invite_participant(
     db: &Db,
     spot_id: SpotId,
     course_id: CourseId,
     member_id: MemberId,
     invited_by: Option<MemberId>,
+    notify: bool,
 ) -> Result<(Participant, bool)> {
-    store::retry_transient(|| invite_participant_once(db, spot_id, course_id, member_id, invited_by)).await
+    store::retry_transient(|| invite_participant_once(db, spot_id, course_id, member_id, invited_by, notify)).await
 }
 
 /// One attempt of [`invite_participant`] (see [`store::retry_transient`]).
@@ -353,15 +369,20 @@ async fn invite_participant_once(
     course_id: CourseId,
     member_id: MemberId,
     invited_by: Option<MemberId>,
+    notify: bool,
 ) -> Result<(Participant, bool)> {
     let mut tx = db.begin().await?;
-    locked_course(&mut tx, spot_id, course_id).await?;
-    store::members::get(tx.ex(), spot_id, member_id)
+    let course = locked_course(&mut tx, spot_id, course_id).await?;
+    let member = store::members::get(tx.ex(), spot_id, member_id)
         .await?
         .map(Member::from)
         .ok_or(Error::NotFound(Entity::SpotMember))?;
     check_inviter(&mut tx, spot_id, invited_by).await?;
     let invited = invite_in(&mut tx, spot_id, course_id, &[member_id], invited_by, true).await?;
+    if notify && !invited.is_empty() {
+        let what = Invitation::Course { course_id, title: &course.title };
+        email::queue_invitations(&mut tx, spot_id, what, &[&member]).await?;
+    }
     let out = match invited.into_iter().next() {
         Some(p) => (p, true),
         None => {
@@ -377,12 +398,14 @@ async fn invite_participant_once(
 
 /// `POST …/participants~bulkInvite`: any unknown or foreign id → 400 naming them and
 /// nothing written; otherwise (new or re-invited participants, all participants asked for).
+/// With `notify`, the new and re-invited participants are sent an invitation email.
 pub async fn bulk_invite(
     db: &Db,
     spot_id: SpotId,
     course_id: CourseId,
     raw_ids: &[String],
     invited_by: Option<MemberId>,
+    notify: bool,
 ) -> Result<(Vec<Participant>, Vec<Participant>)> {
     if raw_ids.is_empty() {
         return Err(Error::invalid("spotMemberIds", "must contain at least 1 id"));
@@ -399,7 +422,7 @@ pub async fn bulk_invite(
             Err(_) => bad.push(r.clone()),
         }
     }
-    store::retry_transient(|| bulk_invite_once(db, spot_id, course_id, &ids, bad.clone(), invited_by)).await
+    store::retry_transient(|| bulk_invite_once(db, spot_id, course_id, &ids, bad.clone(), invited_by, notify)).await
 }
 
 /// One attempt of [`bulk_invite`] (see [`store::retry_transient`]).
@@ -410,19 +433,26 @@ async fn bulk_invite_once(
     ids: &[MemberId],
     mut bad: Vec<String>,
     invited_by: Option<MemberId>,
+    notify: bool,
 ) -> Result<(Vec<Participant>, Vec<Participant>)> {
     let mut tx = db.begin().await?;
-    locked_course(&mut tx, spot_id, course_id).await?;
+    let course = locked_course(&mut tx, spot_id, course_id).await?;
     check_inviter(&mut tx, spot_id, invited_by).await?;
-    let found: HashSet<MemberId> = from_rows::<_, Member>(store::members::get_many(tx.ex(), spot_id, ids).await?)
-        .into_iter()
-        .map(|m| m.id)
-        .collect();
-    bad.extend(ids.iter().filter(|id| !found.contains(id)).map(|id| id.to_string()));
+    let found: HashMap<MemberId, Member> =
+        from_rows::<_, Member>(store::members::get_many(tx.ex(), spot_id, ids).await?)
+            .into_iter()
+            .map(|m| (m.id, m))
+            .collect();
+    bad.extend(ids.iter().filter(|id| !found.contains_key(id)).map(|id| id.to_string()));
     if !bad.is_empty() {
         return Err(Error::invalid("spotMemberIds", format!("unknown spot members: {}", bad.join(", "))));
     }
     let invited = invite_in(&mut tx, spot_id, course_id, ids, invited_by, true).await?;
+    if notify && !invited.is_empty() {
+        let to: Vec<&Member> = invited.iter().filter_map(|p| found.get(&p.member_id)).collect();
+        let what = Invitation::Course { course_id, title: &course.title };
+        email::queue_invitations(&mut tx, spot_id, what, &to).await?;
+    }
     let all: Vec<Participant> =
         from_rows(store::participants::get_many_by_member(tx.ex(), spot_id, course_id, ids).await?);
     tx.commit().await?;
@@ -464,6 +494,7 @@ pub async fn update_progress(
         .map(Participant::from)
         .ok_or(Error::NotFound(Entity::CourseParticipant))?;
     let now = now_ms();
+    let status_before = p.status;
     if let Some(to) = status {
         let from = p.status;
         if !from.can_move_to(to) {
@@ -493,6 +524,10 @@ pub async fn update_progress(
     }
     p.last_activity_at = Some(now);
     store::participants::update(tx.ex(), &(&p).into()).await?;
+    if p.status != status_before {
+        let participants = std::slice::from_ref(&p);
+        events::emit(&mut tx, spot_id, Event::ParticipantStatusUpdated { course_id, participants }).await?;
+    }
     tx.commit().await?;
     Ok(p)
 }

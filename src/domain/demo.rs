@@ -35,7 +35,7 @@ pub async fn seed(db: &Db) -> Result<(SpotId, String)> {
     ];
     let mut ids = Vec::new();
     for (i, (email, first, last, status)) in people.iter().enumerate() {
-        let (m, _) = members::invite_member(db, spot.id, email).await?;
+        let (m, _) = members::invite_member(db, spot.id, email, false).await?;
         let patch = members::MemberPatch {
             firstname: Some(first.to_string()),
             lastname: Some(last.to_string()),

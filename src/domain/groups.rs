@@ -20,6 +20,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
+use super::events::Event;
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
 use super::members::Member;
 use super::properties::PropertyDef;
@@ -300,6 +301,8 @@ pub async fn join(
     let added = store::memberships::insert(tx.ex(), spot_id, group_id, member_id, group_role, now_ms()).await?;
     if added {
         store::groups::add_member_count(tx.ex(), spot_id, group_id, 1).await?;
+        let members = [(member_id, group_role)];
+        super::events::emit(tx, spot_id, Event::GroupMembersAdded { group_id, members: &members }).await?;
         super::courses::invite_joiner(tx, spot_id, group_id, member_id).await?;
     }
     Ok(added)
@@ -314,6 +317,8 @@ async fn join_many(tx: &mut Tx, spot_id: SpotId, group_id: GroupId, member_ids: 
     let added =
         store::memberships::insert_many(tx.ex(), spot_id, group_id, member_ids, GroupRole::Member, now_ms()).await?;
     store::groups::add_member_count(tx.ex(), spot_id, group_id, added.len() as i64).await?;
+    let members: Vec<(MemberId, GroupRole)> = added.iter().map(|m| (*m, GroupRole::Member)).collect();
+    super::events::emit(tx, spot_id, Event::GroupMembersAdded { group_id, members: &members }).await?;
     super::courses::invite_joiners(tx, spot_id, group_id, &added).await?;
     Ok(added)
 }
@@ -322,7 +327,8 @@ async fn join_many(tx: &mut Tx, spot_id: SpotId, group_id: GroupId, member_ids: 
 pub async fn leave(tx: &mut Tx, spot_id: SpotId, group_id: GroupId, member_ids: &[MemberId]) -> Result<Vec<MemberId>> {
     let removed = store::memberships::delete_many(tx.ex(), spot_id, group_id, member_ids).await?;
     store::groups::add_member_count(tx.ex(), spot_id, group_id, -(removed.len() as i64)).await?;
-    Ok(removed)
+    super::events::emit(tx, spot_id, Event::GroupMembersRemoved { group_id, members: &removed }).await?;
+    Ok(removed.into_iter().map(|(m, _)| m).collect())
 }
 
 /// Loads a group under its row lock (see `store::groups::lock`); 404 when absent.

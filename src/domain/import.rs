@@ -31,6 +31,7 @@ use std::io::Cursor;
 
 use serde_json::Value;
 
+use super::events::Event;
 use super::groups::Group;
 use super::members::{normalize_email, Member};
 use super::properties::{self, PropertyDef};
@@ -653,14 +654,16 @@ async fn check_groups(db: &Db, spot_id: SpotId, group_ids: &[GroupId]) -> Result
     Ok(())
 }
 
-/// Imports `rows` (header first) into the spot. `progress` is told how many data rows
-/// are done after each batch.
+/// Imports `rows` (header first) into the spot. With `notify` (and not `dry_run`), each
+/// member created is sent an invitation email, queued in its batch's transaction.
+/// `progress` is told how many data rows are done after each batch.
 pub async fn import_rows(
     db: &Db,
     spot_id: SpotId,
     rows: &[Vec<Cell>],
     group_ids: &[GroupId],
     dry_run: bool,
+    notify: bool,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<ImportReport> {
     let defs = properties::list_properties(db, spot_id).await?;
@@ -707,7 +710,7 @@ pub async fn import_rows(
                 }
             }
         } else {
-            write_batch(db, spot_id, &defs, &plans, group_ids, has_smart, &mut report).await?;
+            write_batch(db, spot_id, &defs, &plans, group_ids, has_smart, notify, &mut report).await?;
         }
         done += batch.len() as u64;
         progress(done);
@@ -724,6 +727,7 @@ pub async fn import_rows(
 /// Writes one batch of validated rows in one transaction, with multi-row statements
 /// for what is new (members and their values) and per-row statements only for
 /// members that already exist.
+#[allow(clippy::too_many_arguments)]
 async fn write_batch(
     db: &Db,
     spot_id: SpotId,
@@ -731,6 +735,7 @@ async fn write_batch(
     plans: &[RowPlan],
     group_ids: &[GroupId],
     has_smart: bool,
+    notify: bool,
     report: &mut ImportReport,
 ) -> Result<()> {
     let batch = MergedBatch::of(plans);
@@ -746,6 +751,15 @@ async fn write_batch(
     }
     refresh_group_memberships(&mut tx, spot_id, &batch, &members, &unchanged, group_ids, has_smart).await?;
     store::spots::add_member_count(tx.ex(), spot_id, members.created.len() as i64).await?;
+    if notify {
+        let created: Vec<&Member> = batch
+            .order
+            .iter()
+            .filter(|k| members.created.contains(*k))
+            .filter_map(|k| members.by_email.get(k))
+            .collect();
+        super::email::queue_invitations(&mut tx, spot_id, super::email::Invitation::Spot, &created).await?;
+    }
     tx.commit().await?;
     Ok(())
 }
@@ -848,14 +862,19 @@ async fn insert_new_members(tx: &mut Tx, spot_id: SpotId, batch: &MergedBatch, n
         created: HashSet::with_capacity(inserted.len()),
     };
     let mut existing_emails: Vec<String> = Vec::new();
+    let mut created: Vec<Member> = Vec::with_capacity(inserted.len());
     for m in candidates.into_iter().map(Member::from) {
-        let key = m.email.as_deref().unwrap_or_default().to_lowercase();
         if inserted.contains(&m.id) {
-            members.created.insert(key.clone());
-            members.by_email.insert(key, m);
+            created.push(m);
         } else {
-            existing_emails.push(key);
+            existing_emails.push(m.email.as_deref().unwrap_or_default().to_lowercase());
         }
+    }
+    super::events::emit(tx, spot_id, Event::MemberCreated(&created)).await?;
+    for m in created {
+        let key = m.email.as_deref().unwrap_or_default().to_lowercase();
+        members.created.insert(key.clone());
+        members.by_email.insert(key, m);
     }
     for m in from_rows::<_, Member>(store::members::get_many_by_email(tx.ex(), spot_id, &existing_emails).await?) {
         if let Some(e) = &m.email {
@@ -899,6 +918,7 @@ async fn update_existing_members(
         .collect();
     let current_values = store::property_values::list_of_members(tx.ex(), spot_id, &existing_ids).await?;
     let mut unchanged: HashSet<MemberId> = HashSet::new();
+    let mut updated: Vec<Member> = Vec::new();
     for (key, p) in batch.rows() {
         if members.created.contains(key) {
             continue;
@@ -924,10 +944,12 @@ async fn update_existing_members(
         if changed {
             m.updated_at = now;
             store::members::update(tx.ex(), &(&*m).into()).await?;
+            updated.push(m.clone());
         } else {
             unchanged.insert(m.id);
         }
     }
+    super::events::emit(tx, spot_id, Event::MemberUpdated(&updated)).await?;
     Ok(unchanged)
 }
 

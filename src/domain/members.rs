@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use uuid::Uuid;
 
+use super::events::Event;
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
 use super::vocab::{self, MemberRole, MemberStatus};
 use super::{from_rows, new_id, now_ms};
@@ -155,6 +156,7 @@ pub async fn get_member(db: &Db, spot_id: SpotId, id: MemberId) -> Result<Member
 pub async fn insert_or_get(ex: &mut crate::store::Tx, candidate: Member) -> Result<(Member, bool)> {
     if let Some(m) = store::members::insert_if_absent(ex.ex(), &(&candidate).into()).await?.map(Member::from) {
         store::spots::add_member_count(ex.ex(), candidate.spot_id, 1).await?;
+        super::events::emit(ex, m.spot_id, Event::MemberCreated(std::slice::from_ref(&m))).await?;
         super::groups::refresh_smart_memberships(ex, &m).await?;
         return Ok((m, true));
     }
@@ -169,12 +171,16 @@ pub async fn insert_or_get(ex: &mut crate::store::Tx, candidate: Member) -> Resu
 }
 
 /// `POST /v1/spotMembers`: invites `email`; an existing member is returned as it is.
-pub async fn invite_member(db: &Db, spot_id: SpotId, email: &str) -> Result<(Member, bool)> {
+/// With `notify`, a new member is sent an invitation email.
+pub async fn invite_member(db: &Db, spot_id: SpotId, email: &str, notify: bool) -> Result<(Member, bool)> {
     let email = normalize_email("email", email)?;
     store::retry_transient(|| async {
         let mut tx = db.begin().await?;
         store::members::lock_spot_for_inserts(tx.ex(), spot_id).await?;
         let out = insert_or_get(&mut tx, Member::new_invited(spot_id, Some(email.clone()), None)).await?;
+        if notify && out.1 {
+            super::email::queue_invitations(&mut tx, spot_id, super::email::Invitation::Spot, &[&out.0]).await?;
+        }
         tx.commit().await?;
         Ok(out)
     })
@@ -189,8 +195,14 @@ pub struct FailedInvite {
 }
 
 /// `POST /v1/spotMembers~bulkInvite`: every valid email is invited (or found) once;
-/// invalid emails and repeats within the request are reported as failed.
-pub async fn bulk_invite(db: &Db, spot_id: SpotId, emails: &[String]) -> Result<(Vec<Member>, Vec<FailedInvite>)> {
+/// invalid emails and repeats within the request are reported as failed. With
+/// `notify`, the members this call created are sent an invitation email.
+pub async fn bulk_invite(
+    db: &Db,
+    spot_id: SpotId,
+    emails: &[String],
+    notify: bool,
+) -> Result<(Vec<Member>, Vec<FailedInvite>)> {
     if emails.is_empty() {
         return Err(Error::invalid("emails", "must contain at least 1 email"));
     }
@@ -224,9 +236,17 @@ pub async fn bulk_invite(db: &Db, spot_id: SpotId, emails: &[String]) -> Result<
         let mut tx = db.begin().await?;
         store::members::lock_spot_for_inserts(tx.ex(), spot_id).await?;
         let mut by_email = HashMap::with_capacity(sorted.len());
+        let mut created = Vec::new();
         for email in &sorted {
-            let (m, _) = insert_or_get(&mut tx, Member::new_invited(spot_id, Some((*email).clone()), None)).await?;
+            let (m, new) = insert_or_get(&mut tx, Member::new_invited(spot_id, Some((*email).clone()), None)).await?;
+            if new {
+                created.push(email.to_lowercase());
+            }
             by_email.insert(email.to_lowercase(), m);
+        }
+        if notify {
+            let to: Vec<&Member> = created.iter().filter_map(|e| by_email.get(e)).collect();
+            super::email::queue_invitations(&mut tx, spot_id, super::email::Invitation::Spot, &to).await?;
         }
         tx.commit().await?;
         Ok(by_email)
@@ -294,6 +314,7 @@ async fn apply_member_patch(
         .await?
         .map(Member::from)
         .ok_or(Error::NotFound(Entity::SpotMember))?;
+    let before = m.clone();
     if let Some(Some(role_id)) = patch.custom_role_id {
         if store::custom_roles::get(tx.ex(), spot_id, role_id).await?.is_none() {
             return Err(Error::invalid("customRoleId", format!("no custom role '{role_id}' in this spot")));
@@ -327,8 +348,12 @@ async fn apply_member_patch(
     if let Some(v) = patch.custom_role_id {
         m.custom_role_id = v;
     }
+    let changed = m != before;
     m.updated_at = now;
     store::members::update(tx.ex(), &(&m).into()).await?;
+    if changed {
+        super::events::emit(&mut tx, spot_id, Event::MemberUpdated(std::slice::from_ref(&m))).await?;
+    }
     if !m.status.may_sign_in() {
         // Signed out: the tokens go, so reactivating the member does not revive them.
         store::kz_tokens::revoke_member(tx.ex(), spot_id, id).await?;

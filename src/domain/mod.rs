@@ -8,6 +8,7 @@ pub mod auth;
 pub mod courses;
 pub mod custom_roles;
 pub mod demo;
+pub mod email;
 pub mod events;
 pub mod filter;
 pub mod groups;

@@ -523,6 +523,7 @@ pub async fn set_values_in(
     let mut m = member;
     m.updated_at = now_ms();
     store::members::update(tx.ex(), &(&m).into()).await?;
+    super::events::emit(tx, spot_id, super::events::Event::MemberUpdated(std::slice::from_ref(&m))).await?;
     super::groups::refresh_smart_memberships(tx, &m).await?;
     Ok(out)
 }

@@ -61,6 +61,14 @@ impl AppState {
     pub fn new(db: Db, config: Config) -> anyhow::Result<Self> {
         let outbound = Outbound::new(config.allow_private_targets, OUTBOUND_TIMEOUT)?;
         let pin_delivery = PinDelivery::new(config.sms_webhook_url.clone(), outbound);
+        let mut channels = Channels::default();
+        let email = crate::domain::email::EmailChannel::new(&config)?;
+        channels.register(crate::domain::vocab::ChannelKind::Email, Arc::new(email));
+        let webhook_outbound = Outbound::new(config.allow_private_targets, config.outbox.attempt_timeout)?;
+        channels.register(
+            crate::domain::vocab::ChannelKind::Webhook,
+            Arc::new(crate::domain::webhooks::WebhookChannel::new(webhook_outbound)),
+        );
         Ok(AppState {
             db,
             keys: Arc::new(KeyCache::new(config.auth_cache_ttl)),
@@ -69,17 +77,7 @@ impl AppState {
             pin_delivery,
             failed_auth: Arc::new(FailedAuthThrottle::new(config.auth.failed_auth_per_address)),
             in_flight: server::InFlight(Arc::new(tokio::sync::Semaphore::new(config.server.max_in_flight.max(1)))),
-            outbox: Arc::new(Runtime::new(config.outbox.clone(), {
-                let mut ch = Channels::default();
-                ch.register(
-                    crate::domain::vocab::ChannelKind::Webhook,
-                    Arc::new(crate::domain::webhooks::WebhookChannel::new(Outbound::new(
-                        config.allow_private_targets,
-                        config.outbox.attempt_timeout,
-                    )?)),
-                );
-                ch
-            })),
+            outbox: Arc::new(Runtime::new(config.outbox.clone(), channels)),
             config: Arc::new(config),
         })
     }

@@ -69,15 +69,17 @@ pub async fn delete_many(
     spot_id: SpotId,
     group_id: GroupId,
     member_ids: &[MemberId],
-) -> Result<Vec<MemberId>, sqlx::Error> {
+) -> Result<Vec<(MemberId, GroupRole)>, sqlx::Error> {
     if member_ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut sql = Sql::new("DELETE FROM group_members WHERE spot_id = ");
     sql.push_bind(spot_id.into()).push(" AND group_id = ").push_bind(group_id.into());
     sql.push(" AND member_id IN ");
-    sql.push_list(member_ids.iter().map(|id| (*id).into())).push(" RETURNING member_id");
-    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, MemberId>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+    sql.push_list(member_ids.iter().map(|id| (*id).into())).push(" RETURNING member_id, group_role");
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, (MemberId, GroupRole)>(sql.text_for(&*c)), &sql.binds)
+        .fetch_all(c)
+        .await)
 }
 
 /// The member's Kaizala role in a group, or None when not a member.

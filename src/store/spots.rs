@@ -100,3 +100,20 @@ pub async fn add_member_count(ex: Ex<'_>, id: SpotId, delta: i64) -> Result<(), 
         .await
         .map(|_| ()))
 }
+
+/// The spot's name and the display name of its invitation emails (None: not set).
+pub async fn get_email_sender(ex: Ex<'_>, id: SpotId) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
+    run!(ex, |c| sqlx::query_as::<_, (String, Option<String>)>(
+        "SELECT name, email_sender_name FROM spots WHERE id = $1"
+    )
+    .bind(id)
+    .fetch_optional(c)
+    .await)
+}
+
+/// Sets (or with None clears) the display name of the spot's invitation emails.
+pub async fn set_email_sender_name(ex: Ex<'_>, id: SpotId, name: Option<&str>) -> Result<bool, sqlx::Error> {
+    run!(ex, |c| one_row(
+        sqlx::query("UPDATE spots SET email_sender_name = $2 WHERE id = $1").bind(id).bind(name).execute(c).await
+    ))
+}

@@ -6,6 +6,8 @@
 mod backup;
 mod common;
 mod conventions;
+mod emails;
+mod events;
 mod faults;
 mod isolation;
 mod kaizala;

@@ -1126,11 +1126,11 @@ both!(members_joining_while_a_group_is_linked, |app| {
     let gid_uuid: openspot::domain::ids::GroupId = gid.parse().unwrap();
     // A group big enough for each link to take a while.
     let base: Vec<String> = (0..200).map(|i| format!("base{i}@x.io")).collect();
-    let (base, _) = openspot::domain::members::bulk_invite(&app.db, app.spot_id, &base).await.unwrap();
+    let (base, _) = openspot::domain::members::bulk_invite(&app.db, app.spot_id, &base, false).await.unwrap();
     let base_ids: Vec<String> = base.iter().map(|m| m.id.to_string()).collect();
     openspot::domain::groups::bulk_add(&app.db, app.spot_id, gid_uuid, &base_ids).await.unwrap();
     let joiners: Vec<String> = (0..60).map(|i| format!("join{i}@x.io")).collect();
-    let (joiners, _) = openspot::domain::members::bulk_invite(&app.db, app.spot_id, &joiners).await.unwrap();
+    let (joiners, _) = openspot::domain::members::bulk_invite(&app.db, app.spot_id, &joiners, false).await.unwrap();
     let mut courses = Vec::new();
     for _ in 0..3 {
         courses.push(course(&app).await);
@@ -1167,7 +1167,8 @@ both!(linking_a_group_of_2000_members, |app| {
     let gid_uuid: openspot::domain::ids::GroupId = gid.parse().unwrap();
     for chunk in 0..10 {
         let emails_: Vec<String> = (0..200).map(|i| format!("m{chunk}-{i}@x.io")).collect();
-        let (created, failed) = openspot::domain::members::bulk_invite(&app.db, app.spot_id, &emails_).await.unwrap();
+        let (created, failed) =
+            openspot::domain::members::bulk_invite(&app.db, app.spot_id, &emails_, false).await.unwrap();
         assert_eq!((created.len(), failed.len()), (200, 0));
         let ids: Vec<String> = created.iter().map(|m| m.id.to_string()).collect();
         let (added, failed) = openspot::domain::groups::bulk_add(&app.db, app.spot_id, gid_uuid, &ids).await.unwrap();
@@ -1201,7 +1202,7 @@ both!(an_interrupted_link_is_completed_by_sending_it_again, |app| {
     let gid_uuid: openspot::domain::ids::GroupId = gid.parse().unwrap();
     for chunk in 0..3 {
         let emails_: Vec<String> = (0..200).map(|i| format!("r{chunk}-{i}@x.io")).collect();
-        let (created, _) = openspot::domain::members::bulk_invite(&app.db, app.spot_id, &emails_).await.unwrap();
+        let (created, _) = openspot::domain::members::bulk_invite(&app.db, app.spot_id, &emails_, false).await.unwrap();
         let ids: Vec<String> = created.iter().map(|m| m.id.to_string()).collect();
         openspot::domain::groups::bulk_add(&app.db, app.spot_id, gid_uuid, &ids).await.unwrap();
     }

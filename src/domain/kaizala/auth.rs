@@ -112,6 +112,8 @@ async fn mint_refresh(tx: &mut Tx, connector: &Connector, member: &Member) -> Re
         m.set_status(MemberStatus::Accepted, now);
         m.updated_at = now;
         store::members::update(tx.ex(), &(&m).into()).await?;
+        let updated = crate::domain::events::Event::MemberUpdated(std::slice::from_ref(&m));
+        crate::domain::events::emit(tx, m.spot_id, updated).await?;
         groups::refresh_smart_memberships(tx, &m).await?;
     }
     let token = random_token("kzr_", 32);

@@ -280,8 +280,8 @@ pub struct InviteParticipantBody {
     /// Required.
     spot_member_id: Option<String>,
     invited_by_spot_member_id: Option<String>,
+    /// Send an invitation email to a new or re-invited participant (default false).
     #[serde(default)]
-    #[allow(dead_code)]
     with_email_notification: bool,
 }
 
@@ -311,7 +311,8 @@ async fn invite_participant(
     let raw = body.spot_member_id.ok_or_else(|| Error::invalid("spotMemberId", "is required"))?;
     let member = parse_id(&raw, Entity::SpotMember)?;
     let by = optional_id("invitedBySpotMemberId", body.invited_by_spot_member_id)?;
-    let (p, created) = courses::invite_participant(&st.db, spot, course, member, by).await?;
+    let (p, created) =
+        courses::invite_participant(&st.db, spot, course, member, by, body.with_email_notification).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(CourseParticipantDto::from(p))).into_response())
 }
@@ -322,8 +323,8 @@ pub struct BulkInviteParticipantsBody {
     /// 1 to 200 spot member ids.
     spot_member_ids: Option<Vec<String>>,
     invited_by_spot_member_id: Option<String>,
+    /// Send an invitation email to each new or re-invited participant (default false).
     #[serde(default)]
-    #[allow(dead_code)]
     with_email_notification: bool,
 }
 
@@ -350,7 +351,7 @@ async fn bulk_invite_participants(
     let course = parse_id(&id, Entity::Course)?;
     let by = optional_id("invitedBySpotMemberId", body.invited_by_spot_member_id)?;
     let ids = body.spot_member_ids.unwrap_or_default();
-    let (invited, all) = courses::bulk_invite(&st.db, spot, course, &ids, by).await?;
+    let (invited, all) = courses::bulk_invite(&st.db, spot, course, &ids, by, body.with_email_notification).await?;
     let (status, list) = if invited.is_empty() { (StatusCode::OK, all) } else { (StatusCode::CREATED, invited) };
     let list: Vec<CourseParticipantDto> = list.into_iter().map(Into::into).collect();
     Ok((status, Json(list)).into_response())
@@ -414,6 +415,7 @@ async fn update_participant(
 pub struct GroupIdsBody {
     /// 1 to 200 group ids.
     group_ids: Option<Vec<String>>,
+    /// Accepted for compatibility; linking groups sends no invitation email (docs/email.md).
     #[serde(default)]
     #[allow(dead_code)]
     with_email_notification: bool,

@@ -1,6 +1,6 @@
 //! `POST /v1/spotMembers~import` (openspot; contract §8 "Member import"): the CLI
 //! import over HTTP, as `multipart/form-data` with the file in the part `file`,
-//! optional `dryRun` and repeatable `groupId`. MeltingSpot's own limits apply: 5 MiB
+//! optional `dryRun`, `withEmailNotification` and repeatable `groupId`. MeltingSpot's own limits apply: 5 MiB
 //! and 2,000 member rows, else 413 with nothing written; so do the reader's other
 //! limits ([`HTTP_LIMITS`]: cells, text, what an XLSX unpacks to), checked while the
 //! file is read, so a hostile file is refused after reading no more than they allow.
@@ -53,6 +53,9 @@ pub struct ImportForm {
     /// `true` validates and reports, writing nothing.
     #[schema(rename = "dryRun")]
     dry_run: Option<bool>,
+    /// `true` sends an invitation email to each member the import creates (never in a dry run).
+    #[schema(rename = "withEmailNotification")]
+    with_email_notification: Option<bool>,
     /// A static group every imported member joins (repeat the part for several).
     #[schema(rename = "groupId")]
     group_id: Option<Uuid>,
@@ -81,14 +84,24 @@ async fn read_file(file: Vec<u8>) -> Result<Vec<Vec<import::Cell>>, MsError> {
     })
 }
 
+/// A boolean form part: `true`, or `false` / empty.
+fn form_bool(part: &str, bytes: &[u8]) -> Result<bool, MsError> {
+    match String::from_utf8_lossy(bytes).trim() {
+        "true" => Ok(true),
+        "false" | "" => Ok(false),
+        other => Err(Error::invalid(part, format!("must be true or false, not '{other}'")).into()),
+    }
+}
+
 fn too_large() -> MsError {
     MsError(Error::TooLarge)
 }
 
 /// Import members from a spreadsheet (openspot)
 ///
-/// Each row creates a member (`Invited`, no email sent) or updates the member with that
-/// email; a bad row fails alone (reported with its line) and the others land.
+/// Each row creates a member (`Invited`; invited by email with `withEmailNotification=true`)
+/// or updates the member with that email; a bad row fails alone (reported with its line)
+/// and the others land.
 #[utoipa::path(post, path = "/v1/spotMembers~import", tag = "Spot members",
     request_body(content = ImportForm, content_type = "multipart/form-data"),
     extensions(("x-openspot" = json!(true))),
@@ -105,6 +118,7 @@ async fn import_spot_members(
 ) -> Result<Json<ImportReportDto>, MsError> {
     let mut file: Option<Vec<u8>> = None;
     let mut dry_run = false;
+    let mut notify = false;
     let mut groups = Vec::new();
     loop {
         let field = match form.next_field().await {
@@ -128,15 +142,8 @@ async fn import_spot_members(
                 }
                 file = Some(bytes.to_vec());
             }
-            "dryRun" => {
-                dry_run = match String::from_utf8_lossy(&bytes).trim() {
-                    "true" => true,
-                    "false" | "" => false,
-                    other => {
-                        return Err(Error::invalid("dryRun", format!("must be true or false, not '{other}'")).into())
-                    }
-                }
-            }
+            "dryRun" => dry_run = form_bool("dryRun", &bytes)?,
+            "withEmailNotification" => notify = form_bool("withEmailNotification", &bytes)?,
             "groupId" => {
                 let raw = String::from_utf8_lossy(&bytes).trim().to_string();
                 groups.push(
@@ -145,13 +152,19 @@ async fn import_spot_members(
                         .map_err(|_| Error::invalid("groupId", format!("'{raw}' is not a group id")))?,
                 );
             }
-            other => return Err(Error::invalid(other, "is not a part of this form (file, dryRun, groupId)").into()),
+            other => {
+                return Err(Error::invalid(
+                    other,
+                    "is not a part of this form (file, dryRun, withEmailNotification, groupId)",
+                )
+                .into())
+            }
         }
     }
     let file = file.ok_or_else(|| Error::invalid("file", "is required"))?;
     let rows = read_file(file).await?;
     import::prepare(&st.db, spot, &rows, &groups).await?;
-    let report = import::import_rows(&st.db, spot, &rows, &groups, dry_run, &|_| {}).await?;
+    let report = import::import_rows(&st.db, spot, &rows, &groups, dry_run, notify, &|_| {}).await?;
     Ok(Json(ImportReportDto {
         created: report.created,
         updated: report.updated,

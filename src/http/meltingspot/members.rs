@@ -207,7 +207,6 @@ pub struct InviteSpotMemberBody {
     email: Option<String>,
     /// Send an invitation email (default false).
     #[serde(default)]
-    #[allow(dead_code)]
     with_email_notification: bool,
 }
 
@@ -228,7 +227,7 @@ async fn invite_spot_member(
     MsJson(body): MsJson<InviteSpotMemberBody>,
 ) -> Result<Response, MsError> {
     let email = body.email.unwrap_or_default();
-    let (m, created) = members::invite_member(&st.db, spot, &email).await?;
+    let (m, created) = members::invite_member(&st.db, spot, &email, body.with_email_notification).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(SpotMemberDto::new(m, &st.config.public_url))).into_response())
 }
@@ -239,7 +238,6 @@ pub struct BulkInviteBody {
     /// 1 to 200 emails.
     emails: Option<Vec<String>>,
     #[serde(default)]
-    #[allow(dead_code)]
     with_email_notification: bool,
 }
 
@@ -301,7 +299,7 @@ async fn bulk_invite_spot_members(
     MsJson(body): MsJson<BulkInviteBody>,
 ) -> Result<(StatusCode, Json<BulkInviteResult>), MsError> {
     let emails = body.emails.unwrap_or_default();
-    let (created, failed) = members::bulk_invite(&st.db, spot, &emails).await?;
+    let (created, failed) = members::bulk_invite(&st.db, spot, &emails, body.with_email_notification).await?;
     let created = created.into_iter().map(|m| SpotMemberDto::new(m, &st.config.public_url)).collect();
     let failed = failed.into_iter().map(FailedInviteDto::from).collect();
     Ok((StatusCode::CREATED, Json(BulkInviteResult { created, failed })))
