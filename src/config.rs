@@ -27,6 +27,8 @@ pub struct Config {
     /// How long an API-key or Kaizala access-token lookup is cached: a rotated key or a
     /// revoked token keeps working for at most this long on replicas that cached it.
     pub auth_cache_ttl: Duration,
+    /// Delivery of webhooks, Kaizala subscription events and emails.
+    pub outbox: OutboxConfig,
 }
 
 /// Default of [`Config::auth_cache_ttl`].
@@ -91,6 +93,85 @@ impl Default for AuthLimits {
     }
 }
 
+/// How the outbox dispatcher delivers (`domain::outbox`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxConfig {
+    /// Waits before the retries of a failed delivery: one retry per entry, then the row
+    /// fails (`--webhook-retry-schedule`, default 5 s, 5 min, 30 min, 2 h, 5 h, 10 h).
+    pub retry_schedule: Vec<Duration>,
+    /// One attempt (connection, request and answer) must end within this.
+    pub attempt_timeout: Duration,
+    /// How long a claimed row belongs to the replica that claimed it; a replica that
+    /// dies leaves its rows due again after this. Must exceed the attempt timeout.
+    pub lease: Duration,
+    /// How often a dispatcher looks for due rows when nothing woke it (rows written by
+    /// other replicas, retries coming due, leases lapsing).
+    pub poll_interval: Duration,
+    /// Attempts in flight at once per replica.
+    pub max_in_flight: usize,
+    /// Attempts in flight at once per target (one endpoint or subscription).
+    pub max_in_flight_per_target: usize,
+}
+
+/// Default of [`OutboxConfig::retry_schedule`].
+pub const DEFAULT_RETRY_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h";
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            retry_schedule: parse_retry_schedule(DEFAULT_RETRY_SCHEDULE).unwrap_or_default(),
+            attempt_timeout: Duration::from_secs(10),
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(500),
+            max_in_flight: 64,
+            max_in_flight_per_target: 16,
+        }
+    }
+}
+
+impl OutboxConfig {
+    /// The lease must outlast an attempt and the recording of its outcome, so that a
+    /// live replica never loses a row it is still delivering.
+    pub fn check(&self) -> Result<(), String> {
+        if self.lease < self.attempt_timeout + Duration::from_secs(5) {
+            return Err(format!(
+                "the outbox lease ({} ms) must exceed the attempt timeout ({} ms) by at least 5 s",
+                self.lease.as_millis(),
+                self.attempt_timeout.as_millis()
+            ));
+        }
+        if self.max_in_flight == 0 || self.max_in_flight_per_target == 0 {
+            return Err("outbox in-flight limits must be at least 1".into());
+        }
+        if self.poll_interval.is_zero() {
+            return Err("the outbox poll interval must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// Parses a retry schedule: durations separated by commas, each a number with a unit
+/// `ms`, `s`, `m` or `h` (`5s,5m,30m`). An empty text is an empty schedule (no retry).
+pub fn parse_retry_schedule(raw: &str) -> Result<Vec<Duration>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+            let (n, unit) = s.split_at(digits);
+            let n: u64 = n.parse().map_err(|_| format!("'{s}' is not a duration such as 500ms, 5s, 5m or 2h"))?;
+            let ms = match unit.trim() {
+                "ms" => Some(n),
+                "s" => n.checked_mul(1_000),
+                "m" => n.checked_mul(60_000),
+                "h" => n.checked_mul(3_600_000),
+                _ => return Err(format!("'{s}' has no unit: write ms, s, m or h")),
+            };
+            ms.map(Duration::from_millis).ok_or_else(|| format!("'{s}' is too long"))
+        })
+        .collect()
+}
+
 impl Config {
     pub fn new(listen: SocketAddr, public_url: Option<String>) -> Self {
         let public_url = public_url.unwrap_or_else(|| format!("http://{listen}"));
@@ -104,6 +185,7 @@ impl Config {
             auth: AuthLimits::default(),
             trusted_proxies: Vec::new(),
             auth_cache_ttl: DEFAULT_AUTH_CACHE_TTL,
+            outbox: OutboxConfig::default(),
         }
     }
 
@@ -139,5 +221,24 @@ mod tests {
         assert!(c.is_trusted_proxy("192.168.1.7".parse().unwrap()));
         assert!(!c.is_trusted_proxy("192.168.1.8".parse().unwrap()));
         assert!(parse_trusted_proxies("10.0.0.0/8,nope").is_err());
+    }
+
+    #[test]
+    fn retry_schedules_parse_with_units() {
+        let s = |ms: u64| Duration::from_millis(ms);
+        assert_eq!(
+            parse_retry_schedule(DEFAULT_RETRY_SCHEDULE).unwrap(),
+            vec![s(5_000), s(300_000), s(1_800_000), s(7_200_000), s(18_000_000), s(36_000_000)]
+        );
+        assert_eq!(parse_retry_schedule(" 50ms, 100ms ").unwrap(), vec![s(50), s(100)]);
+        assert_eq!(parse_retry_schedule("").unwrap(), Vec::<Duration>::new());
+        assert!(parse_retry_schedule("5").unwrap_err().contains("no unit"));
+        assert!(parse_retry_schedule("5d").is_err());
+        assert!(parse_retry_schedule("x5s").is_err());
+        assert!(parse_retry_schedule("99999999999999999h").is_err());
+        assert_eq!(OutboxConfig::default().retry_schedule.len(), 6);
+        assert!(OutboxConfig::default().check().is_ok());
+        let short = OutboxConfig { lease: Duration::from_secs(12), ..OutboxConfig::default() };
+        assert!(short.check().is_err());
     }
 }

@@ -15,6 +15,7 @@ pub enum Entity {
     CourseParticipant,
     CustomProperty,
     Webhook,
+    WebhookEvent,
     Connector,
 }
 
@@ -29,6 +30,7 @@ impl fmt::Display for Entity {
             Entity::CourseParticipant => "Course participant",
             Entity::CustomProperty => "Custom property",
             Entity::Webhook => "Webhook",
+            Entity::WebhookEvent => "Webhook event",
             Entity::Connector => "Connector",
         })
     }

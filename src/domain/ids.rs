@@ -105,6 +105,12 @@ typed_id! {
     RoleId;
     /// A Kaizala connector.
     ConnectorId;
+    /// A MeltingSpot webhook endpoint.
+    WebhookId;
+    /// A Kaizala subscription (webhook).
+    SubscriptionId;
+    /// An event delivered through the outbox: the same on every target and attempt.
+    EventId;
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod ids;
 pub mod import;
 pub mod kaizala;
 pub mod members;
+pub mod outbox;
 pub mod phone;
 pub mod properties;
 pub mod rate_limit;

@@ -247,6 +247,53 @@ impl PropertyType {
     }
 }
 
+vocabulary! {
+    /// Where an outbox row stands: waiting (Pending), held while its target is disabled
+    /// (Paused), or done (Delivered, Failed after its retries, Skipped without a way to send).
+    OutboxState { Pending, Paused, Delivered, Failed, Skipped }
+}
+
+impl OutboxState {
+    /// Whether the row is finished (no further attempt unless requeued).
+    pub fn is_final(self) -> bool {
+        matches!(self, OutboxState::Delivered | OutboxState::Failed | OutboxState::Skipped)
+    }
+}
+
+vocabulary! {
+    /// How an outbox row is delivered: a MeltingSpot webhook endpoint, a Kaizala
+    /// subscription, or an email.
+    ChannelKind { Webhook, Kaizala, Email }
+}
+
+vocabulary! {
+    /// The event types of a Kaizala subscription (kaizala-api.md §6).
+    KzEventType {
+        ActionCreated,
+        ActionResponse,
+        SurveyCreated,
+        JobCreated,
+        SurveyResponse,
+        JobResponse,
+        TextMessageCreated,
+        AttachmentCreated,
+        Announcement,
+        MemberAdded,
+        MemberRemoved,
+        GroupAdded,
+        GroupRemoved,
+        PollCreated,
+        LetsMeetCreated,
+        PollResponse,
+        LetsMeetResponse,
+    }
+}
+
+vocabulary! {
+    /// What a Kaizala subscription watches.
+    KzObjectType { Group, Action, ActionPackage }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

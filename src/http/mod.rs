@@ -29,6 +29,7 @@ use crate::config::Config;
 use crate::domain::auth::{FailedAuthThrottle, KeyCache};
 use crate::domain::housekeeping::Housekeeping;
 use crate::domain::kaizala::{PinDelivery, TokenCache};
+use crate::domain::outbox::{Channels, Runtime};
 use crate::domain::rate_limit::RateLimiter;
 use crate::outbound::Outbound;
 use crate::store::Db;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub failed_auth: Arc<FailedAuthThrottle>,
     /// Requests handled at once (see [`server::bound_requests`]).
     pub in_flight: server::InFlight,
+    /// The outbox dispatcher's configuration, channels and counters.
+    pub outbox: Arc<Runtime>,
 }
 
 /// Timeout of every outbound call (contract §5).
@@ -66,6 +69,7 @@ impl AppState {
             pin_delivery,
             failed_auth: Arc::new(FailedAuthThrottle::new(config.auth.failed_auth_per_address)),
             in_flight: server::InFlight(Arc::new(tokio::sync::Semaphore::new(config.server.max_in_flight.max(1)))),
+            outbox: Arc::new(Runtime::new(config.outbox.clone(), Channels::default())),
             config: Arc::new(config),
         })
     }

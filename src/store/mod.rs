@@ -19,6 +19,7 @@ pub mod kz_tokens;
 pub mod members;
 pub mod memberships;
 pub mod messages;
+pub mod outbox;
 pub mod participants;
 pub mod pins;
 pub mod properties;
@@ -36,6 +37,8 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction};
+
+use crate::domain::ids::MemberId;
 
 /// A connection pool on one of the two supported backends.
 #[derive(Clone, Debug)]
@@ -63,7 +66,17 @@ impl Ex<'_> {
 
 /// A write transaction. On SQLite it is opened with `BEGIN IMMEDIATE` so that
 /// concurrent writers queue on the busy timeout instead of failing on upgrade.
-pub enum Tx {
+///
+/// Besides the connection it remembers whether outbox rows were written (so that the
+/// commit wakes this process's dispatcher, [`outbox::wake`]) and which member is acting
+/// (read by event emission for Kaizala's `fromUser`).
+pub struct Tx {
+    inner: TxInner,
+    outbox_written: bool,
+    actor: Option<MemberId>,
+}
+
+enum TxInner {
     Sqlite(Transaction<'static, Sqlite>),
     Postgres(Transaction<'static, Postgres>),
 }
@@ -105,18 +118,51 @@ macro_rules! bind_all {
 }
 
 impl Tx {
+    fn new(inner: TxInner) -> Self {
+        Tx { inner, outbox_written: false, actor: None }
+    }
+
     pub fn ex(&mut self) -> Ex<'_> {
-        match self {
-            Tx::Sqlite(t) => Ex::Sqlite(&mut *t),
-            Tx::Postgres(t) => Ex::Postgres(&mut *t),
+        match &mut self.inner {
+            TxInner::Sqlite(t) => Ex::Sqlite(&mut *t),
+            TxInner::Postgres(t) => Ex::Postgres(&mut *t),
         }
     }
 
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        match self {
-            Tx::Sqlite(t) => t.commit().await,
-            Tx::Postgres(t) => t.commit().await,
+    /// Records that this transaction wrote outbox rows: once it commits, this process's
+    /// dispatcher is woken; a process running no dispatcher (the CLI) tells the others
+    /// on PostgreSQL (`NOTIFY openspot_outbox`, delivered at commit) instead.
+    pub fn note_outbox_write(&mut self) {
+        self.outbox_written = true;
+    }
+
+    /// Whether [`Tx::note_outbox_write`] was called.
+    pub fn wrote_outbox(&self) -> bool {
+        self.outbox_written
+    }
+
+    /// The member acting in this transaction (a Kaizala caller), for event emission.
+    pub fn set_actor(&mut self, member: MemberId) {
+        self.actor = Some(member);
+    }
+
+    pub fn actor(&self) -> Option<MemberId> {
+        self.actor
+    }
+
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let woke = self.outbox_written;
+        if woke && !outbox::DISPATCHER_RUNNING.load(std::sync::atomic::Ordering::Relaxed) {
+            outbox::notify_outbox(self.ex()).await?;
         }
+        match self.inner {
+            TxInner::Sqlite(t) => t.commit().await?,
+            TxInner::Postgres(t) => t.commit().await?,
+        }
+        if woke {
+            outbox::wake();
+        }
+        Ok(())
     }
 }
 
@@ -266,10 +312,10 @@ impl Db {
 
     /// Starts a write transaction.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        Ok(match self {
-            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
-        })
+        Ok(Tx::new(match self {
+            Db::Sqlite(p) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(p) => TxInner::Postgres(p.begin().await?),
+        }))
     }
 
     /// Starts a read-only transaction: one consistent snapshot for reads spread over
@@ -279,10 +325,12 @@ impl Db {
     /// writer); on PostgreSQL `REPEATABLE READ, READ ONLY` gives the same snapshot and
     /// refuses writes. Commit or drop it when done.
     pub async fn begin_read(&self) -> Result<Tx, sqlx::Error> {
-        Ok(match self {
-            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN DEFERRED").await?),
-            Db::Postgres(p) => Tx::Postgres(p.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?),
-        })
+        Ok(Tx::new(match self {
+            Db::Sqlite(p) => TxInner::Sqlite(p.begin_with("BEGIN DEFERRED").await?),
+            Db::Postgres(p) => {
+                TxInner::Postgres(p.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?)
+            }
+        }))
     }
 
     /// Takes a connection for reads.

@@ -15,7 +15,10 @@
 
 use uuid::Uuid;
 
-use crate::domain::ids::{ConnectorId, CourseId, GroupId, MemberId, ParticipantId, PropertyId, RoleId, SpotId};
+use crate::domain::ids::{
+    ConnectorId, CourseId, EventId, GroupId, MemberId, ParticipantId, PropertyId, RoleId, SpotId, SubscriptionId,
+    WebhookId,
+};
 
 /// Ids or keys per `IN (…)` list: lookups by many keys split into statements of this
 /// many, well under both backends' bind limits.
@@ -70,7 +73,19 @@ macro_rules! ids_bind_as_uuids {
         }
     )+};
 }
-ids_bind_as_uuids!(SpotId, MemberId, GroupId, CourseId, ParticipantId, PropertyId, RoleId, ConnectorId);
+ids_bind_as_uuids!(
+    SpotId,
+    MemberId,
+    GroupId,
+    CourseId,
+    ParticipantId,
+    PropertyId,
+    RoleId,
+    ConnectorId,
+    WebhookId,
+    SubscriptionId,
+    EventId
+);
 
 /// SQL text with its binds, rendered for each backend; placeholders are numbered as
 /// they are pushed, each used once, in bind order. Text is appended only from

@@ -276,3 +276,39 @@ macro_rules! both {
         }
     };
 }
+
+/// Like [`both!`], with a configuration tweak applied before each server starts:
+/// `both_with!(name, |config| { config.x = y; }, |app| { … })`.
+#[macro_export]
+macro_rules! both_with {
+    ($name:ident, |$config:ident| $tweak:block, |$app:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let Some($app) = $crate::common::TestApp::spawn_with(
+                    openspot::store::Backend::Sqlite,
+                    |$config: &mut openspot::Config| $tweak,
+                )
+                .await
+                else {
+                    return;
+                };
+                $body
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some($app) = $crate::common::TestApp::spawn_with(
+                    openspot::store::Backend::Postgres,
+                    |$config: &mut openspot::Config| $tweak,
+                )
+                .await
+                else {
+                    return;
+                };
+                $body
+            }
+        }
+    };
+}
