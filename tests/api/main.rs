@@ -7,6 +7,7 @@ mod common;
 mod conventions;
 mod isolation;
 mod kaizala;
+mod kaizala_webhooks;
 mod ms_courses;
 mod ms_groups;
 mod ms_import;

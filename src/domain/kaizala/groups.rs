@@ -65,7 +65,7 @@ async fn require_reader(tx: &mut Tx, caller: &KzCaller, group_id: GroupId) -> Re
     Ok((g, role))
 }
 
-async fn require_admin(tx: &mut Tx, caller: &KzCaller, group_id: GroupId) -> Result<Group> {
+pub(super) async fn require_admin(tx: &mut Tx, caller: &KzCaller, group_id: GroupId) -> Result<Group> {
     let (g, role) = require_reader(tx, caller, group_id).await?;
     if role != Some(GroupRole::Admin) {
         return Err(Error::Forbidden("Only a group Admin can change this group".into()));
