@@ -175,6 +175,26 @@ pub struct ServeArgs {
     /// revoked token keeps working this long on replicas that had it cached.
     #[arg(long, env = "OPENSPOT_AUTH_CACHE_TTL_MS", default_value_t = 5_000)]
     pub auth_cache_ttl_ms: u64,
+    /// Waits before the retries of a failed webhook or email delivery (ms, s, m or h,
+    /// comma-separated); after the last one the delivery fails and its endpoint is disabled.
+    #[arg(long, env = "OPENSPOT_WEBHOOK_RETRY_SCHEDULE", default_value = crate::config::DEFAULT_RETRY_SCHEDULE)]
+    pub webhook_retry_schedule: String,
+    /// Milliseconds one delivery attempt may take.
+    #[arg(long, env = "OPENSPOT_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub webhook_timeout_ms: u64,
+    /// Milliseconds a claimed delivery belongs to this replica (a dead replica's claims
+    /// are taken over after it); at least the attempt timeout plus 2 s.
+    #[arg(long, env = "OPENSPOT_OUTBOX_LEASE_MS", default_value_t = 30_000)]
+    pub outbox_lease_ms: u64,
+    /// Milliseconds between two looks for due deliveries when nothing woke the dispatcher.
+    #[arg(long, env = "OPENSPOT_OUTBOX_POLL_MS", default_value_t = 500)]
+    pub outbox_poll_ms: u64,
+    /// Delivery attempts in flight at once on this replica.
+    #[arg(long, env = "OPENSPOT_OUTBOX_MAX_IN_FLIGHT", default_value_t = 64)]
+    pub outbox_max_in_flight: usize,
+    /// Delivery attempts in flight at once per endpoint or subscription.
+    #[arg(long, env = "OPENSPOT_OUTBOX_MAX_IN_FLIGHT_PER_TARGET", default_value_t = 16)]
+    pub outbox_max_in_flight_per_target: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -469,6 +489,15 @@ fn serve_config(listen: SocketAddr, args: ServeArgs) -> anyhow::Result<Config> {
     config.auth.pin_calls_per_address = args.pin_calls_per_address.max(1);
     config.auth.failed_auth_per_address = args.failed_auth_per_address.max(1);
     config.auth_cache_ttl = std::time::Duration::from_millis(args.auth_cache_ttl_ms);
+    let outbox = &mut config.outbox;
+    outbox.retry_schedule = crate::config::parse_retry_schedule(&args.webhook_retry_schedule)
+        .map_err(|e| anyhow::anyhow!("--webhook-retry-schedule: {e}"))?;
+    outbox.attempt_timeout = std::time::Duration::from_millis(args.webhook_timeout_ms);
+    outbox.lease = std::time::Duration::from_millis(args.outbox_lease_ms);
+    outbox.poll_interval = std::time::Duration::from_millis(args.outbox_poll_ms);
+    outbox.max_in_flight = args.outbox_max_in_flight;
+    outbox.max_in_flight_per_target = args.outbox_max_in_flight_per_target;
+    outbox.check().map_err(|e| anyhow::anyhow!("outbox settings: {e}"))?;
     Ok(config)
 }
 
@@ -519,6 +548,33 @@ mod tests {
         }
         let config = serve_config(bound, serve_args(&["--auth-cache-ttl-ms", "200"])).unwrap();
         assert_eq!(config.auth_cache_ttl, std::time::Duration::from_millis(200));
+    }
+
+    #[test]
+    fn outbox_settings_are_read_and_checked() {
+        let bound: SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        let config = serve_config(
+            bound,
+            serve_args(&[
+                "--webhook-retry-schedule",
+                "50ms,100ms",
+                "--webhook-timeout-ms",
+                "1000",
+                "--outbox-lease-ms",
+                "3000",
+                "--outbox-max-in-flight",
+                "1",
+            ]),
+        )
+        .unwrap();
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(config.outbox.retry_schedule, vec![ms(50), ms(100)]);
+        assert_eq!((config.outbox.attempt_timeout, config.outbox.lease), (ms(1000), ms(3000)));
+        assert_eq!(config.outbox.max_in_flight, 1);
+        let err = serve_config(bound, serve_args(&["--webhook-retry-schedule", "5 minutes"])).unwrap_err();
+        assert!(err.to_string().contains("--webhook-retry-schedule"), "{err}");
+        let err = serve_config(bound, serve_args(&["--outbox-lease-ms", "11000"])).unwrap_err();
+        assert!(err.to_string().contains("lease"), "{err}");
     }
 
     #[test]

@@ -113,6 +113,10 @@ pub struct OutboxConfig {
     pub max_in_flight_per_target: usize,
 }
 
+/// How much longer than an attempt a lease lasts at least: the dispatcher's backstop
+/// (1 s past the timeout) plus the time to record the outcome.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(2);
+
 /// Default of [`OutboxConfig::retry_schedule`].
 pub const DEFAULT_RETRY_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h";
 
@@ -133,9 +137,9 @@ impl OutboxConfig {
     /// The lease must outlast an attempt and the recording of its outcome, so that a
     /// live replica never loses a row it is still delivering.
     pub fn check(&self) -> Result<(), String> {
-        if self.lease < self.attempt_timeout + Duration::from_secs(5) {
+        if self.lease < self.attempt_timeout + LEASE_MARGIN {
             return Err(format!(
-                "the outbox lease ({} ms) must exceed the attempt timeout ({} ms) by at least 5 s",
+                "the outbox lease ({} ms) must exceed the attempt timeout ({} ms) by at least 2 s",
                 self.lease.as_millis(),
                 self.attempt_timeout.as_millis()
             ));
@@ -238,7 +242,13 @@ mod tests {
         assert!(parse_retry_schedule("99999999999999999h").is_err());
         assert_eq!(OutboxConfig::default().retry_schedule.len(), 6);
         assert!(OutboxConfig::default().check().is_ok());
-        let short = OutboxConfig { lease: Duration::from_secs(12), ..OutboxConfig::default() };
+        let short = OutboxConfig { lease: Duration::from_millis(11_999), ..OutboxConfig::default() };
         assert!(short.check().is_err());
+        let test = OutboxConfig {
+            lease: Duration::from_secs(3),
+            attempt_timeout: Duration::from_secs(1),
+            ..OutboxConfig::default()
+        };
+        assert!(test.check().is_ok());
     }
 }

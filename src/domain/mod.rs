@@ -8,6 +8,7 @@ pub mod auth;
 pub mod courses;
 pub mod custom_roles;
 pub mod demo;
+pub mod events;
 pub mod filter;
 pub mod groups;
 pub mod housekeeping;
@@ -22,6 +23,7 @@ pub mod rate_limit;
 pub mod smart_rules;
 pub mod spots;
 pub mod vocab;
+pub mod webhooks;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

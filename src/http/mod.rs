@@ -173,7 +173,10 @@ pub async fn serve(
     // Kaizala paths as clients write them are normalised before routing.
     let service =
         tower::util::MapRequestLayer::new(kaizala::normalize_request::<axum::body::Body>).layer(app(state.clone()));
+    let dispatcher = crate::domain::outbox::spawn(state.db.clone(), state.outbox.clone());
     let result = server::run(listener, service, &state.config, shutdown).await;
     housekeeping.abort();
+    // After the last request: in-flight deliveries end or are released for the others.
+    dispatcher.shutdown().await;
     result
 }

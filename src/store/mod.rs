@@ -29,6 +29,7 @@ pub mod rate_limits;
 pub mod smart_groups;
 pub mod spots;
 pub mod sql;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -153,7 +154,7 @@ impl Tx {
 
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         let woke = self.outbox_written;
-        if woke && !outbox::DISPATCHER_RUNNING.load(std::sync::atomic::Ordering::Relaxed) {
+        if woke && !outbox::dispatcher_running() {
             outbox::notify_outbox(self.ex()).await?;
         }
         match self.inner {

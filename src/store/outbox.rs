@@ -9,7 +9,7 @@
 //! 'Pending'`), the one index not led by `spot_id`; statements spell that predicate
 //! literally so SQLite can use the partial index.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -24,18 +24,28 @@ use crate::{bind_all, run};
 /// this process waits on it beside its poll interval.
 pub static WAKE: Notify = Notify::const_new();
 
-/// Set while this process runs a dispatcher. Without one (the CLI), a commit that wrote
+/// Dispatchers running in this process. Without one (the CLI), a commit that wrote
 /// outbox rows tells the other processes through PostgreSQL `NOTIFY` instead.
-pub static DISPATCHER_RUNNING: AtomicBool = AtomicBool::new(false);
+static DISPATCHERS: AtomicUsize = AtomicUsize::new(0);
 
-/// Wakes this process's dispatcher (if any).
+/// Wakes this process's dispatchers (if any).
 pub fn wake() {
     WAKE.notify_waiters();
 }
 
-/// Marks whether this process runs a dispatcher (see [`DISPATCHER_RUNNING`]).
-pub fn set_dispatcher_running(running: bool) {
-    DISPATCHER_RUNNING.store(running, Ordering::Relaxed);
+/// Counts a dispatcher started in this process (see [`dispatcher_running`]).
+pub fn dispatcher_started() {
+    DISPATCHERS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Counts a dispatcher stopped.
+pub fn dispatcher_stopped() {
+    DISPATCHERS.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Whether this process runs a dispatcher.
+pub fn dispatcher_running() -> bool {
+    DISPATCHERS.load(Ordering::SeqCst) > 0
 }
 
 /// The PostgreSQL channel on which processes without a dispatcher announce new rows.
@@ -171,4 +181,380 @@ pub async fn notify_outbox(ex: Ex<'_>) -> Result<(), sqlx::Error> {
         Ex::Sqlite(_) => Ok(()),
         Ex::Postgres(c) => sqlx::query("SELECT pg_notify($1, '')").bind(OUTBOX_CHANNEL).execute(c).await.map(|_| ()),
     }
+}
+
+fn push_kinds(sql: &mut Sql, kinds: &[ChannelKind]) {
+    sql.push_list(kinds.iter().map(|k| Bind::Text(k.as_str().to_string())));
+}
+
+/// Claims up to `limit` due Pending rows of the `kinds` given for `replica`: stamps them
+/// with `token` and leases them until `lease_until` (their `next_attempt_at`). Rows of
+/// `exclude_targets` (targets with as many attempts in flight as allowed) are left.
+/// On PostgreSQL `FOR UPDATE SKIP LOCKED` lets concurrent claimers pass each other
+/// without ever taking the same row; SQLite's write transactions exclude each other.
+/// Call it in a write transaction ([`super::Db::begin`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn claim(
+    mut ex: Ex<'_>,
+    replica: Uuid,
+    token: Uuid,
+    now: i64,
+    lease_until: i64,
+    limit: i64,
+    kinds: &[ChannelKind],
+    exclude_targets: &[Uuid],
+) -> Result<Vec<OutboxRow>, sqlx::Error> {
+    if kinds.is_empty() || limit <= 0 {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new(
+        "WITH picked AS MATERIALIZED (SELECT spot_id, id FROM outbox WHERE state = 'Pending' AND next_attempt_at <= ",
+    );
+    sql.push_bind(Bind::I64(now)).push(" AND channel IN ");
+    push_kinds(&mut sql, kinds);
+    if !exclude_targets.is_empty() {
+        sql.push(" AND (target_id IS NULL OR target_id NOT IN ");
+        sql.push_list(exclude_targets.iter().map(|t| Bind::Uuid(*t)));
+        sql.push(")");
+    }
+    sql.push(" ORDER BY next_attempt_at LIMIT ").push_bind(Bind::I64(limit));
+    sql.push(ex.row_lock(" FOR UPDATE SKIP LOCKED"));
+    sql.push(") UPDATE outbox SET claimed_by = ").push_bind(Bind::Uuid(replica));
+    sql.push(", claim_token = ").push_bind(Bind::Uuid(token));
+    sql.push(", next_attempt_at = ").push_bind(Bind::I64(lease_until));
+    sql.push(", updated_at = ").push_bind(Bind::I64(now));
+    sql.push(" WHERE (spot_id, id) IN (SELECT spot_id, id FROM picked) RETURNING ").push(COLUMNS);
+    run!(&mut ex, |c| bind_all!(sqlx::query_as::<_, OutboxRow>(sql.text_for(&**c)), &sql.binds)
+        .fetch_all(&mut **c)
+        .await)
+}
+
+/// When the earliest Pending row of `kinds` is due (a claimed row: when its lease ends).
+pub async fn next_due(mut ex: Ex<'_>, kinds: &[ChannelKind]) -> Result<Option<i64>, sqlx::Error> {
+    if kinds.is_empty() {
+        return Ok(None);
+    }
+    let mut sql = Sql::new("SELECT next_attempt_at FROM outbox WHERE state = 'Pending' AND channel IN ");
+    push_kinds(&mut sql, kinds);
+    sql.push(" ORDER BY next_attempt_at LIMIT 1");
+    run!(&mut ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(sql.text_for(&**c)), &sql.binds)
+        .fetch_optional(&mut **c)
+        .await)
+}
+
+/// Writes the outcome of an attempt on a claimed row, if `token` still holds it (false:
+/// the lease lapsed and another replica claimed the row; it owns the row now). Counts
+/// the attempt and releases the claim.
+pub async fn complete(
+    ex: Ex<'_>,
+    spot_id: SpotId,
+    id: Uuid,
+    token: Uuid,
+    c: &Completion,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    run!(ex, |conn| super::one_row(
+        sqlx::query(
+            "UPDATE outbox SET state = $4, attempts = attempts + 1, failures = $5, next_attempt_at = $6, \
+         last_status = $7, last_error = $8, claimed_by = NULL, claim_token = NULL, updated_at = $9 \
+         WHERE spot_id = $1 AND id = $2 AND claim_token = $3"
+        )
+        .bind(spot_id)
+        .bind(id)
+        .bind(token)
+        .bind(c.state)
+        .bind(c.failures)
+        .bind(c.next_attempt_at)
+        .bind(c.last_status)
+        .bind(c.last_error.as_deref())
+        .bind(now)
+        .execute(conn)
+        .await
+    ))
+}
+
+/// Deletes one row (its target is gone).
+pub async fn delete_row(ex: Ex<'_>, spot_id: SpotId, id: Uuid) -> Result<(), sqlx::Error> {
+    run!(ex, |c| sqlx::query("DELETE FROM outbox WHERE spot_id = $1 AND id = $2")
+        .bind(spot_id)
+        .bind(id)
+        .execute(c)
+        .await
+        .map(|_| ()))
+}
+
+/// Appends attempts to the delivery log, [`INSERT_CHUNK`] per statement.
+pub async fn insert_attempts(mut ex: Ex<'_>, rows: &[AttemptRow]) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let mut sql = Sql::from_parts(&["INSERT INTO outbox_attempts (", ATTEMPT_COLUMNS, ") VALUES "]);
+        for (i, r) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.push_bind(r.spot_id.into()).push(", ");
+            sql.push_bind(Bind::Uuid(r.id)).push(", ");
+            sql.push_bind(Bind::Uuid(r.outbox_id)).push(", ");
+            opt_uuid(&mut sql, r.target_id);
+            sql.push(", ");
+            sql.push_bind(Bind::Uuid(r.event_id)).push(", ");
+            sql.push_bind(Bind::Text(r.event_type.clone())).push(", ");
+            sql.push_bind(Bind::Text(r.channel.as_str().to_string())).push(", ");
+            sql.push_bind(Bind::I64(r.attempt)).push(", ");
+            match r.status_code {
+                Some(s) => sql.push_bind(Bind::I64(s)),
+                None => sql.push("NULL"),
+            };
+            sql.push(", ");
+            sql.push_bind(Bind::I64(r.duration_ms)).push(", ");
+            opt_text(&mut sql, r.error.as_deref());
+            sql.push(", ");
+            opt_text(&mut sql, r.response_body.as_deref());
+            sql.push(", ");
+            sql.push_bind(Bind::Uuid(r.replica_id)).push(", ");
+            sql.push_bind(Bind::I64(r.created_at)).push(")");
+        }
+        run!(&mut ex, |c| bind_all!(sqlx::query(sql.text_for(&**c)), &sql.binds).execute(&mut **c).await.map(|_| ()))?;
+    }
+    Ok(())
+}
+
+/// Adds `n` attempts to each target's count (`outbox_target_stats`).
+pub async fn add_attempt_counts(mut ex: Ex<'_>, counts: &[(SpotId, Uuid, i64)]) -> Result<(), sqlx::Error> {
+    for chunk in counts.chunks(INSERT_CHUNK) {
+        let mut sql = Sql::new("INSERT INTO outbox_target_stats (spot_id, target_id, attempt_count) VALUES ");
+        for (i, (spot, target, n)) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.push_bind((*spot).into()).push(", ");
+            sql.push_bind(Bind::Uuid(*target)).push(", ");
+            sql.push_bind(Bind::I64(*n)).push(")");
+        }
+        sql.push(
+            " ON CONFLICT (spot_id, target_id) DO UPDATE \
+             SET attempt_count = outbox_target_stats.attempt_count + excluded.attempt_count",
+        );
+        run!(&mut ex, |c| bind_all!(sqlx::query(sql.text_for(&**c)), &sql.binds).execute(&mut **c).await.map(|_| ()))?;
+    }
+    Ok(())
+}
+
+/// Releases claims so that the rows are due at `now`: those of `replica` (its graceful
+/// shutdown), or every claim (`None`: a SQLite server starting, the one process of
+/// its file, takes back what a killed predecessor held).
+pub async fn release_claims(mut ex: Ex<'_>, replica: Option<Uuid>, now: i64) -> Result<u64, sqlx::Error> {
+    let mut sql = Sql::new("UPDATE outbox SET claimed_by = NULL, claim_token = NULL, next_attempt_at = ");
+    sql.push_bind(Bind::I64(now)).push(", updated_at = ").push_bind(Bind::I64(now));
+    sql.push(" WHERE state = 'Pending' AND claim_token IS NOT NULL");
+    if let Some(r) = replica {
+        sql.push(" AND claimed_by = ").push_bind(Bind::Uuid(r));
+    }
+    run!(&mut ex, |c| bind_all!(sqlx::query(sql.text_for(&**c)), &sql.binds)
+        .execute(&mut **c)
+        .await
+        .map(|r| super::WriteOutcome::rows_affected(&r)))
+}
+
+/// Which rows an operator's list or retry names (all given conditions hold).
+#[derive(Clone, Debug, Default)]
+pub struct OutboxFilter {
+    pub spot_id: Option<SpotId>,
+    pub id: Option<Uuid>,
+    pub event_id: Option<Uuid>,
+    pub states: Vec<OutboxState>,
+    pub channel: Option<ChannelKind>,
+}
+
+fn push_filter(sql: &mut Sql, f: &OutboxFilter) {
+    sql.push(" WHERE 1 = 1");
+    if let Some(s) = f.spot_id {
+        sql.push(" AND spot_id = ").push_bind(s.into());
+    }
+    if let Some(id) = f.id {
+        sql.push(" AND id = ").push_bind(Bind::Uuid(id));
+    }
+    if let Some(e) = f.event_id {
+        sql.push(" AND event_id = ").push_bind(Bind::Uuid(e));
+    }
+    if !f.states.is_empty() {
+        sql.push(" AND state IN ").push_list(f.states.iter().map(|s| Bind::Text(s.as_str().to_string())));
+    }
+    if let Some(ch) = f.channel {
+        sql.push(" AND channel = ").push_bind(Bind::Text(ch.as_str().to_string()));
+    }
+}
+
+/// Rows matching `f`, newest first, at most `limit` (operators' view; not for requests:
+/// without a spot it reads across spots).
+pub async fn list(mut ex: Ex<'_>, f: &OutboxFilter, limit: i64) -> Result<Vec<OutboxRow>, sqlx::Error> {
+    let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM outbox"]);
+    push_filter(&mut sql, f);
+    sql.push(" ORDER BY id DESC LIMIT ").push_bind(Bind::I64(limit));
+    run!(&mut ex, |c| bind_all!(sqlx::query_as::<_, OutboxRow>(sql.text_for(&**c)), &sql.binds)
+        .fetch_all(&mut **c)
+        .await)
+}
+
+/// Puts the finished rows matching `f` back in the queue, due at `now` with a fresh
+/// retry schedule; rows still Pending (perhaps claimed) are left alone.
+pub async fn requeue(mut ex: Ex<'_>, f: &OutboxFilter, now: i64) -> Result<u64, sqlx::Error> {
+    let mut sql = Sql::new("UPDATE outbox SET state = 'Pending', failures = 0, claimed_by = NULL, claim_token = NULL");
+    sql.push(", next_attempt_at = ").push_bind(Bind::I64(now));
+    sql.push(", updated_at = ").push_bind(Bind::I64(now));
+    push_filter(&mut sql, f);
+    sql.push(" AND state <> 'Pending'");
+    run!(&mut ex, |c| bind_all!(sqlx::query(sql.text_for(&**c)), &sql.binds)
+        .execute(&mut **c)
+        .await
+        .map(|r| super::WriteOutcome::rows_affected(&r)))
+}
+
+/// What waits in the queue (read through the `outbox_due` index only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct Backlog {
+    /// Pending rows (due, scheduled for a retry, or claimed).
+    pub pending: i64,
+    /// Pending rows due now (claimed ones are not: their lease runs).
+    pub due: i64,
+    /// `next_attempt_at` of the earliest due row.
+    pub oldest_due: Option<i64>,
+}
+
+pub async fn backlog(ex: Ex<'_>, now: i64) -> Result<Backlog, sqlx::Error> {
+    run!(ex, |c| sqlx::query_as::<_, Backlog>(
+        "SELECT COUNT(*) AS pending, \
+                COALESCE(SUM(CASE WHEN next_attempt_at <= $1 THEN 1 ELSE 0 END), 0) AS due, \
+                MIN(CASE WHEN next_attempt_at <= $1 THEN next_attempt_at END) AS oldest_due \
+         FROM outbox WHERE state = 'Pending'"
+    )
+    .bind(now)
+    .fetch_one(c)
+    .await)
+}
+
+/// Holds a disabled target's waiting rows (Pending → Paused), claimed ones included: the
+/// attempt in flight is still logged but cannot complete (its claim is gone).
+pub async fn pause_target(ex: Ex<'_>, spot_id: SpotId, target: Uuid, now: i64) -> Result<u64, sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "UPDATE outbox SET state = 'Paused', claimed_by = NULL, claim_token = NULL, updated_at = $3 \
+         WHERE spot_id = $1 AND target_id = $2 AND state = 'Pending'"
+    )
+    .bind(spot_id)
+    .bind(target)
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|r| super::WriteOutcome::rows_affected(&r)))
+}
+
+/// A re-enabled target's held rows go back in the queue, due now, with a fresh schedule.
+pub async fn resume_target(ex: Ex<'_>, spot_id: SpotId, target: Uuid, now: i64) -> Result<u64, sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "UPDATE outbox SET state = 'Pending', failures = 0, next_attempt_at = $3, updated_at = $3 \
+         WHERE spot_id = $1 AND target_id = $2 AND state = 'Paused'"
+    )
+    .bind(spot_id)
+    .bind(target)
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|r| super::WriteOutcome::rows_affected(&r)))
+}
+
+/// Queues the row of (`target`, `event_id`) again whatever its state, due now with a
+/// fresh schedule (a redelivery); false when there is no such row.
+pub async fn requeue_event(
+    ex: Ex<'_>,
+    spot_id: SpotId,
+    target: Uuid,
+    event_id: Uuid,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "UPDATE outbox SET state = 'Pending', failures = 0, next_attempt_at = $4, claimed_by = NULL, \
+         claim_token = NULL, updated_at = $4 WHERE spot_id = $1 AND target_id = $2 AND event_id = $3"
+    )
+    .bind(spot_id)
+    .bind(target)
+    .bind(event_id)
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|r| super::WriteOutcome::rows_affected(&r) > 0))
+}
+
+/// Queues again every Failed row of `target` created at or after `since_ms`.
+pub async fn requeue_failed_since(
+    ex: Ex<'_>,
+    spot_id: SpotId,
+    target: Uuid,
+    since_ms: i64,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "UPDATE outbox SET state = 'Pending', failures = 0, next_attempt_at = $4, updated_at = $4 \
+         WHERE spot_id = $1 AND target_id = $2 AND state = 'Failed' AND created_at >= $3"
+    )
+    .bind(spot_id)
+    .bind(target)
+    .bind(since_ms)
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|r| super::WriteOutcome::rows_affected(&r)))
+}
+
+/// Deletes everything of a deleted target: its rows, its attempts and its count.
+pub async fn delete_target(mut ex: Ex<'_>, spot_id: SpotId, target: Uuid) -> Result<(), sqlx::Error> {
+    for sql in [
+        "DELETE FROM outbox WHERE spot_id = $1 AND target_id = $2",
+        "DELETE FROM outbox_attempts WHERE spot_id = $1 AND target_id = $2",
+        "DELETE FROM outbox_target_stats WHERE spot_id = $1 AND target_id = $2",
+    ] {
+        run!(&mut ex, |c| sqlx::query(sql).bind(spot_id).bind(target).execute(&mut **c).await.map(|_| ()))?;
+    }
+    Ok(())
+}
+
+/// A page of `target`'s attempts in creation order, optionally of one event or event
+/// type, and how many there are in all (unfiltered: the maintained count; filtered: an
+/// index range of the target's attempts).
+#[allow(clippy::too_many_arguments)]
+pub async fn list_attempts(
+    mut ex: Ex<'_>,
+    spot_id: SpotId,
+    target: Uuid,
+    event_id: Option<Uuid>,
+    event_type: Option<&str>,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<AttemptRow>, i64), sqlx::Error> {
+    let filter = |sql: &mut Sql| {
+        sql.push_bind(spot_id.into()).push(" AND target_id = ").push_bind(Bind::Uuid(target));
+        if let Some(e) = event_id {
+            sql.push(" AND event_id = ").push_bind(Bind::Uuid(e));
+        }
+        if let Some(t) = event_type {
+            sql.push(" AND event_type = ").push_bind(Bind::Text(t.to_string()));
+        }
+    };
+    let mut sql = Sql::from_parts(&["SELECT ", ATTEMPT_COLUMNS, " FROM outbox_attempts WHERE spot_id = "]);
+    filter(&mut sql);
+    sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
+    let items = run!(&mut ex, |c| bind_all!(sqlx::query_as::<_, AttemptRow>(sql.text_for(&**c)), &sql.binds)
+        .fetch_all(&mut **c)
+        .await)?;
+    let total = if event_id.is_none() && event_type.is_none() {
+        run!(&mut ex, |c| sqlx::query_scalar::<_, i64>(
+            "SELECT attempt_count FROM outbox_target_stats WHERE spot_id = $1 AND target_id = $2"
+        )
+        .bind(spot_id)
+        .bind(target)
+        .fetch_optional(&mut **c)
+        .await)?
+        .unwrap_or(0)
+    } else {
+        let mut count = Sql::new("SELECT COUNT(*) FROM outbox_attempts WHERE spot_id = ");
+        filter(&mut count);
+        run!(&mut ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(count.text_for(&**c)), &count.binds)
+            .fetch_one(&mut **c)
+            .await)?
+    };
+    Ok((items, total))
 }

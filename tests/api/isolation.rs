@@ -43,6 +43,9 @@ const A_OTHER_NUMBER: &str = "+911100000008";
 /// B's phone-only member (added by B's Kaizala group creation).
 const B_ONLY_NUMBER: &str = "+911100000003";
 const SHARED_EMAIL: &str = "shared@example.com";
+/// Webhook endpoint URLs (public IP literals: nothing is resolved or delivered).
+const A_HOOK_URL: &str = "https://93.184.215.14/a-hook";
+const B_HOOK_URL: &str = "https://93.184.215.14/b-secret-hook";
 /// A's Kaizala connectors: calls rotate over them to stay under 100 calls/min each.
 const A_CONNECTORS: usize = 3;
 
@@ -61,6 +64,7 @@ enum Id {
     KzGroup,
     KzSub,
     KzMember,
+    Webhook,
 }
 
 /// One spot's ids (or a ghost's: random ids that exist in no spot).
@@ -78,6 +82,7 @@ struct Side {
     kz_group: String,
     kz_sub: String,
     kz_member: String,
+    webhook: String,
 }
 
 impl Side {
@@ -97,6 +102,7 @@ impl Side {
             kz_group: id(),
             kz_sub: id(),
             kz_member: id(),
+            webhook: id(),
         }
     }
 
@@ -113,10 +119,11 @@ impl Side {
             Id::KzGroup => vec![&self.kz_group, &self.group],
             Id::KzSub => vec![&self.kz_sub],
             Id::KzMember => vec![&self.kz_member, &self.member],
+            Id::Webhook => vec![&self.webhook],
         }
     }
 
-    fn fields(&self) -> [&str; 12] {
+    fn fields(&self) -> [&str; 13] {
         [
             &self.member,
             &self.phone_member,
@@ -130,6 +137,7 @@ impl Side {
             &self.kz_group,
             &self.kz_sub,
             &self.kz_member,
+            &self.webhook,
         ]
     }
 }
@@ -322,6 +330,10 @@ fn path_ops() -> Vec<PathOp> {
         op("DELETE", "/v1/spotMemberCustomRole/{customRoleId}", &[Role], None, 204),
         op("DELETE", "/v1/customProperties/{slug}", &[Slug], None, 204),
         op("DELETE", "/v1/courses/{courseId}", &[Course], None, 204),
+        op("GET", "/v1/webhooks/{webhookId}", &[Webhook], None, 200),
+        op("PUT", "/v1/webhooks/{webhookId}", &[Webhook], body(|_| json!({"description": "A hook", "enabled": false})), 200),
+        op("POST", "/v1/webhooks/{webhookId}~rotateSecret", &[Webhook], None, 200),
+        op("DELETE", "/v1/webhooks/{webhookId}", &[Webhook], None, 204),
         op("DELETE", "/v1/groups/{groupId}", &[Group], None, 204),
     ]
 }
@@ -348,6 +360,7 @@ const NO_PATH_OPS: &[(&str, &str, When, &str)] = &[
     ("GET", "/v1/customProperties", When::Twice, "A's properties only"),
     ("GET", "/v1/groups", When::Twice, "A's groups only; name filters on B's names find none"),
     ("GET", "/v1/courses", When::Twice, "A's courses only"),
+    ("GET", "/v1/webhooks", When::Twice, "A's webhook endpoints only"),
     (
         "GET",
         "/kaizala/v1/groups",
@@ -389,6 +402,7 @@ const NO_PATH_OPS: &[(&str, &str, When, &str)] = &[
     ("POST", "/v1/spotMembers~bulkInvite", When::Last, "B's emails → A's own members (new, or A's existing one)"),
     ("POST", "/v1/spotMemberCustomRole", When::Last, "B's label → a new role of A"),
     ("POST", "/v1/courses", When::Last, "B's title → a new course of A"),
+    ("POST", "/v1/webhooks", When::Last, "B's URL and description → a new endpoint of A, with its own secret"),
     ("POST", "/kaizala/v1/groups", When::Last, "B's phone-only number → a new member of A"),
     ("POST", "/v1/customProperties", When::Last, "B's slug → 201, a new property of A (the slug is free in A)"),
 ];
@@ -659,8 +673,18 @@ async fn populate_b(
     ok(app, key, "PUT", &format!("/v1/courses/{course}/participants/{}", parts[0]), Some(json!({"status": "Started"})))
         .await;
 
+    let hook = ok(
+        app,
+        key,
+        "POST",
+        "/v1/webhooks",
+        Some(json!({"url": B_HOOK_URL, "eventTypes": ["member.created"], "description": "B-secret-hook"})),
+    )
+    .await;
+    let webhook = id_of(&hook);
+    all.push(hook["secret"].as_str().unwrap().to_string());
     all.extend(
-        [&m1, &m2, &m3, &shared, &role, &caller, &kz_group, &kz_sub, &phone, &group, &smart, &course]
+        [&m1, &m2, &m3, &shared, &role, &caller, &kz_group, &kz_sub, &phone, &group, &smart, &course, &webhook]
             .map(|s| s.to_string()),
     );
     all.extend([id_of(&p1), id_of(&p2), conn.0.clone()]);
@@ -678,6 +702,7 @@ async fn populate_b(
         kz_group,
         kz_sub,
         kz_member: phone,
+        webhook,
     };
     (side, all, conn, refresh, token)
 }
@@ -762,6 +787,9 @@ async fn populate_a(app: &TestApp) -> (Side, Vec<(String, String)>, Vec<String>,
         Some(json!({"spotMemberIds": [m1]})),
     )
     .await;
+    let webhook = id_of(
+        &ok(app, key, "POST", "/v1/webhooks", Some(json!({"url": A_HOOK_URL, "eventTypes": ["member.updated"]}))).await,
+    );
     let side = Side {
         member: m1,
         phone_member: other.clone(),
@@ -775,6 +803,7 @@ async fn populate_a(app: &TestApp) -> (Side, Vec<(String, String)>, Vec<String>,
         kz_group,
         kz_sub,
         kz_member: other,
+        webhook,
     };
     (side, connectors, admin, plain, shared)
 }
@@ -828,6 +857,7 @@ fn ms_entity(k: Id) -> &'static str {
         Id::Participant => "Course participant",
         Id::Slug => "Custom property",
         Id::Role => "Custom role",
+        Id::Webhook => "Webhook",
         Id::KzGroup | Id::KzSub | Id::KzMember => unreachable!("a Kaizala id"),
     }
 }
@@ -1025,6 +1055,10 @@ impl Ctx<'_> {
             ("GET", "/v1/courses") => {
                 self.list_ids("/v1/courses?limit=100").await;
             }
+            ("GET", "/v1/webhooks") => {
+                let ids = self.list_ids("/v1/webhooks?limit=100").await;
+                assert!(!ids.contains(&b.webhook), "{ids:?}");
+            }
             ("GET", "/kaizala/v1/groups") => {
                 for caller in [Caller::KzAdmin, Caller::KzPlain] {
                     for q in ["", "?showDetails=true", "?fetchAllGroups=true&showDetails=true"] {
@@ -1149,6 +1183,12 @@ impl Ctx<'_> {
                 let r = self.call(Caller::Key, m, path, Some(&json!({"title": "B-secret-course"}))).await;
                 assert_eq!(r.status, 201, "{}", r.text);
             }
+            ("POST", "/v1/webhooks") => {
+                let body = json!({"url": B_HOOK_URL, "eventTypes": ["member.created"], "description": "B-secret-hook"});
+                let r = self.call(Caller::Key, m, path, Some(&body)).await;
+                assert_eq!(r.status, 201, "{}", r.text);
+                assert_ne!(r.body["id"], json!(b.webhook));
+            }
             ("POST", "/kaizala/v1/groups") => {
                 let body = json!({"name": "A with B's number", "members": [B_ONLY_NUMBER]});
                 let r = self.call(Caller::KzAdmin, m, path, Some(&body)).await;
@@ -1244,6 +1284,7 @@ async fn api_snapshot(app: &TestApp, key: &str, token: &str) -> BTreeMap<String,
         "/v1/courses?limit=100".into(),
         "/v1/customProperties?limit=100".into(),
         "/v1/spotMemberCustomRole?limit=100".into(),
+        "/v1/webhooks?limit=100".into(),
     ];
     for list in paths.clone() {
         let v = ok(app, key, "GET", &list, None).await;
@@ -1256,6 +1297,7 @@ async fn api_snapshot(app: &TestApp, key: &str, token: &str) -> BTreeMap<String,
                 }
                 "/v1/groups" => paths.push(format!("/v1/groups/{id}/spotMembers?limit=100")),
                 "/v1/courses" => paths.push(format!("/v1/courses/{id}/participants?limit=100")),
+                "/v1/webhooks" => paths.push(format!("/v1/webhooks/{id}")),
                 _ => {}
             }
         }

@@ -14,6 +14,8 @@ mod ms_import;
 mod ms_members;
 mod ms_properties;
 mod openapi_filters;
+mod outbox;
 mod robustness;
 mod security;
 mod vocab_messages;
+mod webhooks;

@@ -32,6 +32,7 @@ fn list_ops() -> Vec<(&'static str, &'static [FieldSpec])> {
         ("/v1/spotMemberCustomRole", custom_roles::ROLE_FILTERS),
         ("/v1/customProperties", &[]),
         ("/v1/spotMembers/{spotMemberId}/customPropertiesValues", &[]),
+        ("/v1/webhooks", &[]),
     ]
 }
 

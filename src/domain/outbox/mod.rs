@@ -7,6 +7,10 @@
 //! the [`Outcome`]. A kind with no channel registered ([`Channels::register`]) is not
 //! claimed at all: its rows stay Pending until a process that has one runs.
 
+pub mod dispatch;
+pub mod record;
+pub mod schedule;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +24,8 @@ use crate::domain::vocab::ChannelKind;
 use crate::error::Result;
 use crate::store::outbox::OutboxRow;
 use crate::store::{Db, Tx};
+
+pub use dispatch::{spawn, DispatcherHandle};
 
 /// A boxed, sendable future (the [`Channel`] methods return these so that the trait
 /// stays object-safe without an extra dependency).

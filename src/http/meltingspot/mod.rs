@@ -8,6 +8,7 @@ pub mod groups;
 pub mod import;
 pub mod members;
 pub mod properties;
+pub mod webhooks;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue};
@@ -29,6 +30,7 @@ pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
         .merge(courses::routes())
         .merge(properties::routes())
         .merge(import::routes())
+        .merge(webhooks::routes())
         .route_layer(axum::middleware::from_fn_with_state(state, guard))
 }
 

@@ -1,0 +1,536 @@
+//! Events (contract §5): what a change tells the spot's webhook endpoints.
+//!
+//! [`emit`] runs inside the transaction of the change that causes the event, after the
+//! change. When no endpoint of the spot listens to the event's type it is a lookup in a
+//! per-spot, in-process cache of the spot's targets: no query, no allocation. Otherwise
+//! it loads what the payloads need through the same transaction (so they show the
+//! change), builds one body per event and writes one outbox row per (event, endpoint):
+//! Pending, or Paused for a disabled endpoint (delivered once it is enabled again). The
+//! dispatcher delivers the rows after the commit; a rollback takes them away with the
+//! change. Who receives an event is decided when it happens: an endpoint created later
+//! gets no history.
+//!
+//! Payloads follow MeltingSpot's event catalogue (`meltingspot-api.md` §4.3): `member`,
+//! `spot`, `occurredAt` (Unix seconds) and `test`, plus `occurredAtMs` and
+//! `member.updatedAt` (ms) so receivers can order what the delivery order does not.
+//!
+//! The cache keeps a spot's targets for [`CACHE_TTL`]. A change of targets drops the
+//! spot's entry here after its commit ([`invalidate`]) and, through
+//! [`targets_changing`], in the other replicas on the same PostgreSQL database.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::courses::Participant;
+use super::ids::{CourseId, GroupId, MemberId, SpotId, WebhookId};
+use super::members::Member;
+use super::vocab::{ChannelKind, GroupRole, OutboxState};
+use super::{from_rows, new_id, now_ms};
+use crate::error::{Entity, Error, Result};
+use crate::store::outbox::NewOutboxRow;
+use crate::store::sql::IN_LIST_MAX;
+use crate::store::{self, Tx};
+
+/// The MeltingSpot webhook event types, by their wire names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventType {
+    MemberCreated,
+    MemberUpdated,
+    CourseParticipantCreated,
+    CourseParticipantStatusUpdated,
+    GroupMemberAdded,
+    GroupMemberRemoved,
+}
+
+impl EventType {
+    pub const ALL: &'static [EventType] = &[
+        EventType::MemberCreated,
+        EventType::MemberUpdated,
+        EventType::CourseParticipantCreated,
+        EventType::CourseParticipantStatusUpdated,
+        EventType::GroupMemberAdded,
+        EventType::GroupMemberRemoved,
+    ];
+
+    /// The wire names, in [`EventType::ALL`] order.
+    pub const NAMES: &'static [&'static str] = &[
+        "member.created",
+        "member.updated",
+        "course.participant.created",
+        "course.participant.status.updated",
+        "group.member.added",
+        "group.member.removed",
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// This type's bit in a subscription mask.
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+
+    /// The mask of `types`.
+    pub fn mask(types: &[EventType]) -> u8 {
+        types.iter().fold(0, |m, t| m | t.bit())
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventType {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Self::NAMES
+            .iter()
+            .position(|n| *n == s)
+            .map(|i| Self::ALL[i])
+            .ok_or_else(|| format!("'{s}' is not an event type (known: {})", Self::NAMES.join(", ")))
+    }
+}
+
+impl serde::Serialize for EventType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EventType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl utoipa::PartialSchema for EventType {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new().schema_type(Type::String).enum_values(Some(Self::NAMES.iter().copied())).into()
+    }
+}
+
+impl utoipa::ToSchema for EventType {}
+
+/// What happened, as the write paths report it (each variant may stand for many events:
+/// one per member).
+#[derive(Clone, Copy, Debug)]
+pub enum Event<'a> {
+    MemberCreated(&'a [Member]),
+    MemberUpdated(&'a [Member]),
+    ParticipantsCreated { course_id: CourseId, member_ids: &'a [MemberId] },
+    ParticipantStatusUpdated { course_id: CourseId, participants: &'a [Participant] },
+    GroupMembersAdded { group_id: GroupId, members: &'a [(MemberId, GroupRole)] },
+    GroupMembersRemoved { group_id: GroupId, members: &'a [(MemberId, GroupRole)] },
+}
+
+impl Event<'_> {
+    pub fn event_type(&self) -> EventType {
+        match self {
+            Event::MemberCreated(_) => EventType::MemberCreated,
+            Event::MemberUpdated(_) => EventType::MemberUpdated,
+            Event::ParticipantsCreated { .. } => EventType::CourseParticipantCreated,
+            Event::ParticipantStatusUpdated { .. } => EventType::CourseParticipantStatusUpdated,
+            Event::GroupMembersAdded { .. } => EventType::GroupMemberAdded,
+            Event::GroupMembersRemoved { .. } => EventType::GroupMemberRemoved,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Event::MemberCreated(m) | Event::MemberUpdated(m) => m.is_empty(),
+            Event::ParticipantsCreated { member_ids, .. } => member_ids.is_empty(),
+            Event::ParticipantStatusUpdated { participants, .. } => participants.is_empty(),
+            Event::GroupMembersAdded { members, .. } | Event::GroupMembersRemoved { members, .. } => members.is_empty(),
+        }
+    }
+}
+
+/// A webhook endpoint as the cache keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookTarget {
+    pub id: WebhookId,
+    /// One bit per [`EventType`] it listens to.
+    pub types: u8,
+    pub enabled: bool,
+}
+
+/// A spot's delivery targets.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SpotTargets {
+    pub spot_name: String,
+    pub webhooks: Vec<WebhookTarget>,
+    /// The union of the endpoints' masks: the one test a write without listeners pays.
+    pub webhook_types: u8,
+}
+
+impl SpotTargets {
+    fn listening(&self, t: EventType) -> impl Iterator<Item = &WebhookTarget> {
+        self.webhooks.iter().filter(move |w| w.types & t.bit() != 0)
+    }
+}
+
+/// How long a spot's targets are used without reading them again. Changes made in this
+/// process (and, on PostgreSQL, in the other replicas) invalidate at once; this bounds
+/// what a lost notification can cost.
+pub const CACHE_TTL: Duration = Duration::from_secs(10);
+
+struct Entry {
+    loaded: Instant,
+    targets: Arc<SpotTargets>,
+}
+
+struct Cache {
+    /// Bumped by every invalidation: a load that saw an older value is not stored, so a
+    /// load racing a change of targets cannot put the old targets back.
+    generation: AtomicU64,
+    spots: RwLock<HashMap<SpotId, Entry>>,
+}
+
+static CACHE: LazyLock<Cache> =
+    LazyLock::new(|| Cache { generation: AtomicU64::new(0), spots: RwLock::new(HashMap::new()) });
+
+fn cached(spot_id: SpotId) -> Option<Arc<SpotTargets>> {
+    let spots = CACHE.spots.read().ok()?;
+    spots.get(&spot_id).filter(|e| e.loaded.elapsed() < CACHE_TTL).map(|e| e.targets.clone())
+}
+
+/// Drops the spot's cached targets (after a commit that changed them).
+pub fn invalidate(spot_id: SpotId) {
+    CACHE.generation.fetch_add(1, Ordering::SeqCst);
+    if let Ok(mut spots) = CACHE.spots.write() {
+        spots.remove(&spot_id);
+    }
+}
+
+/// Drops every cached target (the notification connection was lost: changes may have
+/// been missed).
+pub fn invalidate_all() {
+    CACHE.generation.fetch_add(1, Ordering::SeqCst);
+    if let Ok(mut spots) = CACHE.spots.write() {
+        spots.clear();
+    }
+}
+
+/// Inside a transaction that changes the spot's targets: tells the other replicas to
+/// drop their cached copy when it commits (PostgreSQL `NOTIFY`; nothing on SQLite, which
+/// one process serves). Call [`invalidate`] after the commit for this process.
+pub async fn targets_changing(tx: &mut Tx, spot_id: SpotId) -> Result<()> {
+    store::webhooks::notify_targets(tx.ex(), spot_id).await?;
+    Ok(())
+}
+
+/// The spot's targets: cached, or read through `tx` (and cached unless an invalidation
+/// happened meanwhile).
+pub async fn targets(tx: &mut Tx, spot_id: SpotId) -> Result<Arc<SpotTargets>> {
+    if let Some(t) = cached(spot_id) {
+        return Ok(t);
+    }
+    let generation = CACHE.generation.load(Ordering::SeqCst);
+    let (endpoints, name) = store::webhooks::targets_of_spot(tx.ex(), spot_id).await?;
+    let mut targets = SpotTargets { spot_name: name.ok_or(Error::NotFound(Entity::Spot))?, ..Default::default() };
+    for e in endpoints {
+        let names: Vec<String> = serde_json::from_str(&e.event_types).map_err(anyhow::Error::new)?;
+        let types = names.iter().filter_map(|n| n.parse::<EventType>().ok()).fold(0, |m, t| m | t.bit());
+        targets.webhook_types |= types;
+        targets.webhooks.push(WebhookTarget { id: e.id, types, enabled: e.enabled });
+    }
+    let targets = Arc::new(targets);
+    if let Ok(mut spots) = CACHE.spots.write() {
+        if CACHE.generation.load(Ordering::SeqCst) == generation {
+            spots.insert(spot_id, Entry { loaded: Instant::now(), targets: targets.clone() });
+        }
+    }
+    Ok(targets)
+}
+
+/// Writes the outbox rows of `event` for every endpoint of the spot that listens to
+/// it, inside the caller's transaction (see the module docs).
+pub async fn emit(tx: &mut Tx, spot_id: SpotId, event: Event<'_>) -> Result<()> {
+    let event_type = event.event_type();
+    if event.is_empty() {
+        return Ok(());
+    }
+    if let Some(t) = cached(spot_id) {
+        if t.webhook_types & event_type.bit() == 0 {
+            return Ok(());
+        }
+    }
+    let targets = targets(tx, spot_id).await?;
+    if targets.webhook_types & event_type.bit() == 0 {
+        return Ok(());
+    }
+    let now = now_ms();
+    let spot = json!({"id": spot_id, "name": cut(&targets.spot_name)});
+    let bodies = payloads(tx, spot_id, &event, &spot, now).await?;
+    let listeners: Vec<&WebhookTarget> = targets.listening(event_type).collect();
+    let mut rows = Vec::with_capacity(bodies.len() * listeners.len());
+    for body in bodies {
+        let event_id = new_id();
+        let payload = body.to_string();
+        for w in &listeners {
+            rows.push(NewOutboxRow {
+                id: new_id(),
+                event_id,
+                channel: ChannelKind::Webhook,
+                target_id: Some(w.id.uuid()),
+                event_type: event_type.as_str().to_string(),
+                payload: payload.clone(),
+                occurred_at: now,
+                state: if w.enabled { OutboxState::Pending } else { OutboxState::Paused },
+                last_error: None,
+            });
+        }
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    store::outbox::insert_many(tx.ex(), spot_id, &rows, now).await?;
+    tx.note_outbox_write();
+    Ok(())
+}
+
+/// The longest string a payload carries; longer ones are cut and end with "…", so no
+/// payload comes near the 256 KiB the receivers are promised.
+pub const MAX_STRING_CHARS: usize = 4096;
+
+fn cut(s: &str) -> String {
+    match s.char_indices().nth(MAX_STRING_CHARS) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_string(),
+    }
+}
+
+fn cut_opt(s: &Option<String>) -> Value {
+    s.as_deref().map_or(Value::Null, |s| Value::from(cut(s)))
+}
+
+/// Milliseconds since the epoch as ISO-8601 (`2025-05-04T09:42:00.123Z`).
+fn iso8601(ms: Option<i64>) -> Value {
+    ms.and_then(|ms| time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .map_or(Value::Null, Value::from)
+}
+
+/// The `member` block of every payload.
+pub fn member_block(m: &Member) -> Value {
+    json!({
+        "id": m.id,
+        "email": cut_opt(&m.email),
+        "firstname": cut(&m.firstname),
+        "lastname": cut(&m.lastname),
+        "status": m.status.as_str(),
+        "title": cut_opt(&m.title),
+        "mobileNumber": m.mobile_number,
+        "role": m.role.as_str(),
+        "updatedAt": m.updated_at,
+    })
+}
+
+/// The `courseParticipant` block.
+pub fn participant_block(p: &Participant) -> Value {
+    json!({
+        "id": p.id,
+        "status": p.status.as_str(),
+        "completionRate": p.completion_rate,
+        "invitedAt": iso8601(Some(p.invited_at)),
+        "startedAt": iso8601(p.started_at),
+        "completedAt": iso8601(p.completed_at),
+        "unenrolledAt": iso8601(p.unenrolled_at),
+    })
+}
+
+/// A whole payload: the event's own blocks, then `spot`, `occurredAt` (s),
+/// `occurredAtMs` and `test`.
+pub fn envelope(
+    event_type: EventType,
+    mut blocks: serde_json::Map<String, Value>,
+    spot: &Value,
+    at_ms: i64,
+    test: bool,
+) -> Value {
+    blocks.insert("type".into(), event_type.as_str().into());
+    blocks.insert("spot".into(), spot.clone());
+    blocks.insert("occurredAt".into(), (at_ms.div_euclid(1000)).into());
+    blocks.insert("occurredAtMs".into(), at_ms.into());
+    blocks.insert("test".into(), test.into());
+    Value::Object(blocks)
+}
+
+fn blocks<const N: usize>(pairs: [(&str, Value); N]) -> serde_json::Map<String, Value> {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// The spot's members among `ids`, by id (read in statements of [`IN_LIST_MAX`]).
+async fn members_by_id(tx: &mut Tx, spot_id: SpotId, ids: &[MemberId]) -> Result<HashMap<MemberId, Member>> {
+    let mut out = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(IN_LIST_MAX) {
+        let rows = store::members::get_many(tx.ex(), spot_id, chunk).await?;
+        out.extend(from_rows::<_, Member>(rows).into_iter().map(|m| (m.id, m)));
+    }
+    Ok(out)
+}
+
+/// One body per event of `event` (members that vanished meanwhile are left out).
+async fn payloads(tx: &mut Tx, spot_id: SpotId, event: &Event<'_>, spot: &Value, now: i64) -> Result<Vec<Value>> {
+    let t = event.event_type();
+    Ok(match *event {
+        Event::MemberCreated(members) | Event::MemberUpdated(members) => {
+            members.iter().map(|m| envelope(t, blocks([("member", member_block(m))]), spot, now, false)).collect()
+        }
+        Event::ParticipantsCreated { course_id, member_ids } => {
+            let Some(course) = store::courses::get(tx.ex(), spot_id, course_id).await? else {
+                return Ok(Vec::new());
+            };
+            let course = json!({"id": course_id, "name": cut(&course.title)});
+            let members = members_by_id(tx, spot_id, member_ids).await?;
+            let mut out = Vec::with_capacity(member_ids.len());
+            for chunk in member_ids.chunks(IN_LIST_MAX) {
+                let rows = store::participants::get_many_by_member(tx.ex(), spot_id, course_id, chunk).await?;
+                for p in from_rows::<_, Participant>(rows) {
+                    let Some(m) = members.get(&p.member_id) else { continue };
+                    let b = blocks([
+                        ("course", course.clone()),
+                        ("courseParticipant", participant_block(&p)),
+                        ("member", member_block(m)),
+                    ]);
+                    out.push(envelope(t, b, spot, now, false));
+                }
+            }
+            out
+        }
+        Event::ParticipantStatusUpdated { course_id, participants } => {
+            let Some(course) = store::courses::get(tx.ex(), spot_id, course_id).await? else {
+                return Ok(Vec::new());
+            };
+            let course = json!({"id": course_id, "name": cut(&course.title)});
+            let ids: Vec<MemberId> = participants.iter().map(|p| p.member_id).collect();
+            let members = members_by_id(tx, spot_id, &ids).await?;
+            participants
+                .iter()
+                .filter_map(|p| {
+                    let m = members.get(&p.member_id)?;
+                    let b = blocks([
+                        ("course", course.clone()),
+                        ("courseParticipant", participant_block(p)),
+                        ("member", member_block(m)),
+                    ]);
+                    Some(envelope(t, b, spot, now, false))
+                })
+                .collect()
+        }
+        Event::GroupMembersAdded { group_id, members } | Event::GroupMembersRemoved { group_id, members } => {
+            let Some(group) = store::groups::get(tx.ex(), spot_id, group_id).await? else {
+                return Ok(Vec::new());
+            };
+            let group = json!({"id": group_id, "name": cut(&group.name)});
+            let ids: Vec<MemberId> = members.iter().map(|(id, _)| *id).collect();
+            let found = members_by_id(tx, spot_id, &ids).await?;
+            members
+                .iter()
+                .filter_map(|(id, role)| {
+                    let m = found.get(id)?;
+                    let b = blocks([
+                        ("group", group.clone()),
+                        ("member", member_block(m)),
+                        ("groupRole", role.as_str().into()),
+                    ]);
+                    Some(envelope(t, b, spot, now, false))
+                })
+                .collect()
+        }
+    })
+}
+
+/// The id every sample payload's member has.
+pub const SAMPLE_MEMBER_ID: Uuid = Uuid::nil();
+
+/// A sample payload of `event_type` for a test send (`test: true`): a made-up member
+/// (`jane.doe@example.com`, nil id), course, group and participant, and the real spot.
+pub fn sample(event_type: EventType, spot_id: SpotId, spot_name: &str, at_ms: i64) -> Value {
+    let spot = json!({"id": spot_id, "name": cut(spot_name)});
+    let member = json!({
+        "id": SAMPLE_MEMBER_ID, "email": "jane.doe@example.com", "firstname": "Jane", "lastname": "Doe",
+        "status": "Accepted", "title": null, "mobileNumber": null, "role": "Member", "updatedAt": at_ms,
+    });
+    let course = json!({"id": SAMPLE_MEMBER_ID, "name": "Sample course"});
+    let participant = |status: &str| {
+        json!({
+            "id": SAMPLE_MEMBER_ID, "status": status, "completionRate": 0, "invitedAt": iso8601(Some(at_ms)),
+            "startedAt": if status == "Started" { iso8601(Some(at_ms)) } else { Value::Null },
+            "completedAt": null, "unenrolledAt": null,
+        })
+    };
+    let group = json!({"id": SAMPLE_MEMBER_ID, "name": "Sample group"});
+    let b = match event_type {
+        EventType::MemberCreated | EventType::MemberUpdated => blocks([("member", member)]),
+        EventType::CourseParticipantCreated => {
+            blocks([("course", course), ("courseParticipant", participant("Invited")), ("member", member)])
+        }
+        EventType::CourseParticipantStatusUpdated => {
+            blocks([("course", course), ("courseParticipant", participant("Started")), ("member", member)])
+        }
+        EventType::GroupMemberAdded | EventType::GroupMemberRemoved => {
+            blocks([("group", group), ("member", member), ("groupRole", "Member".into())])
+        }
+    };
+    envelope(event_type, b, &spot, at_ms, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_types_parse_and_print_their_wire_names() {
+        for t in EventType::ALL {
+            assert_eq!(t.as_str().parse::<EventType>(), Ok(*t));
+            assert_eq!(serde_json::to_value(t).unwrap(), Value::from(t.as_str()));
+        }
+        assert_eq!(EventType::ALL.len(), EventType::NAMES.len());
+        assert!("member.deleted".parse::<EventType>().unwrap_err().contains("member.created"));
+        let all = EventType::mask(EventType::ALL);
+        assert_eq!(all.count_ones() as usize, EventType::ALL.len());
+    }
+
+    #[test]
+    fn long_strings_are_cut() {
+        let long = "é".repeat(MAX_STRING_CHARS + 10);
+        let c = cut(&long);
+        assert_eq!(c.chars().count(), MAX_STRING_CHARS + 1);
+        assert!(c.ends_with('…'));
+        assert_eq!(cut("short"), "short");
+    }
+
+    #[test]
+    fn samples_have_the_catalogue_shape() {
+        let spot = SpotId::generate();
+        for t in EventType::ALL {
+            let s = sample(*t, spot, "Acme", 1_764_271_234_567);
+            assert_eq!(s["type"], t.as_str());
+            assert_eq!(s["test"], true);
+            assert_eq!(s["occurredAt"], 1_764_271_234);
+            assert_eq!(s["occurredAtMs"], 1_764_271_234_567_i64);
+            assert_eq!(s["spot"]["name"], "Acme");
+            assert_eq!(s["member"]["email"], "jane.doe@example.com");
+            assert_eq!(s["member"]["id"], "00000000-0000-0000-0000-000000000000");
+        }
+        let p = sample(EventType::CourseParticipantCreated, spot, "Acme", 0);
+        assert_eq!(p["course"]["name"], "Sample course");
+        assert_eq!(p["courseParticipant"]["status"], "Invited");
+        let g = sample(EventType::GroupMemberRemoved, spot, "Acme", 0);
+        assert_eq!(g["groupRole"], "Member");
+    }
+}
