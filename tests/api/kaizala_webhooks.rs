@@ -17,9 +17,9 @@ use crate::kaizala::{assert_kz_error, call, setup, user, Kz};
 use crate::{both, both_with};
 use openspot::domain::ids::{GroupId, SubscriptionId};
 use openspot::domain::kaizala::webhooks::{envelope, member_data, text_data, KzChannel, VALIDATION_TIMEOUT};
-use openspot::domain::outbox::{Channel, Outcome};
+use openspot::domain::outbox::{Channel, Channels, Outcome, Runtime};
 use openspot::domain::vocab::{ChannelKind, GroupRole, KzEventType, OutboxState};
-use openspot::store::outbox::OutboxRow;
+use openspot::store::outbox::{OutboxFilter, OutboxRow};
 
 /// How the receiver answers.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -488,4 +488,169 @@ both_with!(channel_posts_the_envelope, |c| { allow_private(c) }, |app| {
         other => panic!("{other:?}"),
     }
     assert_eq!(rx.seen().len(), before);
+});
+
+/// A dispatcher of this test's server delivering Kaizala rows only, on a short schedule
+/// (two retries 50 and 100 ms apart).
+fn kz_dispatcher(app: &TestApp) -> openspot::domain::outbox::DispatcherHandle {
+    let config = openspot::config::OutboxConfig {
+        retry_schedule: vec![Duration::from_millis(50), Duration::from_millis(100)],
+        attempt_timeout: Duration::from_secs(1),
+        lease: Duration::from_secs(3),
+        poll_interval: Duration::from_millis(100),
+        ..openspot::config::OutboxConfig::default()
+    };
+    let mut channels = Channels::default();
+    channels.register(ChannelKind::Kaizala, Arc::new(KzChannel::new(true, config.attempt_timeout).unwrap()));
+    openspot::domain::outbox::spawn(app.db.clone(), Arc::new(Runtime::new(config, channels)))
+}
+
+/// The receiver's POSTs once there are `n` (bounded wait).
+async fn posts(rx: &Receiver, n: usize) -> Vec<Seen> {
+    for _ in 0..250 {
+        let p: Vec<Seen> = rx.seen().into_iter().filter(|s| s.method == "POST").collect();
+        if p.len() >= n {
+            return p;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    rx.seen().into_iter().filter(|s| s.method == "POST").collect()
+}
+
+async fn kz_rows(app: &TestApp) -> Vec<OutboxRow> {
+    let f = OutboxFilter { spot_id: Some(app.spot_id), channel: Some(ChannelKind::Kaizala), ..Default::default() };
+    let mut conn = app.db.conn().await.unwrap();
+    openspot::store::outbox::list(conn.ex(), &f, 100).await.unwrap()
+}
+
+both_with!(events_reach_the_subscriber, |c| { allow_private(c) }, |app| {
+    let rx = Receiver::start(Mode::Echo).await;
+    let kz = setup(&app, "+911199999999").await;
+    let gid = create_group(&app, &kz).await;
+    // Nothing is queued while nobody listens.
+    let r = call(&app, &kz, Method::POST, &format!("/groups/{gid}/messages"), Some("{message:'before'}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(kz_rows(&app).await.is_empty());
+
+    let body = format!(
+        "{{objectId:'{gid}@1', objectType:'Group', eventTypes:['TextMessageCreated','MemberAdded'], \
+         callBackUrl:'{}', callBackToken:'tok-9', callBackContext:'ctx-9'}}",
+        rx.url
+    );
+    let r = subscribe(&app, &kz, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let sid = r.body["webhookId"].as_str().unwrap().to_string();
+    let dispatcher = kz_dispatcher(&app);
+
+    // A message through Kaizala: TextMessageCreated from the caller.
+    let r = call(&app, &kz, Method::POST, &format!("/groups/{gid}/messages"), Some("{message:'hello'}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let got = posts(&rx, 1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].header("kz-callback-token"), Some("tok-9"));
+    let env: Value = serde_json::from_slice(&got[0].body).unwrap();
+    let me = app.get("/v1/spotMembers").await;
+    let me_id = me.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mobileNumber"] == "+911199999999")
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .unwrap();
+    assert_eq!(env["objectId"], gid.as_str());
+    assert_eq!(env["objectType"], "Group");
+    assert_eq!(env["eventType"], "TextMessageCreated");
+    assert_eq!(env["data"], json!({"text": "hello"}));
+    assert_eq!(env["context"], "ctx-9");
+    assert_eq!(env["fromUser"], "+911199999999");
+    assert_eq!(env["fromUserId"], me_id.as_str());
+    let event_id = env["eventId"].as_str().unwrap().to_string();
+    let rows = kz_rows(&app).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].event_id.to_string(), event_id);
+    assert_eq!(rows[0].event_type, "TextMessageCreated");
+
+    // MemberAdded as the membership paths queue it (inside their transaction, the
+    // Kaizala caller as actor).
+    let added: openspot::domain::ids::MemberId =
+        openspot::domain::members::invite_member(&app.db, app.spot_id, "ann@x.io").await.unwrap().0.id;
+    let group: GroupId = gid.parse().unwrap();
+    let mut tx = app.db.begin().await.unwrap();
+    tx.set_actor(me_id.parse().unwrap());
+    let n = openspot::domain::kaizala::webhooks::queue_members(
+        &mut tx,
+        app.spot_id,
+        group,
+        KzEventType::MemberAdded,
+        &[(added, GroupRole::Member)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+    // Not subscribed to MemberRemoved: nothing.
+    let none = openspot::domain::kaizala::webhooks::queue_members(
+        &mut tx,
+        app.spot_id,
+        group,
+        KzEventType::MemberRemoved,
+        &[(added, GroupRole::Member)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(none, 0);
+    tx.commit().await.unwrap();
+    let got = posts(&rx, 2).await;
+    let env: Value = serde_json::from_slice(&got[1].body).unwrap();
+    assert_eq!(env["eventType"], "MemberAdded");
+    assert_eq!(env["data"]["memberId"], added.to_string());
+    assert_eq!(env["data"]["member"], "", "an email-only member has no number");
+    assert_eq!(env["data"]["type"], "Member");
+    assert_eq!(env["fromUserId"], me_id.as_str());
+
+    // A failing receiver: 1 + 2 attempts with one event id, then the subscription is
+    // inactive and says why.
+    rx.set(Mode::Status(500));
+    let r = call(&app, &kz, Method::POST, &format!("/groups/{gid}/messages"), Some("{message:'lost?'}")).await;
+    assert_eq!(r.status, 200);
+    let got = posts(&rx, 5).await;
+    assert_eq!(got.len(), 5);
+    let ids: Vec<String> = got[2..]
+        .iter()
+        .map(|s| serde_json::from_slice::<Value>(&s.body).unwrap()["eventId"].as_str().unwrap().to_string())
+        .collect();
+    assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
+    let mut w = Value::Null;
+    for _ in 0..100 {
+        w = list(&app, &kz, "").await[0].clone();
+        if w["active"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(w["active"], false, "{w}");
+    assert!(w["disabledReason"].as_str().unwrap_or("").contains("500"), "{w}");
+
+    // While inactive, events are kept (Paused) and not sent.
+    let r = call(&app, &kz, Method::POST, &format!("/groups/{gid}/messages"), Some("{message:'held'}")).await;
+    assert_eq!(r.status, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(posts(&rx, 5).await.len(), 5);
+    assert!(kz_rows(&app).await.iter().any(|r| r.state == OutboxState::Paused));
+    // `Active: "true"` resumes: the held event arrives.
+    rx.set(Mode::Echo);
+    let r = call(&app, &kz, Method::PUT, &format!("/webhook/{sid}"), Some(r#"{"Active": "true"}"#)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let got = posts(&rx, 6).await;
+    assert_eq!(got.len(), 6);
+    let env: Value = serde_json::from_slice(&got[5].body).unwrap();
+    assert_eq!(env["data"]["text"], "held");
+    assert_eq!(list(&app, &kz, "").await[0]["active"], true);
+
+    // Deleting the subscription drops its rows.
+    assert_eq!(call(&app, &kz, Method::DELETE, &format!("/webhook/{sid}"), None).await.status, 200);
+    assert!(kz_rows(&app).await.is_empty());
+    let r = call(&app, &kz, Method::POST, &format!("/groups/{gid}/messages"), Some("{message:'after'}")).await;
+    assert_eq!(r.status, 200);
+    assert!(kz_rows(&app).await.is_empty());
+    dispatcher.shutdown().await;
 });

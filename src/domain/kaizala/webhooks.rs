@@ -24,16 +24,18 @@ use uuid::Uuid;
 
 use super::groups::require_admin;
 use super::KzCaller;
-use crate::domain::ids::{GroupId, SpotId, SubscriptionId};
+use crate::domain::events;
+use crate::domain::ids::{GroupId, MemberId, SpotId, SubscriptionId};
 use crate::domain::members::{self, Member};
 use crate::domain::outbox::{Attempted, BoxFuture, Channel, Outcome};
-use crate::domain::vocab::{GroupRole, KzEventType, KzObjectType, MemberRole};
+use crate::domain::vocab::{ChannelKind, GroupRole, KzEventType, KzObjectType, MemberRole, OutboxState};
 use crate::domain::{new_id, now_ms};
 use crate::error::{Entity, Error, Result};
 use crate::outbound::{is_public, Outbound, SystemLookup, VettedResolver};
 use crate::store::kz_subscriptions::{self as rows, SubscriptionRow};
-use crate::store::outbox::OutboxRow;
-use crate::store::{Db, Tx};
+use crate::store::outbox::{self, NewOutboxRow, OutboxRow};
+use crate::store::sql::IN_LIST_MAX;
+use crate::store::{self as st, Db, Tx};
 
 /// How long the callback has to echo `validationToken` (`kaizala-api.md` §6.1).
 pub const VALIDATION_TIMEOUT: Duration = Duration::from_secs(5);
@@ -311,7 +313,9 @@ pub async fn create(
     let mut tx = db.begin().await?;
     check_new(&mut tx, caller, &sub).await?;
     rows::insert(tx.ex(), &SubscriptionRow::from(&sub)).await?;
+    events::targets_changing(&mut tx, caller.spot_id).await?;
     tx.commit().await?;
+    events::invalidate(caller.spot_id);
     Ok(sub)
 }
 
@@ -443,18 +447,140 @@ pub async fn update(
         return Err(Error::Conflict("the subscription changed meanwhile; send the request again".into()));
     }
     rows::update(tx.ex(), &SubscriptionRow::from(&sub)).await?;
+    let target = sub.id.uuid();
+    // Turned off: what waits for it is held (and written Paused from now on).
+    if input.active == Some(false) {
+        outbox::pause_target(tx.ex(), caller.spot_id, target, now).await?;
+    }
+    // Turned on: what was held (after a 410, an exhausted schedule or a PUT) is due now.
+    if input.active == Some(true) && outbox::resume_target(tx.ex(), caller.spot_id, target, now).await? > 0 {
+        tx.note_outbox_write();
+    }
+    events::targets_changing(&mut tx, caller.spot_id).await?;
     tx.commit().await?;
+    events::invalidate(caller.spot_id);
     Ok(sub)
 }
 
-/// Deletes a subscription; rows still queued for it are dropped by the dispatcher.
+/// Deletes a subscription with its queued rows and delivery log.
 pub async fn delete(db: &Db, caller: &KzCaller, id: SubscriptionId) -> Result<()> {
     let mut tx = db.begin().await?;
     let sub = load(&mut tx, caller.spot_id, id).await?;
     authorize(&mut tx, caller, &sub).await?;
     rows::delete(tx.ex(), caller.spot_id, id).await?;
+    outbox::delete_target(tx.ex(), caller.spot_id, id.uuid()).await?;
+    events::targets_changing(&mut tx, caller.spot_id).await?;
     tx.commit().await?;
+    events::invalidate(caller.spot_id);
     Ok(())
+}
+
+/// The subscriptions of `group_id` that receive `event_type` now (active or not:
+/// an inactive one gets its rows Paused, delivered once it is resumed).
+async fn listeners(
+    tx: &mut Tx,
+    spot_id: SpotId,
+    group_id: GroupId,
+    event_type: KzEventType,
+) -> Result<Vec<Subscription>> {
+    let now = now_ms();
+    let found = rows::list(tx.ex(), spot_id, Some(KzObjectType::Group), Some(&group_id.to_string())).await?;
+    let mut out = Vec::new();
+    for r in found {
+        let sub = Subscription::try_from(r)?;
+        if sub.wants(event_type, now) {
+            out.push(sub);
+        }
+    }
+    Ok(out)
+}
+
+/// Inside the transaction of a change to `group_id`: one outbox row per (event,
+/// subscription of the group that wants `event_type`), one event per item of `data`
+/// (the same `eventId` for every subscription). The sender (`fromUser*`) is
+/// [`Tx::actor`]. Returns the rows written.
+pub async fn queue(
+    tx: &mut Tx,
+    spot_id: SpotId,
+    group_id: GroupId,
+    event_type: KzEventType,
+    data: &[Value],
+) -> Result<usize> {
+    if data.is_empty() {
+        return Ok(0);
+    }
+    let subs = listeners(tx, spot_id, group_id, event_type).await?;
+    write_rows(tx, spot_id, group_id, event_type, &subs, data).await
+}
+
+/// [`queue`] for `MemberAdded` / `MemberRemoved`: loads the members (through `tx`, so
+/// they show the change) and builds their [`member_data`].
+pub async fn queue_members(
+    tx: &mut Tx,
+    spot_id: SpotId,
+    group_id: GroupId,
+    event_type: KzEventType,
+    members: &[(MemberId, GroupRole)],
+) -> Result<usize> {
+    if members.is_empty() {
+        return Ok(0);
+    }
+    let subs = listeners(tx, spot_id, group_id, event_type).await?;
+    if subs.is_empty() {
+        return Ok(0);
+    }
+    let mut data = Vec::with_capacity(members.len());
+    for chunk in members.chunks(IN_LIST_MAX) {
+        let ids: Vec<MemberId> = chunk.iter().map(|(id, _)| *id).collect();
+        let found: Vec<Member> =
+            st::members::get_many(tx.ex(), spot_id, &ids).await?.into_iter().map(Member::from).collect();
+        for (id, role) in chunk {
+            if let Some(m) = found.iter().find(|m| m.id == *id) {
+                data.push(member_data(m, *role));
+            }
+        }
+    }
+    write_rows(tx, spot_id, group_id, event_type, &subs, &data).await
+}
+
+async fn write_rows(
+    tx: &mut Tx,
+    spot_id: SpotId,
+    group_id: GroupId,
+    event_type: KzEventType,
+    subs: &[Subscription],
+    data: &[Value],
+) -> Result<usize> {
+    if subs.is_empty() || data.is_empty() {
+        return Ok(0);
+    }
+    let actor = match tx.actor() {
+        Some(id) => st::members::get(tx.ex(), spot_id, id).await?.map(Member::from),
+        None => None,
+    };
+    let now = now_ms();
+    let mut out = Vec::with_capacity(data.len() * subs.len());
+    for d in data {
+        let event_id = new_id();
+        for sub in subs {
+            let body =
+                envelope(group_id, event_type, event_id, d.clone(), sub.callback_context.as_deref(), actor.as_ref());
+            out.push(NewOutboxRow {
+                id: new_id(),
+                event_id,
+                channel: ChannelKind::Kaizala,
+                target_id: Some(sub.id.uuid()),
+                event_type: event_type.as_str().to_string(),
+                payload: body.to_string(),
+                occurred_at: now,
+                state: if sub.active { OutboxState::Pending } else { OutboxState::Paused },
+                last_error: None,
+            });
+        }
+    }
+    outbox::insert_many(tx.ex(), spot_id, &out, now).await?;
+    tx.note_outbox_write();
+    Ok(out.len())
 }
 
 /// The §6.6 envelope of one event for one subscription. `actor` is the member who
