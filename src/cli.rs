@@ -9,7 +9,8 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::domain::ids::{ConnectorId, GroupId, SpotId};
-use crate::domain::{demo, import, kaizala, spots};
+use crate::domain::vocab::{ChannelKind, OutboxState};
+use crate::domain::{demo, import, kaizala, outbox, spots};
 use crate::http::AppState;
 use crate::store::{redact_url, Db};
 
@@ -38,6 +39,52 @@ pub enum Command {
     /// Spot members.
     #[command(subcommand)]
     Members(MembersCommand),
+    /// Deliveries waiting or done: webhook events, Kaizala subscription events, emails.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// List outbox rows, newest first.
+    List {
+        #[arg(long)]
+        spot: Option<SpotId>,
+        /// Pending, Paused, Delivered, Failed or Skipped.
+        #[arg(long)]
+        state: Option<OutboxState>,
+        /// Webhook, Kaizala or Email.
+        #[arg(long)]
+        channel: Option<ChannelKind>,
+        /// The rows of one event (its webhook-id).
+        #[arg(long)]
+        event: Option<uuid::Uuid>,
+        /// At most this many rows (1 to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue finished rows again (due now, with a fresh retry schedule).
+    #[command(group(clap::ArgGroup::new("which").required(true).multiple(true).args(["id", "event", "failed", "skipped"])))]
+    Retry {
+        /// One row.
+        #[arg(long)]
+        id: Option<uuid::Uuid>,
+        /// Every row of one event.
+        #[arg(long)]
+        event: Option<uuid::Uuid>,
+        /// Every Failed row.
+        #[arg(long)]
+        failed: bool,
+        /// Every Skipped row.
+        #[arg(long)]
+        skipped: bool,
+        #[arg(long)]
+        spot: Option<SpotId>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -263,7 +310,62 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await;
             result
         }
+        Command::Outbox(cmd) => {
+            let db = Db::connect_and_migrate(&cli.database_url).await?;
+            let result = outbox_command(&db, cmd).await;
+            db.close().await;
+            result
+        }
     }
+}
+
+async fn outbox_command(db: &Db, cmd: OutboxCommand) -> anyhow::Result<()> {
+    match cmd {
+        OutboxCommand::List { spot, state, channel, event, limit, json } => {
+            let filter = outbox::Filter {
+                spot_id: spot,
+                event_id: event,
+                states: state.into_iter().collect(),
+                channel,
+                id: None,
+            };
+            let items = outbox::list(db, &filter, limit).await?;
+            if json {
+                print_json(json!({ "items": items }));
+            } else if items.is_empty() {
+                println!("no outbox rows");
+            } else {
+                for i in items {
+                    let last = match (i.last_status, &i.last_error) {
+                        (_, Some(e)) => format!("  ({e})"),
+                        (Some(s), None) => format!("  (last status {s})"),
+                        (None, None) => String::new(),
+                    };
+                    println!(
+                        "{}  {}  {}  {}  {}  attempts {}  event {}{last}",
+                        i.id, i.spot_id, i.channel, i.event_type, i.state, i.attempts, i.event_id
+                    );
+                }
+            }
+        }
+        OutboxCommand::Retry { id, event, failed, skipped, spot, json } => {
+            let mut states = Vec::new();
+            if failed {
+                states.push(OutboxState::Failed);
+            }
+            if skipped {
+                states.push(OutboxState::Skipped);
+            }
+            let filter = outbox::Filter { spot_id: spot, id, event_id: event, states, channel: None };
+            let n = outbox::retry(db, &filter).await?;
+            if json {
+                print_json(json!({ "requeued": n }));
+            } else {
+                println!("requeued {n} row(s)");
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn members_command(db: &Db, cmd: MembersCommand) -> anyhow::Result<()> {

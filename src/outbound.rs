@@ -16,7 +16,7 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
@@ -158,20 +158,87 @@ impl Outbound {
     /// client's [`VettedResolver`], and only the addresses it vetted are connected to.
     pub async fn post_json(&self, url: &str, body: &serde_json::Value) -> anyhow::Result<u16> {
         let (url, _) = self.parse_target(url)?;
-        let resp = self.client.post(url).json(body).send().await.map_err(|e| {
-            // The resolver's refusal sits in the error's sources; say it plainly. The
-            // URL is left out: its path or query may carry a credential of the target.
-            let e = e.without_url();
-            let mut reason = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                reason = format!("{reason}: {s}");
-                source = s.source();
-            }
-            anyhow::anyhow!("request failed: {reason}")
-        })?;
+        let resp = self.client.post(url).json(body).send().await.map_err(request_failed)?;
         Ok(resp.status().as_u16())
     }
+
+    /// POSTs `body` with `headers` (webhook deliveries). The target is vetted exactly as
+    /// by [`Outbound::post_json`]; a redirect is an answer like any other (never
+    /// followed); at most [`RESPONSE_READ_CAP`] bytes of the answer are read, then the
+    /// connection is dropped, and the first [`RESPONSE_KEEP`] are returned. Errors
+    /// never contain the URL.
+    pub async fn post_bytes(
+        &self,
+        url: &str,
+        headers: &[(&'static str, String)],
+        body: Vec<u8>,
+    ) -> anyhow::Result<Reply> {
+        let (url, _) = self.parse_target(url)?;
+        let started = Instant::now();
+        let mut req = self.client.post(url).body(body);
+        for (name, value) in headers {
+            req = req.header(*name, value.as_str());
+        }
+        let resp = req.send().await.map_err(request_failed)?;
+        Ok(read_reply(resp, started, RESPONSE_KEEP).await)
+    }
+
+    /// GETs `url` within `timeout` (shorter than the client's, e.g. a callback
+    /// validation), vetted and bounded like [`Outbound::post_bytes`]; keeps the first
+    /// [`GET_KEEP`] bytes of the answer.
+    pub async fn get_text(&self, url: &str, timeout: Duration) -> anyhow::Result<Reply> {
+        let (url, _) = self.parse_target(url)?;
+        let started = Instant::now();
+        let resp = self.client.get(url).timeout(timeout).send().await.map_err(request_failed)?;
+        Ok(read_reply(resp, started, GET_KEEP).await)
+    }
+}
+
+/// Bytes of an answer read at most; the connection is dropped after them.
+pub const RESPONSE_READ_CAP: usize = 64 * 1024;
+/// Bytes of a delivery's answer kept (for the delivery log).
+pub const RESPONSE_KEEP: usize = 1024;
+/// Bytes of a [`Outbound::get_text`] answer kept.
+pub const GET_KEEP: usize = 4 * 1024;
+
+/// An answer: its status, the start of its body (lossy UTF-8) and how long it took.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub body_prefix: String,
+    pub elapsed: Duration,
+}
+
+/// Reads at most [`RESPONSE_READ_CAP`] bytes of `resp`, keeping the first `keep`. A
+/// body that fails or times out midway still leaves the status that arrived.
+async fn read_reply(mut resp: reqwest::Response, started: Instant, keep: usize) -> Reply {
+    let status = resp.status().as_u16();
+    let mut kept = Vec::new();
+    let mut read = 0usize;
+    while read < RESPONSE_READ_CAP {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                read += chunk.len();
+                let room = keep.saturating_sub(kept.len());
+                kept.extend_from_slice(&chunk[..room.min(chunk.len())]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    Reply { status, body_prefix: String::from_utf8_lossy(&kept).into_owned(), elapsed: started.elapsed() }
+}
+
+/// A request error in words, without the URL (its path or query may carry a credential
+/// of the target); the resolver's refusal, which sits in the error's sources, included.
+fn request_failed(e: reqwest::Error) -> anyhow::Error {
+    let e = e.without_url();
+    let mut reason = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        reason = format!("{reason}: {s}");
+        source = s.source();
+    }
+    anyhow::anyhow!("request failed: {reason}")
 }
 
 /// Whether `ip` lies in `base/len`.
@@ -439,6 +506,133 @@ mod tests {
                 out.post_json(&url, &serde_json::json!({})).await.err().map(|e| e.to_string()).unwrap_or_default();
             assert!(err.contains("private address"), "{host}: {err}");
         }
+        assert_eq!(hits.load(Ordering::SeqCst), 0);
+    }
+
+    /// A loopback server answering every connection with `answer` after reading the
+    /// request (head and `content-length` body), which it keeps.
+    async fn answering(answer: Vec<u8>) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let requests = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                if let Ok(mut r) = requests.lock() {
+                    r.push(String::from_utf8_lossy(&buf).into_owned());
+                }
+                let _ = s.write_all(&answer).await;
+            }
+        });
+        (port, seen)
+    }
+
+    #[tokio::test]
+    async fn post_bytes_sends_the_headers_and_keeps_the_start_of_the_answer() {
+        let (port, seen) =
+            answering(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 5\r\n\r\nbusy!".to_vec()).await;
+        let out = Outbound::new(true, Duration::from_secs(2)).expect("client");
+        let reply = out
+            .post_bytes(
+                &format!("http://127.0.0.1:{port}/hook"),
+                &[("webhook-id", "msg_1".into())],
+                b"{\"a\":1}".to_vec(),
+            )
+            .await
+            .expect("answered");
+        assert_eq!((reply.status, reply.body_prefix.as_str()), (503, "busy!"));
+        let req = seen.lock().expect("lock")[0].clone();
+        assert!(req.starts_with("POST /hook HTTP/1.1"), "{req}");
+        assert!(req.contains("webhook-id: msg_1") && req.ends_with("{\"a\":1}"), "{req}");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_an_answer_and_is_not_followed() {
+        let (elsewhere, hits) = listener().await;
+        let answer =
+            format!("HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{elsewhere}/next\r\ncontent-length: 0\r\n\r\n");
+        let (port, _) = answering(answer.into_bytes()).await;
+        let out = Outbound::new(true, Duration::from_secs(2)).expect("client");
+        let url = format!("http://127.0.0.1:{port}/hook");
+        assert_eq!(out.post_bytes(&url, &[], b"{}".to_vec()).await.expect("answered").status, 302);
+        assert_eq!(out.get_text(&url, Duration::from_secs(1)).await.expect("answered").status, 302);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(hits.load(Ordering::SeqCst), 0, "the Location was not fetched");
+    }
+
+    #[tokio::test]
+    async fn a_huge_answer_is_cut_at_the_cap() {
+        let mut answer = b"HTTP/1.1 200 OK\r\ncontent-length: 10485760\r\n\r\n".to_vec();
+        answer.extend(std::iter::repeat_n(b'a', 10 * 1024 * 1024));
+        let (port, _) = answering(answer).await;
+        let out = Outbound::new(true, Duration::from_secs(5)).expect("client");
+        let reply = out.post_bytes(&format!("http://127.0.0.1:{port}/"), &[], b"{}".to_vec()).await.expect("answered");
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body_prefix, "a".repeat(RESPONSE_KEEP));
+        let reply = out.get_text(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(2)).await.expect("answered");
+        assert_eq!(reply.body_prefix.len(), GET_KEEP);
+    }
+
+    #[tokio::test]
+    async fn get_text_has_its_own_timeout() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        });
+        let out = Outbound::new(true, Duration::from_secs(30)).expect("client");
+        let started = Instant::now();
+        let err = out.get_text(&format!("http://127.0.0.1:{port}/?t=secret"), Duration::from_millis(300)).await;
+        let text = format!("{:#}", err.expect_err("no answer"));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn bytes_and_gets_are_vetted_like_json_posts() {
+        let strict = Outbound::new(false, Duration::from_secs(1)).expect("client");
+        for url in ["http://127.0.0.1:9/x", "http://[::1]:9/x", "http://2130706433:9/x"] {
+            let err = strict.post_bytes(url, &[], Vec::new()).await.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("private address"), "{url}: {err}");
+            let err =
+                strict.get_text(url, Duration::from_secs(1)).await.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("private address"), "{url}: {err}");
+        }
+        let (port, hits) = listener().await;
+        let url = format!("http://localhost:{port}/hook");
+        let lookup = Rebinding::new(&["192.0.0.1", "127.0.0.1"]);
+        let out = Outbound::with_lookup(false, Duration::from_secs(2), lookup).expect("client");
+        let err = out.post_bytes(&url, &[], b"{}".to_vec()).await.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("private address (192.0.0.1)"), "{err}");
+        let lookup = Rebinding::new(&["192.0.0.1", "127.0.0.1"]);
+        let out = Outbound::with_lookup(false, Duration::from_secs(2), lookup).expect("client");
+        let err = out.get_text(&url, Duration::from_secs(1)).await.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("private address (192.0.0.1)"), "{err}");
         assert_eq!(hits.load(Ordering::SeqCst), 0);
     }
 }

@@ -14,13 +14,17 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
+use uuid::Uuid;
 
 use super::events::{self, EventType};
-use super::filter::ListQuery;
-use super::now_ms;
-use crate::domain::ids::{SpotId, WebhookId};
+use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
+use super::vocab::{ChannelKind, OutboxState};
+use super::{new_id, now_ms};
+use crate::domain::ids::{EventId, SpotId, WebhookId};
 use crate::error::{Entity, Error, Result};
 use crate::outbound::Outbound;
+use crate::store::outbox::NewOutboxRow;
+use crate::store::sql::Bind;
 use crate::store::webhooks::WebhookEndpointRow;
 use crate::store::{self, Db, Tx};
 
@@ -364,10 +368,14 @@ pub async fn update_endpoint(
         Some(true) if !e.enabled => {
             e.enabled = true;
             e.disabled_reason = None;
+            if store::outbox::resume_target(tx.ex(), spot_id, id.uuid(), now).await? > 0 {
+                tx.note_outbox_write();
+            }
         }
         Some(false) if e.enabled => {
             e.enabled = false;
             e.disabled_reason = Some(DISABLED_BY_API.to_string());
+            store::outbox::pause_target(tx.ex(), spot_id, id.uuid(), now).await?;
         }
         _ => {}
     }
@@ -385,6 +393,7 @@ pub async fn delete_endpoint(db: &Db, spot_id: SpotId, id: WebhookId) -> Result<
     if !store::webhooks::delete(tx.ex(), spot_id, id).await? {
         return Err(Error::NotFound(Entity::Webhook));
     }
+    store::outbox::delete_target(tx.ex(), spot_id, id.uuid()).await?;
     events::targets_changing(&mut tx, spot_id).await?;
     tx.commit().await?;
     events::invalidate(spot_id);
@@ -404,6 +413,161 @@ pub async fn rotate_secret(db: &Db, spot_id: SpotId, id: WebhookId, secret: Opti
     store::webhooks::update(tx.ex(), &(&e).into()).await?;
     tx.commit().await?;
     Ok(e)
+}
+
+/// Queues a signed sample of `event_type` (default: the endpoint's first type) with
+/// `test: true`, for this endpoint only; delivered like any event. 409 when the endpoint
+/// is disabled. Returns the event id and type.
+pub async fn send_test(
+    db: &Db,
+    spot_id: SpotId,
+    id: WebhookId,
+    event_type: Option<&str>,
+) -> Result<(EventId, EventType)> {
+    let requested =
+        event_type.map(|t| t.parse::<EventType>().map_err(|reason| Error::invalid("eventType", reason))).transpose()?;
+    let mut tx = db.begin().await?;
+    let e = enabled_endpoint(&mut tx, spot_id, id).await?;
+    let Some(event_type) = requested.or_else(|| e.event_types.first().copied()) else {
+        return Err(Error::invalid("eventType", "is required (the endpoint has no event type)"));
+    };
+    let spot_name = events::targets(&mut tx, spot_id).await?.spot_name.clone();
+    let now = now_ms();
+    let event_id = EventId::generate();
+    let row = NewOutboxRow {
+        id: new_id(),
+        event_id: event_id.uuid(),
+        channel: ChannelKind::Webhook,
+        target_id: Some(id.uuid()),
+        event_type: event_type.as_str().to_string(),
+        payload: events::sample(event_type, spot_id, &spot_name, now).to_string(),
+        occurred_at: now,
+        state: OutboxState::Pending,
+        last_error: None,
+    };
+    store::outbox::insert_many(tx.ex(), spot_id, &[row], now).await?;
+    tx.note_outbox_write();
+    tx.commit().await?;
+    Ok((event_id, event_type))
+}
+
+/// The filters of the delivery log.
+pub const DELIVERY_FILTERS: &[FieldSpec] = &[
+    FieldSpec { field: "eventId", column: "event_id", kind: Kind::Uuid, ops: &[Op::Eq] },
+    FieldSpec { field: "eventType", column: "event_type", kind: Kind::Enum(EventType::NAMES), ops: &[Op::Eq] },
+];
+
+/// One attempt of the delivery log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub event_id: EventId,
+    pub event_type: String,
+    /// 1-based number of this attempt at this event (redeliveries continue the count).
+    pub attempt: i64,
+    pub status_code: Option<i64>,
+    pub duration_ms: i64,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+    pub created_at: i64,
+}
+
+/// The endpoint's delivery attempts in the order they were made.
+pub async fn list_deliveries(db: &Db, spot_id: SpotId, id: WebhookId, q: &ListQuery) -> Result<(Vec<Delivery>, i64)> {
+    let preds = filter::validate(&q.filters, DELIVERY_FILTERS)?;
+    let mut event_id = None;
+    let mut event_type = None;
+    for p in &preds {
+        match (p.column, p.values.first()) {
+            ("event_id", Some(Bind::Uuid(u))) => event_id = Some(*u),
+            ("event_type", Some(Bind::Text(t))) => event_type = Some(t.as_str()),
+            _ => {}
+        }
+    }
+    let mut c = db.conn().await?;
+    stored_endpoint(c.ex(), spot_id, id).await?;
+    let (rows, total) =
+        store::outbox::list_attempts(c.ex(), spot_id, id.uuid(), event_id, event_type, q.offset(), i64::from(q.limit))
+            .await?;
+    let items = rows
+        .into_iter()
+        .map(|r| Delivery {
+            id: r.id,
+            event_id: EventId(r.event_id),
+            event_type: r.event_type,
+            attempt: r.attempt,
+            status_code: r.status_code,
+            duration_ms: r.duration_ms,
+            error: r.error,
+            response_body: r.response_body,
+            created_at: r.created_at,
+        })
+        .collect();
+    Ok((items, total))
+}
+
+/// The endpoint, refused with 409 when it is disabled (nothing can be sent to it).
+async fn enabled_endpoint(tx: &mut Tx, spot_id: SpotId, id: WebhookId) -> Result<WebhookEndpoint> {
+    let e = locked_endpoint(tx, spot_id, id).await?;
+    if !e.enabled {
+        return Err(Error::Conflict("the webhook endpoint is disabled: enable it first".into()));
+    }
+    Ok(e)
+}
+
+/// Sends an event to the endpoint again (same event id, same body, a fresh retry
+/// schedule), whatever became of it. 404 "Webhook event not found" when the endpoint
+/// never had it (or it was purged).
+pub async fn redeliver(db: &Db, spot_id: SpotId, id: WebhookId, event_id: EventId) -> Result<()> {
+    let mut tx = db.begin().await?;
+    enabled_endpoint(&mut tx, spot_id, id).await?;
+    if !store::outbox::requeue_event(tx.ex(), spot_id, id.uuid(), event_id.uuid(), now_ms()).await? {
+        return Err(Error::NotFound(Entity::WebhookEvent));
+    }
+    tx.note_outbox_write();
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A point in time as `~recover` takes it: Unix seconds, milliseconds above 10^12, or an
+/// ISO-8601 date-time; not in the future. Milliseconds.
+pub fn parse_since(field: &str, v: &serde_json::Value, now: i64) -> Result<i64> {
+    let ms = match v {
+        serde_json::Value::Number(n) => {
+            let Some(x) = n.as_i64().filter(|x| *x >= 0) else {
+                return Err(Error::invalid(field, "must be a non-negative whole number of seconds or milliseconds"));
+            };
+            if x > 1_000_000_000_000 {
+                x
+            } else {
+                x.saturating_mul(1000)
+            }
+        }
+        serde_json::Value::String(s) => {
+            let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+                .map_err(|_| Error::invalid(field, "must be Unix seconds, milliseconds or an ISO-8601 date-time"))?;
+            (t.unix_timestamp_nanos() / 1_000_000) as i64
+        }
+        serde_json::Value::Null => return Err(Error::invalid(field, "is required")),
+        _ => return Err(Error::invalid(field, "must be Unix seconds, milliseconds or an ISO-8601 date-time")),
+    };
+    if ms > now {
+        return Err(Error::invalid(field, "must not be in the future"));
+    }
+    Ok(ms)
+}
+
+/// Queues again every event that failed for good (its retries spent) since `since_ms`;
+/// how many.
+pub async fn recover(db: &Db, spot_id: SpotId, id: WebhookId, since_ms: i64) -> Result<u64> {
+    let mut tx = db.begin().await?;
+    enabled_endpoint(&mut tx, spot_id, id).await?;
+    let n = store::outbox::requeue_failed_since(tx.ex(), spot_id, id.uuid(), since_ms, now_ms()).await?;
+    if n > 0 {
+        tx.note_outbox_write();
+    }
+    tx.commit().await?;
+    Ok(n)
 }
 
 #[cfg(test)]

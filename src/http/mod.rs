@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::domain::auth::{FailedAuthThrottle, KeyCache};
 use crate::domain::housekeeping::Housekeeping;
 use crate::domain::kaizala::{PinDelivery, TokenCache};
-use crate::domain::outbox::{Channels, Runtime};
+use crate::domain::outbox::{self, Channels, Runtime};
 use crate::domain::rate_limit::RateLimiter;
 use crate::outbound::Outbound;
 use crate::store::Db;
@@ -144,9 +144,17 @@ pub fn app(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
+/// Ready when the database answers; the detail adds the outbox backlog and this
+/// replica's delivery counters (left out if they cannot be read in time).
 async fn readyz(State(st): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), st.db.ping()).await {
-        Ok(Ok(())) => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Ok(Ok(())) => {
+            let outbox = tokio::time::timeout(Duration::from_secs(1), outbox::status(&st.db, &st.outbox)).await;
+            match outbox {
+                Ok(Ok(o)) => Json(serde_json::json!({"status": "ready", "outbox": o})).into_response(),
+                _ => Json(serde_json::json!({"status": "ready"})).into_response(),
+            }
+        }
         _ => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "database unavailable"})))
             .into_response(),
     }

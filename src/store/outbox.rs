@@ -558,3 +558,27 @@ pub async fn list_attempts(
     };
     Ok((items, total))
 }
+
+/// A PostgreSQL `LISTEN` connection (its own, outside the pool's count).
+pub struct Listener(sqlx::postgres::PgListener);
+
+/// Listens on `channels` (PostgreSQL); None on SQLite, where one process writes and
+/// delivers.
+pub async fn listen(db: &super::Db, channels: &[&str]) -> Result<Option<Listener>, sqlx::Error> {
+    match db {
+        super::Db::Sqlite(_) => Ok(None),
+        super::Db::Postgres(pool) => {
+            let mut l = sqlx::postgres::PgListener::connect_with(pool).await?;
+            l.listen_all(channels.iter().copied()).await?;
+            Ok(Some(Listener(l)))
+        }
+    }
+}
+
+impl Listener {
+    /// The next notification as (channel, payload); None when the connection was lost
+    /// (it is re-established on the next call, and notifications may have been missed).
+    pub async fn recv(&mut self) -> Result<Option<(String, String)>, sqlx::Error> {
+        Ok(self.0.try_recv().await?.map(|n| (n.channel().to_string(), n.payload().to_string())))
+    }
+}

@@ -65,6 +65,7 @@ enum Id {
     KzSub,
     KzMember,
     Webhook,
+    WebhookEvent,
 }
 
 /// One spot's ids (or a ghost's: random ids that exist in no spot).
@@ -83,6 +84,7 @@ struct Side {
     kz_sub: String,
     kz_member: String,
     webhook: String,
+    webhook_event: String,
 }
 
 impl Side {
@@ -103,6 +105,7 @@ impl Side {
             kz_sub: id(),
             kz_member: id(),
             webhook: id(),
+            webhook_event: id(),
         }
     }
 
@@ -120,10 +123,11 @@ impl Side {
             Id::KzSub => vec![&self.kz_sub],
             Id::KzMember => vec![&self.kz_member, &self.member],
             Id::Webhook => vec![&self.webhook],
+            Id::WebhookEvent => vec![&self.webhook_event],
         }
     }
 
-    fn fields(&self) -> [&str; 13] {
+    fn fields(&self) -> [&str; 14] {
         [
             &self.member,
             &self.phone_member,
@@ -138,6 +142,7 @@ impl Side {
             &self.kz_sub,
             &self.kz_member,
             &self.webhook,
+            &self.webhook_event,
         ]
     }
 }
@@ -331,6 +336,10 @@ fn path_ops() -> Vec<PathOp> {
         op("DELETE", "/v1/customProperties/{slug}", &[Slug], None, 204),
         op("DELETE", "/v1/courses/{courseId}", &[Course], None, 204),
         op("GET", "/v1/webhooks/{webhookId}", &[Webhook], None, 200),
+        op("GET", "/v1/webhooks/{webhookId}/deliveries", &[Webhook], None, 200),
+        op("POST", "/v1/webhooks/{webhookId}~test", &[Webhook], body(|_| json!({"eventType": "member.updated"})), 202),
+        op("POST", "/v1/webhooks/{webhookId}~recover", &[Webhook], body(|_| json!({"since": 0})), 202),
+        op("POST", "/v1/webhooks/{webhookId}/deliveries/{eventId}~redeliver", &[Webhook, WebhookEvent], None, 202),
         op("PUT", "/v1/webhooks/{webhookId}", &[Webhook], body(|_| json!({"description": "A hook", "enabled": false})), 200),
         op("POST", "/v1/webhooks/{webhookId}~rotateSecret", &[Webhook], None, 200),
         op("DELETE", "/v1/webhooks/{webhookId}", &[Webhook], None, 204),
@@ -683,6 +692,9 @@ async fn populate_b(
     .await;
     let webhook = id_of(&hook);
     all.push(hook["secret"].as_str().unwrap().to_string());
+    let test = ok(app, key, "POST", &format!("/v1/webhooks/{webhook}~test"), Some(json!({}))).await;
+    let webhook_event = test["eventId"].as_str().unwrap().to_string();
+    all.push(webhook_event.clone());
     all.extend(
         [&m1, &m2, &m3, &shared, &role, &caller, &kz_group, &kz_sub, &phone, &group, &smart, &course, &webhook]
             .map(|s| s.to_string()),
@@ -703,6 +715,7 @@ async fn populate_b(
         kz_sub,
         kz_member: phone,
         webhook,
+        webhook_event,
     };
     (side, all, conn, refresh, token)
 }
@@ -790,6 +803,8 @@ async fn populate_a(app: &TestApp) -> (Side, Vec<(String, String)>, Vec<String>,
     let webhook = id_of(
         &ok(app, key, "POST", "/v1/webhooks", Some(json!({"url": A_HOOK_URL, "eventTypes": ["member.updated"]}))).await,
     );
+    let test = ok(app, key, "POST", &format!("/v1/webhooks/{webhook}~test"), Some(json!({}))).await;
+    let webhook_event = test["eventId"].as_str().unwrap().to_string();
     let side = Side {
         member: m1,
         phone_member: other.clone(),
@@ -804,6 +819,7 @@ async fn populate_a(app: &TestApp) -> (Side, Vec<(String, String)>, Vec<String>,
         kz_sub,
         kz_member: other,
         webhook,
+        webhook_event,
     };
     (side, connectors, admin, plain, shared)
 }
@@ -858,6 +874,7 @@ fn ms_entity(k: Id) -> &'static str {
         Id::Slug => "Custom property",
         Id::Role => "Custom role",
         Id::Webhook => "Webhook",
+        Id::WebhookEvent => "Webhook event",
         Id::KzGroup | Id::KzSub | Id::KzMember => unreachable!("a Kaizala id"),
     }
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use openspot::domain::filter::{FieldSpec, Kind, Op, DEFAULT_LIMIT, MAX_LIMIT, MAX_LIST_VALUES};
 use openspot::domain::vocab::PropertyType;
-use openspot::domain::{courses, custom_roles, groups, members, properties};
+use openspot::domain::{courses, custom_roles, groups, members, properties, webhooks};
 use serde_json::{json, Value};
 
 use crate::both;
@@ -33,6 +33,7 @@ fn list_ops() -> Vec<(&'static str, &'static [FieldSpec])> {
         ("/v1/customProperties", &[]),
         ("/v1/spotMembers/{spotMemberId}/customPropertiesValues", &[]),
         ("/v1/webhooks", &[]),
+        ("/v1/webhooks/{webhookId}/deliveries", webhooks::DELIVERY_FILTERS),
     ]
 }
 
@@ -78,7 +79,15 @@ both!(documented_filters_are_the_parsers_allow_lists, |app| {
     let group = app.post("/v1/groups", json!({"name": "Readers"})).await.body["id"].as_str().unwrap().to_string();
     let course = app.post("/v1/courses", json!({"title": "Rust 101"})).await.body["id"].as_str().unwrap().to_string();
     let member = app.invite("reader@example.com").await;
-    let ids = [("groupId", group.as_str()), ("courseId", course.as_str()), ("spotMemberId", member.as_str())];
+    let hook =
+        app.post("/v1/webhooks", json!({"url": "https://93.184.215.14/hook", "eventTypes": ["member.created"]})).await;
+    let hook = hook.body["id"].as_str().unwrap().to_string();
+    let ids = [
+        ("groupId", group.as_str()),
+        ("courseId", course.as_str()),
+        ("spotMemberId", member.as_str()),
+        ("webhookId", hook.as_str()),
+    ];
     let expected = list_ops();
 
     let mut found = Vec::new();

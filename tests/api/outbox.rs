@@ -16,6 +16,8 @@ use openspot::store::outbox::{self as store, Completion, NewOutboxRow, OutboxFil
 use openspot::store::{Backend, Db, Tx};
 use uuid::Uuid;
 
+use crate::both;
+
 /// A fresh migrated database with one spot; the guards keep it alive.
 struct Fresh {
     db: Db,
@@ -430,4 +432,30 @@ both_db!(shutdown_releases_what_is_in_flight, |f| {
     let rows = list(&f.db, &OutboxFilter { id: Some(row.id), ..OutboxFilter::default() }).await;
     assert_eq!((rows[0].state, rows[0].claim_token, rows[0].claimed_by), (OutboxState::Pending, None, None));
     assert!(rows[0].next_attempt_at <= openspot::domain::now_ms() + 1_000);
+});
+
+both_db!(a_notification_reaches_listeners_at_commit, |f| {
+    let Some(mut listener) = store::listen(&f.db, &[store::OUTBOX_CHANNEL]).await.unwrap() else {
+        // SQLite: one process writes and delivers; nothing to listen to.
+        assert!(matches!(f.db, Db::Sqlite(_)));
+        return;
+    };
+    let mut tx = f.db.begin().await.unwrap();
+    store::notify_outbox(tx.ex()).await.unwrap();
+    // Not before the commit.
+    assert!(tokio::time::timeout(Duration::from_millis(200), listener.recv()).await.is_err());
+    tx.commit().await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), listener.recv()).await.unwrap().unwrap();
+    assert_eq!(got, Some((store::OUTBOX_CHANNEL.to_string(), String::new())));
+});
+
+both!(readyz_shows_the_outbox_backlog_and_counters, |app| {
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["status"], "ready");
+    let o = &r.body["outbox"];
+    for key in ["pending", "due", "inFlight", "delivered", "retried", "failed", "skipped"] {
+        assert!(o[key].is_i64(), "{key} in {}", r.text);
+    }
+    assert!(o.get("oldestDueAgeMs").is_some(), "{}", r.text);
 });

@@ -211,3 +211,111 @@ both!(rotating_a_secret_keeps_the_old_one_for_a_day, |app| {
     assert_eq!(r.body["secret"], given);
     assert_eq!(app.get(&format!("/v1/webhooks/{id}")).await.body["secret"], given);
 });
+
+/// The spot's outbox rows, newest first.
+async fn outbox_rows(app: &TestApp) -> Vec<openspot::store::outbox::OutboxRow> {
+    let f = openspot::store::outbox::OutboxFilter { spot_id: Some(app.spot_id), ..Default::default() };
+    let mut c = app.db.conn().await.unwrap();
+    openspot::store::outbox::list(c.ex(), &f, 1000).await.unwrap()
+}
+
+both!(test_sends_redeliveries_and_recovery_are_queued_per_endpoint, |app| {
+    let e = create(&app, json!({"url": PUBLIC_URL, "eventTypes": ["group.member.added", "member.created"]})).await;
+    let id = e["id"].as_str().unwrap();
+    let other = create(&app, json!({"url": PUBLIC_URL, "eventTypes": ["member.created"]})).await;
+
+    // Default type: the endpoint's first; the body may be omitted.
+    let r = app.send(reqwest::Method::POST, &format!("/v1/webhooks/{id}~test"), Some(&app.key), None).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["eventType"], "group.member.added");
+    let event_id = r.body["eventId"].as_str().unwrap().to_string();
+    let rows = outbox_rows(&app).await;
+    assert_eq!(rows.len(), 1, "for this endpoint only");
+    let row = &rows[0];
+    assert_eq!(row.event_id.to_string(), event_id);
+    assert_eq!(row.target_id.map(|t| t.to_string()).as_deref(), Some(id));
+    assert_eq!(row.state.as_str(), "Pending");
+    assert_eq!(row.event_type, "group.member.added");
+    let body: Value = serde_json::from_str(&row.payload).unwrap();
+    assert_eq!(body["type"], "group.member.added");
+    assert_eq!(body["test"], true);
+    assert_eq!(body["spot"], json!({"id": app.spot_id, "name": "test spot"}));
+    assert_eq!(body["member"]["id"], "00000000-0000-0000-0000-000000000000");
+    assert_eq!(body["member"]["email"], "jane.doe@example.com");
+    assert_eq!(body["group"]["name"], "Sample group");
+    assert_eq!(body["occurredAt"], body["occurredAtMs"].as_i64().unwrap() / 1000);
+
+    let r =
+        app.post(&format!("/v1/webhooks/{id}~test"), json!({"eventType": "course.participant.status.updated"})).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["eventType"], "course.participant.status.updated");
+    let r = app.post(&format!("/v1/webhooks/{id}~test"), json!({"eventType": "live.updated"})).await;
+    assert!(assert_ms_error(&r, 400).starts_with("eventType"), "{}", r.text);
+
+    // Nothing was attempted yet: the log is empty, and filters are checked.
+    let log = app.get(&format!("/v1/webhooks/{id}/deliveries")).await;
+    assert_eq!(log.status, 200, "{}", log.text);
+    assert_eq!(log.body, json!({"items": [], "total": 0}));
+    let log =
+        app.get(&format!("/v1/webhooks/{id}/deliveries?eventId[eq]={event_id}&eventType[eq]=member.created")).await;
+    assert_eq!(log.body, json!({"items": [], "total": 0}), "{}", log.text);
+    let bad = app.get(&format!("/v1/webhooks/{id}/deliveries?eventType[eq]=nope")).await;
+    assert!(assert_ms_error(&bad, 400).contains("eventType"), "{}", bad.text);
+    let bad = app.get(&format!("/v1/webhooks/{id}/deliveries?status[eq]=200")).await;
+    assert_ms_error(&bad, 400);
+
+    // Redelivery: the endpoint's own event; another endpoint's or an unknown one is 404.
+    let r = app
+        .send(
+            reqwest::Method::POST,
+            &format!("/v1/webhooks/{id}/deliveries/{event_id}~redeliver"),
+            Some(&app.key),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body, json!({"eventId": event_id}));
+    let other_id = other["id"].as_str().unwrap();
+    let r = app.post(&format!("/v1/webhooks/{other_id}/deliveries/{event_id}~redeliver"), json!({})).await;
+    assert_eq!(assert_ms_error(&r, 404), "Webhook event not found");
+    let r = app.post(&format!("/v1/webhooks/{id}/deliveries/{}~redeliver", uuid::Uuid::new_v4()), json!({})).await;
+    assert_eq!(assert_ms_error(&r, 404), "Webhook event not found");
+    let r = app.post(&format!("/v1/webhooks/{id}/deliveries/{event_id}~resend"), json!({})).await;
+    assert_eq!(assert_ms_error(&r, 404), format!("Cannot POST /v1/webhooks/{id}/deliveries/{event_id}~resend"));
+
+    // Recovery: `since` is required, a time, not in the future.
+    let now_s = time::OffsetDateTime::now_utc().unix_timestamp();
+    for since in [json!(null), json!("yesterday"), json!(-5), json!(true), json!(now_s + 3600)] {
+        let r = app.post(&format!("/v1/webhooks/{id}~recover"), json!({ "since": since })).await;
+        assert!(assert_ms_error(&r, 400).starts_with("since"), "{since}: {}", r.text);
+    }
+    let r = app.send(reqwest::Method::POST, &format!("/v1/webhooks/{id}~recover"), Some(&app.key), None).await;
+    assert!(assert_ms_error(&r, 400).starts_with("body"), "{}", r.text);
+    for since in [json!(now_s - 60), json!((now_s - 60) * 1000), json!("2025-01-01T00:00:00Z")] {
+        let r = app.post(&format!("/v1/webhooks/{id}~recover"), json!({ "since": since })).await;
+        assert_eq!(r.status, 202, "{since}: {}", r.text);
+        assert_eq!(r.body, json!({"requeued": 0}), "nothing failed");
+    }
+
+    // A disabled endpoint refuses all three; its held row is paused, and resumed on enable.
+    let r = app.put(&format!("/v1/webhooks/{id}"), json!({"enabled": false})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(outbox_rows(&app).await.iter().all(|r| r.state.as_str() == "Paused"));
+    for (path, body) in [
+        (format!("/v1/webhooks/{id}~test"), json!({})),
+        (format!("/v1/webhooks/{id}/deliveries/{event_id}~redeliver"), json!({})),
+        (format!("/v1/webhooks/{id}~recover"), json!({"since": 0})),
+    ] {
+        let r = app.post(&path, body).await;
+        assert!(assert_ms_error(&r, 409).contains("disabled"), "{path}: {}", r.text);
+    }
+    let r = app.put(&format!("/v1/webhooks/{id}"), json!({"enabled": true})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(outbox_rows(&app).await.iter().all(|r| r.state.as_str() == "Pending"));
+
+    // Deleting the endpoint deletes its rows.
+    assert_eq!(app.delete(&format!("/v1/webhooks/{id}")).await.status, 204);
+    assert!(outbox_rows(&app).await.is_empty());
+    let r = app.get(&format!("/v1/webhooks/{id}/deliveries")).await;
+    assert_eq!(assert_ms_error(&r, 404), "Webhook not found");
+});

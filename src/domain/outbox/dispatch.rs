@@ -89,13 +89,20 @@ async fn run(db: Db, rt: Arc<Runtime>, mut stopped: watch::Receiver<bool>) {
             Err(e) => tracing::warn!(error = %e, "outbox: cannot release old claims"),
         }
     }
+    let kinds = rt.channels.kinds();
+    // Without a channel there is nothing to deliver: no notifications, no reports.
+    let listener = (!kinds.is_empty()).then(|| tokio::spawn(listen(db.clone())));
     let (results, rx) = mpsc::channel::<Finished>(record::BATCH * 4);
     let recorder = tokio::spawn(record::run(db.clone(), rt.clone(), rx));
-    let kinds = rt.channels.kinds();
     let cfg = &rt.config;
     let mut fl = InFlight { tasks: JoinSet::new(), targets: HashMap::new(), per_target: HashMap::new() };
     let mut claim_failures = 0u32;
+    let mut last_report = tokio::time::Instant::now();
     while !*stopped.borrow() {
+        if last_report.elapsed() >= REPORT_EVERY && !kinds.is_empty() {
+            last_report = tokio::time::Instant::now();
+            report(&db).await;
+        }
         let woken = outbox::WAKE.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
@@ -147,6 +154,9 @@ async fn run(db: Db, rt: Arc<Runtime>, mut stopped: watch::Receiver<bool>) {
             _ = stopped.changed() => {}
         }
     }
+    if let Some(l) = listener {
+        l.abort();
+    }
     // Shutdown: no more claims; let the attempts in flight end, then record them.
     let grace = cfg.attempt_timeout + GRACE;
     let drained = tokio::time::timeout(grace, async { while fl.tasks.join_next().await.is_some() {} }).await;
@@ -166,6 +176,43 @@ async fn run(db: Db, rt: Arc<Runtime>, mut stopped: watch::Receiver<bool>) {
     }
     rt.stats.in_flight.store(0, Ordering::Relaxed);
     outbox::dispatcher_stopped();
+}
+
+/// How often a dispatcher logs the backlog while something is due.
+pub const REPORT_EVERY: Duration = Duration::from_secs(60);
+
+async fn report(db: &Db) {
+    if let Ok(b) = super::backlog(db).await {
+        if b.due > 0 {
+            let age_s = b.oldest_due_age_ms.unwrap_or(0) as f64 / 1000.0;
+            tracing::info!(due = b.due, pending = b.pending, "outbox: {} due, oldest {age_s:.1} s", b.due);
+        }
+    }
+}
+
+/// On PostgreSQL: wakes the dispatcher when a process without one (the CLI) wrote
+/// rows, and after a lost connection (notifications may have been missed). Runs until
+/// aborted.
+async fn listen(db: Db) {
+    let mut listener = loop {
+        match outbox::listen(&db, &[outbox::OUTBOX_CHANNEL]).await {
+            Ok(Some(l)) => break l,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox: cannot listen for notifications; polling only");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    };
+    loop {
+        match listener.recv().await {
+            Ok(_) => outbox::wake(),
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox: notification connection failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
 
 async fn claim(

@@ -14,15 +14,16 @@ pub mod schedule;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
 use crate::config::OutboxConfig;
 use crate::domain::ids::SpotId;
-use crate::domain::vocab::ChannelKind;
+use crate::domain::vocab::{ChannelKind, OutboxState};
 use crate::error::Result;
-use crate::store::outbox::OutboxRow;
+use crate::store::outbox::{self as store_outbox, OutboxFilter, OutboxRow};
 use crate::store::{Db, Tx};
 
 pub use dispatch::{spawn, DispatcherHandle};
@@ -155,10 +156,149 @@ pub struct Runtime {
     pub stats: Arc<Stats>,
     /// This process's id in claims and in the attempt log.
     pub replica_id: Uuid,
+    /// The last backlog read for [`status`], and when.
+    backlog_cache: Mutex<Option<(Instant, Backlog)>>,
 }
 
 impl Runtime {
     pub fn new(config: OutboxConfig, channels: Channels) -> Self {
-        Runtime { config, channels, stats: Arc::new(Stats::default()), replica_id: crate::domain::new_id() }
+        Runtime {
+            config,
+            channels,
+            stats: Arc::new(Stats::default()),
+            replica_id: crate::domain::new_id(),
+            backlog_cache: Mutex::new(None),
+        }
     }
+}
+
+/// How long [`status`] reuses a backlog it read.
+pub const BACKLOG_CACHE: Duration = Duration::from_secs(5);
+
+/// The queue (read at most every [`BACKLOG_CACHE`]) and this replica's counters, for
+/// `/readyz`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    #[serde(flatten)]
+    pub backlog: Backlog,
+    #[serde(flatten)]
+    pub counters: StatsSnapshot,
+}
+
+pub async fn status(db: &Db, rt: &Runtime) -> Result<Status> {
+    let cached = rt.backlog_cache.lock().ok().and_then(|c| *c).filter(|(at, _)| at.elapsed() < BACKLOG_CACHE);
+    let backlog = match cached {
+        Some((_, b)) => b,
+        None => {
+            let b = backlog(db).await?;
+            if let Ok(mut c) = rt.backlog_cache.lock() {
+                *c = Some((Instant::now(), b));
+            }
+            b
+        }
+    };
+    Ok(Status { backlog, counters: rt.stats.snapshot() })
+}
+
+/// Which outbox rows an operator names (`openspot outbox list|retry`): every condition
+/// given must hold.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub spot_id: Option<SpotId>,
+    /// One row.
+    pub id: Option<Uuid>,
+    /// Every row of one event.
+    pub event_id: Option<Uuid>,
+    /// Rows in any of these states (empty: any state).
+    pub states: Vec<OutboxState>,
+    pub channel: Option<ChannelKind>,
+}
+
+impl From<&Filter> for OutboxFilter {
+    fn from(f: &Filter) -> Self {
+        OutboxFilter {
+            spot_id: f.spot_id,
+            id: f.id,
+            event_id: f.event_id,
+            states: f.states.clone(),
+            channel: f.channel,
+        }
+    }
+}
+
+/// One outbox row as operators see it (times in ms since the epoch).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxItem {
+    pub id: Uuid,
+    pub spot_id: SpotId,
+    pub event_id: Uuid,
+    pub channel: ChannelKind,
+    pub target_id: Option<Uuid>,
+    pub event_type: String,
+    pub state: OutboxState,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+}
+
+impl From<OutboxRow> for OutboxItem {
+    fn from(r: OutboxRow) -> Self {
+        OutboxItem {
+            id: r.id,
+            spot_id: r.spot_id,
+            event_id: r.event_id,
+            channel: r.channel,
+            target_id: r.target_id,
+            event_type: r.event_type,
+            state: r.state,
+            attempts: r.attempts,
+            next_attempt_at: r.next_attempt_at,
+            last_status: r.last_status,
+            last_error: r.last_error,
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// The newest rows matching `f`, at most `limit` (1..=1000).
+pub async fn list(db: &Db, f: &Filter, limit: i64) -> Result<Vec<OutboxItem>> {
+    let mut conn = db.conn().await?;
+    let rows = store_outbox::list(conn.ex(), &f.into(), limit.clamp(1, 1_000)).await?;
+    Ok(crate::domain::from_rows(rows))
+}
+
+/// Queues the finished rows matching `f` again (due now, fresh retry schedule); rows
+/// still Pending are left alone. Wakes the dispatchers (of this process, or of the
+/// servers through PostgreSQL when run from the CLI).
+pub async fn retry(db: &Db, f: &Filter) -> Result<u64> {
+    let mut tx = db.begin().await?;
+    let n = store_outbox::requeue(tx.ex(), &f.into(), crate::domain::now_ms()).await?;
+    if n > 0 {
+        tx.note_outbox_write();
+    }
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// What waits in the queue now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Backlog {
+    /// Pending rows: due, scheduled for a retry, or being delivered.
+    pub pending: i64,
+    /// Pending rows due now and not being delivered.
+    pub due: i64,
+    /// How long the oldest due row has waited (ms).
+    pub oldest_due_age_ms: Option<i64>,
+}
+
+pub async fn backlog(db: &Db) -> Result<Backlog> {
+    let now = crate::domain::now_ms();
+    let mut conn = db.conn().await?;
+    let b = store_outbox::backlog(conn.ex(), now).await?;
+    Ok(Backlog { pending: b.pending, due: b.due, oldest_due_age_ms: b.oldest_due.map(|t| (now - t).max(0)) })
 }

@@ -75,6 +75,11 @@ async fn write(db: &Db, rt: &Runtime, batch: Vec<Finished>) {
             }
         }
     }
+    // A retry due sooner than the dispatcher's next look (short test schedules, or a
+    // retry due before the poll) must not wait for it.
+    if decided.iter().any(|(_, d)| d.completion.as_ref().is_some_and(|c| c.state == OutboxState::Pending)) {
+        outbox::wake();
+    }
     for (_, d) in &decided {
         let counter = match d.completion.as_ref().map(|c| c.state) {
             Some(OutboxState::Delivered) => &rt.stats.delivered,

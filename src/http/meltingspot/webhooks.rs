@@ -19,9 +19,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::courses::iso8601;
-use crate::domain::ids::WebhookId;
+use crate::domain::events::EventType;
+use crate::domain::ids::{EventId, SpotId, WebhookId};
 use crate::domain::now_ms;
-use crate::domain::webhooks::{self, EndpointPatch, NewEndpoint, WebhookEndpoint};
+use crate::domain::webhooks::{self, Delivery, EndpointPatch, NewEndpoint, WebhookEndpoint};
 use crate::error::{Entity, Error};
 use crate::http::error::{error_response, ErrorBody, MsError};
 use crate::http::extract::{list_query_params, parse_id, parse_json, CallerSpot, ListParams, MsJson};
@@ -32,12 +33,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(WebhookActionsDoc::openapi())
         .routes(routes!(list_webhooks, create_webhook))
         .routes(routes!(get_webhook, update_webhook, delete_webhook))
+        .routes(routes!(list_deliveries))
         .route("/v1/webhooks/{webhookId}", post(webhook_action))
+        .route("/v1/webhooks/{webhookId}/deliveries/{eventId}", post(delivery_action))
 }
 
 /// The `~` operations, documented on their own paths (served by [`webhook_action`]).
 #[derive(OpenApi)]
-#[openapi(paths(rotate_secret))]
+#[openapi(paths(send_test, recover, rotate_secret, redeliver))]
 struct WebhookActionsDoc;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -260,6 +263,16 @@ async fn webhook_action(
         return Ok(cannot_post(&segment));
     };
     match operation {
+        "test" => {
+            let id = parse_id(raw_id, Entity::Webhook)?;
+            let body: TestBody = optional_body(&body)?;
+            Ok(send_test(st, spot, id, body).await?.into_response())
+        }
+        "recover" => {
+            let id = parse_id(raw_id, Entity::Webhook)?;
+            let body: RecoverBody = parse_json(&body)?;
+            Ok(recover(st, spot, id, body).await?.into_response())
+        }
         "rotateSecret" => {
             let id = parse_id(raw_id, Entity::Webhook)?;
             let body: RotateSecretBody = optional_body(&body)?;
@@ -272,6 +285,47 @@ async fn webhook_action(
 /// The router's own 404 for a path it does not serve.
 fn cannot_post(segment: &str) -> Response {
     error_response(404, format!("Cannot POST /v1/webhooks/{segment}"))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TestBody {
+    /// The sample's event type; default: the endpoint's first.
+    event_type: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TestQueued {
+    /// The `svix-id` / `webhook-id` the sample is delivered with.
+    #[schema(value_type = Uuid)]
+    event_id: EventId,
+    event_type: EventType,
+}
+
+/// Send a test event (openspot)
+///
+/// Queues a sample payload (`test: true`; member `00000000-0000-0000-0000-000000000000`,
+/// `jane.doe@example.com`, the real spot) for this endpoint only, signed and retried like
+/// any event. Its attempts appear in the delivery log.
+#[utoipa::path(post, path = "/v1/webhooks/{webhookId}~test", tag = "Webhooks",
+    params(("webhookId" = String, Path)), request_body(content = TestBody, description = "May be omitted"),
+    extensions(("x-openspot" = json!(true))),
+    responses(
+        (status = 202, description = "The sample is queued", body = TestQueued),
+        (status = 400, description = "Unknown event type", body = ErrorBody),
+        (status = 401, description = "Unauthorized", body = ErrorBody),
+        (status = 404, description = "Webhook not found", body = ErrorBody),
+        (status = 409, description = "The endpoint is disabled", body = ErrorBody),
+    ))]
+async fn send_test(
+    st: AppState,
+    spot: SpotId,
+    id: WebhookId,
+    body: TestBody,
+) -> Result<(StatusCode, Json<TestQueued>), MsError> {
+    let (event_id, event_type) = webhooks::send_test(&st.db, spot, id, body.event_type.as_deref()).await?;
+    Ok((StatusCode::ACCEPTED, Json(TestQueued { event_id, event_type })))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -297,9 +351,171 @@ pub struct RotateSecretBody {
     ))]
 async fn rotate_secret(
     st: AppState,
-    spot: crate::domain::ids::SpotId,
+    spot: SpotId,
     id: WebhookId,
     body: RotateSecretBody,
 ) -> Result<Json<WebhookEndpointDto>, MsError> {
     Ok(Json(webhooks::rotate_secret(&st.db, spot, id, body.secret).await?.into()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoverBody {
+    /// Required: Unix seconds (milliseconds above 10^12) or an ISO-8601 date-time, not in
+    /// the future.
+    #[schema(value_type = String)]
+    since: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Requeued {
+    /// How many failed events were queued again.
+    requeued: u64,
+}
+
+/// Recover failed events (openspot)
+///
+/// Queues again every event whose retries were spent (failed for good) since `since`,
+/// with the same event ids and bodies and a fresh retry schedule.
+#[utoipa::path(post, path = "/v1/webhooks/{webhookId}~recover", tag = "Webhooks",
+    params(("webhookId" = String, Path)), request_body = RecoverBody,
+    extensions(("x-openspot" = json!(true))),
+    responses(
+        (status = 202, description = "The failed events are queued again", body = Requeued),
+        (status = 400, description = "Missing or invalid since", body = ErrorBody),
+        (status = 401, description = "Unauthorized", body = ErrorBody),
+        (status = 404, description = "Webhook not found", body = ErrorBody),
+        (status = 409, description = "The endpoint is disabled", body = ErrorBody),
+    ))]
+async fn recover(
+    st: AppState,
+    spot: SpotId,
+    id: WebhookId,
+    body: RecoverBody,
+) -> Result<(StatusCode, Json<Requeued>), MsError> {
+    let since = webhooks::parse_since("since", body.since.as_ref().unwrap_or(&serde_json::Value::Null), now_ms())?;
+    let requeued = webhooks::recover(&st.db, spot, id, since).await?;
+    Ok((StatusCode::ACCEPTED, Json(Requeued { requeued })))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryDto {
+    #[schema(value_type = Uuid)]
+    id: uuid::Uuid,
+    /// The `svix-id` / `webhook-id` of the event (the same on every attempt).
+    #[schema(value_type = Uuid)]
+    event_id: EventId,
+    event_type: String,
+    /// 1-based; a redelivery continues the count.
+    attempt: i64,
+    /// The HTTP status answered, or null when no answer came (connection error, timeout).
+    status_code: Option<i64>,
+    duration_ms: i64,
+    /// What went wrong, or null.
+    error: Option<String>,
+    /// The start of the answer's body (at most 1 KiB).
+    response_body: Option<String>,
+    created_at: Option<String>,
+}
+
+impl From<Delivery> for DeliveryDto {
+    fn from(d: Delivery) -> Self {
+        DeliveryDto {
+            id: d.id,
+            event_id: d.event_id,
+            event_type: d.event_type,
+            attempt: d.attempt,
+            status_code: d.status_code,
+            duration_ms: d.duration_ms,
+            error: d.error,
+            response_body: d.response_body,
+            created_at: iso8601(Some(d.created_at)),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryPage {
+    items: Vec<DeliveryDto>,
+    total: i64,
+}
+
+/// Query parameters of the delivery log: `page`, `limit`, `eventId[eq]`, `eventType[eq]`.
+pub struct DeliveryListQuery;
+
+impl IntoParams for DeliveryListQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        list_query_params(webhooks::DELIVERY_FILTERS)
+    }
+}
+
+/// List an endpoint's delivery attempts (openspot)
+///
+/// Every attempt, in the order made: the event, the status answered (or the error), how
+/// long it took and the start of the answer.
+#[utoipa::path(get, path = "/v1/webhooks/{webhookId}/deliveries", tag = "Webhooks",
+    params(("webhookId" = String, Path), DeliveryListQuery), extensions(("x-openspot" = json!(true))),
+    responses(
+        (status = 200, description = "Delivery attempts returned successfully", body = DeliveryPage),
+        (status = 400, description = "Bad filter or pagination parameter", body = ErrorBody),
+        (status = 401, description = "Unauthorized", body = ErrorBody),
+        (status = 404, description = "Webhook not found", body = ErrorBody),
+    ))]
+async fn list_deliveries(
+    State(st): State<AppState>,
+    CallerSpot(spot): CallerSpot,
+    Path(id): Path<String>,
+    ListParams(q): ListParams,
+) -> Result<Json<DeliveryPage>, MsError> {
+    let id = parse_id(&id, Entity::Webhook)?;
+    let (items, total) = webhooks::list_deliveries(&st.db, spot, id, &q).await?;
+    Ok(Json(DeliveryPage { items: items.into_iter().map(Into::into).collect(), total }))
+}
+
+/// `POST /v1/webhooks/{webhookId}/deliveries/{eventId}~redeliver`.
+async fn delivery_action(
+    State(st): State<AppState>,
+    CallerSpot(spot): CallerSpot,
+    Path((raw_id, segment)): Path<(String, String)>,
+) -> Result<Response, MsError> {
+    match segment.split_once('~') {
+        Some((raw_event, "redeliver")) => {
+            let id = parse_id(&raw_id, Entity::Webhook)?;
+            let event_id = parse_id(raw_event, Entity::WebhookEvent)?;
+            Ok(redeliver(st, spot, id, event_id).await?.into_response())
+        }
+        _ => Ok(error_response(404, format!("Cannot POST /v1/webhooks/{raw_id}/deliveries/{segment}"))),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Redelivered {
+    #[schema(value_type = Uuid)]
+    event_id: EventId,
+}
+
+/// Redeliver an event (openspot)
+///
+/// Sends the event to this endpoint again, with the same event id and body and a fresh
+/// retry schedule, whatever became of it before.
+#[utoipa::path(post, path = "/v1/webhooks/{webhookId}/deliveries/{eventId}~redeliver", tag = "Webhooks",
+    params(("webhookId" = String, Path), ("eventId" = String, Path)),
+    extensions(("x-openspot" = json!(true))),
+    responses(
+        (status = 202, description = "The event is queued again", body = Redelivered),
+        (status = 401, description = "Unauthorized", body = ErrorBody),
+        (status = 404, description = "Webhook not found, or Webhook event not found", body = ErrorBody),
+        (status = 409, description = "The endpoint is disabled", body = ErrorBody),
+    ))]
+async fn redeliver(
+    st: AppState,
+    spot: SpotId,
+    id: WebhookId,
+    event_id: EventId,
+) -> Result<(StatusCode, Json<Redelivered>), MsError> {
+    webhooks::redeliver(&st.db, spot, id, event_id).await?;
+    Ok((StatusCode::ACCEPTED, Json(Redelivered { event_id })))
 }
