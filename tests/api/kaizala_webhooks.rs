@@ -19,6 +19,7 @@ use openspot::domain::ids::{GroupId, SubscriptionId};
 use openspot::domain::kaizala::webhooks::{envelope, member_data, text_data, KzChannel, VALIDATION_TIMEOUT};
 use openspot::domain::outbox::{Channel, Channels, Outcome, Runtime};
 use openspot::domain::vocab::{ChannelKind, GroupRole, KzEventType, OutboxState};
+use openspot::outbound::Outbound;
 use openspot::store::outbox::{OutboxFilter, OutboxRow};
 
 /// How the receiver answers.
@@ -425,7 +426,7 @@ both_with!(channel_posts_the_envelope, |c| { allow_private(c) }, |app| {
     assert_eq!((anon["fromUser"].clone(), anon["fromUserId"].clone()), (json!(""), Value::Null));
     assert_eq!(anon["context"], Value::Null);
 
-    let channel = KzChannel::new(true, Duration::from_secs(2)).unwrap();
+    let channel = KzChannel::new(Outbound::new(true, Duration::from_secs(2)).unwrap());
     let row = outbox_row(app.spot_id, sid.uuid(), &env);
     match channel.attempt(&app.db, &row).await {
         Outcome::Delivered(a) => {
@@ -478,7 +479,7 @@ both_with!(channel_posts_the_envelope, |c| { allow_private(c) }, |app| {
     assert_eq!(call(&app, &kz, Method::DELETE, &format!("/webhook/{sid}"), None).await.status, 200);
     assert_eq!(channel.attempt(&app.db, &row).await, Outcome::TargetMissing);
     // A private target is refused when not allowed, at send time too.
-    let strict = KzChannel::new(false, Duration::from_secs(2)).unwrap();
+    let strict = KzChannel::new(Outbound::new(false, Duration::from_secs(2)).unwrap());
     rx.set(Mode::Echo);
     let r = subscribe(&app, &kz, &body).await;
     let sid: SubscriptionId = r.body["webhookId"].as_str().unwrap().parse().unwrap();
@@ -501,7 +502,8 @@ fn kz_dispatcher(app: &TestApp) -> openspot::domain::outbox::DispatcherHandle {
         ..openspot::config::OutboxConfig::default()
     };
     let mut channels = Channels::default();
-    channels.register(ChannelKind::Kaizala, Arc::new(KzChannel::new(true, config.attempt_timeout).unwrap()));
+    channels
+        .register(ChannelKind::Kaizala, Arc::new(KzChannel::new(Outbound::new(true, config.attempt_timeout).unwrap())));
     openspot::domain::outbox::spawn(app.db.clone(), Arc::new(Runtime::new(config, channels)))
 }
 

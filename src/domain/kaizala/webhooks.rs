@@ -10,13 +10,11 @@
 //! retried on the outbox schedule; once the schedule is exhausted (or on `410 Gone`)
 //! the subscription turns inactive, and `PUT … {"Active": true}` resumes it.
 //!
-//! Every outbound call uses the vetted client rules of `outbound.rs`: http(s) only,
-//! redirects are answers (never followed), no proxy, and private, loopback and
-//! link-local targets refused (on the addresses actually connected to) unless the
-//! operator allows them. Error texts never contain the callback URL.
+//! Every outbound call goes through [`Outbound`]: http(s) only, redirects are answers
+//! (never followed), no proxy, and private, loopback and link-local targets refused
+//! (on the addresses actually connected to) unless the operator allows them. Error
+//! texts never contain the callback URL.
 
-use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -31,7 +29,7 @@ use crate::domain::outbox::{Attempted, BoxFuture, Channel, Outcome};
 use crate::domain::vocab::{ChannelKind, GroupRole, KzEventType, KzObjectType, MemberRole, OutboxState};
 use crate::domain::{new_id, now_ms};
 use crate::error::{Entity, Error, Result};
-use crate::outbound::{is_public, Outbound, SystemLookup, VettedResolver};
+use crate::outbound::Outbound;
 use crate::store::kz_subscriptions::{self as rows, SubscriptionRow};
 use crate::store::outbox::{self, NewOutboxRow, OutboxRow};
 use crate::store::sql::IN_LIST_MAX;
@@ -51,9 +49,6 @@ pub const FIRING: &[KzEventType] =
     &[KzEventType::MemberAdded, KzEventType::MemberRemoved, KzEventType::TextMessageCreated];
 /// The reason stored when a subscription is turned off through `PUT`.
 pub const DISABLED_THROUGH_API: &str = "Disabled through the API";
-/// Most of an answer's body read (the rest is dropped with the connection) and kept.
-pub const RESPONSE_READ_CAP: usize = 64 * 1024;
-pub const RESPONSE_KEEP: usize = 1024;
 
 /// A subscription as the domain sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -265,7 +260,7 @@ async fn visible(tx: &mut Tx, caller: &KzCaller, sub: &Subscription) -> Result<b
 /// handshake. The caller must be an Admin of the group (`Group` objects).
 pub async fn create(
     db: &Db,
-    client: &CallbackClient,
+    outbound: &Outbound,
     validation_timeout: Duration,
     caller: &KzCaller,
     input: SubscriptionInput,
@@ -281,7 +276,7 @@ pub async fn create(
     if callback_url.is_empty() {
         return Err(Error::invalid("callBackUrl", "is required"));
     }
-    client.check("callBackUrl", &callback_url).await?;
+    check_url(outbound, "callBackUrl", &callback_url).await?;
     let validity = match input.validity {
         Some(v) => validity_of(v, now)?,
         None => now + DEFAULT_VALIDITY_MS,
@@ -309,7 +304,7 @@ pub async fn create(
     let mut tx = db.begin_read().await?;
     check_new(&mut tx, caller, &sub).await?;
     tx.commit().await?;
-    validate_callback(client, &sub.callback_url, validation_timeout).await?;
+    validate_callback(outbound, &sub.callback_url, validation_timeout).await?;
     let mut tx = db.begin().await?;
     check_new(&mut tx, caller, &sub).await?;
     rows::insert(tx.ex(), &SubscriptionRow::from(&sub)).await?;
@@ -420,7 +415,7 @@ fn apply(sub: &mut Subscription, input: &SubscriptionInput, now: i64) -> Result<
 /// `Active: true` clears the reason it was turned off.
 pub async fn update(
     db: &Db,
-    client: &CallbackClient,
+    outbound: &Outbound,
     validation_timeout: Duration,
     caller: &KzCaller,
     id: SubscriptionId,
@@ -435,8 +430,8 @@ pub async fn update(
     authorize(&mut tx, caller, &preview).await?;
     tx.commit().await?;
     if preview.callback_url != current.callback_url {
-        client.check("callBackUrl", &preview.callback_url).await?;
-        validate_callback(client, &preview.callback_url, validation_timeout).await?;
+        check_url(outbound, "callBackUrl", &preview.callback_url).await?;
+        validate_callback(outbound, &preview.callback_url, validation_timeout).await?;
     }
     let mut tx = db.begin().await?;
     let mut sub = load(&mut tx, caller.spot_id, id).await?;
@@ -629,126 +624,13 @@ fn display_name(m: &Member) -> String {
     format!("{} {}", m.firstname.trim(), m.lastname.trim()).trim().to_string()
 }
 
-/// What a callback answered.
-#[derive(Clone, Debug)]
-pub struct Reply {
-    pub status: u16,
-    /// The start of the body (at most [`RESPONSE_READ_CAP`] bytes, lossy UTF-8).
-    pub body: String,
-}
-
-/// The HTTP client of callbacks: the rules of [`Outbound`] (vetted resolver, no
-/// redirects, no proxy, IP literals checked before connecting), with the answer's
-/// status and the start of its body.
-#[derive(Clone)]
-pub struct CallbackClient {
-    outbound: Outbound,
-    client: reqwest::Client,
-    allow_private: bool,
-}
-
-impl std::fmt::Debug for CallbackClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallbackClient").field("allow_private", &self.allow_private).finish_non_exhaustive()
+/// Refuses a URL that is not http(s), too long, or (unless allowed) resolves to a
+/// private address: a 400 naming `field`.
+async fn check_url(outbound: &Outbound, field: &str, url: &str) -> Result<()> {
+    if url.chars().count() > MAX_URL_CHARS {
+        return Err(Error::invalid(field, format!("at most {MAX_URL_CHARS} characters")));
     }
-}
-
-impl CallbackClient {
-    /// A client whose calls take at most `timeout` (unless a call sets its own).
-    pub fn new(allow_private: bool, timeout: Duration) -> anyhow::Result<Self> {
-        let outbound = Outbound::new(allow_private, timeout)?;
-        let resolver = Arc::new(VettedResolver::new(Arc::new(SystemLookup), allow_private));
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .dns_resolver(resolver)
-            .user_agent(concat!("openspot/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(CallbackClient { outbound, client, allow_private })
-    }
-
-    /// Refuses a URL that is not http(s), too long, or (unless allowed) resolves to a
-    /// private address: a 400 naming `field`.
-    pub async fn check(&self, field: &str, url: &str) -> Result<()> {
-        if url.chars().count() > MAX_URL_CHARS {
-            return Err(Error::invalid(field, format!("at most {MAX_URL_CHARS} characters")));
-        }
-        self.outbound.check_target(url).await.map(|_| ()).map_err(|e| Error::invalid(field, format!("{e:#}")))
-    }
-
-    /// The URL, checked as far as it can be without resolving (the resolver checks
-    /// names when connecting).
-    fn target(&self, url: &str) -> std::result::Result<reqwest::Url, String> {
-        let parsed = reqwest::Url::parse(url).map_err(|_| "invalid URL".to_string())?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err("URL scheme must be http or https".into());
-        }
-        let host = parsed.host_str().ok_or("URL has no host")?;
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = bare.parse::<IpAddr>() {
-            if !self.allow_private && !is_public(ip) {
-                return Err(format!("target '{host}' is a private address; refused"));
-            }
-        }
-        Ok(parsed)
-    }
-
-    async fn send(&self, rb: reqwest::RequestBuilder) -> std::result::Result<Reply, String> {
-        let mut resp = rb.send().await.map_err(describe)?;
-        let status = resp.status().as_u16();
-        let mut body = Vec::new();
-        while body.len() < RESPONSE_READ_CAP {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                Ok(None) => break,
-                // The status is the answer; a body cut short keeps what arrived.
-                Err(_) => break,
-            }
-        }
-        body.truncate(RESPONSE_READ_CAP);
-        Ok(Reply { status, body: String::from_utf8_lossy(&body).into_owned() })
-    }
-
-    /// GET `url` within `timeout`.
-    pub async fn get_text(&self, url: &str, timeout: Duration) -> std::result::Result<Reply, String> {
-        let url = self.target(url)?;
-        let work = self.send(self.client.get(url).timeout(timeout));
-        tokio::time::timeout(timeout, work).await.map_err(|_| "timed out".to_string())?
-    }
-
-    /// POST `body` as JSON with `headers`.
-    pub async fn post(
-        &self,
-        url: &str,
-        headers: &[(&'static str, String)],
-        body: Vec<u8>,
-    ) -> std::result::Result<Reply, String> {
-        let url = self.target(url)?;
-        let mut rb = self.client.post(url).header("content-type", "application/json").body(body);
-        for (k, v) in headers {
-            rb = rb.header(*k, v.as_str());
-        }
-        self.send(rb).await
-    }
-}
-
-/// A transport error in words, with its causes and without the URL.
-fn describe(e: reqwest::Error) -> String {
-    let timed_out = e.is_timeout();
-    let e = e.without_url();
-    let mut reason = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        reason = format!("{reason}: {s}");
-        source = s.source();
-    }
-    if timed_out {
-        format!("timed out ({reason})")
-    } else {
-        format!("request failed: {reason}")
-    }
+    outbound.check_target(url).await.map(|_| ()).map_err(|e| Error::invalid(field, format!("{e:#}")))
 }
 
 fn seconds(d: Duration) -> String {
@@ -761,7 +643,7 @@ fn seconds(d: Duration) -> String {
 
 /// The validation handshake: `GET <url>[?&]validationToken=<32 hex>` must answer 2xx
 /// with the token (surrounding whitespace and quotes ignored) within `timeout`.
-pub async fn validate_callback(client: &CallbackClient, url: &str, timeout: Duration) -> Result<()> {
+pub async fn validate_callback(outbound: &Outbound, url: &str, timeout: Duration) -> Result<()> {
     let token = format!("{:032x}", rand::random::<u128>());
     let refused = |why: String| {
         Error::BadRequest(format!(
@@ -771,17 +653,19 @@ pub async fn validate_callback(client: &CallbackClient, url: &str, timeout: Dura
     };
     let mut target = reqwest::Url::parse(url).map_err(|_| Error::invalid("callBackUrl", "invalid URL"))?;
     target.query_pairs_mut().append_pair("validationToken", &token);
-    match client.get_text(target.as_str(), timeout).await {
-        Ok(r) if (200..300).contains(&r.status) => {
-            let echoed = r.body.trim().trim_matches('"').trim();
+    // The client's timeout covers the body too; this bounds everything else.
+    match tokio::time::timeout(timeout, outbound.get_text(target.as_str(), timeout)).await {
+        Ok(Ok(r)) if (200..300).contains(&r.status) => {
+            let echoed = r.body_prefix.trim().trim_matches('"').trim();
             if echoed == token {
                 Ok(())
             } else {
                 Err(refused("it answered another body".into()))
             }
         }
-        Ok(r) => Err(refused(format!("it answered HTTP {}", r.status))),
-        Err(e) => Err(refused(e)),
+        Ok(Ok(r)) => Err(refused(format!("it answered HTTP {}", r.status))),
+        Ok(Err(e)) => Err(refused(format!("{e:#}"))),
+        Err(_) => Err(refused("timed out".into())),
     }
 }
 
@@ -791,13 +675,13 @@ pub async fn validate_callback(client: &CallbackClient, url: &str, timeout: Dura
 /// schedule, after which the dispatcher turns it inactive through [`Channel::disable`].
 #[derive(Clone, Debug)]
 pub struct KzChannel {
-    client: CallbackClient,
+    outbound: Outbound,
 }
 
 impl KzChannel {
-    /// A channel whose attempts take at most `attempt_timeout`.
-    pub fn new(allow_private: bool, attempt_timeout: Duration) -> anyhow::Result<Self> {
-        Ok(KzChannel { client: CallbackClient::new(allow_private, attempt_timeout)? })
+    /// A channel posting through `outbound` (whose timeout bounds an attempt).
+    pub fn new(outbound: Outbound) -> Self {
+        KzChannel { outbound }
     }
 
     async fn deliver(&self, db: &Db, row: &OutboxRow) -> Outcome {
@@ -817,25 +701,17 @@ impl KzChannel {
                 })
             }
         };
-        let mut headers = Vec::new();
+        let mut headers = vec![("content-type", "application/json".to_string())];
         if let Some(t) = sub.callback_token.filter(|t| !t.is_empty()) {
             headers.push(("kz-callback-token", t));
         }
-        match self.client.post(&sub.callback_url, &headers, row.payload.clone().into_bytes()).await {
+        match self.outbound.post_bytes(&sub.callback_url, &headers, row.payload.clone().into_bytes()).await {
             Ok(reply) => {
-                let mut kept = reply.body;
-                if kept.len() > RESPONSE_KEEP {
-                    let mut cut = RESPONSE_KEEP;
-                    while !kept.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    kept.truncate(cut);
-                }
                 let status = reply.status;
                 let mut a = Attempted {
                     status: Some(status),
                     duration_ms: elapsed(started),
-                    response: Some(kept),
+                    response: Some(reply.body_prefix),
                     error: None,
                 };
                 match status {
@@ -858,7 +734,7 @@ impl KzChannel {
                 status: None,
                 duration_ms: elapsed(started),
                 response: None,
-                error: Some(e),
+                error: Some(format!("{e:#}")),
             }),
         }
     }

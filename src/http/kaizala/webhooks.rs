@@ -16,10 +16,11 @@ use utoipa_axum::routes;
 
 use super::{lenient, Caller, KzError, KzErrorBody, KzJson};
 use crate::domain::ids::SubscriptionId;
-use crate::domain::kaizala::webhooks::{self, CallbackClient, Subscription, SubscriptionInput, VALIDATION_TIMEOUT};
+use crate::domain::kaizala::webhooks::{self, Subscription, SubscriptionInput, VALIDATION_TIMEOUT};
 use crate::domain::vocab::{KzEventType, KzObjectType};
 use crate::error::{Entity, Error};
 use crate::http::{AppState, OUTBOUND_TIMEOUT};
+use crate::outbound::Outbound;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -181,8 +182,9 @@ pub struct KzWebhookResult {
     result: bool,
 }
 
-fn client(st: &AppState) -> Result<CallbackClient, KzError> {
-    CallbackClient::new(st.config.allow_private_targets, OUTBOUND_TIMEOUT).map_err(|e| KzError(Error::Internal(e)))
+/// The vetted client of callback validations.
+fn client(st: &AppState) -> Result<Outbound, KzError> {
+    Outbound::new(st.config.allow_private_targets, OUTBOUND_TIMEOUT).map_err(|e| KzError(Error::Internal(e)))
 }
 
 fn subscription_id(raw: &str) -> Result<SubscriptionId, KzError> {
