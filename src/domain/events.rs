@@ -18,7 +18,7 @@
 //! spot's entry here after its commit ([`invalidate`]) and, through
 //! [`targets_changing`], in the other replicas on the same PostgreSQL database.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +31,7 @@ use uuid::Uuid;
 use super::courses::Participant;
 use super::ids::{CourseId, GroupId, MemberId, SpotId, WebhookId};
 use super::members::Member;
-use super::vocab::{ChannelKind, GroupRole, OutboxState};
+use super::vocab::{ChannelKind, GroupRole, KzEventType, OutboxState};
 use super::{from_rows, new_id, now_ms};
 use crate::error::{Entity, Error, Result};
 use crate::store::outbox::NewOutboxRow;
@@ -174,9 +174,19 @@ pub struct SpotTargets {
     pub webhooks: Vec<WebhookTarget>,
     /// The union of the endpoints' masks: the one test a write without listeners pays.
     pub webhook_types: u8,
+    /// Groups with a Kaizala subscription (of any event type, active or not): their
+    /// membership changes are offered to [`kaizala::webhooks::queue_members`].
+    pub kaizala_groups: HashSet<GroupId>,
 }
 
 impl SpotTargets {
+    /// Whether anyone may want `event`: an endpoint listening to its type, or a Kaizala
+    /// subscription of the group whose members changed.
+    fn wanted(&self, event: &Event<'_>) -> bool {
+        self.webhook_types & event.event_type().bit() != 0
+            || kaizala_part(event).is_some_and(|(group_id, _, _)| self.kaizala_groups.contains(&group_id))
+    }
+
     fn listening(&self, t: EventType) -> impl Iterator<Item = &WebhookTarget> {
         self.webhooks.iter().filter(move |w| w.types & t.bit() != 0)
     }
@@ -239,8 +249,12 @@ pub async fn targets(tx: &mut Tx, spot_id: SpotId) -> Result<Arc<SpotTargets>> {
         return Ok(t);
     }
     let generation = CACHE.generation.load(Ordering::SeqCst);
-    let (endpoints, name) = store::webhooks::targets_of_spot(tx.ex(), spot_id).await?;
-    let mut targets = SpotTargets { spot_name: name.ok_or(Error::NotFound(Entity::Spot))?, ..Default::default() };
+    let (endpoints, kaizala_groups, name) = store::webhooks::targets_of_spot(tx.ex(), spot_id).await?;
+    let mut targets = SpotTargets {
+        spot_name: name.ok_or(Error::NotFound(Entity::Spot))?,
+        kaizala_groups: kaizala_groups.iter().filter_map(|g| g.parse().ok()).collect(),
+        ..Default::default()
+    };
     for e in endpoints {
         // A corrupt list (never written by this code) must not fail the spot's writes:
         // that endpoint listens to nothing.
@@ -269,11 +283,17 @@ pub async fn emit(tx: &mut Tx, spot_id: SpotId, event: Event<'_>) -> Result<()> 
         return Ok(());
     }
     if let Some(t) = cached(spot_id) {
-        if t.webhook_types & event_type.bit() == 0 {
+        if !t.wanted(&event) {
             return Ok(());
         }
     }
     let targets = targets(tx, spot_id).await?;
+    // Kaizala subscribers of the group hear of its membership changes from either dialect.
+    if let Some((group_id, kz_type, members)) = kaizala_part(&event) {
+        if targets.kaizala_groups.contains(&group_id) {
+            super::kaizala::webhooks::queue_members(tx, spot_id, group_id, kz_type, members).await?;
+        }
+    }
     if targets.webhook_types & event_type.bit() == 0 {
         return Ok(());
     }
@@ -305,6 +325,15 @@ pub async fn emit(tx: &mut Tx, spot_id: SpotId, event: Event<'_>) -> Result<()> 
     store::outbox::insert_many(tx.ex(), spot_id, &rows, now).await?;
     tx.note_outbox_write();
     Ok(())
+}
+
+/// The Kaizala side of a membership change: the group, the event and who changed.
+fn kaizala_part<'e>(event: &Event<'e>) -> Option<(GroupId, KzEventType, &'e [(MemberId, GroupRole)])> {
+    match event {
+        Event::GroupMembersAdded { group_id, members } => Some((*group_id, KzEventType::MemberAdded, members)),
+        Event::GroupMembersRemoved { group_id, members } => Some((*group_id, KzEventType::MemberRemoved, members)),
+        _ => None,
+    }
 }
 
 /// The longest string a payload carries; longer ones are cut and end with "…", so no

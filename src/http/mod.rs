@@ -67,7 +67,11 @@ impl AppState {
         let webhook_outbound = Outbound::new(config.allow_private_targets, config.outbox.attempt_timeout)?;
         channels.register(
             crate::domain::vocab::ChannelKind::Webhook,
-            Arc::new(crate::domain::webhooks::WebhookChannel::new(webhook_outbound)),
+            Arc::new(crate::domain::webhooks::WebhookChannel::new(webhook_outbound.clone())),
+        );
+        channels.register(
+            crate::domain::vocab::ChannelKind::Kaizala,
+            Arc::new(crate::domain::kaizala::webhooks::KzChannel::new(webhook_outbound)),
         );
         Ok(AppState {
             db,

@@ -16,6 +16,7 @@ pub mod courses;
 pub mod custom_roles;
 pub mod group_links;
 pub mod groups;
+pub mod kz_subscriptions;
 pub mod kz_tokens;
 pub mod members;
 pub mod memberships;

@@ -147,10 +147,16 @@ pub struct EndpointTargetRow {
 pub async fn targets_of_spot(
     ex: Ex<'_>,
     spot_id: SpotId,
-) -> Result<(Vec<EndpointTargetRow>, Option<String>), sqlx::Error> {
+) -> Result<(Vec<EndpointTargetRow>, Vec<String>, Option<String>), sqlx::Error> {
     run!(ex, |c| {
         let endpoints = sqlx::query_as::<_, EndpointTargetRow>(
             "SELECT id, event_types, enabled FROM webhook_endpoints WHERE spot_id = $1 ORDER BY id",
+        )
+        .bind(spot_id)
+        .fetch_all(&mut *c)
+        .await?;
+        let kaizala_groups = sqlx::query_scalar::<_, String>(
+            "SELECT DISTINCT object_id FROM kz_subscriptions WHERE spot_id = $1 AND object_type = 'Group'",
         )
         .bind(spot_id)
         .fetch_all(&mut *c)
@@ -159,7 +165,7 @@ pub async fn targets_of_spot(
             .bind(spot_id)
             .fetch_optional(&mut *c)
             .await?;
-        Ok((endpoints, name))
+        Ok((endpoints, kaizala_groups, name))
     })
 }
 

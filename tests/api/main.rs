@@ -11,6 +11,7 @@ mod events;
 mod faults;
 mod isolation;
 mod kaizala;
+mod kaizala_webhooks;
 mod metrics;
 mod ms_courses;
 mod ms_groups;

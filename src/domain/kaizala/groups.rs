@@ -7,11 +7,11 @@ use std::collections::HashSet;
 use uuid::Uuid;
 
 use super::hierarchy::{walk, Direction};
-use super::{member_by_mobile, mobile, KzCaller};
+use super::{member_by_mobile, mobile, webhooks, KzCaller};
 use crate::domain::groups::{self, Group, NewGroup};
 use crate::domain::ids::{GroupId, MemberId, SpotId};
 use crate::domain::members::{self, Member};
-use crate::domain::vocab::{GroupRole, MemberRole, MemberStatus};
+use crate::domain::vocab::{GroupRole, KzEventType, MemberRole, MemberStatus};
 use crate::domain::{from_rows, new_id, now_ms};
 use crate::error::{Entity, Error, Result};
 use crate::store::{self, Db, Tx};
@@ -65,7 +65,7 @@ async fn require_reader(tx: &mut Tx, caller: &KzCaller, group_id: GroupId) -> Re
     Ok((g, role))
 }
 
-async fn require_admin(tx: &mut Tx, caller: &KzCaller, group_id: GroupId) -> Result<Group> {
+pub(super) async fn require_admin(tx: &mut Tx, caller: &KzCaller, group_id: GroupId) -> Result<Group> {
     let (g, role) = require_reader(tx, caller, group_id).await?;
     if role != Some(GroupRole::Admin) {
         return Err(Error::Forbidden("Only a group Admin can change this group".into()));
@@ -91,6 +91,7 @@ pub async fn create_group(
     let numbers =
         numbers.iter().enumerate().map(|(i, n)| mobile(&format!("members[{i}]"), n)).collect::<Result<Vec<_>>>()?;
     let mut tx = db.begin().await?;
+    tx.set_actor(caller.member_id);
     if let Some(p) = parent {
         require_admin(&mut tx, caller, p).await?;
     }
@@ -310,6 +311,7 @@ pub async fn add_members(db: &Db, caller: &KzCaller, group_id: GroupId, numbers:
 /// One attempt of [`add_members`] (see [`store::retry_transient`]).
 async fn add_members_once(db: &Db, caller: &KzCaller, group_id: GroupId, numbers: &[String]) -> Result<()> {
     let mut tx = db.begin().await?;
+    tx.set_actor(caller.member_id);
     let g = require_admin(&mut tx, caller, group_id).await?;
     if g.is_smart() {
         return Err(smart_refusal());
@@ -378,6 +380,7 @@ pub async fn remove_member(db: &Db, caller: &KzCaller, group_id: GroupId, member
 /// One attempt of [`remove_member`], under the group's lock (see [`set_member_role_once`]).
 async fn remove_member_once(db: &Db, caller: &KzCaller, group_id: GroupId, member_id: MemberId) -> Result<()> {
     let mut tx = db.begin().await?;
+    tx.set_actor(caller.member_id);
     let g = require_admin(&mut tx, caller, group_id).await?;
     if !store::groups::lock(tx.ex(), caller.spot_id, group_id).await? {
         return Err(Error::NotFound(Entity::Group));
@@ -410,9 +413,12 @@ pub async fn post_message(db: &Db, caller: &KzCaller, group_id: GroupId, text: &
         return Err(Error::invalid("message", format!("at most {MAX_MESSAGE_CHARS} characters")));
     }
     let mut tx = db.begin().await?;
+    tx.set_actor(caller.member_id);
     require_reader(&mut tx, caller, group_id).await?;
     let id = new_id();
     store::messages::insert(tx.ex(), caller.spot_id, id, group_id, caller.member_id, text, now_ms()).await?;
+    webhooks::queue(&mut tx, caller.spot_id, group_id, KzEventType::TextMessageCreated, &[webhooks::text_data(text)])
+        .await?;
     tx.commit().await?;
     Ok(id)
 }

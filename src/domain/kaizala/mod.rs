@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod groups;
 pub mod hierarchy;
+pub mod webhooks;
 
 pub use auth::{
     access_token, create_connector, create_user_token, delete_connector, generate_pin, list_connectors, login_with_pin,

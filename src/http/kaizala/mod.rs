@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod groups;
 pub mod lenient;
+pub mod webhooks;
 
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -36,7 +37,8 @@ pub const PER_SPOT_PER_MINUTE: i64 = 300;
 
 pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .merge(groups::routes().route_layer(axum::middleware::from_fn_with_state(state, guard)))
+        .merge(groups::routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), guard)))
+        .merge(webhooks::routes().route_layer(axum::middleware::from_fn_with_state(state, guard)))
         .merge(auth::routes())
 }
 
