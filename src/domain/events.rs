@@ -327,8 +327,11 @@ pub async fn emit(tx: &mut Tx, spot_id: SpotId, event: Event<'_>) -> Result<()> 
     Ok(())
 }
 
+/// Members whose membership changed, with their role in the group.
+type ChangedMembers<'e> = &'e [(MemberId, GroupRole)];
+
 /// The Kaizala side of a membership change: the group, the event and who changed.
-fn kaizala_part<'e>(event: &Event<'e>) -> Option<(GroupId, KzEventType, &'e [(MemberId, GroupRole)])> {
+fn kaizala_part<'e>(event: &Event<'e>) -> Option<(GroupId, KzEventType, ChangedMembers<'e>)> {
     match event {
         Event::GroupMembersAdded { group_id, members } => Some((*group_id, KzEventType::MemberAdded, members)),
         Event::GroupMembersRemoved { group_id, members } => Some((*group_id, KzEventType::MemberRemoved, members)),
