@@ -68,6 +68,8 @@ enum Id {
     KzMember,
     Webhook,
     WebhookEvent,
+    /// A Kaizala webhook subscription.
+    KzWebhook,
 }
 
 /// One spot's ids (or a ghost's: random ids that exist in no spot).
@@ -87,6 +89,7 @@ struct Side {
     kz_member: String,
     webhook: String,
     webhook_event: String,
+    kz_webhook: String,
 }
 
 impl Side {
@@ -108,6 +111,7 @@ impl Side {
             kz_member: id(),
             webhook: id(),
             webhook_event: id(),
+            kz_webhook: id(),
         }
     }
 
@@ -126,10 +130,11 @@ impl Side {
             Id::KzMember => vec![&self.kz_member, &self.member],
             Id::Webhook => vec![&self.webhook],
             Id::WebhookEvent => vec![&self.webhook_event],
+            Id::KzWebhook => vec![&self.kz_webhook],
         }
     }
 
-    fn fields(&self) -> [&str; 14] {
+    fn fields(&self) -> [&str; 15] {
         [
             &self.member,
             &self.phone_member,
@@ -145,6 +150,7 @@ impl Side {
             &self.kz_member,
             &self.webhook,
             &self.webhook_event,
+            &self.kz_webhook,
         ]
     }
 }
@@ -334,6 +340,8 @@ fn path_ops() -> Vec<PathOp> {
         ),
         op("DELETE", "/kaizala/v1/groups/{groupId}/subGroups/{subGroupId}", &[KzGroup, KzSub], None, 200),
         op("DELETE", "/kaizala/v1/groups/{groupId}/members/{memberId}", &[KzGroup, KzMember], None, 200),
+        op("PUT", "/kaizala/v1/webhook/{webhookId}", &[KzWebhook], body(|_| json!({"Active": true})), 200),
+        op("DELETE", "/kaizala/v1/webhook/{webhookId}", &[KzWebhook], None, 200),
         op("DELETE", "/v1/spotMemberCustomRole/{customRoleId}", &[Role], None, 204),
         op("DELETE", "/v1/customProperties/{slug}", &[Slug], None, 204),
         op("DELETE", "/v1/courses/{courseId}", &[Course], None, 204),
@@ -372,6 +380,7 @@ const NO_PATH_OPS: &[(&str, &str, When, &str)] = &[
     ("GET", "/v1/groups", When::Twice, "A's groups only; name filters on B's names find none"),
     ("GET", "/v1/courses", When::Twice, "A's courses only"),
     ("GET", "/v1/webhooks", When::Twice, "A's webhook endpoints only"),
+    ("GET", "/kaizala/v1/webhook", When::Twice, "A's Kaizala subscriptions only"),
     (
         "GET",
         "/kaizala/v1/groups",
@@ -415,6 +424,7 @@ const NO_PATH_OPS: &[(&str, &str, When, &str)] = &[
     ("POST", "/v1/courses", When::Last, "B's title → a new course of A"),
     ("POST", "/v1/webhooks", When::Last, "B's URL and description → a new endpoint of A, with its own secret"),
     ("POST", "/kaizala/v1/groups", When::Last, "B's phone-only number → a new member of A"),
+    ("POST", "/kaizala/v1/webhook", When::Last, "a subscription to B's group → GroupNotFound as a ghost's"),
     ("POST", "/v1/customProperties", When::Last, "B's slug → 201, a new property of A (the slug is free in A)"),
 ];
 
@@ -721,6 +731,7 @@ async fn populate_b(
         kz_member: phone,
         webhook,
         webhook_event,
+        kz_webhook: String::new(),
     };
     (side, all, conn, refresh, token)
 }
@@ -825,6 +836,7 @@ async fn populate_a(app: &TestApp, hook_url: &str) -> (Side, Vec<(String, String
         kz_member: other,
         webhook,
         webhook_event,
+        kz_webhook: String::new(),
     };
     (side, connectors, admin, plain, shared)
 }
@@ -880,7 +892,7 @@ fn ms_entity(k: Id) -> &'static str {
         Id::Role => "Custom role",
         Id::Webhook => "Webhook",
         Id::WebhookEvent => "Webhook event",
-        Id::KzGroup | Id::KzSub | Id::KzMember => unreachable!("a Kaizala id"),
+        Id::KzGroup | Id::KzSub | Id::KzMember | Id::KzWebhook => unreachable!("a Kaizala id"),
     }
 }
 
@@ -963,8 +975,12 @@ impl Ctx<'_> {
                 self.same_as_ghost(&rb, &rg, &what);
                 let first = op.params.iter().zip(&choice).find(|(_, c)| c.is_some()).map(|(k, _)| *k).unwrap();
                 match first {
-                    Id::KzGroup | Id::KzSub | Id::KzMember => {
-                        let code = if first == Id::KzMember { "MemberNotFound" } else { "GroupNotFound" };
+                    Id::KzGroup | Id::KzSub | Id::KzMember | Id::KzWebhook => {
+                        let code = match first {
+                            Id::KzMember => "MemberNotFound",
+                            Id::KzWebhook => "ResourceNotFound",
+                            _ => "GroupNotFound",
+                        };
                         assert_eq!(rb.status, 404, "{what}: {}", rb.text);
                         assert_eq!(rb.body["errorCode"], code, "{what}: {}", rb.text);
                         assert_eq!(rb.body["errorCategoryKey"], "ClientException", "{what}: {}", rb.text);
@@ -1229,6 +1245,21 @@ impl Ctx<'_> {
                     r.text
                 );
             }
+            ("GET", "/kaizala/v1/webhook") => {
+                let r = self.call(Caller::KzAdmin, m, path, None).await;
+                assert_eq!(r.status, 200, "{}", r.text);
+                let ids: Vec<&str> =
+                    r.body["webhooks"].as_array().unwrap().iter().filter_map(|w| w["id"].as_str()).collect();
+                // A's own subscription is deleted by its path operation, between the two runs.
+                assert!(!ids.contains(&b.kz_webhook.as_str()), "{ids:?} {}", r.text);
+            }
+            ("POST", "/kaizala/v1/webhook") => {
+                let body = |g: &str| json!({"objectId": g, "objectType": "Group", "eventTypes": ["MemberAdded"], "callBackUrl": self.hook_url});
+                let rb = self.call(Caller::KzAdmin, m, path, Some(&body(&b.kz_group))).await;
+                let rg = self.call(Caller::KzAdmin, m, path, Some(&body(&ghost.kz_group))).await;
+                self.same_as_ghost(&rb, &rg, "a subscription to B's group");
+                assert_eq!((rb.status, &rb.body["errorCode"]), (404, &json!("GroupNotFound")), "{}", rb.text);
+            }
             ("POST", "/v1/customProperties") => {
                 let body = json!({"slug": b.slug, "label": "A's own", "type": "Text"});
                 let r = self.call(Caller::Key, m, path, Some(&body)).await;
@@ -1410,8 +1441,18 @@ both_with!(isolation_matrix, |c| { c.allow_private_targets = true }, |app| {
     let hooks = Receiver::start(Reply::Status(200)).await;
     let hook_url = hooks.url();
     let (b_spot, b_key) = app.other_spot().await;
-    let (b, b_ids, b_connector, b_refresh, b_token) = populate_b(&app, b_spot, &b_key, &hook_url).await;
-    let (a, a_connectors, kz_admin, kz_plain, a_shared) = populate_a(&app, &hook_url).await;
+    let (mut b, mut b_ids, b_connector, b_refresh, b_token) = populate_b(&app, b_spot, &b_key, &hook_url).await;
+    let (mut a, a_connectors, kz_admin, kz_plain, a_shared) = populate_a(&app, &hook_url).await;
+    // Each spot's Kaizala group has a webhook subscription (validated by a receiver of
+    // its own, which also takes the messages the matrix posts).
+    let kz_hooks = Receiver::start(Reply::EchoValidationToken).await;
+    for (side, token) in [(&mut b, &b_token), (&mut a, &kz_admin[0])] {
+        let body = json!({"objectId": side.kz_group, "objectType": "Group", "eventTypes": ["TextMessageCreated"],
+                          "callBackUrl": kz_hooks.url()});
+        let sub = kz_ok(&app, token, "POST", "/kaizala/v1/webhook", Some(body)).await;
+        side.kz_webhook = sub["webhookId"].as_str().unwrap().to_string();
+    }
+    b_ids.push(b.kz_webhook.clone());
     assert_eq!(hooks.wait_for(2, Duration::from_secs(10)).await.len(), 2);
     for (key, hook) in [(&b_key, &b.webhook), (&app.key, &a.webhook)] {
         let path = format!("/v1/webhooks/{hook}/deliveries");
