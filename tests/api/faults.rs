@@ -176,3 +176,75 @@ async fn an_import_killed_midway_resumes_by_rerunning_sqlite() {
 async fn an_import_killed_midway_resumes_by_rerunning_postgres() {
     an_import_killed_midway_resumes_by_rerunning(Backend::Postgres).await;
 }
+
+/// Webhook events committed before a SIGKILL (some of them in flight to a receiver that
+/// hangs) are all delivered once the server is back, with their event ids.
+async fn webhook_events_survive_a_kill(backend: Backend) {
+    use crate::receiver::{Receiver, Reply};
+    let Some((url, _dir, _pg)) = test_database(backend).await else { return };
+    let spot = cli_json(&url, &["spots", "create", "--name", "faults", "--json"]);
+    let key = spot["apiKey"].as_str().unwrap().to_string();
+    let serve = || {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--database-url", &url, "serve", "--listen", "127.0.0.1:0"])
+            .env("OPENSPOT_ALLOW_PRIVATE_TARGETS", "true")
+            .env("OPENSPOT_WEBHOOK_TIMEOUT_MS", "1000")
+            .env("OPENSPOT_OUTBOX_LEASE_MS", "3000")
+            .env("OPENSPOT_WEBHOOK_RETRY_SCHEDULE", "200ms,200ms,200ms,200ms,200ms,200ms");
+        cmd
+    };
+    let rx = Receiver::start(Reply::Hang).await;
+    let (server, listen, _log) = serve_logged(&mut serve()).await;
+    let (client, base) = (test_client(), format!("http://{listen}"));
+    let r = client
+        .post(format!("{base}/v1/webhooks"))
+        .header("authorization", &key)
+        .json(&json!({"url": rx.url(), "eventTypes": ["member.created"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let events = 20;
+    for i in 0..events {
+        let r = client
+            .post(format!("{base}/v1/spotMembers"))
+            .header("authorization", &key)
+            .json(&json!({"email": format!("hook{i}@x.io")}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    // Deliveries are in flight (the receiver holds them) when the server dies.
+    assert!(!rx.wait_for(1, Duration::from_secs(10)).await.is_empty());
+    sigkill(server);
+
+    rx.set_reply(Reply::Status(200));
+    let switched = std::time::Instant::now();
+    let (server, _, _) = serve_logged(&mut serve()).await;
+    let mut ids = std::collections::BTreeSet::new();
+    for _ in 0..300 {
+        ids = rx
+            .captured()
+            .iter()
+            .filter(|c| c.at >= switched)
+            .filter_map(|c| c.header("webhook-id").map(str::to_string))
+            .collect();
+        if ids.len() == events {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop(server).await;
+    assert_eq!(ids.len(), events, "every committed event is delivered after the restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_events_survive_a_kill_sqlite() {
+    webhook_events_survive_a_kill(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_events_survive_a_kill_postgres() {
+    webhook_events_survive_a_kill(Backend::Postgres).await;
+}
