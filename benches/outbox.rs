@@ -198,6 +198,58 @@ async fn throughput(url_db: &str, spot: SpotId, replicas: usize, events: usize) 
     rate
 }
 
+/// What the outbox adds to a member write: `invite_member` in a spot with no endpoint
+/// and in one with an endpoint listening to `member.created` (rows only queued here: no
+/// dispatcher runs), interleaved in rounds so drift hits both alike; and the cost of
+/// `events::emit` itself for a spot without endpoints (its cached "nobody listens").
+async fn write_cost(db: &Db, url: &str) {
+    use openspot::domain::{events, members, webhooks};
+    let (quiet, _) = openspot::domain::spots::create_spot(db, "no endpoint").await.unwrap();
+    let (heard, _) = openspot::domain::spots::create_spot(db, "one endpoint").await.unwrap();
+    let outbound = Outbound::new(true, Duration::from_secs(10)).unwrap();
+    webhooks::create_endpoint(
+        db,
+        &outbound,
+        heard.id,
+        webhooks::NewEndpoint {
+            url: Some(url.to_string()),
+            event_types: Some(vec!["member.created".into()]),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (rounds, per_round) = (5, 400);
+    let (mut without, mut with) = (Duration::ZERO, Duration::ZERO);
+    for round in 0..rounds {
+        for (spot, total) in [(quiet.id, &mut without), (heard.id, &mut with)] {
+            let start = Instant::now();
+            for i in 0..per_round {
+                members::invite_member(db, spot, &format!("w{round}-{i}@x.io"), false).await.unwrap();
+            }
+            *total += start.elapsed();
+        }
+    }
+    let n = (rounds * per_round) as u32;
+    let (a, b) = (without / n, with / n);
+    println!(
+        "member write: {:.0} µs without an endpoint, {:.0} µs with one ({:+.1} %; {n} invites each)",
+        a.as_secs_f64() * 1e6,
+        b.as_secs_f64() * 1e6,
+        (b.as_secs_f64() / a.as_secs_f64() - 1.0) * 100.0
+    );
+    let member = members::invite_member(db, quiet.id, "probe@x.io", false).await.unwrap().0;
+    let mut tx = db.begin().await.unwrap();
+    let calls = 100_000u32;
+    let start = Instant::now();
+    for _ in 0..calls {
+        events::emit(&mut tx, quiet.id, events::Event::MemberCreated(std::slice::from_ref(&member))).await.unwrap();
+    }
+    let per_call = start.elapsed() / calls;
+    tx.commit().await.unwrap();
+    println!("events::emit for a spot without endpoints: {:.0} ns per call", per_call.as_secs_f64() * 1e9);
+}
+
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
@@ -209,6 +261,7 @@ async fn main() {
 
     let receiver = new_receiver().await;
     latency(&db, spot.id, &receiver).await;
+    write_cost(&db, &receiver).await;
 
     let events = 10_000;
     let one = throughput(&url, spot.id, 1, events).await;

@@ -211,3 +211,53 @@ async fn three_replicas_on_one_postgres_database() {
     }
     cluster.stop_all().await;
 }
+
+/// A webhook endpoint created through one replica is heard by the others at once: they
+/// drop their cached "nobody listens" when the change is announced (PostgreSQL NOTIFY),
+/// instead of using it for up to the cache's 10 seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_endpoint_is_heard_by_every_replica_at_once() {
+    use crate::receiver::{Receiver, Reply};
+    let Some((url, _dir, _pg)) = test_database(Backend::Postgres).await else { return };
+    let (_, key) = new_spot(&url);
+    let mut bases = Vec::new();
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let (child, listen, _log) = serve_logged(
+            Command::new(BIN)
+                .args(["--database-url", &url, "serve", "--listen", "127.0.0.1:0"])
+                .env("OPENSPOT_ALLOW_PRIVATE_TARGETS", "true"),
+        )
+        .await;
+        bases.push(format!("http://{listen}"));
+        servers.push(child);
+    }
+    let client = test_client();
+    let invite = |base: &str, email: &str| {
+        client
+            .post(format!("{base}/v1/spotMembers"))
+            .header("authorization", &key)
+            .json(&json!({"email": email}))
+            .send()
+    };
+    // Replica 0 learns that nobody listens in this spot (and caches it).
+    assert!(invite(&bases[0], "before@x.io").await.unwrap().status().is_success());
+    // An endpoint is created through replica 1; replica 0's next write is heard.
+    let rx = Receiver::start(Reply::Status(200)).await;
+    let r = client
+        .post(format!("{}/v1/webhooks", bases[1]))
+        .header("authorization", &key)
+        .json(&json!({"url": rx.url(), "eventTypes": ["member.created"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    tokio::time::sleep(Duration::from_millis(300)).await; // the notification's trip
+    assert!(invite(&bases[0], "after@x.io").await.unwrap().status().is_success());
+    let got = rx.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 1, "replica 0 wrote the event of a write made 0.3 s after the endpoint appeared");
+    assert_eq!(got[0].json()["member"]["email"], "after@x.io");
+    for s in servers {
+        stop(s).await;
+    }
+}

@@ -201,11 +201,13 @@ async fn report(db: &Db) {
 }
 
 /// On PostgreSQL: wakes the dispatcher when a process without one (the CLI) wrote
-/// rows, and after a lost connection (notifications may have been missed). Runs until
-/// aborted.
+/// rows; drops this process's cached delivery targets of a spot when another replica
+/// changed them (`openspot_targets`); after a lost connection (notifications may have
+/// been missed) does both for everything. Runs until aborted.
 async fn listen(db: Db) {
+    use crate::store::webhooks::TARGETS_CHANNEL;
     let mut listener = loop {
-        match outbox::listen(&db, &[outbox::OUTBOX_CHANNEL]).await {
+        match outbox::listen(&db, &[outbox::OUTBOX_CHANNEL, TARGETS_CHANNEL]).await {
             Ok(Some(l)) => break l,
             Ok(None) => return,
             Err(e) => {
@@ -216,7 +218,15 @@ async fn listen(db: Db) {
     };
     loop {
         match listener.recv().await {
-            Ok(_) => outbox::wake(),
+            Ok(Some((channel, payload))) if channel == TARGETS_CHANNEL => match payload.parse() {
+                Ok(spot_id) => crate::domain::events::invalidate(spot_id),
+                Err(_) => crate::domain::events::invalidate_all(),
+            },
+            Ok(Some(_)) => outbox::wake(),
+            Ok(None) => {
+                crate::domain::events::invalidate_all();
+                outbox::wake();
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "outbox: notification connection failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
