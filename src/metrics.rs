@@ -52,6 +52,20 @@ pub struct PoolLabels {
     pub state: ConnectionState,
 }
 
+/// How an outbox delivery attempt ended (webhooks, Kaizala callbacks, emails).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum DeliveryOutcome {
+    Delivered,
+    Retried,
+    Failed,
+    Skipped,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    pub outcome: DeliveryOutcome,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Every metric openspot records.
@@ -67,6 +81,13 @@ pub struct Metrics {
     pub import_rows: Family<RowLabels, Counter>,
     /// The database pool's connections, read at scrape time.
     pub db_connections: Family<PoolLabels, Gauge>,
+    /// This process's outbox delivery attempts by outcome.
+    pub outbox_deliveries: Family<DeliveryLabels, Counter>,
+    /// Outbox rows waiting (all replicas), read at scrape time.
+    pub outbox_pending: Gauge,
+    pub outbox_due: Gauge,
+    /// How long the oldest due row has waited, in seconds (0 when none is due).
+    pub outbox_oldest_due_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 /// OpenTelemetry's default buckets for HTTP server durations (seconds).
@@ -105,8 +126,29 @@ impl Metrics {
         registry.register("openspot_import_rows", "Rows of member imports, by outcome", import_rows.clone());
         let db_connections = Family::<PoolLabels, Gauge>::default();
         registry.register("db_client_connection_count", "Database pool connections by state", db_connections.clone());
+        let outbox_deliveries = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "openspot_outbox_deliveries",
+            "Outbox delivery attempts of this process, by outcome",
+            outbox_deliveries.clone(),
+        );
+        let outbox_pending = Gauge::default();
+        registry.register("openspot_outbox_pending", "Outbox rows not yet delivered", outbox_pending.clone());
+        let outbox_due = Gauge::default();
+        registry.register("openspot_outbox_due", "Outbox rows due now and not being delivered", outbox_due.clone());
+        let outbox_oldest_due_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register_with_unit(
+            "openspot_outbox_oldest_due_age",
+            "How long the oldest due outbox row has waited",
+            Unit::Seconds,
+            outbox_oldest_due_seconds.clone(),
+        );
         Metrics {
             registry,
+            outbox_deliveries,
+            outbox_pending,
+            outbox_due,
+            outbox_oldest_due_seconds,
             requests,
             rate_limited,
             smart_group_computations,
@@ -129,6 +171,18 @@ impl Metrics {
         let idle = idle as i64;
         self.db_connections.get_or_create(&PoolLabels { state: ConnectionState::Idle }).set(idle);
         self.db_connections.get_or_create(&PoolLabels { state: ConnectionState::Used }).set(i64::from(size) - idle);
+    }
+
+    /// Sets the outbox backlog gauges (as read at scrape time).
+    pub fn set_outbox_backlog(&self, pending: i64, due: i64, oldest_due_ms: Option<i64>) {
+        self.outbox_pending.set(pending);
+        self.outbox_due.set(due);
+        self.outbox_oldest_due_seconds.set(oldest_due_ms.unwrap_or(0) as f64 / 1000.0);
+    }
+
+    /// Counts one finished delivery attempt.
+    pub fn count_delivery(&self, outcome: DeliveryOutcome) {
+        self.outbox_deliveries.get_or_create(&DeliveryLabels { outcome }).inc();
     }
 
     /// Counts the rows of a finished import.

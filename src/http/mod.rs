@@ -199,6 +199,9 @@ async fn metrics_endpoint(State(st): State<AppState>, headers: axum::http::Heade
     let metrics = crate::metrics::global();
     let (size, idle) = st.db.pool_stats();
     metrics.set_pool(size, idle);
+    if let Ok(Ok(b)) = tokio::time::timeout(Duration::from_secs(1), outbox::status(&st.db, &st.outbox)).await {
+        metrics.set_outbox_backlog(b.backlog.pending, b.backlog.due, b.backlog.oldest_due_age_ms);
+    }
     (
         [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         metrics.render(),

@@ -98,3 +98,25 @@ async fn a_metrics_token_is_required_when_configured() {
     assert_eq!(right.status(), 200);
     assert!(right.text().await.unwrap().ends_with("# EOF\n"));
 }
+
+crate::both_with!(outbox_backlog_and_deliveries_are_shown, |c| { c.allow_private_targets = true }, |app| {
+    use crate::receiver::{Receiver, Reply};
+    let before = scrape(&app).await;
+    let rx = Receiver::start(Reply::Status(200)).await;
+    let hook = app.post("/v1/webhooks", json!({"url": rx.url(), "eventTypes": ["member.created"]})).await;
+    assert_eq!(hook.status, 201, "{}", hook.text);
+    app.invite("metrics@x.io").await;
+    assert_eq!(rx.wait_for(1, std::time::Duration::from_secs(10)).await.len(), 1);
+    let series = "openspot_outbox_deliveries_total{outcome=\"Delivered\"}";
+    let mut after = scrape(&app).await;
+    for _ in 0..50 {
+        if value(&after, series) > value(&before, series) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        after = scrape(&app).await;
+    }
+    assert!(value(&after, series) >= value(&before, series) + 1.0, "{after}");
+    assert!(after.contains("# TYPE openspot_outbox_pending gauge"), "{after}");
+    assert!(after.contains("openspot_outbox_oldest_due_age_seconds"), "{after}");
+});

@@ -81,14 +81,16 @@ async fn write(db: &Db, rt: &Runtime, batch: Vec<Finished>) {
         outbox::wake();
     }
     for (_, d) in &decided {
-        let counter = match d.completion.as_ref().map(|c| c.state) {
-            Some(OutboxState::Delivered) => &rt.stats.delivered,
-            Some(OutboxState::Pending) => &rt.stats.retried,
-            Some(OutboxState::Failed | OutboxState::Paused) => &rt.stats.failed,
-            Some(OutboxState::Skipped) => &rt.stats.skipped,
+        use crate::metrics::DeliveryOutcome as O;
+        let (counter, outcome) = match d.completion.as_ref().map(|c| c.state) {
+            Some(OutboxState::Delivered) => (&rt.stats.delivered, O::Delivered),
+            Some(OutboxState::Pending) => (&rt.stats.retried, O::Retried),
+            Some(OutboxState::Failed | OutboxState::Paused) => (&rt.stats.failed, O::Failed),
+            Some(OutboxState::Skipped) => (&rt.stats.skipped, O::Skipped),
             None => continue,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::global().count_delivery(outcome);
     }
 }
 
