@@ -282,12 +282,11 @@ pub async fn emit(tx: &mut Tx, spot_id: SpotId, event: Event<'_>) -> Result<()> 
     if event.is_empty() {
         return Ok(());
     }
-    if let Some(t) = cached(spot_id) {
-        if !t.wanted(&event) {
-            return Ok(());
-        }
-    }
+    // Cached: a write in a spot where nobody listens stops here without a query.
     let targets = targets(tx, spot_id).await?;
+    if !targets.wanted(&event) {
+        return Ok(());
+    }
     // Kaizala subscribers of the group hear of its membership changes from either dialect.
     if let Some((group_id, kz_type, members)) = kaizala_part(&event) {
         if targets.kaizala_groups.contains(&group_id) {

@@ -13,21 +13,15 @@ use serde_json::json;
 
 use crate::common::{test_client, test_database, TestApp};
 
-/// Spots whose member count differs from their member rows, in the database at `url`.
-async fn torn_counters(url: &str) -> Vec<(String, i64, i64)> {
+/// Spots whose member count differs from their member rows in the SQLite database at
+/// `url`, which must also pass SQLite's integrity check.
+async fn torn_counters(url: &str) -> Vec<(i64, i64)> {
     let db = Db::connect(url).await.unwrap();
     let Db::Sqlite(pool) = &db else { panic!("a SQLite snapshot") };
     let check: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(pool).await.unwrap();
     assert_eq!(check, "ok");
-    let torn = sqlx::query_as::<_, (String, i64, i64)>(
-        "SELECT s.name, s.member_count, (SELECT COUNT(*) FROM members m WHERE m.spot_id = s.id) FROM spots s \
-         WHERE s.member_count <> (SELECT COUNT(*) FROM members m WHERE m.spot_id = s.id)",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
     db.close().await;
-    torn
+    crate::faults::torn_counts(url).await
 }
 
 async fn member_total(app: &TestApp) -> i64 {

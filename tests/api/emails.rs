@@ -20,21 +20,6 @@ use serde_json::{json, Value};
 use crate::common::TestApp;
 use crate::{both, both_with};
 
-/// The Python interpreter with `aiosmtpd`, or None (with a notice) when the tests that
-/// need it are to be skipped; `TEST_REQUIRE_PYTHON=1` (CI) turns the skip into a failure.
-fn python() -> Option<PathBuf> {
-    match std::env::var_os("OPENSPOT_TEST_PYTHON") {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-        _ => {
-            if std::env::var("TEST_REQUIRE_PYTHON").is_ok_and(|v| v == "1") {
-                panic!("TEST_REQUIRE_PYTHON=1 but OPENSPOT_TEST_PYTHON is not set");
-            }
-            eprintln!("skipped: SMTP sink test (set OPENSPOT_TEST_PYTHON to a python with aiosmtpd)");
-            None
-        }
-    }
-}
-
 /// A running `smtp_sink.py`: killed when dropped.
 struct Sink {
     child: Child,
@@ -45,7 +30,7 @@ struct Sink {
 
 impl Sink {
     fn start() -> Option<Sink> {
-        let python = python()?;
+        let python = crate::python::python()?;
         let dir = tempfile::tempdir().expect("temp dir");
         let out = dir.path().join("mail.jsonl");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/py/smtp_sink.py");

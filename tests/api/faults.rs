@@ -20,7 +20,7 @@ use crate::security::{cli_json, serve_logged, stop};
 const BIN: &str = env!("CARGO_BIN_EXE_openspot");
 
 /// Spots whose stored member count differs from their member rows.
-async fn torn_counts(url: &str) -> Vec<(i64, i64)> {
+pub(crate) async fn torn_counts(url: &str) -> Vec<(i64, i64)> {
     let db = Db::connect(url).await.unwrap();
     let sql = "SELECT s.member_count, (SELECT COUNT(*) FROM members m WHERE m.spot_id = s.id) FROM spots s \
                WHERE s.member_count <> (SELECT COUNT(*) FROM members m WHERE m.spot_id = s.id)";
@@ -51,9 +51,7 @@ fn sigkill(mut child: std::process::Child) {
 
 async fn bulk_invites_survive_a_kill(backend: Backend) {
     let Some((url, _dir, _pg)) = test_database(backend).await else { return };
-    let spot = cli_json(&url, &["spots", "create", "--name", "faults", "--json"]);
-    let (key, spot_id) = (spot["apiKey"].as_str().unwrap().to_string(), spot["spotId"].as_str().unwrap().to_string());
-    cli_json(&url, &["spots", "set-limits", &spot_id, "--per-10s", "1000000", "--per-day", "100000000", "--json"]);
+    let (_, key) = crate::replicas::new_spot(&url);
     let (server, listen, _log) =
         serve_logged(Command::new(BIN).args(["--database-url", &url, "serve", "--listen", "127.0.0.1:0"])).await;
 

@@ -62,7 +62,8 @@ impl Cluster {
     }
 }
 
-fn new_spot(url: &str) -> (String, String) {
+/// A spot made through the CLI, with limits no test reaches: (id, API key).
+pub(crate) fn new_spot(url: &str) -> (String, String) {
     let spot = cli_json(url, &["spots", "create", "--name", "replicas", "--json"]);
     let id = spot["spotId"].as_str().unwrap().to_string();
     cli_json(url, &["spots", "set-limits", &id, "--per-10s", "1000000", "--per-day", "100000000", "--json"]);

@@ -13,7 +13,8 @@ use base64::Engine;
 
 use super::receiver::Captured;
 
-/// The Python interpreter of the test venv, or None (after a skip notice).
+/// The Python interpreter of the test venv (the webhook verifier and the SMTP sink),
+/// or None (after a skip notice).
 pub fn python() -> Option<PathBuf> {
     match std::env::var_os("OPENSPOT_TEST_PYTHON") {
         Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
@@ -21,7 +22,7 @@ pub fn python() -> Option<PathBuf> {
             if std::env::var("TEST_REQUIRE_PYTHON").is_ok_and(|v| v == "1") {
                 panic!("TEST_REQUIRE_PYTHON=1 but OPENSPOT_TEST_PYTHON is not set");
             }
-            eprintln!("skipped: Python verifier (set OPENSPOT_TEST_PYTHON to a venv with standardwebhooks)");
+            eprintln!("skipped: Python check (set OPENSPOT_TEST_PYTHON to a venv with standardwebhooks and aiosmtpd)");
             None
         }
     }
