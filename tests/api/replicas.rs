@@ -262,3 +262,86 @@ async fn a_new_endpoint_is_heard_by_every_replica_at_once() {
         stop(s).await;
     }
 }
+
+/// Two `openspot serve` processes on one PostgreSQL database and a burst of 1,000 events
+/// written through both (five concurrent bulk invites of 200): the receiver gets each
+/// event id exactly once, both replicas delivered part of them, and the delivery log has
+/// one successful attempt per event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replica_processes_deliver_a_burst_of_1000_events_exactly_once() {
+    use crate::receiver::{Receiver, Reply};
+    let Some((url, _dir, _pg)) = test_database(Backend::Postgres).await else { return };
+    let (_, key) = new_spot(&url);
+    let mut bases = Vec::new();
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let (child, listen, _log) = serve_logged(
+            Command::new(BIN)
+                .args(["--database-url", &url, "serve", "--listen", "127.0.0.1:0"])
+                .env("OPENSPOT_ALLOW_PRIVATE_TARGETS", "true"),
+        )
+        .await;
+        bases.push(format!("http://{listen}"));
+        servers.push(child);
+    }
+    let client = test_client();
+    let rx = Receiver::start(Reply::Status(200)).await;
+    let r = client
+        .post(format!("{}/v1/webhooks", bases[0]))
+        .header("authorization", &key)
+        .json(&json!({"url": rx.url(), "eventTypes": ["member.created"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let endpoint = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(300)).await; // replica 1 hears of the endpoint
+
+    let bursts: Vec<_> = (0..5)
+        .map(|b| {
+            let (client, base, key) = (client.clone(), bases[b % 2].clone(), key.clone());
+            tokio::spawn(async move {
+                let emails: Vec<String> = (0..200).map(|i| format!("burst{b}-{i}@x.io")).collect();
+                let r = client
+                    .post(format!("{base}/v1/spotMembers~bulkInvite"))
+                    .header("authorization", &key)
+                    .json(&json!({"emails": emails}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+                let body: Value = r.json().await.unwrap();
+                assert_eq!(body["created"].as_array().unwrap().len(), 200, "{body}");
+            })
+        })
+        .collect();
+    for b in bursts {
+        b.await.unwrap();
+    }
+    let got = rx.wait_for(1_000, Duration::from_secs(60)).await;
+    assert_eq!(got.len(), 1_000, "every event arrived");
+    // Anything delivered twice would arrive shortly after the first copy: wait, then count.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got = rx.captured();
+    let ids: BTreeSet<String> = got.iter().map(|c| c.header("webhook-id").unwrap().to_string()).collect();
+    let emails: BTreeSet<String> =
+        got.iter().map(|c| c.json()["member"]["email"].as_str().unwrap().to_string()).collect();
+    assert_eq!((got.len(), ids.len(), emails.len()), (1_000, 1_000, 1_000), "each event exactly once");
+
+    // The delivery log: one successful attempt per event, from both replicas.
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let (attempts, events, replicas): (i64, i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(DISTINCT event_id), COUNT(DISTINCT replica_id) FROM outbox_attempts \
+         WHERE target_id = $1::uuid",
+    )
+    .bind(&endpoint)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    assert_eq!((attempts, events), (1_000, 1_000), "one attempt per event");
+    assert_eq!(replicas, 2, "both replicas took part in the delivery");
+    for s in servers {
+        stop(s).await;
+    }
+}
