@@ -250,6 +250,130 @@ async fn write_cost(db: &Db, url: &str) {
     println!("events::emit for a spot without endpoints: {:.0} ns per call", per_call.as_secs_f64() * 1e9);
 }
 
+/// Latencies of single member invites, one every 5 ms, until `done` says stop (at
+/// least `min` of them): what the write path feels while something else runs.
+async fn probe_writes(db: &Db, spot: SpotId, tag: &str, min: usize, done: &std::sync::atomic::AtomicBool) -> Vec<Duration> {
+    use std::sync::atomic::Ordering;
+    let mut lat = Vec::new();
+    let mut i = 0;
+    while lat.len() < min || !done.load(Ordering::SeqCst) {
+        let start = Instant::now();
+        openspot::domain::members::invite_member(db, spot, &format!("probe-{tag}-{i}@x.io"), false).await.unwrap();
+        lat.push(start.elapsed());
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    lat.sort();
+    lat
+}
+
+fn summary(lat: &[Duration]) -> String {
+    format!(
+        "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} writes)",
+        percentile(lat, 0.5).as_secs_f64() * 1e3,
+        percentile(lat, 0.99).as_secs_f64() * 1e3,
+        lat[lat.len() - 1].as_secs_f64() * 1e3,
+        lat.len()
+    )
+}
+
+/// Bulk operations must not stall the write path (issue 14): in a spot of 100,000
+/// members with an endpoint listening to every event and the real webhook channel
+/// delivering to a loopback receiver, the latency of single invites made meanwhile
+/// (one every 5 ms) during a 2,000-row import, a 200-id bulk add and a smart group
+/// filling with 100,000 members, against the same invites at idle; and how long each
+/// bulk operation took (its events all written in its own transactions).
+async fn bulk_stall(db: &Db, url: &str) {
+    use openspot::domain::{events::EventType, groups, import, members, webhooks};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (spot, _) = openspot::domain::spots::create_spot(db, "bulk").await.unwrap();
+    let population = 100_000;
+    let start = Instant::now();
+    let mut ids = Vec::new();
+    for b in 0..population / 200 {
+        let emails: Vec<String> = (0..200).map(|i| format!("pop{b}-{i}@x.io")).collect();
+        let (created, _) = members::bulk_invite(db, spot.id, &emails, false).await.unwrap();
+        if ids.len() < 200 {
+            ids.extend(created.iter().take(200 - ids.len()).map(|m| m.id.to_string()));
+        }
+    }
+    println!("bulk: {population} members invited in {:.1} s (200 per call)", start.elapsed().as_secs_f64());
+    let outbound = Outbound::new(true, Duration::from_secs(10)).unwrap();
+    webhooks::create_endpoint(
+        db,
+        &outbound,
+        spot.id,
+        webhooks::NewEndpoint {
+            url: Some(url.to_string()),
+            event_types: Some(EventType::NAMES.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut channels = Channels::default();
+    channels.register(ChannelKind::Webhook, Arc::new(webhooks::WebhookChannel::new(outbound)));
+    let dispatcher = outbox::spawn(db.clone(), Arc::new(Runtime::new(OutboxConfig::default(), channels)));
+
+    let idle = AtomicBool::new(true);
+    let base = probe_writes(db, spot.id, "idle", 400, &idle).await;
+    println!("bulk: single invites at idle: {}", summary(&base));
+
+    let csv: String = std::iter::once("email,firstname\n".to_string())
+        .chain((0..2_000).map(|i| format!("imp{i}@x.io,Imported\n")))
+        .collect();
+    let rows = import::read_rows(csv.as_bytes(), &import::HTTP_LIMITS).unwrap();
+    let group = groups::create_group(
+        db,
+        spot.id,
+        groups::NewGroup { name: Some("static".into()), ..Default::default() },
+    )
+    .await
+    .unwrap();
+    let rules = serde_json::json!({"operator": "AND", "conditions": [
+        {"operator": "AND", "triggers": [{"field": "email", "op": "contains", "value": "@x.io"}]}]});
+
+    for op in ["2,000-row import", "200-id bulk add", "smart group of 100,000+"] {
+        let done = AtomicBool::new(false);
+        let bulk = async {
+            let start = Instant::now();
+            match op {
+                "2,000-row import" => {
+                    let report = import::import_rows(db, spot.id, &rows, &[], false, false, &|_| {}).await.unwrap();
+                    assert_eq!(report.created, 2_000);
+                }
+                "200-id bulk add" => {
+                    let (added, _) = groups::bulk_add(db, spot.id, group.id, &ids).await.unwrap();
+                    assert_eq!(added.len(), 200);
+                }
+                _ => {
+                    let g = groups::create_group(
+                        db,
+                        spot.id,
+                        groups::NewGroup {
+                            name: Some("everyone".into()),
+                            kind: Some("Smart".into()),
+                            rules: Some(rules.clone()),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .unwrap();
+                    while !groups::get_group(db, spot.id, g.id).await.unwrap().ready {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            let took = start.elapsed();
+            done.store(true, Ordering::SeqCst);
+            took
+        };
+        let (took, lat) = tokio::join!(bulk, probe_writes(db, spot.id, op, 20, &done));
+        println!("bulk: {op} took {:.2} s; single invites meanwhile: {}", took.as_secs_f64(), summary(&lat));
+    }
+    dispatcher.shutdown().await;
+}
+
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
@@ -262,6 +386,9 @@ async fn main() {
     let receiver = new_receiver().await;
     latency(&db, spot.id, &receiver).await;
     write_cost(&db, &receiver).await;
+    if std::env::args().any(|a| a == "--bulk") || std::env::var("OPENSPOT_BENCH_BULK").is_ok() {
+        bulk_stall(&db, &receiver).await;
+    }
 
     let events = 10_000;
     let one = throughput(&url, spot.id, 1, events).await;
