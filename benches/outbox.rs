@@ -121,6 +121,16 @@ async fn write(db: &Db, spot: SpotId, rows: &[NewOutboxRow]) {
     tx.commit().await.unwrap();
 }
 
+/// CPU time this process has used, all threads (Linux `schedstat`), in nanoseconds:
+/// what a write costs the machine, steadier than wall time on a busy one.
+fn cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -221,13 +231,18 @@ async fn write_cost(db: &Db, url: &str) {
     .unwrap();
     let (rounds, per_round) = (5, 400);
     let (mut without, mut with) = (Duration::ZERO, Duration::ZERO);
+    let (mut cpu_without, mut cpu_with) = (0u64, 0u64);
+    // As in a server, whose dispatcher learns of its own writes in-process: without
+    // this, a PostgreSQL commit would also announce the rows (`NOTIFY`) to others.
+    openspot::store::outbox::dispatcher_started();
     for round in 0..rounds {
-        for (spot, total) in [(quiet.id, &mut without), (heard.id, &mut with)] {
-            let start = Instant::now();
+        for (spot, total, cpu) in [(quiet.id, &mut without, &mut cpu_without), (heard.id, &mut with, &mut cpu_with)] {
+            let (start, cpu_start) = (Instant::now(), cpu_ns());
             for i in 0..per_round {
                 members::invite_member(db, spot, &format!("w{round}-{i}@x.io"), false).await.unwrap();
             }
             *total += start.elapsed();
+            *cpu += cpu_ns() - cpu_start;
         }
     }
     let n = (rounds * per_round) as u32;
@@ -238,6 +253,33 @@ async fn write_cost(db: &Db, url: &str) {
         b.as_secs_f64() * 1e6,
         (b.as_secs_f64() / a.as_secs_f64() - 1.0) * 100.0
     );
+    let (ca, cb) = (cpu_without as f64 / f64::from(n) / 1e3, cpu_with as f64 / f64::from(n) / 1e3);
+    println!(
+        "member write, CPU time of this process: {ca:.0} µs without an endpoint, {cb:.0} µs with one ({:+.1} %)",
+        (cb / ca - 1.0) * 100.0
+    );
+    // The parts: an empty transaction, and one holding just the outbox row.
+    let (mut empty, mut one_row) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..rounds {
+        let start = Instant::now();
+        for _ in 0..per_round {
+            db.begin().await.unwrap().commit().await.unwrap();
+        }
+        empty += start.elapsed();
+        let start = Instant::now();
+        for _ in 0..per_round {
+            let mut tx = db.begin().await.unwrap();
+            insert_many(tx.ex(), quiet.id, &[row(Uuid::now_v7())], openspot::domain::now_ms()).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        one_row += start.elapsed();
+    }
+    println!(
+        "an empty transaction: {:.0} µs; one holding one outbox row: {:.0} µs",
+        (empty / n).as_secs_f64() * 1e6,
+        (one_row / n).as_secs_f64() * 1e6
+    );
+    openspot::store::outbox::dispatcher_stopped();
     let member = members::invite_member(db, quiet.id, "probe@x.io", false).await.unwrap().0;
     let mut tx = db.begin().await.unwrap();
     let calls = 100_000u32;
@@ -250,9 +292,77 @@ async fn write_cost(db: &Db, url: &str) {
     println!("events::emit for a spot without endpoints: {:.0} ns per call", per_call.as_secs_f64() * 1e9);
 }
 
+/// The same comparison through the API, as an integration sees a member write:
+/// `POST /v1/spotMembers` to a real server on loopback, in a spot without an endpoint
+/// and in one with an endpoint listening to `member.created`, which the server's own
+/// dispatcher delivers (signed, recorded) to the loopback receiver meanwhile. CPU time
+/// counts the whole process: client, server and dispatcher.
+async fn http_write_cost(db: &Db, receiver: &str) {
+    use openspot::domain::auth::Limits;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut config = openspot::Config::new(listener.local_addr().unwrap(), None);
+    config.default_limits = Limits { per_10s: 1_000_000, per_day: 100_000_000 };
+    config.allow_private_targets = true;
+    let state = openspot::AppState::new(db.clone(), config).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(openspot::serve(state, listener, async move {
+        let _ = stop_rx.await;
+    }));
+    let (_, quiet_key) = openspot::domain::spots::create_spot(db, "api, no endpoint").await.unwrap();
+    let (_, heard_key) = openspot::domain::spots::create_spot(db, "api, one endpoint").await.unwrap();
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{base}/v1/webhooks"))
+        .header("authorization", &heard_key)
+        .json(&serde_json::json!({"url": receiver, "eventTypes": ["member.created"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (rounds, per_round) = (5, 400);
+    let (mut without, mut with) = (Duration::ZERO, Duration::ZERO);
+    let (mut cpu_without, mut cpu_with) = (0u64, 0u64);
+    for round in 0..rounds {
+        for (key, total, cpu) in [(&quiet_key, &mut without, &mut cpu_without), (&heard_key, &mut with, &mut cpu_with)]
+        {
+            let (start, cpu_start) = (Instant::now(), cpu_ns());
+            for i in 0..per_round {
+                let r = client
+                    .post(format!("{base}/v1/spotMembers"))
+                    .header("authorization", key.as_str())
+                    .json(&serde_json::json!({"email": format!("h{round}-{i}@x.io")}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+            }
+            *total += start.elapsed();
+            *cpu += cpu_ns() - cpu_start;
+        }
+    }
+    let n = (rounds * per_round) as u32;
+    let (a, b) = ((without / n).as_secs_f64() * 1e6, (with / n).as_secs_f64() * 1e6);
+    let (ca, cb) = (cpu_without as f64 / f64::from(n) / 1e3, cpu_with as f64 / f64::from(n) / 1e3);
+    println!(
+        "member write through the API: {a:.0} µs without an endpoint, {b:.0} µs with one ({:+.1} %); \
+         CPU {ca:.0} µs vs {cb:.0} µs ({:+.1} %, delivery included; {n} invites each)",
+        (b / a - 1.0) * 100.0,
+        (cb / ca - 1.0) * 100.0
+    );
+    let _ = stop_tx.send(());
+    let _ = server.await;
+}
+
 /// Latencies of single member invites, one every 5 ms, until `done` says stop (at
 /// least `min` of them): what the write path feels while something else runs.
-async fn probe_writes(db: &Db, spot: SpotId, tag: &str, min: usize, done: &std::sync::atomic::AtomicBool) -> Vec<Duration> {
+async fn probe_writes(
+    db: &Db,
+    spot: SpotId,
+    tag: &str,
+    min: usize,
+    done: &std::sync::atomic::AtomicBool,
+) -> Vec<Duration> {
     use std::sync::atomic::Ordering;
     let mut lat = Vec::new();
     let mut i = 0;
@@ -323,17 +433,14 @@ async fn bulk_stall(db: &Db, url: &str) {
         .chain((0..2_000).map(|i| format!("imp{i}@x.io,Imported\n")))
         .collect();
     let rows = import::read_rows(csv.as_bytes(), &import::HTTP_LIMITS).unwrap();
-    let group = groups::create_group(
-        db,
-        spot.id,
-        groups::NewGroup { name: Some("static".into()), ..Default::default() },
-    )
-    .await
-    .unwrap();
+    let group =
+        groups::create_group(db, spot.id, groups::NewGroup { name: Some("static".into()), ..Default::default() })
+            .await
+            .unwrap();
     let rules = serde_json::json!({"operator": "AND", "conditions": [
         {"operator": "AND", "triggers": [{"field": "email", "op": "contains", "value": "@x.io"}]}]});
 
-    for op in ["2,000-row import", "200-id bulk add", "smart group of 100,000+"] {
+    for (n, op) in ["2,000-row import", "200-id bulk add", "smart group of 100,000+"].into_iter().enumerate() {
         let done = AtomicBool::new(false);
         let bulk = async {
             let start = Instant::now();
@@ -368,7 +475,8 @@ async fn bulk_stall(db: &Db, url: &str) {
             done.store(true, Ordering::SeqCst);
             took
         };
-        let (took, lat) = tokio::join!(bulk, probe_writes(db, spot.id, op, 20, &done));
+        let tag = format!("op{n}");
+        let (took, lat) = tokio::join!(bulk, probe_writes(db, spot.id, &tag, 20, &done));
         println!("bulk: {op} took {:.2} s; single invites meanwhile: {}", took.as_secs_f64(), summary(&lat));
     }
     dispatcher.shutdown().await;
@@ -384,8 +492,14 @@ async fn main() {
     println!("openspot outbox benchmark on {}", db.backend_name());
 
     let receiver = new_receiver().await;
+    if std::env::args().any(|a| a == "--write-cost") {
+        write_cost(&db, &receiver).await;
+        http_write_cost(&db, &receiver).await;
+        return;
+    }
     latency(&db, spot.id, &receiver).await;
     write_cost(&db, &receiver).await;
+    http_write_cost(&db, &receiver).await;
     if std::env::args().any(|a| a == "--bulk") || std::env::var("OPENSPOT_BENCH_BULK").is_ok() {
         bulk_stall(&db, &receiver).await;
     }
