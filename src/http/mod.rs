@@ -129,7 +129,7 @@ pub fn build(state: AppState) -> (Router, OpenApiDoc) {
         .merge(meltingspot::routes(state.clone()))
         .merge(kaizala::routes(state.clone()))
         .split_for_parts();
-    openapi::add_guard_responses(&mut doc);
+    openapi::add_shared_responses(&mut doc);
     (api_router.with_state(state), doc)
 }
 
