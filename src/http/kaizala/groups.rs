@@ -287,6 +287,7 @@ pub struct KzSubGroupsBody {
         (status = 200, description = "`{\"result\": true}`", body = KzResult),
         (status = 400, description = "InvalidParameters (unknown group, cycle)", body = KzErrorBody),
         (status = 403, description = "AccessDenied", body = KzErrorBody),
+        (status = 404, description = "GroupNotFound (the parent)", body = KzErrorBody),
     ))]
 async fn kz_attach_sub_groups(
     State(st): State<AppState>,
