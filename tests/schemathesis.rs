@@ -15,6 +15,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "api/common.rs"]
+mod common;
 #[path = "support/python.rs"]
 mod python;
 #[path = "support/receiver.rs"]
@@ -25,6 +27,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use openspot::domain::auth::Limits;
+use openspot::store::Backend;
 use openspot::{AppState, Config, Db};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -48,7 +51,8 @@ struct Server {
     kz_refresh: String,
     client: reqwest::Client,
     db: Db,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
+    _pg: Option<common::PgGuard>,
 }
 
 /// One answer: status and body (`Value::Null` when not JSON).
@@ -59,9 +63,10 @@ struct Answer {
 }
 
 impl Server {
-    async fn spawn(tweak: impl FnOnce(&mut Config)) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("openspot.db").display());
+    /// None when `backend` is PostgreSQL and no test server is configured (see
+    /// `tests/api/common.rs`).
+    async fn spawn(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<Server> {
+        let (url, dir, pg) = common::test_database(backend).await?;
         let db = Db::connect_and_migrate(&url).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -93,9 +98,10 @@ impl Server {
             client,
             db,
             _dir: dir,
+            _pg: pg,
         };
         (s.kz_token, s.kz_refresh) = s.kz_tokens_of("+911199999999").await;
-        s
+        Some(s)
     }
 
     /// An access token of the connector's user with this mobile number.
@@ -276,7 +282,7 @@ fn config_file(s: &Server, seeded: &BTreeMap<&'static str, Vec<String>>) -> Stri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_disagreement() {
     let Some(python) = schemathesis_python() else { return };
-    let s = Server::spawn(|_| {}).await;
+    let s = Server::spawn(Backend::Sqlite, |_| {}).await.unwrap();
     let callbacks = receiver::Receiver::start(receiver::Reply::EchoValidationToken).await;
     let ids = seed(&s, &callbacks).await;
     let work = tempfile::tempdir().unwrap();
@@ -357,7 +363,7 @@ fn has_query(op: &Value, name: &str) -> bool {
 // 5xx is documented, every error has the dialect's error body, every operation a 2xx.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_documents_what_the_shared_layers_return() {
-    let s = Server::spawn(|_| {}).await;
+    let s = Server::spawn(Backend::Sqlite, |_| {}).await.unwrap();
     let doc = s.document().await;
     let mut wrong = Vec::new();
     for (method, path, op) in operations(&doc) {
@@ -570,17 +576,30 @@ async fn probe(
 // Every documented 4xx of every operation is one the server gives: a probe per status
 // gets it (see docs/openapi.md). 429 is probed on a second server whose failed-credential
 // and PIN throttles refuse an address after one attempt.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn documented_error_statuses_are_reachable() {
-    let s = Server::spawn(|_| {}).await;
+mod documented_error_statuses_are_reachable {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::documented_error_statuses_are_reachable(super::Backend::Sqlite).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::documented_error_statuses_are_reachable(super::Backend::Postgres).await;
+    }
+}
+
+async fn documented_error_statuses_are_reachable(backend: Backend) {
+    let Some(s) = Server::spawn(backend, |_| {}).await else { return };
     let callbacks = receiver::Receiver::start(receiver::Reply::EchoValidationToken).await;
     let ids = seed(&s, &callbacks).await;
     let stranger = s.kz_token_of("+911188888888").await;
-    let throttled = Server::spawn(|c| {
+    let Some(throttled) = Server::spawn(backend, |c| {
         c.auth.failed_auth_per_address = 1;
         c.auth.pin_calls_per_address = 1;
     })
-    .await;
+    .await
+    else {
+        return;
+    };
     let doc = s.document().await;
     let mut wrong = Vec::new();
     let mut shown = 0;
