@@ -13,6 +13,9 @@ pub struct Config {
     pub public_url: String,
     /// Rate limits of spots that have no override.
     pub default_limits: Limits,
+    /// `/kaizala/v1` calls per minute of an access token's connector and of its spot
+    /// (contract: 100 and 300, kaizala-api.md §1.6).
+    pub kaizala_limits: KaizalaLimits,
     /// Where Kaizala login PINs are posted (`{mobileNumber, pin}`); None: not sent.
     pub sms_webhook_url: Option<String>,
     /// When set, `GET /metrics` requires `Authorization: Bearer <token>`; only the
@@ -34,6 +37,13 @@ pub struct Config {
     pub outbox: OutboxConfig,
     /// Invitation emails (`domain::email`).
     pub email: EmailConfig,
+}
+
+/// See [`Config::kaizala_limits`].
+#[derive(Clone, Copy, Debug)]
+pub struct KaizalaLimits {
+    pub per_connector_per_minute: i64,
+    pub per_spot_per_minute: i64,
 }
 
 /// Default of [`Config::auth_cache_ttl`].
@@ -191,6 +201,7 @@ impl Config {
             listen,
             public_url: public_url.trim_end_matches('/').to_string(),
             default_limits: Limits { per_10s: 100, per_day: 50_000 },
+            kaizala_limits: KaizalaLimits { per_connector_per_minute: 100, per_spot_per_minute: 300 },
             sms_webhook_url: None,
             metrics_token_hash: None,
             allow_private_targets: false,

@@ -6,6 +6,7 @@ pub mod extract;
 pub mod kaizala;
 pub mod meltingspot;
 pub mod nesting;
+pub mod openapi;
 pub mod server;
 
 use std::sync::Arc;
@@ -124,10 +125,11 @@ impl Modify for SecurityAddon {
 
 /// The OpenAPI document and the router of every dialect.
 pub fn build(state: AppState) -> (Router, OpenApiDoc) {
-    let (api_router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (api_router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(meltingspot::routes(state.clone()))
         .merge(kaizala::routes(state.clone()))
         .split_for_parts();
+    openapi::add_shared_responses(&mut doc);
     (api_router.with_state(state), doc)
 }
 

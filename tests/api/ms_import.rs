@@ -288,3 +288,17 @@ both!(hostile_files_are_refused_quickly_and_write_nothing, |app| {
     assert_eq!(app.get("/v1/spotMembers").await.body["total"], 0, "nothing written by hostile files");
     assert_eq!(app.get("/healthz").await.status, 200);
 });
+
+// Found by the schemathesis contract run: a body that is not multipart (no body, JSON,
+// or multipart without a boundary) was answered by axum's `text/plain` rejection
+// instead of the MeltingSpot JSON error.
+both!(a_body_that_is_not_multipart_is_a_json_400, |app| {
+    let r = app.post("/v1/spotMembers~import", json!({"file": "email\nx@y.io"})).await;
+    assert!(assert_ms_error(&r, 400).starts_with("body: "), "{}", r.text);
+    assert_eq!(r.header("content-type").as_deref(), Some("application/json"));
+    let r = app.post_raw("/v1/spotMembers~import", b"--x--".to_vec(), "multipart/form-data").await;
+    assert!(assert_ms_error(&r, 400).starts_with("body: "), "{}", r.text);
+    let r = app.post_raw("/v1/spotMembers~import", Vec::new(), "text/csv").await;
+    assert_ms_error(&r, 400);
+    assert_eq!(app.get("/v1/spotMembers").await.body["total"], 0);
+});

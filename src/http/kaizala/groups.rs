@@ -92,9 +92,11 @@ async fn kz_create_group(
     Ok(Json(KzCreatedGroup { group_id: g.id, group_name: g.name, members_added: added }))
 }
 
-/// A group in `GET /groups` without `showDetail(s)`.
+/// A group in `GET /groups` without `showDetail(s)`. Exactly these fields
+/// (`additionalProperties: false`), so a [`KzGroupDetail`], which has them all and more,
+/// is not also a summary: `oneOf` holds for one of the two only.
 #[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KzGroupSummary {
     #[schema(value_type = Uuid)]
     group_id: GroupId,
@@ -285,6 +287,7 @@ pub struct KzSubGroupsBody {
         (status = 200, description = "`{\"result\": true}`", body = KzResult),
         (status = 400, description = "InvalidParameters (unknown group, cycle)", body = KzErrorBody),
         (status = 403, description = "AccessDenied", body = KzErrorBody),
+        (status = 404, description = "GroupNotFound (the parent)", body = KzErrorBody),
     ))]
 async fn kz_attach_sub_groups(
     State(st): State<AppState>,

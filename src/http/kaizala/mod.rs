@@ -31,10 +31,6 @@ use crate::domain::kaizala::KzCaller;
 use crate::domain::rate_limit::MINUTE_MS;
 use crate::error::{Entity, Error};
 
-/// Calls per minute per connector and per spot (kaizala-api.md §1.6).
-pub const PER_CONNECTOR_PER_MINUTE: i64 = 100;
-pub const PER_SPOT_PER_MINUTE: i64 = 300;
-
 pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(groups::routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), guard)))
@@ -188,7 +184,10 @@ async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Resp
         }
     };
     let conn_scope = format!("kz:connector:{}", caller.connector_id);
-    for (scope, limit) in [(conn_scope.as_str(), PER_CONNECTOR_PER_MINUTE), ("kz:spot", PER_SPOT_PER_MINUTE)] {
+    let limits = st.config.kaizala_limits;
+    for (scope, limit) in
+        [(conn_scope.as_str(), limits.per_connector_per_minute), ("kz:spot", limits.per_spot_per_minute)]
+    {
         match st.limiter.check(&st.db, caller.spot_id, scope, limit, MINUTE_MS).await {
             Ok(d) if d.allowed => {}
             Ok(d) => return KzError::from(Error::RateLimited { retry_after_s: d.reset_s }).into_response(),

@@ -150,8 +150,7 @@ async fn create_group(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BulkCreateResult {
     created: Vec<GroupDto>,
-    /// The invalid items, as sent.
-    #[schema(value_type = Vec<Object>)]
+    /// The invalid items, as sent (any JSON value: an item that is not an object fails too).
     failed: Vec<Value>,
 }
 
@@ -409,6 +408,7 @@ pub struct BlacklistResult {
     extensions(("x-openspot" = json!(true))),
     responses(
         (status = 200, description = "The whole blacklist", body = BlacklistResult),
+        (status = 400, description = "Not a JSON body, or an item is not a member id", body = ErrorBody),
         (status = 401, description = "Unauthorized", body = ErrorBody),
         (status = 404, description = "Group not found", body = ErrorBody),
         (status = 409, description = "Not a smart group", body = ErrorBody),
@@ -431,6 +431,7 @@ async fn blacklist_add(
     extensions(("x-openspot" = json!(true))),
     responses(
         (status = 200, description = "The whole blacklist", body = BlacklistResult),
+        (status = 400, description = "Not a JSON body, or an item is not a member id", body = ErrorBody),
         (status = 401, description = "Unauthorized", body = ErrorBody),
         (status = 404, description = "Group not found", body = ErrorBody),
         (status = 409, description = "Not a smart group", body = ErrorBody),

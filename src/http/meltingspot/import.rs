@@ -9,6 +9,7 @@
 //! [`PARSES_AT_ONCE`] at a time per process, so uploads never hold up the async
 //! workers that answer every other request.
 
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::Json;
 use serde::Serialize;
@@ -114,8 +115,11 @@ fn too_large() -> MsError {
 async fn import_spot_members(
     State(st): State<AppState>,
     CallerSpot(spot): CallerSpot,
-    mut form: Multipart,
+    form: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<ImportReportDto>, MsError> {
+    // Not a multipart body (or one without a boundary): the MeltingSpot error, not
+    // axum's plain-text rejection.
+    let mut form = form.map_err(|e| MsError(Error::BadRequest(format!("body: {}", e.body_text()))))?;
     let mut file: Option<Vec<u8>> = None;
     let mut dry_run = false;
     let mut notify = false;

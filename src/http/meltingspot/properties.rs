@@ -10,6 +10,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -230,7 +231,7 @@ pub struct CustomPropertyValueDto {
     custom_property_type: PropertyType,
     possible_values: Vec<String>,
     /// string | number | boolean | string[] | null (unset).
-    #[schema(value_type = Object)]
+    #[schema(schema_with = property_value_schema)]
     value: Value,
 }
 
@@ -293,7 +294,7 @@ pub struct SetValueBody {
     /// Required: string | number | boolean | string[] as the property's type requires,
     /// or null to clear the value.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Object, required = true, nullable)]
+    #[schema(schema_with = property_value_schema, required = true)]
     value: Option<Value>,
 }
 
@@ -326,7 +327,7 @@ pub struct UpsertItem {
     custom_property_slug: String,
     /// Required, as in the single PUT; null clears the value.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Object, required = true, nullable)]
+    #[schema(schema_with = property_value_schema, required = true)]
     value: Option<Value>,
 }
 
@@ -363,4 +364,19 @@ async fn bulk_upsert_member_values(
         .collect::<Result<_, Error>>()?;
     let out = properties::set_values(&st.db, spot, member, &items).await?;
     Ok(Json(out.into_iter().map(Into::into).collect()))
+}
+
+/// A property value on the wire: `string | number | boolean | string[] | null`, as the
+/// property's type requires (null: unset).
+fn property_value_schema() -> Schema {
+    let of = |t: Type| ObjectBuilder::new().schema_type(t);
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(of(Type::String))
+            .item(of(Type::Number))
+            .item(of(Type::Boolean))
+            .item(ArrayBuilder::new().items(of(Type::String)))
+            .item(of(Type::Null))
+            .build(),
+    )
 }
