@@ -22,7 +22,7 @@ pub fn python() -> Option<PathBuf> {
             if std::env::var("TEST_REQUIRE_PYTHON").is_ok_and(|v| v == "1") {
                 panic!("TEST_REQUIRE_PYTHON=1 but OPENSPOT_TEST_PYTHON is not set");
             }
-            eprintln!("skipped: Python check (set OPENSPOT_TEST_PYTHON to a venv with standardwebhooks and aiosmtpd)");
+            eprintln!("skipped: Python check (set OPENSPOT_TEST_PYTHON to a venv with standardwebhooks, aiosmtpd and schemathesis: see .ci/run)");
             None
         }
     }
