@@ -20,6 +20,7 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::PoolConfig;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -286,7 +287,11 @@ impl EmailChannel {
         };
         let transport = match cfg.email.smtp_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
             None => None,
-            Some(raw) => Some(build_transport(&parse_smtp_url(raw).map_err(anyhow::Error::msg)?, &host)?),
+            Some(raw) => Some(build_transport(
+                &parse_smtp_url(raw).map_err(anyhow::Error::msg)?,
+                &host,
+                cfg.outbox.max_in_flight_per_target,
+            )?),
         };
         Ok(EmailChannel {
             transport,
@@ -385,7 +390,13 @@ impl Channel for EmailChannel {
     }
 }
 
-fn build_transport(s: &SmtpSettings, hello: &str) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
+/// The relay's transport: at most `connections` open SMTP connections, as many as the
+/// dispatcher sends messages at once (the relay counts as one target).
+fn build_transport(
+    s: &SmtpSettings,
+    hello: &str,
+    connections: usize,
+) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
     let tls = match s.tls {
         SmtpTls::None => Tls::None,
         SmtpTls::StartTlsRequired => Tls::Required(TlsParameters::new(s.host.clone())?),
@@ -401,7 +412,8 @@ fn build_transport(s: &SmtpSettings, hello: &str) -> anyhow::Result<AsyncSmtpTra
         .port(s.port)
         .tls(tls)
         .timeout(Some(SMTP_TIMEOUT))
-        .hello_name(hello_name);
+        .hello_name(hello_name)
+        .pool_config(PoolConfig::new().max_size(u32::try_from(connections).unwrap_or(u32::MAX)));
     if let Some((user, password)) = &s.credentials {
         builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
     }

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::sql::{Bind, Sql};
+use super::sql::{Bind, Sql, IN_LIST_MAX};
 use super::Ex;
 use crate::domain::ids::SpotId;
 use crate::domain::vocab::{ChannelKind, OutboxState};
@@ -349,6 +349,27 @@ pub async fn release_claims(mut ex: Ex<'_>, replica: Option<Uuid>, now: i64) -> 
         .execute(&mut **c)
         .await
         .map(|r| super::WriteOutcome::rows_affected(&r)))
+}
+
+/// Gives back rows this claim (`token`) took beyond a target's in-flight cap: they are
+/// due at `now` for the next claim that finds room for their target.
+pub async fn unclaim(mut ex: Ex<'_>, token: Uuid, rows: &[(SpotId, Uuid)], now: i64) -> Result<u64, sqlx::Error> {
+    let mut released = 0;
+    for chunk in rows.chunks(IN_LIST_MAX) {
+        let mut sql = Sql::new("UPDATE outbox SET claimed_by = NULL, claim_token = NULL, next_attempt_at = ");
+        sql.push_bind(Bind::I64(now)).push(", updated_at = ").push_bind(Bind::I64(now));
+        sql.push(" WHERE claim_token = ").push_bind(Bind::Uuid(token)).push(" AND (spot_id, id) IN (");
+        for (i, (spot, id)) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" });
+            sql.push_bind((*spot).into()).push(", ").push_bind(Bind::Uuid(*id)).push(")");
+        }
+        sql.push(")");
+        released += run!(&mut ex, |c| bind_all!(sqlx::query(sql.text_for(&**c)), &sql.binds)
+            .execute(&mut **c)
+            .await
+            .map(|r| super::WriteOutcome::rows_affected(&r)))?;
+    }
+    Ok(released)
 }
 
 /// Which rows an operator's list or retry names (all given conditions hold).

@@ -372,3 +372,50 @@ both!(a_member_without_an_email_address_is_recorded_skipped, |app| {
     assert_eq!(rows[0].event_type, "invitation.course");
     assert_eq!((rows[0].state, rows[0].last_error.as_deref()), (OutboxState::Skipped, Some(NO_ADDRESS)));
 });
+
+/// The SMTP relay counts as one target: with a per-target cap of 2 and ten invitations
+/// queued, a relay that never answers holds exactly two connections (lettre's pool
+/// would open ten, as many as the dispatcher started).
+async fn the_relay_gets_at_most_the_per_target_cap(backend: Backend) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(socket); // silent: no greeting, ever
+        }
+    });
+    let Some(app) = TestApp::spawn_with(backend, move |c| {
+        c.email.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        c.outbox.max_in_flight_per_target = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let emails: Vec<String> = (0..10).map(|i| format!("cap{i}@example.com")).collect();
+    let r = app.post("/v1/spotMembers~bulkInvite", json!({"emails": emails, "withEmailNotification": true})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let start = Instant::now();
+    while accepted.load(Ordering::SeqCst) < 2 && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Room for more connections to show up if nothing held them back.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "connections to the relay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_gets_at_most_the_per_target_cap_sqlite() {
+    the_relay_gets_at_most_the_per_target_cap(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_gets_at_most_the_per_target_cap_postgres() {
+    the_relay_gets_at_most_the_per_target_cap(Backend::Postgres).await;
+}

@@ -702,3 +702,27 @@ both_with!(emit_queues_payloads_for_listening_endpoints_only, |c| { fast(c) }, |
     assert_eq!(by_type["course.participant.status.updated"]["courseParticipant"], p["courseParticipant"]);
     assert_eq!(by_type["member.created"].as_object().unwrap().len(), 6, "{}", by_type["member.created"]);
 });
+
+// A burst to an endpoint that never answers: with a cap of 2 attempts in flight per
+// endpoint, exactly two requests reach it, although one claim takes the whole burst.
+both_with!(
+    a_burst_keeps_to_the_per_endpoint_cap,
+    |c| {
+        hanging(c);
+        c.outbox.max_in_flight_per_target = 2;
+    },
+    |app| {
+        let rx = Receiver::start(Reply::Hang).await;
+        create(&app, json!({"url": rx.url(), "eventTypes": ["member.created"]})).await;
+        let emails: Vec<String> = (0..10).map(|i| format!("burst{i}@x.io")).collect();
+        let r = app.post("/v1/spotMembers~bulkInvite", json!({"emails": emails})).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let got = rx.wait_for(2, WAIT).await;
+        assert_eq!(got.len(), 2, "two attempts started");
+        // Room for more requests to arrive if nothing held them back.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert_eq!(rx.captured().len(), 2, "requests in flight to the endpoint");
+        let pending = outbox_rows(&app).await.iter().filter(|r| r.claim_token.is_none()).count();
+        assert_eq!(pending, 8, "the rest wait unclaimed, due for the next slot");
+    }
+);

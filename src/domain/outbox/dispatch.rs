@@ -16,9 +16,10 @@ use tokio::task::{Id, JoinSet};
 use uuid::Uuid;
 
 use super::record::{self, Finished};
-use super::schedule::target_of;
+use super::schedule::{target_of, SMTP_RELAY};
 use super::{Attempted, Outcome, Runtime};
 use crate::domain::now_ms;
+use crate::domain::vocab::ChannelKind;
 use crate::store::outbox::{self, OutboxRow};
 use crate::store::Db;
 
@@ -114,9 +115,7 @@ async fn run(db: Db, rt: Arc<Runtime>, mut stopped: watch::Receiver<bool>) {
         // A read first: an idle dispatcher takes no write lock (SQLite has one).
         let mut next = if free > 0 && !kinds.is_empty() { next_due(&db, &kinds).await } else { Ok(None) };
         if matches!(next, Ok(Some(at)) if at <= now_ms()) {
-            let saturated: Vec<Uuid> =
-                fl.per_target.iter().filter(|(_, n)| **n >= cfg.max_in_flight_per_target).map(|(t, _)| *t).collect();
-            match claim(&db, &rt, &kinds, &saturated, free).await {
+            match claim(&db, &rt, &kinds, &fl.per_target, free).await {
                 Ok(rows) => {
                     let full = rows.len() == free;
                     for row in rows {
@@ -239,17 +238,43 @@ async fn claim(
     db: &Db,
     rt: &Runtime,
     kinds: &[crate::domain::vocab::ChannelKind],
-    saturated: &[Uuid],
+    in_flight: &HashMap<Uuid, usize>,
     n: usize,
 ) -> crate::error::Result<Vec<OutboxRow>> {
+    let cap = rt.config.max_in_flight_per_target;
+    let mut saturated: Vec<Uuid> = in_flight.iter().filter(|(_, n)| **n >= cap).map(|(t, _)| *t).collect();
+    // A busy SMTP relay is left out by channel (email rows have no target id).
+    let relay_busy = saturated.contains(&SMTP_RELAY);
+    saturated.retain(|t| *t != SMTP_RELAY);
+    let kinds: Vec<ChannelKind> = kinds.iter().copied().filter(|k| !(relay_busy && *k == ChannelKind::Email)).collect();
     let now = now_ms();
     let lease_until = now + i64::try_from(rt.config.lease.as_millis()).unwrap_or(i64::MAX / 4);
+    let token = crate::domain::new_id();
     let mut tx = db.begin().await?;
-    let rows =
-        outbox::claim(tx.ex(), rt.replica_id, crate::domain::new_id(), now, lease_until, n as i64, kinds, saturated)
-            .await?;
+    let rows = outbox::claim(tx.ex(), rt.replica_id, token, now, lease_until, n as i64, &kinds, &saturated).await?;
+    // A batch may hold more rows of one target than it has room for: those go back,
+    // due now, in the same transaction (claims skip the target until a slot frees).
+    let mut room: HashMap<Uuid, usize> = HashMap::new();
+    let (mut keep, mut give_back) = (Vec::with_capacity(rows.len()), Vec::new());
+    for row in rows {
+        match target_of(&row) {
+            Some(t) => {
+                let left = room.entry(t).or_insert_with(|| cap.saturating_sub(in_flight.get(&t).copied().unwrap_or(0)));
+                if *left == 0 {
+                    give_back.push((row.spot_id, row.id));
+                } else {
+                    *left -= 1;
+                    keep.push(row);
+                }
+            }
+            None => keep.push(row),
+        }
+    }
+    if !give_back.is_empty() {
+        outbox::unclaim(tx.ex(), token, &give_back, now).await?;
+    }
     tx.commit().await?;
-    Ok(rows)
+    Ok(keep)
 }
 
 async fn next_due(db: &Db, kinds: &[crate::domain::vocab::ChannelKind]) -> crate::error::Result<Option<i64>> {

@@ -106,10 +106,14 @@ fn describe(a: &Attempted) -> String {
     }
 }
 
-/// The target whose in-flight attempts a row counts against (emails share none).
+/// The pseudo-target every email counts against: the one SMTP relay, which is sent at
+/// most `max_in_flight_per_target` messages at once, like any webhook endpoint.
+pub const SMTP_RELAY: Uuid = Uuid::nil();
+
+/// The target whose in-flight attempts a row counts against.
 pub fn target_of(row: &OutboxRow) -> Option<Uuid> {
     match row.channel {
-        ChannelKind::Email => None,
+        ChannelKind::Email => Some(SMTP_RELAY),
         _ => row.target_id,
     }
 }
