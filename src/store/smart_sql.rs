@@ -358,13 +358,15 @@ pub async fn delete_unmatching(
     range: IdRange,
     test: &MemberTest,
 ) -> Result<Vec<(MemberId, GroupRole)>, sqlx::Error> {
+    // `NOT IN` the range's matching members (ids, never NULL): both backends compute
+    // that set once, and only if the range has memberships at all (a first computation
+    // has none). A correlated `NOT EXISTS` had PostgreSQL scan the whole spot per batch.
     let mut sql = Sql::new("DELETE FROM group_members WHERE spot_id = ");
     sql.push_bind(spot_id.into()).push(" AND group_id = ").push_bind(group_id.into());
     range.push(&mut sql, "member_id");
-    sql.push(
-        " AND NOT EXISTS (SELECT 1 FROM members m WHERE m.spot_id = group_members.spot_id \
-         AND m.id = group_members.member_id AND ",
-    );
+    sql.push(" AND member_id NOT IN (SELECT m.id FROM members m WHERE m.spot_id = ").push_bind(spot_id.into());
+    range.push(&mut sql, "m.id");
+    sql.push(" AND ");
     push_test(&mut sql, test);
     push_not_blacklisted(&mut sql, group_id);
     sql.push(") RETURNING member_id, group_role");
