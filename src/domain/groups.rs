@@ -770,6 +770,17 @@ pub async fn compute_smart_group(db: &Db, spot_id: SpotId, group_id: GroupId) ->
 /// ones to cross many batch boundaries).
 #[doc(hidden)]
 pub async fn compute_in_batches_of_at_most(db: &Db, spot_id: SpotId, group_id: GroupId, max_batch: i64) -> Result<()> {
+    compute(db, spot_id, group_id, max_batch, false).await
+}
+
+/// [`compute_smart_group`] as it ran before rules compiled to SQL: member by member in
+/// Rust. `benches/smart_groups.rs` compares the two.
+#[doc(hidden)]
+pub async fn compute_smart_group_in_rust(db: &Db, spot_id: SpotId, group_id: GroupId) -> Result<()> {
+    compute(db, spot_id, group_id, COMPUTE_BATCH_MAX_IN_RUST, true).await
+}
+
+async fn compute(db: &Db, spot_id: SpotId, group_id: GroupId, max_batch: i64, in_rust: bool) -> Result<()> {
     let now = now_ms();
     let mut tx = db.begin().await?;
     let claimed = store::smart_groups::claim_compute(tx.ex(), spot_id, group_id, now, now + compute_lease_ms()).await?;
@@ -787,7 +798,7 @@ pub async fn compute_in_batches_of_at_most(db: &Db, spot_id: SpotId, group_id: G
     let test = rules.member_test();
     // Rules near every cap (20 × 20 triggers of 100 values) bind more than a statement
     // may: those are evaluated in Rust, member by member, as before.
-    let in_sql = test.bind_count() <= store::smart_sql::MAX_PREDICATE_BINDS;
+    let in_sql = !in_rust && test.bind_count() <= store::smart_sql::MAX_PREDICATE_BINDS;
     let (min, max) = if in_sql {
         (COMPUTE_BATCH_MIN, max_batch.max(1))
     } else {
