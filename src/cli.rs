@@ -271,6 +271,10 @@ pub struct ServeArgs {
     /// Days delivered, failed, skipped and paused deliveries and the delivery log are kept.
     #[arg(long, env = "OPENSPOT_OUTBOX_RETENTION_DAYS", default_value_t = 30)]
     pub outbox_retention_days: u64,
+    /// Milliseconds a replica's claim on a smart-group computation lasts without renewal
+    /// (a stopped replica's computations are taken over after it). Tests shorten it.
+    #[arg(long, env = "OPENSPOT_SMART_GROUP_LEASE_MS", default_value_t = 60_000, hide = true)]
+    pub smart_group_lease_ms: u64,
 }
 
 /// How `serve` sends invitation emails.
@@ -651,6 +655,7 @@ async fn serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     let listen = listener.local_addr().with_context(|| format!("cannot read the address bound for {}", args.listen))?;
     let demo = args.demo;
     let config = serve_config(listen, args)?;
+    crate::domain::groups::set_compute_lease(config.smart_group_lease);
     if demo {
         let (spot_id, key) = demo::seed(&db).await?;
         eprintln!("demo spot {spot_id}\ndemo API key: {key}");
@@ -704,6 +709,10 @@ fn serve_config(listen: SocketAddr, args: ServeArgs) -> anyhow::Result<Config> {
     outbox.max_in_flight_per_target = args.outbox_max_in_flight_per_target;
     outbox.retention = std::time::Duration::from_secs(args.outbox_retention_days.max(1) * 24 * 3600);
     outbox.check().map_err(|e| anyhow::anyhow!("outbox settings: {e}"))?;
+    if args.smart_group_lease_ms < 1000 {
+        anyhow::bail!("--smart-group-lease-ms: must be at least 1000 (a batch renews the claim)");
+    }
+    config.smart_group_lease = std::time::Duration::from_millis(args.smart_group_lease_ms);
     Ok(config)
 }
 

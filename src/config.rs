@@ -37,6 +37,9 @@ pub struct Config {
     pub outbox: OutboxConfig,
     /// Invitation emails (`domain::email`).
     pub email: EmailConfig,
+    /// How long a replica's claim on a smart-group computation lasts without renewal
+    /// (`domain::groups::set_compute_lease`, applied at start-up).
+    pub smart_group_lease: Duration,
 }
 
 /// See [`Config::kaizala_limits`].
@@ -211,6 +214,7 @@ impl Config {
             auth_cache_ttl: DEFAULT_AUTH_CACHE_TTL,
             outbox: OutboxConfig::default(),
             email: EmailConfig::default(),
+            smart_group_lease: Duration::from_millis(crate::domain::groups::COMPUTE_LEASE_MS as u64),
         }
     }
 

@@ -15,8 +15,16 @@
 //! adapts so that a transaction holds SQLite's single write lock for about
 //! `store::WRITE_SLICE`, with a pause between batches. Fixed 2,000-member batches held
 //! it for 3.2 s each, stalling every other spot's writes for as long.
+//!
+//! A batch is a range of member ids brought up to date by two set-based statements:
+//! the rules compiled to SQL ([`Rules::member_test`], `store::smart_sql`) select the
+//! members that join (`INSERT … SELECT`) and those that leave. Evaluating the rules in
+//! Rust member by member took about 30 s per group at 1,000,000 members (figures in
+//! BENCHMARKS.md); the Rust evaluator still decides single-member re-evaluations, and
+//! a property test (`tests/smart_sql.rs`) holds both to the same answers.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde_json::Value;
 
@@ -30,17 +38,39 @@ use super::{from_rows, now_ms};
 use crate::domain::ids::{GroupId, MemberId, SpotId};
 use crate::error::{Entity, Error, Result};
 use crate::store::property_values::StoredValue;
+use crate::store::smart_sql::{IdRange, MemberTest};
 use crate::store::{self, Db, Tx};
 
 pub const MAX_BULK: usize = 200;
-/// Members evaluated in the first transaction of a full smart-group computation; the
-/// next ones double or halve (within [`COMPUTE_BATCH_MIN`]..=[`COMPUTE_BATCH_MAX`]) so
-/// that each lasts about [`store::WRITE_SLICE`], whatever the disk and the rules cost.
-pub const COMPUTE_BATCH: i64 = 250;
-pub const COMPUTE_BATCH_MIN: i64 = 25;
-pub const COMPUTE_BATCH_MAX: i64 = 2000;
-/// How long a replica's claim on a smart-group computation lasts without renewal.
+/// Members in the first transaction of a full smart-group computation; the next ones
+/// double or halve (within [`COMPUTE_BATCH_MIN`]..=[`COMPUTE_BATCH_MAX`]) so that each
+/// lasts about [`store::WRITE_SLICE`], whatever the disk and the rules cost. A batch is
+/// a range of member ids brought up to date by two set-based statements.
+pub const COMPUTE_BATCH: i64 = 4000;
+pub const COMPUTE_BATCH_MIN: i64 = 250;
+pub const COMPUTE_BATCH_MAX: i64 = 256_000;
+/// The same bounds for rules evaluated in Rust, member by member (see
+/// [`compute_smart_group`]).
+const COMPUTE_BATCH_IN_RUST: i64 = 250;
+const COMPUTE_BATCH_MIN_IN_RUST: i64 = 25;
+const COMPUTE_BATCH_MAX_IN_RUST: i64 = 2000;
+/// How long a replica's claim on a smart-group computation lasts without renewal, by
+/// default (`--smart-group-lease-ms` sets it, see [`set_compute_lease`]).
 pub const COMPUTE_LEASE_MS: i64 = 60_000;
+static COMPUTE_LEASE: AtomicI64 = AtomicI64::new(COMPUTE_LEASE_MS);
+
+/// Sets how long this process's claims on smart-group computations last without
+/// renewal (from the configuration, at start-up). A batch renews the claim, so it must
+/// stay well above a batch's duration; a replica that stops holds its computations
+/// this long before another takes them over.
+pub fn set_compute_lease(lease: std::time::Duration) {
+    let ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX).max(1);
+    COMPUTE_LEASE.store(ms, Ordering::Relaxed);
+}
+
+fn compute_lease_ms() -> i64 {
+    COMPUTE_LEASE.load(Ordering::Relaxed)
+}
 /// How long a computation waits for the transactions that were running when it began.
 const EARLIER_WRITES_WAIT_MS: i64 = 30_000;
 
@@ -316,18 +346,42 @@ async fn join_many(tx: &mut Tx, spot_id: SpotId, group_id: GroupId, member_ids: 
     }
     let added =
         store::memberships::insert_many(tx.ex(), spot_id, group_id, member_ids, GroupRole::Member, now_ms()).await?;
+    joined(tx, spot_id, group_id, &added).await?;
+    Ok(added)
+}
+
+/// What follows members' joining a group (as `Member`) in the same transaction: the
+/// group's member count, their `group.member.added` events (one per member) and their
+/// invitations to the group's courses.
+async fn joined(tx: &mut Tx, spot_id: SpotId, group_id: GroupId, added: &[MemberId]) -> Result<()> {
+    if added.is_empty() {
+        return Ok(());
+    }
     store::groups::add_member_count(tx.ex(), spot_id, group_id, added.len() as i64).await?;
     let members: Vec<(MemberId, GroupRole)> = added.iter().map(|m| (*m, GroupRole::Member)).collect();
     super::events::emit(tx, spot_id, Event::GroupMembersAdded { group_id, members: &members }).await?;
-    super::courses::invite_joiners(tx, spot_id, group_id, &added).await?;
-    Ok(added)
+    super::courses::invite_joiners(tx, spot_id, group_id, added).await
+}
+
+/// What follows memberships' removal in the same transaction: the group's member
+/// count and the `group.member.removed` events.
+async fn removed_from(
+    tx: &mut Tx,
+    spot_id: SpotId,
+    group_id: GroupId,
+    removed: &[(MemberId, GroupRole)],
+) -> Result<()> {
+    if removed.is_empty() {
+        return Ok(());
+    }
+    store::groups::add_member_count(tx.ex(), spot_id, group_id, -(removed.len() as i64)).await?;
+    super::events::emit(tx, spot_id, Event::GroupMembersRemoved { group_id, members: removed }).await
 }
 
 /// Removes memberships (inside the caller's transaction); returns the ids removed.
 pub async fn leave(tx: &mut Tx, spot_id: SpotId, group_id: GroupId, member_ids: &[MemberId]) -> Result<Vec<MemberId>> {
     let removed = store::memberships::delete_many(tx.ex(), spot_id, group_id, member_ids).await?;
-    store::groups::add_member_count(tx.ex(), spot_id, group_id, -(removed.len() as i64)).await?;
-    super::events::emit(tx, spot_id, Event::GroupMembersRemoved { group_id, members: &removed }).await?;
+    removed_from(tx, spot_id, group_id, &removed).await?;
     Ok(removed.into_iter().map(|(m, _)| m).collect())
 }
 
@@ -709,9 +763,27 @@ async fn wait_for_earlier_writes(db: &Db) -> Result<()> {
 /// Evaluates every member of the spot against a smart group, in batches, then marks
 /// the group ready. Runs under a lease so that one replica does it at a time.
 pub async fn compute_smart_group(db: &Db, spot_id: SpotId, group_id: GroupId) -> Result<()> {
+    compute_in_batches_of_at_most(db, spot_id, group_id, COMPUTE_BATCH_MAX).await
+}
+
+/// [`compute_smart_group`] with batches of at most `max_batch` members (tests use small
+/// ones to cross many batch boundaries).
+#[doc(hidden)]
+pub async fn compute_in_batches_of_at_most(db: &Db, spot_id: SpotId, group_id: GroupId, max_batch: i64) -> Result<()> {
+    compute(db, spot_id, group_id, max_batch, false).await
+}
+
+/// [`compute_smart_group`] as it ran before rules compiled to SQL: member by member in
+/// Rust. `benches/smart_groups.rs` compares the two.
+#[doc(hidden)]
+pub async fn compute_smart_group_in_rust(db: &Db, spot_id: SpotId, group_id: GroupId) -> Result<()> {
+    compute(db, spot_id, group_id, COMPUTE_BATCH_MAX_IN_RUST, true).await
+}
+
+async fn compute(db: &Db, spot_id: SpotId, group_id: GroupId, max_batch: i64, in_rust: bool) -> Result<()> {
     let now = now_ms();
     let mut tx = db.begin().await?;
-    let claimed = store::smart_groups::claim_compute(tx.ex(), spot_id, group_id, now, now + COMPUTE_LEASE_MS).await?;
+    let claimed = store::smart_groups::claim_compute(tx.ex(), spot_id, group_id, now, now + compute_lease_ms()).await?;
     let group = store::groups::get(tx.ex(), spot_id, group_id).await?.map(Group::from);
     tx.commit().await?;
     let (true, Some(group)) = (claimed, group) else {
@@ -723,10 +795,24 @@ pub async fn compute_smart_group(db: &Db, spot_id: SpotId, group_id: GroupId) ->
         super::properties::all_in(c.ex(), spot_id).await?
     };
     let rules = parse_stored_rules(&group, &props)?;
+    let test = rules.member_test();
+    // Rules near every cap (20 × 20 triggers of 100 values) bind more than a statement
+    // may: those are evaluated in Rust, member by member, as before.
+    let in_sql = !in_rust && test.bind_count() <= store::smart_sql::MAX_PREDICATE_BINDS;
+    let (min, max) = if in_sql {
+        (COMPUTE_BATCH_MIN, max_batch.max(1))
+    } else {
+        (COMPUTE_BATCH_MIN_IN_RUST, max_batch.clamp(1, COMPUTE_BATCH_MAX_IN_RUST))
+    };
     let mut after = None;
-    let mut size = COMPUTE_BATCH;
+    let first = if in_sql { COMPUTE_BATCH } else { COMPUTE_BATCH_IN_RUST };
+    let mut size = first.clamp(min.min(max), max);
     loop {
-        let (next, held) = store::retry_transient(|| compute_batch(db, spot_id, group_id, &rules, after, size)).await?;
+        let (next, held) = if in_sql {
+            store::retry_transient(|| compute_batch(db, spot_id, group_id, &test, after, size)).await?
+        } else {
+            store::retry_transient(|| compute_batch_in_rust(db, spot_id, group_id, &rules, after, size)).await?
+        };
         match next {
             Some(last) => after = Some(last),
             None => return Ok(()),
@@ -735,18 +821,53 @@ pub async fn compute_smart_group(db: &Db, spot_id: SpotId, group_id: GroupId) ->
         // Keep each transaction near the slice: SQLite's one write lock is held
         // throughout, so a fixed 2,000-member batch held it for seconds.
         if held < store::WRITE_SLICE / 2 {
-            size = (size * 2).min(COMPUTE_BATCH_MAX);
+            size = (size * 2).min(max);
         } else if held > store::WRITE_SLICE {
-            size = (size / 2).max(COMPUTE_BATCH_MIN);
+            size = (size / 2).max(min.min(max));
         }
     }
 }
 
-/// Evaluates the next `size` members after `after` in one transaction; returns the
-/// last one evaluated (None once the group is ready, or was deleted meanwhile) and how
-/// long the transaction held the write lock (from its begin, which waits for the lock,
-/// to its commit).
+/// Brings the next `size` members after `after` up to date in one transaction, in two
+/// set-based statements (the matching ones not yet in join, the others leave); returns
+/// the last member of the range (None once the group is ready, or was deleted
+/// meanwhile) and how long the transaction held the write lock (from its begin, which
+/// waits for the lock, to its commit). The last range is open-ended, and its
+/// transaction marks the group ready.
 async fn compute_batch(
+    db: &Db,
+    spot_id: SpotId,
+    group_id: GroupId,
+    test: &MemberTest,
+    after: Option<MemberId>,
+    size: i64,
+) -> Result<(Option<MemberId>, std::time::Duration)> {
+    let mut tx = db.begin().await?;
+    let began = std::time::Instant::now();
+    let (range, found) = store::smart_sql::next_range_for_share(tx.ex(), spot_id, after, size).await?;
+    // The group's lock (after the members', as member writes take them) before the
+    // blacklist is read, so a concurrent blacklist change is seen whole or not at all.
+    if !store::groups::lock(tx.ex(), spot_id, group_id).await? {
+        return Ok((None, began.elapsed()));
+    }
+    let last_range = found < size;
+    let range = if last_range { IdRange { after, last: None } } else { range };
+    let added = store::smart_sql::insert_matching(tx.ex(), spot_id, group_id, range, test, now_ms()).await?;
+    let removed = store::smart_sql::delete_unmatching(tx.ex(), spot_id, group_id, range, test).await?;
+    joined(&mut tx, spot_id, group_id, &added).await?;
+    removed_from(&mut tx, spot_id, group_id, &removed).await?;
+    if last_range {
+        store::smart_groups::set_ready(tx.ex(), spot_id, group_id).await?;
+    } else {
+        store::smart_groups::extend_lease(tx.ex(), spot_id, group_id, now_ms() + compute_lease_ms()).await?;
+    }
+    tx.commit().await?;
+    Ok((if last_range { None } else { range.last }, began.elapsed()))
+}
+
+/// [`compute_batch`] evaluating the rules in Rust, member by member (rules too large
+/// for one statement).
+async fn compute_batch_in_rust(
     db: &Db,
     spot_id: SpotId,
     group_id: GroupId,
@@ -786,7 +907,7 @@ async fn compute_batch(
     }
     join_many(&mut tx, spot_id, group_id, &matching).await?;
     leave(&mut tx, spot_id, group_id, &out).await?;
-    store::smart_groups::extend_lease(tx.ex(), spot_id, group_id, now_ms() + COMPUTE_LEASE_MS).await?;
+    store::smart_groups::extend_lease(tx.ex(), spot_id, group_id, now_ms() + compute_lease_ms()).await?;
     tx.commit().await?;
     Ok((Some(last), began.elapsed()))
 }

@@ -2,7 +2,14 @@
 //! over member fields, validated on creation (errors name the path, e.g.
 //! `rules.conditions[1].triggers[0].op`) and evaluated in Rust against one member at a
 //! time, which is what keeps membership current incrementally: a member change
-//! re-evaluates that member only.
+//! re-evaluates that member only. A full computation runs the same rules as SQL
+//! ([`Rules::member_test`], rendered by `store::smart_sql`); `tests/smart_sql.rs`
+//! checks on both stores that the two select the same members.
+//!
+//! `contains` folds the case of ASCII letters only, in Rust as in SQL: SQLite's
+//! `lower()` folds nothing else, and an exact agreement between the evaluator and both
+//! stores is worth more than folding `É` to `é` on some of them (emails are compared
+//! lower-cased in full, as stored in `email_norm`).
 
 use std::collections::HashMap;
 
@@ -16,6 +23,7 @@ use super::vocab::{MemberRole, MemberStatus, PropertyType};
 use crate::domain::ids::PropertyId;
 use crate::error::{Error, Result};
 use crate::store::property_values::StoredValue;
+use crate::store::smart_sql::{Compare, MemberTest, TextColumn, TimeColumn, ValueTest};
 
 /// A member's custom-property values by property id (what property triggers read).
 pub type PropertyValues = HashMap<PropertyId, Vec<StoredValue>>;
@@ -404,7 +412,7 @@ impl Trigger {
             (Operand::Text(v), Op::Before) => texts().next().is_some_and(|t| t < v.as_str()),
             (Operand::Text(v), Op::After) => texts().next().is_some_and(|t| t > v.as_str()),
             (Operand::Text(v), Op::Contains) if kind == PropertyType::MultipleSelect => texts().any(|t| t == v),
-            (Operand::Text(v), Op::Contains) => texts().any(|t| t.to_lowercase().contains(&v.to_lowercase())),
+            (Operand::Text(v), Op::Contains) => texts().any(|t| contains_folded(t, v)),
             (Operand::List(l), Op::In) => texts().any(|t| l.iter().any(|v| v == t)),
             _ => false,
         }
@@ -444,11 +452,108 @@ impl Trigger {
             }
             (Operand::Text(v), Op::Eq) => text.is_some_and(|x| x == norm(v)),
             (Operand::Text(v), Op::Neq) => text.is_none_or(|x| x != norm(v)),
-            (Operand::Text(v), Op::Contains) => text.is_some_and(|x| x.to_lowercase().contains(&v.to_lowercase())),
+            (Operand::Text(v), Op::Contains) => text.is_some_and(|x| contains_folded(&x, v)),
             (Operand::List(l), Op::In) => text.is_some_and(|x| l.iter().any(|v| x == norm(v))),
             (Operand::List(l), Op::NotIn) => text.is_none_or(|x| l.iter().all(|v| x != norm(v))),
             _ => false,
         }
+    }
+}
+
+/// Whether `haystack` contains `needle`, ASCII letters compared case-insensitively
+/// (what both stores' SQL can do exactly, see `store::smart_sql`).
+fn contains_folded(haystack: &str, needle: &str) -> bool {
+    haystack.to_ascii_lowercase().contains(&needle.to_ascii_lowercase())
+}
+
+impl Rules {
+    /// The rules as a store-level test over one member row, which a full computation
+    /// runs in SQL; it selects exactly the members [`Rules::matches_with`] accepts.
+    pub fn member_test(&self) -> MemberTest {
+        let conditions = self
+            .conditions
+            .iter()
+            .map(|c| {
+                let triggers = c.triggers.iter().map(Trigger::member_test).collect();
+                junction(c.operator, triggers)
+            })
+            .collect();
+        junction(self.operator, conditions)
+    }
+}
+
+fn junction(j: Junction, items: Vec<MemberTest>) -> MemberTest {
+    match j {
+        Junction::And => MemberTest::All(items),
+        Junction::Or => MemberTest::Any(items),
+    }
+}
+
+impl Trigger {
+    /// This trigger as a store-level test (see [`Rules::member_test`]); each arm mirrors
+    /// the matching arm of [`Trigger::matches`] / [`Trigger::matches_property`].
+    fn member_test(&self) -> MemberTest {
+        let column = match &self.field {
+            Field::Property { id, kind, .. } => return self.property_test(*id, *kind),
+            Field::RegistrationDate | Field::InvitationDate => {
+                let column = if self.field == Field::RegistrationDate {
+                    TimeColumn::RegisteredAt
+                } else {
+                    TimeColumn::InvitedAt
+                };
+                return match (&self.value, self.op) {
+                    (Operand::Time(t), Op::Before) => MemberTest::Before(column, *t),
+                    (Operand::Time(t), Op::After) => MemberTest::After(column, *t),
+                    _ => MemberTest::Never,
+                };
+            }
+            Field::Status => TextColumn::Status,
+            Field::Role => TextColumn::Role,
+            Field::Email => TextColumn::EmailNorm,
+            Field::Firstname => TextColumn::Firstname,
+            Field::Lastname => TextColumn::Lastname,
+            Field::CustomRoleId => TextColumn::CustomRoleText,
+        };
+        // The stored email is compared lower-cased (`email_norm`), as `matches` does.
+        let norm = |s: &str| if self.field == Field::Email { s.to_lowercase() } else { s.to_string() };
+        match (&self.value, self.op) {
+            (Operand::Text(v), Op::Eq) => MemberTest::TextEq(column, norm(v)),
+            (Operand::Text(v), Op::Neq) => MemberTest::TextNeq(column, norm(v)),
+            (Operand::Text(v), Op::Contains) => MemberTest::TextContains(column, v.clone()),
+            (Operand::List(l), Op::In) => MemberTest::TextIn(column, l.iter().map(|v| norm(v)).collect()),
+            (Operand::List(l), Op::NotIn) => MemberTest::TextNotIn(column, l.iter().map(|v| norm(v)).collect()),
+            _ => MemberTest::Never,
+        }
+    }
+
+    fn property_test(&self, id: PropertyId, kind: PropertyType) -> MemberTest {
+        let compare = |op: Op| match op {
+            Op::Eq => Some(Compare::Eq),
+            Op::Neq => Some(Compare::Neq),
+            Op::Gt => Some(Compare::Gt),
+            Op::Gte => Some(Compare::Gte),
+            Op::Lt => Some(Compare::Lt),
+            Op::Lte => Some(Compare::Lte),
+            _ => None,
+        };
+        let test = match (&self.value, self.op) {
+            (Operand::Num(v), op) => match compare(op) {
+                Some(c) => ValueTest::FirstNum(c, *v),
+                None => return MemberTest::Never,
+            },
+            (Operand::Bool(b), Op::Eq) => ValueTest::FirstBool(*b),
+            (Operand::Text(v), Op::Eq) => ValueTest::AnyTextIn(vec![v.clone()]),
+            (Operand::Text(v), Op::Neq) => ValueTest::FirstText(Compare::Neq, v.clone()),
+            (Operand::Text(v), Op::Before) => ValueTest::FirstText(Compare::Lt, v.clone()),
+            (Operand::Text(v), Op::After) => ValueTest::FirstText(Compare::Gt, v.clone()),
+            (Operand::Text(v), Op::Contains) if kind == PropertyType::MultipleSelect => {
+                ValueTest::AnyTextIn(vec![v.clone()])
+            }
+            (Operand::Text(v), Op::Contains) => ValueTest::AnyTextContains(v.clone()),
+            (Operand::List(l), Op::In) => ValueTest::AnyTextIn(l.clone()),
+            _ => return MemberTest::Never,
+        };
+        MemberTest::Property(id, test)
     }
 }
 

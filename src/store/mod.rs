@@ -28,6 +28,7 @@ pub mod properties;
 pub mod property_values;
 pub mod rate_limits;
 pub mod smart_groups;
+pub mod smart_sql;
 pub mod spots;
 pub mod sql;
 pub mod webhooks;

@@ -139,6 +139,13 @@ impl Sql {
         self
     }
 
+    /// Appends text that differs between the backends (a function one of them lacks).
+    pub fn push_per_backend(&mut self, postgres: &'static str, sqlite: &'static str) -> &mut Self {
+        self.text.push_str(postgres);
+        self.sqlite_text.push_str(sqlite);
+        self
+    }
+
     /// Appends a placeholder for a new bind.
     pub fn push_bind(&mut self, value: Bind) -> &mut Self {
         self.binds.push(value);

@@ -246,3 +246,146 @@ async fn webhook_events_survive_a_kill_sqlite() {
 async fn webhook_events_survive_a_kill_postgres() {
     webhook_events_survive_a_kill(Backend::Postgres).await;
 }
+
+/// Seeds `n` members below the API (multi-row statements in one transaction); every
+/// second one is named "Even". Returns the ids of the "Even" ones.
+async fn seed_members(url: &str, spot_id: &str, n: usize) -> std::collections::BTreeSet<uuid::Uuid> {
+    let db = Db::connect(url).await.unwrap();
+    let spot = uuid::Uuid::parse_str(spot_id).unwrap();
+    let lit = |id: uuid::Uuid| match &db {
+        Db::Sqlite(_) => format!("X'{}'", id.simple()),
+        Db::Postgres(_) => format!("'{id}'"),
+    };
+    let mut statements = Vec::new();
+    let mut even = std::collections::BTreeSet::new();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|k| {
+                let id = uuid::Uuid::now_v7();
+                let name = if k % 2 == 0 { "Even" } else { "Odd" };
+                if k % 2 == 0 {
+                    even.insert(id);
+                }
+                format!("({}, {}, 'k{k}@x.io', 'k{k}@x.io', '{name}', {k}, {k})", lit(spot), lit(id))
+            })
+            .collect();
+        statements.push(format!(
+            "INSERT INTO members (spot_id, id, email, email_norm, firstname, invited_at, updated_at) VALUES {}",
+            rows.join(", ")
+        ));
+    }
+    statements.push(format!("UPDATE spots SET member_count = {n} WHERE id = {}", lit(spot)));
+    match &db {
+        Db::Sqlite(p) => {
+            let mut tx = p.begin().await.unwrap();
+            for s in &statements {
+                sqlx::query(s).execute(&mut *tx).await.unwrap();
+            }
+            tx.commit().await.unwrap();
+        }
+        Db::Postgres(p) => {
+            let mut tx = p.begin().await.unwrap();
+            for s in &statements {
+                sqlx::query(s).execute(&mut *tx).await.unwrap();
+            }
+            tx.commit().await.unwrap();
+        }
+    }
+    db.close().await;
+    even
+}
+
+/// A group's (ready, member count, lease end) and its membership rows.
+async fn smart_group_state(db: &Db, group_id: uuid::Uuid) -> ((bool, i64, Option<i64>), Vec<uuid::Uuid>) {
+    let state = "SELECT ready, member_count, compute_lease_until FROM spot_groups WHERE id = $1";
+    let members = "SELECT member_id FROM group_members WHERE group_id = $1";
+    match db {
+        Db::Sqlite(p) => (
+            sqlx::query_as(state).bind(group_id).fetch_one(p).await.unwrap(),
+            sqlx::query_scalar(members).bind(group_id).fetch_all(p).await.unwrap(),
+        ),
+        Db::Postgres(p) => (
+            sqlx::query_as(state).bind(group_id).fetch_one(p).await.unwrap(),
+            sqlx::query_scalar(members).bind(group_id).fetch_all(p).await.unwrap(),
+        ),
+    }
+}
+
+/// A smart-group computation SIGKILLed midway (some members in, the group not ready) is
+/// taken over by the restarted server once its lease (1 s here) lapses, and ends exact:
+/// the membership is the rule's matching set, the count matches it, the group is ready.
+async fn a_smart_group_computation_killed_midway_is_taken_over(backend: Backend) {
+    let Some((url, _dir, _pg)) = test_database(backend).await else { return };
+    let spot = cli_json(&url, &["spots", "create", "--name", "faults", "--json"]);
+    let (spot_id, key) = (spot["spotId"].as_str().unwrap(), spot["apiKey"].as_str().unwrap().to_string());
+    let even = seed_members(&url, spot_id, 60_000).await;
+    let serve = || {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--database-url", &url, "serve", "--listen", "127.0.0.1:0"])
+            .env("OPENSPOT_SMART_GROUP_LEASE_MS", "1000");
+        cmd
+    };
+    let (server, listen, _log) = serve_logged(&mut serve()).await;
+    let rules = json!({"operator": "AND", "conditions": [{"operator": "AND", "triggers": [
+        {"field": "firstname", "op": "eq", "value": "Even"}]}]});
+    let r = test_client()
+        .post(format!("http://{listen}/v1/groups"))
+        .header("authorization", &key)
+        .json(&json!({"name": "Even", "type": "Smart", "rules": rules}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let group_id: uuid::Uuid = r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().parse().unwrap();
+
+    // Killed as soon as some members are in and the computation is still running.
+    let db = Db::connect(&url).await.unwrap();
+    for _ in 0..20_000 {
+        let ((ready, count, _), _) = smart_group_state(&db, group_id).await;
+        assert!(!ready, "the computation was seen running before it ended");
+        if count > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    sigkill(server);
+    let ((ready, count, lease_until), rows) = smart_group_state(&db, group_id).await;
+    assert!(!ready && count > 0 && (count as usize) < even.len(), "killed midway ({count} of {} in)", even.len());
+    assert_eq!(rows.len() as i64, count, "the count matches the rows committed");
+
+    // Restarted once the dead server's lease has lapsed: housekeeping's first round
+    // (at start-up) takes the computation over.
+    let lease_until = lease_until.expect("the dead server's lease is on the group");
+    while openspot::domain::now_ms() <= lease_until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (server, _, log) = serve_logged(&mut serve()).await;
+    let mut state = smart_group_state(&db, group_id).await;
+    for _ in 0..1200 {
+        if state.0 .0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        state = smart_group_state(&db, group_id).await;
+    }
+    stop(server).await;
+    let ((ready, count, _), rows) = smart_group_state(&db, group_id).await;
+    db.close().await;
+    assert!(ready, "the computation was taken over and finished; the server's log:\n{}", log.join().unwrap());
+    let members: std::collections::BTreeSet<uuid::Uuid> = rows.into_iter().collect();
+    assert_eq!(members.len(), even.len(), "no membership is missing or repeated");
+    assert!(members == even, "the membership is exactly the rule's matching set");
+    assert_eq!(count, even.len() as i64, "the member count matches the membership");
+    assert_eq!(torn_counts(&url).await, vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_smart_group_computation_killed_midway_is_taken_over_sqlite() {
+    a_smart_group_computation_killed_midway_is_taken_over(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_smart_group_computation_killed_midway_is_taken_over_postgres() {
+    a_smart_group_computation_killed_midway_is_taken_over(Backend::Postgres).await;
+}
