@@ -30,6 +30,7 @@ pub mod rate_limits;
 pub mod smart_groups;
 pub mod spots;
 pub mod sql;
+pub mod transfer;
 pub mod webhooks;
 
 use std::str::FromStr;
