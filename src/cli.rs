@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::config::Config;
 use crate::domain::ids::{ConnectorId, GroupId, SpotId};
 use crate::domain::vocab::{ChannelKind, OutboxState};
-use crate::domain::{demo, import, kaizala, outbox, spots};
+use crate::domain::{demo, import, kaizala, outbox, spots, transfer};
 use crate::http::AppState;
 use crate::store::{redact_url, Db};
 
@@ -336,6 +336,26 @@ pub enum SpotsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write one spot (every record, ids kept) as JSON lines, for `spots import` into
+    /// another database. The file holds key hashes and webhook secrets: keep it safe.
+    Export {
+        #[arg(long)]
+        spot: SpotId,
+        /// The file to create (refused if it exists), or `-` for stdout.
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load a `spots export` file into this database, in one transaction (refused if
+    /// the spot exists here already).
+    Import {
+        /// The export file, or `-` for stdin.
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs the parsed command.
@@ -629,6 +649,37 @@ async fn spots_command(db: &Db, cmd: SpotsCommand) -> anyhow::Result<()> {
                 );
             }
         }
+        SpotsCommand::Export { spot, to, json } => {
+            let summary = if to == "-" {
+                let stdout = std::io::stdout();
+                let mut out = std::io::BufWriter::new(stdout.lock());
+                transfer::export_spot(db, spot, &mut out).await?
+            } else {
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&to)
+                    .with_context(|| format!("cannot create {to} (an export never overwrites a file)"))?;
+                let mut out = std::io::BufWriter::new(file);
+                let summary = transfer::export_spot(db, spot, &mut out).await;
+                if summary.is_err() {
+                    drop(out);
+                    let _ = std::fs::remove_file(&to);
+                }
+                summary?
+            };
+            report_transfer("exported", &summary, json && to != "-");
+        }
+        SpotsCommand::Import { from, json } => {
+            let summary = if from == "-" {
+                let stdin = std::io::stdin();
+                transfer::import_spot(db, &mut stdin.lock()).await?
+            } else {
+                let file = std::fs::File::open(&from).with_context(|| format!("cannot open {from}"))?;
+                transfer::import_spot(db, &mut std::io::BufReader::new(file)).await?
+            };
+            report_transfer("imported", &summary, json);
+        }
         SpotsCommand::SetSender { spot_id, name, json } => {
             let name = crate::domain::email::set_sender_name(db, spot_id, Some(&name)).await?;
             if json {
@@ -642,6 +693,20 @@ async fn spots_command(db: &Db, cmd: SpotsCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What `spots export|import` did: JSON on stdout, or a summary on stderr (stdout may
+/// be the export itself).
+fn report_transfer(done: &str, summary: &transfer::Summary, json: bool) {
+    if json {
+        let kinds: serde_json::Map<String, serde_json::Value> =
+            summary.by_kind.iter().map(|(k, n)| (k.to_string(), json!(n))).collect();
+        print_json(json!({"spotId": summary.spot, done: summary.records, "byKind": kinds}));
+    } else {
+        let spot = summary.spot.map(|s| s.to_string()).unwrap_or_default();
+        let kinds: Vec<String> = summary.by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        eprintln!("spot {spot}: {done} {} records ({})", summary.records, kinds.join(", "));
+    }
 }
 
 async fn serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {

@@ -12,6 +12,9 @@ pub mod config;
 pub mod domain;
 /// The one error type.
 pub mod error;
+/// Entry points of the fuzz targets and of their corpus replay (not an API).
+#[doc(hidden)]
+pub mod fuzzing;
 /// HTTP router, middleware and dialect adapters.
 pub mod http;
 /// Process metrics (`GET /metrics`).

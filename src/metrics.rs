@@ -81,6 +81,9 @@ pub struct Metrics {
     pub import_rows: Family<RowLabels, Counter>,
     /// The database pool's connections, read at scrape time.
     pub db_connections: Family<PoolLabels, Gauge>,
+    /// How long the store waited to obtain a pooled connection (see [`crate::store`]'s
+    /// `waited`): a pool too small for the load shows here before requests time out.
+    pub db_connection_wait_seconds: Histogram,
     /// This process's outbox delivery attempts by outcome.
     pub outbox_deliveries: Family<DeliveryLabels, Counter>,
     /// Outbox rows waiting (all replicas), read at scrape time.
@@ -92,6 +95,10 @@ pub struct Metrics {
 
 /// OpenTelemetry's default buckets for HTTP server durations (seconds).
 const HTTP_BUCKETS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
+
+/// Pool waits (seconds): from the usual tens of microseconds of an idle connection to
+/// the acquire timeouts (10 s on PostgreSQL, 30 s on SQLite).
+const POOL_WAIT_BUCKETS: [f64; 12] = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0];
 
 fn http_histogram() -> Histogram {
     Histogram::new(HTTP_BUCKETS)
@@ -126,6 +133,13 @@ impl Metrics {
         registry.register("openspot_import_rows", "Rows of member imports, by outcome", import_rows.clone());
         let db_connections = Family::<PoolLabels, Gauge>::default();
         registry.register("db_client_connection_count", "Database pool connections by state", db_connections.clone());
+        let db_connection_wait_seconds = Histogram::new(POOL_WAIT_BUCKETS);
+        registry.register_with_unit(
+            "db_client_connection_wait_time",
+            "Time to obtain a pooled database connection (a write transaction's BEGIN included)",
+            Unit::Seconds,
+            db_connection_wait_seconds.clone(),
+        );
         let outbox_deliveries = Family::<DeliveryLabels, Counter>::default();
         registry.register(
             "openspot_outbox_deliveries",
@@ -155,6 +169,7 @@ impl Metrics {
             smart_group_computation_seconds,
             import_rows,
             db_connections,
+            db_connection_wait_seconds,
         }
     }
 
@@ -240,6 +255,7 @@ mod tests {
             "http_server_request_duration_seconds_bucket{le=\"0.005\",http_request_method=\"GET\",http_route=\"/v1/groups/{groupId}\",http_response_status_code=\"200\"}",
             "openspot_import_rows_total{outcome=\"Created\"}",
             "# TYPE openspot_rate_limited_requests counter",
+            "# TYPE db_client_connection_wait_time_seconds histogram",
             "# EOF",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");

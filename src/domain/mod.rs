@@ -23,6 +23,7 @@ pub mod properties;
 pub mod rate_limit;
 pub mod smart_rules;
 pub mod spots;
+pub mod transfer;
 pub mod vocab;
 pub mod webhooks;
 

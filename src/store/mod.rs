@@ -31,6 +31,7 @@ pub mod smart_groups;
 pub mod smart_sql;
 pub mod spots;
 pub mod sql;
+pub mod transfer;
 pub mod webhooks;
 
 use std::str::FromStr;
@@ -317,8 +318,8 @@ impl Db {
     /// Starts a write transaction.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         Ok(Tx::new(match self {
-            Db::Sqlite(p) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            Db::Postgres(p) => TxInner::Postgres(p.begin().await?),
+            Db::Sqlite(p) => TxInner::Sqlite(waited(p.begin_with("BEGIN IMMEDIATE")).await?),
+            Db::Postgres(p) => TxInner::Postgres(waited(p.begin()).await?),
         }))
     }
 
@@ -330,9 +331,9 @@ impl Db {
     /// refuses writes. Commit or drop it when done.
     pub async fn begin_read(&self) -> Result<Tx, sqlx::Error> {
         Ok(Tx::new(match self {
-            Db::Sqlite(p) => TxInner::Sqlite(p.begin_with("BEGIN DEFERRED").await?),
+            Db::Sqlite(p) => TxInner::Sqlite(waited(p.begin_with("BEGIN DEFERRED")).await?),
             Db::Postgres(p) => {
-                TxInner::Postgres(p.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?)
+                TxInner::Postgres(waited(p.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")).await?)
             }
         }))
     }
@@ -340,8 +341,8 @@ impl Db {
     /// Takes a connection for reads.
     pub async fn conn(&self) -> Result<Conn, sqlx::Error> {
         Ok(match self {
-            Db::Sqlite(p) => Conn::Sqlite(p.acquire().await?),
-            Db::Postgres(p) => Conn::Postgres(p.acquire().await?),
+            Db::Sqlite(p) => Conn::Sqlite(waited(p.acquire()).await?),
+            Db::Postgres(p) => Conn::Postgres(waited(p.acquire()).await?),
         })
     }
 
@@ -367,6 +368,20 @@ impl Db {
             Db::Postgres(p) => p.close().await,
         }
     }
+}
+
+/// Awaits one of the pool's entry points ([`Db::begin`], [`Db::begin_read`],
+/// [`Db::conn`]: every request's and job's way to a connection) and records how long it
+/// took in `db_client_connection_wait_time_seconds`. sqlx hands a transaction out with
+/// its `BEGIN` already run, so a write transaction's time includes the `BEGIN`, and on
+/// SQLite `BEGIN IMMEDIATE` waits for the one write lock: that wait is counted too, as
+/// it is the wait a writer sees. The cost is two clock reads and one histogram update
+/// (a few atomic adds), next to a database round trip.
+async fn waited<T>(acquire: impl std::future::Future<Output = Result<T, sqlx::Error>>) -> Result<T, sqlx::Error> {
+    let began = std::time::Instant::now();
+    let out = acquire.await;
+    crate::metrics::global().db_connection_wait_seconds.observe(began.elapsed().as_secs_f64());
+    out
 }
 
 /// How long one transaction of a long operation (inviting a big group to a course,

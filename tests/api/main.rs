@@ -28,5 +28,6 @@ mod receiver;
 mod replicas;
 mod robustness;
 mod security;
+mod transfer;
 mod vocab_messages;
 mod webhooks;

@@ -120,3 +120,17 @@ crate::both_with!(outbox_backlog_and_deliveries_are_shown, |c| { c.allow_private
     assert!(after.contains("# TYPE openspot_outbox_pending gauge"), "{after}");
     assert!(after.contains("openspot_outbox_oldest_due_age_seconds"), "{after}");
 });
+
+both!(pool_waits_are_timed, |app| {
+    let count = "db_client_connection_wait_time_seconds_count";
+    let before = scrape(&app).await;
+    assert!(before.contains("# TYPE db_client_connection_wait_time_seconds histogram"), "{before}");
+    // Every read takes a connection (auth, then the list) and every write a transaction.
+    for i in 0..3 {
+        app.invite(&format!("wait{i}@x.io")).await;
+        assert_eq!(app.get("/v1/spotMembers?limit=1").await.status, 200);
+    }
+    let after = scrape(&app).await;
+    assert!(value(&after, count) >= value(&before, count) + 6.0, "{after}");
+    assert!(after.contains("db_client_connection_wait_time_seconds_bucket{le=\"30.0\"}"), "{after}");
+});
