@@ -1,0 +1,9 @@
+//! The signed-in pages after the Overview, one module each, mounted here.
+
+use axum::Router;
+
+use crate::http::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+}

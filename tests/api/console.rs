@@ -1,0 +1,342 @@
+//! The operator console (`/console/`): sign-in by password and by one-time link,
+//! sessions (CSRF, idle expiry, sign-out, role loss), throttling, isolation between
+//! spots, and every page rendering, on both stores.
+
+use openspot::domain::console;
+use openspot::domain::ids::SpotId;
+use openspot::Db;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use serde_json::json;
+
+use crate::both;
+use crate::both_with;
+use crate::common::TestApp;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// One answer of the console.
+#[derive(Debug)]
+pub struct Page {
+    pub status: u16,
+    pub text: String,
+    pub headers: HeaderMap,
+}
+
+impl Page {
+    pub fn location(&self) -> Option<&str> {
+        self.headers.get(LOCATION).and_then(|v| v.to_str().ok())
+    }
+    pub fn set_cookie(&self) -> Option<&str> {
+        self.headers.get(SET_COOKIE).and_then(|v| v.to_str().ok())
+    }
+    /// The CSRF token written in the page's forms.
+    pub fn csrf(&self) -> String {
+        let at = self.text.find(r#"name="_csrf" value=""#).expect("a CSRF field") + r#"name="_csrf" value=""#.len();
+        self.text[at..].split('"').next().unwrap().to_string()
+    }
+    pub fn assert_redirected_to_login(&self) {
+        assert_eq!(self.status, 303, "{}", self.text);
+        assert_eq!(self.location(), Some("/console/login"));
+    }
+}
+
+/// A browser on the console: follows no redirect, keeps the session cookie.
+pub struct Browser<'a> {
+    pub app: &'a TestApp,
+    client: reqwest::Client,
+    pub cookie: Option<String>,
+    pub csrf: String,
+}
+
+impl<'a> Browser<'a> {
+    pub fn new(app: &'a TestApp) -> Self {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Browser { app, client, cookie: None, csrf: String::new() }
+    }
+
+    async fn finish(&mut self, rb: reqwest::RequestBuilder) -> Page {
+        let rb = match &self.cookie {
+            Some(c) => rb.header("cookie", format!("{}={c}", "openspot_console")),
+            None => rb,
+        };
+        let r = rb.send().await.unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        let page = Page { status, text, headers };
+        if let Some(set) = page.set_cookie() {
+            let value = set.split(';').next().unwrap().split_once('=').unwrap().1.to_string();
+            self.cookie = (!value.is_empty()).then_some(value);
+        }
+        page
+    }
+
+    pub async fn get(&mut self, path: &str) -> Page {
+        let rb = self.client.get(format!("{}{path}", self.app.base));
+        let page = self.finish(rb).await;
+        if page.status == 200 && page.text.contains(r#"name="_csrf""#) {
+            self.csrf = page.csrf();
+        }
+        page
+    }
+
+    /// A form POST without adding the CSRF token.
+    pub async fn post_raw(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let rb = self.client.post(format!("{}{path}", self.app.base)).form(form);
+        self.finish(rb).await
+    }
+
+    /// A form POST with the session's CSRF token (read from the last page).
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let csrf = self.csrf.clone();
+        let mut fields = form.to_vec();
+        fields.push(("_csrf", &csrf));
+        self.post_raw(path, &fields).await
+    }
+
+    pub async fn sign_in(&mut self, email: &str, password: &str) -> Page {
+        let page = self.post_raw("/console/login", &[("email", email), ("password", password)]).await;
+        if page.status == 303 {
+            let home = self.get("/console/").await;
+            assert_eq!(home.status, 200, "{}", home.text);
+        }
+        page
+    }
+}
+
+/// Invites `email` into the app's spot as an Admin with the console password; returns its id.
+pub async fn admin(app: &TestApp, email: &str) -> String {
+    let id = app.invite(email).await;
+    let r = app.put(&format!("/v1/spotMembers/{id}"), json!({"role": "Admin", "firstname": "Ada"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    console::set_password(&app.db, app.spot_id, email, PASSWORD).await.unwrap();
+    id
+}
+
+/// A browser signed in as a new Admin of the app's spot.
+pub async fn signed_in(app: &TestApp) -> (Browser<'_>, String) {
+    let id = admin(app, "admin@example.com").await;
+    let mut b = Browser::new(app);
+    let r = b.sign_in("admin@example.com", PASSWORD).await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    (b, id)
+}
+
+/// Runs one statement on the test database (to age a session or a link).
+pub async fn exec(app: &TestApp, sql: &str) {
+    match &app.db {
+        Db::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()).unwrap(),
+        Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()).unwrap(),
+    }
+}
+
+both!(password_sign_in_overview_and_sign_out, |app| {
+    admin(&app, "admin@example.com").await;
+    app.invite("someone@example.com").await;
+    let mut b = Browser::new(&app);
+    // Not signed in: every page sends to the sign-in page, which renders.
+    b.get("/console/").await.assert_redirected_to_login();
+    let login = b.get("/console/login").await;
+    assert_eq!(login.status, 200);
+    assert!(login.text.contains(r#"<label for="email">"#) && login.text.contains(r#"<label for="password">"#));
+
+    let wrong = b.post_raw("/console/login", &[("email", "admin@example.com"), ("password", "not it at all")]).await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.text.contains("Wrong email or password"), "{}", wrong.text);
+    assert!(b.cookie.is_none());
+    let nobody = b.post_raw("/console/login", &[("email", "nobody@example.com"), ("password", PASSWORD)]).await;
+    assert_eq!(nobody.status, 401);
+
+    let ok = b.post_raw("/console/login", &[("email", "ADMIN@example.com"), ("password", PASSWORD)]).await;
+    assert_eq!(ok.status, 303, "{}", ok.text);
+    assert_eq!(ok.location(), Some("/console/"));
+    let cookie = ok.set_cookie().unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/console"));
+    assert!(!cookie.contains("Secure"), "{cookie}");
+
+    let home = b.get("/console/").await;
+    assert_eq!(home.status, 200, "{}", home.text);
+    assert!(home.text.contains("<h1>Overview</h1>"));
+    assert!(home.text.contains("test spot"));
+    assert!(home.text.contains("someone@example.com"), "recent joins list the new member");
+    assert!(home.text.contains("Invited"), "counts by status");
+    assert_eq!(home.headers.get("cache-control").unwrap(), "no-store");
+
+    let out = b.post("/console/logout", &[]).await;
+    assert_eq!(out.status, 303);
+    assert_eq!(out.location(), Some("/console/login"));
+    assert!(out.set_cookie().unwrap().contains("Max-Age=0"));
+    // The old cookie value no longer works either.
+    let old = cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_string();
+    b.cookie = Some(old);
+    b.get("/console/").await.assert_redirected_to_login();
+});
+
+both_with!(
+    the_cookie_is_secure_behind_https,
+    |config| {
+        config.public_url = "https://console.example".into();
+    },
+    |app| {
+        admin(&app, "admin@example.com").await;
+        let mut b = Browser::new(&app);
+        let ok = b.post_raw("/console/login", &[("email", "admin@example.com"), ("password", PASSWORD)]).await;
+        assert_eq!(ok.status, 303);
+        assert!(ok.set_cookie().unwrap().contains("; Secure"));
+    }
+);
+
+both!(a_link_signs_in_once_and_expires, |app| {
+    admin(&app, "admin@example.com").await;
+    let token = console::create_login_link(&app.db, app.spot_id, "admin@example.com").await.unwrap();
+    let mut b = Browser::new(&app);
+    // Opening the link does not spend it (mail scanners fetch links).
+    let shown = b.get(&console::link_path(&token)).await;
+    assert_eq!(shown.status, 200);
+    assert!(shown.text.contains(&token));
+    let ok = b.post_raw("/console/link", &[("token", &token)]).await;
+    assert_eq!(ok.status, 303, "{}", ok.text);
+    assert!(b.get("/console/").await.text.contains("<h1>Overview</h1>"));
+
+    let mut other = Browser::new(&app);
+    let again = other.post_raw("/console/link", &[("token", &token)]).await;
+    assert_eq!(again.status, 401, "a link works once");
+    assert!(again.text.contains("expired or was already used"));
+
+    let late = console::create_login_link(&app.db, app.spot_id, "admin@example.com").await.unwrap();
+    exec(&app, "UPDATE console_login_links SET expires_at = 1 WHERE used_at IS NULL").await;
+    assert_eq!(other.post_raw("/console/link", &[("token", &late)]).await.status, 401, "an expired link");
+    assert_eq!(other.post_raw("/console/link", &[("token", "made-up")]).await.status, 401);
+
+    // Only Admins get links.
+    app.invite("member@example.com").await;
+    let e = console::create_login_link(&app.db, app.spot_id, "member@example.com").await.unwrap_err();
+    assert!(e.to_string().contains("not an Admin"), "{e}");
+});
+
+both!(state_changes_without_the_csrf_token_are_refused, |app| {
+    let (mut b, _) = signed_in(&app).await;
+    let none = b.post_raw("/console/logout", &[]).await;
+    assert_eq!(none.status, 403, "{}", none.text);
+    let wrong = b.post_raw("/console/logout", &[("_csrf", "forged")]).await;
+    assert_eq!(wrong.status, 403);
+    // A JSON body cannot carry it either; the header can.
+    let csrf = b.csrf.clone();
+    let cookie = b.cookie.clone().unwrap();
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let json_post = client
+        .post(format!("{}/console/logout", app.base))
+        .header("cookie", format!("openspot_console={cookie}"))
+        .json(&json!({"_csrf": csrf}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_post.status(), 403);
+    // Still signed in after the refusals.
+    assert_eq!(b.get("/console/").await.status, 200);
+    let by_header = client
+        .post(format!("{}/console/logout", app.base))
+        .header("cookie", format!("openspot_console={cookie}"))
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_header.status(), 303);
+    b.get("/console/").await.assert_redirected_to_login();
+});
+
+both!(an_idle_session_expires, |app| {
+    let (mut b, _) = signed_in(&app).await;
+    assert_eq!(b.get("/console/").await.status, 200);
+    let idle = console::SESSION_IDLE_MS + 1_000;
+    exec(&app, &format!("UPDATE console_sessions SET last_seen_at = last_seen_at - {idle}")).await;
+    b.get("/console/").await.assert_redirected_to_login();
+});
+
+both!(a_demoted_admin_loses_access_at_the_next_request, |app| {
+    let (mut b, id) = signed_in(&app).await;
+    assert_eq!(b.get("/console/").await.status, 200);
+    let r = app.put(&format!("/v1/spotMembers/{id}"), json!({"role": "Member"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    b.get("/console/").await.assert_redirected_to_login();
+    // Promoted again, the ended session stays ended; a new sign-in works.
+    app.put(&format!("/v1/spotMembers/{id}"), json!({"role": "Admin"})).await;
+    b.get("/console/").await.assert_redirected_to_login();
+    assert_eq!(b.sign_in("admin@example.com", PASSWORD).await.status, 303);
+    // A deactivated Admin is out too; htmx requests are told where to go.
+    app.put(&format!("/v1/spotMembers/{id}"), json!({"status": "Deactivated"})).await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = client
+        .get(format!("{}/console/", app.base))
+        .header("cookie", format!("openspot_console={}", b.cookie.clone().unwrap()))
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers().get("hx-redirect").unwrap(), "/console/login");
+});
+
+both!(sign_in_is_throttled_per_account_and_per_address, |app| {
+    admin(&app, "admin@example.com").await;
+    let mut b = Browser::new(&app);
+    for _ in 0..console::FAILURES_PER_ACCOUNT {
+        let r = b.post_raw("/console/login", &[("email", "admin@example.com"), ("password", "wrong password!")]).await;
+        assert_eq!(r.status, 401);
+    }
+    // Spent: even the right password waits for the window.
+    let r = b.post_raw("/console/login", &[("email", "admin@example.com"), ("password", PASSWORD)]).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert!(r.headers.get("retry-after").is_some());
+    // Another account from the same address is still allowed, until the address's
+    // budget is spent (one failure each for many accounts).
+    for i in 0..(console::FAILURES_PER_ADDRESS - console::FAILURES_PER_ACCOUNT - 1) {
+        let email = format!("guess{i}@example.com");
+        let r = b.post_raw("/console/login", &[("email", &email), ("password", "wrong password!")]).await;
+        assert_eq!(r.status, 401, "attempt {i}");
+    }
+    let r = b.post_raw("/console/login", &[("email", "fresh@example.com"), ("password", "wrong password!")]).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+});
+
+both!(an_admin_of_several_spots_picks_one, |app| {
+    admin(&app, "admin@example.com").await;
+    let (other, other_key) = app.other_spot().await;
+    let r = app
+        .send(reqwest::Method::POST, "/v1/spotMembers", Some(&other_key), Some(json!({"email": "admin@example.com"})))
+        .await;
+    let id = r.body["id"].as_str().unwrap().to_string();
+    app.send(reqwest::Method::PUT, &format!("/v1/spotMembers/{id}"), Some(&other_key), Some(json!({"role": "Admin"})))
+        .await;
+    console::set_password(&app.db, other, "admin@example.com", PASSWORD).await.unwrap();
+    let mut b = Browser::new(&app);
+    let pick = b.post_raw("/console/login", &[("email", "admin@example.com"), ("password", PASSWORD)]).await;
+    assert_eq!(pick.status, 200, "{}", pick.text);
+    assert!(pick.text.contains("test spot") && pick.text.contains("other spot"));
+    // Each choice is a one-time token for that spot.
+    let at = pick.text.find("other spot").unwrap();
+    let before = &pick.text[..at];
+    let token_at = before.rfind(r#"name="token" value=""#).unwrap() + r#"name="token" value=""#.len();
+    let token = before[token_at..].split('"').next().unwrap().to_string();
+    assert_eq!(b.post_raw("/console/link", &[("token", &token)]).await.status, 303);
+    let home = b.get("/console/").await;
+    assert!(home.text.contains("other spot"), "{}", home.text);
+    let _: SpotId = other;
+});
+
+both!(passwords_are_checked_when_set, |app| {
+    app.invite("member@example.com").await;
+    let short = console::set_password(&app.db, app.spot_id, "member@example.com", "short").await.unwrap_err();
+    assert!(short.to_string().contains("at least"), "{short}");
+    let not_admin = console::set_password(&app.db, app.spot_id, "member@example.com", PASSWORD).await.unwrap_err();
+    assert!(not_admin.to_string().contains("not an Admin"), "{not_admin}");
+});
+
+both!(assets_are_served_from_the_binary, |app| {
+    let mut b = Browser::new(&app);
+    let js = b.get("/console/assets/htmx.min.js").await;
+    assert_eq!(js.status, 200);
+    assert!(js.text.contains("htmx"));
+    let css = b.get("/console/assets/console.css").await;
+    assert_eq!(css.status, 200);
+    assert!(css.headers.get("content-type").unwrap().to_str().unwrap().starts_with("text/css"));
+});
