@@ -51,6 +51,8 @@ pub struct ConsoleSession {
     pub spot_name: String,
     /// Every state-changing request must carry it back.
     pub csrf_token: String,
+    /// The session id's hash (what the database knows it by): keys its selection.
+    pub session_key: [u8; 32],
 }
 
 /// A session just created: the cookie value is shown here only.
@@ -303,6 +305,7 @@ pub async fn authenticate(db: &Db, cookie_value: &str) -> Result<ConsoleSession>
         email: row.email.unwrap_or_default(),
         spot_name: row.spot_name,
         csrf_token: row.csrf_token,
+        session_key: hash,
     })
 }
 
@@ -364,4 +367,526 @@ mod tests {
         assert!(!verify_password("wrong".into(), h).await.unwrap());
         assert!(!verify_password("x".into(), "not a hash".into()).await.unwrap());
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Members: search, filters, keyset pages, selection, bulk actions, CSV export.
+
+/// The member list's query as the console's form sends it (every field optional).
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct MemberQuery {
+    #[serde(default)]
+    pub q: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub role: String,
+    #[serde(default)]
+    pub custom_role: String,
+    #[serde(default)]
+    pub group: String,
+    /// A custom property's slug, its operator and value (`prop`, `op`, `value`).
+    #[serde(default)]
+    pub prop: String,
+    #[serde(default)]
+    pub op: String,
+    #[serde(default)]
+    pub value: String,
+    /// `invited` (default), `lastname` or `firstname`.
+    #[serde(default)]
+    pub sort: String,
+    /// `asc` or `desc` (default: newest first for `invited`, A→Z for names).
+    #[serde(default)]
+    pub dir: String,
+    /// The keyset cursor of the page (from [`MemberPage::next`]).
+    #[serde(default)]
+    pub after: String,
+}
+
+impl MemberQuery {
+    fn sort(&self) -> Result<(store::console::MemberSort, bool)> {
+        use store::console::MemberSort;
+        let sort = match self.sort.as_str() {
+            "" | "invited" => MemberSort::InvitedAt,
+            "lastname" => MemberSort::Lastname,
+            "firstname" => MemberSort::Firstname,
+            _ => return Err(Error::invalid("sort", "must be one of invited, lastname, firstname")),
+        };
+        let desc = match self.dir.as_str() {
+            "" => sort == MemberSort::InvitedAt,
+            "desc" => true,
+            "asc" => false,
+            _ => return Err(Error::invalid("dir", "must be asc or desc")),
+        };
+        Ok((sort, desc))
+    }
+
+    /// The query string of these filters and order (no cursor): for links and export.
+    pub fn to_query_string(&self) -> String {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("q", &self.q),
+            ("status", &self.status),
+            ("role", &self.role),
+            ("custom_role", &self.custom_role),
+            ("group", &self.group),
+            ("prop", &self.prop),
+            ("op", &self.op),
+            ("value", &self.value),
+            ("sort", &self.sort),
+            ("dir", &self.dir),
+        ] {
+            if !v.is_empty() {
+                s.append_pair(k, v);
+            }
+        }
+        s.finish()
+    }
+
+    /// Whether any filter is set (the total is then counted, not read from the spot).
+    pub fn is_filtered(&self) -> bool {
+        ![&self.q, &self.status, &self.role, &self.custom_role, &self.group, &self.prop].iter().all(|v| v.is_empty())
+    }
+}
+
+fn parse_id<T: std::str::FromStr>(field: &str, raw: &str) -> Result<T> {
+    raw.trim().parse::<T>().map_err(|_| Error::invalid(field, format!("'{raw}' is not an id")))
+}
+
+/// The checked store filter of a query (property filters through the API's own rules).
+async fn member_filter(db: &Db, spot_id: SpotId, q: &MemberQuery) -> Result<store::console::MemberFilter> {
+    let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+    let mut f = store::console::MemberFilter {
+        text: opt(&q.q),
+        status: opt(&q.status).map(|s| super::vocab::parse::<MemberStatus>("status", &s)).transpose()?,
+        role: opt(&q.role).map(|s| super::vocab::parse::<MemberRole>("role", &s)).transpose()?,
+        custom_role: opt(&q.custom_role).map(|s| parse_id("custom_role", &s)).transpose()?,
+        group: opt(&q.group).map(|s| parse_id("group", &s)).transpose()?,
+        props: Vec::new(),
+    };
+    if let Some(slug) = opt(&q.prop) {
+        let op_name = if q.op.is_empty() { "eq" } else { q.op.as_str() };
+        let op = super::filter::Op::parse(op_name).ok_or_else(|| Error::invalid("op", "unknown operator"))?;
+        let raw = super::filter::RawFilter {
+            param: format!("customProperties.{slug}[{op_name}]"),
+            field: format!("customProperties.{slug}"),
+            op,
+            values: q.value.split(',').map(|v| v.trim().to_string()).collect(),
+        };
+        f.props = super::properties::property_filters(db, spot_id, std::slice::from_ref(&raw)).await?;
+    }
+    Ok(f)
+}
+
+/// One page of the member list.
+#[derive(Clone, Debug)]
+pub struct MemberPage {
+    pub items: Vec<Member>,
+    /// The cursor of the next page, when there is one.
+    pub next: Option<String>,
+    pub total: i64,
+}
+
+/// Rows per page of the member list.
+pub const MEMBERS_PER_PAGE: i64 = 50;
+
+fn cursor_of(m: &Member, sort: store::console::MemberSort) -> String {
+    use store::console::MemberSort;
+    let value = match sort {
+        MemberSort::InvitedAt => m.invited_at.to_string(),
+        MemberSort::Lastname => m.lastname.clone(),
+        MemberSort::Firstname => m.firstname.clone(),
+    };
+    format!("{}~{value}", m.id)
+}
+
+fn parse_cursor(raw: &str, sort: store::console::MemberSort) -> Result<Option<(store::console::SortValue, MemberId)>> {
+    use store::console::{MemberSort, SortValue};
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let bad = || Error::invalid("after", "is not a page cursor");
+    let (id, value) = raw.split_once('~').ok_or_else(bad)?;
+    let id: MemberId = id.parse().map_err(|_| bad())?;
+    let value = match sort {
+        MemberSort::InvitedAt => SortValue::I64(value.parse().map_err(|_| bad())?),
+        MemberSort::Lastname | MemberSort::Firstname => SortValue::Text(value.to_string()),
+    };
+    Ok(Some((value, id)))
+}
+
+/// A page of the spot's members matching `q` (keyset paging: each page is an index
+/// range, as fast on the last page of a million members as on the first).
+pub async fn search_members(db: &Db, spot_id: SpotId, q: &MemberQuery) -> Result<MemberPage> {
+    let (sort, desc) = q.sort()?;
+    let after = parse_cursor(&q.after, sort)?;
+    let f = member_filter(db, spot_id, q).await?;
+    let mut c = db.conn().await?;
+    let mut items = from_rows::<_, Member>(
+        store::console::search_members(c.ex(), spot_id, &f, sort, desc, after, MEMBERS_PER_PAGE + 1).await?,
+    );
+    let next = if items.len() as i64 > MEMBERS_PER_PAGE {
+        items.truncate(MEMBERS_PER_PAGE as usize);
+        items.last().map(|m| cursor_of(m, sort))
+    } else {
+        None
+    };
+    let total = if q.is_filtered() {
+        store::console::count_members(c.ex(), spot_id, &f).await?
+    } else {
+        store::spots::get(c.ex(), spot_id).await?.map(|s| s.member_count).unwrap_or(0)
+    };
+    Ok(MemberPage { items, next, total })
+}
+
+/// Every member id matching `q`, read in keyset batches.
+async fn matching_ids(db: &Db, spot_id: SpotId, q: &MemberQuery) -> Result<Vec<MemberId>> {
+    use store::console::{MemberSort, SortValue};
+    let f = member_filter(db, spot_id, q).await?;
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let mut c = db.conn().await?;
+        let batch =
+            store::console::search_members(c.ex(), spot_id, &f, MemberSort::InvitedAt, false, after, 1000).await?;
+        drop(c);
+        let Some(last) = batch.last() else { break };
+        after = Some((SortValue::I64(last.invited_at), last.id));
+        let n = batch.len();
+        out.extend(batch.into_iter().map(|m| m.id));
+        if n < 1000 {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Selects (or unselects) members for the session's next bulk action.
+pub async fn select(db: &Db, s: &ConsoleSession, ids: &[String], on: bool) -> Result<usize> {
+    let ids: Vec<MemberId> = ids.iter().filter_map(|i| i.trim().parse().ok()).collect();
+    let mut c = db.conn().await?;
+    store::console::set_selected(c.ex(), &s.session_key, &ids, on).await?;
+    Ok(store::console::selected_ids(c.ex(), &s.session_key, s.spot_id).await?.len())
+}
+
+pub async fn clear_selection(db: &Db, s: &ConsoleSession) -> Result<()> {
+    let mut c = db.conn().await?;
+    store::console::clear_selected(c.ex(), &s.session_key).await?;
+    Ok(())
+}
+
+/// The session's selected members (of its spot).
+pub async fn selection(db: &Db, s: &ConsoleSession) -> Result<Vec<MemberId>> {
+    let mut c = db.conn().await?;
+    Ok(store::console::selected_ids(c.ex(), &s.session_key, s.spot_id).await?)
+}
+
+/// What a bulk action applies to.
+#[derive(Clone, Debug)]
+pub enum BulkScope {
+    Selection,
+    AllMatching(MemberQuery),
+}
+
+/// A bulk action on members.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BulkAction {
+    AddToGroup(super::ids::GroupId),
+    RemoveFromGroup(super::ids::GroupId),
+    InviteToCourse(super::ids::CourseId),
+    SetStatus(MemberStatus),
+    SetProperty { slug: String, value: String },
+}
+
+impl BulkAction {
+    /// From the bulk form's fields: `action` and its `target` (group, course, status,
+    /// or property slug) and `value` (a property's value).
+    pub fn parse(action: &str, target: &str, value: &str) -> Result<BulkAction> {
+        Ok(match action {
+            "add_to_group" => BulkAction::AddToGroup(parse_id("target", target)?),
+            "remove_from_group" => BulkAction::RemoveFromGroup(parse_id("target", target)?),
+            "invite_to_course" => BulkAction::InviteToCourse(parse_id("target", target)?),
+            "set_status" => match target.parse::<MemberStatus>() {
+                Ok(s) if s.is_writable() => BulkAction::SetStatus(s),
+                _ => return Err(Error::invalid("target", super::vocab::must_be_one_of(MemberStatus::WRITABLE))),
+            },
+            "set_property" if !target.trim().is_empty() => {
+                BulkAction::SetProperty { slug: target.trim().to_string(), value: value.to_string() }
+            }
+            "set_property" => return Err(Error::invalid("target", "choose a property")),
+            _ => return Err(Error::invalid("action", "choose an action")),
+        })
+    }
+
+    /// What the confirmation says it will do.
+    pub fn describe(&self) -> String {
+        match self {
+            BulkAction::AddToGroup(g) => format!("add to group {g}"),
+            BulkAction::RemoveFromGroup(g) => format!("remove from group {g}"),
+            BulkAction::InviteToCourse(c) => format!("invite to course {c}"),
+            BulkAction::SetStatus(s) => format!("set status to {s}"),
+            BulkAction::SetProperty { slug, value } => format!("set property {slug} to \"{value}\""),
+        }
+    }
+}
+
+/// The members a bulk action on `scope` would touch.
+pub async fn bulk_targets(db: &Db, s: &ConsoleSession, scope: &BulkScope) -> Result<Vec<MemberId>> {
+    match scope {
+        BulkScope::Selection => selection(db, s).await,
+        BulkScope::AllMatching(q) => matching_ids(db, s.spot_id, q).await,
+    }
+}
+
+/// Checks a bulk action's target exists in the session's spot (404 otherwise).
+pub async fn check_bulk_action(db: &Db, spot_id: SpotId, action: &BulkAction) -> Result<()> {
+    match action {
+        BulkAction::AddToGroup(g) | BulkAction::RemoveFromGroup(g) => {
+            super::groups::get_group(db, spot_id, *g).await.map(|_| ())
+        }
+        BulkAction::InviteToCourse(c) => super::courses::get_course(db, spot_id, *c).await.map(|_| ()),
+        BulkAction::SetStatus(_) => Ok(()),
+        BulkAction::SetProperty { slug, value } => {
+            let def = super::properties::get_property(db, spot_id, slug).await?;
+            super::properties::to_stored(&def, &typed_value(&def, value), "value").map(|_| ())
+        }
+    }
+}
+
+/// A property value as typed in a form field, as the JSON its type takes.
+pub fn typed_value(def: &super::properties::PropertyDef, raw: &str) -> serde_json::Value {
+    use super::vocab::PropertyType;
+    use serde_json::Value;
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Value::Null;
+    }
+    match def.kind {
+        PropertyType::Number => raw
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or_else(|| Value::String(raw.into()), Value::Number),
+        PropertyType::Boolean => match raw {
+            "true" | "yes" | "on" | "1" => Value::Bool(true),
+            "false" | "no" | "off" | "0" => Value::Bool(false),
+            _ => Value::String(raw.into()),
+        },
+        PropertyType::MultipleSelect => {
+            Value::Array(raw.split(',').map(|v| Value::String(v.trim().to_string())).filter(|v| v != "").collect())
+        }
+        _ => Value::String(raw.into()),
+    }
+}
+
+/// The progress of a bulk action (or an import) running in this process.
+#[derive(Clone, Debug, Default)]
+pub struct JobProgress {
+    pub spot_id: Option<SpotId>,
+    pub label: String,
+    pub total: usize,
+    pub done: usize,
+    pub failed: usize,
+    pub finished: bool,
+    pub error: Option<String>,
+}
+
+type Jobs = std::sync::Mutex<std::collections::HashMap<uuid::Uuid, JobProgress>>;
+
+fn jobs() -> &'static Jobs {
+    static JOBS: std::sync::OnceLock<Jobs> = std::sync::OnceLock::new();
+    JOBS.get_or_init(Default::default)
+}
+
+fn update_job(id: uuid::Uuid, f: impl FnOnce(&mut JobProgress)) {
+    let mut map = jobs().lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(j) = map.get_mut(&id) {
+        f(j);
+    }
+}
+
+/// A job's progress, if it runs (or ran) in this process for `spot_id`.
+pub fn job(spot_id: SpotId, id: uuid::Uuid) -> Option<JobProgress> {
+    jobs().lock().unwrap_or_else(|p| p.into_inner()).get(&id).filter(|j| j.spot_id == Some(spot_id)).cloned()
+}
+
+/// Records a new job and returns its id.
+pub fn new_job(spot_id: SpotId, label: String, total: usize) -> uuid::Uuid {
+    let id = super::new_id();
+    let mut map = jobs().lock().unwrap_or_else(|p| p.into_inner());
+    // Bounded: finished jobs beyond the newest thousand are forgotten.
+    if map.len() >= 1000 {
+        let mut finished: Vec<uuid::Uuid> = map.iter().filter(|(_, j)| j.finished).map(|(k, _)| *k).collect();
+        finished.sort();
+        for k in finished.iter().take(map.len().saturating_sub(999)) {
+            map.remove(k);
+        }
+    }
+    map.insert(id, JobProgress { spot_id: Some(spot_id), label, total, ..Default::default() });
+    id
+}
+
+/// Members per write of a bulk action.
+const BULK_CHUNK: usize = 100;
+
+/// Starts `action` on `targets` in the background (this process); its progress is
+/// [`job`]. Each chunk is its own transaction: a failure stops the job and says where.
+pub fn start_bulk(db: &Db, s: &ConsoleSession, action: BulkAction, targets: Vec<MemberId>) -> uuid::Uuid {
+    let id = new_job(s.spot_id, format!("{} ({} members)", action.describe(), targets.len()), targets.len());
+    let db = db.clone();
+    let spot_id = s.spot_id;
+    let actor = s.member_id;
+    tokio::spawn(async move {
+        for chunk in targets.chunks(BULK_CHUNK) {
+            match apply_chunk(&db, spot_id, actor, &action, chunk).await {
+                Ok(failed) => update_job(id, |j| {
+                    j.done += chunk.len();
+                    j.failed += failed;
+                }),
+                Err(e) => {
+                    update_job(id, |j| {
+                        j.error = Some(e.to_string());
+                        j.finished = true;
+                    });
+                    return;
+                }
+            }
+        }
+        update_job(id, |j| j.finished = true);
+    });
+    id
+}
+
+/// Applies `action` to one chunk; returns how many members it could not apply to.
+async fn apply_chunk(
+    db: &Db,
+    spot_id: SpotId,
+    actor: MemberId,
+    action: &BulkAction,
+    ids: &[MemberId],
+) -> Result<usize> {
+    let raw: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    match action {
+        BulkAction::AddToGroup(g) => Ok(super::groups::bulk_add(db, spot_id, *g, &raw).await?.1.len()),
+        BulkAction::RemoveFromGroup(g) => super::groups::bulk_remove(db, spot_id, *g, &raw).await.map(|_| 0),
+        BulkAction::InviteToCourse(c) => {
+            super::courses::bulk_invite(db, spot_id, *c, &raw, Some(actor), false).await.map(|_| 0)
+        }
+        BulkAction::SetStatus(status) => {
+            let mut failed = 0;
+            for id in ids {
+                let patch = super::members::MemberPatch { status: Some(status.to_string()), ..Default::default() };
+                if super::members::update_member(db, spot_id, *id, patch).await.is_err() {
+                    failed += 1;
+                }
+            }
+            Ok(failed)
+        }
+        BulkAction::SetProperty { slug, value } => {
+            let def = super::properties::get_property(db, spot_id, slug).await?;
+            let v = typed_value(&def, value);
+            let mut failed = 0;
+            for id in ids {
+                let items = [(slug.clone(), v.clone(), "value".to_string())];
+                if super::properties::set_values(db, spot_id, *id, &items).await.is_err() {
+                    failed += 1;
+                }
+            }
+            Ok(failed)
+        }
+    }
+}
+
+/// The members matching `q` as CSV (id, email, names, mobile, status, role, dates).
+pub async fn export_csv(db: &Db, spot_id: SpotId, q: &MemberQuery) -> Result<Vec<u8>> {
+    let ids = matching_ids(db, spot_id, q).await?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let csv_err = |e: csv::Error| Error::Internal(e.into());
+    w.write_record([
+        "id",
+        "email",
+        "firstname",
+        "lastname",
+        "mobileNumber",
+        "status",
+        "role",
+        "invitedAt",
+        "registeredAt",
+    ])
+    .map_err(csv_err)?;
+    for chunk in ids.chunks(500) {
+        let mut c = db.conn().await?;
+        let rows = from_rows::<_, Member>(store::members::get_many(c.ex(), spot_id, chunk).await?);
+        drop(c);
+        for m in rows {
+            let invited = m.invited_at.to_string();
+            let registered = m.registered_at.map(|t| t.to_string()).unwrap_or_default();
+            w.write_record([
+                m.id.to_string().as_str(),
+                m.email.as_deref().unwrap_or(""),
+                &m.firstname,
+                &m.lastname,
+                m.mobile_number.as_deref().unwrap_or(""),
+                m.status.as_str(),
+                m.role.as_str(),
+                &invited,
+                &registered,
+            ])
+            .map_err(csv_err)?;
+        }
+    }
+    w.into_inner().map_err(|e| Error::Internal(anyhow::anyhow!("{e}")))
+}
+
+/// What the member page shows.
+#[derive(Clone, Debug)]
+pub struct MemberDetail {
+    pub member: Member,
+    pub properties: Vec<super::properties::PropertyValue>,
+    pub groups: Vec<Group>,
+    pub courses: Vec<store::console::MemberCourseRow>,
+    pub custom_roles: Vec<super::custom_roles::CustomRole>,
+}
+
+pub async fn member_detail(db: &Db, spot_id: SpotId, id: MemberId) -> Result<MemberDetail> {
+    let member = super::members::get_member(db, spot_id, id).await?;
+    let (properties, _) = super::properties::member_values(db, spot_id, id, 0, 1000).await?;
+    let (group_ids, courses) = {
+        let mut c = db.conn().await?;
+        (
+            store::memberships::groups_of_member(c.ex(), spot_id, id).await?,
+            store::console::courses_of_member(c.ex(), spot_id, id).await?,
+        )
+    };
+    let mut groups = Vec::with_capacity(group_ids.len());
+    for g in group_ids {
+        groups.push(super::groups::get_group(db, spot_id, g).await?);
+    }
+    let (custom_roles, _) =
+        super::custom_roles::list_roles(db, spot_id, &ListQuery { page: 1, limit: 100, filters: Vec::new() }).await?;
+    Ok(MemberDetail { member, properties, groups, courses, custom_roles })
+}
+
+/// Saves the member page's profile form.
+pub async fn save_member(
+    db: &Db,
+    spot_id: SpotId,
+    id: MemberId,
+    patch: super::members::MemberPatch,
+    properties: &[(String, String)],
+) -> Result<Member> {
+    let m = super::members::update_member(db, spot_id, id, patch).await?;
+    if !properties.is_empty() {
+        let defs = super::properties::list_properties(db, spot_id).await?;
+        let mut items = Vec::new();
+        for (slug, raw) in properties {
+            let def = defs
+                .iter()
+                .find(|d| &d.slug == slug)
+                .ok_or_else(|| Error::invalid(format!("prop.{slug}"), "no such property"))?;
+            items.push((slug.clone(), typed_value(def, raw), format!("prop.{slug}")));
+        }
+        super::properties::set_values(db, spot_id, id, &items).await?;
+    }
+    Ok(m)
 }

@@ -329,3 +329,28 @@ pub async fn selected_ids(ex: Ex<'_>, id_hash: &[u8], spot_id: SpotId) -> Result
     .fetch_all(c)
     .await)
 }
+
+/// A course a member participates in, with their progress.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct MemberCourseRow {
+    pub course_id: crate::domain::ids::CourseId,
+    pub title: String,
+    pub status: String,
+    pub completion_rate: i64,
+}
+
+pub async fn courses_of_member(
+    ex: Ex<'_>,
+    spot_id: SpotId,
+    member_id: MemberId,
+) -> Result<Vec<MemberCourseRow>, sqlx::Error> {
+    run!(ex, |c| sqlx::query_as::<_, MemberCourseRow>(
+        "SELECT c.id AS course_id, c.title, p.status, p.completion_rate FROM course_participants p \
+         JOIN courses c ON c.spot_id = p.spot_id AND c.id = p.course_id \
+         WHERE p.spot_id = $1 AND p.member_id = $2 ORDER BY c.title"
+    )
+    .bind(spot_id)
+    .bind(member_id)
+    .fetch_all(c)
+    .await)
+}

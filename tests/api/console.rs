@@ -43,7 +43,7 @@ impl Page {
 /// A browser on the console: follows no redirect, keeps the session cookie.
 pub struct Browser<'a> {
     pub app: &'a TestApp,
-    client: reqwest::Client,
+    pub client: reqwest::Client,
     pub cookie: Option<String>,
     pub csrf: String,
 }
@@ -339,4 +339,254 @@ both!(assets_are_served_from_the_binary, |app| {
     let css = b.get("/console/assets/console.css").await;
     assert_eq!(css.status, 200);
     assert!(css.headers.get("content-type").unwrap().to_str().unwrap().starts_with("text/css"));
+});
+
+/// Invites `n` members `user00@example.com`… with names; returns their ids in order.
+async fn many_members(app: &TestApp, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = app.invite(&format!("user{i:02}@example.com")).await;
+        let r = app
+            .put(
+                &format!("/v1/spotMembers/{id}"),
+                json!({"firstname": format!("First{i:02}"), "lastname": format!("Last{:02}", n - i)}),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        ids.push(id);
+    }
+    ids
+}
+
+/// The `after` cursor of the page's "Next page" link.
+fn next_link(page: &Page) -> Option<String> {
+    let at = page.text.find(r#"rel="next""#)?;
+    let before = &page.text[..at];
+    let href = before.rfind("href=\"")? + 6;
+    Some(before[href..].split('"').next()?.replace("&amp;", "&"))
+}
+
+/// Waits (bounded) for a bulk job's page to say it finished; returns the page.
+async fn finished_job(b: &mut Browser<'_>, path: &str) -> Page {
+    for _ in 0..400 {
+        let p = b.get(path).await;
+        if p.text.contains("Finished.") || p.text.contains("Stopped:") {
+            return p;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("job {path} did not finish");
+}
+
+both!(members_are_searched_filtered_sorted_and_paged, |app| {
+    let (mut b, _) = signed_in(&app).await;
+    many_members(&app, 60).await;
+    let first = b.get("/console/members").await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert!(first.text.contains("<h1>Members <span class=\"count\">61</span></h1>"), "60 + the admin");
+    for label in ["f-q", "f-status", "f-role", "f-crole", "f-group", "f-prop", "f-op", "f-value", "f-sort"] {
+        assert!(first.text.contains(&format!(r#"<label for="{label}">"#)), "a label for {label}");
+    }
+    let rows = |p: &Page| p.text.matches("class=\"pick\"").count();
+    assert_eq!(rows(&first), 50);
+    // Newest first by default: the last invited is on the first page.
+    assert!(first.text.contains("user59@example.com"));
+    let next = next_link(&first).expect("a next page");
+    let second = b.get(&next).await;
+    assert_eq!(rows(&second), 11);
+    assert!(second.text.contains("user00@example.com") && second.text.contains("admin@example.com"));
+    assert!(next_link(&second).is_none());
+
+    // Search by email, by name, case-insensitively.
+    let found = b.get("/console/members?q=USER07").await;
+    assert_eq!(rows(&found), 1, "{}", found.text);
+    assert!(found.text.contains("<span class=\"count\">1</span>"));
+    assert_eq!(rows(&b.get("/console/members?q=first1").await), 10);
+    // Filters: role, status.
+    assert_eq!(rows(&b.get("/console/members?role=Admin").await), 1);
+    assert_eq!(rows(&b.get("/console/members?status=Accepted").await), 0);
+    // Sorted by last name, ascending: Last01 (user59) first.
+    let by_name = b.get("/console/members?sort=lastname&dir=asc&q=user").await;
+    let p59 = by_name.text.find("user59@").unwrap();
+    let p00 = by_name.text.find("user10@").unwrap();
+    assert!(p59 < p00);
+    // A wrong filter value is said, not a 500.
+    let bad = b.get("/console/members?status=Nope").await;
+    assert_eq!(bad.status, 200);
+    assert!(bad.text.contains("role=\"alert\""), "{}", bad.text);
+});
+
+both!(a_custom_property_filter_uses_its_types_operators, |app| {
+    let (mut b, _) = signed_in(&app).await;
+    let r = app.post("/v1/customProperties", json!({"label": "Age", "type": "Number"})).await;
+    assert!(r.status == 201 || r.status == 200, "{}", r.text);
+    let ids = many_members(&app, 3).await;
+    for (i, id) in ids.iter().enumerate() {
+        let r =
+            app.put(&format!("/v1/spotMembers/{id}/customPropertiesValues/age"), json!({"value": 20 + i * 10})).await;
+        assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    }
+    let page = b.get("/console/members?prop=age&op=gte&value=30").await;
+    assert_eq!(page.text.matches("class=\"pick\"").count(), 2, "{}", page.text);
+    let bad = b.get("/console/members?prop=age&op=contains&value=3").await;
+    assert!(bad.text.contains("role=\"alert\""));
+});
+
+both!(a_selection_survives_paging_and_bulk_actions_apply_with_a_confirmation, |app| {
+    let (mut b, _) = signed_in(&app).await;
+    let ids = many_members(&app, 55).await;
+    let g = app.post("/v1/groups", json!({"name": "Picked"})).await;
+    let gid = g.body["id"].as_str().unwrap().to_string();
+    b.get("/console/members").await;
+    // One on the first page (newest), one on the second (oldest).
+    let r = b.post(&format!("/console/members/select?id={}", ids[54]), &[("on", "1")]).await;
+    assert_eq!(r.status, 303);
+    let page1 = b.get("/console/members").await;
+    let next = next_link(&page1).unwrap();
+    b.post(&format!("/console/members/select?id={}", ids[0]), &[("on", "1")]).await;
+    b.post(&format!("/console/members/select?id={}", ids[1]), &[("on", "1")]).await;
+    b.post(&format!("/console/members/select?id={}", ids[1]), &[]).await; // unselected again
+    let page2 = b.get(&next).await;
+    assert!(page2.text.contains("2 selected"), "{}", page2.text);
+    let page1 = b.get("/console/members").await;
+    assert!(page1.text.contains("2 selected"));
+    assert!(page1.text.contains(" checked>"), "the selected row is checked");
+
+    let form =
+        [("scope", "selection"), ("action", "add_to_group"), ("target", gid.as_str()), ("value", ""), ("query", "")];
+    let confirm = b.post("/console/members/bulk", &form).await;
+    assert_eq!(confirm.status, 200, "{}", confirm.text);
+    assert!(confirm.text.contains("<strong>2 members</strong>"), "{}", confirm.text);
+    let mut go = form.to_vec();
+    go.push(("confirm", "1"));
+    let started = b.post("/console/members/bulk", &go).await;
+    assert_eq!(started.status, 303, "{}", started.text);
+    let job = started.location().unwrap().to_string();
+    let done = finished_job(&mut b, &job).await;
+    assert!(done.text.contains("2 of 2 done"), "{}", done.text);
+    let members = app.get(&format!("/v1/groups/{gid}/spotMembers?limit=100")).await;
+    assert_eq!(members.body["total"], 2, "{}", members.text);
+
+    // "All that match": every member whose email has user1 (10), status change.
+    let form =
+        [("scope", "all"), ("action", "set_status"), ("target", "Deactivated"), ("value", ""), ("query", "q=user1")];
+    let confirm = b.post("/console/members/bulk", &form).await;
+    assert!(confirm.text.contains("<strong>10 members</strong>"), "{}", confirm.text);
+    let mut go = form.to_vec();
+    go.push(("confirm", "1"));
+    let job = b.post("/console/members/bulk", &go).await.location().unwrap().to_string();
+    let done = finished_job(&mut b, &job).await;
+    assert!(done.text.contains("10 of 10 done"), "{}", done.text);
+    let page = b.get("/console/members?status=Deactivated").await;
+    assert_eq!(page.text.matches("class=\"pick\"").count(), 10);
+    // The progress fragment htmx polls.
+    let frag = b
+        .client
+        .get(format!("{}{job}", app.base))
+        .header("cookie", format!("openspot_console={}", b.cookie.clone().unwrap()))
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(frag.trim_start().starts_with("<div id=\"job\""), "{frag}");
+
+    // A target of another spot is not found.
+    let (_, other_key) = app.other_spot().await;
+    let og = app.send(reqwest::Method::POST, "/v1/groups", Some(&other_key), Some(json!({"name": "Theirs"}))).await;
+    let form = [
+        ("scope", "selection"),
+        ("action", "add_to_group"),
+        ("target", og.body["id"].as_str().unwrap()),
+        ("value", ""),
+        ("query", ""),
+    ];
+    assert_eq!(b.post("/console/members/bulk", &form).await.status, 404);
+});
+
+both!(the_current_filter_exports_as_csv, |app| {
+    let (mut b, _) = signed_in(&app).await;
+    many_members(&app, 12).await;
+    let csv = b.get("/console/members.csv?q=user0").await;
+    assert_eq!(csv.status, 200);
+    assert!(csv.headers.get("content-type").unwrap().to_str().unwrap().starts_with("text/csv"));
+    let lines: Vec<&str> = csv.text.lines().collect();
+    assert_eq!(lines[0], "id,email,firstname,lastname,mobileNumber,status,role,invitedAt,registeredAt");
+    assert_eq!(lines.len(), 11, "header + user00..user09");
+    assert!(lines.iter().any(|l| l.contains("user05@example.com,First05")));
+});
+
+both!(the_member_page_shows_and_edits_a_member, |app| {
+    let (mut b, _) = signed_in(&app).await;
+    app.post(
+        "/v1/customProperties",
+        json!({"label": "Level", "type": "SingleSelect", "possibleValues": ["Gold", "Silver"]}),
+    )
+    .await;
+    app.post("/v1/customProperties", json!({"label": "Age", "type": "Number"})).await;
+    let id = app.invite("ann@example.com").await;
+    let g = app.post("/v1/groups", json!({"name": "Readers"})).await;
+    let gid = g.body["id"].as_str().unwrap().to_string();
+    app.post(&format!("/v1/groups/{gid}/spotMembers~bulkAdd"), json!({"spotMemberIds": [id]})).await;
+    let c = app.post("/v1/courses", json!({"title": "Rust 101"})).await;
+    let cid = c.body["id"].as_str().unwrap().to_string();
+    let r = app.post(&format!("/v1/courses/{cid}/participants"), json!({"spotMemberId": id})).await;
+    assert!(r.status == 201 || r.status == 200, "{}", r.text);
+
+    let page = b.get(&format!("/console/members/{id}")).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    for expected in
+        ["ann@example.com", "Readers", "Rust 101", "<progress", "Level", r#"<option>Gold</option>"#, r#"type="number""#]
+    {
+        assert!(page.text.contains(expected), "{expected} in {}", page.text);
+    }
+    let saved = b
+        .post(
+            &format!("/console/members/{id}"),
+            &[
+                ("firstname", "Ann"),
+                ("lastname", "Lee"),
+                ("title", ""),
+                ("status", "Accepted"),
+                ("custom_role", ""),
+                ("prop.level", "Gold"),
+                ("prop.age", "41"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.text);
+    let m = app.get(&format!("/v1/spotMembers/{id}")).await;
+    assert_eq!(m.body["firstname"], "Ann");
+    assert_eq!(m.body["status"], "Accepted");
+    let v = app.get(&format!("/v1/spotMembers/{id}/customPropertiesValues")).await;
+    assert!(v.text.contains("Gold"), "{}", v.text);
+    // A value the type refuses is said beside its field.
+    let bad = b
+        .post(&format!("/console/members/{id}"), &[("firstname", "Ann"), ("lastname", "Lee"), ("prop.level", "Bronze")])
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    let field = bad.text.find(r#"id="p-level""#).unwrap();
+    let err = bad.text.find(r#"<span class="error">"#).unwrap();
+    assert!(err > field, "the error follows its field");
+});
+
+both!(another_spots_ids_are_not_found, |app| {
+    let (mut b, _) = signed_in(&app).await;
+    let (_, other_key) = app.other_spot().await;
+    let theirs = app
+        .send(reqwest::Method::POST, "/v1/spotMembers", Some(&other_key), Some(json!({"email": "x@example.com"})))
+        .await;
+    let mid = theirs.body["id"].as_str().unwrap().to_string();
+    assert_eq!(b.get(&format!("/console/members/{mid}")).await.status, 404);
+    let r = b.post(&format!("/console/members/{mid}"), &[("firstname", "Hacked")]).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(b.get("/console/members/not-an-id").await.status, 404);
+    // Selecting their member does nothing.
+    b.get("/console/members").await;
+    b.post(&format!("/console/members/select?id={mid}"), &[("on", "1")]).await;
+    assert!(b.get("/console/members").await.text.contains("0 selected"));
+    let export = b.get("/console/members.csv").await;
+    assert!(!export.text.contains("x@example.com"));
 });
