@@ -585,7 +585,7 @@ pub async fn selection(db: &Db, s: &ConsoleSession) -> Result<Vec<MemberId>> {
 #[derive(Clone, Debug)]
 pub enum BulkScope {
     Selection,
-    AllMatching(MemberQuery),
+    AllMatching(Box<MemberQuery>),
 }
 
 /// A bulk action on members.

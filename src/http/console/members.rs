@@ -149,7 +149,7 @@ async fn bulk(State(st): State<AppState>, Admin(s): Admin, body: Bytes) -> PageR
     console::check_bulk_action(&st.db, s.spot_id, &action).await?;
     let scope = if f.get("scope") == "all" {
         let q: MemberQuery = serde_urlencoded_query(f.get("query"))?;
-        BulkScope::AllMatching(q)
+        BulkScope::AllMatching(Box::new(q))
     } else {
         BulkScope::Selection
     };
