@@ -890,3 +890,167 @@ pub async fn save_member(
     }
     Ok(m)
 }
+
+// ---------------------------------------------------------------------------------------
+// Groups: the smart-group rule builder and its live count; courses' linked groups;
+// what uses a custom property.
+
+/// One row of the rule builder: a trigger as typed (field, operator, value).
+#[derive(Clone, Debug, Default)]
+pub struct TriggerInput {
+    pub field: String,
+    pub op: String,
+    pub value: String,
+}
+
+/// A condition of the rule builder: its junction and its triggers.
+#[derive(Clone, Debug, Default)]
+pub struct ConditionInput {
+    pub operator: String,
+    pub triggers: Vec<TriggerInput>,
+}
+
+/// The smart-group fields a trigger may read besides custom properties.
+pub const RULE_FIELDS: &[&str] =
+    &["status", "role", "email", "firstname", "lastname", "customRoleId", "invitationDate", "registrationDate"];
+
+/// The rules document of the builder's rows, each value typed for its field and
+/// operator (lists for `in`/`notin`, Unix seconds for dates, numbers and booleans for
+/// such properties); rows without a field are skipped. The domain's rules parser then
+/// checks it as the API would.
+pub async fn rules_from_builder(
+    db: &Db,
+    spot_id: SpotId,
+    top: &str,
+    conds: &[ConditionInput],
+) -> Result<serde_json::Value> {
+    use super::vocab::PropertyType;
+    use serde_json::{json, Value};
+    let props = super::properties::list_properties(db, spot_id).await?;
+    let mut conditions = Vec::new();
+    for c in conds {
+        let mut triggers = Vec::new();
+        for t in c.triggers.iter().filter(|t| !t.field.trim().is_empty()) {
+            let raw = t.value.trim();
+            let kind = t
+                .field
+                .strip_prefix("customProperties.")
+                .and_then(|slug| props.iter().find(|p| p.slug == slug))
+                .map(|p| p.kind);
+            let scalar = |v: &str| -> Value {
+                match kind {
+                    Some(PropertyType::Number) => v
+                        .parse::<f64>()
+                        .ok()
+                        .and_then(serde_json::Number::from_f64)
+                        .map_or(Value::from(v), Value::Number),
+                    Some(PropertyType::Boolean) => Value::Bool(matches!(v, "true" | "yes" | "1")),
+                    _ => Value::from(v),
+                }
+            };
+            let value = match t.op.as_str() {
+                "in" | "notin" => Value::Array(raw.split(',').map(|v| scalar(v.trim())).collect()),
+                // Member dates are Unix seconds in rules; a date property keeps its text.
+                "before" | "after" if kind.is_none() => date_seconds(raw).unwrap_or_else(|_| Value::from(raw)),
+                _ => scalar(raw),
+            };
+            triggers.push(json!({"field": t.field.trim(), "op": t.op, "value": value}));
+        }
+        if !triggers.is_empty() {
+            conditions.push(json!({"operator": junction(&c.operator), "triggers": triggers}));
+        }
+    }
+    Ok(json!({"operator": junction(top), "conditions": conditions}))
+}
+
+fn junction(s: &str) -> &'static str {
+    if s.eq_ignore_ascii_case("or") {
+        "OR"
+    } else {
+        "AND"
+    }
+}
+
+/// `YYYY-MM-DD` (a date input's value) as Unix seconds at midnight UTC.
+fn date_seconds(raw: &str) -> Result<serde_json::Value> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let d = time::Date::parse(raw, &format).map_err(|_| Error::invalid("value", format!("'{raw}' is not a date")))?;
+    Ok(serde_json::Value::from(d.midnight().assume_utc().unix_timestamp()))
+}
+
+/// How many of the spot's members `rules` would hold now (blacklist aside): the rule
+/// builder's live count before saving. Reads the members in keyset batches.
+pub async fn count_rule_matches(db: &Db, spot_id: SpotId, rules: &serde_json::Value) -> Result<i64> {
+    use store::console::{MemberFilter, MemberSort, SortValue};
+    let props = super::properties::list_properties(db, spot_id).await?;
+    let rules = super::smart_rules::Rules::parse_with(rules, &props, true)?;
+    let mut after = None;
+    let mut matched = 0;
+    let f = MemberFilter::default();
+    loop {
+        let mut c = db.conn().await?;
+        let batch = from_rows::<_, Member>(
+            store::console::search_members(c.ex(), spot_id, &f, MemberSort::InvitedAt, false, after, 2000).await?,
+        );
+        let values = if rules.uses_properties() {
+            let ids: Vec<MemberId> = batch.iter().map(|m| m.id).collect();
+            store::property_values::list_of_members(c.ex(), spot_id, &ids).await?
+        } else {
+            Default::default()
+        };
+        drop(c);
+        matched +=
+            batch.iter().filter(|m| rules.matches_with(m, &values.get(&m.id).cloned().unwrap_or_default())).count()
+                as i64;
+        let Some(last) = batch.last() else { break };
+        after = Some((SortValue::I64(last.invited_at), last.id));
+        if batch.len() < 2000 {
+            break;
+        }
+    }
+    Ok(matched)
+}
+
+/// The groups linked to a course.
+pub async fn course_groups(db: &Db, spot_id: SpotId, course_id: super::ids::CourseId) -> Result<Vec<Group>> {
+    let ids = {
+        let mut c = db.conn().await?;
+        store::console::groups_of_course(c.ex(), spot_id, course_id).await?
+    };
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.push(super::groups::get_group(db, spot_id, id).await?);
+    }
+    Ok(out)
+}
+
+/// The smart groups whose rules read each custom property, by slug.
+pub async fn property_uses(db: &Db, spot_id: SpotId) -> Result<std::collections::HashMap<String, Vec<String>>> {
+    let q = ListQuery { page: 1, limit: 100, filters: Vec::new() };
+    let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let mut page = 1;
+    loop {
+        let (groups, total) = super::groups::list_groups(db, spot_id, &ListQuery { page, ..q.clone() }).await?;
+        for g in &groups {
+            if let Some(rules) = &g.rules {
+                for p in super::properties::list_properties(db, spot_id).await? {
+                    if rules.contains(&format!("\"customProperties.{}\"", p.slug)) {
+                        out.entry(p.slug.clone()).or_default().push(g.name.clone());
+                    }
+                }
+            }
+        }
+        if i64::from(page) * 100 >= total || groups.is_empty() {
+            break;
+        }
+        page += 1;
+    }
+    Ok(out)
+}
+
+/// The members on a smart group's blacklist.
+pub async fn group_blacklist(db: &Db, spot_id: SpotId, group_id: super::ids::GroupId) -> Result<Vec<Member>> {
+    let mut c = db.conn().await?;
+    let ids = store::blacklist::list(c.ex(), spot_id, group_id).await?;
+    Ok(from_rows(store::members::get_many(c.ex(), spot_id, &ids).await?))
+}

@@ -354,3 +354,18 @@ pub async fn courses_of_member(
     .fetch_all(c)
     .await)
 }
+
+/// The groups linked to a course (their members are invited when they join).
+pub async fn groups_of_course(
+    ex: Ex<'_>,
+    spot_id: SpotId,
+    course_id: crate::domain::ids::CourseId,
+) -> Result<Vec<GroupId>, sqlx::Error> {
+    run!(ex, |c| sqlx::query_scalar::<_, GroupId>(
+        "SELECT group_id FROM course_groups WHERE spot_id = $1 AND course_id = $2 ORDER BY group_id"
+    )
+    .bind(spot_id)
+    .bind(course_id)
+    .fetch_all(c)
+    .await)
+}

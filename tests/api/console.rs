@@ -590,3 +590,97 @@ both!(another_spots_ids_are_not_found, |app| {
     let export = b.get("/console/members.csv").await;
     assert!(!export.text.contains("x@example.com"));
 });
+
+both!(static_groups_are_created_and_members_added_by_search_and_removed, |app| {
+    let (mut b, _) = signed_in(&app).await;
+    let ids = many_members(&app, 5).await;
+    let page = b.get("/console/groups").await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    let bad = b.post("/console/groups", &[("name", " ")]).await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.text.contains(r#"id="g-name-e""#), "the error beside its field: {}", bad.text);
+    let made = b.post("/console/groups", &[("name", "Readers"), ("description", "Book club")]).await;
+    assert_eq!(made.status, 303, "{}", made.text);
+    let path = made.location().unwrap().to_string();
+    let found = b.get(&format!("{path}?q=user03")).await;
+    assert!(found.text.contains("user03@example.com"), "{}", found.text);
+    let added = b.post(&format!("{path}/add"), &[("member", &ids[3]), ("member", &ids[4])]).await;
+    assert_eq!(added.status, 303);
+    let shown = b.get(&path).await;
+    assert!(shown.text.contains("2 members") && shown.text.contains("user04@example.com"), "{}", shown.text);
+    b.post(&format!("{path}/remove"), &[("member", &ids[3])]).await;
+    let shown = b.get(&path).await;
+    assert!(shown.text.contains("1 members") && !shown.text.contains("user03@example.com"));
+    let list = b.get("/console/groups").await;
+    assert!(list.text.contains("Readers") && list.text.contains("Static"));
+
+    // Another spot's group is not found, for reading or writing.
+    let (_, other_key) = app.other_spot().await;
+    let og = app.send(reqwest::Method::POST, "/v1/groups", Some(&other_key), Some(json!({"name": "Theirs"}))).await;
+    let ogid = og.body["id"].as_str().unwrap();
+    assert_eq!(b.get(&format!("/console/groups/{ogid}")).await.status, 404);
+    assert_eq!(b.post(&format!("/console/groups/{ogid}/add"), &[("member", &ids[0])]).await.status, 404);
+    assert_eq!(b.post(&format!("/console/groups/{ogid}/delete"), &[]).await.status, 404);
+});
+
+both!(smart_groups_are_built_with_a_live_count_and_a_blacklist, |app| {
+    let (mut b, _) = signed_in(&app).await;
+    let ids = many_members(&app, 6).await;
+    for id in &ids[..4] {
+        app.put(&format!("/v1/spotMembers/{id}"), json!({"status": "Accepted"})).await;
+    }
+    let builder = b.get("/console/groups/new-smart").await;
+    assert_eq!(builder.status, 200, "{}", builder.text);
+    assert!(builder.text.contains("hx-post=\"/console/groups/preview\""));
+    assert!(builder.text.contains("<option>invitationDate</option>"));
+    let rules = [
+        ("name", "Active"),
+        ("operator", "AND"),
+        ("c0.operator", "OR"),
+        ("c0.t0.field", "status"),
+        ("c0.t0.op", "eq"),
+        ("c0.t0.value", "Accepted"),
+        ("c1.operator", "AND"),
+        ("c1.t0.field", "email"),
+        ("c1.t0.op", "notin"),
+        ("c1.t0.value", "user00@example.com, user01@example.com"),
+        ("c1.t1.field", "invitationDate"),
+        ("c1.t1.op", "after"),
+        ("c1.t1.value", "2001-01-01"),
+    ];
+    let count = b.post("/console/groups/preview", &rules).await;
+    assert_eq!(count.status, 200, "{}", count.text);
+    assert_eq!(count.text, "<span class=\"ok\">2 members match now</span>");
+    let mut wrong = rules.to_vec();
+    wrong[4] = ("c0.t0.op", "before");
+    let said = b.post("/console/groups/preview", &wrong).await;
+    assert!(
+        said.text.contains("class=\"error\"") && said.text.contains("rules.conditions[0].triggers[0]"),
+        "{}",
+        said.text
+    );
+
+    let mut create = rules.to_vec();
+    create.push(("kind", "smart"));
+    let made = b.post("/console/groups", &create).await;
+    assert_eq!(made.status, 303, "{}", made.text);
+    let path = made.location().unwrap().to_string();
+    let gid = path.rsplit('/').next().unwrap().to_string();
+    crate::common::wait_until_ready(&app, &gid).await;
+    let shown = b.get(&path).await;
+    assert!(shown.text.contains("Smart group") && shown.text.contains("ready"), "{}", shown.text);
+    assert!(shown.text.contains("2 members"));
+    b.post(&format!("{path}/blacklist"), &[("member", &ids[2]), ("on", "1")]).await;
+    let shown = b.get(&path).await;
+    assert!(shown.text.contains("1 members"), "{}", shown.text);
+    let black = shown.text.find("<h2>Blacklist</h2>").unwrap();
+    assert!(shown.text[black..].contains("user02@example.com"));
+    b.post(&format!("{path}/blacklist"), &[("member", &ids[2]), ("on", "0")]).await;
+    assert!(b.get(&path).await.text.contains("2 members"));
+    // A smart group made invalid in the builder says why and keeps the rows.
+    let mut invalid = wrong.clone();
+    invalid.push(("kind", "smart"));
+    let refused = b.post("/console/groups", &invalid).await;
+    assert_eq!(refused.status, 400);
+    assert!(refused.text.contains("value=\"Accepted\""), "rows kept");
+});

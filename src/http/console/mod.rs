@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod form;
+pub mod groups;
 pub mod members;
 pub mod overview;
 pub mod pages;

@@ -5,5 +5,5 @@ use axum::Router;
 use crate::http::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().merge(super::members::routes())
+    Router::new().merge(super::members::routes()).merge(super::groups::routes())
 }
