@@ -684,3 +684,109 @@ both!(smart_groups_are_built_with_a_live_count_and_a_blacklist, |app| {
     assert_eq!(refused.status, 400);
     assert!(refused.text.contains("value=\"Accepted\""), "rows kept");
 });
+
+both!(courses_are_created_edited_and_members_invited_or_groups_linked, |app| {
+    let (mut b, _) = signed_in(&app).await;
+    let ids = many_members(&app, 3).await;
+    assert_eq!(b.get("/console/courses").await.status, 200);
+    let bad = b.post("/console/courses", &[("title", "  ")]).await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.text.contains(r#"id="c-title-e""#), "{}", bad.text);
+    let made = b.post("/console/courses", &[("title", "Rust 101"), ("description", "Ownership")]).await;
+    assert_eq!(made.status, 303, "{}", made.text);
+    let path = made.location().unwrap().to_string();
+    let edited = b
+        .post(
+            &path,
+            &[
+                ("title", "Rust 102"),
+                ("description", ""),
+                ("status", "Published"),
+                ("privacy", "Public"),
+                ("navigation_mode", "Sequential"),
+            ],
+        )
+        .await;
+    assert_eq!(edited.status, 303, "{}", edited.text);
+    let found = b.get(&format!("{path}?q=user01")).await;
+    assert!(found.text.contains("user01@example.com"));
+    b.post(&format!("{path}/invite"), &[("member", &ids[1])]).await;
+    let g = app.post("/v1/groups", json!({"name": "Cohort"})).await;
+    let gid = g.body["id"].as_str().unwrap().to_string();
+    app.post(&format!("/v1/groups/{gid}/spotMembers~bulkAdd"), json!({"spotMemberIds": [ids[2]]})).await;
+    let linked = b.post(&format!("{path}/link"), &[("group", &gid)]).await;
+    assert_eq!(linked.status, 303, "{}", linked.text);
+    let shown = b.get(&path).await;
+    assert!(
+        shown.text.contains("Rust 102") && shown.text.contains("<option selected>Published</option>"),
+        "{}",
+        shown.text
+    );
+    assert!(shown.text.contains("2 participants"), "{}", shown.text);
+    assert!(shown.text.contains("user01@example.com") && shown.text.contains("user02@example.com"));
+    assert!(shown.text.contains("<progress") && shown.text.contains("Cohort"));
+    // Another spot's course is not found.
+    let (_, other_key) = app.other_spot().await;
+    let oc = app.send(reqwest::Method::POST, "/v1/courses", Some(&other_key), Some(json!({"title": "Theirs"}))).await;
+    let ocid = oc.body["id"].as_str().unwrap();
+    assert_eq!(b.get(&format!("/console/courses/{ocid}")).await.status, 404);
+    assert_eq!(b.post(&format!("/console/courses/{ocid}/invite"), &[("member", &ids[0])]).await.status, 404);
+});
+
+both!(custom_properties_are_defined_renamed_and_their_uses_shown, |app| {
+    let (mut b, _) = signed_in(&app).await;
+    assert_eq!(b.get("/console/properties").await.status, 200);
+    let made = b
+        .post("/console/properties", &[("label", "Level"), ("type", "SingleSelect"), ("options", "Gold, Silver")])
+        .await;
+    assert_eq!(made.status, 303, "{}", made.text);
+    let bad = b.post("/console/properties", &[("label", "Oops"), ("type", "Colour"), ("options", "")]).await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.text.contains("<span class=\"error\">"), "{}", bad.text);
+    let id = app.invite("ann@example.com").await;
+    app.put(&format!("/v1/spotMembers/{id}/customPropertiesValues/level"), json!({"value": "Gold"})).await;
+    let rules = json!({"operator": "AND", "conditions": [{"operator": "AND", "triggers": [
+        {"field": "customProperties.level", "op": "eq", "value": "Gold"}]}]});
+    app.post("/v1/groups", json!({"name": "Golden", "type": "Smart", "rules": rules})).await;
+    let page = b.get("/console/properties").await;
+    assert!(page.text.contains("Used by smart groups: Golden"), "{}", page.text);
+    let renamed = b
+        .post(
+            "/console/properties/level",
+            &[("label", "Tier"), ("options", "Platinum, Silver"), ("renames", "Gold=Platinum")],
+        )
+        .await;
+    assert_eq!(renamed.status, 303, "{}", renamed.text);
+    let v = app.get(&format!("/v1/spotMembers/{id}/customPropertiesValues")).await;
+    assert!(v.text.contains("Platinum"), "the stored value follows the rename: {}", v.text);
+    let page = b.get("/console/properties").await;
+    assert!(page.text.contains("Tier"));
+});
+
+both!(every_page_renders, |app| {
+    let (mut b, _) = signed_in(&app).await;
+    for (path, expected) in [
+        ("/console/", "<h1>Overview</h1>"),
+        ("/console/members", "<h1>Members"),
+        ("/console/groups", "<h1>Groups"),
+        ("/console/groups/new-smart", "<h1>New smart group</h1>"),
+        ("/console/courses", "<h1>Courses"),
+        ("/console/properties", "<h1>Custom properties"),
+    ] {
+        let p = b.get(path).await;
+        assert_eq!(p.status, 200, "{path}: {}", p.text);
+        assert!(p.text.contains(expected), "{path}");
+        assert!(p.text.contains(r#"<meta name="viewport""#) && p.text.contains("Skip to content"), "{path}");
+        // Every form control is labelled.
+        for id in p.text.split(" id=\"").skip(1).map(|s| s.split('"').next().unwrap()) {
+            let tag_start = p.text.find(&format!(" id=\"{id}\"")).unwrap();
+            let tag = &p.text[p.text[..tag_start].rfind('<').unwrap()..tag_start];
+            if tag.starts_with("<input") && !tag.contains("type=\"hidden\"")
+                || tag.starts_with("<select")
+                || tag.starts_with("<textarea")
+            {
+                assert!(p.text.contains(&format!("<label for=\"{id}\"")), "{path}: #{id} has no label");
+            }
+        }
+    }
+});

@@ -10,11 +10,13 @@
 //! the session's. Assets are compiled into the binary.
 
 pub mod auth;
+pub mod courses;
 pub mod form;
 pub mod groups;
 pub mod members;
 pub mod overview;
 pub mod pages;
+pub mod properties;
 
 use askama::Template;
 use axum::body::Body;

@@ -5,5 +5,9 @@ use axum::Router;
 use crate::http::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().merge(super::members::routes()).merge(super::groups::routes())
+    Router::new()
+        .merge(super::members::routes())
+        .merge(super::groups::routes())
+        .merge(super::courses::routes())
+        .merge(super::properties::routes())
 }
