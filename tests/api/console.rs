@@ -790,3 +790,71 @@ both!(every_page_renders, |app| {
         }
     }
 });
+
+/// The secret a settings page shows once.
+fn shown_secret(page: &Page) -> String {
+    let at = page.text.find(r#"<code id="secret">"#).expect("a secret shown") + r#"<code id="secret">"#.len();
+    page.text[at..].split('<').next().unwrap().to_string()
+}
+
+both_with!(
+    settings_rotate_the_key_set_limits_and_manage_connectors_and_webhooks,
+    |config| {
+        config.allow_private_targets = true;
+    },
+    |app| {
+        let (mut b, _) = signed_in(&app).await;
+        let page = b.get("/console/settings").await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        assert!(!page.text.contains(r#"<code id="secret">"#));
+
+        let rotated = b.post("/console/settings/rotate-key", &[]).await;
+        assert_eq!(rotated.status, 200);
+        let key = shown_secret(&rotated);
+        assert!(key.starts_with("os_"));
+        assert_eq!(app.send(reqwest::Method::GET, "/v1/spotMembers", Some(&key), None).await.status, 200);
+        crate::common::outlive_auth_cache(&app).await;
+        assert_eq!(app.get("/v1/spotMembers").await.status, 401, "the old key stops working");
+        assert!(!b.get("/console/settings").await.text.contains(&key), "shown once");
+
+        let bad = b.post("/console/settings/limits", &[("per-10s", "0"), ("per-day", "")]).await;
+        assert_eq!(bad.status, 400);
+        let ok = b.post("/console/settings/limits", &[("per-10s", "50"), ("per-day", "5000")]).await;
+        assert_eq!(ok.status, 303);
+        assert!(b.get("/console/settings").await.text.contains(r#"value="5000""#));
+
+        let made = b.post("/console/settings/connectors", &[("name", "Portal")]).await;
+        assert_eq!(made.status, 200, "{}", made.text);
+        let secret = shown_secret(&made);
+        assert!(!secret.is_empty());
+        let listed = b.get("/console/settings").await;
+        assert!(listed.text.contains("Portal") && !listed.text.contains(&secret));
+        let conn_at =
+            listed.text.find("/console/settings/connectors/").unwrap() + "/console/settings/connectors/".len();
+        let conn_id = listed.text[conn_at..].split('/').next().unwrap().to_string();
+        // Another spot's admin cannot delete it.
+        let (other, _) = app.other_spot().await;
+        let (their_conn, _) =
+            openspot::domain::kaizala::auth::create_connector(&app.db, other, "Theirs").await.unwrap();
+        assert_eq!(b.post(&format!("/console/settings/connectors/{}/delete", their_conn.id), &[]).await.status, 404);
+        assert_eq!(b.post(&format!("/console/settings/connectors/{conn_id}/delete"), &[]).await.status, 303);
+        assert!(!b.get("/console/settings").await.text.contains("Portal"));
+
+        let hook = b
+            .post(
+                "/console/settings/webhooks",
+                &[("url", "http://127.0.0.1:9/hook"), ("description", "test"), ("event", "member.created")],
+            )
+            .await;
+        assert_eq!(hook.status, 200, "{}", hook.text);
+        assert!(shown_secret(&hook).starts_with("whsec_"));
+        let settings = b.get("/console/settings").await;
+        let at = settings.text.find("/console/settings/webhooks/").unwrap();
+        let path = settings.text[at..].split('"').next().unwrap().to_string();
+        let detail = b.get(&path).await;
+        assert_eq!(detail.status, 200, "{}", detail.text);
+        assert!(detail.text.contains("Deliveries") && detail.text.contains("member.created"));
+        let no_events = b.post("/console/settings/webhooks", &[("url", "http://127.0.0.1:9/x")]).await;
+        assert_eq!(no_events.status, 400);
+    }
+);

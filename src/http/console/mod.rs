@@ -17,6 +17,7 @@ pub mod members;
 pub mod overview;
 pub mod pages;
 pub mod properties;
+pub mod settings;
 
 use askama::Template;
 use axum::body::Body;

@@ -10,4 +10,5 @@ pub fn routes() -> Router<AppState> {
         .merge(super::groups::routes())
         .merge(super::courses::routes())
         .merge(super::properties::routes())
+        .merge(super::settings::routes())
 }
