@@ -689,6 +689,8 @@ pub struct JobProgress {
     pub failed: usize,
     pub finished: bool,
     pub error: Option<String>,
+    /// A download the finished job offers: (path, text).
+    pub link: Option<(String, String)>,
 }
 
 type Jobs = std::sync::Mutex<std::collections::HashMap<uuid::Uuid, JobProgress>>;
@@ -1053,4 +1055,115 @@ pub async fn group_blacklist(db: &Db, spot_id: SpotId, group_id: super::ids::Gro
     let mut c = db.conn().await?;
     let ids = store::blacklist::list(c.ex(), spot_id, group_id).await?;
     Ok(from_rows(store::members::get_many(c.ex(), spot_id, &ids).await?))
+}
+
+// ---------------------------------------------------------------------------------------
+// Import: an uploaded file is read and dry-run at once (the preview), kept in this
+// process, then imported in the background with its progress; the failed rows download
+// as CSV.
+
+/// An uploaded file waiting to be imported, or imported.
+struct Upload {
+    spot_id: SpotId,
+    rows: std::sync::Arc<Vec<Vec<super::import::Cell>>>,
+    groups: Vec<super::ids::GroupId>,
+    notify: bool,
+    report: Option<super::import::ImportReport>,
+    started: bool,
+}
+
+type Uploads = std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Upload>>;
+
+fn uploads() -> &'static Uploads {
+    static UPLOADS: std::sync::OnceLock<Uploads> = std::sync::OnceLock::new();
+    UPLOADS.get_or_init(Default::default)
+}
+
+/// Uploads kept at most per process (the oldest go first).
+const MAX_UPLOADS: usize = 50;
+
+/// Reads an uploaded file under the API's limits, checks it against the spot (a dry
+/// run) and keeps it for [`start_import`]; returns its id and the dry run's report.
+pub async fn preview_import(
+    db: &Db,
+    spot_id: SpotId,
+    file: Vec<u8>,
+    groups: Vec<super::ids::GroupId>,
+    notify: bool,
+) -> Result<(uuid::Uuid, super::import::ImportReport)> {
+    let rows = tokio::task::spawn_blocking(move || super::import::read_rows(&file, &super::import::HTTP_LIMITS))
+        .await
+        .map_err(|e| Error::Internal(e.into()))??;
+    super::import::prepare(db, spot_id, &rows, &groups).await?;
+    let report = super::import::import_rows(db, spot_id, &rows, &groups, true, notify, &|_| {}).await?;
+    let id = super::new_id();
+    let mut map = uploads().lock().unwrap_or_else(|p| p.into_inner());
+    if map.len() >= MAX_UPLOADS {
+        let mut keys: Vec<uuid::Uuid> = map.keys().copied().collect();
+        keys.sort();
+        for k in keys.iter().take(map.len() + 1 - MAX_UPLOADS) {
+            map.remove(k);
+        }
+    }
+    map.insert(id, Upload { spot_id, rows: std::sync::Arc::new(rows), groups, notify, report: None, started: false });
+    Ok((id, report))
+}
+
+/// Imports a previewed upload in the background; returns the job showing its progress.
+pub fn start_import(db: &Db, spot_id: SpotId, upload_id: uuid::Uuid) -> Result<uuid::Uuid> {
+    let (rows, groups, notify) = {
+        let mut map = uploads().lock().unwrap_or_else(|p| p.into_inner());
+        let upload = map.get_mut(&upload_id).filter(|u| u.spot_id == spot_id).ok_or_else(|| {
+            Error::BadRequest("This upload is gone (the server restarted?): upload the file again".into())
+        })?;
+        if upload.started {
+            return Err(Error::Conflict("This file was already imported".into()));
+        }
+        upload.started = true;
+        (upload.rows.clone(), upload.groups.clone(), upload.notify)
+    };
+    let total = rows.len().saturating_sub(1);
+    let job = new_job(spot_id, format!("Import of {total} rows"), total);
+    let db = db.clone();
+    tokio::spawn(async move {
+        let progress = move |n: u64| update_job(job, |j| j.done = n as usize);
+        let result = super::import::import_rows(&db, spot_id, &rows, &groups, false, notify, &progress).await;
+        match result {
+            Ok(report) => {
+                let failed = report.failed.len();
+                let summary = format!("{} created, {} updated, {failed} failed", report.created, report.updated);
+                if let Some(u) = uploads().lock().unwrap_or_else(|p| p.into_inner()).get_mut(&upload_id) {
+                    u.report = Some(report);
+                }
+                update_job(job, |j| {
+                    j.done = j.total;
+                    j.failed = failed;
+                    j.label = format!("{} — {summary}", j.label);
+                    if failed > 0 {
+                        j.link = Some((
+                            format!("/console/import/{upload_id}/errors.csv"),
+                            "Download the failed rows (CSV)".into(),
+                        ));
+                    }
+                    j.finished = true;
+                });
+            }
+            Err(e) => update_job(job, |j| {
+                j.error = Some(e.to_string());
+                j.finished = true;
+            }),
+        }
+    });
+    Ok(job)
+}
+
+/// The failed rows of a finished import as CSV (line, email, reason).
+pub fn import_errors_csv(spot_id: SpotId, upload_id: uuid::Uuid) -> Result<String> {
+    let map = uploads().lock().unwrap_or_else(|p| p.into_inner());
+    let report = map
+        .get(&upload_id)
+        .filter(|u| u.spot_id == spot_id)
+        .and_then(|u| u.report.as_ref())
+        .ok_or_else(|| Error::BadRequest("No finished import with this id on this server".into()))?;
+    super::import::failed_rows_csv(report)
 }

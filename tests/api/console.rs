@@ -772,6 +772,8 @@ both!(every_page_renders, |app| {
         ("/console/groups/new-smart", "<h1>New smart group</h1>"),
         ("/console/courses", "<h1>Courses"),
         ("/console/properties", "<h1>Custom properties"),
+        ("/console/import", "<h1>Import members</h1>"),
+        ("/console/settings", "<h1>Settings</h1>"),
     ] {
         let p = b.get(path).await;
         assert_eq!(p.status, 200, "{path}: {}", p.text);
@@ -858,3 +860,47 @@ both_with!(
         assert_eq!(no_events.status, 400);
     }
 );
+
+both!(an_import_is_previewed_then_run_with_progress_and_an_error_csv, |app| {
+    let (mut b, _) = signed_in(&app).await;
+    assert_eq!(b.get("/console/import").await.status, 200);
+    let csv = "email,firstname,lastname\nnew@example.com,New,One\nnot-an-email,Bad,Row\nadmin@example.com,Ada,Admin\n";
+    let upload = |csrf: Option<String>| {
+        let form = reqwest::multipart::Form::new()
+            .part("file", reqwest::multipart::Part::bytes(csv.as_bytes().to_vec()).file_name("members.csv"))
+            .text("group", "");
+        let url = match csrf {
+            Some(t) => format!("{}/console/import?_csrf={t}", app.base),
+            None => format!("{}/console/import", app.base),
+        };
+        b.client.post(url).header("cookie", format!("openspot_console={}", b.cookie.clone().unwrap())).multipart(form)
+    };
+    let refused = upload(None).send().await.unwrap();
+    assert_eq!(refused.status(), 403, "an upload without the CSRF token");
+    let preview = upload(Some(b.csrf.clone())).send().await.unwrap();
+    assert_eq!(preview.status(), 200);
+    let text = preview.text().await.unwrap();
+    assert!(
+        text.contains("create <strong>1</strong>")
+            && text.contains("update\n<strong>1</strong>")
+            && text.contains("fail <strong>1</strong>"),
+        "{text}"
+    );
+    assert!(text.contains("not-an-email"));
+    assert_eq!(app.get("/v1/spotMembers?email[in]=new@example.com").await.body["total"], 0, "a dry run writes nothing");
+    let at = text.find("/console/import/").unwrap();
+    let run = text[at..].split('"').next().unwrap().to_string();
+    let started = b.post(&run, &[]).await;
+    assert_eq!(started.status, 303, "{}", started.text);
+    let job = started.location().unwrap().to_string();
+    let done = finished_job(&mut b, &job).await;
+    assert!(done.text.contains("1 created, 1 updated, 1 failed"), "{}", done.text);
+    assert_eq!(app.get("/v1/spotMembers?email[in]=new@example.com").await.body["total"], 1);
+    let link_at = done.text.find("/console/import/").unwrap();
+    let errors = done.text[link_at..].split('"').next().unwrap().to_string();
+    let csv = b.get(&errors).await;
+    assert_eq!(csv.status, 200);
+    assert!(csv.text.contains("not-an-email"), "{}", csv.text);
+    // Run once only.
+    assert_eq!(b.post(&run, &[]).await.status, 409);
+});

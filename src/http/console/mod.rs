@@ -13,6 +13,7 @@ pub mod auth;
 pub mod courses;
 pub mod form;
 pub mod groups;
+pub mod import;
 pub mod members;
 pub mod overview;
 pub mod pages;

@@ -11,4 +11,5 @@ pub fn routes() -> Router<AppState> {
         .merge(super::courses::routes())
         .merge(super::properties::routes())
         .merge(super::settings::routes())
+        .merge(super::import::routes())
 }
