@@ -799,9 +799,11 @@ async fn apply_chunk(
     }
 }
 
-/// The members matching `q` as CSV (id, email, names, mobile, status, role, dates).
+/// The members matching `q` as CSV (id, email, names, mobile, status, role, dates),
+/// read in keyset batches of the rows themselves.
 pub async fn export_csv(db: &Db, spot_id: SpotId, q: &MemberQuery) -> Result<Vec<u8>> {
-    let ids = matching_ids(db, spot_id, q).await?;
+    use store::console::{MemberSort, SortValue};
+    let f = member_filter(db, spot_id, q).await?;
     let mut w = csv::Writer::from_writer(Vec::new());
     let csv_err = |e: csv::Error| Error::Internal(e.into());
     w.write_record([
@@ -816,11 +818,14 @@ pub async fn export_csv(db: &Db, spot_id: SpotId, q: &MemberQuery) -> Result<Vec
         "registeredAt",
     ])
     .map_err(csv_err)?;
-    for chunk in ids.chunks(500) {
+    let mut after = None;
+    loop {
         let mut c = db.conn().await?;
-        let rows = from_rows::<_, Member>(store::members::get_many(c.ex(), spot_id, chunk).await?);
+        let rows = from_rows::<_, Member>(
+            store::console::search_members(c.ex(), spot_id, &f, MemberSort::InvitedAt, false, after, 1000).await?,
+        );
         drop(c);
-        for m in rows {
+        for m in &rows {
             let invited = m.invited_at.to_string();
             let registered = m.registered_at.map(|t| t.to_string()).unwrap_or_default();
             w.write_record([
@@ -835,6 +840,10 @@ pub async fn export_csv(db: &Db, spot_id: SpotId, q: &MemberQuery) -> Result<Vec
                 &registered,
             ])
             .map_err(csv_err)?;
+        }
+        match rows.last() {
+            Some(last) if rows.len() == 1000 => after = Some((SortValue::I64(last.invited_at), last.id)),
+            _ => break,
         }
     }
     w.into_inner().map_err(|e| Error::Internal(anyhow::anyhow!("{e}")))
