@@ -59,6 +59,35 @@ pub enum Command {
     /// Deliveries waiting or done: webhook events, Kaizala subscription events, emails.
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Operator-console users: the spot's members whose role is Admin.
+    #[command(subcommand)]
+    Admins(AdminsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminsCommand {
+    /// Set an Admin's console password: one line read from standard input, or typed at
+    /// a prompt (not echoed). Their console sessions end.
+    SetPassword {
+        #[arg(long)]
+        spot: SpotId,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a one-time console sign-in link for an Admin (15 minutes, single use).
+    LoginLink {
+        #[arg(long)]
+        spot: SpotId,
+        #[arg(long)]
+        email: String,
+        /// Base URL of the server the link opens.
+        #[arg(long, env = "OPENSPOT_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+        public_url: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -422,7 +451,67 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await;
             result
         }
+        Command::Admins(cmd) => {
+            let db = Db::connect_and_migrate(&cli.database_url).await?;
+            let result = admins_command(&db, cmd).await;
+            db.close().await;
+            result
+        }
     }
+}
+
+async fn admins_command(db: &Db, cmd: AdminsCommand) -> anyhow::Result<()> {
+    match cmd {
+        AdminsCommand::SetPassword { spot, email, json } => {
+            let password = read_password()?;
+            crate::domain::console::set_password(db, spot, &email, &password).await?;
+            if json {
+                print_json(json!({"spotId": spot, "email": email, "passwordSet": true}));
+            } else {
+                println!("console password set for {email} in spot {spot}");
+            }
+        }
+        AdminsCommand::LoginLink { spot, email, public_url, json } => {
+            let token = crate::domain::console::create_login_link(db, spot, &email).await?;
+            let url = format!("{}{}", public_url.trim_end_matches('/'), crate::domain::console::link_path(&token));
+            if json {
+                print_json(json!({"spotId": spot, "email": email, "url": url}));
+            } else {
+                println!("{url}\n(valid 15 minutes, once)");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A password from standard input: one line when piped, or typed at a prompt on a
+/// terminal with echo turned off (`stty`) while it is typed.
+fn read_password() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    let terminal = stdin.is_terminal();
+    let stty = |arg: &str| {
+        std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(std::process::Stdio::inherit())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let hidden = terminal && {
+        eprint!("Password: ");
+        let _ = std::io::stderr().flush();
+        stty("-echo")
+    };
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if hidden {
+        stty("echo");
+        eprintln!();
+    }
+    read.context("cannot read the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    anyhow::ensure!(!password.is_empty(), "no password given on standard input");
+    Ok(password)
 }
 
 async fn outbox_command(db: &Db, cmd: OutboxCommand) -> anyhow::Result<()> {
@@ -725,6 +814,13 @@ async fn serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
         let (spot_id, key) = demo::seed(&db).await?;
         eprintln!("demo spot {spot_id}\ndemo API key: {key}");
         eprintln!("try: curl -H 'Authorization: {key}' {}/v1/spotMembers", config.public_url);
+        // The demo's first member is its Admin (`domain::demo::seed`).
+        let token = crate::domain::console::create_login_link(&db, spot_id, "ada@example.com").await?;
+        eprintln!(
+            "console (Ada Lovelace, Admin; one-time link, 15 minutes): {}{}",
+            config.public_url,
+            crate::domain::console::link_path(&token)
+        );
     }
     tracing::info!(listen = %listen, public_url = %redact_url(&config.public_url), "openspot serving");
     let state = AppState::new(db.clone(), config)?;

@@ -223,6 +223,17 @@ fn serve_demo_answers_and_stops_on_sigterm() {
             .unwrap()
     });
     assert_eq!(courses["total"], 1, "{courses}");
+    // The console link printed for the demo's Admin signs in once.
+    let console = before.iter().find(|l| l.starts_with("console (")).expect("console link printed");
+    let url = console.rsplit(' ').next().unwrap().to_string();
+    assert!(url.starts_with(&format!("http://{listen}/console/link?token=")), "{console}");
+    let token = url.split("token=").nth(1).unwrap().to_string();
+    let status = rt.block_on(async {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let r = client.post(format!("http://{listen}/console/link")).form(&[("token", token)]).send().await.unwrap();
+        r.status().as_u16()
+    });
+    assert_eq!(status, 303);
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let start = Instant::now();
     let status = loop {
@@ -315,4 +326,73 @@ fn members_import_refuses_hostile_files_quickly() {
     let report = one_object(&out);
     assert_eq!((report["created"].clone(), report["failed"][0]["line"].clone()), (Value::from(0), Value::from(2)));
     assert!(report["failed"][0]["reason"].as_str().unwrap().contains("outside the years 1 to 9999"), "{report}");
+}
+
+#[test]
+fn admins_set_a_console_password_from_stdin_and_print_a_login_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("admins.db").display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let spot = rt.block_on(async {
+        let pool = openspot::Db::connect_and_migrate(&db).await.unwrap();
+        let (spot, _) = openspot::domain::spots::create_spot(&pool, "Acme").await.unwrap();
+        let (m, _) = openspot::domain::members::invite_member(&pool, spot.id, "boss@example.com", false).await.unwrap();
+        let patch = openspot::domain::members::MemberPatch { role: Some("Admin".into()), ..Default::default() };
+        openspot::domain::members::update_member(&pool, spot.id, m.id, patch).await.unwrap();
+        pool.close().await;
+        spot.id.to_string()
+    });
+    let set = |password: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_openspot"))
+            .args([
+                "--database-url",
+                &db,
+                "admins",
+                "set-password",
+                "--spot",
+                &spot,
+                "--email",
+                "boss@example.com",
+                "--json",
+            ])
+            .env_remove("OPENSPOT_DATABASE_URL")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = set("short");
+    assert_ne!(code, 0);
+    assert!(err.contains("at least 12"), "{err}");
+    let (code, out, err) = set("a long enough password");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(one_object(&out)["passwordSet"], true);
+    let (code, out, _) = openspot(
+        &db,
+        &[
+            "admins",
+            "login-link",
+            "--spot",
+            &spot,
+            "--email",
+            "boss@example.com",
+            "--public-url",
+            "https://ops.example/",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0);
+    let url = one_object(&out)["url"].as_str().unwrap().to_string();
+    assert!(url.starts_with("https://ops.example/console/link?token="), "{url}");
+    let (code, _, err) = openspot(&db, &["admins", "login-link", "--spot", &spot, "--email", "nobody@example.com"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no member"), "{err}");
 }

@@ -1,6 +1,7 @@
 //! HTTP: the router of both dialects, the shared middleware (request ids, tracing,
 //! body cap, panic guard), health probes and the OpenAPI document with its docs UI.
 
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod kaizala;
@@ -144,6 +145,7 @@ pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(api)
+        .merge(console::routes(state.clone()).with_state(state.clone()))
         .merge(probes)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(not_found)

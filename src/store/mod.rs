@@ -11,6 +11,7 @@
 pub mod backup;
 pub mod blacklist;
 pub mod connectors;
+pub mod console;
 pub mod course_groups;
 pub mod courses;
 pub mod custom_roles;

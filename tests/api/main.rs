@@ -5,6 +5,7 @@
 
 mod backup;
 mod common;
+mod console;
 mod conventions;
 mod emails;
 mod events;

@@ -1,0 +1,1178 @@
+//! The operator console's security model, on the domain side: who may sign in (a spot's
+//! members whose role is `Admin`), with what (an argon2id password set from the CLI, or
+//! a one-time link valid 15 minutes), how sessions live (in the database, so every
+//! replica sees them and they survive restarts; idle expiry; one spot per session) and
+//! how guessing is bounded (attempt windows per account and per address, exact across
+//! replicas). The HTTP adapter (`http::console`) only carries cookies and forms.
+//!
+//! Secrets (session ids, link tokens) are 32 random bytes shown once and stored as their
+//! SHA-256; the role and status are re-read on every request, so a member demoted from
+//! Admin loses access at their next request.
+
+use std::net::IpAddr;
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::Argon2;
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use super::groups::Group;
+use super::members::Member;
+use super::rate_limit::{AttemptWindow, ANONYMOUS};
+use super::vocab::{MemberRole, MemberStatus};
+use super::{from_rows, now_ms};
+use crate::domain::courses::Course;
+use crate::domain::filter::ListQuery;
+use crate::domain::ids::{MemberId, SpotId};
+use crate::error::{Error, Result};
+use crate::store::{self, Db};
+
+/// A session unused this long is signed out.
+pub const SESSION_IDLE_MS: i64 = 30 * 60 * 1000;
+/// A sign-in link is valid this long, once.
+pub const LINK_TTL_MS: i64 = 15 * 60 * 1000;
+/// A session's last use is written at most this often (not on every request).
+const TOUCH_EVERY_MS: i64 = 60 * 1000;
+/// Shortest password accepted.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+/// Failed sign-ins allowed per account (email) and per client address in a window.
+pub const FAILURES_PER_ACCOUNT: i64 = 5;
+pub const FAILURES_PER_ADDRESS: i64 = 20;
+const FAILURE_WINDOW_MS: i64 = 15 * 60 * 1000;
+
+/// The signed-in admin of one request.
+#[derive(Clone, Debug)]
+pub struct ConsoleSession {
+    pub spot_id: SpotId,
+    pub member_id: MemberId,
+    pub email: String,
+    pub spot_name: String,
+    /// Every state-changing request must carry it back.
+    pub csrf_token: String,
+    /// The session id's hash (what the database knows it by): keys its selection.
+    pub session_key: [u8; 32],
+}
+
+/// A session just created: the cookie value is shown here only.
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    pub cookie_value: String,
+    pub spot_id: SpotId,
+}
+
+/// A spot a person may sign in to, with a one-time token that signs in there.
+#[derive(Clone, Debug)]
+pub struct SpotChoice {
+    pub spot_id: SpotId,
+    pub spot_name: String,
+    pub token: String,
+}
+
+/// What a correct password leads to.
+#[derive(Debug)]
+pub enum SignIn {
+    /// Admin of one spot: signed in.
+    Session(NewSession),
+    /// Admin of several spots with this password: one to pick (each choice a one-time link).
+    Choose(Vec<SpotChoice>),
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn sha256(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// An argon2id PHC string of `password` (on a blocking thread: it is slow on purpose).
+pub async fn hash_password(password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || {
+        Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| anyhow::anyhow!("{e}"))
+    })
+    .await
+    .map_err(|e| Error::Internal(e.into()))?
+    .map_err(Error::Internal)
+}
+
+/// Whether `password` matches the PHC string `stored` (a malformed hash never matches).
+async fn verify_password(password: String, stored: String) -> Result<bool> {
+    tokio::task::spawn_blocking(move || match PasswordHash::new(&stored) {
+        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Err(_) => false,
+    })
+    .await
+    .map_err(|e| Error::Internal(e.into()))
+}
+
+/// The Admin member of `email` in the spot (400 naming `email` otherwise).
+async fn admin_of(db: &Db, spot_id: SpotId, email: &str) -> Result<Member> {
+    super::spots::get_spot(db, spot_id).await?;
+    let email_norm = email.trim().to_lowercase();
+    let mut c = db.conn().await?;
+    let m = store::console::member_by_email(c.ex(), spot_id, &email_norm)
+        .await?
+        .map(Member::from)
+        .ok_or_else(|| Error::invalid("email", format!("no member '{email_norm}' in this spot")))?;
+    if m.role != MemberRole::Admin {
+        return Err(Error::invalid("email", format!("'{email_norm}' is not an Admin of this spot")));
+    }
+    Ok(m)
+}
+
+/// Sets the console password of the spot's Admin `email`; their sessions end.
+pub async fn set_password(db: &Db, spot_id: SpotId, email: &str, password: &str) -> Result<()> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(Error::invalid("password", format!("must be at least {MIN_PASSWORD_CHARS} characters")));
+    }
+    let m = admin_of(db, spot_id, email).await?;
+    let hash = hash_password(password.to_string()).await?;
+    let mut tx = db.begin().await?;
+    store::console::upsert_password(tx.ex(), spot_id, m.id, &hash, now_ms()).await?;
+    store::console::delete_member_sessions(tx.ex(), spot_id, m.id).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A one-time sign-in token for the spot's Admin `email` (valid [`LINK_TTL_MS`]).
+pub async fn create_login_link(db: &Db, spot_id: SpotId, email: &str) -> Result<String> {
+    let m = admin_of(db, spot_id, email).await?;
+    issue_link(db, spot_id, m.id).await
+}
+
+async fn issue_link(db: &Db, spot_id: SpotId, member_id: MemberId) -> Result<String> {
+    let token = random_token();
+    let mut tx = db.begin().await?;
+    store::console::insert_link(tx.ex(), &sha256(&token), spot_id, member_id, now_ms() + LINK_TTL_MS).await?;
+    tx.commit().await?;
+    Ok(token)
+}
+
+/// The console's path that signs in with `token`.
+pub fn link_path(token: &str) -> String {
+    format!("/console/link?token={token}")
+}
+
+fn may_use_console(role: MemberRole, status: MemberStatus) -> bool {
+    role == MemberRole::Admin && status.may_sign_in()
+}
+
+async fn create_session(db: &Db, spot_id: SpotId, member_id: MemberId) -> Result<NewSession> {
+    let cookie_value = random_token();
+    let csrf = random_token();
+    let now = now_ms();
+    let mut tx = db.begin().await?;
+    store::console::purge_expired(tx.ex(), now - SESSION_IDLE_MS, now).await?;
+    store::console::insert_session(
+        tx.ex(),
+        &store::console::NewSessionRow { id_hash: &sha256(&cookie_value), spot_id, member_id, csrf_token: &csrf, now },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(NewSession { cookie_value, spot_id })
+}
+
+/// The attempt windows a sign-in with `email` from `ip` spends.
+fn attempt_windows(email_norm: &str, ip: Option<IpAddr>) -> (String, Option<String>) {
+    (format!("console:account:{email_norm}"), ip.map(|ip| format!("console:address:{ip}")))
+}
+
+/// Signs in with email and password. Every attempt spends one try of the account's
+/// and the address's windows (429 when either is spent); a success gives both back.
+/// A wrong email, a wrong password and an account without a password all answer the
+/// same 401, after the same (argon2) cost.
+pub async fn sign_in_with_password(db: &Db, email: &str, password: &str, ip: Option<IpAddr>) -> Result<SignIn> {
+    let email_norm = email.trim().to_lowercase();
+    if email_norm.is_empty() || password.is_empty() {
+        return Err(Error::invalid("email", "email and password are required"));
+    }
+    let (account_scope, address_scope) = attempt_windows(&email_norm, ip);
+    let account = AttemptWindow {
+        spot_id: ANONYMOUS,
+        scope: &account_scope,
+        window_ms: FAILURE_WINDOW_MS,
+        limit: FAILURES_PER_ACCOUNT,
+    };
+    let address = address_scope.as_deref().map(|scope| AttemptWindow {
+        spot_id: ANONYMOUS,
+        scope,
+        window_ms: FAILURE_WINDOW_MS,
+        limit: FAILURES_PER_ADDRESS,
+    });
+    if let Some(a) = &address {
+        a.take(db).await?;
+    }
+    account.take(db).await?;
+
+    let candidates = {
+        let mut c = db.conn().await?;
+        store::console::admin_candidates(c.ex(), &email_norm).await?
+    };
+    let mut matched = Vec::new();
+    let mut compared = false;
+    for cand in candidates {
+        if let Some(stored) = cand.password_hash.clone() {
+            compared = true;
+            if verify_password(password.to_string(), stored).await? {
+                matched.push(cand);
+            }
+        }
+    }
+    if !compared {
+        // The same cost as a real comparison, so timing does not tell accounts apart.
+        let dummy = DUMMY_HASH.get_or_try_init(|| hash_password(random_token())).await?;
+        let _ = verify_password(password.to_string(), dummy.clone()).await?;
+    }
+    if matched.is_empty() {
+        return Err(Error::unauthenticated());
+    }
+    account.give_back(db).await?;
+    if let Some(a) = &address {
+        a.give_back(db).await?;
+    }
+    if matched.len() == 1 {
+        let only = &matched[0];
+        return Ok(SignIn::Session(create_session(db, only.spot_id, only.member_id).await?));
+    }
+    let mut choices = Vec::with_capacity(matched.len());
+    for cand in matched {
+        let token = issue_link(db, cand.spot_id, cand.member_id).await?;
+        choices.push(SpotChoice { spot_id: cand.spot_id, spot_name: cand.spot_name, token });
+    }
+    Ok(SignIn::Choose(choices))
+}
+
+/// An argon2id hash of a random password (made once per process), compared against
+/// when an email has no password, so that answer costs what a real comparison does.
+static DUMMY_HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+
+/// Signs in with a one-time link token: valid once, for [`LINK_TTL_MS`], and only while
+/// its member is still an Admin who may sign in. Failures count like wrong passwords
+/// against the address.
+pub async fn sign_in_with_link(db: &Db, token: &str, ip: Option<IpAddr>) -> Result<NewSession> {
+    let (_, address_scope) = attempt_windows("", ip);
+    let address = address_scope.as_deref().map(|scope| AttemptWindow {
+        spot_id: ANONYMOUS,
+        scope,
+        window_ms: FAILURE_WINDOW_MS,
+        limit: FAILURES_PER_ADDRESS,
+    });
+    if let Some(a) = &address {
+        a.take(db).await?;
+    }
+    let taken = {
+        let mut tx = db.begin().await?;
+        let t = store::console::take_link(tx.ex(), &sha256(token.trim()), now_ms()).await?;
+        tx.commit().await?;
+        t
+    };
+    let Some((spot_id, member_id)) = taken else {
+        return Err(Error::unauthenticated());
+    };
+    let m = super::members::get_member(db, spot_id, member_id).await?;
+    if !may_use_console(m.role, m.status) {
+        return Err(Error::unauthenticated());
+    }
+    if let Some(a) = &address {
+        a.give_back(db).await?;
+    }
+    create_session(db, spot_id, member_id).await
+}
+
+/// The session of a cookie value: 401 when it is unknown, idle too long, or its member
+/// is no longer an Admin who may sign in (the session is then deleted).
+pub async fn authenticate(db: &Db, cookie_value: &str) -> Result<ConsoleSession> {
+    let hash = sha256(cookie_value);
+    let now = now_ms();
+    let mut c = db.conn().await?;
+    let Some(row) = store::console::get_session(c.ex(), &hash).await? else {
+        return Err(Error::Unauthorized("Signed out".into()));
+    };
+    if now - row.last_seen_at > SESSION_IDLE_MS || !may_use_console(row.role, row.status) {
+        store::console::delete_session(c.ex(), &hash).await?;
+        return Err(Error::Unauthorized("Signed out".into()));
+    }
+    if now - row.last_seen_at > TOUCH_EVERY_MS {
+        store::console::touch_session(c.ex(), &hash, now).await?;
+    }
+    Ok(ConsoleSession {
+        spot_id: row.spot_id,
+        member_id: row.member_id,
+        email: row.email.unwrap_or_default(),
+        spot_name: row.spot_name,
+        csrf_token: row.csrf_token,
+        session_key: hash,
+    })
+}
+
+/// Ends the session of a cookie value (nothing when there is none).
+pub async fn sign_out(db: &Db, cookie_value: &str) -> Result<()> {
+    let mut c = db.conn().await?;
+    store::console::delete_session(c.ex(), &sha256(cookie_value)).await?;
+    Ok(())
+}
+
+/// Whether `presented` is the session's CSRF token (constant time).
+pub fn csrf_matches(session: &ConsoleSession, presented: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    !presented.is_empty() && bool::from(session.csrf_token.as_bytes().ct_eq(presented.as_bytes()))
+}
+
+/// What the Overview page shows.
+#[derive(Clone, Debug)]
+pub struct Overview {
+    pub total_members: i64,
+    pub by_status: Vec<(MemberStatus, i64)>,
+    pub recent: Vec<Member>,
+    pub groups: Vec<Group>,
+    pub group_total: i64,
+    pub courses: Vec<Course>,
+    pub course_total: i64,
+}
+
+pub async fn overview(db: &Db, spot_id: SpotId) -> Result<Overview> {
+    let (by_status, recent) = {
+        let mut c = db.conn().await?;
+        let by_status = store::console::count_by_status(c.ex(), spot_id).await?;
+        let recent = from_rows::<_, Member>(store::console::recent_members(c.ex(), spot_id, 8).await?);
+        (by_status, recent)
+    };
+    let q = ListQuery { page: 1, limit: 10, filters: Vec::new() };
+    let (groups, group_total) = super::groups::list_groups(db, spot_id, &q).await?;
+    let (courses, course_total) = super::courses::list_courses(db, spot_id, &q).await?;
+    Ok(Overview {
+        total_members: by_status.iter().map(|(_, n)| n).sum(),
+        by_status,
+        recent,
+        groups,
+        group_total,
+        courses,
+        course_total,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn passwords_hash_and_verify() {
+        let h = hash_password("correct horse battery".into()).await.unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse battery".into(), h.clone()).await.unwrap());
+        assert!(!verify_password("wrong".into(), h).await.unwrap());
+        assert!(!verify_password("x".into(), "not a hash".into()).await.unwrap());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Members: search, filters, keyset pages, selection, bulk actions, CSV export.
+
+/// The member list's query as the console's form sends it (every field optional).
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct MemberQuery {
+    #[serde(default)]
+    pub q: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub role: String,
+    #[serde(default)]
+    pub custom_role: String,
+    #[serde(default)]
+    pub group: String,
+    /// A custom property's slug, its operator and value (`prop`, `op`, `value`).
+    #[serde(default)]
+    pub prop: String,
+    #[serde(default)]
+    pub op: String,
+    #[serde(default)]
+    pub value: String,
+    /// `invited` (default), `lastname` or `firstname`.
+    #[serde(default)]
+    pub sort: String,
+    /// `asc` or `desc` (default: newest first for `invited`, A→Z for names).
+    #[serde(default)]
+    pub dir: String,
+    /// The keyset cursor of the page (from [`MemberPage::next`]).
+    #[serde(default)]
+    pub after: String,
+}
+
+impl MemberQuery {
+    fn sort(&self) -> Result<(store::console::MemberSort, bool)> {
+        use store::console::MemberSort;
+        let sort = match self.sort.as_str() {
+            "" | "invited" => MemberSort::InvitedAt,
+            "lastname" => MemberSort::Lastname,
+            "firstname" => MemberSort::Firstname,
+            _ => return Err(Error::invalid("sort", "must be one of invited, lastname, firstname")),
+        };
+        let desc = match self.dir.as_str() {
+            "" => sort == MemberSort::InvitedAt,
+            "desc" => true,
+            "asc" => false,
+            _ => return Err(Error::invalid("dir", "must be asc or desc")),
+        };
+        Ok((sort, desc))
+    }
+
+    /// The query string of these filters and order (no cursor): for links and export.
+    pub fn to_query_string(&self) -> String {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("q", &self.q),
+            ("status", &self.status),
+            ("role", &self.role),
+            ("custom_role", &self.custom_role),
+            ("group", &self.group),
+            ("prop", &self.prop),
+            ("op", &self.op),
+            ("value", &self.value),
+            ("sort", &self.sort),
+            ("dir", &self.dir),
+        ] {
+            if !v.is_empty() {
+                s.append_pair(k, v);
+            }
+        }
+        s.finish()
+    }
+
+    /// Whether any filter is set (the total is then counted, not read from the spot).
+    pub fn is_filtered(&self) -> bool {
+        ![&self.q, &self.status, &self.role, &self.custom_role, &self.group, &self.prop].iter().all(|v| v.is_empty())
+    }
+}
+
+fn parse_id<T: std::str::FromStr>(field: &str, raw: &str) -> Result<T> {
+    raw.trim().parse::<T>().map_err(|_| Error::invalid(field, format!("'{raw}' is not an id")))
+}
+
+/// The checked store filter of a query (property filters through the API's own rules).
+async fn member_filter(db: &Db, spot_id: SpotId, q: &MemberQuery) -> Result<store::console::MemberFilter> {
+    let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+    let mut f = store::console::MemberFilter {
+        text: opt(&q.q),
+        status: opt(&q.status).map(|s| super::vocab::parse::<MemberStatus>("status", &s)).transpose()?,
+        role: opt(&q.role).map(|s| super::vocab::parse::<MemberRole>("role", &s)).transpose()?,
+        custom_role: opt(&q.custom_role).map(|s| parse_id("custom_role", &s)).transpose()?,
+        group: opt(&q.group).map(|s| parse_id("group", &s)).transpose()?,
+        props: Vec::new(),
+    };
+    if let Some(slug) = opt(&q.prop) {
+        let op_name = if q.op.is_empty() { "eq" } else { q.op.as_str() };
+        let op = super::filter::Op::parse(op_name).ok_or_else(|| Error::invalid("op", "unknown operator"))?;
+        let raw = super::filter::RawFilter {
+            param: format!("customProperties.{slug}[{op_name}]"),
+            field: format!("customProperties.{slug}"),
+            op,
+            values: q.value.split(',').map(|v| v.trim().to_string()).collect(),
+        };
+        f.props = super::properties::property_filters(db, spot_id, std::slice::from_ref(&raw)).await?;
+    }
+    Ok(f)
+}
+
+/// One page of the member list.
+#[derive(Clone, Debug)]
+pub struct MemberPage {
+    pub items: Vec<Member>,
+    /// The cursor of the next page, when there is one.
+    pub next: Option<String>,
+    pub total: i64,
+}
+
+/// Rows per page of the member list.
+pub const MEMBERS_PER_PAGE: i64 = 50;
+
+fn cursor_of(m: &Member, sort: store::console::MemberSort) -> String {
+    use store::console::MemberSort;
+    let value = match sort {
+        MemberSort::InvitedAt => m.invited_at.to_string(),
+        MemberSort::Lastname => m.lastname.clone(),
+        MemberSort::Firstname => m.firstname.clone(),
+    };
+    format!("{}~{value}", m.id)
+}
+
+fn parse_cursor(raw: &str, sort: store::console::MemberSort) -> Result<Option<(store::console::SortValue, MemberId)>> {
+    use store::console::{MemberSort, SortValue};
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let bad = || Error::invalid("after", "is not a page cursor");
+    let (id, value) = raw.split_once('~').ok_or_else(bad)?;
+    let id: MemberId = id.parse().map_err(|_| bad())?;
+    let value = match sort {
+        MemberSort::InvitedAt => SortValue::I64(value.parse().map_err(|_| bad())?),
+        MemberSort::Lastname | MemberSort::Firstname => SortValue::Text(value.to_string()),
+    };
+    Ok(Some((value, id)))
+}
+
+/// A page of the spot's members matching `q` (keyset paging: each page is an index
+/// range, as fast on the last page of a million members as on the first).
+pub async fn search_members(db: &Db, spot_id: SpotId, q: &MemberQuery) -> Result<MemberPage> {
+    let (sort, desc) = q.sort()?;
+    let after = parse_cursor(&q.after, sort)?;
+    let f = member_filter(db, spot_id, q).await?;
+    let mut c = db.conn().await?;
+    let mut items = from_rows::<_, Member>(
+        store::console::search_members(c.ex(), spot_id, &f, sort, desc, after, MEMBERS_PER_PAGE + 1).await?,
+    );
+    let next = if items.len() as i64 > MEMBERS_PER_PAGE {
+        items.truncate(MEMBERS_PER_PAGE as usize);
+        items.last().map(|m| cursor_of(m, sort))
+    } else {
+        None
+    };
+    let total = if q.is_filtered() {
+        store::console::count_members(c.ex(), spot_id, &f).await?
+    } else {
+        store::spots::get(c.ex(), spot_id).await?.map(|s| s.member_count).unwrap_or(0)
+    };
+    Ok(MemberPage { items, next, total })
+}
+
+/// Every member id matching `q`, read in keyset batches.
+async fn matching_ids(db: &Db, spot_id: SpotId, q: &MemberQuery) -> Result<Vec<MemberId>> {
+    use store::console::{MemberSort, SortValue};
+    let f = member_filter(db, spot_id, q).await?;
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let mut c = db.conn().await?;
+        let batch =
+            store::console::search_members(c.ex(), spot_id, &f, MemberSort::InvitedAt, false, after, 1000).await?;
+        drop(c);
+        let Some(last) = batch.last() else { break };
+        after = Some((SortValue::I64(last.invited_at), last.id));
+        let n = batch.len();
+        out.extend(batch.into_iter().map(|m| m.id));
+        if n < 1000 {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Selects (or unselects) members for the session's next bulk action.
+pub async fn select(db: &Db, s: &ConsoleSession, ids: &[String], on: bool) -> Result<usize> {
+    let ids: Vec<MemberId> = ids.iter().filter_map(|i| i.trim().parse().ok()).collect();
+    let mut c = db.conn().await?;
+    store::console::set_selected(c.ex(), &s.session_key, &ids, on).await?;
+    Ok(store::console::selected_ids(c.ex(), &s.session_key, s.spot_id).await?.len())
+}
+
+pub async fn clear_selection(db: &Db, s: &ConsoleSession) -> Result<()> {
+    let mut c = db.conn().await?;
+    store::console::clear_selected(c.ex(), &s.session_key).await?;
+    Ok(())
+}
+
+/// The session's selected members (of its spot).
+pub async fn selection(db: &Db, s: &ConsoleSession) -> Result<Vec<MemberId>> {
+    let mut c = db.conn().await?;
+    Ok(store::console::selected_ids(c.ex(), &s.session_key, s.spot_id).await?)
+}
+
+/// What a bulk action applies to.
+#[derive(Clone, Debug)]
+pub enum BulkScope {
+    Selection,
+    AllMatching(Box<MemberQuery>),
+}
+
+/// A bulk action on members.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BulkAction {
+    AddToGroup(super::ids::GroupId),
+    RemoveFromGroup(super::ids::GroupId),
+    InviteToCourse(super::ids::CourseId),
+    SetStatus(MemberStatus),
+    SetProperty { slug: String, value: String },
+}
+
+impl BulkAction {
+    /// From the bulk form's fields: `action` and its `target` (group, course, status,
+    /// or property slug) and `value` (a property's value).
+    pub fn parse(action: &str, target: &str, value: &str) -> Result<BulkAction> {
+        Ok(match action {
+            "add_to_group" => BulkAction::AddToGroup(parse_id("target", target)?),
+            "remove_from_group" => BulkAction::RemoveFromGroup(parse_id("target", target)?),
+            "invite_to_course" => BulkAction::InviteToCourse(parse_id("target", target)?),
+            "set_status" => match target.parse::<MemberStatus>() {
+                Ok(s) if s.is_writable() => BulkAction::SetStatus(s),
+                _ => return Err(Error::invalid("target", super::vocab::must_be_one_of(MemberStatus::WRITABLE))),
+            },
+            "set_property" if !target.trim().is_empty() => {
+                BulkAction::SetProperty { slug: target.trim().to_string(), value: value.to_string() }
+            }
+            "set_property" => return Err(Error::invalid("target", "choose a property")),
+            _ => return Err(Error::invalid("action", "choose an action")),
+        })
+    }
+
+    /// What the confirmation says it will do.
+    pub fn describe(&self) -> String {
+        match self {
+            BulkAction::AddToGroup(g) => format!("add to group {g}"),
+            BulkAction::RemoveFromGroup(g) => format!("remove from group {g}"),
+            BulkAction::InviteToCourse(c) => format!("invite to course {c}"),
+            BulkAction::SetStatus(s) => format!("set status to {s}"),
+            BulkAction::SetProperty { slug, value } => format!("set property {slug} to \"{value}\""),
+        }
+    }
+}
+
+/// The members a bulk action on `scope` would touch.
+pub async fn bulk_targets(db: &Db, s: &ConsoleSession, scope: &BulkScope) -> Result<Vec<MemberId>> {
+    match scope {
+        BulkScope::Selection => selection(db, s).await,
+        BulkScope::AllMatching(q) => matching_ids(db, s.spot_id, q).await,
+    }
+}
+
+/// Checks a bulk action's target exists in the session's spot (404 otherwise).
+pub async fn check_bulk_action(db: &Db, spot_id: SpotId, action: &BulkAction) -> Result<()> {
+    match action {
+        BulkAction::AddToGroup(g) | BulkAction::RemoveFromGroup(g) => {
+            super::groups::get_group(db, spot_id, *g).await.map(|_| ())
+        }
+        BulkAction::InviteToCourse(c) => super::courses::get_course(db, spot_id, *c).await.map(|_| ()),
+        BulkAction::SetStatus(_) => Ok(()),
+        BulkAction::SetProperty { slug, value } => {
+            let def = super::properties::get_property(db, spot_id, slug).await?;
+            super::properties::to_stored(&def, &typed_value(&def, value), "value").map(|_| ())
+        }
+    }
+}
+
+/// A property value as typed in a form field, as the JSON its type takes.
+pub fn typed_value(def: &super::properties::PropertyDef, raw: &str) -> serde_json::Value {
+    use super::vocab::PropertyType;
+    use serde_json::Value;
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Value::Null;
+    }
+    match def.kind {
+        PropertyType::Number => raw
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or_else(|| Value::String(raw.into()), Value::Number),
+        PropertyType::Boolean => match raw {
+            "true" | "yes" | "on" | "1" => Value::Bool(true),
+            "false" | "no" | "off" | "0" => Value::Bool(false),
+            _ => Value::String(raw.into()),
+        },
+        PropertyType::MultipleSelect => {
+            Value::Array(raw.split(',').map(|v| Value::String(v.trim().to_string())).filter(|v| v != "").collect())
+        }
+        _ => Value::String(raw.into()),
+    }
+}
+
+/// The progress of a bulk action (or an import) running in this process.
+#[derive(Clone, Debug, Default)]
+pub struct JobProgress {
+    pub spot_id: Option<SpotId>,
+    pub label: String,
+    pub total: usize,
+    pub done: usize,
+    pub failed: usize,
+    pub finished: bool,
+    pub error: Option<String>,
+    /// A download the finished job offers: (path, text).
+    pub link: Option<(String, String)>,
+}
+
+type Jobs = std::sync::Mutex<std::collections::HashMap<uuid::Uuid, JobProgress>>;
+
+fn jobs() -> &'static Jobs {
+    static JOBS: std::sync::OnceLock<Jobs> = std::sync::OnceLock::new();
+    JOBS.get_or_init(Default::default)
+}
+
+fn update_job(id: uuid::Uuid, f: impl FnOnce(&mut JobProgress)) {
+    let mut map = jobs().lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(j) = map.get_mut(&id) {
+        f(j);
+    }
+}
+
+/// A job's progress, if it runs (or ran) in this process for `spot_id`.
+pub fn job(spot_id: SpotId, id: uuid::Uuid) -> Option<JobProgress> {
+    jobs().lock().unwrap_or_else(|p| p.into_inner()).get(&id).filter(|j| j.spot_id == Some(spot_id)).cloned()
+}
+
+/// Records a new job and returns its id.
+pub fn new_job(spot_id: SpotId, label: String, total: usize) -> uuid::Uuid {
+    let id = super::new_id();
+    let mut map = jobs().lock().unwrap_or_else(|p| p.into_inner());
+    // Bounded: finished jobs beyond the newest thousand are forgotten.
+    if map.len() >= 1000 {
+        let mut finished: Vec<uuid::Uuid> = map.iter().filter(|(_, j)| j.finished).map(|(k, _)| *k).collect();
+        finished.sort();
+        for k in finished.iter().take(map.len().saturating_sub(999)) {
+            map.remove(k);
+        }
+    }
+    map.insert(id, JobProgress { spot_id: Some(spot_id), label, total, ..Default::default() });
+    id
+}
+
+/// Members per write of a bulk action.
+const BULK_CHUNK: usize = 100;
+
+/// Starts `action` on `targets` in the background (this process); its progress is
+/// [`job`]. Each chunk is its own transaction: a failure stops the job and says where.
+pub fn start_bulk(db: &Db, s: &ConsoleSession, action: BulkAction, targets: Vec<MemberId>) -> uuid::Uuid {
+    let id = new_job(s.spot_id, format!("{} ({} members)", action.describe(), targets.len()), targets.len());
+    let db = db.clone();
+    let spot_id = s.spot_id;
+    let actor = s.member_id;
+    tokio::spawn(async move {
+        for chunk in targets.chunks(BULK_CHUNK) {
+            match apply_chunk(&db, spot_id, actor, &action, chunk).await {
+                Ok(failed) => update_job(id, |j| {
+                    j.done += chunk.len();
+                    j.failed += failed;
+                }),
+                Err(e) => {
+                    update_job(id, |j| {
+                        j.error = Some(e.to_string());
+                        j.finished = true;
+                    });
+                    return;
+                }
+            }
+        }
+        update_job(id, |j| j.finished = true);
+    });
+    id
+}
+
+/// Applies `action` to one chunk; returns how many members it could not apply to.
+async fn apply_chunk(
+    db: &Db,
+    spot_id: SpotId,
+    actor: MemberId,
+    action: &BulkAction,
+    ids: &[MemberId],
+) -> Result<usize> {
+    let raw: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    match action {
+        BulkAction::AddToGroup(g) => Ok(super::groups::bulk_add(db, spot_id, *g, &raw).await?.1.len()),
+        BulkAction::RemoveFromGroup(g) => super::groups::bulk_remove(db, spot_id, *g, &raw).await.map(|_| 0),
+        BulkAction::InviteToCourse(c) => {
+            super::courses::bulk_invite(db, spot_id, *c, &raw, Some(actor), false).await.map(|_| 0)
+        }
+        BulkAction::SetStatus(status) => {
+            let mut failed = 0;
+            for id in ids {
+                let patch = super::members::MemberPatch { status: Some(status.to_string()), ..Default::default() };
+                if super::members::update_member(db, spot_id, *id, patch).await.is_err() {
+                    failed += 1;
+                }
+            }
+            Ok(failed)
+        }
+        BulkAction::SetProperty { slug, value } => {
+            let def = super::properties::get_property(db, spot_id, slug).await?;
+            let v = typed_value(&def, value);
+            let mut failed = 0;
+            for id in ids {
+                let items = [(slug.clone(), v.clone(), "value".to_string())];
+                if super::properties::set_values(db, spot_id, *id, &items).await.is_err() {
+                    failed += 1;
+                }
+            }
+            Ok(failed)
+        }
+    }
+}
+
+/// The members matching `q` as CSV (id, email, names, mobile, status, role, dates),
+/// read in keyset batches of the rows themselves.
+pub async fn export_csv(db: &Db, spot_id: SpotId, q: &MemberQuery) -> Result<Vec<u8>> {
+    use store::console::{MemberSort, SortValue};
+    let f = member_filter(db, spot_id, q).await?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let csv_err = |e: csv::Error| Error::Internal(e.into());
+    w.write_record([
+        "id",
+        "email",
+        "firstname",
+        "lastname",
+        "mobileNumber",
+        "status",
+        "role",
+        "invitedAt",
+        "registeredAt",
+    ])
+    .map_err(csv_err)?;
+    let mut after = None;
+    loop {
+        let mut c = db.conn().await?;
+        let rows = from_rows::<_, Member>(
+            store::console::search_members(c.ex(), spot_id, &f, MemberSort::InvitedAt, false, after, 1000).await?,
+        );
+        drop(c);
+        for m in &rows {
+            let invited = m.invited_at.to_string();
+            let registered = m.registered_at.map(|t| t.to_string()).unwrap_or_default();
+            w.write_record([
+                m.id.to_string().as_str(),
+                m.email.as_deref().unwrap_or(""),
+                &m.firstname,
+                &m.lastname,
+                m.mobile_number.as_deref().unwrap_or(""),
+                m.status.as_str(),
+                m.role.as_str(),
+                &invited,
+                &registered,
+            ])
+            .map_err(csv_err)?;
+        }
+        match rows.last() {
+            Some(last) if rows.len() == 1000 => after = Some((SortValue::I64(last.invited_at), last.id)),
+            _ => break,
+        }
+    }
+    w.into_inner().map_err(|e| Error::Internal(anyhow::anyhow!("{e}")))
+}
+
+/// What the member page shows.
+#[derive(Clone, Debug)]
+pub struct MemberDetail {
+    pub member: Member,
+    pub properties: Vec<super::properties::PropertyValue>,
+    pub groups: Vec<Group>,
+    pub courses: Vec<store::console::MemberCourseRow>,
+    pub custom_roles: Vec<super::custom_roles::CustomRole>,
+}
+
+pub async fn member_detail(db: &Db, spot_id: SpotId, id: MemberId) -> Result<MemberDetail> {
+    let member = super::members::get_member(db, spot_id, id).await?;
+    let (properties, _) = super::properties::member_values(db, spot_id, id, 0, 1000).await?;
+    let (group_ids, courses) = {
+        let mut c = db.conn().await?;
+        (
+            store::memberships::groups_of_member(c.ex(), spot_id, id).await?,
+            store::console::courses_of_member(c.ex(), spot_id, id).await?,
+        )
+    };
+    let mut groups = Vec::with_capacity(group_ids.len());
+    for g in group_ids {
+        groups.push(super::groups::get_group(db, spot_id, g).await?);
+    }
+    let (custom_roles, _) =
+        super::custom_roles::list_roles(db, spot_id, &ListQuery { page: 1, limit: 100, filters: Vec::new() }).await?;
+    Ok(MemberDetail { member, properties, groups, courses, custom_roles })
+}
+
+/// Saves the member page's profile form.
+pub async fn save_member(
+    db: &Db,
+    spot_id: SpotId,
+    id: MemberId,
+    patch: super::members::MemberPatch,
+    properties: &[(String, String)],
+) -> Result<Member> {
+    let m = super::members::update_member(db, spot_id, id, patch).await?;
+    if !properties.is_empty() {
+        let defs = super::properties::list_properties(db, spot_id).await?;
+        let mut items = Vec::new();
+        for (slug, raw) in properties {
+            let def = defs
+                .iter()
+                .find(|d| &d.slug == slug)
+                .ok_or_else(|| Error::invalid(format!("prop.{slug}"), "no such property"))?;
+            items.push((slug.clone(), typed_value(def, raw), format!("prop.{slug}")));
+        }
+        super::properties::set_values(db, spot_id, id, &items).await?;
+    }
+    Ok(m)
+}
+
+// ---------------------------------------------------------------------------------------
+// Groups: the smart-group rule builder and its live count; courses' linked groups;
+// what uses a custom property.
+
+/// One row of the rule builder: a trigger as typed (field, operator, value).
+#[derive(Clone, Debug, Default)]
+pub struct TriggerInput {
+    pub field: String,
+    pub op: String,
+    pub value: String,
+}
+
+/// A condition of the rule builder: its junction and its triggers.
+#[derive(Clone, Debug, Default)]
+pub struct ConditionInput {
+    pub operator: String,
+    pub triggers: Vec<TriggerInput>,
+}
+
+/// The smart-group fields a trigger may read besides custom properties.
+pub const RULE_FIELDS: &[&str] =
+    &["status", "role", "email", "firstname", "lastname", "customRoleId", "invitationDate", "registrationDate"];
+
+/// The rules document of the builder's rows, each value typed for its field and
+/// operator (lists for `in`/`notin`, Unix seconds for dates, numbers and booleans for
+/// such properties); rows without a field are skipped. The domain's rules parser then
+/// checks it as the API would.
+pub async fn rules_from_builder(
+    db: &Db,
+    spot_id: SpotId,
+    top: &str,
+    conds: &[ConditionInput],
+) -> Result<serde_json::Value> {
+    use super::vocab::PropertyType;
+    use serde_json::{json, Value};
+    let props = super::properties::list_properties(db, spot_id).await?;
+    let mut conditions = Vec::new();
+    for c in conds {
+        let mut triggers = Vec::new();
+        for t in c.triggers.iter().filter(|t| !t.field.trim().is_empty()) {
+            let raw = t.value.trim();
+            let kind = t
+                .field
+                .strip_prefix("customProperties.")
+                .and_then(|slug| props.iter().find(|p| p.slug == slug))
+                .map(|p| p.kind);
+            let scalar = |v: &str| -> Value {
+                match kind {
+                    Some(PropertyType::Number) => v
+                        .parse::<f64>()
+                        .ok()
+                        .and_then(serde_json::Number::from_f64)
+                        .map_or(Value::from(v), Value::Number),
+                    Some(PropertyType::Boolean) => Value::Bool(matches!(v, "true" | "yes" | "1")),
+                    _ => Value::from(v),
+                }
+            };
+            let value = match t.op.as_str() {
+                "in" | "notin" => Value::Array(raw.split(',').map(|v| scalar(v.trim())).collect()),
+                // Member dates are Unix seconds in rules; a date property keeps its text.
+                "before" | "after" if kind.is_none() => date_seconds(raw).unwrap_or_else(|_| Value::from(raw)),
+                _ => scalar(raw),
+            };
+            triggers.push(json!({"field": t.field.trim(), "op": t.op, "value": value}));
+        }
+        if !triggers.is_empty() {
+            conditions.push(json!({"operator": junction(&c.operator), "triggers": triggers}));
+        }
+    }
+    Ok(json!({"operator": junction(top), "conditions": conditions}))
+}
+
+fn junction(s: &str) -> &'static str {
+    if s.eq_ignore_ascii_case("or") {
+        "OR"
+    } else {
+        "AND"
+    }
+}
+
+/// `YYYY-MM-DD` (a date input's value) as Unix seconds at midnight UTC.
+fn date_seconds(raw: &str) -> Result<serde_json::Value> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let d = time::Date::parse(raw, &format).map_err(|_| Error::invalid("value", format!("'{raw}' is not a date")))?;
+    Ok(serde_json::Value::from(d.midnight().assume_utc().unix_timestamp()))
+}
+
+/// How many of the spot's members `rules` would hold now (blacklist aside): the rule
+/// builder's live count before saving. Reads the members in keyset batches.
+pub async fn count_rule_matches(db: &Db, spot_id: SpotId, rules: &serde_json::Value) -> Result<i64> {
+    use store::console::{MemberFilter, MemberSort, SortValue};
+    let props = super::properties::list_properties(db, spot_id).await?;
+    let rules = super::smart_rules::Rules::parse_with(rules, &props, true)?;
+    let mut after = None;
+    let mut matched = 0;
+    let f = MemberFilter::default();
+    loop {
+        let mut c = db.conn().await?;
+        let batch = from_rows::<_, Member>(
+            store::console::search_members(c.ex(), spot_id, &f, MemberSort::InvitedAt, false, after, 2000).await?,
+        );
+        let values = if rules.uses_properties() {
+            let ids: Vec<MemberId> = batch.iter().map(|m| m.id).collect();
+            store::property_values::list_of_members(c.ex(), spot_id, &ids).await?
+        } else {
+            Default::default()
+        };
+        drop(c);
+        matched +=
+            batch.iter().filter(|m| rules.matches_with(m, &values.get(&m.id).cloned().unwrap_or_default())).count()
+                as i64;
+        let Some(last) = batch.last() else { break };
+        after = Some((SortValue::I64(last.invited_at), last.id));
+        if batch.len() < 2000 {
+            break;
+        }
+    }
+    Ok(matched)
+}
+
+/// The groups linked to a course.
+pub async fn course_groups(db: &Db, spot_id: SpotId, course_id: super::ids::CourseId) -> Result<Vec<Group>> {
+    let ids = {
+        let mut c = db.conn().await?;
+        store::console::groups_of_course(c.ex(), spot_id, course_id).await?
+    };
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.push(super::groups::get_group(db, spot_id, id).await?);
+    }
+    Ok(out)
+}
+
+/// The smart groups whose rules read each custom property, by slug.
+pub async fn property_uses(db: &Db, spot_id: SpotId) -> Result<std::collections::HashMap<String, Vec<String>>> {
+    let q = ListQuery { page: 1, limit: 100, filters: Vec::new() };
+    let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let mut page = 1;
+    loop {
+        let (groups, total) = super::groups::list_groups(db, spot_id, &ListQuery { page, ..q.clone() }).await?;
+        for g in &groups {
+            if let Some(rules) = &g.rules {
+                for p in super::properties::list_properties(db, spot_id).await? {
+                    if rules.contains(&format!("\"customProperties.{}\"", p.slug)) {
+                        out.entry(p.slug.clone()).or_default().push(g.name.clone());
+                    }
+                }
+            }
+        }
+        if i64::from(page) * 100 >= total || groups.is_empty() {
+            break;
+        }
+        page += 1;
+    }
+    Ok(out)
+}
+
+/// The members on a smart group's blacklist.
+pub async fn group_blacklist(db: &Db, spot_id: SpotId, group_id: super::ids::GroupId) -> Result<Vec<Member>> {
+    let mut c = db.conn().await?;
+    let ids = store::blacklist::list(c.ex(), spot_id, group_id).await?;
+    Ok(from_rows(store::members::get_many(c.ex(), spot_id, &ids).await?))
+}
+
+// ---------------------------------------------------------------------------------------
+// Import: an uploaded file is read and dry-run at once (the preview), kept in this
+// process, then imported in the background with its progress; the failed rows download
+// as CSV.
+
+/// An uploaded file waiting to be imported, or imported.
+struct Upload {
+    spot_id: SpotId,
+    rows: std::sync::Arc<Vec<Vec<super::import::Cell>>>,
+    groups: Vec<super::ids::GroupId>,
+    notify: bool,
+    report: Option<super::import::ImportReport>,
+    started: bool,
+}
+
+type Uploads = std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Upload>>;
+
+fn uploads() -> &'static Uploads {
+    static UPLOADS: std::sync::OnceLock<Uploads> = std::sync::OnceLock::new();
+    UPLOADS.get_or_init(Default::default)
+}
+
+/// Uploads kept at most per process (the oldest go first).
+const MAX_UPLOADS: usize = 50;
+
+/// Reads an uploaded file under the API's limits, checks it against the spot (a dry
+/// run) and keeps it for [`start_import`]; returns its id and the dry run's report.
+pub async fn preview_import(
+    db: &Db,
+    spot_id: SpotId,
+    file: Vec<u8>,
+    groups: Vec<super::ids::GroupId>,
+    notify: bool,
+) -> Result<(uuid::Uuid, super::import::ImportReport)> {
+    let rows = tokio::task::spawn_blocking(move || super::import::read_rows(&file, &super::import::HTTP_LIMITS))
+        .await
+        .map_err(|e| Error::Internal(e.into()))??;
+    super::import::prepare(db, spot_id, &rows, &groups).await?;
+    let report = super::import::import_rows(db, spot_id, &rows, &groups, true, notify, &|_| {}).await?;
+    let id = super::new_id();
+    let mut map = uploads().lock().unwrap_or_else(|p| p.into_inner());
+    if map.len() >= MAX_UPLOADS {
+        let mut keys: Vec<uuid::Uuid> = map.keys().copied().collect();
+        keys.sort();
+        for k in keys.iter().take(map.len() + 1 - MAX_UPLOADS) {
+            map.remove(k);
+        }
+    }
+    map.insert(id, Upload { spot_id, rows: std::sync::Arc::new(rows), groups, notify, report: None, started: false });
+    Ok((id, report))
+}
+
+/// Imports a previewed upload in the background; returns the job showing its progress.
+pub fn start_import(db: &Db, spot_id: SpotId, upload_id: uuid::Uuid) -> Result<uuid::Uuid> {
+    let (rows, groups, notify) = {
+        let mut map = uploads().lock().unwrap_or_else(|p| p.into_inner());
+        let upload = map.get_mut(&upload_id).filter(|u| u.spot_id == spot_id).ok_or_else(|| {
+            Error::BadRequest("This upload is gone (the server restarted?): upload the file again".into())
+        })?;
+        if upload.started {
+            return Err(Error::Conflict("This file was already imported".into()));
+        }
+        upload.started = true;
+        (upload.rows.clone(), upload.groups.clone(), upload.notify)
+    };
+    let total = rows.len().saturating_sub(1);
+    let job = new_job(spot_id, format!("Import of {total} rows"), total);
+    let db = db.clone();
+    tokio::spawn(async move {
+        let progress = move |n: u64| update_job(job, |j| j.done = n as usize);
+        let result = super::import::import_rows(&db, spot_id, &rows, &groups, false, notify, &progress).await;
+        match result {
+            Ok(report) => {
+                let failed = report.failed.len();
+                let summary = format!("{} created, {} updated, {failed} failed", report.created, report.updated);
+                if let Some(u) = uploads().lock().unwrap_or_else(|p| p.into_inner()).get_mut(&upload_id) {
+                    u.report = Some(report);
+                }
+                update_job(job, |j| {
+                    j.done = j.total;
+                    j.failed = failed;
+                    j.label = format!("{} — {summary}", j.label);
+                    if failed > 0 {
+                        j.link = Some((
+                            format!("/console/import/{upload_id}/errors.csv"),
+                            "Download the failed rows (CSV)".into(),
+                        ));
+                    }
+                    j.finished = true;
+                });
+            }
+            Err(e) => update_job(job, |j| {
+                j.error = Some(e.to_string());
+                j.finished = true;
+            }),
+        }
+    });
+    Ok(job)
+}
+
+/// The failed rows of a finished import as CSV (line, email, reason).
+pub fn import_errors_csv(spot_id: SpotId, upload_id: uuid::Uuid) -> Result<String> {
+    let map = uploads().lock().unwrap_or_else(|p| p.into_inner());
+    let report = map
+        .get(&upload_id)
+        .filter(|u| u.spot_id == spot_id)
+        .and_then(|u| u.report.as_ref())
+        .ok_or_else(|| Error::BadRequest("No finished import with this id on this server".into()))?;
+    super::import::failed_rows_csv(report)
+}

@@ -1,0 +1,374 @@
+//! The operator console's tables (migration 0009): admin passwords, sessions and
+//! one-time sign-in links, plus the few read-only summaries its pages show that no API
+//! list answers (member counts by status, a keyset page of members).
+//!
+//! Sign-in is the one place that looks members up by email across spots (a person signs
+//! in before choosing a spot); everything after it is led by the session's spot.
+
+use super::members::{MemberRow, PropertyFilter, COLUMNS as MEMBER_COLUMNS};
+use super::sql::{escape_like, Bind, Predicate, Sql};
+use super::{one_row, Ex};
+use crate::domain::ids::{GroupId, MemberId, RoleId, SpotId};
+use crate::domain::vocab::{MemberRole, MemberStatus};
+use crate::{bind_all, run};
+
+/// A spot where an email is an Admin, with the spot's name and the password set there.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct AdminCandidateRow {
+    pub spot_id: SpotId,
+    pub member_id: MemberId,
+    pub spot_name: String,
+    pub password_hash: Option<String>,
+}
+
+/// Every spot where `email_norm` (lower-cased) belongs to an Admin.
+pub async fn admin_candidates(ex: Ex<'_>, email_norm: &str) -> Result<Vec<AdminCandidateRow>, sqlx::Error> {
+    run!(ex, |c| sqlx::query_as::<_, AdminCandidateRow>(
+        "SELECT m.spot_id, m.id AS member_id, s.name AS spot_name, p.password_hash \
+         FROM members m JOIN spots s ON s.id = m.spot_id \
+         LEFT JOIN console_passwords p ON p.spot_id = m.spot_id AND p.member_id = m.id \
+         WHERE m.email_norm = $1 AND m.role = 'Admin' ORDER BY s.name, m.spot_id"
+    )
+    .bind(email_norm)
+    .fetch_all(c)
+    .await)
+}
+
+pub async fn upsert_password(
+    ex: Ex<'_>,
+    spot_id: SpotId,
+    member_id: MemberId,
+    hash: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "INSERT INTO console_passwords (spot_id, member_id, password_hash, updated_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (spot_id, member_id) DO UPDATE SET password_hash = excluded.password_hash, \
+         updated_at = excluded.updated_at"
+    )
+    .bind(spot_id)
+    .bind(member_id)
+    .bind(hash)
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|_| ()))
+}
+
+/// Signs out every session of a member (after a password change).
+pub async fn delete_member_sessions(ex: Ex<'_>, spot_id: SpotId, member_id: MemberId) -> Result<u64, sqlx::Error> {
+    run!(ex, |c| sqlx::query("DELETE FROM console_sessions WHERE spot_id = $1 AND member_id = $2")
+        .bind(spot_id)
+        .bind(member_id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+}
+
+pub struct NewSessionRow<'a> {
+    pub id_hash: &'a [u8],
+    pub spot_id: SpotId,
+    pub member_id: MemberId,
+    pub csrf_token: &'a str,
+    pub now: i64,
+}
+
+pub async fn insert_session(ex: Ex<'_>, s: &NewSessionRow<'_>) -> Result<(), sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "INSERT INTO console_sessions (id_hash, spot_id, member_id, csrf_token, created_at, last_seen_at) \
+         VALUES ($1, $2, $3, $4, $5, $5)"
+    )
+    .bind(s.id_hash)
+    .bind(s.spot_id)
+    .bind(s.member_id)
+    .bind(s.csrf_token)
+    .bind(s.now)
+    .execute(c)
+    .await
+    .map(|_| ()))
+}
+
+/// A session with what its every request checks: the member's role and status now.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct SessionRow {
+    pub spot_id: SpotId,
+    pub member_id: MemberId,
+    pub csrf_token: String,
+    pub last_seen_at: i64,
+    pub role: MemberRole,
+    pub status: MemberStatus,
+    pub email: Option<String>,
+    pub spot_name: String,
+}
+
+pub async fn get_session(ex: Ex<'_>, id_hash: &[u8]) -> Result<Option<SessionRow>, sqlx::Error> {
+    run!(ex, |c| sqlx::query_as::<_, SessionRow>(
+        "SELECT cs.spot_id, cs.member_id, cs.csrf_token, cs.last_seen_at, m.role, m.status, m.email, \
+         s.name AS spot_name \
+         FROM console_sessions cs JOIN members m ON m.spot_id = cs.spot_id AND m.id = cs.member_id \
+         JOIN spots s ON s.id = cs.spot_id WHERE cs.id_hash = $1"
+    )
+    .bind(id_hash)
+    .fetch_optional(c)
+    .await)
+}
+
+pub async fn touch_session(ex: Ex<'_>, id_hash: &[u8], now: i64) -> Result<(), sqlx::Error> {
+    run!(ex, |c| sqlx::query("UPDATE console_sessions SET last_seen_at = $2 WHERE id_hash = $1")
+        .bind(id_hash)
+        .bind(now)
+        .execute(c)
+        .await
+        .map(|_| ()))
+}
+
+pub async fn delete_session(ex: Ex<'_>, id_hash: &[u8]) -> Result<bool, sqlx::Error> {
+    run!(ex, |c| one_row(sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1").bind(id_hash).execute(c).await))
+}
+
+/// Drops sessions idle since before `idle_before` and links that expired before `now`.
+pub async fn purge_expired(ex: Ex<'_>, idle_before: i64, now: i64) -> Result<(), sqlx::Error> {
+    run!(ex, |c| {
+        sqlx::query("DELETE FROM console_sessions WHERE last_seen_at < $1").bind(idle_before).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM console_login_links WHERE expires_at < $1").bind(now).execute(&mut *c).await?;
+        Ok(())
+    })
+}
+
+pub async fn insert_link(
+    ex: Ex<'_>,
+    token_hash: &[u8],
+    spot_id: SpotId,
+    member_id: MemberId,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "INSERT INTO console_login_links (token_hash, spot_id, member_id, expires_at) VALUES ($1, $2, $3, $4)"
+    )
+    .bind(token_hash)
+    .bind(spot_id)
+    .bind(member_id)
+    .bind(expires_at)
+    .execute(c)
+    .await
+    .map(|_| ()))
+}
+
+/// Marks the link used if it is unused and unexpired, in one statement (so two
+/// concurrent uses cannot both win); returns its spot and member.
+pub async fn take_link(ex: Ex<'_>, token_hash: &[u8], now: i64) -> Result<Option<(SpotId, MemberId)>, sqlx::Error> {
+    run!(ex, |c| sqlx::query_as::<_, (SpotId, MemberId)>(
+        "UPDATE console_login_links SET used_at = $2 \
+         WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING spot_id, member_id"
+    )
+    .bind(token_hash)
+    .bind(now)
+    .fetch_optional(c)
+    .await)
+}
+
+/// Members of the spot by status.
+pub async fn count_by_status(ex: Ex<'_>, spot_id: SpotId) -> Result<Vec<(MemberStatus, i64)>, sqlx::Error> {
+    run!(ex, |c| sqlx::query_as::<_, (MemberStatus, i64)>(
+        "SELECT status, COUNT(*) FROM members WHERE spot_id = $1 GROUP BY status ORDER BY status"
+    )
+    .bind(spot_id)
+    .fetch_all(c)
+    .await)
+}
+
+/// The most recently invited members.
+pub async fn recent_members(ex: Ex<'_>, spot_id: SpotId, limit: i64) -> Result<Vec<MemberRow>, sqlx::Error> {
+    let sql =
+        format!("SELECT {MEMBER_COLUMNS} FROM members WHERE spot_id = $1 ORDER BY invited_at DESC, id DESC LIMIT $2");
+    run!(ex, |c| sqlx::query_as::<_, MemberRow>(&sql).bind(spot_id).bind(limit).fetch_all(c).await)
+}
+
+/// A member of an admin's email in the spot (for the CLI's `admins` commands).
+pub async fn member_by_email(ex: Ex<'_>, spot_id: SpotId, email_norm: &str) -> Result<Option<MemberRow>, sqlx::Error> {
+    let sql = format!("SELECT {MEMBER_COLUMNS} FROM members WHERE spot_id = $1 AND email_norm = $2");
+    run!(ex, |c| sqlx::query_as::<_, MemberRow>(&sql).bind(spot_id).bind(email_norm).fetch_optional(c).await)
+}
+
+/// The order of the console's member list; each is an indexed column (with `id` as the
+/// tie-break), so a page is an index range whatever the spot's size (keyset paging).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberSort {
+    InvitedAt,
+    Lastname,
+    Firstname,
+}
+
+impl MemberSort {
+    fn column(self) -> &'static str {
+        match self {
+            MemberSort::InvitedAt => "invited_at",
+            MemberSort::Lastname => "lastname",
+            MemberSort::Firstname => "firstname",
+        }
+    }
+}
+
+/// Where a page starts: after the row with this sort value and id.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SortValue {
+    I64(i64),
+    Text(String),
+}
+
+/// The console's member filters, checked by the domain.
+#[derive(Clone, Debug, Default)]
+pub struct MemberFilter {
+    /// Case-insensitive substring of the name, the email or the mobile number.
+    pub text: Option<String>,
+    pub status: Option<MemberStatus>,
+    pub role: Option<MemberRole>,
+    pub custom_role: Option<RoleId>,
+    pub group: Option<GroupId>,
+    pub props: Vec<PropertyFilter>,
+}
+
+fn push_member_filter(sql: &mut Sql, spot_id: SpotId, f: &MemberFilter) {
+    if let Some(text) = &f.text {
+        let like = format!("%{}%", escape_like(&text.to_lowercase()));
+        sql.push(" AND (email_norm LIKE ").push_bind(Bind::Text(like.clone())).push(" ESCAPE '\\'");
+        sql.push(" OR lower(firstname || ' ' || lastname) LIKE ").push_bind(Bind::Text(like.clone()));
+        sql.push(" ESCAPE '\\' OR mobile_number LIKE ").push_bind(Bind::Text(like)).push(" ESCAPE '\\')");
+    }
+    if let Some(status) = f.status {
+        sql.push(" AND status = ").push_bind(Bind::Text(status.as_str().to_string()));
+    }
+    if let Some(role) = f.role {
+        sql.push(" AND role = ").push_bind(Bind::Text(role.as_str().to_string()));
+    }
+    if let Some(role) = f.custom_role {
+        sql.push(" AND custom_role_id = ").push_bind(role.into());
+    }
+    if let Some(group) = f.group {
+        sql.push(" AND id IN (SELECT member_id FROM group_members WHERE spot_id = ").push_bind(spot_id.into());
+        sql.push(" AND group_id = ").push_bind(group.into()).push(")");
+    }
+    for p in &f.props {
+        sql.push(" AND id IN (SELECT member_id FROM member_property_values WHERE spot_id = ");
+        sql.push_bind(spot_id.into()).push(" AND property_id = ").push_bind(p.property_id.into());
+        sql.push_predicates(std::slice::from_ref::<Predicate>(&p.predicate));
+        sql.push(" AND ").push(p.predicate.column).push(" IS NOT NULL)");
+    }
+}
+
+/// One page of the members matching `f`, ordered by `sort` (then id), starting after
+/// `after`; `limit` rows at most.
+pub async fn search_members(
+    ex: Ex<'_>,
+    spot_id: SpotId,
+    f: &MemberFilter,
+    sort: MemberSort,
+    descending: bool,
+    after: Option<(SortValue, MemberId)>,
+    limit: i64,
+) -> Result<Vec<MemberRow>, sqlx::Error> {
+    let mut sql = Sql::from_parts(&["SELECT ", MEMBER_COLUMNS, " FROM members WHERE spot_id = "]);
+    sql.push_bind(spot_id.into());
+    push_member_filter(&mut sql, spot_id, f);
+    let col = sort.column();
+    if let Some((value, id)) = after {
+        let value = match value {
+            SortValue::I64(v) => Bind::I64(v),
+            SortValue::Text(t) => Bind::Text(t),
+        };
+        let (cmp, cmp_eq) = if descending { (" < ", " <= ") } else { (" > ", " >= ") };
+        // `col <= v AND (col < v OR id < last)`: the leading range keeps both planners on
+        // the sort column's index (SQLite turns a plain `col < v OR (col = v AND …)` into
+        // a multi-index OR and sorts every row: 2 s a page at a million members).
+        sql.push(" AND ").push(col).push(cmp_eq).push_bind(value.clone());
+        sql.push(" AND (").push(col).push(cmp).push_bind(value).push(" OR id").push(cmp).push_bind(id.into());
+        sql.push(")");
+    }
+    sql.push(" ORDER BY ").push(col).push(if descending { " DESC, id DESC" } else { ", id" });
+    sql.push(" LIMIT ").push_bind(Bind::I64(limit));
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, MemberRow>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+}
+
+/// How many members match `f`.
+pub async fn count_members(ex: Ex<'_>, spot_id: SpotId, f: &MemberFilter) -> Result<i64, sqlx::Error> {
+    let mut sql = Sql::new("SELECT COUNT(*) FROM members WHERE spot_id = ");
+    sql.push_bind(spot_id.into());
+    push_member_filter(&mut sql, spot_id, f);
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(sql.text_for(&*c)), &sql.binds).fetch_one(c).await)
+}
+
+/// Selects or unselects members for the session's bulk actions (ids of another spot
+/// are ignored by the join in [`selected_ids`]).
+pub async fn set_selected(ex: Ex<'_>, id_hash: &[u8], member_ids: &[MemberId], on: bool) -> Result<(), sqlx::Error> {
+    run!(ex, |c| {
+        for id in member_ids {
+            let q = if on {
+                "INSERT INTO console_selections (session_id_hash, member_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+            } else {
+                "DELETE FROM console_selections WHERE session_id_hash = $1 AND member_id = $2"
+            };
+            sqlx::query(q).bind(id_hash).bind(*id).execute(&mut *c).await?;
+        }
+        Ok(())
+    })
+}
+
+pub async fn clear_selected(ex: Ex<'_>, id_hash: &[u8]) -> Result<(), sqlx::Error> {
+    run!(ex, |c| sqlx::query("DELETE FROM console_selections WHERE session_id_hash = $1")
+        .bind(id_hash)
+        .execute(c)
+        .await
+        .map(|_| ()))
+}
+
+/// The session's selected members that exist in its spot, in id order.
+pub async fn selected_ids(ex: Ex<'_>, id_hash: &[u8], spot_id: SpotId) -> Result<Vec<MemberId>, sqlx::Error> {
+    run!(ex, |c| sqlx::query_scalar::<_, MemberId>(
+        "SELECT m.id FROM console_selections s JOIN members m ON m.spot_id = $2 AND m.id = s.member_id \
+         WHERE s.session_id_hash = $1 ORDER BY m.id"
+    )
+    .bind(id_hash)
+    .bind(spot_id)
+    .fetch_all(c)
+    .await)
+}
+
+/// A course a member participates in, with their progress.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct MemberCourseRow {
+    pub course_id: crate::domain::ids::CourseId,
+    pub title: String,
+    pub status: String,
+    pub completion_rate: i64,
+}
+
+pub async fn courses_of_member(
+    ex: Ex<'_>,
+    spot_id: SpotId,
+    member_id: MemberId,
+) -> Result<Vec<MemberCourseRow>, sqlx::Error> {
+    run!(ex, |c| sqlx::query_as::<_, MemberCourseRow>(
+        "SELECT c.id AS course_id, c.title, p.status, p.completion_rate FROM course_participants p \
+         JOIN courses c ON c.spot_id = p.spot_id AND c.id = p.course_id \
+         WHERE p.spot_id = $1 AND p.member_id = $2 ORDER BY c.title"
+    )
+    .bind(spot_id)
+    .bind(member_id)
+    .fetch_all(c)
+    .await)
+}
+
+/// The groups linked to a course (their members are invited when they join).
+pub async fn groups_of_course(
+    ex: Ex<'_>,
+    spot_id: SpotId,
+    course_id: crate::domain::ids::CourseId,
+) -> Result<Vec<GroupId>, sqlx::Error> {
+    run!(ex, |c| sqlx::query_scalar::<_, GroupId>(
+        "SELECT group_id FROM course_groups WHERE spot_id = $1 AND course_id = $2 ORDER BY group_id"
+    )
+    .bind(spot_id)
+    .bind(course_id)
+    .fetch_all(c)
+    .await)
+}
