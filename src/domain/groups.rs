@@ -49,6 +49,10 @@ pub const MAX_BULK: usize = 200;
 pub const COMPUTE_BATCH: i64 = 4000;
 pub const COMPUTE_BATCH_MIN: i64 = 250;
 pub const COMPUTE_BATCH_MAX: i64 = 256_000;
+/// How long a batch in SQL holds the write lock at most (it adapts between half this
+/// and this): twice the slice of other long operations, since each batch is followed
+/// by a pause of about a slice, which was most of a computation's time at 50 ms.
+const COMPUTE_HOLD: std::time::Duration = std::time::Duration::from_millis(100);
 /// The same bounds for rules evaluated in Rust, member by member (see
 /// [`compute_smart_group`]).
 const COMPUTE_BATCH_IN_RUST: i64 = 250;
@@ -818,11 +822,12 @@ async fn compute(db: &Db, spot_id: SpotId, group_id: GroupId, max_batch: i64, in
             None => return Ok(()),
         }
         db.yield_write_lock().await;
-        // Keep each transaction near the slice: SQLite's one write lock is held
+        // Keep each transaction near its target: SQLite's one write lock is held
         // throughout, so a fixed 2,000-member batch held it for seconds.
-        if held < store::WRITE_SLICE / 2 {
+        let target = if in_sql { COMPUTE_HOLD } else { store::WRITE_SLICE };
+        if held < target / 2 {
             size = (size * 2).min(max);
-        } else if held > store::WRITE_SLICE {
+        } else if held > target {
             size = (size / 2).max(min.min(max));
         }
     }
