@@ -23,8 +23,9 @@
 //!
 //! Not exported, because they are transient or rebuilt: the outbox, its delivery
 //! attempts and per-target counts (pending deliveries stay with the old database),
-//! rate-limit windows, and Kaizala refresh/access tokens and PINs (users sign in
-//! again). A smart group's computation lease is cleared, so that a group exported
+//! rate-limit windows, Kaizala refresh/access tokens and PINs (users sign in
+//! again), and console sessions and sign-in links (admins sign in again; their
+//! console password hashes are exported). A smart group's computation lease is cleared, so that a group exported
 //! mid-computation is taken up at once by the importing server.
 //!
 //! The export reads one snapshot (a read transaction); the import writes everything in
@@ -53,6 +54,7 @@ pub const KINDS: &[(&str, &str)] = &[
     ("spot", "spots"),
     ("custom_role", "custom_roles"),
     ("member", "members"),
+    ("console_password", "console_passwords"),
     ("group", "spot_groups"),
     ("membership", "group_members"),
     ("blacklist", "group_blacklist"),
@@ -77,6 +79,8 @@ pub const NOT_EXPORTED: &[&str] = &[
     "kz_refresh_tokens",
     "kz_access_tokens",
     "kz_pins",
+    "console_sessions",
+    "console_login_links",
 ];
 
 /// Records written or read, per kind (kinds with none left out).

@@ -138,6 +138,11 @@ pub const TABLES: &[Table] = &[
         order_by: "id",
     },
     Table {
+        name: "console_passwords",
+        columns: &[col("member_id", U), col("password_hash", Text), col("updated_at", I64)],
+        order_by: "member_id",
+    },
+    Table {
         name: "group_members",
         columns: &[col("group_id", U), col("member_id", U), col("group_role", Text), col("added_at", I64)],
         order_by: "group_id, member_id",

@@ -62,6 +62,10 @@ async fn populate(app: &TestApp) -> Made {
     }
     let r = app.put(&format!("/v1/spotMembers/{}", members[0]), json!({"customRoleId": role})).await;
     assert_eq!(r.status, 200, "{}", r.text);
+    // An Admin with a console password: the hash moves with the spot.
+    let r = app.put(&format!("/v1/spotMembers/{}", members[1]), json!({"role": "Admin"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    openspot::domain::console::set_password(&app.db, app.spot_id, "bob@x.io", "a long enough password").await.unwrap();
 
     let static_group = id(&app.post("/v1/groups", json!({"name": "Founders", "emoji": "🚀"})).await);
     let r = app
