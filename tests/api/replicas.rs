@@ -62,6 +62,24 @@ impl Cluster {
     }
 }
 
+/// `n` replicas allowed to call loopback targets (the tests' receivers): their base
+/// URLs and processes.
+async fn replicas_calling_loopback(url: &str, n: usize) -> (Vec<String>, Vec<std::process::Child>) {
+    let mut bases = Vec::new();
+    let mut servers = Vec::new();
+    for _ in 0..n {
+        let (child, listen, _log) = serve_logged(
+            Command::new(BIN)
+                .args(["--database-url", url, "serve", "--listen", "127.0.0.1:0"])
+                .env("OPENSPOT_ALLOW_PRIVATE_TARGETS", "true"),
+        )
+        .await;
+        bases.push(format!("http://{listen}"));
+        servers.push(child);
+    }
+    (bases, servers)
+}
+
 /// A spot made through the CLI, with limits no test reaches: (id, API key).
 pub(crate) fn new_spot(url: &str) -> (String, String) {
     let spot = cli_json(url, &["spots", "create", "--name", "replicas", "--json"]);
@@ -221,18 +239,7 @@ async fn a_new_endpoint_is_heard_by_every_replica_at_once() {
     use crate::receiver::{Receiver, Reply};
     let Some((url, _dir, _pg)) = test_database(Backend::Postgres).await else { return };
     let (_, key) = new_spot(&url);
-    let mut bases = Vec::new();
-    let mut servers = Vec::new();
-    for _ in 0..2 {
-        let (child, listen, _log) = serve_logged(
-            Command::new(BIN)
-                .args(["--database-url", &url, "serve", "--listen", "127.0.0.1:0"])
-                .env("OPENSPOT_ALLOW_PRIVATE_TARGETS", "true"),
-        )
-        .await;
-        bases.push(format!("http://{listen}"));
-        servers.push(child);
-    }
+    let (bases, servers) = replicas_calling_loopback(&url, 2).await;
     let client = test_client();
     let invite = |base: &str, email: &str| {
         client
@@ -272,18 +279,7 @@ async fn two_replica_processes_deliver_a_burst_of_1000_events_exactly_once() {
     use crate::receiver::{Receiver, Reply};
     let Some((url, _dir, _pg)) = test_database(Backend::Postgres).await else { return };
     let (_, key) = new_spot(&url);
-    let mut bases = Vec::new();
-    let mut servers = Vec::new();
-    for _ in 0..2 {
-        let (child, listen, _log) = serve_logged(
-            Command::new(BIN)
-                .args(["--database-url", &url, "serve", "--listen", "127.0.0.1:0"])
-                .env("OPENSPOT_ALLOW_PRIVATE_TARGETS", "true"),
-        )
-        .await;
-        bases.push(format!("http://{listen}"));
-        servers.push(child);
-    }
+    let (bases, servers) = replicas_calling_loopback(&url, 2).await;
     let client = test_client();
     let rx = Receiver::start(Reply::Status(200)).await;
     let r = client
