@@ -217,24 +217,6 @@ pub fn date(ms: &i64) -> String {
 /// Every filter operator's name, for the member filter's operator list.
 pub const ALL_OPS: &[&str] = &["eq", "neq", "gt", "gte", "lt", "lte", "in", "notin", "contains", "before", "after"];
 
-/// An operator's name as the filter form spells it.
-pub fn op_name(op: &crate::domain::filter::Op) -> &'static str {
-    use crate::domain::filter::Op;
-    match op {
-        Op::Eq => "eq",
-        Op::Neq => "neq",
-        Op::Gt => "gt",
-        Op::Gte => "gte",
-        Op::Lt => "lt",
-        Op::Lte => "lte",
-        Op::In => "in",
-        Op::NotIn => "notin",
-        Op::Contains => "contains",
-        Op::Before => "before",
-        Op::After => "after",
-    }
-}
-
 /// A property's JSON value as a form field shows it ("" when unset; lists comma-joined).
 pub fn value_text(v: &serde_json::Value) -> String {
     use serde_json::Value;
