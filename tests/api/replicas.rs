@@ -80,6 +80,20 @@ async fn replicas_calling_loopback(url: &str, n: usize) -> (Vec<String>, Vec<std
     (bases, servers)
 }
 
+/// Creates, through the replica at `base`, an endpoint listening to `member.created`
+/// at `url`; returns its id.
+async fn member_created_endpoint(client: &reqwest::Client, base: &str, key: &str, url: &str) -> String {
+    let r = client
+        .post(format!("{base}/v1/webhooks"))
+        .header("authorization", key)
+        .json(&json!({"url": url, "eventTypes": ["member.created"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()
+}
+
 /// A spot made through the CLI, with limits no test reaches: (id, API key).
 pub(crate) fn new_spot(url: &str) -> (String, String) {
     let spot = cli_json(url, &["spots", "create", "--name", "replicas", "--json"]);
@@ -252,14 +266,7 @@ async fn a_new_endpoint_is_heard_by_every_replica_at_once() {
     assert!(invite(&bases[0], "before@x.io").await.unwrap().status().is_success());
     // An endpoint is created through replica 1; replica 0's next write is heard.
     let rx = Receiver::start(Reply::Status(200)).await;
-    let r = client
-        .post(format!("{}/v1/webhooks", bases[1]))
-        .header("authorization", &key)
-        .json(&json!({"url": rx.url(), "eventTypes": ["member.created"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    member_created_endpoint(&client, &bases[1], &key, &rx.url()).await;
     tokio::time::sleep(Duration::from_millis(300)).await; // the notification's trip
     assert!(invite(&bases[0], "after@x.io").await.unwrap().status().is_success());
     let got = rx.wait_for(1, Duration::from_secs(5)).await;
@@ -282,15 +289,7 @@ async fn two_replica_processes_deliver_a_burst_of_1000_events_exactly_once() {
     let (bases, servers) = replicas_calling_loopback(&url, 2).await;
     let client = test_client();
     let rx = Receiver::start(Reply::Status(200)).await;
-    let r = client
-        .post(format!("{}/v1/webhooks", bases[0]))
-        .header("authorization", &key)
-        .json(&json!({"url": rx.url(), "eventTypes": ["member.created"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let endpoint = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let endpoint = member_created_endpoint(&client, &bases[0], &key, &rx.url()).await;
     tokio::time::sleep(Duration::from_millis(300)).await; // replica 1 hears of the endpoint
 
     let bursts: Vec<_> = (0..5)
