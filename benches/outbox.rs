@@ -208,6 +208,40 @@ async fn throughput(url_db: &str, spot: SpotId, replicas: usize, events: usize) 
     rate
 }
 
+/// Rounds and writes per round of [`compare_writes`].
+const ROUNDS: u32 = 5;
+const PER_ROUND: u32 = 400;
+
+/// Per-write wall and CPU time in µs, without and with an endpoint, over `n` writes each.
+struct Compared {
+    wall: [f64; 2],
+    cpu: [f64; 2],
+    n: u32,
+}
+
+/// Times `write(with_endpoint, email)` in [`ROUNDS`] rounds of [`PER_ROUND`] writes
+/// without an endpoint then with one, interleaved so that drift hits both alike.
+async fn compare_writes(mut write: impl AsyncFnMut(bool, String)) -> Compared {
+    let (mut wall, mut cpu) = ([Duration::ZERO; 2], [0u64; 2]);
+    for round in 0..ROUNDS {
+        for with in [false, true] {
+            let (start, cpu_start) = (Instant::now(), cpu_ns());
+            for i in 0..PER_ROUND {
+                write(with, format!("w{round}-{i}@x.io")).await;
+            }
+            wall[usize::from(with)] += start.elapsed();
+            cpu[usize::from(with)] += cpu_ns() - cpu_start;
+        }
+    }
+    let n = ROUNDS * PER_ROUND;
+    Compared { wall: wall.map(|d| (d / n).as_secs_f64() * 1e6), cpu: cpu.map(|ns| ns as f64 / f64::from(n) / 1e3), n }
+}
+
+/// How much larger `b` is than `a`, in percent.
+fn percent(a: f64, b: f64) -> f64 {
+    (b / a - 1.0) * 100.0
+}
+
 /// What the outbox adds to a member write: `invite_member` in a spot with no endpoint
 /// and in one with an endpoint listening to `member.created` (rows only queued here: no
 /// dispatcher runs), interleaved in rounds so drift hits both alike; and the cost of
@@ -229,45 +263,33 @@ async fn write_cost(db: &Db, url: &str) {
     )
     .await
     .unwrap();
-    let (rounds, per_round) = (5, 400);
-    let (mut without, mut with) = (Duration::ZERO, Duration::ZERO);
-    let (mut cpu_without, mut cpu_with) = (0u64, 0u64);
     // As in a server, whose dispatcher learns of its own writes in-process: without
     // this, a PostgreSQL commit would also announce the rows (`NOTIFY`) to others.
     openspot::store::outbox::dispatcher_started();
-    for round in 0..rounds {
-        for (spot, total, cpu) in [(quiet.id, &mut without, &mut cpu_without), (heard.id, &mut with, &mut cpu_with)] {
-            let (start, cpu_start) = (Instant::now(), cpu_ns());
-            for i in 0..per_round {
-                members::invite_member(db, spot, &format!("w{round}-{i}@x.io"), false).await.unwrap();
-            }
-            *total += start.elapsed();
-            *cpu += cpu_ns() - cpu_start;
-        }
-    }
-    let n = (rounds * per_round) as u32;
-    let (a, b) = (without / n, with / n);
+    let c = compare_writes(async |with, email: String| {
+        let spot = if with { heard.id } else { quiet.id };
+        members::invite_member(db, spot, &email, false).await.unwrap();
+    })
+    .await;
+    let ([a, b], [ca, cb], n) = (c.wall, c.cpu, c.n);
     println!(
-        "member write: {:.0} µs without an endpoint, {:.0} µs with one ({:+.1} %; {n} invites each)",
-        a.as_secs_f64() * 1e6,
-        b.as_secs_f64() * 1e6,
-        (b.as_secs_f64() / a.as_secs_f64() - 1.0) * 100.0
+        "member write: {a:.0} µs without an endpoint, {b:.0} µs with one ({:+.1} %; {n} invites each)",
+        percent(a, b)
     );
-    let (ca, cb) = (cpu_without as f64 / f64::from(n) / 1e3, cpu_with as f64 / f64::from(n) / 1e3);
     println!(
         "member write, CPU time of this process: {ca:.0} µs without an endpoint, {cb:.0} µs with one ({:+.1} %)",
-        (cb / ca - 1.0) * 100.0
+        percent(ca, cb)
     );
     // The parts: an empty transaction, and one holding just the outbox row.
     let (mut empty, mut one_row) = (Duration::ZERO, Duration::ZERO);
-    for _ in 0..rounds {
+    for _ in 0..ROUNDS {
         let start = Instant::now();
-        for _ in 0..per_round {
+        for _ in 0..PER_ROUND {
             db.begin().await.unwrap().commit().await.unwrap();
         }
         empty += start.elapsed();
         let start = Instant::now();
-        for _ in 0..per_round {
+        for _ in 0..PER_ROUND {
             let mut tx = db.begin().await.unwrap();
             insert_many(tx.ex(), quiet.id, &[row(Uuid::now_v7())], openspot::domain::now_ms()).await.unwrap();
             tx.commit().await.unwrap();
@@ -320,35 +342,24 @@ async fn http_write_cost(db: &Db, receiver: &str) {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let (rounds, per_round) = (5, 400);
-    let (mut without, mut with) = (Duration::ZERO, Duration::ZERO);
-    let (mut cpu_without, mut cpu_with) = (0u64, 0u64);
-    for round in 0..rounds {
-        for (key, total, cpu) in [(&quiet_key, &mut without, &mut cpu_without), (&heard_key, &mut with, &mut cpu_with)]
-        {
-            let (start, cpu_start) = (Instant::now(), cpu_ns());
-            for i in 0..per_round {
-                let r = client
-                    .post(format!("{base}/v1/spotMembers"))
-                    .header("authorization", key.as_str())
-                    .json(&serde_json::json!({"email": format!("h{round}-{i}@x.io")}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 201);
-            }
-            *total += start.elapsed();
-            *cpu += cpu_ns() - cpu_start;
-        }
-    }
-    let n = (rounds * per_round) as u32;
-    let (a, b) = ((without / n).as_secs_f64() * 1e6, (with / n).as_secs_f64() * 1e6);
-    let (ca, cb) = (cpu_without as f64 / f64::from(n) / 1e3, cpu_with as f64 / f64::from(n) / 1e3);
+    let c = compare_writes(async |with, email: String| {
+        let key = if with { &heard_key } else { &quiet_key };
+        let r = client
+            .post(format!("{base}/v1/spotMembers"))
+            .header("authorization", key.as_str())
+            .json(&serde_json::json!({"email": email}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    })
+    .await;
+    let ([a, b], [ca, cb], n) = (c.wall, c.cpu, c.n);
     println!(
         "member write through the API: {a:.0} µs without an endpoint, {b:.0} µs with one ({:+.1} %); \
          CPU {ca:.0} µs vs {cb:.0} µs ({:+.1} %, delivery included; {n} invites each)",
-        (b / a - 1.0) * 100.0,
-        (cb / ca - 1.0) * 100.0
+        percent(a, b),
+        percent(ca, cb)
     );
     let _ = stop_tx.send(());
     let _ = server.await;
