@@ -278,14 +278,38 @@ pub async fn targets(tx: &mut Tx, spot_id: SpotId) -> Result<Arc<SpotTargets>> {
 /// Writes the outbox rows of `event` for every endpoint of the spot that listens to
 /// it, inside the caller's transaction (see the module docs).
 pub async fn emit(tx: &mut Tx, spot_id: SpotId, event: Event<'_>) -> Result<()> {
+    let rows = webhook_rows(tx, spot_id, event).await?;
+    if !rows.is_empty() {
+        store::outbox::insert_many(tx.ex(), spot_id, &rows, now_ms()).await?;
+        tx.note_outbox_write();
+    }
+    Ok(())
+}
+
+/// [`emit`] for a change that also moves the spot's member count by `delta` (a member
+/// created): the count update carries the outbox rows in the same round trip
+/// ([`store::outbox::insert_with_member_count`]), so that the outbox adds next to
+/// nothing to a member write.
+pub async fn emit_counting_members(tx: &mut Tx, spot_id: SpotId, delta: i64, event: Event<'_>) -> Result<()> {
+    let rows = webhook_rows(tx, spot_id, event).await?;
+    store::outbox::insert_with_member_count(tx.ex(), spot_id, delta, &rows, now_ms()).await?;
+    if !rows.is_empty() {
+        tx.note_outbox_write();
+    }
+    Ok(())
+}
+
+/// Queues the Kaizala side of `event` (its subscribers' rows) and returns the rows of
+/// the spot's webhook endpoints that listen to it, for the caller to insert.
+async fn webhook_rows(tx: &mut Tx, spot_id: SpotId, event: Event<'_>) -> Result<Vec<NewOutboxRow>> {
     let event_type = event.event_type();
     if event.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     // Cached: a write in a spot where nobody listens stops here without a query.
     let targets = targets(tx, spot_id).await?;
     if !targets.wanted(&event) {
-        return Ok(());
+        return Ok(Vec::new());
     }
     // Kaizala subscribers of the group hear of its membership changes from either dialect.
     if let Some((group_id, kz_type, members)) = kaizala_part(&event) {
@@ -294,7 +318,7 @@ pub async fn emit(tx: &mut Tx, spot_id: SpotId, event: Event<'_>) -> Result<()> 
         }
     }
     if targets.webhook_types & event_type.bit() == 0 {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let now = now_ms();
     let spot = json!({"id": spot_id, "name": cut(&targets.spot_name)});
@@ -318,12 +342,7 @@ pub async fn emit(tx: &mut Tx, spot_id: SpotId, event: Event<'_>) -> Result<()> 
             });
         }
     }
-    if rows.is_empty() {
-        return Ok(());
-    }
-    store::outbox::insert_many(tx.ex(), spot_id, &rows, now).await?;
-    tx.note_outbox_write();
-    Ok(())
+    Ok(rows)
 }
 
 /// Members whose membership changed, with their role in the group.

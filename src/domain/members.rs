@@ -155,8 +155,7 @@ pub async fn get_member(db: &Db, spot_id: SpotId, id: MemberId) -> Result<Member
 /// Keeps the spot's member count. Runs inside the caller's transaction.
 pub async fn insert_or_get(ex: &mut crate::store::Tx, candidate: Member) -> Result<(Member, bool)> {
     if let Some(m) = store::members::insert_if_absent(ex.ex(), &(&candidate).into()).await?.map(Member::from) {
-        store::spots::add_member_count(ex.ex(), candidate.spot_id, 1).await?;
-        super::events::emit(ex, m.spot_id, Event::MemberCreated(std::slice::from_ref(&m))).await?;
+        super::events::emit_counting_members(ex, m.spot_id, 1, Event::MemberCreated(std::slice::from_ref(&m))).await?;
         super::groups::refresh_smart_memberships(ex, &m).await?;
         return Ok((m, true));
     }

@@ -60,6 +60,14 @@ pub enum Ex<'c> {
 }
 
 impl Ex<'_> {
+    /// The same connection for a shorter borrow, so that one `Ex` serves two calls.
+    pub fn reborrow(&mut self) -> Ex<'_> {
+        match self {
+            Ex::Sqlite(c) => Ex::Sqlite(c),
+            Ex::Postgres(c) => Ex::Postgres(c),
+        }
+    }
+
     /// A row-lock clause (` FOR SHARE`, ` FOR UPDATE`) to append on PostgreSQL; nothing
     /// on SQLite, whose write transactions (`BEGIN IMMEDIATE`) exclude each other already.
     pub fn row_lock(&self, clause: &'static str) -> &'static str {

@@ -726,3 +726,42 @@ both_with!(
         assert_eq!(pending, 8, "the rest wait unclaimed, due for the next slot");
     }
 );
+
+// A member invite writes its outbox rows together with the spot's member count (one
+// round trip): each endpoint listening to `member.created` gets one row per new member,
+// sharing the event id; a member found again queues nothing and is not counted twice.
+both_with!(an_invite_queues_one_row_per_listener_and_counts_the_member_once, |c| { hanging(c) }, |app| {
+    let rx = Receiver::start(Reply::Hang).await;
+    let a = create(&app, json!({"url": rx.url(), "eventTypes": ["member.created"]})).await;
+    let b = create(&app, json!({"url": rx.url(), "eventTypes": ["member.created", "member.updated"]})).await;
+    create(&app, json!({"url": rx.url(), "eventTypes": ["group.member.added"]})).await;
+    let before = member_total(&app).await;
+    for email in ["one@x.io", "two@x.io", "one@x.io"] {
+        let r = app.post("/v1/spotMembers", json!({"email": email})).await;
+        assert!(r.status == 200 || r.status == 201, "{}", r.text);
+    }
+    assert_eq!(member_total(&app).await, before + 2);
+    let rows: Vec<_> = outbox_rows(&app).await.into_iter().filter(|r| r.event_type == "member.created").collect();
+    assert_eq!(rows.len(), 4, "two members × two listening endpoints");
+    let mut by_event: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for r in &rows {
+        by_event.entry(r.event_id.to_string()).or_default().push(r.target_id.unwrap().to_string());
+    }
+    assert_eq!(by_event.len(), 2, "one event per new member");
+    for targets in by_event.values_mut() {
+        targets.sort();
+        let mut want = vec![a["id"].as_str().unwrap().to_string(), b["id"].as_str().unwrap().to_string()];
+        want.sort();
+        assert_eq!(*targets, want);
+    }
+    let emails: std::collections::HashSet<String> = rows
+        .iter()
+        .map(|r| serde_json::from_str::<Value>(&r.payload).unwrap()["member"]["email"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(emails, ["one@x.io", "two@x.io"].into_iter().map(String::from).collect());
+});
+
+async fn member_total(app: &TestApp) -> i64 {
+    let r = app.get("/v1/spotMembers?limit=1").await;
+    r.body["total"].as_i64().unwrap_or_else(|| panic!("{}", r.text))
+}
