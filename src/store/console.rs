@@ -6,7 +6,7 @@
 //! in before choosing a spot); everything after it is led by the session's spot.
 
 use super::members::{MemberRow, PropertyFilter, COLUMNS as MEMBER_COLUMNS};
-use super::sql::{escape_like, Bind, Predicate, Sql};
+use super::sql::{Bind, Predicate, Sql};
 use super::{one_row, Ex};
 use crate::domain::ids::{GroupId, MemberId, RoleId, SpotId};
 use crate::domain::vocab::{MemberRole, MemberStatus};
@@ -219,7 +219,7 @@ pub enum SortValue {
 /// The console's member filters, checked by the domain.
 #[derive(Clone, Debug, Default)]
 pub struct MemberFilter {
-    /// Case-insensitive substring of the name, the email or the mobile number.
+    /// Case-insensitive prefix of the email, a name or the mobile number ([`push_search`]).
     pub text: Option<String>,
     pub status: Option<MemberStatus>,
     pub role: Option<MemberRole>,
@@ -230,10 +230,7 @@ pub struct MemberFilter {
 
 fn push_member_filter(sql: &mut Sql, spot_id: SpotId, f: &MemberFilter) {
     if let Some(text) = &f.text {
-        let like = format!("%{}%", escape_like(&text.to_lowercase()));
-        sql.push(" AND (email_norm LIKE ").push_bind(Bind::Text(like.clone())).push(" ESCAPE '\\'");
-        sql.push(" OR lower(firstname || ' ' || lastname) LIKE ").push_bind(Bind::Text(like.clone()));
-        sql.push(" ESCAPE '\\' OR mobile_number LIKE ").push_bind(Bind::Text(like)).push(" ESCAPE '\\')");
+        push_search(sql, text.trim());
     }
     if let Some(status) = f.status {
         sql.push(" AND status = ").push_bind(Bind::Text(status.as_str().to_string()));
@@ -253,6 +250,70 @@ fn push_member_filter(sql: &mut Sql, spot_id: SpotId, f: &MemberFilter) {
         sql.push_bind(spot_id.into()).push(" AND property_id = ").push_bind(p.property_id.into());
         sql.push_predicates(std::slice::from_ref::<Predicate>(&p.predicate));
         sql.push(" AND ").push(p.predicate.column).push(" IS NOT NULL)");
+    }
+}
+
+/// The text search: a case-insensitive prefix of the email, the first name, the last
+/// name or the mobile number; "first last" (a space) is a prefix of each name. Every
+/// alternative is a range of an index (migration 0010), so a search costs its matches,
+/// not the spot's size.
+fn push_search(sql: &mut Sql, text: &str) {
+    if let Some((first, last)) = text.split_once(' ') {
+        sql.push(" AND ");
+        push_prefix(sql, Searched::Firstname, first.trim());
+        sql.push(" AND ");
+        push_prefix(sql, Searched::Lastname, last.trim());
+        return;
+    }
+    sql.push(" AND (");
+    for (i, column) in
+        [Searched::Email, Searched::Firstname, Searched::Lastname, Searched::Mobile].into_iter().enumerate()
+    {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        sql.push("(");
+        push_prefix(sql, column, text);
+        sql.push(")");
+    }
+    sql.push(")");
+}
+
+/// A column the text search reads, with its index's expression.
+#[derive(Clone, Copy)]
+enum Searched {
+    Email,
+    Firstname,
+    Lastname,
+    Mobile,
+}
+
+/// `column` starts with `prefix`, spelt as the range `[prefix, prefix + U+10FFFF)` of the
+/// column's search index: byte order on both backends (SQLite's BINARY; PostgreSQL's
+/// `COLLATE "C"`, whatever the database's collation).
+fn push_prefix(sql: &mut Sql, column: Searched, prefix: &str) {
+    let folded = match column {
+        Searched::Email => prefix.to_lowercase(),
+        Searched::Firstname | Searched::Lastname => prefix.to_ascii_lowercase(),
+        Searched::Mobile => prefix.to_string(),
+    };
+    let upper = format!("{folded}\u{10FFFF}");
+    for (i, (cmp, bound)) in [(" >= ", folded), (" < ", upper)].into_iter().enumerate() {
+        if i > 0 {
+            sql.push(" AND ");
+        }
+        match column {
+            Searched::Email => {
+                sql.push("email_norm");
+            }
+            Searched::Mobile => {
+                sql.push("mobile_number");
+            }
+            Searched::Firstname => super::smart_sql::push_folded(sql, "firstname"),
+            Searched::Lastname => super::smart_sql::push_folded(sql, "lastname"),
+        }
+        sql.push_per_backend(" COLLATE \"C\"", "");
+        sql.push(cmp).push_bind(Bind::Text(bound));
     }
 }
 
@@ -289,11 +350,14 @@ pub async fn search_members(
     run!(ex, |c| bind_all!(sqlx::query_as::<_, MemberRow>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
-/// How many members match `f`.
-pub async fn count_members(ex: Ex<'_>, spot_id: SpotId, f: &MemberFilter) -> Result<i64, sqlx::Error> {
-    let mut sql = Sql::new("SELECT COUNT(*) FROM members WHERE spot_id = ");
+/// How many members match `f`, counting no further than `cap` + 1: a filter matching
+/// half a million members costs what one matching `cap` costs (the caller shows
+/// "more than `cap`").
+pub async fn count_members(ex: Ex<'_>, spot_id: SpotId, f: &MemberFilter, cap: i64) -> Result<i64, sqlx::Error> {
+    let mut sql = Sql::new("SELECT COUNT(*) FROM (SELECT 1 FROM members WHERE spot_id = ");
     sql.push_bind(spot_id.into());
     push_member_filter(&mut sql, spot_id, f);
+    sql.push(" LIMIT ").push_bind(Bind::I64(cap.saturating_add(1))).push(") AS counted");
     run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(sql.text_for(&*c)), &sql.binds).fetch_one(c).await)
 }
 

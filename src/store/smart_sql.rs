@@ -105,7 +105,7 @@ impl MemberTest {
 pub const MAX_PREDICATE_BINDS: usize = 30_000;
 
 /// `x` lower-cased for ASCII letters only, in each backend's SQL (see the module docs).
-fn push_folded(sql: &mut Sql, column: &'static str) {
+pub(crate) fn push_folded(sql: &mut Sql, column: &'static str) {
     sql.push_per_backend("translate(", "lower(");
     sql.push(column);
     sql.push_per_backend(", 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')", ")");
@@ -278,6 +278,14 @@ pub async fn matching(ex: Ex<'_>, spot_id: SpotId, test: &MemberTest) -> Result<
     push_test(&mut sql, test);
     sql.push(" ORDER BY m.id");
     run!(ex, |c| bind_all!(sqlx::query_scalar::<_, MemberId>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+}
+
+/// How many of the spot's members pass `test` (the rule builder's live count).
+pub async fn count_matching(ex: Ex<'_>, spot_id: SpotId, test: &MemberTest) -> Result<i64, sqlx::Error> {
+    let mut sql = Sql::new("SELECT COUNT(*) FROM members m WHERE m.spot_id = ");
+    sql.push_bind(spot_id.into()).push(" AND ");
+    push_test(&mut sql, test);
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(sql.text_for(&*c)), &sql.binds).fetch_one(c).await)
 }
 
 /// A range of the spot's members in id order: after `after` (from the first when None)

@@ -78,7 +78,9 @@ impl MembersPage {
 async fn list(State(st): State<AppState>, Admin(s): Admin, Query(q): Query<MemberQuery>) -> PageResult {
     let (page, error) = match console::search_members(&st.db, s.spot_id, &q).await {
         Ok(p) => (p, None),
-        Err(e @ Error::Invalid { .. }) => (MemberPage { items: Vec::new(), next: None, total: 0 }, Some(e.to_string())),
+        Err(e @ Error::Invalid { .. }) => {
+            (MemberPage { items: Vec::new(), next: None, total: 0, more: false }, Some(e.to_string()))
+        }
         Err(e) => return Err(e.into()),
     };
     let selected = console::selection(&st.db, &s).await?;

@@ -1,0 +1,7 @@
+-- Issue 15: the console's member search is a case-insensitive prefix search of the
+-- first name, the last name, the email and the mobile number, each an index range
+-- (a substring search read every row: seconds at a million members). Email and
+-- mobile already have their unique indexes (byte order, as SQLite compares); the
+-- names get ASCII-folded ones (SQLite's lower() folds ASCII letters only).
+CREATE INDEX members_search_firstname ON members (spot_id, lower(firstname));
+CREATE INDEX members_search_lastname ON members (spot_id, lower(lastname));
