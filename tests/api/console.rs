@@ -457,6 +457,8 @@ both!(a_selection_survives_paging_and_bulk_actions_apply_with_a_confirmation, |a
     let confirm = b.post("/console/members/bulk", &form).await;
     assert_eq!(confirm.status, 200, "{}", confirm.text);
     assert!(confirm.text.contains("<strong>2 members</strong>"), "{}", confirm.text);
+    // The group by its name, which the operator can check, not by its id.
+    assert!(confirm.text.contains("add to group “Picked”"), "{}", confirm.text);
     let mut go = form.to_vec();
     go.push(("confirm", "1"));
     let started = b.post("/console/members/bulk", &go).await;

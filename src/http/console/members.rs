@@ -162,12 +162,27 @@ async fn bulk(State(st): State<AppState>, Admin(s): Admin, body: Bytes) -> PageR
         return Ok(render(&ConfirmPage {
             nav: Nav::of(&s, "members"),
             count: targets.len(),
-            description: action.describe(),
+            description: describe(&st, s.spot_id, &action).await?,
             fields,
         }));
     }
     let id = console::start_bulk(&st.db, &s, action, targets);
     Ok(Redirect::to(&format!("/console/jobs/{id}")).into_response())
+}
+
+/// The action as the confirmation names it: groups and courses by their name and
+/// title (the domain's description names them by id, which an operator cannot check).
+async fn describe(st: &AppState, spot_id: SpotId, action: &BulkAction) -> Result<String, Error> {
+    Ok(match action {
+        BulkAction::AddToGroup(g) => format!("add to group “{}”", groups::get_group(&st.db, spot_id, *g).await?.name),
+        BulkAction::RemoveFromGroup(g) => {
+            format!("remove from group “{}”", groups::get_group(&st.db, spot_id, *g).await?.name)
+        }
+        BulkAction::InviteToCourse(c) => {
+            format!("invite to course “{}”", courses::get_course(&st.db, spot_id, *c).await?.title)
+        }
+        other => other.describe(),
+    })
 }
 
 fn serde_urlencoded_query(raw: &str) -> Result<MemberQuery, Error> {
