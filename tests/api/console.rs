@@ -897,6 +897,9 @@ both!(an_import_is_previewed_then_run_with_progress_and_an_error_csv, |app| {
     let job = started.location().unwrap().to_string();
     let done = finished_job(&mut b, &job).await;
     assert!(done.text.contains("1 created, 1 updated, 1 failed"), "{}", done.text);
+    // An import's progress page belongs to Import and leads back there.
+    assert!(done.text.contains("<a href=\"/console/import\" aria-current=\"page\">"), "{}", done.text);
+    assert!(done.text.contains("<a href=\"/console/import\">Import another file</a>"), "{}", done.text);
     assert_eq!(app.get("/v1/spotMembers?email[in]=new@example.com").await.body["total"], 1);
     let link_at = done.text.find("/console/import/").unwrap();
     let errors = done.text[link_at..].split('"').next().unwrap().to_string();

@@ -268,6 +268,8 @@ def main():
         check(bar.get_attribute("value") == bar.get_attribute("max"), "the finished progress bar is not full")
         check(int(bar.get_attribute("max")) == good + len(bad), f"the bar counts {bar.get_attribute('max')} rows")
         expect(page.locator("#job")).to_contain_text(f"{good} created, 0 updated, {len(bad)} failed")
+        expect(page.get_by_role("link", name="Import", exact=True)).to_have_attribute("aria-current", "page")
+        expect(page.get_by_role("link", name="Import another file")).to_be_visible()
         shot(page, "import-progress.png")
         with page.expect_download() as dl:
             page.get_by_role("link", name="Download the failed rows (CSV)").click()

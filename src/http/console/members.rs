@@ -212,6 +212,15 @@ struct JobPage {
     nav: Nav,
     id: String,
     job: JobProgress,
+    /// Where the page leads back to: (path, link text).
+    back: (&'static str, &'static str),
+}
+
+/// Which page started a job (`?from=import` for imports, else the members list).
+#[derive(serde::Deserialize, Default)]
+struct JobFrom {
+    #[serde(default)]
+    from: String,
 }
 
 /// The progress alone, which the page polls (htmx) until the job finishes.
@@ -222,7 +231,13 @@ struct JobFragment {
     job: JobProgress,
 }
 
-async fn job(State(_st): State<AppState>, Admin(s): Admin, headers: HeaderMap, Path(id): Path<String>) -> PageResult {
+async fn job(
+    State(_st): State<AppState>,
+    Admin(s): Admin,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(from): Query<JobFrom>,
+) -> PageResult {
     let id: uuid::Uuid = id.parse().map_err(|_| Error::NotFound(crate::error::Entity::Spot))?;
     let Some(job) = console::job(s.spot_id, id) else {
         return Err(ConsoleError(Error::BadRequest("No such job on this server (it may have restarted)".into())));
@@ -230,7 +245,12 @@ async fn job(State(_st): State<AppState>, Admin(s): Admin, headers: HeaderMap, P
     if headers.contains_key("hx-request") {
         return Ok(render(&JobFragment { id: id.to_string(), job }));
     }
-    Ok(render(&JobPage { nav: Nav::of(&s, "members"), id: id.to_string(), job }))
+    let (active, back) = if from.from == "import" {
+        ("import", ("/console/import", "Import another file"))
+    } else {
+        ("members", ("/console/members", "Back to members"))
+    };
+    Ok(render(&JobPage { nav: Nav::of(&s, active), id: id.to_string(), job, back }))
 }
 
 #[derive(Template)]
