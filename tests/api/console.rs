@@ -457,6 +457,8 @@ both!(a_selection_survives_paging_and_bulk_actions_apply_with_a_confirmation, |a
     let confirm = b.post("/console/members/bulk", &form).await;
     assert_eq!(confirm.status, 200, "{}", confirm.text);
     assert!(confirm.text.contains("<strong>2 members</strong>"), "{}", confirm.text);
+    // The group by its name, which the operator can check, not by its id.
+    assert!(confirm.text.contains("add to group “Picked”"), "{}", confirm.text);
     let mut go = form.to_vec();
     go.push(("confirm", "1"));
     let started = b.post("/console/members/bulk", &go).await;
@@ -895,6 +897,9 @@ both!(an_import_is_previewed_then_run_with_progress_and_an_error_csv, |app| {
     let job = started.location().unwrap().to_string();
     let done = finished_job(&mut b, &job).await;
     assert!(done.text.contains("1 created, 1 updated, 1 failed"), "{}", done.text);
+    // An import's progress page belongs to Import and leads back there.
+    assert!(done.text.contains("<a href=\"/console/import\" aria-current=\"page\">"), "{}", done.text);
+    assert!(done.text.contains("<a href=\"/console/import\">Import another file</a>"), "{}", done.text);
     assert_eq!(app.get("/v1/spotMembers?email[in]=new@example.com").await.body["total"], 1);
     let link_at = done.text.find("/console/import/").unwrap();
     let errors = done.text[link_at..].split('"').next().unwrap().to_string();

@@ -96,7 +96,7 @@ fn upload_id(raw: &str) -> Result<uuid::Uuid, Error> {
 
 async fn run(State(st): State<AppState>, Admin(s): Admin, Path(id): Path<String>) -> PageResult {
     let job = console::start_import(&st.db, s.spot_id, upload_id(&id)?)?;
-    Ok(Redirect::to(&format!("/console/jobs/{job}")).into_response())
+    Ok(Redirect::to(&format!("/console/jobs/{job}?from=import")).into_response())
 }
 
 async fn errors(Admin(s): Admin, Path(id): Path<String>) -> PageResult {

@@ -164,12 +164,27 @@ async fn bulk(State(st): State<AppState>, Admin(s): Admin, body: Bytes) -> PageR
         return Ok(render(&ConfirmPage {
             nav: Nav::of(&s, "members"),
             count: targets.len(),
-            description: action.describe(),
+            description: describe(&st, s.spot_id, &action).await?,
             fields,
         }));
     }
     let id = console::start_bulk(&st.db, &s, action, targets);
     Ok(Redirect::to(&format!("/console/jobs/{id}")).into_response())
+}
+
+/// The action as the confirmation names it: groups and courses by their name and
+/// title (the domain's description names them by id, which an operator cannot check).
+async fn describe(st: &AppState, spot_id: SpotId, action: &BulkAction) -> Result<String, Error> {
+    Ok(match action {
+        BulkAction::AddToGroup(g) => format!("add to group “{}”", groups::get_group(&st.db, spot_id, *g).await?.name),
+        BulkAction::RemoveFromGroup(g) => {
+            format!("remove from group “{}”", groups::get_group(&st.db, spot_id, *g).await?.name)
+        }
+        BulkAction::InviteToCourse(c) => {
+            format!("invite to course “{}”", courses::get_course(&st.db, spot_id, *c).await?.title)
+        }
+        other => other.describe(),
+    })
 }
 
 fn serde_urlencoded_query(raw: &str) -> Result<MemberQuery, Error> {
@@ -199,6 +214,15 @@ struct JobPage {
     nav: Nav,
     id: String,
     job: JobProgress,
+    /// Where the page leads back to: (path, link text).
+    back: (&'static str, &'static str),
+}
+
+/// Which page started a job (`?from=import` for imports, else the members list).
+#[derive(serde::Deserialize, Default)]
+struct JobFrom {
+    #[serde(default)]
+    from: String,
 }
 
 /// The progress alone, which the page polls (htmx) until the job finishes.
@@ -209,7 +233,13 @@ struct JobFragment {
     job: JobProgress,
 }
 
-async fn job(State(_st): State<AppState>, Admin(s): Admin, headers: HeaderMap, Path(id): Path<String>) -> PageResult {
+async fn job(
+    State(_st): State<AppState>,
+    Admin(s): Admin,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(from): Query<JobFrom>,
+) -> PageResult {
     let id: uuid::Uuid = id.parse().map_err(|_| Error::NotFound(crate::error::Entity::Spot))?;
     let Some(job) = console::job(s.spot_id, id) else {
         return Err(ConsoleError(Error::BadRequest("No such job on this server (it may have restarted)".into())));
@@ -217,7 +247,12 @@ async fn job(State(_st): State<AppState>, Admin(s): Admin, headers: HeaderMap, P
     if headers.contains_key("hx-request") {
         return Ok(render(&JobFragment { id: id.to_string(), job }));
     }
-    Ok(render(&JobPage { nav: Nav::of(&s, "members"), id: id.to_string(), job }))
+    let (active, back) = if from.from == "import" {
+        ("import", ("/console/import", "Import another file"))
+    } else {
+        ("members", ("/console/members", "Back to members"))
+    };
+    Ok(render(&JobPage { nav: Nav::of(&s, active), id: id.to_string(), job, back }))
 }
 
 #[derive(Template)]
