@@ -752,10 +752,17 @@ pub fn new_job(spot_id: SpotId, label: String, total: usize) -> uuid::Uuid {
 /// Members per write of a bulk action.
 const BULK_CHUNK: usize = 100;
 
-/// Starts `action` on `targets` in the background (this process); its progress is
-/// [`job`]. Each chunk is its own transaction: a failure stops the job and says where.
-pub fn start_bulk(db: &Db, s: &ConsoleSession, action: BulkAction, targets: Vec<MemberId>) -> uuid::Uuid {
-    let id = new_job(s.spot_id, format!("{} ({} members)", action.describe(), targets.len()), targets.len());
+/// Starts `action` on `targets` in the background (this process), named by
+/// `description`; its progress is [`job`]. Each chunk is its own transaction: a
+/// failure stops the job and says where.
+pub fn start_bulk(
+    db: &Db,
+    s: &ConsoleSession,
+    action: BulkAction,
+    description: &str,
+    targets: Vec<MemberId>,
+) -> uuid::Uuid {
+    let id = new_job(s.spot_id, format!("{description} ({} members)", targets.len()), targets.len());
     let db = db.clone();
     let spot_id = s.spot_id;
     let actor = s.member_id;

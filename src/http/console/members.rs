@@ -159,20 +159,16 @@ async fn bulk(State(st): State<AppState>, Admin(s): Admin, body: Bytes) -> PageR
     if targets.is_empty() {
         return Err(Error::invalid("scope", "no member to apply it to: select members or filter first").into());
     }
+    let description = describe(&st, s.spot_id, &action).await?;
     if f.get("confirm") != "1" {
         let fields = f.0.iter().filter(|(k, _)| k != "_csrf" && k != "confirm").cloned().collect();
-        return Ok(render(&ConfirmPage {
-            nav: Nav::of(&s, "members"),
-            count: targets.len(),
-            description: describe(&st, s.spot_id, &action).await?,
-            fields,
-        }));
+        return Ok(render(&ConfirmPage { nav: Nav::of(&s, "members"), count: targets.len(), description, fields }));
     }
-    let id = console::start_bulk(&st.db, &s, action, targets);
+    let id = console::start_bulk(&st.db, &s, action, &description, targets);
     Ok(Redirect::to(&format!("/console/jobs/{id}")).into_response())
 }
 
-/// The action as the confirmation names it: groups and courses by their name and
+/// The action as the confirmation and the job name it: groups and courses by their name and
 /// title (the domain's description names them by id, which an operator cannot check).
 async fn describe(st: &AppState, spot_id: SpotId, action: &BulkAction) -> Result<String, Error> {
     Ok(match action {
