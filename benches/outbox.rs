@@ -301,6 +301,41 @@ async fn write_cost(db: &Db, url: &str) {
         (empty / n).as_secs_f64() * 1e6,
         (one_row / n).as_secs_f64() * 1e6
     );
+    // The member-count update a member invite makes anyway, alone, with an outbox row as
+    // a statement of its own, and with the row riding on it (what an invite does).
+    let mut parts = [Duration::ZERO; 3];
+    for _ in 0..ROUNDS {
+        for (k, part) in parts.iter_mut().enumerate() {
+            let start = Instant::now();
+            for _ in 0..PER_ROUND {
+                let mut tx = db.begin().await.unwrap();
+                let now = openspot::domain::now_ms();
+                match k {
+                    0 => openspot::store::spots::add_member_count(tx.ex(), quiet.id, 0).await.unwrap(),
+                    1 => {
+                        insert_many(tx.ex(), quiet.id, &[row(Uuid::now_v7())], now).await.unwrap();
+                        openspot::store::spots::add_member_count(tx.ex(), quiet.id, 0).await.unwrap();
+                    }
+                    _ => openspot::store::outbox::insert_with_member_count(
+                        tx.ex(),
+                        quiet.id,
+                        0,
+                        &[row(Uuid::now_v7())],
+                        now,
+                    )
+                    .await
+                    .unwrap(),
+                }
+                tx.commit().await.unwrap();
+            }
+            *part += start.elapsed();
+        }
+    }
+    let [alone, separate, riding] = parts.map(|d| (d / n).as_secs_f64() * 1e6);
+    println!(
+        "a member-count update: {alone:.0} µs; with an outbox row in its own statement: {separate:.0} µs; \
+         with the row riding on it: {riding:.0} µs"
+    );
     openspot::store::outbox::dispatcher_stopped();
     let member = members::invite_member(db, quiet.id, "probe@x.io", false).await.unwrap().0;
     let mut tx = db.begin().await.unwrap();

@@ -288,8 +288,7 @@ pub async fn emit(tx: &mut Tx, spot_id: SpotId, event: Event<'_>) -> Result<()> 
 
 /// [`emit`] for a change that also moves the spot's member count by `delta` (a member
 /// created): the count update carries the outbox rows in the same round trip
-/// ([`store::outbox::insert_with_member_count`]), so that the outbox adds next to
-/// nothing to a member write.
+/// ([`store::outbox::insert_with_member_count`]), one fewer on PostgreSQL.
 pub async fn emit_counting_members(tx: &mut Tx, spot_id: SpotId, delta: i64, event: Event<'_>) -> Result<()> {
     let rows = webhook_rows(tx, spot_id, event).await?;
     store::outbox::insert_with_member_count(tx.ex(), spot_id, delta, &rows, now_ms()).await?;

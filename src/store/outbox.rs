@@ -158,11 +158,11 @@ pub async fn insert_many(mut ex: Ex<'_>, spot_id: SpotId, rows: &[NewOutboxRow],
 /// [`insert_many`]) in one round trip to the database: on PostgreSQL one statement (the
 /// insert as a data-modifying `WITH`), on SQLite two statements sent as one query.
 ///
-/// Why: a member write is a handful of short statements, and on SQLite each costs
-/// about as much in the hand-off to the connection's worker thread as in SQLite
-/// itself, so an outbox insert of its own added ~20 % to a member invite; riding on a
-/// statement the write makes anyway adds only the row's own work (benches/outbox.rs
-/// `--write-cost`). More rows than one statement takes are inserted separately.
+/// Why: on PostgreSQL every statement is a network round trip, which riding on a
+/// statement the write makes anyway saves (the outbox then adds 3–5 % to a member
+/// invite, benches/outbox.rs `--write-cost`). On SQLite the two forms measure the same:
+/// there the cost is the row's own pages in the commit. More rows than one statement
+/// takes are inserted separately.
 pub async fn insert_with_member_count(
     mut ex: Ex<'_>,
     spot_id: SpotId,
