@@ -9,3 +9,9 @@ CREATE INDEX members_search_lastname ON members
     (spot_id, (translate(lastname, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') COLLATE "C"));
 CREATE INDEX members_search_email ON members (spot_id, (email_norm COLLATE "C")) WHERE email_norm IS NOT NULL;
 CREATE INDEX members_search_mobile ON members (spot_id, (mobile_number COLLATE "C")) WHERE mobile_number IS NOT NULL;
+
+-- The console's status and role filters, newest first: each page and its (capped)
+-- count is a range of one index instead of a walk of the invitation-date index that
+-- tests every member (a role held by 2 % of a million members took 1.3 s a page).
+CREATE INDEX members_status_invited ON members (spot_id, status, invited_at);
+CREATE INDEX members_role_invited ON members (spot_id, role, invited_at);

@@ -5,3 +5,9 @@
 -- names get ASCII-folded ones (SQLite's lower() folds ASCII letters only).
 CREATE INDEX members_search_firstname ON members (spot_id, lower(firstname));
 CREATE INDEX members_search_lastname ON members (spot_id, lower(lastname));
+
+-- The console's status and role filters, newest first: each page and its (capped)
+-- count is a range of one index instead of a walk of the invitation-date index that
+-- tests every member (a role held by 2 % of a million members took 1.3 s a page).
+CREATE INDEX members_status_invited ON members (spot_id, status, invited_at);
+CREATE INDEX members_role_invited ON members (spot_id, role, invited_at);

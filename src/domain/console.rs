@@ -811,28 +811,53 @@ async fn apply_chunk(
             super::courses::bulk_invite(db, spot_id, *c, &raw, Some(actor), false).await.map(|_| 0)
         }
         BulkAction::SetStatus(status) => {
-            let mut failed = 0;
-            for id in ids {
-                let patch = super::members::MemberPatch { status: Some(status.to_string()), ..Default::default() };
-                if super::members::update_member(db, spot_id, *id, patch).await.is_err() {
-                    failed += 1;
-                }
-            }
-            Ok(failed)
+            let patch = super::members::MemberPatch { status: Some(status.to_string()), ..Default::default() };
+            per_member_in_one_transaction(db, ids, |tx, id| {
+                let patch = patch.clone();
+                Box::pin(async move { super::members::update_member_in(tx, spot_id, id, patch).await.map(|_| ()) })
+            })
+            .await
         }
         BulkAction::SetProperty { slug, value } => {
             let def = super::properties::get_property(db, spot_id, slug).await?;
-            let v = typed_value(&def, value);
-            let mut failed = 0;
-            for id in ids {
-                let items = [(slug.clone(), v.clone(), "value".to_string())];
-                if super::properties::set_values(db, spot_id, *id, &items).await.is_err() {
-                    failed += 1;
-                }
-            }
-            Ok(failed)
+            let items = [(slug.clone(), typed_value(&def, value), "value".to_string())];
+            per_member_in_one_transaction(db, ids, |tx, id| {
+                let items = items.clone();
+                Box::pin(async move { super::properties::set_values_in(tx, spot_id, id, &items).await.map(|_| ()) })
+            })
+            .await
         }
     }
+}
+
+/// Applies `step` to each of `ids` in one transaction (retried whole on a transient
+/// conflict): a chunk of a bulk action commits once instead of once per member (a
+/// member per transaction took 22 s for 10,000 members on SQLite). A member the step
+/// refuses (gone, a value its type rejects) is counted as failed, the others go on;
+/// a database error ends the chunk, leaving nothing of it written.
+async fn per_member_in_one_transaction(
+    db: &Db,
+    ids: &[MemberId],
+    step: impl for<'t> Fn(
+            &'t mut store::Tx,
+            MemberId,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 't>>
+        + Sync,
+) -> Result<usize> {
+    store::retry_transient(|| async {
+        let mut tx = db.begin().await?;
+        let mut failed = 0;
+        for id in ids {
+            match step(&mut tx, *id).await {
+                Ok(()) => {}
+                Err(e) if e.status() < 500 => failed += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        tx.commit().await?;
+        Ok(failed)
+    })
+    .await
 }
 
 /// The members matching `q` as CSV (id, email, names, mobile, status, role, dates),

@@ -309,6 +309,27 @@ async fn apply_member_patch(
     status: Option<MemberStatus>,
 ) -> Result<Member> {
     let mut tx = db.begin().await?;
+    let m = patch_member_in(&mut tx, spot_id, id, patch, role, status).await?;
+    tx.commit().await?;
+    Ok(m)
+}
+
+/// [`update_member`] inside the caller's transaction (a bulk action's chunk), with the
+/// role and status already parsed. A refused patch (an unknown member or custom role)
+/// returns its error before writing anything, so the transaction stays usable.
+pub async fn update_member_in(tx: &mut store::Tx, spot_id: SpotId, id: MemberId, patch: MemberPatch) -> Result<Member> {
+    let (role, status) = parse_role_and_status(patch.role.as_deref(), patch.status.as_deref())?;
+    patch_member_in(tx, spot_id, id, patch, role, status).await
+}
+
+async fn patch_member_in(
+    tx: &mut store::Tx,
+    spot_id: SpotId,
+    id: MemberId,
+    patch: MemberPatch,
+    role: Option<MemberRole>,
+    status: Option<MemberStatus>,
+) -> Result<Member> {
     let mut m = store::members::get_for_update(tx.ex(), spot_id, id)
         .await?
         .map(Member::from)
@@ -351,14 +372,13 @@ async fn apply_member_patch(
     m.updated_at = now;
     store::members::update(tx.ex(), &(&m).into()).await?;
     if changed {
-        super::events::emit(&mut tx, spot_id, Event::MemberUpdated(std::slice::from_ref(&m))).await?;
+        super::events::emit(tx, spot_id, Event::MemberUpdated(std::slice::from_ref(&m))).await?;
     }
     if !m.status.may_sign_in() {
         // Signed out: the tokens go, so reactivating the member does not revive them.
         store::kz_tokens::revoke_member(tx.ex(), spot_id, id).await?;
     }
-    super::groups::refresh_smart_memberships(&mut tx, &m).await?;
-    tx.commit().await?;
+    super::groups::refresh_smart_memberships(tx, &m).await?;
     Ok(m)
 }
 

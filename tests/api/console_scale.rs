@@ -83,3 +83,44 @@ both!(a_filtered_total_stops_counting_at_the_cap_and_a_bulk_confirmation_is_exac
     let invited = n + usize::from(admin_invited);
     assert!(confirm.text.contains(&format!("apply to {invited} members")), "{}", confirm.text);
 });
+
+// A bulk action's chunk is one transaction: a member it cannot apply to (here one that
+// does not exist) is counted as failed and the others in the chunk are still applied.
+both!(a_bulk_chunk_applies_to_the_others_when_one_member_is_refused, |app| {
+    let (b, _) = signed_in(&app).await;
+    let session = openspot::domain::console::authenticate(&app.db, b.cookie.as_deref().unwrap()).await.unwrap();
+    let a = app.invite("a@example.com").await;
+    let c = app.invite("c@example.com").await;
+    let gone = openspot::domain::ids::MemberId::from(uuid::Uuid::now_v7());
+    let targets = vec![a.parse().unwrap(), gone, c.parse().unwrap()];
+    for (action, check) in [
+        (
+            openspot::domain::console::BulkAction::SetStatus(openspot::domain::vocab::MemberStatus::Deactivated),
+            "status",
+        ),
+        (openspot::domain::console::BulkAction::SetProperty { slug: "team".into(), value: "Blue".into() }, "team"),
+    ] {
+        if check == "team" {
+            let r = app.post("/v1/customProperties", json!({"label": "Team", "slug": "team", "type": "Text"})).await;
+            assert!(r.status == 201 || r.status == 200, "{}", r.text);
+        }
+        let job = openspot::domain::console::start_bulk(&app.db, &session, action, "bulk", targets.clone());
+        let progress = loop {
+            let j = openspot::domain::console::job(app.spot_id, job).expect("the job");
+            if j.finished {
+                break j;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert_eq!((progress.done, progress.failed, progress.error.clone()), (3, 1, None), "{check}");
+        for id in [&a, &c] {
+            let m = app.get(&format!("/v1/spotMembers/{id}")).await;
+            if check == "status" {
+                assert_eq!(m.body["status"], "Deactivated", "{}", m.text);
+            } else {
+                let v = app.get(&format!("/v1/spotMembers/{id}/customPropertiesValues")).await;
+                assert!(v.text.contains("Blue"), "{}", v.text);
+            }
+        }
+    }
+});
