@@ -611,12 +611,12 @@ pub async fn start_upload(ex: Ex<'_>, spot_id: SpotId, id: uuid::Uuid) -> Result
 
 /// Whether the upload exists (started or not).
 pub async fn upload_exists(ex: Ex<'_>, spot_id: SpotId, id: uuid::Uuid) -> Result<bool, sqlx::Error> {
-    run!(ex, |c| sqlx::query_scalar::<_, i64>("SELECT 1 FROM console_uploads WHERE spot_id = $1 AND id = $2")
+    run!(ex, |c| sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM console_uploads WHERE spot_id = $1 AND id = $2")
         .bind(spot_id)
         .bind(id)
-        .fetch_optional(c)
+        .fetch_one(c)
         .await
-        .map(|r| r.is_some()))
+        .map(|n| n > 0))
 }
 
 /// Stores a finished import's failed rows and drops its file (no longer needed).
