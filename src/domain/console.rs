@@ -700,10 +700,11 @@ pub fn typed_value(def: &super::properties::PropertyDef, raw: &str) -> serde_jso
     }
 }
 
-/// The progress of a bulk action (or an import) running in this process.
+/// The progress of a bulk action (or an import), as stored (`console_jobs`): any
+/// replica answers for a job another one runs, and a finished job's report outlives a
+/// restart (until housekeeping purges it, [`JOB_RETENTION_MS`]).
 #[derive(Clone, Debug, Default)]
 pub struct JobProgress {
-    pub spot_id: Option<SpotId>,
     pub label: String,
     pub total: usize,
     pub done: usize,
@@ -714,55 +715,71 @@ pub struct JobProgress {
     pub link: Option<(String, String)>,
 }
 
-type Jobs = std::sync::Mutex<std::collections::HashMap<uuid::Uuid, JobProgress>>;
+/// An unfinished job whose progress has not moved for this long is shown as stopped:
+/// the replica running it ended (a chunk of a bulk action or a batch of an import
+/// takes seconds, not minutes).
+pub const JOB_STALE_MS: i64 = 10 * 60 * 1000;
+/// Jobs (finished or abandoned) are purged this long after their last progress.
+pub const JOB_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+/// An upload not (or not completely) imported is purged, file and all, after this long.
+pub const UPLOAD_FILE_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+/// A finished import's failed rows stay downloadable this long (as its job's report).
+pub const UPLOAD_REPORT_RETENTION_MS: i64 = JOB_RETENTION_MS;
+/// How often, at most, an import's progress is written.
+const IMPORT_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
-fn jobs() -> &'static Jobs {
-    static JOBS: std::sync::OnceLock<Jobs> = std::sync::OnceLock::new();
-    JOBS.get_or_init(Default::default)
-}
-
-fn update_job(id: uuid::Uuid, f: impl FnOnce(&mut JobProgress)) {
-    let mut map = jobs().lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(j) = map.get_mut(&id) {
-        f(j);
-    }
-}
-
-/// A job's progress, if it runs (or ran) in this process for `spot_id`.
-pub fn job(spot_id: SpotId, id: uuid::Uuid) -> Option<JobProgress> {
-    jobs().lock().unwrap_or_else(|p| p.into_inner()).get(&id).filter(|j| j.spot_id == Some(spot_id)).cloned()
+/// A job's progress in `spot_id`, whichever replica runs (or ran) it.
+pub async fn job(db: &Db, spot_id: SpotId, id: uuid::Uuid) -> Result<Option<JobProgress>> {
+    let mut c = db.conn().await?;
+    let Some(row) = store::console::get_job(c.ex(), spot_id, id).await? else {
+        return Ok(None);
+    };
+    let stale = !row.finished && now_ms() - row.updated_at > JOB_STALE_MS;
+    Ok(Some(JobProgress {
+        label: row.label,
+        total: usize::try_from(row.total).unwrap_or(0),
+        done: usize::try_from(row.done).unwrap_or(0),
+        failed: usize::try_from(row.failed).unwrap_or(0),
+        finished: row.finished || stale,
+        error: if stale { Some("the server running it stopped before it finished".into()) } else { row.error },
+        link: row.link_path.zip(row.link_text),
+    }))
 }
 
 /// Records a new job and returns its id.
-pub fn new_job(spot_id: SpotId, label: String, total: usize) -> uuid::Uuid {
+async fn new_job(db: &Db, spot_id: SpotId, label: &str, total: usize) -> Result<uuid::Uuid> {
     let id = super::new_id();
-    let mut map = jobs().lock().unwrap_or_else(|p| p.into_inner());
-    // Bounded: finished jobs beyond the newest thousand are forgotten.
-    if map.len() >= 1000 {
-        let mut finished: Vec<uuid::Uuid> = map.iter().filter(|(_, j)| j.finished).map(|(k, _)| *k).collect();
-        finished.sort();
-        for k in finished.iter().take(map.len().saturating_sub(999)) {
-            map.remove(k);
-        }
+    let mut c = db.conn().await?;
+    store::console::insert_job(c.ex(), spot_id, id, label, total as i64, now_ms()).await?;
+    Ok(id)
+}
+
+/// Writes how a job ended. A failure to write is logged: the job's own work is done
+/// (or failed) either way, and its page then shows it as stopped once stale.
+async fn end_job(db: &Db, spot_id: SpotId, id: uuid::Uuid, end: &store::console::JobEnd<'_>) {
+    let written = async {
+        let mut c = db.conn().await?;
+        store::console::finish_job(c.ex(), spot_id, id, end, now_ms()).await
+    };
+    if let Err(e) = written.await {
+        tracing::warn!(error = ?e, job = %id, "cannot record the end of a console job");
     }
-    map.insert(id, JobProgress { spot_id: Some(spot_id), label, total, ..Default::default() });
-    id
 }
 
 /// Members per write of a bulk action.
 const BULK_CHUNK: usize = 100;
 
 /// Starts `action` on `targets` in the background (this process), named by
-/// `description`; its progress is [`job`]. Each chunk is its own transaction: a
-/// failure stops the job and says where.
-pub fn start_bulk(
+/// `description`; its progress is [`job`], written once per chunk. Each chunk is its
+/// own transaction: a failure stops the job and says where.
+pub async fn start_bulk(
     db: &Db,
     s: &ConsoleSession,
     action: BulkAction,
     description: &str,
     targets: Vec<MemberId>,
-) -> uuid::Uuid {
-    let id = new_job(s.spot_id, format!("{description} ({} members)", targets.len()), targets.len());
+) -> Result<uuid::Uuid> {
+    let id = new_job(db, s.spot_id, &format!("{description} ({} members)", targets.len()), targets.len()).await?;
     let db = db.clone();
     let spot_id = s.spot_id;
     let actor = s.member_id;
@@ -776,23 +793,27 @@ pub fn start_bulk(
                 db.yield_write_lock().await;
                 working_since = std::time::Instant::now();
             }
-            match apply_chunk(&db, spot_id, actor, &action, chunk).await {
-                Ok(failed) => update_job(id, |j| {
-                    j.done += chunk.len();
-                    j.failed += failed;
-                }),
+            let failed = match apply_chunk(&db, spot_id, actor, &action, chunk).await {
+                Ok(failed) => failed,
                 Err(e) => {
-                    update_job(id, |j| {
-                        j.error = Some(e.to_string());
-                        j.finished = true;
-                    });
+                    let error = e.to_string();
+                    end_job(&db, spot_id, id, &store::console::JobEnd { error: Some(&error), ..Default::default() })
+                        .await;
                     return;
                 }
+            };
+            let written = async {
+                let mut c = db.conn().await?;
+                store::console::add_job_progress(c.ex(), spot_id, id, chunk.len() as i64, failed as i64, now_ms()).await
+            };
+            if let Err(e) = written.await {
+                // The chunk is applied; only its count is missing from the page.
+                tracing::warn!(error = ?e, job = %id, "cannot record a console job's progress");
             }
         }
-        update_job(id, |j| j.finished = true);
+        end_job(&db, spot_id, id, &store::console::JobEnd::default()).await;
     });
-    id
+    Ok(id)
 }
 
 /// Applies `action` to one chunk; returns how many members it could not apply to.
@@ -1135,32 +1156,12 @@ pub async fn group_blacklist(db: &Db, spot_id: SpotId, group_id: super::ids::Gro
 }
 
 // ---------------------------------------------------------------------------------------
-// Import: an uploaded file is read and dry-run at once (the preview), kept in this
-// process, then imported in the background with its progress; the failed rows download
-// as CSV.
-
-/// An uploaded file waiting to be imported, or imported.
-struct Upload {
-    spot_id: SpotId,
-    rows: std::sync::Arc<Vec<Vec<super::import::Cell>>>,
-    groups: Vec<super::ids::GroupId>,
-    notify: bool,
-    report: Option<super::import::ImportReport>,
-    started: bool,
-}
-
-type Uploads = std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Upload>>;
-
-fn uploads() -> &'static Uploads {
-    static UPLOADS: std::sync::OnceLock<Uploads> = std::sync::OnceLock::new();
-    UPLOADS.get_or_init(Default::default)
-}
-
-/// Uploads kept at most per process (the oldest go first).
-const MAX_UPLOADS: usize = 50;
+// Import: an uploaded file is read and dry-run at once (the preview), stored in the
+// database (`console_uploads`), then imported in the background by whichever replica
+// is asked to, with its progress; the failed rows download as CSV from any replica.
 
 /// Reads an uploaded file under the API's limits, checks it against the spot (a dry
-/// run) and keeps it for [`start_import`]; returns its id and the dry run's report.
+/// run) and stores it for [`start_import`]; returns its id and the dry run's report.
 pub async fn preview_import(
     db: &Db,
     spot_id: SpotId,
@@ -1168,79 +1169,127 @@ pub async fn preview_import(
     groups: Vec<super::ids::GroupId>,
     notify: bool,
 ) -> Result<(uuid::Uuid, super::import::ImportReport)> {
-    let rows = tokio::task::spawn_blocking(move || super::import::read_rows(&file, &super::import::HTTP_LIMITS))
-        .await
-        .map_err(|e| Error::Internal(e.into()))??;
+    let (file, rows) = tokio::task::spawn_blocking(move || {
+        super::import::read_rows(&file, &super::import::HTTP_LIMITS).map(|rows| (file, rows))
+    })
+    .await
+    .map_err(|e| Error::Internal(e.into()))??;
     super::import::prepare(db, spot_id, &rows, &groups).await?;
     let report = super::import::import_rows(db, spot_id, &rows, &groups, true, notify, &|_| {}).await?;
     let id = super::new_id();
-    let mut map = uploads().lock().unwrap_or_else(|p| p.into_inner());
-    if map.len() >= MAX_UPLOADS {
-        let mut keys: Vec<uuid::Uuid> = map.keys().copied().collect();
-        keys.sort();
-        for k in keys.iter().take(map.len() + 1 - MAX_UPLOADS) {
-            map.remove(k);
-        }
-    }
-    map.insert(id, Upload { spot_id, rows: std::sync::Arc::new(rows), groups, notify, report: None, started: false });
+    let groups_json = serde_json::to_string(&groups).map_err(|e| Error::Internal(e.into()))?;
+    let mut c = db.conn().await?;
+    store::console::insert_upload(c.ex(), spot_id, id, &file, &groups_json, notify, now_ms()).await?;
     Ok((id, report))
 }
 
 /// Imports a previewed upload in the background; returns the job showing its progress.
-pub fn start_import(db: &Db, spot_id: SpotId, upload_id: uuid::Uuid) -> Result<uuid::Uuid> {
-    let (rows, groups, notify) = {
-        let mut map = uploads().lock().unwrap_or_else(|p| p.into_inner());
-        let upload = map.get_mut(&upload_id).filter(|u| u.spot_id == spot_id).ok_or_else(|| {
-            Error::BadRequest("This upload is gone (the server restarted?): upload the file again".into())
-        })?;
-        if upload.started {
-            return Err(Error::Conflict("This file was already imported".into()));
+/// An upload is imported once, whichever replicas are asked (409 the second time).
+pub async fn start_import(db: &Db, spot_id: SpotId, upload_id: uuid::Uuid) -> Result<uuid::Uuid> {
+    let upload = {
+        let mut c = db.conn().await?;
+        match store::console::start_upload(c.ex(), spot_id, upload_id).await? {
+            Some(u) => u,
+            None if store::console::upload_exists(c.ex(), spot_id, upload_id).await? => {
+                return Err(Error::Conflict("This file was already imported".into()))
+            }
+            None => return Err(Error::BadRequest("This upload is gone (it expired?): upload the file again".into())),
         }
-        upload.started = true;
-        (upload.rows.clone(), upload.groups.clone(), upload.notify)
     };
+    let groups: Vec<super::ids::GroupId> =
+        serde_json::from_str(&upload.group_ids).map_err(|e| Error::Internal(e.into()))?;
+    let notify = upload.notify;
+    let file = upload.file;
+    // Read again (the preview read the same bytes under the same limits).
+    let rows = tokio::task::spawn_blocking(move || super::import::read_rows(&file, &super::import::HTTP_LIMITS))
+        .await
+        .map_err(|e| Error::Internal(e.into()))??;
     let total = rows.len().saturating_sub(1);
-    let job = new_job(spot_id, format!("Import of {total} rows"), total);
+    let label = format!("Import of {total} rows");
+    let job = new_job(db, spot_id, &label, total).await?;
     let db = db.clone();
     tokio::spawn(async move {
-        let progress = move |n: u64| update_job(job, |j| j.done = n as usize);
-        let result = super::import::import_rows(&db, spot_id, &rows, &groups, false, notify, &progress).await;
-        match result {
-            Ok(report) => {
-                let failed = report.failed.len();
-                let summary = format!("{} created, {} updated, {failed} failed", report.created, report.updated);
-                if let Some(u) = uploads().lock().unwrap_or_else(|p| p.into_inner()).get_mut(&upload_id) {
-                    u.report = Some(report);
+        // The progress callback is synchronous: it leaves the latest count in a watch
+        // channel, which a writer task stores at most every IMPORT_PROGRESS_EVERY (a
+        // write of its own, never inside the import's transactions). The writer ends when
+        // the import drops the sender, before the job's end is written.
+        let (tx, mut rx) = tokio::sync::watch::channel(0u64);
+        let writer_db = db.clone();
+        let writer = tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let done = *rx.borrow_and_update() as i64;
+                let written = async {
+                    let mut c = writer_db.conn().await?;
+                    store::console::set_job_done(c.ex(), spot_id, job, done, now_ms()).await
+                };
+                if let Err(e) = written.await {
+                    tracing::warn!(error = ?e, job = %job, "cannot record an import's progress");
                 }
-                update_job(job, |j| {
-                    j.done = j.total;
-                    j.failed = failed;
-                    j.label = format!("{} — {summary}", j.label);
-                    if failed > 0 {
-                        j.link = Some((
-                            format!("/console/import/{upload_id}/errors.csv"),
-                            "Download the failed rows (CSV)".into(),
-                        ));
-                    }
-                    j.finished = true;
-                });
+                tokio::time::sleep(IMPORT_PROGRESS_EVERY).await;
             }
-            Err(e) => update_job(job, |j| {
-                j.error = Some(e.to_string());
-                j.finished = true;
-            }),
+        });
+        let result = {
+            let progress = move |n: u64| {
+                tx.send_replace(n);
+            };
+            super::import::import_rows(&db, spot_id, &rows, &groups, false, notify, &progress).await
+        };
+        let _ = writer.await;
+        let outcome = match result {
+            Ok(report) => super::import::failed_rows_csv(&report).map(|csv| (report, csv)),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok((report, csv)) => {
+                let failed = report.failed.len();
+                let label =
+                    format!("{label} — {} created, {} updated, {failed} failed", report.created, report.updated);
+                let stored = async {
+                    let mut c = db.conn().await?;
+                    store::console::finish_upload(c.ex(), spot_id, upload_id, &csv).await
+                };
+                if let Err(e) = stored.await {
+                    tracing::warn!(error = ?e, upload = %upload_id, "cannot store an import's failed rows");
+                }
+                let path = format!("/console/import/{upload_id}/errors.csv");
+                let end = store::console::JobEnd {
+                    done: Some(total as i64),
+                    failed: Some(failed as i64),
+                    label: Some(&label),
+                    link: (failed > 0).then_some((path.as_str(), "Download the failed rows (CSV)")),
+                    ..Default::default()
+                };
+                end_job(&db, spot_id, job, &end).await;
+            }
+            Err(e) => {
+                let error = e.to_string();
+                end_job(&db, spot_id, job, &store::console::JobEnd { error: Some(&error), ..Default::default() }).await;
+            }
         }
     });
     Ok(job)
 }
 
-/// The failed rows of a finished import as CSV (line, email, reason).
-pub fn import_errors_csv(spot_id: SpotId, upload_id: uuid::Uuid) -> Result<String> {
-    let map = uploads().lock().unwrap_or_else(|p| p.into_inner());
-    let report = map
-        .get(&upload_id)
-        .filter(|u| u.spot_id == spot_id)
-        .and_then(|u| u.report.as_ref())
-        .ok_or_else(|| Error::BadRequest("No finished import with this id on this server".into()))?;
-    super::import::failed_rows_csv(report)
+/// The failed rows of a finished import as CSV (line, email, reason), from any replica.
+pub async fn import_errors_csv(db: &Db, spot_id: SpotId, upload_id: uuid::Uuid) -> Result<String> {
+    let mut c = db.conn().await?;
+    store::console::upload_failed_rows(c.ex(), spot_id, upload_id)
+        .await?
+        .ok_or_else(|| Error::BadRequest("No finished import with this id".into()))
+}
+
+/// Purges old jobs and uploads (housekeeping): jobs [`JOB_RETENTION_MS`] after their
+/// last progress, uploads holding a file [`UPLOAD_FILE_RETENTION_MS`] after the upload,
+/// finished imports' failed rows [`UPLOAD_REPORT_RETENTION_MS`] after. Returns the rows
+/// deleted.
+pub async fn purge_background(db: &Db) -> Result<u64> {
+    let now = now_ms();
+    let mut c = db.conn().await?;
+    Ok(store::console::purge_background(
+        c.ex(),
+        now - JOB_RETENTION_MS,
+        now - UPLOAD_FILE_RETENTION_MS,
+        now - UPLOAD_REPORT_RETENTION_MS,
+    )
+    .await?)
 }

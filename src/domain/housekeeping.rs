@@ -1,7 +1,8 @@
 //! Background housekeeping of a serving replica: resuming smart-group computations a
 //! stopped replica left behind, forgetting stale in-memory rate-limit leases and
-//! failed-auth windows, purging rate-limit windows of past days and outbox rows past
-//! their retention, and keeping the planner's statistics current.
+//! failed-auth windows, purging rate-limit windows of past days, outbox rows past
+//! their retention and the console's old jobs and uploads, and keeping the planner's
+//! statistics current.
 //!
 //! None of it is about a request, so it lives here rather than in `http`: `http::serve`
 //! only starts it ([`Housekeeping::spawn`]) and stops it when the server ends.
@@ -12,6 +13,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::auth::FailedAuthThrottle;
+use super::console;
 use super::groups;
 use super::outbox;
 use super::rate_limit::{self, RateLimiter};
@@ -68,6 +70,12 @@ impl Housekeeping {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "purged old outbox rows and delivery attempts"),
                 Err(e) => tracing::warn!(error = ?e, "cannot purge old outbox rows"),
+            }
+            // The console's finished jobs, and its uploads and their reports (docs/console.md).
+            match console::purge_background(&self.db).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "purged old console jobs and uploads"),
+                Err(e) => tracing::warn!(error = ?e, "cannot purge old console jobs and uploads"),
             }
         }
         if round % Self::OPTIMIZE_EVERY == 0 {

@@ -24,8 +24,9 @@
 //! Not exported, because they are transient or rebuilt: the outbox, its delivery
 //! attempts and per-target counts (pending deliveries stay with the old database),
 //! rate-limit windows, Kaizala refresh/access tokens and PINs (users sign in
-//! again), and console sessions and sign-in links (admins sign in again; their
-//! console password hashes are exported). A smart group's computation lease is cleared, so that a group exported
+//! again), console sessions and sign-in links (admins sign in again; their
+//! console password hashes are exported), and console jobs and import uploads (progress
+//! and reports of work done in the old database). A smart group's computation lease is cleared, so that a group exported
 //! mid-computation is taken up at once by the importing server.
 //!
 //! The export reads one snapshot (a read transaction); the import writes everything in
@@ -81,6 +82,8 @@ pub const NOT_EXPORTED: &[&str] = &[
     "kz_pins",
     "console_sessions",
     "console_login_links",
+    "console_jobs",
+    "console_uploads",
 ];
 
 /// Records written or read, per kind (kinds with none left out).

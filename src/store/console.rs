@@ -1,6 +1,7 @@
-//! The operator console's tables (migration 0009): admin passwords, sessions and
-//! one-time sign-in links, plus the few read-only summaries its pages show that no API
-//! list answers (member counts by status, a keyset page of members).
+//! The operator console's tables (migrations 0009 and 0011): admin passwords, sessions and
+//! one-time sign-in links, the progress of background jobs and the uploads an import
+//! waits on, plus the few read-only summaries its pages show that no API list answers
+//! (member counts by status, a keyset page of members).
 //!
 //! Sign-in is the one place that looks members up by email across spots (a person signs
 //! in before choosing a spot); everything after it is led by the session's spot.
@@ -435,4 +436,239 @@ pub async fn groups_of_course(
     .bind(course_id)
     .fetch_all(c)
     .await)
+}
+
+// ---------------------------------------------------------------------------------------
+// Background work (migration 0011): a bulk action's or an import's progress, and an
+// uploaded import file between its preview and its import, in the database so that any
+// replica answers for them and a restart keeps a finished job's report.
+
+/// A job's progress as the job page shows it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct JobRow {
+    pub label: String,
+    pub total: i64,
+    pub done: i64,
+    pub failed: i64,
+    pub finished: bool,
+    pub error: Option<String>,
+    pub link_path: Option<String>,
+    pub link_text: Option<String>,
+    pub updated_at: i64,
+}
+
+pub async fn insert_job(
+    ex: Ex<'_>,
+    spot_id: SpotId,
+    id: uuid::Uuid,
+    label: &str,
+    total: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "INSERT INTO console_jobs (spot_id, id, label, total, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)"
+    )
+    .bind(spot_id)
+    .bind(id)
+    .bind(label)
+    .bind(total)
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|_| ()))
+}
+
+pub async fn get_job(ex: Ex<'_>, spot_id: SpotId, id: uuid::Uuid) -> Result<Option<JobRow>, sqlx::Error> {
+    run!(ex, |c| sqlx::query_as::<_, JobRow>(
+        "SELECT label, total, done, failed, finished, error, link_path, link_text, updated_at \
+         FROM console_jobs WHERE spot_id = $1 AND id = $2"
+    )
+    .bind(spot_id)
+    .bind(id)
+    .fetch_optional(c)
+    .await)
+}
+
+/// Adds one chunk's members done and failed to an unfinished job.
+pub async fn add_job_progress(
+    ex: Ex<'_>,
+    spot_id: SpotId,
+    id: uuid::Uuid,
+    done: i64,
+    failed: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "UPDATE console_jobs SET done = done + $3, failed = failed + $4, updated_at = $5 \
+         WHERE spot_id = $1 AND id = $2 AND finished = FALSE"
+    )
+    .bind(spot_id)
+    .bind(id)
+    .bind(done)
+    .bind(failed)
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|_| ()))
+}
+
+/// Sets how many rows an unfinished job has done; never moves it back (a late write of
+/// an older count is a no-op).
+pub async fn set_job_done(ex: Ex<'_>, spot_id: SpotId, id: uuid::Uuid, done: i64, now: i64) -> Result<(), sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "UPDATE console_jobs SET done = $3, updated_at = $4 \
+         WHERE spot_id = $1 AND id = $2 AND finished = FALSE AND done < $3"
+    )
+    .bind(spot_id)
+    .bind(id)
+    .bind(done)
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|_| ()))
+}
+
+/// How a job ended; `None` leaves a column as it is.
+#[derive(Debug, Default)]
+pub struct JobEnd<'a> {
+    pub done: Option<i64>,
+    pub failed: Option<i64>,
+    pub label: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub link: Option<(&'a str, &'a str)>,
+}
+
+pub async fn finish_job(
+    ex: Ex<'_>,
+    spot_id: SpotId,
+    id: uuid::Uuid,
+    end: &JobEnd<'_>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "UPDATE console_jobs SET finished = TRUE, done = COALESCE($3, done), failed = COALESCE($4, failed), \
+         label = COALESCE($5, label), error = $6, link_path = $7, link_text = $8, updated_at = $9 \
+         WHERE spot_id = $1 AND id = $2"
+    )
+    .bind(spot_id)
+    .bind(id)
+    .bind(end.done)
+    .bind(end.failed)
+    .bind(end.label)
+    .bind(end.error)
+    .bind(end.link.map(|l| l.0))
+    .bind(end.link.map(|l| l.1))
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|_| ()))
+}
+
+pub async fn insert_upload(
+    ex: Ex<'_>,
+    spot_id: SpotId,
+    id: uuid::Uuid,
+    file: &[u8],
+    group_ids_json: &str,
+    notify: bool,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "INSERT INTO console_uploads (spot_id, id, file, group_ids, notify, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)"
+    )
+    .bind(spot_id)
+    .bind(id)
+    .bind(file)
+    .bind(group_ids_json)
+    .bind(notify)
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|_| ()))
+}
+
+/// An upload as its import reads it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct UploadRow {
+    pub file: Vec<u8>,
+    pub group_ids: String,
+    pub notify: bool,
+}
+
+/// Marks an upload started if it was not, in one statement (so that two replicas cannot
+/// both import it), and returns it; None when it is missing or already started.
+pub async fn start_upload(ex: Ex<'_>, spot_id: SpotId, id: uuid::Uuid) -> Result<Option<UploadRow>, sqlx::Error> {
+    run!(ex, |c| sqlx::query_as::<_, UploadRow>(
+        "UPDATE console_uploads SET started = TRUE WHERE spot_id = $1 AND id = $2 AND started = FALSE \
+         RETURNING file, group_ids, notify"
+    )
+    .bind(spot_id)
+    .bind(id)
+    .fetch_optional(c)
+    .await)
+}
+
+/// Whether the upload exists (started or not).
+pub async fn upload_exists(ex: Ex<'_>, spot_id: SpotId, id: uuid::Uuid) -> Result<bool, sqlx::Error> {
+    run!(ex, |c| sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM console_uploads WHERE spot_id = $1 AND id = $2")
+        .bind(spot_id)
+        .bind(id)
+        .fetch_one(c)
+        .await
+        .map(|n| n > 0))
+}
+
+/// Stores a finished import's failed rows and drops its file (no longer needed).
+pub async fn finish_upload(
+    ex: Ex<'_>,
+    spot_id: SpotId,
+    id: uuid::Uuid,
+    failed_rows_csv: &str,
+) -> Result<(), sqlx::Error> {
+    run!(ex, |c| sqlx::query(
+        "UPDATE console_uploads SET failed_rows_csv = $3, file = $4 WHERE spot_id = $1 AND id = $2"
+    )
+    .bind(spot_id)
+    .bind(id)
+    .bind(failed_rows_csv)
+    .bind(&[] as &[u8])
+    .execute(c)
+    .await
+    .map(|_| ()))
+}
+
+/// A finished import's failed rows (None while it has not finished, or if it is gone).
+pub async fn upload_failed_rows(ex: Ex<'_>, spot_id: SpotId, id: uuid::Uuid) -> Result<Option<String>, sqlx::Error> {
+    run!(ex, |c| sqlx::query_scalar::<_, Option<String>>(
+        "SELECT failed_rows_csv FROM console_uploads WHERE spot_id = $1 AND id = $2"
+    )
+    .bind(spot_id)
+    .bind(id)
+    .fetch_optional(c)
+    .await
+    .map(Option::flatten))
+}
+
+/// Deletes jobs untouched since `jobs_before`, uploads whose import has not finished
+/// (so still holding their file) made before `files_before`, and every upload made
+/// before `reports_before`; returns the rows deleted.
+pub async fn purge_background(
+    ex: Ex<'_>,
+    jobs_before: i64,
+    files_before: i64,
+    reports_before: i64,
+) -> Result<u64, sqlx::Error> {
+    run!(ex, |c| {
+        let jobs =
+            sqlx::query("DELETE FROM console_jobs WHERE updated_at < $1").bind(jobs_before).execute(&mut *c).await?;
+        let uploads = sqlx::query(
+            "DELETE FROM console_uploads WHERE created_at < $2 OR (failed_rows_csv IS NULL AND created_at < $1)",
+        )
+        .bind(files_before)
+        .bind(reports_before)
+        .execute(&mut *c)
+        .await?;
+        Ok(jobs.rows_affected() + uploads.rows_affected())
+    })
 }

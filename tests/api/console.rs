@@ -43,6 +43,8 @@ impl Page {
 /// A browser on the console: follows no redirect, keeps the session cookie.
 pub struct Browser<'a> {
     pub app: &'a TestApp,
+    /// The server it talks to: the app's, or another replica on the same database.
+    pub base: String,
     pub client: reqwest::Client,
     pub cookie: Option<String>,
     pub csrf: String,
@@ -51,7 +53,18 @@ pub struct Browser<'a> {
 impl<'a> Browser<'a> {
     pub fn new(app: &'a TestApp) -> Self {
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Browser { app, client, cookie: None, csrf: String::new() }
+        Browser { app, base: app.base.clone(), client, cookie: None, csrf: String::new() }
+    }
+
+    /// The same signed-in browser (cookie and CSRF token) talking to the server at `base`.
+    pub fn on(&self, base: &str) -> Browser<'a> {
+        Browser {
+            app: self.app,
+            base: base.to_string(),
+            client: self.client.clone(),
+            cookie: self.cookie.clone(),
+            csrf: self.csrf.clone(),
+        }
     }
 
     async fn finish(&mut self, rb: reqwest::RequestBuilder) -> Page {
@@ -72,7 +85,7 @@ impl<'a> Browser<'a> {
     }
 
     pub async fn get(&mut self, path: &str) -> Page {
-        let rb = self.client.get(format!("{}{path}", self.app.base));
+        let rb = self.client.get(format!("{}{path}", self.base));
         let page = self.finish(rb).await;
         if page.status == 200 && page.text.contains(r#"name="_csrf""#) {
             self.csrf = page.csrf();
@@ -82,7 +95,7 @@ impl<'a> Browser<'a> {
 
     /// A form POST without adding the CSRF token.
     pub async fn post_raw(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        let rb = self.client.post(format!("{}{path}", self.app.base)).form(form);
+        let rb = self.client.post(format!("{}{path}", self.base)).form(form);
         self.finish(rb).await
     }
 
@@ -342,7 +355,7 @@ both!(assets_are_served_from_the_binary, |app| {
 });
 
 /// Invites `n` members `user00@example.com`… with names; returns their ids in order.
-async fn many_members(app: &TestApp, n: usize) -> Vec<String> {
+pub async fn many_members(app: &TestApp, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
         let id = app.invite(&format!("user{i:02}@example.com")).await;
@@ -367,7 +380,7 @@ fn next_link(page: &Page) -> Option<String> {
 }
 
 /// Waits (bounded) for a bulk job's page to say it finished; returns the page.
-async fn finished_job(b: &mut Browser<'_>, path: &str) -> Page {
+pub async fn finished_job(b: &mut Browser<'_>, path: &str) -> Page {
     for _ in 0..400 {
         let p = b.get(path).await;
         if p.text.contains("Finished.") || p.text.contains("Stopped:") {

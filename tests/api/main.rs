@@ -6,6 +6,7 @@
 mod backup;
 mod common;
 mod console;
+mod console_jobs;
 mod console_scale;
 mod conventions;
 mod emails;

@@ -1,5 +1,6 @@
 //! Page 6, Import: upload a CSV or XLSX file (the API's limits), see the dry run's
-//! report, then import it with a progress page; the failed rows download as CSV.
+//! report, then import it with a progress page; the failed rows download as CSV. The
+//! upload and the report are in the database, so each step may reach another replica.
 
 use askama::Template;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
@@ -95,12 +96,12 @@ fn upload_id(raw: &str) -> Result<uuid::Uuid, Error> {
 }
 
 async fn run(State(st): State<AppState>, Admin(s): Admin, Path(id): Path<String>) -> PageResult {
-    let job = console::start_import(&st.db, s.spot_id, upload_id(&id)?)?;
+    let job = console::start_import(&st.db, s.spot_id, upload_id(&id)?).await?;
     Ok(Redirect::to(&format!("/console/jobs/{job}?from=import")).into_response())
 }
 
-async fn errors(Admin(s): Admin, Path(id): Path<String>) -> PageResult {
-    let csv = console::import_errors_csv(s.spot_id, upload_id(&id)?)?;
+async fn errors(State(st): State<AppState>, Admin(s): Admin, Path(id): Path<String>) -> PageResult {
+    let csv = console::import_errors_csv(&st.db, s.spot_id, upload_id(&id)?).await?;
     Ok((
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8")),

@@ -164,7 +164,7 @@ async fn bulk(State(st): State<AppState>, Admin(s): Admin, body: Bytes) -> PageR
         let fields = f.0.iter().filter(|(k, _)| k != "_csrf" && k != "confirm").cloned().collect();
         return Ok(render(&ConfirmPage { nav: Nav::of(&s, "members"), count: targets.len(), description, fields }));
     }
-    let id = console::start_bulk(&st.db, &s, action, &description, targets);
+    let id = console::start_bulk(&st.db, &s, action, &description, targets).await?;
     Ok(Redirect::to(&format!("/console/jobs/{id}")).into_response())
 }
 
@@ -230,15 +230,15 @@ struct JobFragment {
 }
 
 async fn job(
-    State(_st): State<AppState>,
+    State(st): State<AppState>,
     Admin(s): Admin,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(from): Query<JobFrom>,
 ) -> PageResult {
     let id: uuid::Uuid = id.parse().map_err(|_| Error::NotFound(crate::error::Entity::Spot))?;
-    let Some(job) = console::job(s.spot_id, id) else {
-        return Err(ConsoleError(Error::BadRequest("No such job on this server (it may have restarted)".into())));
+    let Some(job) = console::job(&st.db, s.spot_id, id).await? else {
+        return Err(ConsoleError(Error::BadRequest("No such job (jobs are kept a week)".into())));
     };
     if headers.contains_key("hx-request") {
         return Ok(render(&JobFragment { id: id.to_string(), job }));
