@@ -117,6 +117,7 @@ fn summary(mut lat: Vec<Duration>) -> String {
 /// job), with the API probe running; prints the time to the job's end.
 async fn time_bulk(
     c: &Console,
+    db: &Db,
     spot: openspot::domain::ids::SpotId,
     key: &str,
     probe_member: uuid::Uuid,
@@ -135,7 +136,7 @@ async fn time_bulk(
     let job: uuid::Uuid =
         location.rsplit('/').next().unwrap().parse().unwrap_or_else(|_| panic!("{location}: {confirm}"));
     let (total, failed) = loop {
-        let j = openspot::domain::console::job(spot, job).expect("the job runs in this process");
+        let j = openspot::domain::console::job(db, spot, job).await.unwrap().expect("the job exists");
         if j.finished {
             assert!(j.error.is_none(), "{:?}", j.error);
             break (j.total, j.failed);
@@ -243,13 +244,13 @@ async fn main() {
     let common = [("scope", "all"), ("query", query.as_str())];
     let mut add = common.to_vec();
     add.extend([("action", "add_to_group"), ("target", group_id.as_str())]);
-    time_bulk(&c, spot.id, &key, ids[1], &add).await;
+    time_bulk(&c, &db, spot.id, &key, ids[1], &add).await;
     let mut set = common.to_vec();
     set.extend([("action", "set_property"), ("target", "team"), ("value", "Blue")]);
-    time_bulk(&c, spot.id, &key, ids[1], &set).await;
+    time_bulk(&c, &db, spot.id, &key, ids[1], &set).await;
     let mut status = common.to_vec();
     status.extend([("action", "set_status"), ("target", "Deactivated")]);
-    time_bulk(&c, spot.id, &key, ids[1], &status).await;
+    time_bulk(&c, &db, spot.id, &key, ids[1], &status).await;
 
     let _ = stop_tx.send(());
     let _ = server.await;

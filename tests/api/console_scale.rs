@@ -104,9 +104,10 @@ both!(a_bulk_chunk_applies_to_the_others_when_one_member_is_refused, |app| {
             let r = app.post("/v1/customProperties", json!({"label": "Team", "slug": "team", "type": "Text"})).await;
             assert!(r.status == 201 || r.status == 200, "{}", r.text);
         }
-        let job = openspot::domain::console::start_bulk(&app.db, &session, action, "bulk", targets.clone());
+        let job =
+            openspot::domain::console::start_bulk(&app.db, &session, action, "bulk", targets.clone()).await.unwrap();
         let progress = loop {
-            let j = openspot::domain::console::job(app.spot_id, job).expect("the job");
+            let j = openspot::domain::console::job(&app.db, app.spot_id, job).await.unwrap().expect("the job");
             if j.finished {
                 break j;
             }
