@@ -13,5 +13,7 @@ CREATE INDEX members_search_mobile ON members (spot_id, (mobile_number COLLATE "
 -- The console's status and role filters, newest first: each page and its (capped)
 -- count is a range of one index instead of a walk of the invitation-date index that
 -- tests every member (a role held by 2 % of a million members took 1.3 s a page).
-CREATE INDEX members_status_invited ON members (spot_id, status, invited_at);
-CREATE INDEX members_role_invited ON members (spot_id, role, invited_at);
+-- The id ends each key as it ends the list's order (keyset pages), so PostgreSQL reads
+-- a page in order instead of sorting every match (0.7 s for a third of a million).
+CREATE INDEX members_status_invited ON members (spot_id, status, invited_at, id);
+CREATE INDEX members_role_invited ON members (spot_id, role, invited_at, id);
