@@ -10,7 +10,7 @@
 //!
 //! Seeds one spot with N members, starts a real server on a loopback port and drives
 //! it with concurrent HTTP clients. Each read is also served by a bare axum + sqlx
-//! server on the same database with the same SQL (`bare.rs`) in the same run,
+//! server on the same database with the same SQL (`load/bare.rs`) in the same run,
 //! interleaved, and reported as a ratio to it (throughput and p99 latency): the
 //! fraction of the stack's own ceiling openspot reaches. The other figures are ratios
 //! to GET one member by id in the same run. It also times what the design avoids (a
@@ -29,7 +29,7 @@ use openspot::{AppState, Config};
 use serde_json::json;
 use uuid::Uuid;
 
-#[path = "bare.rs"]
+#[path = "load/bare.rs"]
 mod bare;
 
 const WORKERS: usize = 8;
