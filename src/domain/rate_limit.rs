@@ -8,9 +8,14 @@
 //! database sees about one write per 20 requests on a quiet window and the limit is
 //! never exceeded: a replica can only spend what it leased. The cost is that a replica
 //! holding an unspent lease may make another one refuse a little early near the limit.
+//! While a window is far from its limit, the next lease is taken in the background
+//! before the current one runs out ([`REFILL_AT`]), so a request spends from a lease
+//! instead of waiting on a database write (on SQLite, behind the one writer): the
+//! writes are as many, off the requests' path. Near the limit leases are taken as
+//! before, when needed, so no replica holds more than one small lease there.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
@@ -91,11 +96,27 @@ struct Lease {
     unspent: i64,
     /// The window's total in the database as last seen.
     db_used: i64,
+    /// A lease is being taken in the background (see [`REFILL_AT`]).
+    refilling: bool,
 }
+
+impl Lease {
+    fn new(window_start: i64, window_ms: i64) -> Self {
+        Lease { window_start, window_ms, unspent: 0, db_used: 0, refilling: false }
+    }
+}
+
+/// The most requests one lease takes from the database.
+const MAX_BATCH: i64 = 20;
+/// When a window has room for full leases ([`MAX_BATCH`]) and this many leased
+/// requests are left, the next lease is taken in the background.
+pub const REFILL_AT: i64 = MAX_BATCH / 4;
+
+type Leases = Arc<Mutex<HashMap<(SpotId, String), Lease>>>;
 
 #[derive(Debug, Default)]
 pub struct RateLimiter {
-    leases: Mutex<HashMap<(SpotId, String), Lease>>,
+    leases: Leases,
 }
 
 impl RateLimiter {
@@ -114,18 +135,24 @@ impl RateLimiter {
             let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
             let lease = leases.entry(key.clone()).or_insert_with(|| {
                 rolled_over = true;
-                Lease { window_start, window_ms, unspent: 0, db_used: 0 }
+                Lease::new(window_start, window_ms)
             });
             if lease.window_start != window_start {
                 rolled_over = true;
-                *lease = Lease { window_start, window_ms, unspent: 0, db_used: 0 };
+                *lease = Lease::new(window_start, window_ms);
             }
             if lease.unspent > 0 {
                 lease.unspent -= 1;
                 let remaining = (limit - lease.db_used + lease.unspent).max(0);
+                let refill = lease.unspent <= REFILL_AT && !lease.refilling && (limit - lease.db_used) / 8 >= MAX_BATCH;
+                if refill {
+                    lease.refilling = true;
+                    drop(leases);
+                    self.refill(db.clone(), key, window_start, limit);
+                }
                 return Ok(Decision { allowed: true, limit, remaining, reset_s });
             }
-            ((limit - lease.db_used) / 8).clamp(1, 20)
+            ((limit - lease.db_used) / 8).clamp(1, MAX_BATCH)
         };
 
         let mut c = db.conn().await?;
@@ -142,9 +169,9 @@ impl RateLimiter {
         drop(c);
 
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        let lease = leases.entry(key).or_insert(Lease { window_start, window_ms, unspent: 0, db_used: 0 });
+        let lease = leases.entry(key).or_insert_with(|| Lease::new(window_start, window_ms));
         if lease.window_start != window_start {
-            *lease = Lease { window_start, window_ms, unspent: 0, db_used: 0 };
+            *lease = Lease::new(window_start, window_ms);
         }
         match total {
             Some(total) => {
@@ -167,11 +194,94 @@ impl RateLimiter {
         }
     }
 
+    /// Takes a full lease of `key`'s window in the background and adds it to what is
+    /// left to spend. A lease taken for a window that has since ended is dropped (its
+    /// requests count in a dead row); a failure leaves the next request to lease.
+    fn refill(&self, db: Db, key: (SpotId, String), window_start: i64, limit: i64) {
+        let leases = self.leases.clone();
+        tokio::spawn(async move {
+            let taken = match db.conn().await {
+                Ok(mut c) => store::rate_limits::try_take(c.ex(), key.0, &key.1, window_start, MAX_BATCH, limit).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = &taken {
+                tracing::warn!(error = %e, scope = %key.1, "rate-limit lease in the background failed");
+            }
+            let mut leases = leases.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(lease) = leases.get_mut(&key).filter(|l| l.window_start == window_start) {
+                lease.refilling = false;
+                if let Ok(Some(total)) = taken {
+                    lease.db_used = lease.db_used.max(total);
+                    lease.unspent += MAX_BATCH;
+                }
+            }
+        });
+    }
+
     /// Drops leases of windows that ended (housekeeping). Scopes keyed by an address
     /// or a number are one-off, so without this the map would grow with every caller.
     pub fn forget_stale(&self) {
         let now = now_ms();
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
         leases.retain(|_, l| now < l.window_start + l.window_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
+    use super::*;
+
+    async fn lease_of(limiter: &RateLimiter, spot: SpotId, scope: &str) -> (i64, bool) {
+        let leases = limiter.leases.lock().unwrap();
+        let l = &leases[&(spot, scope.to_string())];
+        (l.unspent, l.refilling)
+    }
+
+    /// Far from the limit the next lease is taken before the current one runs out;
+    /// near it, only when needed; and the database never grants past the limit.
+    #[tokio::test]
+    async fn leases_ahead_only_far_from_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect_and_migrate(&format!("sqlite://{}", dir.path().join("rl.db").display())).await.unwrap();
+        let limiter = RateLimiter::new();
+        let (spot, window) = (SpotId(Uuid::now_v7()), 3_600_000);
+        let used = |scope: &'static str| {
+            let db = db.clone();
+            async move {
+                let now = now_ms();
+                let mut c = db.conn().await.unwrap();
+                store::rate_limits::used(c.ex(), spot, scope, now - now.rem_euclid(window)).await.unwrap()
+            }
+        };
+        // First request: a full lease, taken on the request's path.
+        assert!(limiter.check(&db, spot, "far", 1_000_000, window).await.unwrap().allowed);
+        assert_eq!(lease_of(&limiter, spot, "far").await, (MAX_BATCH - 1, false));
+        // Spending down to REFILL_AT starts one background lease, added when it lands.
+        for _ in 0..(MAX_BATCH - 1 - REFILL_AT) {
+            assert!(limiter.check(&db, spot, "far", 1_000_000, window).await.unwrap().allowed);
+        }
+        for _ in 0..100 {
+            if !lease_of(&limiter, spot, "far").await.1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(lease_of(&limiter, spot, "far").await, (REFILL_AT + MAX_BATCH, false));
+        assert_eq!(used("far").await, 2 * MAX_BATCH);
+
+        // Near the limit (less than 8 full leases left): leases as needed, never ahead,
+        // and never past the limit.
+        let limit = 100;
+        let mut allowed = 0;
+        for _ in 0..limit + 10 {
+            let d = limiter.check(&db, spot, "near", limit, window).await.unwrap();
+            allowed += i64::from(d.allowed);
+            assert!(!lease_of(&limiter, spot, "near").await.1);
+        }
+        assert_eq!(allowed, limit);
+        assert_eq!(used("near").await, limit);
     }
 }
