@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 
 use openspot::domain::auth::Limits;
 use openspot::domain::groups::{self, NewGroup};
-use openspot::domain::properties::{self, NewProperty};
 use openspot::store::Db;
 
 #[path = "common/seed.rs"]
@@ -163,30 +162,8 @@ async fn main() {
         .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("bench.db").display()));
     let db = Db::connect_and_migrate(&url).await.unwrap();
     let (spot, key) = openspot::domain::spots::create_spot(&db, "bench").await.unwrap();
-    let score = properties::create_property(
-        &db,
-        spot.id,
-        NewProperty {
-            slug: Some("score".into()),
-            label: Some("Score".into()),
-            kind: Some("Number".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    properties::create_property(
-        &db,
-        spot.id,
-        NewProperty {
-            slug: Some("team".into()),
-            label: Some("Team".into()),
-            kind: Some("Text".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let score = seed::property(&db, spot.id, "score", "Score", "Number").await;
+    seed::property(&db, spot.id, "team", "Team", "Text").await;
     eprintln!("openspot console benchmark: {n} members, {}", db.backend_name());
     let t = Instant::now();
     let ids = seed::seed(&db, spot.id.into(), score.id.uuid(), n).await;

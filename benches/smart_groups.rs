@@ -22,7 +22,6 @@ use std::time::Instant;
 use openspot::domain::groups::{self, NewGroup};
 use openspot::domain::ids::{GroupId, MemberId, SpotId};
 use openspot::domain::members::{self, MemberPatch};
-use openspot::domain::properties::{self, NewProperty};
 use openspot::store::Db;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -82,18 +81,7 @@ async fn main() {
         .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("bench.db").display()));
     let db = Db::connect_and_migrate(&url).await.unwrap();
     let (spot, _key) = openspot::domain::spots::create_spot(&db, "bench").await.unwrap();
-    let score = properties::create_property(
-        &db,
-        spot.id,
-        NewProperty {
-            slug: Some("score".into()),
-            label: Some("Score".into()),
-            kind: Some("Number".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let score = seed::property(&db, spot.id, "score", "Score", "Number").await;
     eprintln!("openspot smart-group benchmark: {n} members, {}", db.backend_name());
     let t = Instant::now();
     let ids = seed(&db, spot.id.into(), score.id.uuid(), n).await;

@@ -3,8 +3,21 @@
 
 #![allow(dead_code)]
 
+use openspot::domain::ids::SpotId;
+use openspot::domain::properties::{self, NewProperty, PropertyDef};
 use openspot::store::Db;
 use uuid::Uuid;
+
+/// Defines the custom property `slug` of type `kind` in the spot.
+pub async fn property(db: &Db, spot: SpotId, slug: &str, label: &str, kind: &str) -> PropertyDef {
+    let new = NewProperty {
+        slug: Some(slug.into()),
+        label: Some(label.into()),
+        kind: Some(kind.into()),
+        ..Default::default()
+    };
+    properties::create_property(db, spot, new).await.unwrap()
+}
 
 /// A SQL literal of a UUID for the backend.
 pub fn uuid_lit(db: &Db, id: Uuid) -> String {
