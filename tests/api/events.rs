@@ -165,7 +165,11 @@ both_with!(group_membership_events_come_from_v1_and_from_smart_rules, |c| { fast
     let r = app.put(&format!("/v1/spotMembers/{b}"), json!({"status": "Deactivated"})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let evs = events(&rx, 7).await;
-    let smart_events: Vec<(String, String)> = evs[3..]
+    // Delivery order is not promised (concurrent attempts): a receiver orders by
+    // `occurredAtMs`, which follows the commits.
+    let mut later: Vec<&Value> = evs[3..].iter().collect();
+    later.sort_by_key(|e| e["occurredAtMs"].as_i64().unwrap());
+    let smart_events: Vec<(String, String)> = later
         .iter()
         .filter(|e| e["type"] != "member.updated")
         .map(|e| (e["type"].as_str().unwrap().to_string(), e["group"]["id"].as_str().unwrap().to_string()))
