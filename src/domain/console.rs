@@ -181,6 +181,11 @@ fn attempt_windows(email_norm: &str, ip: Option<IpAddr>) -> (String, Option<Stri
     (format!("console:account:{email_norm}"), ip.map(|ip| format!("console:address:{ip}")))
 }
 
+/// The window of failed sign-ins of `scope` (from [`attempt_windows`]), allowing `limit`.
+fn sign_in_window(scope: &str, limit: i64) -> AttemptWindow<'_> {
+    AttemptWindow { spot_id: ANONYMOUS, scope, window_ms: FAILURE_WINDOW_MS, limit }
+}
+
 /// Signs in with email and password. Every attempt spends one try of the account's
 /// and the address's windows (429 when either is spent); a success gives both back.
 /// A wrong email, a wrong password and an account without a password all answer the
@@ -191,18 +196,8 @@ pub async fn sign_in_with_password(db: &Db, email: &str, password: &str, ip: Opt
         return Err(Error::invalid("email", "email and password are required"));
     }
     let (account_scope, address_scope) = attempt_windows(&email_norm, ip);
-    let account = AttemptWindow {
-        spot_id: ANONYMOUS,
-        scope: &account_scope,
-        window_ms: FAILURE_WINDOW_MS,
-        limit: FAILURES_PER_ACCOUNT,
-    };
-    let address = address_scope.as_deref().map(|scope| AttemptWindow {
-        spot_id: ANONYMOUS,
-        scope,
-        window_ms: FAILURE_WINDOW_MS,
-        limit: FAILURES_PER_ADDRESS,
-    });
+    let account = sign_in_window(&account_scope, FAILURES_PER_ACCOUNT);
+    let address = address_scope.as_deref().map(|scope| sign_in_window(scope, FAILURES_PER_ADDRESS));
     if let Some(a) = &address {
         a.take(db).await?;
     }
@@ -255,12 +250,7 @@ static DUMMY_HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_
 /// against the address.
 pub async fn sign_in_with_link(db: &Db, token: &str, ip: Option<IpAddr>) -> Result<NewSession> {
     let (_, address_scope) = attempt_windows("", ip);
-    let address = address_scope.as_deref().map(|scope| AttemptWindow {
-        spot_id: ANONYMOUS,
-        scope,
-        window_ms: FAILURE_WINDOW_MS,
-        limit: FAILURES_PER_ADDRESS,
-    });
+    let address = address_scope.as_deref().map(|scope| sign_in_window(scope, FAILURES_PER_ADDRESS));
     if let Some(a) = &address {
         a.take(db).await?;
     }

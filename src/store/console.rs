@@ -289,21 +289,10 @@ enum Searched {
     Mobile,
 }
 
-/// `column` starts with `prefix`, spelt as the range `[prefix, prefix + U+10FFFF)` of the
-/// column's search index: byte order on both backends (SQLite's BINARY; PostgreSQL's
-/// `COLLATE "C"`, whatever the database's collation).
-fn push_prefix(sql: &mut Sql, column: Searched, prefix: &str) {
-    let folded = match column {
-        Searched::Email => prefix.to_lowercase(),
-        Searched::Firstname | Searched::Lastname => prefix.to_ascii_lowercase(),
-        Searched::Mobile => prefix.to_string(),
-    };
-    let upper = format!("{folded}\u{10FFFF}");
-    for (i, (cmp, bound)) in [(" >= ", folded), (" < ", upper)].into_iter().enumerate() {
-        if i > 0 {
-            sql.push(" AND ");
-        }
-        match column {
+impl Searched {
+    /// The column as its search index has it, compared in byte order.
+    fn push_index_expr(self, sql: &mut Sql) {
+        match self {
             Searched::Email => {
                 sql.push("email_norm");
             }
@@ -314,8 +303,23 @@ fn push_prefix(sql: &mut Sql, column: Searched, prefix: &str) {
             Searched::Lastname => super::smart_sql::push_folded(sql, "lastname"),
         }
         sql.push_per_backend(" COLLATE \"C\"", "");
-        sql.push(cmp).push_bind(Bind::Text(bound));
     }
+}
+
+/// `column` starts with `prefix`, spelt as the range `[prefix, prefix + U+10FFFF)` of the
+/// column's search index: byte order on both backends (SQLite's BINARY; PostgreSQL's
+/// `COLLATE "C"`, whatever the database's collation).
+fn push_prefix(sql: &mut Sql, column: Searched, prefix: &str) {
+    let folded = match column {
+        Searched::Email => prefix.to_lowercase(),
+        Searched::Firstname | Searched::Lastname => prefix.to_ascii_lowercase(),
+        Searched::Mobile => prefix.to_string(),
+    };
+    let upper = format!("{folded}\u{10FFFF}");
+    column.push_index_expr(sql);
+    sql.push(" >= ").push_bind(Bind::Text(folded)).push(" AND ");
+    column.push_index_expr(sql);
+    sql.push(" < ").push_bind(Bind::Text(upper));
 }
 
 /// One page of the members matching `f`, ordered by `sort` (then id), starting after
