@@ -592,42 +592,54 @@ fn parse_stored_rules(g: &Group, props: &[PropertyDef]) -> Result<Rules> {
 /// transaction that changed the member): joins the groups it now matches, leaves the
 /// ones it no longer does. Blacklisted members never join.
 pub async fn refresh_smart_memberships(tx: &mut Tx, m: &Member) -> Result<()> {
-    let smart = store::smart_groups::list(tx.ex(), m.spot_id).await?;
+    refresh_smart_memberships_of(tx, std::slice::from_ref(m)).await
+}
+
+/// [`refresh_smart_memberships`] for several members of one spot (a chunk of a bulk
+/// change): the spot's smart groups, their rules and its property definitions are
+/// read and parsed once, not once per member.
+pub async fn refresh_smart_memberships_of(tx: &mut Tx, members: &[Member]) -> Result<()> {
+    let Some(spot_id) = members.first().map(|m| m.spot_id) else {
+        return Ok(());
+    };
+    let smart = store::smart_groups::list(tx.ex(), spot_id).await?;
     if smart.is_empty() {
         return Ok(());
     }
-    let current: HashSet<GroupId> =
-        store::memberships::groups_of_member(tx.ex(), m.spot_id, m.id).await?.into_iter().collect();
-    let blacklisted: HashSet<GroupId> =
-        store::blacklist::groups_of_member(tx.ex(), m.spot_id, m.id).await?.into_iter().collect();
     let uses_properties = smart.iter().any(|(_, r)| r.contains("\"customProperties."));
-    let (props, values) = if uses_properties {
-        (super::properties::all_in(tx.ex(), m.spot_id).await?, property_values(tx, m).await?)
-    } else {
-        (Vec::new(), PropertyValues::new())
-    };
-    for (group_id, rules) in smart {
-        let Ok(v) = serde_json::from_str::<Value>(&rules) else {
-            continue;
-        };
-        // Rules that no longer parse (a property they read was removed) match no one.
-        let should = match Rules::parse_with(&v, &props, false) {
-            Ok(rules) => rules.matches_with(m, &values) && !blacklisted.contains(&group_id),
-            Err(_) => false,
-        };
-        let is = current.contains(&group_id);
-        if should && !is {
-            // Under the group's lock, re-read the blacklist: a concurrent
-            // `blacklist~bulkAdd` holds that lock until it commits, and what it listed
-            // must not be joined from a read taken before its commit.
-            if !store::groups::lock(tx.ex(), m.spot_id, group_id).await?
-                || store::blacklist::contains(tx.ex(), m.spot_id, group_id, m.id).await?
-            {
-                continue;
+    let props = if uses_properties { super::properties::all_in(tx.ex(), spot_id).await? } else { Vec::new() };
+    // Rules that no longer parse (a property they read was removed) match no one.
+    let parsed: Vec<(GroupId, Option<Rules>)> = smart
+        .iter()
+        .map(|(group_id, rules)| {
+            let rules =
+                serde_json::from_str::<Value>(rules).ok().and_then(|v| Rules::parse_with(&v, &props, false).ok());
+            (*group_id, rules)
+        })
+        .collect();
+    for m in members {
+        let current: HashSet<GroupId> =
+            store::memberships::groups_of_member(tx.ex(), m.spot_id, m.id).await?.into_iter().collect();
+        let blacklisted: HashSet<GroupId> =
+            store::blacklist::groups_of_member(tx.ex(), m.spot_id, m.id).await?.into_iter().collect();
+        let values = if uses_properties { property_values(tx, m).await? } else { PropertyValues::new() };
+        for (group_id, rules) in &parsed {
+            let group_id = *group_id;
+            let should = rules.as_ref().is_some_and(|r| r.matches_with(m, &values)) && !blacklisted.contains(&group_id);
+            let is = current.contains(&group_id);
+            if should && !is {
+                // Under the group's lock, re-read the blacklist: a concurrent
+                // `blacklist~bulkAdd` holds that lock until it commits, and what it listed
+                // must not be joined from a read taken before its commit.
+                if !store::groups::lock(tx.ex(), m.spot_id, group_id).await?
+                    || store::blacklist::contains(tx.ex(), m.spot_id, group_id, m.id).await?
+                {
+                    continue;
+                }
+                join(tx, m.spot_id, group_id, m.id, GroupRole::Member).await?;
+            } else if !should && is {
+                leave(tx, m.spot_id, group_id, &[m.id]).await?;
             }
-            join(tx, m.spot_id, group_id, m.id, GroupRole::Member).await?;
-        } else if !should && is {
-            leave(tx, m.spot_id, group_id, &[m.id]).await?;
         }
     }
     Ok(())

@@ -1,9 +1,10 @@
 //! Kaizala refresh and access tokens (stored as SHA-256 hashes), and revocation.
 
+use super::sql::{Sql, IN_LIST_MAX};
 use super::Ex;
 use crate::domain::ids::{ConnectorId, MemberId, SpotId};
 use crate::domain::vocab::MemberStatus;
-use crate::run;
+use crate::{bind_all, run};
 
 /// Who a token speaks for, and until when (a row of `kz_refresh_tokens`, or of
 /// `kz_access_tokens` whose issue time is not kept).
@@ -105,16 +106,27 @@ pub async fn delete_access_of_pair(
 /// Revokes everything a member holds: refresh and access tokens of every connector,
 /// and pending PINs (the member was signed out: Deactivated, Rejected or Left).
 pub async fn revoke_member(ex: Ex<'_>, spot_id: SpotId, member_id: MemberId) -> Result<(), sqlx::Error> {
-    run!(ex, |c| {
-        for table in ["kz_access_tokens", "kz_refresh_tokens", "kz_pins"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE spot_id = $1 AND member_id = $2"))
-                .bind(spot_id)
-                .bind(member_id)
-                .execute(&mut *c)
-                .await?;
+    revoke_members(ex, spot_id, &[member_id]).await
+}
+
+/// [`revoke_member`] for several members of a spot at once (a bulk status change), in
+/// statements of [`IN_LIST_MAX`] members.
+pub async fn revoke_members(mut ex: Ex<'_>, spot_id: SpotId, member_ids: &[MemberId]) -> Result<(), sqlx::Error> {
+    for chunk in member_ids.chunks(IN_LIST_MAX) {
+        for table in [
+            "DELETE FROM kz_access_tokens WHERE spot_id = ",
+            "DELETE FROM kz_refresh_tokens WHERE spot_id = ",
+            "DELETE FROM kz_pins WHERE spot_id = ",
+        ] {
+            let mut sql = Sql::new(table);
+            sql.push_bind(spot_id.into()).push(" AND member_id IN ").push_list(chunk.iter().map(|id| (*id).into()));
+            run!(ex.reborrow(), |c| bind_all!(sqlx::query(sql.text_for(&*c)), &sql.binds)
+                .execute(c)
+                .await
+                .map(|_| ()))?;
         }
-        Ok(())
-    })
+    }
+    Ok(())
 }
 
 /// Drops the spot's expired access tokens.

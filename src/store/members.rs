@@ -196,6 +196,77 @@ pub async fn update(ex: Ex<'_>, m: &MemberRow) -> Result<(), sqlx::Error> {
     })
 }
 
+/// The spot's members among `ids`, in id order, each row-locked until the transaction
+/// ends (PostgreSQL; SQLite serialises writers): the read of a chunk of a bulk change,
+/// taken in id order so that two chunks over the same members cannot deadlock.
+pub async fn get_many_for_update(ex: Ex<'_>, spot_id: SpotId, ids: &[MemberId]) -> Result<Vec<MemberRow>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM members WHERE spot_id = "]);
+    sql.push_bind(spot_id.into()).push(" AND id IN ");
+    sql.push_list(ids.iter().map(|id| (*id).into())).push(" ORDER BY id").push(ex.row_lock(" FOR NO KEY UPDATE"));
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, MemberRow>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+}
+
+/// Writes a status change of several members of one spot (`members`, all holding the
+/// same new status, as `Member::set_status` left them) in one statement per
+/// [`IN_LIST_MAX`] members. It names only the columns a status change moves: SQLite
+/// rewrites the entry of every index over a column an `UPDATE` sets, changed or not,
+/// and a member has a dozen of them (a full-row [`update`] per member made a
+/// 10,000-member bulk status change write every one of them). `registered_at` and
+/// `user_id` are set only when one of `members` is registering (its first Accepted),
+/// each to its own value.
+pub async fn update_status_many(
+    mut ex: Ex<'_>,
+    spot_id: SpotId,
+    status: MemberStatus,
+    now: i64,
+    members: &[MemberRow],
+    registering: &[MemberId],
+) -> Result<(), sqlx::Error> {
+    for chunk in members.chunks(IN_LIST_MAX / 4) {
+        let mut sql = Sql::new("UPDATE members SET status = ");
+        sql.push_bind(Bind::Text(status.to_string())).push(", updated_at = ").push_bind(Bind::I64(now));
+        let registered: Vec<&MemberRow> = chunk.iter().filter(|m| registering.contains(&m.id)).collect();
+        if !registered.is_empty() {
+            sql.push(", registered_at = CASE id");
+            for m in &registered {
+                sql.push(" WHEN ").push_bind(m.id.into()).push(" THEN ");
+                match m.registered_at {
+                    Some(at) => sql.push_bind(Bind::I64(at)),
+                    None => sql.push("registered_at"),
+                };
+            }
+            sql.push(" ELSE registered_at END, user_id = CASE id");
+            for m in &registered {
+                sql.push(" WHEN ").push_bind(m.id.into()).push(" THEN ");
+                match m.user_id {
+                    Some(user) => sql.push_bind(Bind::Uuid(user)),
+                    None => sql.push("user_id"),
+                };
+            }
+            sql.push(" ELSE user_id END");
+        }
+        sql.push(" WHERE spot_id = ").push_bind(spot_id.into()).push(" AND id IN ");
+        sql.push_list(chunk.iter().map(|m| m.id.into()));
+        run!(ex.reborrow(), |c| bind_all!(sqlx::query(sql.text_for(&*c)), &sql.binds).execute(c).await.map(|_| ()))?;
+    }
+    Ok(())
+}
+
+/// Sets `updated_at` of the spot's members among `ids` (their properties changed): the
+/// one column, for the reason [`update_status_many`] gives.
+pub async fn touch_many(mut ex: Ex<'_>, spot_id: SpotId, ids: &[MemberId], now: i64) -> Result<(), sqlx::Error> {
+    for chunk in ids.chunks(IN_LIST_MAX) {
+        let mut sql = Sql::new("UPDATE members SET updated_at = ");
+        sql.push_bind(Bind::I64(now)).push(" WHERE spot_id = ").push_bind(spot_id.into()).push(" AND id IN ");
+        sql.push_list(chunk.iter().map(|id| (*id).into()));
+        run!(ex.reborrow(), |c| bind_all!(sqlx::query(sql.text_for(&*c)), &sql.binds).execute(c).await.map(|_| ()))?;
+    }
+    Ok(())
+}
+
 /// Takes a deleted custom role away from the members holding it.
 pub async fn clear_custom_role(ex: Ex<'_>, spot_id: SpotId, role_id: RoleId, now: i64) -> Result<u64, sqlx::Error> {
     run!(ex, |c| {

@@ -127,6 +127,32 @@ pub async fn replace(
     })
 }
 
+/// Gives each of `member_ids` the same value of a property (`values` empty clears
+/// it): one delete and batched inserts for all of them (a bulk action's chunk), in
+/// statements of [`IN_LIST_MAX`] members or value rows.
+pub async fn replace_many(
+    mut ex: Ex<'_>,
+    spot_id: SpotId,
+    property_id: PropertyId,
+    member_ids: &[MemberId],
+    values: &[StoredValue],
+) -> Result<(), sqlx::Error> {
+    for chunk in member_ids.chunks(IN_LIST_MAX) {
+        let mut sql = Sql::new("DELETE FROM member_property_values WHERE spot_id = ");
+        sql.push_bind(spot_id.into()).push(" AND property_id = ").push_bind(property_id.into());
+        sql.push(" AND member_id IN ").push_list(chunk.iter().map(|id| (*id).into()));
+        run!(ex.reborrow(), |c| bind_all!(sqlx::query(sql.text_for(&*c)), &sql.binds).execute(c).await.map(|_| ()))?;
+    }
+    let rows: Vec<_> = member_ids
+        .iter()
+        .flat_map(|mid| values.iter().enumerate().map(move |(ord, v)| (property_id, *mid, ord as i64, v.clone())))
+        .collect();
+    for chunk in rows.chunks(IN_LIST_MAX) {
+        insert_many(ex.reborrow(), spot_id, chunk).await?;
+    }
+    Ok(())
+}
+
 /// A member's stored values: (property id, ord, text, num), in ord order.
 pub async fn list_of_member(
     ex: Ex<'_>,

@@ -125,3 +125,133 @@ both!(a_bulk_chunk_applies_to_the_others_when_one_member_is_refused, |app| {
         }
     }
 });
+
+/// Runs a bulk action over `targets` to its end and returns its progress.
+async fn run_bulk(
+    app: &TestApp,
+    session: &openspot::domain::console::ConsoleSession,
+    action: openspot::domain::console::BulkAction,
+    targets: &[&str],
+) -> openspot::domain::console::JobProgress {
+    let targets = targets.iter().map(|id| id.parse().unwrap()).collect();
+    let job = openspot::domain::console::start_bulk(&app.db, session, action, "bulk", targets).await.unwrap();
+    for _ in 0..500 {
+        let j = openspot::domain::console::job(&app.db, app.spot_id, job).await.unwrap().expect("the job");
+        if j.finished {
+            return j;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the bulk action never finished");
+}
+
+/// The emails of a smart group's members once it is ready, sorted.
+async fn smart_members(app: &TestApp, gid: &str) -> Vec<String> {
+    for _ in 0..500 {
+        if app.get(&format!("/v1/groups/{gid}")).await.body["ready"] == true {
+            let r = app.get(&format!("/v1/groups/{gid}/spotMembers?limit=100")).await;
+            let mut emails: Vec<String> =
+                r.body["items"].as_array().unwrap().iter().map(|m| m["email"].as_str().unwrap().to_string()).collect();
+            emails.sort();
+            return emails;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("smart group {gid} never became ready");
+}
+
+/// `member.updated` rows queued per member id.
+async fn updates_per_member(app: &TestApp) -> std::collections::HashMap<String, usize> {
+    let f = openspot::store::outbox::OutboxFilter { spot_id: Some(app.spot_id), ..Default::default() };
+    let mut c = app.db.conn().await.unwrap();
+    let rows = openspot::store::outbox::list(c.ex(), &f, 1000).await.unwrap();
+    let mut out = std::collections::HashMap::new();
+    for r in rows.iter().filter(|r| r.event_type == "member.updated") {
+        let payload: serde_json::Value = serde_json::from_str(&r.payload).unwrap();
+        *out.entry(payload["member"]["id"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    out
+}
+
+fn smart(field: &str, value: &str) -> serde_json::Value {
+    let trigger = json!({"field": field, "op": "eq", "value": value});
+    json!({"operator": "AND", "conditions": [{"operator": "AND", "triggers": [trigger]}]})
+}
+
+// A bulk change writes a chunk at once, and still does for each member what the API's
+// update does: a first acceptance gives the member its own user id, every member whose
+// status or value changes gets one `member.updated` event (one already in the status
+// none), and smart groups follow each member.
+crate::both_with!(
+    a_bulk_change_does_for_each_member_what_an_update_does,
+    |c| {
+        c.allow_private_targets = true;
+        c.outbox.attempt_timeout = std::time::Duration::from_secs(30);
+        c.outbox.lease = std::time::Duration::from_secs(40);
+    },
+    |app| {
+        use openspot::domain::console::BulkAction;
+        use openspot::domain::vocab::MemberStatus;
+        let (b, _) = signed_in(&app).await;
+        let session = openspot::domain::console::authenticate(&app.db, b.cookie.as_deref().unwrap()).await.unwrap();
+        let rx = crate::receiver::Receiver::start(crate::receiver::Reply::Hang).await;
+        let r = app.post("/v1/webhooks", json!({"url": rx.url(), "eventTypes": ["member.updated"]})).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let r = app.post("/v1/customProperties", json!({"label": "Team", "slug": "team", "type": "Text"})).await;
+        assert!(r.status == 201 || r.status == 200, "{}", r.text);
+        let accepted = app
+            .post("/v1/groups", json!({"name": "accepted", "type": "Smart", "rules": smart("status", "Accepted")}))
+            .await;
+        assert_eq!(accepted.status, 201, "{}", accepted.text);
+        let accepted = accepted.body["id"].as_str().unwrap().to_string();
+        let blue = app
+            .post(
+                "/v1/groups",
+                json!({"name": "blue", "type": "Smart", "rules": smart("customProperties.team", "Blue")}),
+            )
+            .await;
+        assert_eq!(blue.status, 201, "{}", blue.text);
+        let blue = blue.body["id"].as_str().unwrap().to_string();
+
+        let a = app.invite("a@example.com").await;
+        let bb = app.invite("b@example.com").await;
+        let c = app.invite("c@example.com").await;
+        let r = app.put(&format!("/v1/spotMembers/{c}"), json!({"status": "Accepted"})).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let c_user = r.body["userId"].clone();
+        assert!(c_user.is_string(), "{}", r.text);
+        let before = updates_per_member(&app).await;
+        assert_eq!(before.get(&c), Some(&1));
+
+        let p = run_bulk(&app, &session, BulkAction::SetStatus(MemberStatus::Accepted), &[&a, &bb, &c]).await;
+        assert_eq!((p.done, p.failed, p.error.clone()), (3, 0, None));
+        let users: Vec<serde_json::Value> = {
+            let mut v = Vec::new();
+            for id in [&a, &bb, &c] {
+                let m = app.get(&format!("/v1/spotMembers/{id}")).await;
+                assert_eq!(m.body["status"], "Accepted", "{}", m.text);
+                v.push(m.body["userId"].clone());
+            }
+            v
+        };
+        assert!(users[0].is_string() && users[1].is_string() && users[0] != users[1], "{users:?}");
+        assert_eq!(users[2], c_user, "an accepted member keeps its user id");
+        let updates = updates_per_member(&app).await;
+        assert_eq!((updates.get(&a), updates.get(&bb), updates.get(&c)), (Some(&1), Some(&1), Some(&1)), "{updates:?}");
+        assert_eq!(smart_members(&app, &accepted).await, ["a@example.com", "b@example.com", "c@example.com"]);
+
+        let set_blue = BulkAction::SetProperty { slug: "team".into(), value: "Blue".into() };
+        let p = run_bulk(&app, &session, set_blue, &[&a, &bb]).await;
+        assert_eq!((p.done, p.failed, p.error.clone()), (2, 0, None));
+        assert_eq!(smart_members(&app, &blue).await, ["a@example.com", "b@example.com"]);
+        let updates = updates_per_member(&app).await;
+        assert_eq!((updates.get(&a), updates.get(&c)), (Some(&2), Some(&1)), "{updates:?}");
+        let v = app.get(&format!("/v1/spotMembers/{bb}/customPropertiesValues")).await;
+        assert!(v.text.contains("Blue"), "{}", v.text);
+
+        let p = run_bulk(&app, &session, BulkAction::SetStatus(MemberStatus::Deactivated), &[&a]).await;
+        assert_eq!((p.done, p.failed), (1, 0));
+        assert_eq!(smart_members(&app, &accepted).await, ["b@example.com", "c@example.com"]);
+        assert_eq!(smart_members(&app, &blue).await, ["a@example.com", "b@example.com"], "a is still Blue");
+    }
+);
