@@ -207,6 +207,9 @@ async fn main() {
     time_page(&c, "members, status = Accepted", "/console/members?status=Accepted").await;
     time_page(&c, "members, role = Admin", "/console/members?role=Admin").await;
     time_page(&c, "members, score >= 50", "/console/members?prop=score&op=gte&value=50").await;
+    time_page(&c, "members, score < 1 (few)", "/console/members?prop=score&op=lt&value=1").await;
+    time_page(&c, "members, score >= 50, Accepted", "/console/members?prop=score&op=gte&value=50&status=Accepted")
+        .await;
     time_page(&c, "members, search 'first12' (many)", "/console/members?q=first12").await;
     time_page(&c, "members, search 'm123456@' (one)", "/console/members?q=m123456%40").await;
     time_page(&c, "members, search 'last99' by name", "/console/members?q=last99&sort=lastname").await;
