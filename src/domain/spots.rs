@@ -81,6 +81,38 @@ pub async fn rotate_key(db: &Db, id: SpotId) -> Result<String> {
     Ok(key)
 }
 
+/// A short public name of the spot's current key (16 hex digits of its stored hash,
+/// which reveal nothing of the key): the console's rotation form carries it, so that
+/// the form sent twice (a page reload re-posts it) replaces the key once.
+pub async fn key_fingerprint(db: &Db, id: SpotId) -> Result<String> {
+    let mut c = db.conn().await?;
+    let hash = store::spots::get_key_hash(c.ex(), id).await?.ok_or(Error::NotFound(Entity::Spot))?;
+    Ok(fingerprint_of(&hash))
+}
+
+fn fingerprint_of(hash: &[u8]) -> String {
+    hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Replaces the API key if it is still the one `fingerprint` names
+/// ([`key_fingerprint`]) and returns the new key; None when the key was replaced since
+/// (this request repeats one that did it, or another admin rotated meanwhile): nothing
+/// changes, and the key shown by that rotation stays the key.
+pub async fn rotate_key_if_current(db: &Db, id: SpotId, fingerprint: &str) -> Result<Option<String>> {
+    let mut tx = db.begin().await?;
+    let current = store::spots::get_key_hash(tx.ex(), id).await?.ok_or(Error::NotFound(Entity::Spot))?;
+    let presented = fingerprint.trim().as_bytes();
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(fingerprint_of(&current).as_bytes(), presented)) {
+        return Ok(None);
+    }
+    let key = generate_api_key();
+    if !store::spots::replace_key_hash(tx.ex(), id, &current, &hash_api_key(&key)).await? {
+        return Ok(None);
+    }
+    tx.commit().await?;
+    Ok(Some(key))
+}
+
 /// Overrides the spot's rate limits (`None` keeps the current value).
 pub async fn set_limits(db: &Db, id: SpotId, per_10s: Option<i64>, per_day: Option<i64>) -> Result<Spot> {
     for (field, v) in [("per-10s", per_10s), ("per-day", per_day)] {

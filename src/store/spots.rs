@@ -68,6 +68,27 @@ pub async fn set_key_hash(ex: Ex<'_>, id: SpotId, hash: &[u8]) -> Result<bool, s
     ))
 }
 
+/// The spot's stored API key hash (None: no such spot).
+pub async fn get_key_hash(ex: Ex<'_>, id: SpotId) -> Result<Option<Vec<u8>>, sqlx::Error> {
+    run!(ex, |c| sqlx::query_scalar::<_, Vec<u8>>("SELECT api_key_hash FROM spots WHERE id = $1")
+        .bind(id)
+        .fetch_optional(c)
+        .await)
+}
+
+/// Replaces the key hash only while it is still `old`; false when it is not (replaced
+/// meanwhile) or the spot is gone.
+pub async fn replace_key_hash(ex: Ex<'_>, id: SpotId, old: &[u8], new: &[u8]) -> Result<bool, sqlx::Error> {
+    run!(ex, |c| one_row(
+        sqlx::query("UPDATE spots SET api_key_hash = $3 WHERE id = $1 AND api_key_hash = $2")
+            .bind(id)
+            .bind(old)
+            .bind(new)
+            .execute(c)
+            .await
+    ))
+}
+
 pub async fn set_limits(
     ex: Ex<'_>,
     id: SpotId,

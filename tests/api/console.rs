@@ -825,7 +825,10 @@ both_with!(
         assert_eq!(page.status, 200, "{}", page.text);
         assert!(!page.text.contains(r#"<code id="secret">"#));
 
-        let rotated = b.post("/console/settings/rotate-key", &[]).await;
+        let form_field = r#"name="key" value=""#;
+        let at = page.text.find(form_field).expect("the rotation form names the key") + form_field.len();
+        let fingerprint = page.text[at..].split('"').next().unwrap().to_string();
+        let rotated = b.post("/console/settings/rotate-key", &[("key", &fingerprint)]).await;
         assert_eq!(rotated.status, 200);
         let key = shown_secret(&rotated);
         assert!(key.starts_with("os_"));
@@ -833,6 +836,18 @@ both_with!(
         crate::common::outlive_auth_cache(&app).await;
         assert_eq!(app.get("/v1/spotMembers").await.status, 401, "the old key stops working");
         assert!(!b.get("/console/settings").await.text.contains(&key), "shown once");
+        // The same form again (a reload of the answer re-posts it): nothing changes.
+        let again = b.post("/console/settings/rotate-key", &[("key", &fingerprint)]).await;
+        assert_eq!(again.status, 409, "{}", again.text);
+        assert!(again.text.contains("already replaced") && !again.text.contains(r#"<code id="secret">"#));
+        crate::common::outlive_auth_cache(&app).await;
+        assert_eq!(
+            app.send(reqwest::Method::GET, "/v1/spotMembers", Some(&key), None).await.status,
+            200,
+            "still the key"
+        );
+        let stale = b.post("/console/settings/rotate-key", &[]).await;
+        assert_eq!(stale.status, 409, "a form that names no key rotates nothing");
 
         let bad = b.post("/console/settings/limits", &[("per-10s", "0"), ("per-day", "")]).await;
         assert_eq!(bad.status, 400);

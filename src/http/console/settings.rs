@@ -39,6 +39,8 @@ pub fn routes() -> Router<AppState> {
 struct SettingsPage {
     nav: Nav,
     spot: Spot,
+    /// Names the current key in the rotation form ([`spots::key_fingerprint`]).
+    key_fingerprint: String,
     default_per_10s: i64,
     default_per_day: i64,
     connectors: Vec<Connector>,
@@ -62,6 +64,7 @@ async fn page(
     error: Option<(String, String)>,
 ) -> PageResult {
     let spot = spots::get_spot(&st.db, s.spot_id).await?;
+    let key_fingerprint = spots::key_fingerprint(&st.db, s.spot_id).await?;
     let connectors = kz_auth::list_connectors(&st.db, Some(s.spot_id)).await?;
     let (endpoints, _) =
         webhooks::list_endpoints(&st.db, s.spot_id, &ListQuery { page: 1, limit: 100, filters: Vec::new() }).await?;
@@ -69,6 +72,7 @@ async fn page(
     let mut r = render(&SettingsPage {
         nav: Nav::of(s, "settings"),
         spot,
+        key_fingerprint,
         default_per_10s: st.config.default_limits.per_10s,
         default_per_day: st.config.default_limits.per_day,
         connectors,
@@ -88,10 +92,23 @@ async fn show(State(st): State<AppState>, Admin(s): Admin) -> PageResult {
 }
 
 /// Replaces the API key; the new one is on this answer only (and the old stops working).
-async fn rotate_key(State(st): State<AppState>, Admin(s): Admin) -> PageResult {
-    let key = spots::rotate_key(&st.db, s.spot_id).await?;
-    st.keys.forget_spot(s.spot_id);
-    page(&st, &s, Some(("New API key".into(), key)), None).await
+/// The form names the key it replaces: sent again (a reload of this answer re-posts
+/// it), it changes nothing and says so, and the key shown the first time stays the key.
+async fn rotate_key(State(st): State<AppState>, Admin(s): Admin, body: Bytes) -> PageResult {
+    let f = Fields::from_body(&body);
+    match spots::rotate_key_if_current(&st.db, s.spot_id, f.get("key")).await? {
+        Some(key) => {
+            st.keys.forget_spot(s.spot_id);
+            page(&st, &s, Some(("New API key".into(), key)), None).await
+        }
+        None => {
+            let reason = "the key was already replaced since this page was loaded (a reload sends the form again): \
+                          the key shown then is the key; rotate again to replace it";
+            let mut r = page(&st, &s, None, Some(("key".into(), reason.into()))).await?;
+            *r.status_mut() = axum::http::StatusCode::CONFLICT;
+            Ok(r)
+        }
+    }
 }
 
 async fn limits(State(st): State<AppState>, Admin(s): Admin, body: Bytes) -> PageResult {
