@@ -269,7 +269,7 @@ async fn invite_members(
     reinvite_unenrolled: bool,
 ) -> Result<Vec<MemberId>> {
     let now = now_ms();
-    let mut changed = HashSet::new();
+    let mut changed = Vec::new();
     let known: HashSet<MemberId> = if reinvite_unenrolled {
         let existing: Vec<Participant> =
             from_rows(store::participants::get_many_by_member(tx.ex(), spot_id, course_id, member_ids).await?);
@@ -286,19 +286,27 @@ async fn invite_members(
         );
         existing.iter().map(|p| p.member_id).collect()
     } else {
-        // Group links and joiners: only which members participate already (no rows).
-        store::participants::participating(tx.ex(), spot_id, course_id, member_ids).await?.into_iter().collect()
+        // Group links and joiners: the insert itself skips the members who participate
+        // already (one probe of the unique key each). Looking them up first with an
+        // `IN` list was planned on PostgreSQL as a scan of the course's participants
+        // (statistics taken while the course was empty): quadratic in a large link.
+        HashSet::new()
     };
     let fresh: Vec<(ParticipantId, MemberId)> =
         member_ids.iter().filter(|m| !known.contains(m)).map(|m| (ParticipantId::generate(), *m)).collect();
     for chunk in fresh.chunks(INVITE_BATCH) {
-        let n = store::participants::insert_invited(tx.ex(), spot_id, course_id, chunk, invited_by, now).await?;
-        store::courses::add_participant_count(tx.ex(), spot_id, course_id, n as i64).await?;
-        let member_ids: Vec<MemberId> = chunk.iter().map(|(_, m)| *m).collect();
+        let mut inserted: HashSet<MemberId> =
+            store::participants::insert_invited(tx.ex(), spot_id, course_id, chunk, invited_by, now)
+                .await?
+                .into_iter()
+                .collect();
+        store::courses::add_participant_count(tx.ex(), spot_id, course_id, inserted.len() as i64).await?;
+        // In the order asked for, each member once.
+        let member_ids: Vec<MemberId> = chunk.iter().map(|(_, m)| *m).filter(|m| inserted.remove(m)).collect();
         events::emit(tx, spot_id, Event::ParticipantsCreated { course_id, member_ids: &member_ids }).await?;
+        changed.extend(member_ids);
     }
-    changed.extend(fresh.iter().map(|(_, m)| *m));
-    Ok(changed.into_iter().collect())
+    Ok(changed)
 }
 
 /// Makes Unenrolled participants Invited again; returns their member ids.
