@@ -7,23 +7,38 @@
 //! member who joins a linked group later ([`invite_joiner`], called by
 //! `groups::join`).
 //!
-//! Linking (`groups~bulkAdd`) stays inside the request but never holds the database
-//! for long: one transaction writes the link rows (from its commit on, every joiner is
-//! invited by its own join), then the groups' current members are invited in slices,
-//! each its own transaction of batched multi-row inserts that commits once
-//! [`store::WRITE_SLICE`] has passed, with a pause between slices that lets other
-//! writers in (`Db::yield_write_lock`). A 100,000-member group held SQLite's single
-//! write lock for 2.2 s in one transaction, stalling every other spot's writes (and
-//! their rate limiter's); in slices no hold exceeded 80 ms and the whole link took
-//! 1.2 s (test build, `tests/api/robustness.rs`). A link interrupted part-way (a crash, a lost
-//! connection) leaves the link rows and the participants invited so far: the call is
-//! idempotent, so a client that did not get its 204 sends it again and the slices
-//! invite the rest (existing participants are skipped).
+//! Linking (`groups~bulkAdd`) answers at once, whatever the groups' size: one
+//! transaction writes the link rows (from its commit on, every joiner is invited by its
+//! own join) and, for groups of up to [`LINK_INLINE_MAX`] members in all, invites them
+//! too. A larger group's link is written not `ready` and its current members are
+//! invited by a *link job* in the background ([`start_link_job`]), in slices: each its
+//! own transaction of batched multi-row inserts that commits once [`store::WRITE_SLICE`]
+//! has passed, with a pause between slices that lets other writers in
+//! (`Db::yield_write_lock`). In the request, a 100,000-member group held SQLite's single
+//! write lock for 2.2 s in one transaction; sliced in the request it still took 3 s on
+//! SQLite and outlived the 30 s request timeout on PostgreSQL (408). A course answers
+//! `groupsReady: false` while one of its links is being worked.
+//!
+//! A link job is durable and safe with several replicas, as a smart group's computation
+//! is: its state is on the link row (`course_groups`, migration 0012), and each slice's
+//! transaction moves the cursor (`invited_through`, the last member invited in id
+//! order) with the invitations it makes, so a crash loses at most the slice under way
+//! and the work resumes at the cursor. Only the holder of the link's lease
+//! (`leased_by`, `lease_until`) works it, and each slice renews the lease and checks it
+//! still holds it; housekeeping on any replica ([`resume_link_jobs`]) starts the links
+//! nobody works (never started, or their lease lapsed). At most [`LINK_WORKERS`] jobs run
+//! at once per process and [`LINK_QUEUE`] are admitted; the rest wait for housekeeping.
+//! Unlinking (`groups~bulkRemove`) or deleting the course stops a job at its next slice
+//! (the participants invited so far stay); linking a linked group again while its job
+//! runs starts no second job, and once it is ready invites its members once more
+//! (members who participate already are skipped): that completes a link interrupted
+//! before migration 0012, when links were worked inside their request.
 //!
 //! Locks (PostgreSQL; SQLite serialises writers): every write to a course's
 //! participants holds the course's row lock, taken after any group lock (the order
-//! `groups::join` already follows: group, then course); a progress update holds the
-//! participant's row lock; a course update holds the course's.
+//! `groups::join` already follows: group, then course), then a link row's (a link
+//! job's slice, a link written again); a progress update holds the participant's row
+//! lock; a course update holds the course's.
 
 use std::collections::{HashMap, HashSet};
 
@@ -68,6 +83,8 @@ pub struct Course {
     pub status: CourseStatus,
     pub navigation_mode: NavigationMode,
     pub participant_count: i64,
+    /// False while a link job is still inviting the members of a linked group.
+    pub groups_ready: bool,
 }
 
 crate::domain::row_conversions!(
@@ -81,6 +98,7 @@ crate::domain::row_conversions!(
         status,
         navigation_mode,
         participant_count,
+        groups_ready,
     }
 );
 
@@ -184,6 +202,7 @@ pub async fn create_course(db: &Db, spot_id: SpotId, input: CourseInput) -> Resu
         status: CourseStatus::Draft,
         navigation_mode: NavigationMode::Flexible,
         participant_count: 0,
+        groups_ready: true,
     };
     apply(&mut course, input)?;
     let mut tx = db.begin().await?;
@@ -269,7 +288,7 @@ async fn invite_members(
     reinvite_unenrolled: bool,
 ) -> Result<Vec<MemberId>> {
     let now = now_ms();
-    let mut changed = HashSet::new();
+    let mut changed = Vec::new();
     let known: HashSet<MemberId> = if reinvite_unenrolled {
         let existing: Vec<Participant> =
             from_rows(store::participants::get_many_by_member(tx.ex(), spot_id, course_id, member_ids).await?);
@@ -286,19 +305,27 @@ async fn invite_members(
         );
         existing.iter().map(|p| p.member_id).collect()
     } else {
-        // Group links and joiners: only which members participate already (no rows).
-        store::participants::participating(tx.ex(), spot_id, course_id, member_ids).await?.into_iter().collect()
+        // Group links and joiners: the insert itself skips the members who participate
+        // already (one probe of the unique key each). Looking them up first with an
+        // `IN` list was planned on PostgreSQL as a scan of the course's participants
+        // (statistics taken while the course was empty): quadratic in a large link.
+        HashSet::new()
     };
     let fresh: Vec<(ParticipantId, MemberId)> =
         member_ids.iter().filter(|m| !known.contains(m)).map(|m| (ParticipantId::generate(), *m)).collect();
     for chunk in fresh.chunks(INVITE_BATCH) {
-        let n = store::participants::insert_invited(tx.ex(), spot_id, course_id, chunk, invited_by, now).await?;
-        store::courses::add_participant_count(tx.ex(), spot_id, course_id, n as i64).await?;
-        let member_ids: Vec<MemberId> = chunk.iter().map(|(_, m)| *m).collect();
+        let mut inserted: HashSet<MemberId> =
+            store::participants::insert_invited(tx.ex(), spot_id, course_id, chunk, invited_by, now)
+                .await?
+                .into_iter()
+                .collect();
+        store::courses::add_participant_count(tx.ex(), spot_id, course_id, inserted.len() as i64).await?;
+        // In the order asked for, each member once.
+        let member_ids: Vec<MemberId> = chunk.iter().map(|(_, m)| *m).filter(|m| inserted.remove(m)).collect();
         events::emit(tx, spot_id, Event::ParticipantsCreated { course_id, member_ids: &member_ids }).await?;
+        changed.extend(member_ids);
     }
-    changed.extend(fresh.iter().map(|(_, m)| *m));
-    Ok(changed.into_iter().collect())
+    Ok(changed)
 }
 
 /// Makes Unenrolled participants Invited again; returns their member ids.
@@ -568,27 +595,26 @@ async fn check_groups(tx: &mut Tx, spot_id: SpotId, ids: &[GroupId]) -> Result<(
     }
 }
 
-/// `groups~bulkAdd`: links groups and invites all their current members.
+/// `groups~bulkAdd`: links groups and has all their current members invited.
 ///
-/// In short transactions (see the module notes): first the links, under the groups'
-/// locks (in id order, before the course's) so that a member joining concurrently
-/// either commits first and is read by the invitation slices, or waits for the links
-/// and is invited by [`invite_joiner`]; then the groups' members, slice by slice.
+/// One transaction writes the links, under the groups' locks (in id order, before the
+/// course's) so that a member joining concurrently either commits first and is read by
+/// the invitation, or waits for the links and is invited by [`invite_joiner`]. Groups
+/// of [`LINK_INLINE_MAX`] members in all are invited in that transaction too; the
+/// others are left to a link job each ([`start_link_job`]), which this call starts
+/// without waiting for it (see the module notes).
 pub async fn link_groups(db: &Db, spot_id: SpotId, course_id: CourseId, raw: &[String]) -> Result<()> {
     let ids = parse_group_ids(raw)?;
-    store::retry_transient(|| write_links(db, spot_id, course_id, &ids)).await?;
-    for gid in &ids {
-        let mut after = None;
-        while let Some(last) = store::retry_transient(|| invite_slice(db, spot_id, course_id, *gid, after)).await? {
-            after = Some(last);
-            db.yield_write_lock().await;
-        }
+    let jobs = store::retry_transient(|| write_links(db, spot_id, course_id, &ids)).await?;
+    for group_id in jobs {
+        start_link_job(db, spot_id, course_id, group_id);
     }
     Ok(())
 }
 
-/// The link rows of a `groups~bulkAdd`, in one transaction.
-async fn write_links(db: &Db, spot_id: SpotId, course_id: CourseId, ids: &[GroupId]) -> Result<()> {
+/// The link rows of a `groups~bulkAdd`, in one transaction, with the invitation of the
+/// small groups' members; returns the links left to a job.
+async fn write_links(db: &Db, spot_id: SpotId, course_id: CourseId, ids: &[GroupId]) -> Result<Vec<GroupId>> {
     let mut tx = db.begin().await?;
     course_in(&mut tx, spot_id, course_id).await?;
     check_groups(&mut tx, spot_id, ids).await?;
@@ -600,43 +626,172 @@ async fn write_links(db: &Db, spot_id: SpotId, course_id: CourseId, ids: &[Group
         }
     }
     locked_course(&mut tx, spot_id, course_id).await?;
+    // Under the groups' locks their member counts are exact.
+    let sizes: HashMap<GroupId, i64> =
+        store::groups::get_many(tx.ex(), spot_id, ids).await?.into_iter().map(|g| (g.id, g.member_count)).collect();
+    let mut inline_left = LINK_INLINE_MAX;
+    let mut jobs = Vec::new();
     for gid in ids {
-        store::course_groups::insert(tx.ex(), spot_id, course_id, *gid).await?;
+        let size = sizes.get(gid).copied().unwrap_or(0);
+        let inline = size <= inline_left;
+        if store::course_groups::insert(tx.ex(), spot_id, course_id, *gid, inline).await? {
+            inline_left -= size;
+            let mut after = None;
+            while let Some(last) = invite_batch(&mut tx, spot_id, course_id, *gid, after).await? {
+                after = Some(last);
+            }
+        } else {
+            // A new link, one invited again, or one whose job is under way: a second job
+            // for it is not admitted (here) or finds it leased (elsewhere).
+            jobs.push(*gid);
+        }
     }
     tx.commit().await?;
-    Ok(())
+    Ok(jobs)
 }
 
-/// Invites the members of `group_id` after `after` (in member id order) in one
-/// transaction, batch after batch until [`store::WRITE_SLICE`] has passed; returns the
-/// last member invited, or None when the group is done. A course deleted or a link
-/// removed meanwhile ends the work (the participants invited so far stay).
-async fn invite_slice(
-    db: &Db,
+/// Invites the next [`INVITE_BATCH`] members of `group_id` after `after` (in member id
+/// order) inside the caller's transaction, which holds the course's lock; returns the
+/// last one, or None when the group has no more.
+async fn invite_batch(
+    tx: &mut Tx,
     spot_id: SpotId,
     course_id: CourseId,
     group_id: GroupId,
-    mut after: Option<MemberId>,
+    after: Option<MemberId>,
 ) -> Result<Option<MemberId>> {
+    let batch = store::memberships::member_ids(tx.ex(), spot_id, group_id, after, INVITE_BATCH as i64).await?;
+    invite_members(tx, spot_id, course_id, &batch, None, false).await?;
+    Ok(if batch.len() < INVITE_BATCH { None } else { batch.last().copied() })
+}
+
+/// Link jobs running at once in this process.
+pub const LINK_WORKERS: usize = 2;
+/// Link jobs admitted at once (running or waiting for a worker). Beyond, a new one is
+/// not started here: its link stays not ready without a lease, and the housekeeping
+/// pass ([`resume_link_jobs`], every 30 s) starts it later.
+pub const LINK_QUEUE: usize = 64;
+/// How long a process's claim on a link job lasts without renewal (each slice renews
+/// it); a process that stops holds its jobs this long before another takes them over.
+pub const LINK_LEASE_MS: i64 = 60_000;
+/// The members (of the groups of one `groups~bulkAdd`, in all) invited inside the
+/// request's own transaction: two multi-row inserts, a few ms. Larger groups go to a
+/// link job, so the request answers at once whatever their size.
+pub const LINK_INLINE_MAX: i64 = 1_000;
+
+static LINK_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(LINK_WORKERS);
+static LINK_ADMITTED: std::sync::Mutex<Option<HashSet<(CourseId, GroupId)>>> = std::sync::Mutex::new(None);
+/// This process, as the holder of link leases (`course_groups.leased_by`).
+static THIS_PROCESS: std::sync::LazyLock<uuid::Uuid> = std::sync::LazyLock::new(super::new_id);
+
+/// A link's place among the admitted jobs, given back when dropped (the job ended,
+/// failed or its runtime stopped).
+struct LinkAdmitted(CourseId, GroupId);
+
+impl LinkAdmitted {
+    /// None when the link's job is already admitted or the queue is full.
+    fn take(course_id: CourseId, group_id: GroupId) -> Option<LinkAdmitted> {
+        let mut admitted = LINK_ADMITTED.lock().unwrap_or_else(|p| p.into_inner());
+        let set = admitted.get_or_insert_with(HashSet::new);
+        // Lazily: a `LinkAdmitted` built and dropped here would re-lock the set.
+        (set.len() < LINK_QUEUE && set.insert((course_id, group_id))).then(|| LinkAdmitted(course_id, group_id))
+    }
+}
+
+impl Drop for LinkAdmitted {
+    fn drop(&mut self) {
+        let mut admitted = LINK_ADMITTED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(set) = admitted.as_mut() {
+            set.remove(&(self.0, self.1));
+        }
+    }
+}
+
+/// Queues the job that invites the members of a link that is not ready: it runs in the
+/// background on one of [`LINK_WORKERS`] slots; a link already queued here is not
+/// queued twice, and a full queue leaves it to housekeeping (see [`LINK_QUEUE`]).
+pub fn start_link_job(db: &Db, spot_id: SpotId, course_id: CourseId, group_id: GroupId) {
+    let Some(admitted) = LinkAdmitted::take(course_id, group_id) else {
+        tracing::debug!(%course_id, %group_id, "course link job queue full or already queued; housekeeping resumes it");
+        return;
+    };
+    let db = db.clone();
+    tokio::spawn(async move {
+        let _admitted = admitted;
+        let Ok(_slot) = LINK_SLOTS.acquire().await else { return };
+        if let Err(e) = run_link_job(&db, spot_id, course_id, group_id).await {
+            tracing::error!(error = ?e, %course_id, %group_id, "course link job failed; housekeeping resumes it");
+        }
+    });
+}
+
+/// Starts the link jobs no process is working: never started (the queue was full),
+/// left by a process that stopped (lease lapsed), or failed in this one. Run by
+/// housekeeping on every replica; returns how many links were found.
+pub async fn resume_link_jobs(db: &Db) -> Result<usize> {
+    let mut c = db.conn().await?;
+    let pending = store::course_groups::pending(c.ex(), now_ms(), *THIS_PROCESS).await?;
+    drop(c);
+    let n = pending.len();
+    for (spot_id, course_id, group_id) in pending {
+        start_link_job(db, spot_id, course_id, group_id);
+    }
+    Ok(n)
+}
+
+/// Claims a link that is not ready (free, lapsed or already this process's) and
+/// invites its members from its cursor on, slice by slice, until it is ready, unlinked
+/// or its course deleted. Without the claim (another process works it) it does nothing.
+async fn run_link_job(db: &Db, spot_id: SpotId, course_id: CourseId, group_id: GroupId) -> Result<()> {
+    let now = now_ms();
+    let mut tx = db.begin().await?;
+    let claimed =
+        store::course_groups::claim(tx.ex(), spot_id, course_id, group_id, *THIS_PROCESS, now, now + LINK_LEASE_MS)
+            .await?;
+    tx.commit().await?;
+    if !claimed {
+        return Ok(());
+    }
+    while store::retry_transient(|| invite_slice(db, spot_id, course_id, group_id)).await? {
+        db.yield_write_lock().await;
+    }
+    Ok(())
+}
+
+/// One transaction of a link job: renews the lease and reads the cursor, invites the
+/// next members batch after batch until [`store::WRITE_SLICE`] has passed, then moves
+/// the cursor in the same transaction (or marks the link ready once the group has no
+/// more). Returns whether there is more to do. A course deleted, a link removed or a
+/// lease taken over by another process meanwhile ends the work (the participants
+/// invited so far stay).
+async fn invite_slice(db: &Db, spot_id: SpotId, course_id: CourseId, group_id: GroupId) -> Result<bool> {
     let mut tx = db.begin().await?;
     // From here on the write lock is held (on SQLite the begin waited for it).
     let started = std::time::Instant::now();
-    if !store::courses::lock(tx.ex(), spot_id, course_id).await?
-        || !store::course_groups::contains(tx.ex(), spot_id, course_id, group_id).await?
-    {
-        return Ok(None);
+    if !store::courses::lock(tx.ex(), spot_id, course_id).await? {
+        return Ok(false);
     }
+    let until = now_ms() + LINK_LEASE_MS;
+    let Some(mut after) =
+        store::course_groups::renew(tx.ex(), spot_id, course_id, group_id, *THIS_PROCESS, until).await?
+    else {
+        return Ok(false);
+    };
     loop {
-        let batch = store::memberships::member_ids(tx.ex(), spot_id, group_id, after, INVITE_BATCH as i64).await?;
-        let Some(last) = batch.last().copied() else {
-            tx.commit().await?;
-            return Ok(None);
-        };
-        invite_members(&mut tx, spot_id, course_id, &batch, None, false).await?;
-        after = Some(last);
-        if started.elapsed() >= store::WRITE_SLICE {
-            tx.commit().await?;
-            return Ok(after);
+        match invite_batch(&mut tx, spot_id, course_id, group_id, after).await? {
+            None => {
+                store::course_groups::set_ready(tx.ex(), spot_id, course_id, group_id).await?;
+                tx.commit().await?;
+                return Ok(false);
+            }
+            Some(last) => {
+                after = Some(last);
+                if started.elapsed() >= store::WRITE_SLICE {
+                    store::course_groups::advance(tx.ex(), spot_id, course_id, group_id, last).await?;
+                    tx.commit().await?;
+                    return Ok(true);
+                }
+            }
         }
     }
 }

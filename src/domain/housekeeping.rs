@@ -1,5 +1,5 @@
-//! Background housekeeping of a serving replica: resuming smart-group computations a
-//! stopped replica left behind, forgetting stale in-memory rate-limit leases and
+//! Background housekeeping of a serving replica: resuming smart-group computations and
+//! course link jobs a stopped replica left behind, forgetting stale in-memory rate-limit leases and
 //! failed-auth windows, purging rate-limit windows of past days, outbox rows past
 //! their retention and the console's old jobs and uploads, and keeping the planner's
 //! statistics current.
@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::auth::FailedAuthThrottle;
 use super::console;
+use super::courses;
 use super::groups;
 use super::outbox;
 use super::rate_limit::{self, RateLimiter};
@@ -51,12 +52,15 @@ impl Housekeeping {
         }
     }
 
-    /// Round `round` (counted from 1): every round resumes computations and forgets
-    /// stale leases; the rarer chores run on multiples of their period. A failed chore
-    /// is logged and tried again in a later round.
+    /// Round `round` (counted from 1): every round resumes computations and course link
+    /// jobs and forgets stale leases; the rarer chores run on multiples of their period.
+    /// A failed chore is logged and tried again in a later round.
     pub async fn round(&self, round: u64) {
         if let Err(e) = groups::resume_computations(&self.db).await {
             tracing::warn!(error = ?e, "cannot resume smart-group computations");
+        }
+        if let Err(e) = courses::resume_link_jobs(&self.db).await {
+            tracing::warn!(error = ?e, "cannot resume course link jobs");
         }
         self.limiter.forget_stale();
         self.failed_auth.forget_stale();

@@ -136,12 +136,29 @@ pub async fn export_spot(db: &Db, spot: SpotId, out: &mut dyn Write) -> Result<S
     Ok(summary)
 }
 
+/// The columns that hold a lease, exported empty: an unfinished smart group or course
+/// link is taken up by the importing server's housekeeping.
+fn is_lease(table: &str, column: &str) -> bool {
+    matches!((table, column), ("spot_groups", "compute_lease_until") | ("course_groups", "lease_until" | "leased_by"))
+}
+
+/// Columns added to a table after files of this format were first written, with the
+/// value a record written before them stands for.
+fn added_later(table: &str, column: &str) -> Option<Cell> {
+    match (table, column) {
+        // Migration 0012: a course link was complete once written.
+        ("course_groups", "ready") => Some(Cell::Bool(true)),
+        ("course_groups", "invited_through" | "lease_until" | "leased_by") => Some(Cell::Null),
+        _ => None,
+    }
+}
+
 fn encode_row(table: &Table, cells: Vec<Cell>) -> Result<Map<String, Value>> {
     let mut data = Map::new();
     for (column, cell) in table.columns.iter().zip(cells) {
         let value = match cell {
-            // A lease is one process's claim on a computation: not data.
-            _ if table.name == "spot_groups" && column.name == "compute_lease_until" => Value::Null,
+            // A lease is one process's claim on a computation or a link job: not data.
+            _ if is_lease(table.name, column.name) => Value::Null,
             Cell::Null => Value::Null,
             Cell::Uuid(v) => Value::String(v.to_string()),
             Cell::Bytes(v) => Value::String(base64::engine::general_purpose::STANDARD.encode(v)),
@@ -230,8 +247,13 @@ pub fn parse_record(line: &[u8], number: u64) -> Result<Record> {
     };
     let mut cells = Vec::with_capacity(table.columns.len());
     for column in table.columns {
-        let value =
-            data.remove(column.name).ok_or_else(|| bad_line(number, format!("{kind}: no \"{}\"", column.name)))?;
+        let Some(value) = data.remove(column.name) else {
+            match added_later(table.name, column.name) {
+                Some(cell) => cells.push(cell),
+                None => return Err(bad_line(number, format!("{kind}: no \"{}\"", column.name))),
+            }
+            continue;
+        };
         let cell = decode_cell(value, column.ty)
             .ok_or_else(|| bad_line(number, format!("{kind}: \"{}\" is not a valid {:?}", column.name, column.ty)))?;
         cells.push(cell);
@@ -352,6 +374,30 @@ mod tests {
         let line = json!({"kind": "property_value", "data": data}).to_string();
         let Record::Row { cells: back, .. } = parse_record(line.as_bytes(), 2).unwrap() else { panic!("a row") };
         assert_eq!(back, cells);
+    }
+
+    #[test]
+    fn a_course_link_exported_before_its_job_columns_is_a_finished_link() {
+        let (course, group) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        let line = json!({"kind": "course_group", "data": {"course_id": course, "group_id": group}}).to_string();
+        let Record::Row { cells, .. } = parse_record(line.as_bytes(), 2).unwrap() else { panic!("a row") };
+        assert_eq!(
+            cells,
+            [Cell::Uuid(course), Cell::Uuid(group), Cell::Bool(true), Cell::Null, Cell::Null, Cell::Null]
+        );
+        // Its lease is not exported; its cursor is.
+        let through = uuid::Uuid::now_v7();
+        let cells = vec![
+            Cell::Uuid(course),
+            Cell::Uuid(group),
+            Cell::Bool(false),
+            Cell::Uuid(through),
+            Cell::I64(5),
+            Cell::Uuid(through),
+        ];
+        let data = encode_row(sql::table("course_groups").unwrap(), cells).unwrap();
+        assert_eq!((&data["ready"], &data["invited_through"]), (&json!(false), &json!(through)));
+        assert_eq!((&data["lease_until"], &data["leased_by"]), (&Value::Null, &Value::Null));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! CourseRow rows (`courses`): the plain CRUD of a course, its row lock and its
 //! participant count. Participants are [`super::participants`], links to groups
-//! [`super::course_groups`].
+//! [`super::course_groups`] (a course read says whether their invitations are done:
+//! `groups_ready`).
 
 use super::sql::Predicate;
 use super::{one_row, Ex};
@@ -19,9 +20,16 @@ pub struct CourseRow {
     pub status: CourseStatus,
     pub navigation_mode: NavigationMode,
     pub participant_count: i64,
+    /// Whether every group linked to the course has had its members invited (no link's
+    /// job under way); read from `course_groups`, never written here.
+    pub groups_ready: bool,
 }
 
-const COLUMNS: &str = "spot_id, id, title, description, privacy, status, navigation_mode, participant_count";
+/// A course's columns, and whether a link of it is still inviting (a range of the
+/// `course_groups` primary key: the course's links).
+const COLUMNS: &str = "spot_id, id, title, description, privacy, status, navigation_mode, participant_count, \
+     NOT EXISTS (SELECT 1 FROM course_groups g WHERE g.spot_id = courses.spot_id AND g.course_id = courses.id \
+     AND NOT g.ready) AS groups_ready";
 
 pub async fn insert(ex: Ex<'_>, c_: &CourseRow, now: i64) -> Result<(), sqlx::Error> {
     run!(ex, |c| sqlx::query(

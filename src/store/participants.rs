@@ -52,8 +52,9 @@ pub async fn lock(ex: Ex<'_>, spot_id: SpotId, course_id: CourseId, id: Particip
     })
 }
 
-/// Inserts new `Invited` participants for `member_ids` (those not yet participants),
-/// in multi-row statements; returns how many were inserted.
+/// Inserts `Invited` participants for those of `member_ids` who do not participate yet,
+/// in one multi-row statement (a member who does is skipped by the unique key, one
+/// index probe each); returns the members inserted, in no particular order.
 pub async fn insert_invited(
     ex: Ex<'_>,
     spot_id: SpotId,
@@ -61,9 +62,9 @@ pub async fn insert_invited(
     member_ids: &[(ParticipantId, MemberId)],
     invited_by: Option<MemberId>,
     now: i64,
-) -> Result<u64, sqlx::Error> {
+) -> Result<Vec<MemberId>, sqlx::Error> {
     if member_ids.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let mut sql = Sql::new(
         "INSERT INTO course_participants (spot_id, id, course_id, member_id, status, invited_by, invited_at, \
@@ -82,8 +83,8 @@ pub async fn insert_invited(
         };
         sql.push(", ").push_bind(Bind::I64(now)).push(", 0)");
     }
-    sql.push(" ON CONFLICT DO NOTHING");
-    run!(ex, |c| bind_all!(sqlx::query(sql.text_for(&*c)), &sql.binds).execute(c).await.map(|r| r.rows_affected()))
+    sql.push(" ON CONFLICT DO NOTHING RETURNING member_id");
+    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, MemberId>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 pub async fn get(
@@ -116,22 +117,6 @@ pub async fn get_many_by_member(
     sql.push(" AND p.member_id IN ");
     sql.push_list(member_ids.iter().map(|id| (*id).into())).push(" ORDER BY p.id");
     run!(ex, |c| bind_all!(sqlx::query_as::<_, ParticipantRow>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
-}
-
-/// The members among `member_ids` who participate in the course (any status).
-pub async fn participating(
-    ex: Ex<'_>,
-    spot_id: SpotId,
-    course_id: CourseId,
-    member_ids: &[MemberId],
-) -> Result<Vec<MemberId>, sqlx::Error> {
-    if member_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut sql = Sql::new("SELECT member_id FROM course_participants WHERE spot_id = ");
-    sql.push_bind(spot_id.into()).push(" AND course_id = ").push_bind(course_id.into());
-    sql.push(" AND member_id IN ").push_list(member_ids.iter().map(|id| (*id).into()));
-    run!(ex, |c| bind_all!(sqlx::query_scalar::<_, MemberId>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
 pub async fn list(

@@ -169,7 +169,14 @@ pub const TABLES: &[Table] = &[
     },
     Table {
         name: "course_groups",
-        columns: &[col("course_id", U), col("group_id", U)],
+        columns: &[
+            col("course_id", U),
+            col("group_id", U),
+            col("ready", Bool),
+            col("invited_through", U),
+            col("lease_until", I64),
+            col("leased_by", U),
+        ],
         order_by: "course_id, group_id",
     },
     Table {

@@ -2,19 +2,21 @@
 //! progress", "Course ↔ group links", §8 "Courses"): course CRUD and list filters,
 //! participants (single and bulk invitations, list filters), learner progress moves,
 //! group links (static and smart groups, later joiners, unlinking), spot isolation,
-//! concurrent writers and a 2,000-member link. Every test runs on SQLite and on
-//! PostgreSQL through `both!`.
+//! concurrent writers, and large links worked by a background job (answered at once,
+//! `groupsReady`, resumed from its cursor after a replica died, stopped by an unlink).
+//! Every test runs on SQLite and on PostgreSQL through `both!`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::both;
 use crate::common::{assert_ms_error, Resp, TestApp};
+use crate::receiver::{Receiver, Reply};
+use crate::{both, both_with};
 
 /// A well-formed UUID that names nothing.
 const UNKNOWN: &str = "01930000-0000-7000-8000-000000000000";
@@ -23,6 +25,9 @@ const UNKNOWN: &str = "01930000-0000-7000-8000-000000000000";
 /// up to 10 s in 25 ms steps.
 const POLL_STEP: Duration = Duration::from_millis(25);
 const POLL_TRIES: usize = 400;
+
+/// The bound on a link job in these tests (a debug build on a loaded machine).
+const LINK_JOB_WAIT: Duration = Duration::from_secs(300);
 
 /// Every field of a CourseParticipant (`meltingspot-api.md` §3.10).
 const PARTICIPANT_FIELDS: [&str; 13] = [
@@ -228,6 +233,100 @@ async fn rows_of_course(app: &TestApp, table: &str, cid: &str) -> i64 {
     }
 }
 
+/// A value bound to a statement of [`exec`] and [`scalar`].
+#[derive(Clone, Copy)]
+enum Arg {
+    Id(Uuid),
+    Int(i64),
+}
+
+macro_rules! bind_args {
+    ($q:expr, $args:expr) => {{
+        let mut q = $q;
+        for a in $args {
+            q = match *a {
+                Arg::Id(v) => q.bind(v),
+                Arg::Int(v) => q.bind(v),
+            };
+        }
+        q
+    }};
+}
+
+/// Runs one statement straight on the test's database; returns the rows it touched.
+async fn exec(app: &TestApp, sql: &str, args: &[Arg]) -> u64 {
+    match &app.db {
+        openspot::Db::Sqlite(p) => bind_args!(sqlx::query(sql), args).execute(p).await.unwrap().rows_affected(),
+        openspot::Db::Postgres(p) => bind_args!(sqlx::query(sql), args).execute(p).await.unwrap().rows_affected(),
+    }
+}
+
+/// One number read straight from the test's database.
+async fn scalar(app: &TestApp, sql: &str, args: &[Arg]) -> i64 {
+    match &app.db {
+        openspot::Db::Sqlite(p) => bind_args!(sqlx::query_scalar(sql), args).fetch_one(p).await.unwrap(),
+        openspot::Db::Postgres(p) => bind_args!(sqlx::query_scalar(sql), args).fetch_one(p).await.unwrap(),
+    }
+}
+
+/// Puts `n` new members (`bulk<i>@bulk.io`) into the group straight in SQL, counters
+/// kept: seconds instead of minutes through the API.
+async fn seed_group(app: &TestApp, gid: &str, n: i64) {
+    let spot = Arg::Id(app.spot_id.uuid());
+    let members = match &app.db {
+        openspot::Db::Sqlite(_) => {
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $2) \
+             INSERT INTO members (spot_id, id, email, email_norm, status, invited_at, updated_at) \
+             SELECT $1, randomblob(16), 'bulk' || i || '@bulk.io', 'bulk' || i || '@bulk.io', 'Invited', 0, 0 FROM n"
+        }
+        openspot::Db::Postgres(_) => {
+            "INSERT INTO members (spot_id, id, email, email_norm, status, invited_at, updated_at) \
+             SELECT $1, gen_random_uuid(), 'bulk' || i || '@bulk.io', 'bulk' || i || '@bulk.io', 'Invited', 0, 0 \
+             FROM generate_series(1, $2) AS n(i)"
+        }
+    };
+    assert_eq!(exec(app, members, &[spot, Arg::Int(n)]).await, n as u64);
+    let group = Arg::Id(Uuid::parse_str(gid).unwrap());
+    let joined = "INSERT INTO group_members (spot_id, group_id, member_id, group_role, added_at) \
+                  SELECT spot_id, $2, id, 'Member', 0 FROM members WHERE spot_id = $1 AND email_norm LIKE 'bulk%'";
+    assert_eq!(exec(app, joined, &[spot, group]).await, n as u64);
+    let counted = "UPDATE spot_groups SET member_count = member_count + $3 WHERE spot_id = $1 AND id = $2";
+    exec(app, counted, &[spot, group, Arg::Int(n)]).await;
+    exec(app, "UPDATE spots SET member_count = member_count + $2 WHERE id = $1", &[spot, Arg::Int(n)]).await;
+}
+
+/// The group's member ids in id order (the order a link job invites them in).
+async fn group_member_ids(app: &TestApp, gid: &str) -> Vec<Uuid> {
+    let sql = "SELECT member_id FROM group_members WHERE spot_id = $1 AND group_id = $2 ORDER BY member_id";
+    let gid = Uuid::parse_str(gid).unwrap();
+    match &app.db {
+        openspot::Db::Sqlite(p) => sqlx::query_scalar(sql).bind(app.spot_id).bind(gid).fetch_all(p).await.unwrap(),
+        openspot::Db::Postgres(p) => sqlx::query_scalar(sql).bind(app.spot_id).bind(gid).fetch_all(p).await.unwrap(),
+    }
+}
+
+/// Bounded wait until none of the course's group links is still inviting; returns the course.
+async fn wait_groups_ready(app: &TestApp, cid: &str) -> Value {
+    let deadline = Instant::now() + LINK_JOB_WAIT;
+    loop {
+        let r = app.get(&format!("/v1/courses/{cid}")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        if r.body["groupsReady"] == true {
+            return r.body;
+        }
+        assert!(Instant::now() < deadline, "course {cid}: its group links never became ready");
+        tokio::time::sleep(POLL_STEP).await;
+    }
+}
+
+/// (participant rows, distinct members among them) of a course, from the database.
+async fn participant_rows(app: &TestApp, cid: &str) -> (i64, i64) {
+    let args = [Arg::Id(app.spot_id.uuid()), Arg::Id(Uuid::parse_str(cid).unwrap())];
+    let rows = "SELECT COUNT(*) FROM course_participants WHERE spot_id = $1 AND course_id = $2";
+    let distinct = "SELECT COUNT(DISTINCT member_id) FROM course_participants WHERE spot_id = $1 AND course_id = $2";
+    (scalar(app, rows, &args).await, scalar(app, distinct, &args).await)
+}
+
 // ---------------------------------------------------------------------------
 // Courses
 // ---------------------------------------------------------------------------
@@ -240,7 +339,7 @@ both!(course_create_defaults_and_validation, |app| {
     assert_eq!(
         r.body,
         json!({"id": id, "title": "Rust 101", "description": null, "privacy": "Secret", "status": "Draft",
-               "navigationMode": "Flexible"})
+               "navigationMode": "Flexible", "groupsReady": true})
     );
 
     let r = app
@@ -340,7 +439,7 @@ both!(course_get_update_delete, |app| {
     assert_eq!(
         u.body,
         json!({"id": id, "title": "Rust 101", "description": "basics", "privacy": "Secret", "status": "Published",
-               "navigationMode": "Flexible"})
+               "navigationMode": "Flexible", "groupsReady": true})
     );
     let u = app.put(&url, json!({"title": "Rust 102", "description": null, "navigationMode": "Sequential"})).await;
     assert_eq!(
@@ -1176,6 +1275,8 @@ both!(linking_a_group_of_2000_members, |app| {
     }
     let r = app.post(&format!("/v1/courses/{cid}/groups~bulkAdd"), json!({"groupIds": [gid]})).await;
     assert_eq!(r.status, 204, "{}", r.text);
+    // Over `LINK_INLINE_MAX`: invited by a link job.
+    wait_groups_ready(&app, &cid).await;
     assert_eq!(total(&app, &cid).await, 2000);
     let r = app.get(&format!("{}?status[eq]=Invited&limit=100&page=20", participants_url(&cid))).await;
     assert_eq!((r.body["items"].as_array().unwrap().len(), r.body["total"].clone()), (100, json!(2000)));
@@ -1187,15 +1288,16 @@ both!(linking_a_group_of_2000_members, |app| {
     assert_eq!(distinct.len(), 2000);
     // Linking again adds no one; a later joiner is the 2,001st.
     assert_eq!(app.post(&format!("/v1/courses/{cid}/groups~bulkAdd"), json!({"groupIds": [gid]})).await.status, 204);
+    wait_groups_ready(&app, &cid).await;
     assert_eq!(total(&app, &cid).await, 2000);
     let late = app.invite("late@x.io").await;
     app.post(&format!("/v1/groups/{gid}/spotMembers"), json!({"spotMemberId": late})).await;
     assert_eq!(total(&app, &cid).await, 2001);
 });
 
-// A link is written in slices (module doc of `domain::courses`): one interrupted
-// part-way leaves its link and the participants invited so far, and sending the call
-// again invites the rest, each member once.
+// A link interrupted part-way before its job's state was durable (links were worked in
+// their request before migration 0012) leaves its link and the participants invited
+// so far; sending the call again invites the rest, each member once.
 both!(an_interrupted_link_is_completed_by_sending_it_again, |app| {
     let cid = course(&app).await;
     let gid = create_group(&app, json!({"name": "resumable"})).await;
@@ -1235,4 +1337,147 @@ both!(an_interrupted_link_is_completed_by_sending_it_again, |app| {
     let all = all_participants(&app, &cid, "").await;
     let distinct: BTreeSet<&str> = all.iter().map(|p| p["spotMemberId"].as_str().unwrap()).collect();
     assert_eq!(distinct.len(), 601);
+});
+
+// ---------------------------------------------------------------------------
+// Large links: a background job per link
+// ---------------------------------------------------------------------------
+
+/// Members of the group linked in the job tests: far over `LINK_INLINE_MAX`, and more
+/// than a link job invites between its 204 and the next request.
+const BIG_LINK: i64 = 20_000;
+
+both!(a_large_link_answers_at_once_and_invites_in_the_background, |app| {
+    let cid = course(&app).await;
+    let gid = create_group(&app, json!({"name": "big"})).await;
+    seed_group(&app, &gid, BIG_LINK).await;
+    let link = format!("/v1/courses/{cid}/groups~bulkAdd");
+    let t = Instant::now();
+    let r = app.post(&link, json!({"groupIds": [gid]})).await;
+    let answered = t.elapsed();
+    assert_eq!((r.status, r.text.as_str()), (204, ""));
+    // The 204 came before the invitations were done, and the course says so.
+    let c = app.get(&format!("/v1/courses/{cid}")).await;
+    assert_eq!(c.body["groupsReady"], false, "{}", c.text);
+    assert_eq!(app.get("/v1/courses").await.body["items"][0]["groupsReady"], false);
+    let first = total(&app, &cid).await;
+    assert!(first < BIG_LINK as u64, "{first} participants at once: the link was not left to a job");
+    // Linking it again meanwhile starts no second job; a member who joins meanwhile is
+    // invited by the join, once.
+    assert_eq!(app.post(&link, json!({"groupIds": [gid]})).await.status, 204);
+    let late = app.invite("late@x.io").await;
+    let r = app.post(&format!("/v1/groups/{gid}/spotMembers"), json!({"spotMemberId": late})).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+
+    let t = Instant::now();
+    let c = wait_groups_ready(&app, &cid).await;
+    eprintln!("{BIG_LINK}-member link: 204 in {answered:?}, ready {:?} later", t.elapsed());
+    assert_eq!(c["groupsReady"], true);
+    assert_eq!(total(&app, &cid).await, BIG_LINK as u64 + 1, "every member, and the joiner");
+    assert_eq!(participant_rows(&app, &cid).await, (BIG_LINK + 1, BIG_LINK + 1));
+    assert_eq!(emails(&app, &cid, "&email[in]=late@x.io,bulk1@bulk.io").await, ["bulk1@bulk.io", "late@x.io"]);
+    // The finished link keeps no lease and no cursor; later joiners are still invited.
+    let args = [Arg::Id(app.spot_id.uuid()), Arg::Id(Uuid::parse_str(&cid).unwrap())];
+    let done = "SELECT COUNT(*) FROM course_groups WHERE spot_id = $1 AND course_id = $2 AND ready \
+                AND invited_through IS NULL AND lease_until IS NULL AND leased_by IS NULL";
+    assert_eq!(scalar(&app, done, &args).await, 1);
+    let later = app.invite("later@x.io").await;
+    app.post(&format!("/v1/groups/{gid}/spotMembers"), json!({"spotMemberId": later})).await;
+    assert_eq!(total(&app, &cid).await, BIG_LINK as u64 + 2);
+});
+
+both_with!(
+    a_link_job_left_by_a_dead_replica_is_resumed_from_its_cursor,
+    |c| {
+        c.allow_private_targets = true;
+    },
+    |app| {
+        const N: usize = 3000;
+        let rx = Receiver::start(Reply::Status(200)).await;
+        let r = app.post("/v1/webhooks", json!({"url": rx.url(), "eventTypes": ["course.participant.created"]})).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let cid = course(&app).await;
+        let gid = create_group(&app, json!({"name": "big"})).await;
+        seed_group(&app, &gid, N as i64).await;
+        assert_eq!(
+            app.post(&format!("/v1/courses/{cid}/groups~bulkAdd"), json!({"groupIds": [gid]})).await.status,
+            204
+        );
+        wait_groups_ready(&app, &cid).await;
+        assert_eq!(total(&app, &cid).await, N as u64);
+
+        // The state a replica leaves when it dies in the middle of the job: its lease, the
+        // cursor after member 1,500 (in id order), the members after it not invited. One
+        // member before the cursor is missing too: a job that started over would invite it.
+        let members = group_member_ids(&app, &gid).await;
+        let (cursor, skipped) = (members[N / 2], members[10]);
+        let (spot, course_id) = (Arg::Id(app.spot_id.uuid()), Arg::Id(Uuid::parse_str(&cid).unwrap()));
+        let dead = Arg::Id(Uuid::now_v7());
+        let cut = "DELETE FROM course_participants WHERE spot_id = $1 AND course_id = $2 \
+               AND (member_id > $3 OR member_id = $4)";
+        exec(&app, cut, &[spot, course_id, Arg::Id(cursor), Arg::Id(skipped)]).await;
+        let recount = "UPDATE courses SET participant_count = (SELECT COUNT(*) FROM course_participants \
+                   WHERE spot_id = $1 AND course_id = $2) WHERE spot_id = $1 AND id = $2";
+        exec(&app, recount, &[spot, course_id]).await;
+        let lease = "UPDATE course_groups SET ready = (1 = 0), invited_through = $3, leased_by = $4, lease_until = $5 \
+                 WHERE spot_id = $1 AND course_id = $2";
+        let now = openspot::domain::now_ms();
+        assert_eq!(exec(&app, lease, &[spot, course_id, Arg::Id(cursor), dead, Arg::Int(now + 60_000)]).await, 1);
+        assert_eq!(app.get(&format!("/v1/courses/{cid}")).await.body["groupsReady"], false);
+        assert_eq!(total(&app, &cid).await, (N / 2) as u64);
+        let events = "SELECT COUNT(*) FROM outbox WHERE spot_id = $1 AND event_type = 'course.participant.created'";
+        let events_before = scalar(&app, events, &[spot]).await;
+        assert_eq!(events_before, N as i64);
+
+        // While the dead replica's lease lasts, nobody takes the link over.
+        assert_eq!(openspot::domain::courses::resume_link_jobs(&app.db).await.unwrap(), 0);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let held = "SELECT COUNT(*) FROM course_groups WHERE spot_id = $1 AND course_id = $2 AND leased_by = $3";
+        assert_eq!(scalar(&app, held, &[spot, course_id, dead]).await, 1);
+        assert_eq!(total(&app, &cid).await, (N / 2) as u64);
+
+        // Once it has lapsed, housekeeping (on any replica) takes it over and invites the
+        // rest from the cursor on, each member once.
+        let lapse = "UPDATE course_groups SET lease_until = $3 WHERE spot_id = $1 AND course_id = $2";
+        exec(&app, lapse, &[spot, course_id, Arg::Int(now - 1)]).await;
+        assert_eq!(openspot::domain::courses::resume_link_jobs(&app.db).await.unwrap(), 1);
+        wait_groups_ready(&app, &cid).await;
+        assert_eq!(total(&app, &cid).await, (N - 1) as u64, "all but the member before the cursor");
+        assert_eq!(participant_rows(&app, &cid).await, ((N - 1) as i64, (N - 1) as i64));
+        let invited =
+            "SELECT COUNT(*) FROM course_participants WHERE spot_id = $1 AND course_id = $2 AND member_id > $3";
+        assert_eq!(scalar(&app, invited, &[spot, course_id, Arg::Id(cursor)]).await, (N - N / 2 - 1) as i64);
+        let events_after = scalar(&app, events, &[spot]).await;
+        assert_eq!(events_after - events_before, (N - N / 2 - 1) as i64, "one course.participant.created per member");
+    }
+);
+
+both!(unlinking_or_deleting_the_course_stops_a_link_job, |app| {
+    let gid = create_group(&app, json!({"name": "big"})).await;
+    seed_group(&app, &gid, BIG_LINK).await;
+    let cid = course(&app).await;
+    assert_eq!(app.post(&format!("/v1/courses/{cid}/groups~bulkAdd"), json!({"groupIds": [gid]})).await.status, 204);
+    let r = app.post(&format!("/v1/courses/{cid}/groups~bulkRemove"), json!({"groupIds": [gid]})).await;
+    assert_eq!((r.status, r.text.as_str()), (204, ""));
+    // No link is inviting any more, and the job stops at its next slice: the
+    // participants invited so far stay, and no more come.
+    assert_eq!(app.get(&format!("/v1/courses/{cid}")).await.body["groupsReady"], true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopped = participant_rows(&app, &cid).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(participant_rows(&app, &cid).await, stopped);
+    assert!(stopped.0 < BIG_LINK, "{stopped:?}: the job did not stop");
+    assert_eq!(total(&app, &cid).await, stopped.0 as u64);
+    assert_eq!(rows_of_course(&app, "course_groups", &cid).await, 0);
+
+    // Deleting the course stops it too (its link and participants go with it).
+    let other = course(&app).await;
+    assert_eq!(app.post(&format!("/v1/courses/{other}/groups~bulkAdd"), json!({"groupIds": [gid]})).await.status, 204);
+    assert_eq!(app.delete(&format!("/v1/courses/{other}")).await.status, 204);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(participant_rows(&app, &other).await, (0, 0));
+    assert_eq!(rows_of_course(&app, "course_groups", &other).await, 0);
+    // The group still takes members.
+    let m = app.invite("after@x.io").await;
+    assert_eq!(app.post(&format!("/v1/groups/{gid}/spotMembers"), json!({"spotMemberId": m})).await.status, 204);
 });

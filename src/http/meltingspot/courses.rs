@@ -47,6 +47,10 @@ pub struct CourseDto {
     privacy: CoursePrivacy,
     status: CourseStatus,
     navigation_mode: NavigationMode,
+    /// openspot: false while the current members of a group linked by
+    /// `groups~bulkAdd` are still being invited in the background (a large group);
+    /// true once every linked group's members are participants.
+    groups_ready: bool,
 }
 
 impl From<Course> for CourseDto {
@@ -58,6 +62,7 @@ impl From<Course> for CourseDto {
             privacy: c.privacy,
             status: c.status,
             navigation_mode: c.navigation_mode,
+            groups_ready: c.groups_ready,
         }
     }
 }
@@ -424,7 +429,9 @@ pub struct GroupIdsBody {
 /// Link groups to a course
 ///
 /// Every current member of the groups becomes a participant (Invited) unless already
-/// one; members who join a linked group later are invited when they join.
+/// one; members who join a linked group later are invited when they join. The answer
+/// comes at once: the members of large groups (over 1,000 in all) are invited in the
+/// background, and the course answers `groupsReady: false` until they all are.
 #[utoipa::path(post, path = "/v1/courses/{courseId}/groups~bulkAdd", tag = "Courses",
     params(("courseId" = String, Path)), request_body = GroupIdsBody,
     responses(
@@ -446,7 +453,8 @@ async fn link_groups(
 
 /// Unlink groups from a course
 ///
-/// Stops inviting the groups' future members; existing participants stay.
+/// Stops inviting the groups' members (future joiners, and a background invitation
+/// still under way); existing participants stay.
 #[utoipa::path(post, path = "/v1/courses/{courseId}/groups~bulkRemove", tag = "Courses",
     params(("courseId" = String, Path)), request_body = GroupIdsBody,
     responses(
