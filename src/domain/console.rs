@@ -453,6 +453,7 @@ async fn member_filter(db: &Db, spot_id: SpotId, q: &MemberQuery) -> Result<stor
         custom_role: opt(&q.custom_role).map(|s| parse_id("custom_role", &s)).transpose()?,
         group: opt(&q.group).map(|s| parse_id("group", &s)).transpose()?,
         props: Vec::new(),
+        few_matches: false,
     };
     if let Some(slug) = opt(&q.prop) {
         let op_name = if q.op.is_empty() { "eq" } else { q.op.as_str() };
@@ -530,8 +531,17 @@ fn parse_cursor(raw: &str, sort: store::console::MemberSort) -> Result<Option<(s
 pub async fn search_members(db: &Db, spot_id: SpotId, q: &MemberQuery) -> Result<MemberPage> {
     let (sort, desc) = q.sort()?;
     let after = parse_cursor(&q.after, sort)?;
-    let f = member_filter(db, spot_id, q).await?;
+    let mut f = member_filter(db, spot_id, q).await?;
     let mut c = db.conn().await?;
+    // The capped count first: a filter it finds few matches for is read as its matches,
+    // sorted, rather than as a walk of the sort order (`MemberFilter::few_matches`).
+    let (total, more) = if q.is_filtered() {
+        let n = store::console::count_members(c.ex(), spot_id, &f, COUNT_CAP).await?;
+        f.few_matches = n <= COUNT_CAP;
+        (n.min(COUNT_CAP), n > COUNT_CAP)
+    } else {
+        (store::spots::get(c.ex(), spot_id).await?.map(|s| s.member_count).unwrap_or(0), false)
+    };
     let mut items = from_rows::<_, Member>(
         store::console::search_members(c.ex(), spot_id, &f, sort, desc, after, MEMBERS_PER_PAGE + 1).await?,
     );
@@ -540,12 +550,6 @@ pub async fn search_members(db: &Db, spot_id: SpotId, q: &MemberQuery) -> Result
         items.last().map(|m| cursor_of(m, sort))
     } else {
         None
-    };
-    let (total, more) = if q.is_filtered() {
-        let n = store::console::count_members(c.ex(), spot_id, &f, COUNT_CAP).await?;
-        (n.min(COUNT_CAP), n > COUNT_CAP)
-    } else {
-        (store::spots::get(c.ex(), spot_id).await?.map(|s| s.member_count).unwrap_or(0), false)
     };
     Ok(MemberPage { items, next, total, more })
 }
