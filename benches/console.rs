@@ -82,6 +82,17 @@ async fn time_page(c: &Console, label: &str, path: &str) {
         size = n;
         body = b;
     }
+    // Which fetches were slow (an outlier's place says whether it is the first fetch
+    // of a query, or periodic).
+    let slow: Vec<String> = times
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.as_millis() >= 250)
+        .map(|(i, t)| format!("#{} {:.0} ms", i + 1, t.as_secs_f64() * 1e3))
+        .collect();
+    if !slow.is_empty() {
+        eprintln!("    slow fetches of {path}: {}", slow.join(", "));
+    }
     times.sort();
     let shown = body.matches("class=\"pick\"").count();
     eprintln!(
