@@ -454,6 +454,7 @@ async fn member_filter(db: &Db, spot_id: SpotId, q: &MemberQuery) -> Result<stor
         group: opt(&q.group).map(|s| parse_id("group", &s)).transpose()?,
         props: Vec::new(),
         few_matches: false,
+        value_matches: None,
     };
     if let Some(slug) = opt(&q.prop) {
         let op_name = if q.op.is_empty() { "eq" } else { q.op.as_str() };
@@ -536,6 +537,7 @@ pub async fn search_members(db: &Db, spot_id: SpotId, q: &MemberQuery) -> Result
     // The capped count first: a filter it finds few matches for is read as its matches,
     // sorted, rather than as a walk of the sort order (`MemberFilter::few_matches`).
     let (total, more) = if q.is_filtered() {
+        store::console::measure_properties(c.ex(), spot_id, &mut f).await?;
         let n = store::console::count_members(c.ex(), spot_id, &f, COUNT_CAP).await?;
         f.few_matches = n <= COUNT_CAP;
         (n.min(COUNT_CAP), n > COUNT_CAP)

@@ -231,6 +231,9 @@ pub struct MemberFilter {
     /// PostgreSQL then reads a page of a text search as the matches, sorted
     /// ([`search_members`]).
     pub few_matches: bool,
+    /// The matching values of each property filter, counted up to the larger
+    /// threshold ([`measure_properties`]), so that a page and its count read them once.
+    pub value_matches: Option<Vec<i64>>,
 }
 
 /// Appends ` AND …` for each filter of `f`; `probes` says which property filters are
@@ -301,26 +304,49 @@ const COUNT_PROBE_FROM: i64 = 100_000;
 async fn probed_properties(
     mut ex: Ex<'_>,
     spot_id: SpotId,
-    props: &[PropertyFilter],
+    f: &MemberFilter,
     from: i64,
 ) -> Result<Vec<bool>, sqlx::Error> {
+    if !matches!(ex, Ex::Sqlite(_)) {
+        return Ok(vec![false; f.props.len()]);
+    }
+    let counted = match &f.value_matches {
+        Some(counted) => counted.clone(),
+        None => count_values(ex.reborrow(), spot_id, &f.props, from).await?,
+    };
+    Ok(counted.iter().map(|n| *n >= from).collect())
+}
+
+/// The matching values of each of `props`, each counted no further than `cap`.
+async fn count_values(
+    mut ex: Ex<'_>,
+    spot_id: SpotId,
+    props: &[PropertyFilter],
+    cap: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
     let mut out = Vec::with_capacity(props.len());
     for p in props {
-        if !matches!(ex, Ex::Sqlite(_)) {
-            out.push(false);
-            continue;
-        }
         let mut sql = Sql::new("SELECT COUNT(*) FROM (SELECT 1 FROM member_property_values WHERE spot_id = ");
         sql.push_bind(spot_id.into()).push(" AND property_id = ").push_bind(p.property_id.into());
         sql.push_predicates(std::slice::from_ref::<Predicate>(&p.predicate));
         sql.push(" AND ").push(p.predicate.column).push(" IS NOT NULL LIMIT ");
-        sql.push_bind(Bind::I64(from)).push(") AS matching");
-        let n = run!(ex.reborrow(), |c| bind_all!(sqlx::query_scalar::<_, i64>(sql.text_for(&*c)), &sql.binds)
+        sql.push_bind(Bind::I64(cap)).push(") AS matching");
+        out.push(run!(ex.reborrow(), |c| bind_all!(sqlx::query_scalar::<_, i64>(sql.text_for(&*c)), &sql.binds)
             .fetch_one(c)
-            .await)?;
-        out.push(n >= from);
+            .await)?);
     }
     Ok(out)
+}
+
+/// Counts the matching values of `f`'s property filters once (SQLite; up to
+/// [`COUNT_PROBE_FROM`]) for a page and its count, which then both choose their form
+/// from it ([`probed_properties`]) instead of counting twice (a count up to 100,000
+/// values took 45 ms at a million members).
+pub async fn measure_properties(ex: Ex<'_>, spot_id: SpotId, f: &mut MemberFilter) -> Result<(), sqlx::Error> {
+    if matches!(ex, Ex::Sqlite(_)) && !f.props.is_empty() {
+        f.value_matches = Some(count_values(ex, spot_id, &f.props, COUNT_PROBE_FROM).await?);
+    }
+    Ok(())
 }
 
 /// The text search: a case-insensitive prefix of the email, the first name, the last
@@ -402,7 +428,7 @@ pub async fn search_members(
     after: Option<(SortValue, MemberId)>,
     limit: i64,
 ) -> Result<Vec<MemberRow>, sqlx::Error> {
-    let probes = probed_properties(ex.reborrow(), spot_id, &f.props, PAGE_PROBE_FROM).await?;
+    let probes = probed_properties(ex.reborrow(), spot_id, f, PAGE_PROBE_FROM).await?;
     // Few matches, on PostgreSQL: the filter in a subquery that `OFFSET 0` keeps from
     // being merged, so its matches are read (an index range, or a bitmap of several)
     // and sorted for the page. Otherwise the planner may walk the sort column's index
@@ -453,7 +479,7 @@ pub async fn search_members(
 /// half a million members costs what one matching `cap` costs (the caller shows
 /// "more than `cap`").
 pub async fn count_members(mut ex: Ex<'_>, spot_id: SpotId, f: &MemberFilter, cap: i64) -> Result<i64, sqlx::Error> {
-    let probes = probed_properties(ex.reborrow(), spot_id, &f.props, COUNT_PROBE_FROM).await?;
+    let probes = probed_properties(ex.reborrow(), spot_id, f, COUNT_PROBE_FROM).await?;
     let mut sql = Sql::new("SELECT COUNT(*) FROM (SELECT 1 FROM members WHERE spot_id = ");
     sql.push_bind(spot_id.into());
     push_member_filter(&mut sql, spot_id, f, &probes);
