@@ -741,6 +741,11 @@ both!(courses_are_created_edited_and_members_invited_or_groups_linked, |app| {
     assert!(shown.text.contains("2 participants"), "{}", shown.text);
     assert!(shown.text.contains("user01@example.com") && shown.text.contains("user02@example.com"));
     assert!(shown.text.contains("<progress") && shown.text.contains("Cohort"));
+    assert!(!shown.text.contains("id=\"link-progress\""), "the link is done: {}", shown.text);
+    // While a link's invitations run in the background, the page says so.
+    exec(&app, "UPDATE course_groups SET ready = false").await;
+    assert!(b.get(&path).await.text.contains("id=\"link-progress\""));
+    exec(&app, "UPDATE course_groups SET ready = true").await;
     // Another spot's course is not found.
     let (_, other_key) = app.other_spot().await;
     let oc = app.send(reqwest::Method::POST, "/v1/courses", Some(&other_key), Some(json!({"title": "Theirs"}))).await;
