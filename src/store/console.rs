@@ -231,14 +231,14 @@ pub struct MemberFilter {
     /// PostgreSQL then reads a page of a text search as the matches, sorted
     /// ([`search_members`]).
     pub few_matches: bool,
-    /// The matching values of each property filter, counted up to the larger
-    /// threshold ([`measure_properties`]), so that a page and its count read them once.
+    /// The matching values of each property filter, counted once
+    /// ([`measure_properties`]), so that a page and its count read them once.
     pub value_matches: Option<Vec<i64>>,
 }
 
-/// Appends ` AND …` for each filter of `f`; `probes` says which property filters are
-/// written as a per-member probe ([`probed_properties`]).
-fn push_member_filter(sql: &mut Sql, spot_id: SpotId, f: &MemberFilter, probes: &[bool]) {
+/// Appends ` AND …` for each filter of `f`; `forms` says how each property filter is
+/// written ([`property_forms`]).
+fn push_member_filter(sql: &mut Sql, spot_id: SpotId, f: &MemberFilter, forms: &[PropertyForm]) {
     if let Some(text) = &f.text {
         push_search(sql, text.trim());
     }
@@ -255,24 +255,54 @@ fn push_member_filter(sql: &mut Sql, spot_id: SpotId, f: &MemberFilter, probes: 
         sql.push(" AND id IN (SELECT member_id FROM group_members WHERE spot_id = ").push_bind(spot_id.into());
         sql.push(" AND group_id = ").push_bind(group.into()).push(")");
     }
-    for (p, probe) in f.props.iter().zip(probes.iter().chain(std::iter::repeat(&false))) {
-        let predicate = if *probe {
-            // Tested member by member, in the order the page reads them: a primary-key
-            // probe of the values (`spot_id, member_id, property_id`). The value's
-            // column is written `+column`, which no index serves: otherwise SQLite
-            // prefers the value index (its constraints look more selective) and reads
-            // the whole value range once per member (minutes at a million).
-            sql.push(" AND EXISTS (SELECT 1 FROM member_property_values WHERE spot_id = members.spot_id");
-            sql.push(" AND member_id = members.id AND property_id = ").push_bind(p.property_id.into());
-            Predicate { column: unindexed(p.predicate.column), ..p.predicate.clone() }
-        } else {
-            sql.push(" AND id IN (SELECT member_id FROM member_property_values WHERE spot_id = ");
-            sql.push_bind(spot_id.into()).push(" AND property_id = ").push_bind(p.property_id.into());
-            p.predicate.clone()
+    for (p, form) in f.props.iter().zip(forms.iter().chain(std::iter::repeat(&PropertyForm::List))) {
+        let predicate = match form {
+            PropertyForm::Probe => {
+                // Tested member by member, in the order the page reads them: a
+                // primary-key probe of the values (`spot_id, member_id, property_id`).
+                // The value's column is written `+column`, which no index serves:
+                // otherwise SQLite prefers the value index (its constraints look more
+                // selective) and reads the whole value range once per member.
+                sql.push(" AND EXISTS (SELECT 1 FROM member_property_values WHERE spot_id = members.spot_id");
+                sql.push(" AND member_id = members.id AND property_id = ").push_bind(p.property_id.into());
+                Predicate { column: unindexed(p.predicate.column), ..p.predicate.clone() }
+            }
+            PropertyForm::List => {
+                sql.push(" AND id IN (SELECT member_id FROM member_property_values WHERE spot_id = ");
+                sql.push_bind(spot_id.into()).push(" AND property_id = ").push_bind(p.property_id.into());
+                p.predicate.clone()
+            }
+            PropertyForm::Array => {
+                sql.push(" AND id = ANY(ARRAY(SELECT member_id FROM member_property_values WHERE spot_id = ");
+                sql.push_bind(spot_id.into()).push(" AND property_id = ").push_bind(p.property_id.into());
+                p.predicate.clone()
+            }
         };
         sql.push_predicates(std::slice::from_ref::<Predicate>(&predicate));
         sql.push(" AND ").push(predicate.column).push(" IS NOT NULL)");
+        if *form == PropertyForm::Array {
+            sql.push(")");
+        }
     }
+}
+
+/// How a property filter is written into a member query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PropertyForm {
+    /// `id IN (SELECT member_id …)`: the planner's choice.
+    List,
+    /// `EXISTS (…)` on the values' primary key, member by member (SQLite, many matches).
+    Probe,
+    /// `id = ANY(ARRAY(SELECT member_id …))`: the matches read first, then each member
+    /// by its key (PostgreSQL, a page of few matches).
+    Array,
+}
+
+/// What a member query is for: its form of a property filter depends on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    Page,
+    Count,
 }
 
 /// A value column as an expression no index serves (SQLite's unary `+`).
@@ -284,37 +314,54 @@ fn unindexed(column: &'static str) -> &'static str {
     }
 }
 
-/// A page reads a property filter as a per-member probe on SQLite
-/// ([`probed_properties`]) from this many matching values on.
+/// A page reads a property filter as a per-member probe on SQLite from this many
+/// matching values on, and as an array of its matches on PostgreSQL below it.
 const PAGE_PROBE_FROM: i64 = 10_000;
-/// A capped count ([`count_members`]) does from this many.
+/// A capped count ([`count_members`]) probes on SQLite from this many.
 const COUNT_PROBE_FROM: i64 = 100_000;
 
-/// Which of `props` SQLite should test member by member (`EXISTS`, in the order the
-/// query reads members) rather than as the list of matching members (`id IN (…)`):
-/// those matching at least `from` values, counted no further (an index range of at
-/// most that many entries). SQLite builds an `IN` list whole before reading a member:
-/// its cost is the number of matches `m`, while a probe's is the members read to find
-/// what the query needs, about `need × n / m` of a spot of `n`. So a page (`need` 51)
+/// How each of `f`'s property filters is written for `purpose`, from the number of
+/// values it matches (counted no further than needed: an index range of at most that
+/// many entries; [`measure_properties`] counts them once for a page and its count).
+///
+/// SQLite builds an `id IN (…)` list whole before reading a member: its cost is the
+/// number of matches `m`, while a per-member probe costs the members read to find what
+/// the query needs, about `need × n / m` of a spot of `n`. So a page (`need` 51)
 /// probes from [`PAGE_PROBE_FROM`] matches (a filter matching half of a million
 /// members took 0.7 s a page as a list, 1 ms probed) and a count capped at 10,001 from
-/// [`COUNT_PROBE_FROM`] (both forms 60 ms there, at a million members). PostgreSQL
-/// plans both forms as a semi-join from its statistics, so it keeps the list form and
-/// this costs it nothing.
-async fn probed_properties(
+/// [`COUNT_PROBE_FROM`] (both forms 60 ms there, at a million members).
+///
+/// PostgreSQL plans the list as a semi-join from its statistics, well for many matches
+/// (9 ms a page for 250,000) but, for a few thousand, sometimes as a hash of the
+/// matches against every member (95–190 ms from one run to the next for 5,000): a page
+/// of fewer than [`PAGE_PROBE_FROM`] matches reads them as an array first and then each
+/// member by its key. Its count keeps the list, which it plans as that nested loop.
+async fn property_forms(
     mut ex: Ex<'_>,
     spot_id: SpotId,
     f: &MemberFilter,
-    from: i64,
-) -> Result<Vec<bool>, sqlx::Error> {
-    if !matches!(ex, Ex::Sqlite(_)) {
-        return Ok(vec![false; f.props.len()]);
+    purpose: Purpose,
+) -> Result<Vec<PropertyForm>, sqlx::Error> {
+    let sqlite = matches!(ex, Ex::Sqlite(_));
+    let from = match (sqlite, purpose) {
+        (true, Purpose::Page) | (false, _) => PAGE_PROBE_FROM,
+        (true, Purpose::Count) => COUNT_PROBE_FROM,
+    };
+    if f.props.is_empty() || (!sqlite && purpose == Purpose::Count) {
+        return Ok(vec![PropertyForm::List; f.props.len()]);
     }
     let counted = match &f.value_matches {
         Some(counted) => counted.clone(),
         None => count_values(ex.reborrow(), spot_id, &f.props, from).await?,
     };
-    Ok(counted.iter().map(|n| *n >= from).collect())
+    Ok(counted
+        .iter()
+        .map(|n| match (sqlite, *n >= from) {
+            (true, true) => PropertyForm::Probe,
+            (true, false) | (false, true) => PropertyForm::List,
+            (false, false) => PropertyForm::Array,
+        })
+        .collect())
 }
 
 /// The matching values of each of `props`, each counted no further than `cap`.
@@ -338,13 +385,14 @@ async fn count_values(
     Ok(out)
 }
 
-/// Counts the matching values of `f`'s property filters once (SQLite; up to
-/// [`COUNT_PROBE_FROM`]) for a page and its count, which then both choose their form
-/// from it ([`probed_properties`]) instead of counting twice (a count up to 100,000
-/// values took 45 ms at a million members).
+/// Counts the matching values of `f`'s property filters once (up to
+/// [`COUNT_PROBE_FROM`] on SQLite, [`PAGE_PROBE_FROM`] on PostgreSQL) for a page and
+/// its count, which then both choose their form from it ([`property_forms`]) instead
+/// of counting twice (a count up to 100,000 values took 45 ms at a million members).
 pub async fn measure_properties(ex: Ex<'_>, spot_id: SpotId, f: &mut MemberFilter) -> Result<(), sqlx::Error> {
-    if matches!(ex, Ex::Sqlite(_)) && !f.props.is_empty() {
-        f.value_matches = Some(count_values(ex, spot_id, &f.props, COUNT_PROBE_FROM).await?);
+    if !f.props.is_empty() {
+        let cap = if matches!(ex, Ex::Sqlite(_)) { COUNT_PROBE_FROM } else { PAGE_PROBE_FROM };
+        f.value_matches = Some(count_values(ex, spot_id, &f.props, cap).await?);
     }
     Ok(())
 }
@@ -428,7 +476,7 @@ pub async fn search_members(
     after: Option<(SortValue, MemberId)>,
     limit: i64,
 ) -> Result<Vec<MemberRow>, sqlx::Error> {
-    let probes = probed_properties(ex.reborrow(), spot_id, f, PAGE_PROBE_FROM).await?;
+    let forms = property_forms(ex.reborrow(), spot_id, f, Purpose::Page).await?;
     // Few matches, on PostgreSQL: the filter in a subquery that `OFFSET 0` keeps from
     // being merged, so its matches are read (an index range, or a bitmap of several)
     // and sorted for the page. Otherwise the planner may walk the sort column's index
@@ -452,7 +500,7 @@ pub async fn search_members(
         Sql::from_parts(&["SELECT ", MEMBER_COLUMNS, " FROM members WHERE spot_id = "])
     };
     sql.push_bind(spot_id.into());
-    push_member_filter(&mut sql, spot_id, f, &probes);
+    push_member_filter(&mut sql, spot_id, f, &forms);
     if fenced {
         sql.push(" OFFSET 0) AS matching WHERE true");
     }
@@ -479,10 +527,10 @@ pub async fn search_members(
 /// half a million members costs what one matching `cap` costs (the caller shows
 /// "more than `cap`").
 pub async fn count_members(mut ex: Ex<'_>, spot_id: SpotId, f: &MemberFilter, cap: i64) -> Result<i64, sqlx::Error> {
-    let probes = probed_properties(ex.reborrow(), spot_id, f, COUNT_PROBE_FROM).await?;
+    let forms = property_forms(ex.reborrow(), spot_id, f, Purpose::Count).await?;
     let mut sql = Sql::new("SELECT COUNT(*) FROM (SELECT 1 FROM members WHERE spot_id = ");
     sql.push_bind(spot_id.into());
-    push_member_filter(&mut sql, spot_id, f, &probes);
+    push_member_filter(&mut sql, spot_id, f, &forms);
     sql.push(" LIMIT ").push_bind(Bind::I64(cap.saturating_add(1))).push(") AS counted");
     run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(sql.text_for(&*c)), &sql.binds).fetch_one(c).await)
 }
