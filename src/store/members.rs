@@ -139,12 +139,23 @@ pub async fn get_many(ex: Ex<'_>, spot_id: SpotId, ids: &[MemberId]) -> Result<V
 /// share-locked until the transaction ends, so a concurrent update of one of them is
 /// either committed before they are read or waits until this transaction commits.
 pub async fn get_many_for_share(ex: Ex<'_>, spot_id: SpotId, ids: &[MemberId]) -> Result<Vec<MemberRow>, sqlx::Error> {
+    get_many_locked(ex, spot_id, ids, " FOR SHARE").await
+}
+
+/// The spot's members among `ids`, in id order, with the row lock `clause` on
+/// PostgreSQL (none on SQLite, whose writers exclude each other already).
+async fn get_many_locked(
+    ex: Ex<'_>,
+    spot_id: SpotId,
+    ids: &[MemberId],
+    clause: &'static str,
+) -> Result<Vec<MemberRow>, sqlx::Error> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM members WHERE spot_id = "]);
     sql.push_bind(spot_id.into()).push(" AND id IN ");
-    sql.push_list(ids.iter().map(|id| (*id).into())).push(" ORDER BY id").push(ex.row_lock(" FOR SHARE"));
+    sql.push_list(ids.iter().map(|id| (*id).into())).push(" ORDER BY id").push(ex.row_lock(clause));
     run!(ex, |c| bind_all!(sqlx::query_as::<_, MemberRow>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
 
@@ -200,13 +211,7 @@ pub async fn update(ex: Ex<'_>, m: &MemberRow) -> Result<(), sqlx::Error> {
 /// ends (PostgreSQL; SQLite serialises writers): the read of a chunk of a bulk change,
 /// taken in id order so that two chunks over the same members cannot deadlock.
 pub async fn get_many_for_update(ex: Ex<'_>, spot_id: SpotId, ids: &[MemberId]) -> Result<Vec<MemberRow>, sqlx::Error> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut sql = Sql::from_parts(&["SELECT ", COLUMNS, " FROM members WHERE spot_id = "]);
-    sql.push_bind(spot_id.into()).push(" AND id IN ");
-    sql.push_list(ids.iter().map(|id| (*id).into())).push(" ORDER BY id").push(ex.row_lock(" FOR NO KEY UPDATE"));
-    run!(ex, |c| bind_all!(sqlx::query_as::<_, MemberRow>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
+    get_many_locked(ex, spot_id, ids, " FOR NO KEY UPDATE").await
 }
 
 /// Writes a status change of several members of one spot (`members`, all holding the
