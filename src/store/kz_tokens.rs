@@ -43,14 +43,22 @@ pub async fn upsert_refresh(
     .map(|_| ()))
 }
 
-/// The grant of a refresh token.
-pub async fn get_refresh(ex: Ex<'_>, hash: &[u8]) -> Result<Option<GrantRow>, sqlx::Error> {
-    run!(ex, |c| sqlx::query_as::<_, GrantRow>(
-        "SELECT spot_id, connector_id, member_id, issued_at, expires_at FROM kz_refresh_tokens WHERE token_hash = $1"
-    )
-    .bind(hash)
-    .fetch_optional(c)
-    .await)
+/// The grant of a refresh token: looked up in its spot when the token names one
+/// (every token minted since migration 0013), else by its hash across spots (older
+/// tokens, until they expire; on Citus such a lookup reaches every shard).
+pub async fn get_refresh(ex: Ex<'_>, spot_id: Option<SpotId>, hash: &[u8]) -> Result<Option<GrantRow>, sqlx::Error> {
+    const COLUMNS: &str = "SELECT spot_id, connector_id, member_id, issued_at, expires_at FROM kz_refresh_tokens";
+    let (sql, spot) = match spot_id {
+        Some(spot) => (format!("{COLUMNS} WHERE token_hash = $1 AND spot_id = $2"), Some(spot)),
+        None => (format!("{COLUMNS} WHERE token_hash = $1"), None),
+    };
+    run!(ex, |c| {
+        let q = sqlx::query_as::<_, GrantRow>(&sql).bind(hash);
+        match spot {
+            Some(spot) => q.bind(spot).fetch_optional(c).await,
+            None => q.fetch_optional(c).await,
+        }
+    })
 }
 
 pub async fn insert_access(ex: Ex<'_>, g: &GrantRow, hash: &[u8]) -> Result<(), sqlx::Error> {
@@ -70,15 +78,25 @@ pub async fn insert_access(ex: Ex<'_>, g: &GrantRow, hash: &[u8]) -> Result<(), 
 
 /// The grant of an access token and its member's status (a member who may no longer
 /// sign in must not keep using a token).
-pub async fn get_access(ex: Ex<'_>, hash: &[u8]) -> Result<Option<(GrantRow, MemberStatus)>, sqlx::Error> {
+/// Looked up in the token's spot when it names one, as [`get_refresh`].
+pub async fn get_access(
+    ex: Ex<'_>,
+    spot_id: Option<SpotId>,
+    hash: &[u8],
+) -> Result<Option<(GrantRow, MemberStatus)>, sqlx::Error> {
+    const SELECT: &str =
+        "SELECT t.spot_id, t.connector_id, t.member_id, t.expires_at, m.status FROM kz_access_tokens t \
+         JOIN members m ON m.spot_id = t.spot_id AND m.id = t.member_id WHERE t.token_hash = $1";
+    let sql = match spot_id {
+        Some(_) => format!("{SELECT} AND t.spot_id = $2"),
+        None => SELECT.to_string(),
+    };
     run!(ex, |c| {
-        let row = sqlx::query_as::<_, (SpotId, ConnectorId, MemberId, i64, MemberStatus)>(
-            "SELECT t.spot_id, t.connector_id, t.member_id, t.expires_at, m.status FROM kz_access_tokens t \
-             JOIN members m ON m.spot_id = t.spot_id AND m.id = t.member_id WHERE t.token_hash = $1",
-        )
-        .bind(hash)
-        .fetch_optional(c)
-        .await?;
+        let q = sqlx::query_as::<_, (SpotId, ConnectorId, MemberId, i64, MemberStatus)>(&sql).bind(hash);
+        let row = match spot_id {
+            Some(spot) => q.bind(spot).fetch_optional(c).await?,
+            None => q.fetch_optional(c).await?,
+        };
         Ok(row.map(|(spot_id, connector_id, member_id, expires_at, status)| {
             (GrantRow { spot_id, connector_id, member_id, issued_at: expires_at, expires_at }, status)
         }))

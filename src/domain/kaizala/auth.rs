@@ -64,6 +64,25 @@ fn random_token(prefix: &str, bytes: usize) -> String {
     format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
 }
 
+/// A refresh or access token that names its spot: `prefix`, the spot id (16 bytes)
+/// and 32 random bytes, base64url, joined by a dot (not in that alphabet). A lookup
+/// then reads one spot's rows (one shard on Citus); the hash covers the whole token, so
+/// a token whose spot part was changed matches nothing.
+fn routed_token(prefix: &str, spot_id: SpotId) -> String {
+    let spot = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(spot_id.uuid().as_bytes());
+    random_token(&format!("{prefix}{spot}."), 32)
+}
+
+/// The spot a token names ([`routed_token`]); None for a token minted before tokens
+/// named their spot (looked up across spots until it expires) or a malformed one.
+fn token_spot(token: &str) -> Option<SpotId> {
+    let (head, _) = token.trim().split_once('.')?;
+    let encoded = head.strip_prefix("kza_").or_else(|| head.strip_prefix("kzr_"))?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded).ok()?;
+    let id = uuid::Uuid::from_slice(&bytes).ok()?;
+    Some(SpotId::from(id))
+}
+
 fn sha256(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
 }
@@ -116,7 +135,7 @@ async fn mint_refresh(tx: &mut Tx, connector: &Connector, member: &Member) -> Re
         crate::domain::events::emit(tx, m.spot_id, updated).await?;
         groups::refresh_smart_memberships(tx, &m).await?;
     }
-    let token = random_token("kzr_", 32);
+    let token = routed_token("kzr_", connector.spot_id);
     let expires = now + REFRESH_TOKEN_TTL_MS;
     store::kz_tokens::upsert_refresh(
         tx.ex(),
@@ -406,7 +425,9 @@ pub async fn access_token(
         return Err(Error::unauthenticated());
     }
     let mut tx = db.begin().await?;
-    let grant = store::kz_tokens::get_refresh(tx.ex(), &sha256(refresh_token.trim())).await?.map(TokenGrant::from);
+    let presented = refresh_token.trim();
+    let grant =
+        store::kz_tokens::get_refresh(tx.ex(), token_spot(presented), &sha256(presented)).await?.map(TokenGrant::from);
     let now = now_ms();
     let Some(grant) = grant.filter(|g| g.connector_id == connector.id && g.expires_at > now) else {
         return Err(Error::invalid_token());
@@ -423,7 +444,7 @@ pub async fn access_token(
     } else {
         None
     };
-    let access = random_token("kza_", 32);
+    let access = routed_token("kza_", grant.spot_id);
     let access_grant = TokenGrant { expires_at: now + ACCESS_TOKEN_TTL_MS, issued_at: now, ..grant.clone() };
     store::kz_tokens::purge_expired_access(tx.ex(), grant.spot_id, now).await?;
     store::kz_tokens::insert_access(tx.ex(), &(&access_grant).into(), &sha256(&access)).await?;
@@ -469,7 +490,7 @@ impl TokenCache {
             return cached.filter(|c| c.expires_at > now).ok_or_else(Error::invalid_token);
         }
         let mut c = db.conn().await?;
-        let found = store::kz_tokens::get_access(c.ex(), &hash).await?;
+        let found = store::kz_tokens::get_access(c.ex(), token_spot(token), &hash).await?;
         drop(c);
         let Some((g, status)) = found.filter(|(g, _)| g.expires_at > now) else {
             self.0.put(hash, None);
@@ -493,5 +514,27 @@ impl TokenCache {
     /// just replaced, so they stop working here at once.
     pub fn forget_pair(&self, connector_id: ConnectorId, member_id: MemberId) {
         self.0.retain(|c| c.as_ref().is_some_and(|c| !(c.connector_id == connector_id && c.member_id == member_id)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_names_its_spot_and_an_older_one_none() {
+        let spot = SpotId::generate();
+        for prefix in ["kza_", "kzr_"] {
+            let token = routed_token(prefix, spot);
+            assert!(token.starts_with(prefix), "{token}");
+            assert_eq!(token_spot(&token), Some(spot));
+            assert_eq!(token_spot(&format!(" {token} ")), Some(spot), "read as presented, trimmed");
+        }
+        assert_ne!(routed_token("kza_", spot), routed_token("kza_", spot), "random");
+        for other in
+            ["kza_OLDFORMATtokenOLDFORMATtokenOLDFORMATtok", "kza_@@@.x", "kzx_AAAAAAAAAAAAAAAAAAAAAA.x", ".", ""]
+        {
+            assert_eq!(token_spot(other), None, "{other}");
+        }
     }
 }
