@@ -42,6 +42,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::background::BackgroundJobs;
 use super::email::{self, Invitation};
 use super::events::{self, Event};
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
@@ -679,50 +680,23 @@ pub const LINK_LEASE_MS: i64 = 60_000;
 /// link job, so the request answers at once whatever their size.
 pub const LINK_INLINE_MAX: i64 = 1_000;
 
-static LINK_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(LINK_WORKERS);
-static LINK_ADMITTED: std::sync::Mutex<Option<HashSet<(CourseId, GroupId)>>> = std::sync::Mutex::new(None);
+static LINK_JOBS: BackgroundJobs<(CourseId, GroupId)> = BackgroundJobs::new(LINK_WORKERS, LINK_QUEUE);
 /// This process, as the holder of link leases (`course_groups.leased_by`).
 static THIS_PROCESS: std::sync::LazyLock<uuid::Uuid> = std::sync::LazyLock::new(super::new_id);
-
-/// A link's place among the admitted jobs, given back when dropped (the job ended,
-/// failed or its runtime stopped).
-struct LinkAdmitted(CourseId, GroupId);
-
-impl LinkAdmitted {
-    /// None when the link's job is already admitted or the queue is full.
-    fn take(course_id: CourseId, group_id: GroupId) -> Option<LinkAdmitted> {
-        let mut admitted = LINK_ADMITTED.lock().unwrap_or_else(|p| p.into_inner());
-        let set = admitted.get_or_insert_with(HashSet::new);
-        // Lazily: a `LinkAdmitted` built and dropped here would re-lock the set.
-        (set.len() < LINK_QUEUE && set.insert((course_id, group_id))).then(|| LinkAdmitted(course_id, group_id))
-    }
-}
-
-impl Drop for LinkAdmitted {
-    fn drop(&mut self) {
-        let mut admitted = LINK_ADMITTED.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(set) = admitted.as_mut() {
-            set.remove(&(self.0, self.1));
-        }
-    }
-}
 
 /// Queues the job that invites the members of a link that is not ready: it runs in the
 /// background on one of [`LINK_WORKERS`] slots; a link already queued here is not
 /// queued twice, and a full queue leaves it to housekeeping (see [`LINK_QUEUE`]).
 pub fn start_link_job(db: &Db, spot_id: SpotId, course_id: CourseId, group_id: GroupId) {
-    let Some(admitted) = LinkAdmitted::take(course_id, group_id) else {
-        tracing::debug!(%course_id, %group_id, "course link job queue full or already queued; housekeeping resumes it");
-        return;
-    };
     let db = db.clone();
-    tokio::spawn(async move {
-        let _admitted = admitted;
-        let Ok(_slot) = LINK_SLOTS.acquire().await else { return };
+    let admitted = LINK_JOBS.spawn((course_id, group_id), async move {
         if let Err(e) = run_link_job(&db, spot_id, course_id, group_id).await {
             tracing::error!(error = ?e, %course_id, %group_id, "course link job failed; housekeeping resumes it");
         }
     });
+    if !admitted {
+        tracing::debug!(%course_id, %group_id, "course link job queue full or already queued; housekeeping resumes it");
+    }
 }
 
 /// Starts the link jobs no process is working: never started (the queue was full),

@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde_json::Value;
 
+use super::background::BackgroundJobs;
 use super::events::Event;
 use super::filter::{self, FieldSpec, Kind, ListQuery, Op};
 use super::members::Member;
@@ -653,31 +654,7 @@ pub const COMPUTE_WORKERS: usize = 2;
 /// lost, and a burst of smart-group creations cannot spawn a task per group.
 pub const COMPUTE_QUEUE: usize = 64;
 
-static COMPUTE_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(COMPUTE_WORKERS);
-static COMPUTE_ADMITTED: std::sync::Mutex<Option<HashSet<GroupId>>> = std::sync::Mutex::new(None);
-
-/// A group's place among the admitted computations, given back when dropped (the
-/// computation ended, failed or its runtime stopped).
-struct Admitted(GroupId);
-
-impl Admitted {
-    /// None when the group is already admitted or the queue is full.
-    fn take(group_id: GroupId) -> Option<Admitted> {
-        let mut admitted = COMPUTE_ADMITTED.lock().unwrap_or_else(|p| p.into_inner());
-        let set = admitted.get_or_insert_with(HashSet::new);
-        // Lazily: an `Admitted` built and dropped here would re-lock the set.
-        (set.len() < COMPUTE_QUEUE && set.insert(group_id)).then(|| Admitted(group_id))
-    }
-}
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        let mut admitted = COMPUTE_ADMITTED.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(set) = admitted.as_mut() {
-            set.remove(&self.0);
-        }
-    }
-}
+static COMPUTE_JOBS: BackgroundJobs<GroupId> = BackgroundJobs::new(COMPUTE_WORKERS, COMPUTE_QUEUE);
 
 /// Members re-evaluated inside the changing transaction at most (see [`refresh_readers`]).
 const REFRESH_IN_TX_MAX: usize = 500;
@@ -730,19 +707,16 @@ pub(crate) async fn refresh_readers(
 /// [`COMPUTE_WORKERS`] slots; a group already queued is not queued twice, and a full
 /// queue leaves the group to housekeeping (see [`COMPUTE_QUEUE`]).
 pub fn start_computation(db: &Db, spot_id: SpotId, group_id: GroupId) {
-    let Some(admitted) = Admitted::take(group_id) else {
-        tracing::info!(%group_id, "smart group computation queue full or already queued; housekeeping resumes it");
-        return;
-    };
     let db = db.clone();
-    tokio::spawn(async move {
-        let _admitted = admitted;
-        let Ok(_slot) = COMPUTE_SLOTS.acquire().await else { return };
+    let admitted = COMPUTE_JOBS.spawn(group_id, async move {
         let _timer = crate::metrics::ComputationTimer::start();
         if let Err(e) = compute_smart_group(&db, spot_id, group_id).await {
             tracing::error!(error = ?e, %group_id, "smart group computation failed; another replica will retry");
         }
     });
+    if !admitted {
+        tracing::info!(%group_id, "smart group computation queue full or already queued; housekeeping resumes it");
+    }
 }
 
 /// Takes over smart-group computations whose replica stopped (lease lapsed).
@@ -935,19 +909,19 @@ mod tests {
 
     #[test]
     fn the_computation_queue_is_bounded_and_admits_a_group_once() {
-        let first = Admitted::take(GroupId::generate());
+        let first = COMPUTE_JOBS.admit(GroupId::generate());
         assert!(first.is_some());
-        let again = first.as_ref().and_then(|a| Admitted::take(a.0));
+        let again = first.as_ref().and_then(|a| COMPUTE_JOBS.admit(a.key()));
         assert!(again.is_none(), "a group already queued is not queued twice");
         // Fill the queue (other tests of this process may hold places too).
         let mut held = Vec::new();
-        while let Some(a) = Admitted::take(GroupId::generate()) {
+        while let Some(a) = COMPUTE_JOBS.admit(GroupId::generate()) {
             held.push(a);
             assert!(held.len() <= COMPUTE_QUEUE);
         }
-        assert!(Admitted::take(GroupId::generate()).is_none(), "a full queue admits no one");
+        assert!(COMPUTE_JOBS.admit(GroupId::generate()).is_none(), "a full queue admits no one");
         // A finished computation gives its place back.
         held.pop();
-        assert!(Admitted::take(GroupId::generate()).is_some());
+        assert!(COMPUTE_JOBS.admit(GroupId::generate()).is_some());
     }
 }

@@ -309,7 +309,55 @@ async fn apply_member_patch(
     status: Option<MemberStatus>,
 ) -> Result<Member> {
     let mut tx = db.begin().await?;
-    let m = patch_member_in(&mut tx, spot_id, id, patch, role, status).await?;
+    let mut m = store::members::get_for_update(tx.ex(), spot_id, id)
+        .await?
+        .map(Member::from)
+        .ok_or(Error::NotFound(Entity::SpotMember))?;
+    let before = m.clone();
+    if let Some(Some(role_id)) = patch.custom_role_id {
+        if store::custom_roles::get(tx.ex(), spot_id, role_id).await?.is_none() {
+            return Err(Error::invalid("customRoleId", format!("no custom role '{role_id}' in this spot")));
+        }
+    }
+    let now = now_ms();
+    if let Some(v) = patch.firstname {
+        m.firstname = v;
+    }
+    if let Some(v) = patch.lastname {
+        m.lastname = v;
+    }
+    if let Some(v) = patch.title {
+        m.title = v;
+    }
+    if let Some(v) = role {
+        m.role = v;
+    }
+    if let Some(v) = status {
+        m.set_status(v, now);
+    }
+    if let Some(v) = patch.avatar_url {
+        m.avatar_url = v;
+    }
+    if let Some(v) = patch.embed_base_urls {
+        m.embed_base_urls = match v {
+            Some(map) => Some(serde_json::to_string(&map).map_err(|e| Error::Internal(e.into()))?),
+            None => None,
+        };
+    }
+    if let Some(v) = patch.custom_role_id {
+        m.custom_role_id = v;
+    }
+    let changed = m != before;
+    m.updated_at = now;
+    store::members::update(tx.ex(), &(&m).into()).await?;
+    if changed {
+        super::events::emit(&mut tx, spot_id, Event::MemberUpdated(std::slice::from_ref(&m))).await?;
+    }
+    if !m.status.may_sign_in() {
+        // Signed out: the tokens go, so reactivating the member does not revive them.
+        store::kz_tokens::revoke_member(tx.ex(), spot_id, id).await?;
+    }
+    super::groups::refresh_smart_memberships(&mut tx, &m).await?;
     tx.commit().await?;
     Ok(m)
 }
@@ -362,66 +410,6 @@ pub async fn set_status_of_many_in(
     }
     super::groups::refresh_smart_memberships_of(tx, &changed).await?;
     Ok(missing)
-}
-
-async fn patch_member_in(
-    tx: &mut store::Tx,
-    spot_id: SpotId,
-    id: MemberId,
-    patch: MemberPatch,
-    role: Option<MemberRole>,
-    status: Option<MemberStatus>,
-) -> Result<Member> {
-    let mut m = store::members::get_for_update(tx.ex(), spot_id, id)
-        .await?
-        .map(Member::from)
-        .ok_or(Error::NotFound(Entity::SpotMember))?;
-    let before = m.clone();
-    if let Some(Some(role_id)) = patch.custom_role_id {
-        if store::custom_roles::get(tx.ex(), spot_id, role_id).await?.is_none() {
-            return Err(Error::invalid("customRoleId", format!("no custom role '{role_id}' in this spot")));
-        }
-    }
-    let now = now_ms();
-    if let Some(v) = patch.firstname {
-        m.firstname = v;
-    }
-    if let Some(v) = patch.lastname {
-        m.lastname = v;
-    }
-    if let Some(v) = patch.title {
-        m.title = v;
-    }
-    if let Some(v) = role {
-        m.role = v;
-    }
-    if let Some(v) = status {
-        m.set_status(v, now);
-    }
-    if let Some(v) = patch.avatar_url {
-        m.avatar_url = v;
-    }
-    if let Some(v) = patch.embed_base_urls {
-        m.embed_base_urls = match v {
-            Some(map) => Some(serde_json::to_string(&map).map_err(|e| Error::Internal(e.into()))?),
-            None => None,
-        };
-    }
-    if let Some(v) = patch.custom_role_id {
-        m.custom_role_id = v;
-    }
-    let changed = m != before;
-    m.updated_at = now;
-    store::members::update(tx.ex(), &(&m).into()).await?;
-    if changed {
-        super::events::emit(tx, spot_id, Event::MemberUpdated(std::slice::from_ref(&m))).await?;
-    }
-    if !m.status.may_sign_in() {
-        // Signed out: the tokens go, so reactivating the member does not revive them.
-        store::kz_tokens::revoke_member(tx.ex(), spot_id, id).await?;
-    }
-    super::groups::refresh_smart_memberships(tx, &m).await?;
-    Ok(m)
 }
 
 /// Loads a member inside a transaction (404 when absent or of another spot).

@@ -5,6 +5,7 @@
 //! counters and transactions live here.
 
 pub mod auth;
+pub mod background;
 pub mod console;
 pub mod courses;
 pub mod custom_roles;

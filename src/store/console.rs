@@ -350,9 +350,13 @@ async fn property_forms(
     if f.props.is_empty() || (!sqlite && purpose == Purpose::Count) {
         return Ok(vec![PropertyForm::List; f.props.len()]);
     }
+    let measured;
     let counted = match &f.value_matches {
-        Some(counted) => counted.clone(),
-        None => count_values(ex.reborrow(), spot_id, &f.props, from).await?,
+        Some(counted) => counted,
+        None => {
+            measured = count_values(ex.reborrow(), spot_id, &f.props, from).await?;
+            &measured
+        }
     };
     Ok(counted
         .iter()

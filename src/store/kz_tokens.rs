@@ -47,14 +47,19 @@ pub async fn upsert_refresh(
 /// (every token minted since migration 0013), else by its hash across spots (older
 /// tokens, until they expire; on Citus such a lookup reaches every shard).
 pub async fn get_refresh(ex: Ex<'_>, spot_id: Option<SpotId>, hash: &[u8]) -> Result<Option<GrantRow>, sqlx::Error> {
-    const COLUMNS: &str = "SELECT spot_id, connector_id, member_id, issued_at, expires_at FROM kz_refresh_tokens";
-    let (sql, spot) = match spot_id {
-        Some(spot) => (format!("{COLUMNS} WHERE token_hash = $1 AND spot_id = $2"), Some(spot)),
-        None => (format!("{COLUMNS} WHERE token_hash = $1"), None),
+    let sql = match spot_id {
+        Some(_) => {
+            "SELECT spot_id, connector_id, member_id, issued_at, expires_at FROM kz_refresh_tokens \
+                    WHERE token_hash = $1 AND spot_id = $2"
+        }
+        None => {
+            "SELECT spot_id, connector_id, member_id, issued_at, expires_at FROM kz_refresh_tokens \
+                 WHERE token_hash = $1"
+        }
     };
     run!(ex, |c| {
-        let q = sqlx::query_as::<_, GrantRow>(&sql).bind(hash);
-        match spot {
+        let q = sqlx::query_as::<_, GrantRow>(sql).bind(hash);
+        match spot_id {
             Some(spot) => q.bind(spot).fetch_optional(c).await,
             None => q.fetch_optional(c).await,
         }
@@ -84,15 +89,19 @@ pub async fn get_access(
     spot_id: Option<SpotId>,
     hash: &[u8],
 ) -> Result<Option<(GrantRow, MemberStatus)>, sqlx::Error> {
-    const SELECT: &str =
-        "SELECT t.spot_id, t.connector_id, t.member_id, t.expires_at, m.status FROM kz_access_tokens t \
-         JOIN members m ON m.spot_id = t.spot_id AND m.id = t.member_id WHERE t.token_hash = $1";
     let sql = match spot_id {
-        Some(_) => format!("{SELECT} AND t.spot_id = $2"),
-        None => SELECT.to_string(),
+        Some(_) => {
+            "SELECT t.spot_id, t.connector_id, t.member_id, t.expires_at, m.status FROM kz_access_tokens t \
+             JOIN members m ON m.spot_id = t.spot_id AND m.id = t.member_id \
+             WHERE t.token_hash = $1 AND t.spot_id = $2"
+        }
+        None => {
+            "SELECT t.spot_id, t.connector_id, t.member_id, t.expires_at, m.status FROM kz_access_tokens t \
+             JOIN members m ON m.spot_id = t.spot_id AND m.id = t.member_id WHERE t.token_hash = $1"
+        }
     };
     run!(ex, |c| {
-        let q = sqlx::query_as::<_, (SpotId, ConnectorId, MemberId, i64, MemberStatus)>(&sql).bind(hash);
+        let q = sqlx::query_as::<_, (SpotId, ConnectorId, MemberId, i64, MemberStatus)>(sql).bind(hash);
         let row = match spot_id {
             Some(spot) => q.bind(spot).fetch_optional(c).await?,
             None => q.fetch_optional(c).await?,
