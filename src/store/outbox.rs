@@ -426,7 +426,9 @@ fn push_filter(sql: &mut Sql, f: &OutboxFilter) {
         sql.push(" AND id = ").push_bind(Bind::Uuid(id));
     }
     if let Some(e) = f.event_id {
+        let (from, to) = event_rows_range(e);
         sql.push(" AND event_id = ").push_bind(Bind::Uuid(e));
+        sql.push(" AND id >= ").push_bind(Bind::Uuid(from)).push(" AND id < ").push_bind(Bind::Uuid(to));
     }
     if !f.states.is_empty() {
         sql.push(" AND state IN ").push_list(f.states.iter().map(|s| Bind::Text(s.as_str().to_string())));
@@ -486,17 +488,18 @@ pub async fn backlog(ex: Ex<'_>, now: i64) -> Result<Backlog, sqlx::Error> {
 
 /// Holds a disabled target's waiting rows (Pending → Paused), claimed ones included: the
 /// attempt in flight is still logged but cannot complete (its claim is gone).
+/// The rows are found through the queue's index (what waits is a small part of a spot's
+/// rows): no index of rows by target is kept, see [`EVENT_ROWS_SLACK_MS`].
 pub async fn pause_target(ex: Ex<'_>, spot_id: SpotId, target: Uuid, now: i64) -> Result<u64, sqlx::Error> {
-    run!(ex, |c| sqlx::query(
-        "UPDATE outbox SET state = 'Paused', claimed_by = NULL, claim_token = NULL, updated_at = $3 \
-         WHERE spot_id = $1 AND target_id = $2 AND state = 'Pending'"
-    )
-    .bind(spot_id)
-    .bind(target)
-    .bind(now)
-    .execute(c)
-    .await
-    .map(|r| super::WriteOutcome::rows_affected(&r)))
+    let mut sql = Sql::new("UPDATE outbox");
+    sql.push_per_backend("", " INDEXED BY outbox_due");
+    sql.push(" SET state = 'Paused', claimed_by = NULL, claim_token = NULL, updated_at = ").push_bind(Bind::I64(now));
+    sql.push(" WHERE state = 'Pending' AND spot_id = ").push_bind(spot_id.into());
+    sql.push(" AND target_id = ").push_bind(Bind::Uuid(target));
+    run!(ex, |c| bind_all!(sqlx::query(sql.text_for(&*c)), &sql.binds)
+        .execute(c)
+        .await
+        .map(|r| super::WriteOutcome::rows_affected(&r)))
 }
 
 /// A re-enabled target's held rows go back in the queue, due now, with a fresh schedule.
@@ -522,14 +525,18 @@ pub async fn requeue_event(
     event_id: Uuid,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
+    let (from, to) = event_rows_range(event_id);
     run!(ex, |c| sqlx::query(
         "UPDATE outbox SET state = 'Pending', failures = 0, next_attempt_at = $4, claimed_by = NULL, \
-         claim_token = NULL, updated_at = $4 WHERE spot_id = $1 AND target_id = $2 AND event_id = $3"
+         claim_token = NULL, updated_at = $4 \
+         WHERE spot_id = $1 AND id >= $5 AND id < $6 AND target_id = $2 AND event_id = $3"
     )
     .bind(spot_id)
     .bind(target)
     .bind(event_id)
     .bind(now)
+    .bind(from)
+    .bind(to)
     .execute(c)
     .await
     .map(|r| super::WriteOutcome::rows_affected(&r) > 0))
@@ -556,7 +563,9 @@ pub async fn requeue_failed_since(
     .map(|r| super::WriteOutcome::rows_affected(&r)))
 }
 
-/// Deletes everything of a deleted target: its rows, its attempts and its count.
+/// Deletes everything of a deleted target: its rows (read through the spot's primary
+/// key range: no index of rows by target is kept, see [`EVENT_ROWS_SLACK_MS`]), its
+/// attempts and its count.
 pub async fn delete_target(mut ex: Ex<'_>, spot_id: SpotId, target: Uuid) -> Result<(), sqlx::Error> {
     for sql in [
         "DELETE FROM outbox WHERE spot_id = $1 AND target_id = $2",
@@ -650,6 +659,21 @@ pub fn uuid_v7_floor(ms: i64) -> Uuid {
     Uuid::from_bytes(b)
 }
 
+/// The rows of an event are written in the same moment as its id (ids and event ids are
+/// UUIDv7s made one after the other), so they lie in the primary key's range around
+/// the event id's time: how an event's rows are found without an index of their own
+/// (each index is a B-tree more that every emitting write pays for). The slack is far
+/// wider than the microseconds between the two; an id that is not a UUIDv7 finds nothing.
+pub const EVENT_ROWS_SLACK_MS: i64 = 10 * 60 * 1000;
+
+/// The primary-key range `[from, to)` that holds the rows of `event_id` (see
+/// [`EVENT_ROWS_SLACK_MS`]).
+pub fn event_rows_range(event_id: Uuid) -> (Uuid, Uuid) {
+    let b = event_id.as_bytes();
+    let ms = b[..6].iter().fold(0i64, |ms, byte| (ms << 8) | i64::from(*byte));
+    (uuid_v7_floor(ms - EVENT_ROWS_SLACK_MS), uuid_v7_floor(ms + EVENT_ROWS_SLACK_MS + 1))
+}
+
 /// Deletes up to `limit` finished rows (anything but Pending) and up to `limit`
 /// attempts of one spot created before `before` (a [`uuid_v7_floor`]), keeping the
 /// per-target attempt counts right. Returns how many rows and attempts went.
@@ -689,4 +713,24 @@ pub async fn purge_spot(mut ex: Ex<'_>, spot_id: SpotId, before: Uuid, limit: i6
         .map(|_| ()))?;
     }
     Ok(rows + targets.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_events_rows_lie_in_the_range_around_its_id() {
+        let event_id = Uuid::now_v7();
+        let row_id = Uuid::now_v7();
+        let (from, to) = event_rows_range(event_id);
+        assert!(from <= event_id && event_id < to);
+        assert!(from <= row_id && row_id < to, "a row made just after its event");
+        // Rows of events far apart in time are outside the range (Uuid orders by its
+        // bytes, as both stores compare UUIDs).
+        let ms = i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis())
+            .unwrap();
+        assert!(uuid_v7_floor(ms - 2 * EVENT_ROWS_SLACK_MS) < from);
+        assert!(uuid_v7_floor(ms + 2 * EVENT_ROWS_SLACK_MS) >= to);
+    }
 }
