@@ -208,33 +208,68 @@ async fn throughput(url_db: &str, spot: SpotId, replicas: usize, events: usize) 
     rate
 }
 
-/// Rounds and writes per round of [`compare_writes`].
+/// Rounds and writes per round of the part timings of [`write_cost`].
 const ROUNDS: u32 = 5;
 const PER_ROUND: u32 = 400;
+/// Rounds and writes per round of [`compare_writes`]: many short rounds, so that the
+/// median of the rounds' ratios is not moved by a burst of other work on the machine.
+const COMPARE_ROUNDS: u32 = 20;
+const COMPARE_PER_ROUND: u32 = 250;
 
-/// Per-write wall and CPU time in µs, without and with an endpoint, over `n` writes each.
+/// Per-write wall and CPU time in µs, without and with an endpoint, over `n` writes
+/// each; and the median and quartiles of the rounds' ratios (with / without, in %).
 struct Compared {
     wall: [f64; 2],
     cpu: [f64; 2],
     n: u32,
+    wall_ratio: [f64; 3],
+    cpu_ratio: [f64; 3],
 }
 
-/// Times `write(with_endpoint, email)` in [`ROUNDS`] rounds of [`PER_ROUND`] writes
-/// without an endpoint then with one, interleaved so that drift hits both alike.
+/// The quartiles and median of `ratios`, as percentages added.
+fn quartiles(mut ratios: Vec<f64>) -> [f64; 3] {
+    ratios.sort_by(f64::total_cmp);
+    let at = |p: f64| (ratios[((ratios.len() as f64 - 1.0) * p).round() as usize] - 1.0) * 100.0;
+    [at(0.25), at(0.5), at(0.75)]
+}
+
+/// Times `write(with_endpoint, email)` in [`COMPARE_ROUNDS`] rounds of
+/// [`COMPARE_PER_ROUND`] writes without an endpoint then with one (the order
+/// alternating), so that drift hits both alike.
 async fn compare_writes(mut write: impl AsyncFnMut(bool, String)) -> Compared {
     let (mut wall, mut cpu) = ([Duration::ZERO; 2], [0u64; 2]);
-    for round in 0..ROUNDS {
-        for with in [false, true] {
+    let (mut wall_ratios, mut cpu_ratios) = (Vec::new(), Vec::new());
+    for round in 0..COMPARE_ROUNDS {
+        let (mut round_wall, mut round_cpu) = ([Duration::ZERO; 2], [0u64; 2]);
+        let order = if round % 2 == 0 { [false, true] } else { [true, false] };
+        for with in order {
             let (start, cpu_start) = (Instant::now(), cpu_ns());
-            for i in 0..PER_ROUND {
+            for i in 0..COMPARE_PER_ROUND {
                 write(with, format!("w{round}-{i}@x.io")).await;
             }
-            wall[usize::from(with)] += start.elapsed();
-            cpu[usize::from(with)] += cpu_ns() - cpu_start;
+            round_wall[usize::from(with)] = start.elapsed();
+            round_cpu[usize::from(with)] = cpu_ns() - cpu_start;
+        }
+        wall_ratios.push(round_wall[1].as_secs_f64() / round_wall[0].as_secs_f64());
+        cpu_ratios.push(round_cpu[1] as f64 / round_cpu[0].max(1) as f64);
+        for k in 0..2 {
+            wall[k] += round_wall[k];
+            cpu[k] += round_cpu[k];
         }
     }
-    let n = ROUNDS * PER_ROUND;
-    Compared { wall: wall.map(|d| (d / n).as_secs_f64() * 1e6), cpu: cpu.map(|ns| ns as f64 / f64::from(n) / 1e3), n }
+    let n = COMPARE_ROUNDS * COMPARE_PER_ROUND;
+    Compared {
+        wall: wall.map(|d| (d / n).as_secs_f64() * 1e6),
+        cpu: cpu.map(|ns| ns as f64 / f64::from(n) / 1e3),
+        n,
+        wall_ratio: quartiles(wall_ratios),
+        cpu_ratio: quartiles(cpu_ratios),
+    }
+}
+
+/// `+m % (q1 to q3)`: a [`quartiles`] result.
+fn spread([q1, m, q3]: [f64; 3]) -> String {
+    format!("{m:+.1} % (quartiles {q1:+.1} to {q3:+.1} %)")
 }
 
 /// How much larger `b` is than `a`, in percent.
@@ -273,12 +308,16 @@ async fn write_cost(db: &Db, url: &str) {
     .await;
     let ([a, b], [ca, cb], n) = (c.wall, c.cpu, c.n);
     println!(
-        "member write: {a:.0} µs without an endpoint, {b:.0} µs with one ({:+.1} %; {n} invites each)",
-        percent(a, b)
+        "member write: {a:.0} µs without an endpoint, {b:.0} µs with one ({:+.1} %; {n} invites each); \
+         median of {COMPARE_ROUNDS} rounds' ratios {}",
+        percent(a, b),
+        spread(c.wall_ratio)
     );
     println!(
-        "member write, CPU time of this process: {ca:.0} µs without an endpoint, {cb:.0} µs with one ({:+.1} %)",
-        percent(ca, cb)
+        "member write, CPU time of this process: {ca:.0} µs without an endpoint, {cb:.0} µs with one ({:+.1} %); \
+         median of rounds {}",
+        percent(ca, cb),
+        spread(c.cpu_ratio)
     );
     // The parts: an empty transaction, and one holding just the outbox row.
     let (mut empty, mut one_row) = (Duration::ZERO, Duration::ZERO);
@@ -391,10 +430,12 @@ async fn http_write_cost(db: &Db, receiver: &str) {
     .await;
     let ([a, b], [ca, cb], n) = (c.wall, c.cpu, c.n);
     println!(
-        "member write through the API: {a:.0} µs without an endpoint, {b:.0} µs with one ({:+.1} %); \
-         CPU {ca:.0} µs vs {cb:.0} µs ({:+.1} %, delivery included; {n} invites each)",
+        "member write through the API: {a:.0} µs without an endpoint, {b:.0} µs with one ({:+.1} %, median of \
+         rounds {}); CPU {ca:.0} µs vs {cb:.0} µs ({:+.1} %, median of rounds {}; delivery included; {n} invites each)",
         percent(a, b),
-        percent(ca, cb)
+        spread(c.wall_ratio),
+        percent(ca, cb),
+        spread(c.cpu_ratio)
     );
     let _ = stop_tx.send(());
     let _ = server.await;
@@ -536,6 +577,17 @@ async fn main() {
     let db = Db::connect_and_migrate(&url).await.unwrap();
     let (spot, _) = openspot::domain::spots::create_spot(&db, "outbox bench").await.unwrap();
     println!("openspot outbox benchmark on {}", db.backend_name());
+    if std::env::args().any(|a| a == "--with-old-index") {
+        // The index on (spot, target, event) that migration 0015 dropped, for a
+        // comparison in the same build.
+        let sql = "CREATE INDEX outbox_target_event ON outbox (spot_id, target_id, event_id)";
+        match &db {
+            Db::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+            Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+        }
+        .unwrap();
+        println!("with the index outbox_target_event (before migration 0015)");
+    }
 
     let receiver = new_receiver().await;
     if std::env::args().any(|a| a == "--write-cost") {
