@@ -85,6 +85,24 @@ fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// A session cookie or sign-in link token that names its spot: the spot id (16 bytes)
+/// and 32 random bytes, base64url, joined by a dot (not in that alphabet). Its lookup
+/// then reads one spot's rows (one shard on Citus); the hash covers the whole value, so
+/// one whose spot part was changed matches nothing.
+fn routed_token(spot_id: SpotId) -> String {
+    let spot = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(spot_id.uuid().as_bytes());
+    format!("{spot}.{}", random_token())
+}
+
+/// The spot a session cookie or link token names ([`routed_token`]); None for a
+/// malformed one or one made before they named their spot (no longer valid).
+fn token_spot(token: &str) -> Option<SpotId> {
+    let (head, _) = token.trim().split_once('.')?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(head).ok()?;
+    let id = uuid::Uuid::from_slice(&bytes).ok()?;
+    Some(SpotId::from(id))
+}
+
 fn sha256(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -145,7 +163,7 @@ pub async fn create_login_link(db: &Db, spot_id: SpotId, email: &str) -> Result<
 }
 
 async fn issue_link(db: &Db, spot_id: SpotId, member_id: MemberId) -> Result<String> {
-    let token = random_token();
+    let token = routed_token(spot_id);
     let mut tx = db.begin().await?;
     store::console::insert_link(tx.ex(), &sha256(&token), spot_id, member_id, now_ms() + LINK_TTL_MS).await?;
     tx.commit().await?;
@@ -162,11 +180,12 @@ fn may_use_console(role: MemberRole, status: MemberStatus) -> bool {
 }
 
 async fn create_session(db: &Db, spot_id: SpotId, member_id: MemberId) -> Result<NewSession> {
-    let cookie_value = random_token();
+    let cookie_value = routed_token(spot_id);
     let csrf = random_token();
     let now = now_ms();
     let mut tx = db.begin().await?;
-    store::console::purge_expired(tx.ex(), now - SESSION_IDLE_MS, now).await?;
+    // The spot's own expired sessions and links (every spot's: housekeeping).
+    store::console::purge_expired(tx.ex(), Some(spot_id), now - SESSION_IDLE_MS, now).await?;
     store::console::insert_session(
         tx.ex(),
         &store::console::NewSessionRow { id_hash: &sha256(&cookie_value), spot_id, member_id, csrf_token: &csrf, now },
@@ -254,11 +273,14 @@ pub async fn sign_in_with_link(db: &Db, token: &str, ip: Option<IpAddr>) -> Resu
     if let Some(a) = &address {
         a.take(db).await?;
     }
-    let taken = {
-        let mut tx = db.begin().await?;
-        let t = store::console::take_link(tx.ex(), &sha256(token.trim()), now_ms()).await?;
-        tx.commit().await?;
-        t
+    let taken = match token_spot(token) {
+        Some(spot_id) => {
+            let mut tx = db.begin().await?;
+            let t = store::console::take_link(tx.ex(), spot_id, &sha256(token.trim()), now_ms()).await?;
+            tx.commit().await?;
+            t
+        }
+        None => None,
     };
     let Some((spot_id, member_id)) = taken else {
         return Err(Error::unauthenticated());
@@ -276,18 +298,21 @@ pub async fn sign_in_with_link(db: &Db, token: &str, ip: Option<IpAddr>) -> Resu
 /// The session of a cookie value: 401 when it is unknown, idle too long, or its member
 /// is no longer an Admin who may sign in (the session is then deleted).
 pub async fn authenticate(db: &Db, cookie_value: &str) -> Result<ConsoleSession> {
+    let Some(spot_id) = token_spot(cookie_value) else {
+        return Err(Error::Unauthorized("Signed out".into()));
+    };
     let hash = sha256(cookie_value);
     let now = now_ms();
     let mut c = db.conn().await?;
-    let Some(row) = store::console::get_session(c.ex(), &hash).await? else {
+    let Some(row) = store::console::get_session(c.ex(), spot_id, &hash).await? else {
         return Err(Error::Unauthorized("Signed out".into()));
     };
     if now - row.last_seen_at > SESSION_IDLE_MS || !may_use_console(row.role, row.status) {
-        store::console::delete_session(c.ex(), &hash).await?;
+        store::console::delete_session(c.ex(), spot_id, &hash).await?;
         return Err(Error::Unauthorized("Signed out".into()));
     }
     if now - row.last_seen_at > TOUCH_EVERY_MS {
-        store::console::touch_session(c.ex(), &hash, now).await?;
+        store::console::touch_session(c.ex(), spot_id, &hash, now).await?;
     }
     Ok(ConsoleSession {
         spot_id: row.spot_id,
@@ -301,8 +326,11 @@ pub async fn authenticate(db: &Db, cookie_value: &str) -> Result<ConsoleSession>
 
 /// Ends the session of a cookie value (nothing when there is none).
 pub async fn sign_out(db: &Db, cookie_value: &str) -> Result<()> {
+    let Some(spot_id) = token_spot(cookie_value) else {
+        return Ok(());
+    };
     let mut c = db.conn().await?;
-    store::console::delete_session(c.ex(), &sha256(cookie_value)).await?;
+    store::console::delete_session(c.ex(), spot_id, &sha256(cookie_value)).await?;
     Ok(())
 }
 
@@ -348,6 +376,19 @@ pub async fn overview(db: &Db, spot_id: SpotId) -> Result<Overview> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cookie_or_link_token_names_its_spot_and_an_older_one_none() {
+        let spot = SpotId::generate();
+        let token = routed_token(spot);
+        assert_eq!(token_spot(&token), Some(spot));
+        assert_eq!(token_spot(&format!(" {token} ")), Some(spot), "read as presented, trimmed");
+        assert_ne!(routed_token(spot), token, "random");
+        // A value made before 0014 (32 random bytes, base64url, no dot) or a malformed one.
+        for other in [random_token().as_str(), "@@@.x", "AAAA.x", ".", ""] {
+            assert_eq!(token_spot(other), None, "{other}");
+        }
+    }
 
     #[tokio::test]
     async fn passwords_hash_and_verify() {
@@ -582,13 +623,13 @@ async fn matching_ids(db: &Db, spot_id: SpotId, q: &MemberQuery) -> Result<Vec<M
 pub async fn select(db: &Db, s: &ConsoleSession, ids: &[String], on: bool) -> Result<usize> {
     let ids: Vec<MemberId> = ids.iter().filter_map(|i| i.trim().parse().ok()).collect();
     let mut c = db.conn().await?;
-    store::console::set_selected(c.ex(), &s.session_key, &ids, on).await?;
+    store::console::set_selected(c.ex(), s.spot_id, &s.session_key, &ids, on).await?;
     Ok(store::console::selected_ids(c.ex(), &s.session_key, s.spot_id).await?.len())
 }
 
 pub async fn clear_selection(db: &Db, s: &ConsoleSession) -> Result<()> {
     let mut c = db.conn().await?;
-    store::console::clear_selected(c.ex(), &s.session_key).await?;
+    store::console::clear_selected(c.ex(), s.spot_id, &s.session_key).await?;
     Ok(())
 }
 
@@ -1257,13 +1298,15 @@ pub async fn import_errors_csv(db: &Db, spot_id: SpotId, upload_id: uuid::Uuid) 
         .ok_or_else(|| Error::BadRequest("No finished import with this id".into()))
 }
 
-/// Purges old jobs and uploads (housekeeping): jobs [`JOB_RETENTION_MS`] after their
+/// Purges expired sessions and sign-in links of every spot, and old jobs and uploads
+/// (housekeeping): jobs [`JOB_RETENTION_MS`] after their
 /// last progress, uploads holding a file [`UPLOAD_FILE_RETENTION_MS`] after the upload,
 /// finished imports' failed rows [`UPLOAD_REPORT_RETENTION_MS`] after. Returns the rows
 /// deleted.
 pub async fn purge_background(db: &Db) -> Result<u64> {
     let now = now_ms();
     let mut c = db.conn().await?;
+    store::console::purge_expired(c.ex(), None, now - SESSION_IDLE_MS, now).await?;
     Ok(store::console::purge_background(
         c.ex(),
         now - JOB_RETENTION_MS,

@@ -81,6 +81,7 @@ pub const NOT_EXPORTED: &[&str] = &[
     "kz_access_tokens",
     "kz_pins",
     "console_sessions",
+    "console_selections",
     "console_login_links",
     "console_jobs",
     "console_uploads",

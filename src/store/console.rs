@@ -102,20 +102,22 @@ pub struct SessionRow {
     pub spot_name: String,
 }
 
-pub async fn get_session(ex: Ex<'_>, id_hash: &[u8]) -> Result<Option<SessionRow>, sqlx::Error> {
+pub async fn get_session(ex: Ex<'_>, spot_id: SpotId, id_hash: &[u8]) -> Result<Option<SessionRow>, sqlx::Error> {
     run!(ex, |c| sqlx::query_as::<_, SessionRow>(
         "SELECT cs.spot_id, cs.member_id, cs.csrf_token, cs.last_seen_at, m.role, m.status, m.email, \
          s.name AS spot_name \
          FROM console_sessions cs JOIN members m ON m.spot_id = cs.spot_id AND m.id = cs.member_id \
-         JOIN spots s ON s.id = cs.spot_id WHERE cs.id_hash = $1"
+         JOIN spots s ON s.id = cs.spot_id WHERE cs.spot_id = $1 AND cs.id_hash = $2"
     )
+    .bind(spot_id)
     .bind(id_hash)
     .fetch_optional(c)
     .await)
 }
 
-pub async fn touch_session(ex: Ex<'_>, id_hash: &[u8], now: i64) -> Result<(), sqlx::Error> {
-    run!(ex, |c| sqlx::query("UPDATE console_sessions SET last_seen_at = $2 WHERE id_hash = $1")
+pub async fn touch_session(ex: Ex<'_>, spot_id: SpotId, id_hash: &[u8], now: i64) -> Result<(), sqlx::Error> {
+    run!(ex, |c| sqlx::query("UPDATE console_sessions SET last_seen_at = $3 WHERE spot_id = $1 AND id_hash = $2")
+        .bind(spot_id)
         .bind(id_hash)
         .bind(now)
         .execute(c)
@@ -123,15 +125,34 @@ pub async fn touch_session(ex: Ex<'_>, id_hash: &[u8], now: i64) -> Result<(), s
         .map(|_| ()))
 }
 
-pub async fn delete_session(ex: Ex<'_>, id_hash: &[u8]) -> Result<bool, sqlx::Error> {
-    run!(ex, |c| one_row(sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1").bind(id_hash).execute(c).await))
+pub async fn delete_session(ex: Ex<'_>, spot_id: SpotId, id_hash: &[u8]) -> Result<bool, sqlx::Error> {
+    run!(ex, |c| one_row(
+        sqlx::query("DELETE FROM console_sessions WHERE spot_id = $1 AND id_hash = $2")
+            .bind(spot_id)
+            .bind(id_hash)
+            .execute(c)
+            .await
+    ))
 }
 
-/// Drops sessions idle since before `idle_before` and links that expired before `now`.
-pub async fn purge_expired(ex: Ex<'_>, idle_before: i64, now: i64) -> Result<(), sqlx::Error> {
+/// Drops sessions idle since before `idle_before` and links that expired before `now`:
+/// the spot's only (a request's own shard on Citus), or every spot's (`None`:
+/// housekeeping, which reads every shard).
+pub async fn purge_expired(ex: Ex<'_>, spot_id: Option<SpotId>, idle_before: i64, now: i64) -> Result<(), sqlx::Error> {
+    let spot = if spot_id.is_some() { " AND spot_id = $2" } else { "" };
+    let sessions = format!("DELETE FROM console_sessions WHERE last_seen_at < $1{spot}");
+    let links = format!("DELETE FROM console_login_links WHERE expires_at < $1{spot}");
     run!(ex, |c| {
-        sqlx::query("DELETE FROM console_sessions WHERE last_seen_at < $1").bind(idle_before).execute(&mut *c).await?;
-        sqlx::query("DELETE FROM console_login_links WHERE expires_at < $1").bind(now).execute(&mut *c).await?;
+        let mut q = sqlx::query(&sessions).bind(idle_before);
+        if let Some(s) = spot_id {
+            q = q.bind(s);
+        }
+        q.execute(&mut *c).await?;
+        let mut q = sqlx::query(&links).bind(now);
+        if let Some(s) = spot_id {
+            q = q.bind(s);
+        }
+        q.execute(&mut *c).await?;
         Ok(())
     })
 }
@@ -157,13 +178,19 @@ pub async fn insert_link(
 
 /// Marks the link used if it is unused and unexpired, in one statement (so two
 /// concurrent uses cannot both win); returns its spot and member.
-pub async fn take_link(ex: Ex<'_>, token_hash: &[u8], now: i64) -> Result<Option<(SpotId, MemberId)>, sqlx::Error> {
+pub async fn take_link(
+    ex: Ex<'_>,
+    spot_id: SpotId,
+    token_hash: &[u8],
+    now: i64,
+) -> Result<Option<(SpotId, MemberId)>, sqlx::Error> {
     run!(ex, |c| sqlx::query_as::<_, (SpotId, MemberId)>(
         "UPDATE console_login_links SET used_at = $2 \
-         WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING spot_id, member_id"
+         WHERE spot_id = $3 AND token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING spot_id, member_id"
     )
     .bind(token_hash)
     .bind(now)
+    .bind(spot_id)
     .fetch_optional(c)
     .await)
 }
@@ -541,22 +568,30 @@ pub async fn count_members(mut ex: Ex<'_>, spot_id: SpotId, f: &MemberFilter, ca
 
 /// Selects or unselects members for the session's bulk actions (ids of another spot
 /// are ignored by the join in [`selected_ids`]).
-pub async fn set_selected(ex: Ex<'_>, id_hash: &[u8], member_ids: &[MemberId], on: bool) -> Result<(), sqlx::Error> {
+pub async fn set_selected(
+    ex: Ex<'_>,
+    spot_id: SpotId,
+    id_hash: &[u8],
+    member_ids: &[MemberId],
+    on: bool,
+) -> Result<(), sqlx::Error> {
     run!(ex, |c| {
         for id in member_ids {
             let q = if on {
-                "INSERT INTO console_selections (session_id_hash, member_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+                "INSERT INTO console_selections (spot_id, session_id_hash, member_id) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING"
             } else {
-                "DELETE FROM console_selections WHERE session_id_hash = $1 AND member_id = $2"
+                "DELETE FROM console_selections WHERE spot_id = $1 AND session_id_hash = $2 AND member_id = $3"
             };
-            sqlx::query(q).bind(id_hash).bind(*id).execute(&mut *c).await?;
+            sqlx::query(q).bind(spot_id).bind(id_hash).bind(*id).execute(&mut *c).await?;
         }
         Ok(())
     })
 }
 
-pub async fn clear_selected(ex: Ex<'_>, id_hash: &[u8]) -> Result<(), sqlx::Error> {
-    run!(ex, |c| sqlx::query("DELETE FROM console_selections WHERE session_id_hash = $1")
+pub async fn clear_selected(ex: Ex<'_>, spot_id: SpotId, id_hash: &[u8]) -> Result<(), sqlx::Error> {
+    run!(ex, |c| sqlx::query("DELETE FROM console_selections WHERE spot_id = $1 AND session_id_hash = $2")
+        .bind(spot_id)
         .bind(id_hash)
         .execute(c)
         .await
@@ -566,8 +601,8 @@ pub async fn clear_selected(ex: Ex<'_>, id_hash: &[u8]) -> Result<(), sqlx::Erro
 /// The session's selected members that exist in its spot, in id order.
 pub async fn selected_ids(ex: Ex<'_>, id_hash: &[u8], spot_id: SpotId) -> Result<Vec<MemberId>, sqlx::Error> {
     run!(ex, |c| sqlx::query_scalar::<_, MemberId>(
-        "SELECT m.id FROM console_selections s JOIN members m ON m.spot_id = $2 AND m.id = s.member_id \
-         WHERE s.session_id_hash = $1 ORDER BY m.id"
+        "SELECT m.id FROM console_selections s JOIN members m ON m.spot_id = s.spot_id AND m.id = s.member_id \
+         WHERE s.spot_id = $2 AND s.session_id_hash = $1 ORDER BY m.id"
     )
     .bind(id_hash)
     .bind(spot_id)

@@ -3,11 +3,11 @@
 //! [`super::course_groups`] (a course read says whether their invitations are done:
 //! `groups_ready`).
 
-use super::sql::Predicate;
+use super::sql::{Bind, Predicate, Sql};
 use super::{one_row, Ex};
 use crate::domain::ids::{CourseId, SpotId};
 use crate::domain::vocab::{CoursePrivacy, CourseStatus, NavigationMode};
-use crate::run;
+use crate::{bind_all, run};
 
 /// One row as the domain's `Course` reads it.
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
@@ -25,11 +25,21 @@ pub struct CourseRow {
     pub groups_ready: bool,
 }
 
-/// A course's columns, and whether a link of it is still inviting (a range of the
-/// `course_groups` primary key: the course's links).
-const COLUMNS: &str = "spot_id, id, title, description, privacy, status, navigation_mode, participant_count, \
-     NOT EXISTS (SELECT 1 FROM course_groups g WHERE g.spot_id = courses.spot_id AND g.course_id = courses.id \
-     AND NOT g.ready) AS groups_ready";
+/// `SELECT` a course's columns, and whether a link of it is still inviting (a range of
+/// the `course_groups` primary key: the course's links), `FROM courses WHERE spot_id =
+/// <spot>`. The subquery names the spot itself rather than `courses.spot_id`: Citus
+/// routes a subquery of the select list to the spot's shard only then (otherwise every
+/// course read went to every shard).
+fn select(spot_id: SpotId) -> Sql {
+    let mut sql = Sql::new(
+        "SELECT spot_id, id, title, description, privacy, status, navigation_mode, participant_count, \
+         NOT EXISTS (SELECT 1 FROM course_groups g WHERE g.spot_id = ",
+    );
+    sql.push_bind(spot_id.into());
+    sql.push(" AND g.course_id = courses.id AND NOT g.ready) AS groups_ready FROM courses WHERE spot_id = ");
+    sql.push_bind(spot_id.into());
+    sql
+}
 
 pub async fn insert(ex: Ex<'_>, c_: &CourseRow, now: i64) -> Result<(), sqlx::Error> {
     run!(ex, |c| sqlx::query(
@@ -50,7 +60,9 @@ pub async fn insert(ex: Ex<'_>, c_: &CourseRow, now: i64) -> Result<(), sqlx::Er
 }
 
 pub async fn get(ex: Ex<'_>, spot_id: SpotId, id: CourseId) -> Result<Option<CourseRow>, sqlx::Error> {
-    super::sql::by_id(ex, "courses", COLUMNS, spot_id, id).await
+    let mut sql = select(spot_id);
+    sql.push(" AND id = ").push_bind(id.into());
+    run!(ex, |c| bind_all!(sqlx::query_as::<_, CourseRow>(sql.text_for(&*c)), &sql.binds).fetch_optional(c).await)
 }
 
 pub async fn list(
@@ -60,7 +72,17 @@ pub async fn list(
     offset: i64,
     limit: i64,
 ) -> Result<(Vec<CourseRow>, i64), sqlx::Error> {
-    super::sql::page(ex, "courses", COLUMNS, spot_id, filters, offset, limit).await
+    let mut sql = select(spot_id);
+    sql.push_predicates(filters);
+    sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
+    let mut count = Sql::new("SELECT COUNT(*) FROM courses WHERE spot_id = ");
+    count.push_bind(spot_id.into()).push_predicates(filters);
+    run!(ex, |c| {
+        let items = bind_all!(sqlx::query_as::<_, CourseRow>(sql.text_for(&*c)), &sql.binds).fetch_all(&mut *c).await?;
+        let total =
+            bind_all!(sqlx::query_scalar::<_, i64>(count.text_for(&*c)), &count.binds).fetch_one(&mut *c).await?;
+        Ok((items, total))
+    })
 }
 
 /// Takes the course's row lock until the transaction ends (PostgreSQL; SQLite

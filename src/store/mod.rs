@@ -10,6 +10,7 @@
 
 pub mod backup;
 pub mod blacklist;
+pub mod citus;
 pub mod connectors;
 pub mod console;
 pub mod course_groups;
@@ -280,7 +281,11 @@ impl Db {
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self {
             Db::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await?,
-            Db::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await?,
+            Db::Postgres(p) => {
+                sqlx::migrate!("./migrations/postgres").run(p).await?;
+                // On a Citus coordinator: reference and distributed tables (once).
+                citus::distribute(p).await?;
+            }
         }
         self.optimize().await
     }

@@ -222,15 +222,59 @@ fn push_kinds(sql: &mut Sql, kinds: &[ChannelKind]) {
     sql.push_list(kinds.iter().map(|k| Bind::Text(k.as_str().to_string())));
 }
 
+/// The due Pending rows' condition (after `WHERE`): due at `now`, of `kinds`, not of
+/// `exclude_targets`.
+fn push_due(sql: &mut Sql, now: i64, kinds: &[ChannelKind], exclude_targets: &[Uuid]) {
+    sql.push("state = 'Pending' AND next_attempt_at <= ").push_bind(Bind::I64(now));
+    sql.push(" AND channel IN ");
+    push_kinds(sql, kinds);
+    if !exclude_targets.is_empty() {
+        sql.push(" AND (target_id IS NULL OR target_id NOT IN ");
+        sql.push_list(exclude_targets.iter().map(|t| Bind::Uuid(*t)));
+        sql.push(")");
+    }
+}
+
+/// The spots of the (at most `limit`) earliest due rows that [`claim`] would take,
+/// each once, earliest first. A plain read of every spot's rows (every shard on Citus,
+/// where a `FOR UPDATE` may not span shards): the claim then locks one spot's rows at
+/// a time.
+pub async fn due_spots(
+    mut ex: Ex<'_>,
+    now: i64,
+    limit: i64,
+    kinds: &[ChannelKind],
+    exclude_targets: &[Uuid],
+) -> Result<Vec<SpotId>, sqlx::Error> {
+    if kinds.is_empty() || limit <= 0 {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new("SELECT spot_id FROM outbox WHERE ");
+    push_due(&mut sql, now, kinds, exclude_targets);
+    sql.push(" ORDER BY next_attempt_at LIMIT ").push_bind(Bind::I64(limit));
+    let found = run!(&mut ex, |c| bind_all!(sqlx::query_scalar::<_, SpotId>(sql.text_for(&**c)), &sql.binds)
+        .fetch_all(&mut **c)
+        .await)?;
+    let mut spots: Vec<SpotId> = Vec::with_capacity(found.len());
+    for s in found {
+        if !spots.contains(&s) {
+            spots.push(s);
+        }
+    }
+    Ok(spots)
+}
+
 /// Claims up to `limit` due Pending rows of the `kinds` given for `replica`: stamps them
 /// with `token` and leases them until `lease_until` (their `next_attempt_at`). Rows of
 /// `exclude_targets` (targets with as many attempts in flight as allowed) are left.
+/// With `spot`, only that spot's rows (one shard on Citus: see [`due_spots`]).
 /// On PostgreSQL `FOR UPDATE SKIP LOCKED` lets concurrent claimers pass each other
 /// without ever taking the same row; SQLite's write transactions exclude each other.
 /// Call it in a write transaction ([`super::Db::begin`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn claim(
     mut ex: Ex<'_>,
+    spot: Option<SpotId>,
     replica: Uuid,
     token: Uuid,
     now: i64,
@@ -242,23 +286,22 @@ pub async fn claim(
     if kinds.is_empty() || limit <= 0 {
         return Ok(Vec::new());
     }
-    let mut sql = Sql::new(
-        "WITH picked AS MATERIALIZED (SELECT spot_id, id FROM outbox WHERE state = 'Pending' AND next_attempt_at <= ",
-    );
-    sql.push_bind(Bind::I64(now)).push(" AND channel IN ");
-    push_kinds(&mut sql, kinds);
-    if !exclude_targets.is_empty() {
-        sql.push(" AND (target_id IS NULL OR target_id NOT IN ");
-        sql.push_list(exclude_targets.iter().map(|t| Bind::Uuid(*t)));
-        sql.push(")");
+    let mut sql = Sql::new("WITH picked AS MATERIALIZED (SELECT spot_id, id FROM outbox WHERE ");
+    if let Some(s) = spot {
+        sql.push("spot_id = ").push_bind(s.into()).push(" AND ");
     }
+    push_due(&mut sql, now, kinds, exclude_targets);
     sql.push(" ORDER BY next_attempt_at LIMIT ").push_bind(Bind::I64(limit));
     sql.push(ex.row_lock(" FOR UPDATE SKIP LOCKED"));
     sql.push(") UPDATE outbox SET claimed_by = ").push_bind(Bind::Uuid(replica));
     sql.push(", claim_token = ").push_bind(Bind::Uuid(token));
     sql.push(", next_attempt_at = ").push_bind(Bind::I64(lease_until));
     sql.push(", updated_at = ").push_bind(Bind::I64(now));
-    sql.push(" WHERE (spot_id, id) IN (SELECT spot_id, id FROM picked) RETURNING ").push(COLUMNS);
+    sql.push(" WHERE ");
+    if let Some(s) = spot {
+        sql.push("spot_id = ").push_bind(s.into()).push(" AND ");
+    }
+    sql.push("(spot_id, id) IN (SELECT spot_id, id FROM picked) RETURNING ").push(COLUMNS);
     run!(&mut ex, |c| bind_all!(sqlx::query_as::<_, OutboxRow>(sql.text_for(&**c)), &sql.binds)
         .fetch_all(&mut **c)
         .await)

@@ -94,8 +94,9 @@ impl MemberTest {
             MemberTest::Always | MemberTest::Never => 0,
             MemberTest::All(v) | MemberTest::Any(v) => v.iter().map(MemberTest::bind_count).sum(),
             MemberTest::TextIn(_, l) | MemberTest::TextNotIn(_, l) => l.len(),
-            MemberTest::Property(_, ValueTest::AnyTextIn(l)) => l.len() + 1,
-            MemberTest::Property(..) => 2,
+            // The spot and the property, then the values.
+            MemberTest::Property(_, ValueTest::AnyTextIn(l)) => l.len() + 2,
+            MemberTest::Property(..) => 3,
             _ => 1,
         }
     }
@@ -160,41 +161,44 @@ fn operator(c: Compare) -> &'static str {
 }
 
 /// `(SELECT v.<column> FROM member_property_values v WHERE <m's values of property>`,
-/// without the closing parenthesis.
-fn push_values_of(sql: &mut Sql, select: &'static str, property_id: PropertyId) {
+/// without the closing parenthesis. The spot is bound rather than taken from `m`: Citus
+/// routes a correlated subquery to the spot's shard only when it names the spot itself
+/// (with `v.spot_id = m.spot_id` every count or computation read every shard).
+fn push_values_of(sql: &mut Sql, spot: SpotId, select: &'static str, property_id: PropertyId) {
     sql.push(select);
-    sql.push(" FROM member_property_values v WHERE v.spot_id = m.spot_id AND v.member_id = m.id AND v.property_id = ");
+    sql.push(" FROM member_property_values v WHERE v.spot_id = ").push_bind(spot.into());
+    sql.push(" AND v.member_id = m.id AND v.property_id = ");
     sql.push_bind(property_id.into());
 }
 
-fn push_value_test(sql: &mut Sql, property_id: PropertyId, test: &ValueTest) {
+fn push_value_test(sql: &mut Sql, spot: SpotId, property_id: PropertyId, test: &ValueTest) {
     match test {
         ValueTest::FirstNum(cmp, n) => {
             sql.push("COALESCE((");
-            push_values_of(sql, "SELECT v.value_num", property_id);
+            push_values_of(sql, spot, "SELECT v.value_num", property_id);
             sql.push(" ORDER BY v.ord LIMIT 1)").push(operator(*cmp)).push_bind(Bind::F64(*n)).push(", FALSE)");
         }
         ValueTest::FirstBool(b) => {
             sql.push("COALESCE((");
-            push_values_of(sql, "SELECT v.value_num", property_id);
+            push_values_of(sql, spot, "SELECT v.value_num", property_id);
             sql.push(" ORDER BY v.ord LIMIT 1)").push(if *b { " <> " } else { " = " });
             sql.push_bind(Bind::F64(0.0)).push(", FALSE)");
         }
         ValueTest::AnyTextIn(values) => {
             sql.push("EXISTS (");
-            push_values_of(sql, "SELECT 1", property_id);
+            push_values_of(sql, spot, "SELECT 1", property_id);
             sql.push(" AND v.value_text IN ").push_list(values.iter().map(|v| Bind::Text(v.clone()))).push(")");
         }
         ValueTest::FirstText(cmp, value) => {
             sql.push("COALESCE((");
-            push_values_of(sql, "SELECT v.value_text", property_id);
+            push_values_of(sql, spot, "SELECT v.value_text", property_id);
             sql.push(" AND v.value_text IS NOT NULL ORDER BY v.ord LIMIT 1)");
             sql.push_per_backend(" COLLATE \"C\"", "");
             sql.push(operator(*cmp)).push_bind(Bind::Text(value.clone())).push(", FALSE)");
         }
         ValueTest::AnyTextContains(needle) => {
             sql.push("EXISTS (");
-            push_values_of(sql, "SELECT 1", property_id);
+            push_values_of(sql, spot, "SELECT 1", property_id);
             sql.push(" AND v.value_text IS NOT NULL AND ");
             push_position(sql, |s| push_folded(s, "v.value_text"), needle.clone());
             sql.push(")");
@@ -202,8 +206,8 @@ fn push_value_test(sql: &mut Sql, property_id: PropertyId, test: &ValueTest) {
     }
 }
 
-/// Appends `test` as a parenthesised two-valued predicate over `members m`.
-pub fn push_test(sql: &mut Sql, test: &MemberTest) {
+/// Appends `test` as a parenthesised two-valued predicate over `members m` of `spot`.
+pub fn push_test(sql: &mut Sql, spot: SpotId, test: &MemberTest) {
     let guard = |sql: &mut Sql, c: TextColumn, null_passes: bool| {
         if nullable(c) {
             sql.push(column_of(c)).push(if null_passes { " IS NULL OR " } else { " IS NOT NULL AND " });
@@ -226,7 +230,7 @@ pub fn push_test(sql: &mut Sql, test: &MemberTest) {
                 if i > 0 {
                     sql.push(junction);
                 }
-                push_test(sql, item);
+                push_test(sql, spot, item);
             }
         }
         MemberTest::TextEq(c, v) | MemberTest::TextNeq(c, v) => {
@@ -265,7 +269,7 @@ pub fn push_test(sql: &mut Sql, test: &MemberTest) {
             sql.push(if matches!(test, MemberTest::Before(..)) { " < " } else { " > " });
             sql.push_bind(Bind::I64(*at));
         }
-        MemberTest::Property(property_id, value_test) => push_value_test(sql, *property_id, value_test),
+        MemberTest::Property(property_id, value_test) => push_value_test(sql, spot, *property_id, value_test),
     }
     sql.push(")");
 }
@@ -275,7 +279,7 @@ pub fn push_test(sql: &mut Sql, test: &MemberTest) {
 pub async fn matching(ex: Ex<'_>, spot_id: SpotId, test: &MemberTest) -> Result<Vec<MemberId>, sqlx::Error> {
     let mut sql = Sql::new("SELECT m.id FROM members m WHERE m.spot_id = ");
     sql.push_bind(spot_id.into()).push(" AND ");
-    push_test(&mut sql, test);
+    push_test(&mut sql, spot_id, test);
     sql.push(" ORDER BY m.id");
     run!(ex, |c| bind_all!(sqlx::query_scalar::<_, MemberId>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
 }
@@ -284,7 +288,7 @@ pub async fn matching(ex: Ex<'_>, spot_id: SpotId, test: &MemberTest) -> Result<
 pub async fn count_matching(ex: Ex<'_>, spot_id: SpotId, test: &MemberTest) -> Result<i64, sqlx::Error> {
     let mut sql = Sql::new("SELECT COUNT(*) FROM members m WHERE m.spot_id = ");
     sql.push_bind(spot_id.into()).push(" AND ");
-    push_test(&mut sql, test);
+    push_test(&mut sql, spot_id, test);
     run!(ex, |c| bind_all!(sqlx::query_scalar::<_, i64>(sql.text_for(&*c)), &sql.binds).fetch_one(c).await)
 }
 
@@ -351,7 +355,7 @@ pub async fn insert_matching(
     sql.push(", ").push_bind(Bind::I64(now)).push(" FROM members m WHERE m.spot_id = ").push_bind(spot_id.into());
     range.push(&mut sql, "m.id");
     sql.push(" AND ");
-    push_test(&mut sql, test);
+    push_test(&mut sql, spot_id, test);
     push_not_blacklisted(&mut sql, group_id);
     sql.push(" ON CONFLICT DO NOTHING RETURNING member_id");
     run!(ex, |c| bind_all!(sqlx::query_scalar::<_, MemberId>(sql.text_for(&*c)), &sql.binds).fetch_all(c).await)
@@ -375,7 +379,7 @@ pub async fn delete_unmatching(
     sql.push(" AND member_id NOT IN (SELECT m.id FROM members m WHERE m.spot_id = ").push_bind(spot_id.into());
     range.push(&mut sql, "m.id");
     sql.push(" AND ");
-    push_test(&mut sql, test);
+    push_test(&mut sql, spot_id, test);
     push_not_blacklisted(&mut sql, group_id);
     sql.push(") RETURNING member_id, group_role");
     run!(ex, |c| bind_all!(sqlx::query_as::<_, (MemberId, GroupRole)>(sql.text_for(&*c)), &sql.binds)
@@ -398,14 +402,16 @@ mod tests {
             MemberTest::Property(p, ValueTest::FirstText(Compare::Lt, "2024-01-01".into())),
         ]);
         let mut sql = Sql::new("");
-        push_test(&mut sql, &test);
+        let spot = SpotId::generate();
+        push_test(&mut sql, spot, &test);
         assert_eq!(
             sql.text,
             "(((m.email_norm IS NULL OR m.email_norm <> $1) OR (strpos(translate(m.firstname, \
              'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), $2) > 0)) AND (COALESCE((SELECT \
-             v.value_text FROM member_property_values v WHERE v.spot_id = m.spot_id AND v.member_id = m.id AND \
-             v.property_id = $3 AND v.value_text IS NOT NULL ORDER BY v.ord LIMIT 1) COLLATE \"C\" < $4, FALSE)))"
+             v.value_text FROM member_property_values v WHERE v.spot_id = $3 AND v.member_id = m.id AND \
+             v.property_id = $4 AND v.value_text IS NOT NULL ORDER BY v.ord LIMIT 1) COLLATE \"C\" < $5, FALSE)))"
         );
+        assert_eq!(sql.binds[2], Bind::from(spot));
         assert_eq!(sql.binds[1], Bind::Text("ad".into()));
         assert_eq!(test.bind_count(), sql.binds.len());
     }

@@ -126,6 +126,19 @@ impl TestApp {
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
         let (url, dir, pg) = test_database(backend).await?;
         let db = Db::connect_and_migrate(&url).await.expect("connect and migrate");
+        Some(Self::spawn_on(db, url, dir, pg, tweak).await)
+    }
+
+    /// Spawns a server over `db`, already migrated (at `url`), on a new spot of its own;
+    /// `dir` and `pg` are kept until the app is dropped. A database shared by several
+    /// tests (the Citus tests) passes neither.
+    pub async fn spawn_on(
+        db: Db,
+        url: String,
+        dir: Option<tempfile::TempDir>,
+        pg: Option<PgGuard>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         let mut config = Config::new(addr, None);
@@ -141,7 +154,7 @@ impl TestApp {
         tokio::spawn(async move {
             let _ = openspot::serve(serve_state, listener, std::future::pending()).await;
         });
-        Some(TestApp {
+        TestApp {
             base: format!("http://{addr}"),
             key,
             spot_id: spot.id,
@@ -151,7 +164,7 @@ impl TestApp {
             database_url: url,
             _dir: dir.map(Arc::new),
             _pg: pg,
-        })
+        }
     }
 
     /// Creates another spot in the same database; returns its id and key.

@@ -74,8 +74,9 @@ async fn insert(db: &Db, spot: SpotId, rows: &[NewOutboxRow], now: i64) {
 
 async fn claim(db: &Db, replica: Uuid, token: Uuid, now: i64, lease_until: i64, limit: i64) -> Vec<OutboxRow> {
     let mut tx = db.begin().await.unwrap();
-    let rows =
-        store::claim(tx.ex(), replica, token, now, lease_until, limit, &[ChannelKind::Webhook], &[]).await.unwrap();
+    let rows = store::claim(tx.ex(), None, replica, token, now, lease_until, limit, &[ChannelKind::Webhook], &[])
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     rows
 }
@@ -168,7 +169,7 @@ both_db!(claims_skip_other_kinds_and_saturated_targets_and_release_on_demand, |f
     insert(&f.db, f.spot, &rows, 1_000).await;
     let replica = Uuid::now_v7();
     let mut tx = f.db.begin().await.unwrap();
-    let got = store::claim(tx.ex(), replica, Uuid::now_v7(), 1_000, 9_000, 10, &[ChannelKind::Webhook], &[busy])
+    let got = store::claim(tx.ex(), None, replica, Uuid::now_v7(), 1_000, 9_000, 10, &[ChannelKind::Webhook], &[busy])
         .await
         .unwrap();
     tx.commit().await.unwrap();

@@ -18,10 +18,11 @@ use uuid::Uuid;
 use super::record::{self, Finished};
 use super::schedule::{target_of, SMTP_RELAY};
 use super::{Attempted, Outcome, Runtime};
+use crate::domain::ids::SpotId;
 use crate::domain::now_ms;
 use crate::domain::vocab::ChannelKind;
 use crate::store::outbox::{self, OutboxRow};
-use crate::store::Db;
+use crate::store::{Backend, Db};
 
 /// Rows claimed per statement at most.
 pub const CLAIM_BATCH: usize = 100;
@@ -250,8 +251,28 @@ async fn claim(
     let now = now_ms();
     let lease_until = now + i64::try_from(rt.config.lease.as_millis()).unwrap_or(i64::MAX / 4);
     let token = crate::domain::new_id();
+    // PostgreSQL: the spots with due rows first (a plain read), then each spot's rows
+    // claimed by a statement that names it, so that on Citus every `FOR UPDATE` stays in
+    // one shard. SQLite (one process, one writer): one claim across spots.
+    let spots: Vec<Option<SpotId>> = match db.backend() {
+        Backend::Sqlite => vec![None],
+        Backend::Postgres => {
+            let mut c = db.conn().await?;
+            outbox::due_spots(c.ex(), now, n as i64, &kinds, &saturated).await?.into_iter().map(Some).collect()
+        }
+    };
     let mut tx = db.begin().await?;
-    let rows = outbox::claim(tx.ex(), rt.replica_id, token, now, lease_until, n as i64, &kinds, &saturated).await?;
+    let mut rows = Vec::new();
+    for spot in spots {
+        let left = n.saturating_sub(rows.len());
+        if left == 0 {
+            break;
+        }
+        rows.extend(
+            outbox::claim(tx.ex(), spot, rt.replica_id, token, now, lease_until, left as i64, &kinds, &saturated)
+                .await?,
+        );
+    }
     // A batch may hold more rows of one target than it has room for: those go back,
     // due now, in the same transaction (claims skip the target until a slot frees).
     let mut room: HashMap<Uuid, usize> = HashMap::new();
