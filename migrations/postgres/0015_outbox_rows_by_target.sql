@@ -4,6 +4,15 @@
 -- UUIDv7s of the same moment); pausing a target reads the queue's index (what waits);
 -- deleting a target reads the spot's rows. Held and failed rows, which resuming a target
 -- and `~recover` read, get partial indexes that a new (Pending) row never enters.
-DROP INDEX outbox_target_event;
-CREATE INDEX outbox_target_paused ON outbox (spot_id, target_id) WHERE state = 'Paused';
-CREATE INDEX outbox_target_failed ON outbox (spot_id, target_id, created_at) WHERE state = 'Failed';
+--
+-- One statement (a DO block running each command on its own): on Citus, where `outbox`
+-- is distributed by now, an index command is forwarded to the workers with the text of
+-- the query it came in, and a worker refuses a text of several commands ("cannot insert
+-- multiple commands into a prepared statement"). See docs/citus.md.
+DO $$
+BEGIN
+    EXECUTE 'DROP INDEX outbox_target_event';
+    EXECUTE $q$CREATE INDEX outbox_target_paused ON outbox (spot_id, target_id) WHERE state = 'Paused'$q$;
+    EXECUTE $q$CREATE INDEX outbox_target_failed ON outbox (spot_id, target_id, created_at) WHERE state = 'Failed'$q$;
+END
+$$;
