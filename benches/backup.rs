@@ -72,7 +72,7 @@ async fn seed_members(db: &Db, spot: Uuid, n: usize) {
         Db::Sqlite(_) => format!("X'{}'", spot.simple()),
         Db::Postgres(_) => format!("'{spot}'"),
     };
-    exec(db, &format!("UPDATE spots SET member_count = {n} WHERE id = {lit}")).await;
+    exec(db, &format!("UPDATE spot_counters SET member_count = {n} WHERE spot_id = {lit}")).await;
 }
 
 fn mb(bytes: u64) -> String {

@@ -693,20 +693,20 @@ async fn spots_command(db: &Db, cmd: SpotsCommand) -> anyhow::Result<()> {
             }
         }
         SpotsCommand::List { json } => {
-            let list = spots::list_spots(db).await?;
+            let list = spots::list_spots_with_member_counts(db).await?;
             if json {
                 let items: Vec<_> = list
                     .iter()
-                    .map(|s| {
-                        json!({"spotId": s.id, "name": s.name, "members": s.member_count,
+                    .map(|(s, members)| {
+                        json!({"spotId": s.id, "name": s.name, "members": members,
                                "rateLimitPer10s": s.rate_limit_per_10s, "rateLimitPerDay": s.rate_limit_per_day,
                                "createdAt": s.created_at})
                     })
                     .collect();
                 print_json(json!({"spots": items}));
             } else {
-                for s in list {
-                    println!("{}  {}  ({} members)", s.id, s.name, s.member_count);
+                for (s, members) in list {
+                    println!("{}  {}  ({members} members)", s.id, s.name);
                 }
             }
         }

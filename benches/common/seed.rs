@@ -101,6 +101,6 @@ pub async fn seed(db: &Db, spot: Uuid, property: Uuid, n: usize) -> Vec<Uuid> {
             exec_all(db, std::mem::take(&mut statements)).await;
         }
     }
-    exec_all(db, vec![format!("UPDATE spots SET member_count = {n} WHERE id = {spot_lit}")]).await;
+    exec_all(db, vec![format!("UPDATE spot_counters SET member_count = {n} WHERE spot_id = {spot_lit}")]).await;
     ids
 }

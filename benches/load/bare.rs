@@ -20,7 +20,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use openspot::domain::vocab::{MemberRole, MemberStatus};
 use openspot::store::members::{MemberRow, COLUMNS};
-use openspot::store::spots::SpotRow;
 use openspot::store::Db;
 use serde::Serialize;
 use uuid::Uuid;
@@ -138,7 +137,7 @@ async fn list_members(State(st): State<Bare>, RawQuery(q): RawQuery) -> Response
     let offset = (page - 1) * limit;
     let db = &st.db;
     // store::members::list and, filtered, store::members::count; unfiltered, the
-    // maintained count of store::spots::get. One connection for both, as openspot.
+    // maintained count of store::spots::member_count. One connection for both, as openspot.
     let mut sql = format!("SELECT {COLUMNS} FROM members WHERE spot_id = {}", placeholders(db, 1, 1));
     let mut count = format!("SELECT COUNT(*) FROM members WHERE spot_id = {}", placeholders(db, 1, 1));
     let values = filter.as_ref().map(|f| f.1.clone()).unwrap_or_default();
@@ -149,8 +148,7 @@ async fn list_members(State(st): State<Bare>, RawQuery(q): RawQuery) -> Response
     }
     let next = 2 + values.len();
     sql.push_str(&format!(" ORDER BY id LIMIT {} OFFSET {}", placeholders(db, next, 1), placeholders(db, next + 1, 1)));
-    let spot_sql =
-        "SELECT id, name, rate_limit_per_10s, rate_limit_per_day, member_count, created_at FROM spots WHERE id = $1";
+    let spot_sql = "SELECT member_count FROM spot_counters WHERE spot_id = $1";
     macro_rules! run {
         ($pool:expr) => {{
             let mut c = match $pool.acquire().await {
@@ -166,11 +164,11 @@ async fn list_members(State(st): State<Bare>, RawQuery(q): RawQuery) -> Response
                 Err(e) => return fail(e),
             };
             let total = if filter.is_none() {
-                sqlx::query_as::<_, SpotRow>(spot_sql)
+                sqlx::query_scalar::<_, i64>(spot_sql)
                     .bind(st.spot)
                     .fetch_optional(&mut *c)
                     .await
-                    .map(|s| s.map(|s| s.member_count).unwrap_or(0))
+                    .map(|n| n.unwrap_or(0))
             } else {
                 let mut q = sqlx::query_scalar::<_, i64>(&count).bind(st.spot);
                 for v in &values {

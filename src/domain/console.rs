@@ -583,7 +583,7 @@ pub async fn search_members(db: &Db, spot_id: SpotId, q: &MemberQuery) -> Result
         f.few_matches = n <= COUNT_CAP;
         (n.min(COUNT_CAP), n > COUNT_CAP)
     } else {
-        (store::spots::get(c.ex(), spot_id).await?.map(|s| s.member_count).unwrap_or(0), false)
+        (store::spots::member_count(c.ex(), spot_id).await?.unwrap_or(0), false)
     };
     let mut items = from_rows::<_, Member>(
         store::console::search_members(c.ex(), spot_id, &f, sort, desc, after, MEMBERS_PER_PAGE + 1).await?,

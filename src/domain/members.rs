@@ -139,7 +139,7 @@ pub async fn list_members(db: &Db, spot_id: SpotId, q: &ListQuery) -> Result<(Ve
         store::members::list(c.ex(), spot_id, &preds, &props, q.offset(), i64::from(q.limit)).await?,
     );
     let total = if preds.is_empty() && props.is_empty() {
-        store::spots::get(c.ex(), spot_id).await?.map(|s| s.member_count).unwrap_or(0)
+        store::spots::member_count(c.ex(), spot_id).await?.unwrap_or(0)
     } else {
         store::members::count(c.ex(), spot_id, &preds, &props).await?
     };

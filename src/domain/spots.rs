@@ -19,7 +19,6 @@ pub struct Spot {
     pub name: String,
     pub rate_limit_per_10s: Option<i64>,
     pub rate_limit_per_day: Option<i64>,
-    pub member_count: i64,
     pub created_at: i64,
 }
 
@@ -30,10 +29,7 @@ pub fn generate_api_key() -> String {
     format!("os_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-super::row_conversions!(
-    Spot,
-    store::spots::SpotRow { id, name, rate_limit_per_10s, rate_limit_per_day, member_count, created_at }
-);
+super::row_conversions!(Spot, store::spots::SpotRow { id, name, rate_limit_per_10s, rate_limit_per_day, created_at });
 
 pub fn hash_api_key(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
@@ -50,7 +46,6 @@ pub async fn create_spot(db: &Db, name: &str) -> Result<(Spot, String)> {
         name: name.to_string(),
         rate_limit_per_10s: None,
         rate_limit_per_day: None,
-        member_count: 0,
         created_at: now_ms(),
     };
     let key = generate_api_key();
@@ -63,6 +58,13 @@ pub async fn create_spot(db: &Db, name: &str) -> Result<(Spot, String)> {
 pub async fn list_spots(db: &Db) -> Result<Vec<Spot>> {
     let mut c = db.conn().await?;
     Ok(store::spots::list(c.ex()).await?.into_iter().map(Spot::from).collect())
+}
+
+/// Every spot with its member count (operator listings: on Citus it reads every shard).
+pub async fn list_spots_with_member_counts(db: &Db) -> Result<Vec<(Spot, i64)>> {
+    let mut c = db.conn().await?;
+    let rows = store::spots::list_with_member_counts(c.ex()).await?;
+    Ok(rows.into_iter().map(|r| (Spot::from(r.spot), r.member_count)).collect())
 }
 
 pub async fn get_spot(db: &Db, id: SpotId) -> Result<Spot> {

@@ -7,8 +7,9 @@
 //! the records (a file cut short is refused rather than half imported):
 //!
 //! ```text
-//! {"format":"openspot-spot","version":1,"spotId":"…","exportedAt":"2026-…Z","openspotVersion":"0.1.0"}
+//! {"format":"openspot-spot","version":2,"spotId":"…","exportedAt":"2026-…Z","openspotVersion":"0.1.0"}
 //! {"kind":"spot","data":{"id":"…","name":"Acme","api_key_hash":"base64…",…}}
+//! {"kind":"spot_counter","data":{"member_count":1200}}
 //! {"kind":"member","data":{"id":"…","email":"a@x.io",…}}
 //! …
 //! {"kind":"end","records":1234}
@@ -45,7 +46,13 @@ use crate::store::Db;
 /// The `format` of the header line.
 pub const FORMAT: &str = "openspot-spot";
 /// The version of the format; bumped when a table's columns change.
-pub const VERSION: i64 = 1;
+///
+/// Version 2 (migration 0016): the spot's member count is a `spot_counter` record of
+/// its own (table `spot_counters`) instead of the spot record's `member_count`. Files of
+/// version 1 still import: their spot record's `member_count` becomes the counter row.
+pub const VERSION: i64 = 2;
+/// The oldest version an import reads.
+pub const OLDEST_VERSION: i64 = 1;
 /// The longest line an import reads (a record is far smaller; this bounds memory).
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
@@ -53,6 +60,7 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 /// children), with the table each one fills.
 pub const KINDS: &[(&str, &str)] = &[
     ("spot", "spots"),
+    ("spot_counter", "spot_counters"),
     ("custom_role", "custom_roles"),
     ("member", "members"),
     ("group", "spot_groups"),
@@ -207,10 +215,13 @@ pub fn parse_header(line: &[u8]) -> Result<SpotId> {
     if v["format"] != FORMAT {
         return Err(bad_line(1, format!("not an openspot spot export (the header's format is not \"{FORMAT}\")")));
     }
-    if v["version"] != VERSION {
+    if !v["version"].as_i64().is_some_and(|n| (OLDEST_VERSION..=VERSION).contains(&n)) {
         return Err(bad_line(
             1,
-            format!("format version {} is not supported (this openspot reads {VERSION})", v["version"]),
+            format!(
+                "format version {} is not supported (this openspot reads {OLDEST_VERSION} to {VERSION})",
+                v["version"]
+            ),
         ));
     }
     v["spotId"]
@@ -221,8 +232,10 @@ pub fn parse_header(line: &[u8]) -> Result<SpotId> {
 }
 
 /// One record line, checked: its kind's position in [`KINDS`], table and cells.
+/// `member_count` is the spot record's count in a file of version 1 (before migration
+/// 0016 moved it to a `spot_counter` record), None otherwise.
 pub enum Record {
-    Row { order: usize, kind: &'static str, table: &'static Table, cells: Vec<Cell> },
+    Row { order: usize, kind: &'static str, table: &'static Table, cells: Vec<Cell>, member_count: Option<i64> },
     End { records: u64 },
 }
 
@@ -246,6 +259,18 @@ pub fn parse_record(line: &[u8], number: u64) -> Result<Record> {
     let Some(Value::Object(mut data)) = obj.remove("data") else {
         return Err(bad_line(number, format!("{kind}: no \"data\" object")));
     };
+    let member_count = match data.remove("member_count") {
+        None => None,
+        Some(v) if table.name == "spots" => Some(
+            v.as_i64()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| bad_line(number, format!("{kind}: \"member_count\" is not a count")))?,
+        ),
+        Some(v) => {
+            data.insert("member_count".to_string(), v);
+            None
+        }
+    };
     let mut cells = Vec::with_capacity(table.columns.len());
     for column in table.columns {
         let Some(value) = data.remove(column.name) else {
@@ -262,7 +287,7 @@ pub fn parse_record(line: &[u8], number: u64) -> Result<Record> {
     if let Some(extra) = data.keys().next() {
         return Err(bad_line(number, format!("{kind}: unknown field \"{extra}\"")));
     }
-    Ok(Record::Row { order, kind, table, cells })
+    Ok(Record::Row { order, kind, table, cells, member_count })
 }
 
 fn decode_cell(value: Value, ty: ColumnType) -> Option<Cell> {
@@ -317,7 +342,7 @@ pub async fn import_spot(db: &Db, input: &mut dyn BufRead) -> Result<Summary> {
                 }
                 ended = true;
             }
-            Record::Row { order, kind, table, cells } => {
+            Record::Row { order, kind, table, cells, member_count } => {
                 let is_spot = kind == "spot";
                 if summary.records == 0 && !is_spot {
                     return Err(bad_line(number, "the first record must be the spot"));
@@ -331,6 +356,14 @@ pub async fn import_spot(db: &Db, input: &mut dyn BufRead) -> Result<Summary> {
                 sql::insert_row(tx.ex(), spot, table, &cells)
                     .await
                     .map_err(|e| bad_line(number, format!("{kind} refused by the database: {e}")))?;
+                if let Some(n) = member_count {
+                    // A file of version 1: its spot's count becomes the counter row.
+                    let counters = sql::table("spot_counters")
+                        .ok_or_else(|| Error::Internal(anyhow::anyhow!("no table spot_counters")))?;
+                    sql::insert_row(tx.ex(), spot, counters, &[Cell::I64(n)])
+                        .await
+                        .map_err(|e| bad_line(number, format!("{kind} refused by the database: {e}")))?;
+                }
                 last_order = order;
                 summary.records += 1;
                 match summary.by_kind.last_mut() {
@@ -342,6 +375,9 @@ pub async fn import_spot(db: &Db, input: &mut dyn BufRead) -> Result<Summary> {
     }
     if !ended {
         return Err(bad_line(number, "the file ends before its end line (cut short?): nothing was imported"));
+    }
+    if crate::store::spots::member_count(tx.ex(), spot).await?.is_none() {
+        return Err(bad_line(number, "the file has no spot_counter record: nothing was imported"));
     }
     tx.commit().await?;
     db.analyze_after_bulk_write().await?;

@@ -100,13 +100,19 @@ pub async fn get_for_update(ex: Ex<'_>, spot_id: SpotId, id: MemberId) -> Result
     run!(ex, |c| sqlx::query_as::<_, MemberRow>(&sql).bind(spot_id).bind(id).fetch_optional(c).await)
 }
 
-/// Takes the spot's row lock until the transaction ends (PostgreSQL), before any
-/// member insert: every insert also bumps the spot's member count, i.e. takes this
-/// lock anyway, and taking it first keeps two invitations from each holding an email
-/// the other wants (a deadlock) while both wait for it.
+/// Takes the lock of the spot's counters row (`spot_counters`) until the transaction
+/// ends (PostgreSQL), before any member insert: every insert also bumps the spot's
+/// member count, i.e. takes this lock anyway, and taking it first keeps two invitations
+/// from each holding an email the other wants (a deadlock) while both wait for it.
+/// False when the spot does not exist. The row is distributed by `spot_id` on Citus,
+/// so the lock is taken on the spot's worker only (not on every node, as a write to
+/// the reference table `spots` would).
 pub async fn lock_spot_for_inserts(ex: Ex<'_>, spot_id: SpotId) -> Result<bool, sqlx::Error> {
     run!(ex, |c| one_row(
-        sqlx::query("UPDATE spots SET member_count = member_count WHERE id = $1").bind(spot_id).execute(c).await
+        sqlx::query("UPDATE spot_counters SET member_count = member_count WHERE spot_id = $1")
+            .bind(spot_id)
+            .execute(c)
+            .await
     ))
 }
 

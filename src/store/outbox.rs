@@ -178,8 +178,8 @@ pub async fn insert_with_member_count(
     sql.push_per_backend("WITH queued AS (", "");
     push_insert(&mut sql, spot_id, rows, now);
     sql.push_per_backend(") ", "; ");
-    sql.push("UPDATE spots SET member_count = member_count + ").push_bind(Bind::I64(delta));
-    sql.push(" WHERE id = ").push_bind(spot_id.into());
+    sql.push("UPDATE spot_counters SET member_count = member_count + ").push_bind(Bind::I64(delta));
+    sql.push(" WHERE spot_id = ").push_bind(spot_id.into());
     run!(ex, |c| bind_all!(sqlx::query(sql.text_for(&*c)), &sql.binds).execute(c).await.map(|_| ()))
 }
 

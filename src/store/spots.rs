@@ -11,27 +11,31 @@ pub struct SpotRow {
     pub name: String,
     pub rate_limit_per_10s: Option<i64>,
     pub rate_limit_per_day: Option<i64>,
-    pub member_count: i64,
     pub created_at: i64,
 }
 
-const COLUMNS: &str = "id, name, rate_limit_per_10s, rate_limit_per_day, member_count, created_at";
+const COLUMNS: &str = "id, name, rate_limit_per_10s, rate_limit_per_day, created_at";
 
+/// Inserts the spot and its counters row (zero members); run it in a transaction.
 pub async fn insert(ex: Ex<'_>, spot: &SpotRow, key_hash: &[u8]) -> Result<(), sqlx::Error> {
     run!(ex, |c| {
         sqlx::query(
-        "INSERT INTO spots (id, name, api_key_hash, rate_limit_per_10s, rate_limit_per_day, member_count, created_at) \
-         VALUES ($1, $2, $3, $4, $5, 0, $6)"
-    )
-    .bind(spot.id)
-    .bind(&spot.name)
-    .bind(key_hash)
-    .bind(spot.rate_limit_per_10s)
-    .bind(spot.rate_limit_per_day)
-    .bind(spot.created_at)
-    .execute(c)
-    .await
-    .map(|_| ())
+            "INSERT INTO spots (id, name, api_key_hash, rate_limit_per_10s, rate_limit_per_day, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(spot.id)
+        .bind(&spot.name)
+        .bind(key_hash)
+        .bind(spot.rate_limit_per_10s)
+        .bind(spot.rate_limit_per_day)
+        .bind(spot.created_at)
+        .execute(&mut *c)
+        .await?;
+        sqlx::query("INSERT INTO spot_counters (spot_id, member_count) VALUES ($1, 0)")
+            .bind(spot.id)
+            .execute(&mut *c)
+            .await
+            .map(|_| ())
     })
 }
 
@@ -60,6 +64,30 @@ pub async fn get_by_key_hash(ex: Ex<'_>, hash: &[u8]) -> Result<Option<(SpotRow,
 pub async fn list(ex: Ex<'_>) -> Result<Vec<SpotRow>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM spots ORDER BY created_at, id");
     run!(ex, |c| sqlx::query_as::<_, SpotRow>(&sql).fetch_all(c).await)
+}
+
+/// A spot with its maintained member count.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct CountedSpotRow {
+    #[sqlx(flatten)]
+    pub spot: SpotRow,
+    pub member_count: i64,
+}
+
+/// Every spot with its member count (on Citus a join of the reference table with every
+/// shard of `spot_counters`: operator listings only).
+pub async fn list_with_member_counts(ex: Ex<'_>) -> Result<Vec<CountedSpotRow>, sqlx::Error> {
+    let sql = "SELECT s.id, s.name, s.rate_limit_per_10s, s.rate_limit_per_day, s.created_at, c.member_count \
+               FROM spots s JOIN spot_counters c ON c.spot_id = s.id ORDER BY s.created_at, s.id";
+    run!(ex, |c| sqlx::query_as::<_, CountedSpotRow>(sql).fetch_all(c).await)
+}
+
+/// The spot's maintained member count (None: no such spot): one row by its key.
+pub async fn member_count(ex: Ex<'_>, id: SpotId) -> Result<Option<i64>, sqlx::Error> {
+    run!(ex, |c| sqlx::query_scalar::<_, i64>("SELECT member_count FROM spot_counters WHERE spot_id = $1")
+        .bind(id)
+        .fetch_optional(c)
+        .await)
 }
 
 pub async fn set_key_hash(ex: Ex<'_>, id: SpotId, hash: &[u8]) -> Result<bool, sqlx::Error> {
@@ -114,7 +142,7 @@ pub async fn delete(ex: Ex<'_>, id: SpotId) -> Result<bool, sqlx::Error> {
 
 /// Adds `delta` to the spot's maintained member count (same transaction as the write).
 pub async fn add_member_count(ex: Ex<'_>, id: SpotId, delta: i64) -> Result<(), sqlx::Error> {
-    run!(ex, |c| sqlx::query("UPDATE spots SET member_count = member_count + $2 WHERE id = $1")
+    run!(ex, |c| sqlx::query("UPDATE spot_counters SET member_count = member_count + $2 WHERE spot_id = $1")
         .bind(id)
         .bind(delta)
         .execute(c)

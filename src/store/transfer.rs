@@ -76,12 +76,13 @@ pub const TABLES: &[Table] = &[
             col("api_key_hash", Bytes),
             col("rate_limit_per_10s", I64),
             col("rate_limit_per_day", I64),
-            col("member_count", I64),
             col("created_at", I64),
             col("email_sender_name", Text),
         ],
         order_by: "id",
     },
+    // Migration 0016: the member count moved out of `spots` (see `domain::transfer`).
+    Table { name: "spot_counters", columns: &[col("member_count", I64)], order_by: "spot_id" },
     Table {
         name: "custom_roles",
         columns: &[

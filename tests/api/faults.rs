@@ -22,8 +22,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_openspot");
 /// Spots whose stored member count differs from their member rows.
 pub(crate) async fn torn_counts(url: &str) -> Vec<(i64, i64)> {
     let db = Db::connect(url).await.unwrap();
-    let sql = "SELECT s.member_count, (SELECT COUNT(*) FROM members m WHERE m.spot_id = s.id) FROM spots s \
-               WHERE s.member_count <> (SELECT COUNT(*) FROM members m WHERE m.spot_id = s.id)";
+    let sql = "SELECT s.member_count, (SELECT COUNT(*) FROM members m WHERE m.spot_id = s.spot_id) \
+               FROM spot_counters s \
+               WHERE s.member_count <> (SELECT COUNT(*) FROM members m WHERE m.spot_id = s.spot_id)";
     let torn = match &db {
         Db::Sqlite(p) => sqlx::query_as::<_, (i64, i64)>(sql).fetch_all(p).await.unwrap(),
         Db::Postgres(p) => sqlx::query_as::<_, (i64, i64)>(sql).fetch_all(p).await.unwrap(),
@@ -275,7 +276,7 @@ async fn seed_members(url: &str, spot_id: &str, n: usize) -> std::collections::B
             rows.join(", ")
         ));
     }
-    statements.push(format!("UPDATE spots SET member_count = {n} WHERE id = {}", lit(spot)));
+    statements.push(format!("UPDATE spot_counters SET member_count = {n} WHERE spot_id = {}", lit(spot)));
     match &db {
         Db::Sqlite(p) => {
             let mut tx = p.begin().await.unwrap();

@@ -292,7 +292,8 @@ async fn seed_group(app: &TestApp, gid: &str, n: i64) {
     assert_eq!(exec(app, joined, &[spot, group]).await, n as u64);
     let counted = "UPDATE spot_groups SET member_count = member_count + $3 WHERE spot_id = $1 AND id = $2";
     exec(app, counted, &[spot, group, Arg::Int(n)]).await;
-    exec(app, "UPDATE spots SET member_count = member_count + $2 WHERE id = $1", &[spot, Arg::Int(n)]).await;
+    exec(app, "UPDATE spot_counters SET member_count = member_count + $2 WHERE spot_id = $1", &[spot, Arg::Int(n)])
+        .await;
 }
 
 /// The group's member ids in id order (the order a link job invites them in).

@@ -56,7 +56,7 @@ async fn sqlite_bulk_members(db: &Db, spot_id: SpotId, group_id: Uuid, n: i64) {
         .execute(&mut *tx)
         .await
         .unwrap();
-    sqlx::query("UPDATE spots SET member_count = member_count + $2 WHERE id = $1")
+    sqlx::query("UPDATE spot_counters SET member_count = member_count + $2 WHERE spot_id = $1")
         .bind(spot_id)
         .bind(n)
         .execute(&mut *tx)
