@@ -259,17 +259,14 @@ pub fn parse_record(line: &[u8], number: u64) -> Result<Record> {
     let Some(Value::Object(mut data)) = obj.remove("data") else {
         return Err(bad_line(number, format!("{kind}: no \"data\" object")));
     };
-    let member_count = match data.remove("member_count") {
-        None => None,
-        Some(v) if table.name == "spots" => Some(
-            v.as_i64()
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| bad_line(number, format!("{kind}: \"member_count\" is not a count")))?,
-        ),
-        Some(v) => {
-            data.insert("member_count".to_string(), v);
-            None
-        }
+    // A spot record of version 1 carries the count that version 2 writes as a `spot_counter`.
+    let member_count = match table.name {
+        "spots" => data
+            .remove("member_count")
+            .map(|v| v.as_i64().filter(|n| *n >= 0))
+            .map(|n| n.ok_or_else(|| bad_line(number, format!("{kind}: \"member_count\" is not a count"))))
+            .transpose()?,
+        _ => None,
     };
     let mut cells = Vec::with_capacity(table.columns.len());
     for column in table.columns {
