@@ -2,7 +2,8 @@
 //! `kz_connectors`, every other table hash-distributed by `spot_id`, one colocation
 //! group) once and idempotently; the request paths of both dialects and of the console
 //! each read and write one shard (run with multi-shard queries made errors); the outbox
-//! dispatcher delivers on Citus; on plain PostgreSQL the step does nothing.
+//! dispatcher delivers on Citus; a new member writes no reference table (no two-phase
+//! commit); on plain PostgreSQL the step does nothing.
 //!
 //! The Citus tests run when `OPENSPOT_TEST_CITUS_URL` points at a prepared coordinator
 //! (the `citus` extension created and the workers added: `docs/citus.md`) and are
@@ -97,6 +98,19 @@ async fn migrate_distributes_every_table_once() {
         groups.insert(r.4);
     }
     assert_eq!(groups.len(), 1, "one colocation group: {rows:?}");
+    // Migration 0016: the spots' member counts (written by every member write) are in
+    // `spot_counters`, distributed with the spots' other rows; the reference table
+    // `spots` holds no count any more.
+    assert!(tables.contains("spot_counters"), "{tables:?}");
+    assert_eq!(find("spot_counters").1, "h", "spot_counters is hash-distributed");
+    let count_column: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name = 'spots' AND column_name = 'member_count'",
+    )
+    .fetch_one(pool(&db))
+    .await
+    .unwrap();
+    assert_eq!(count_column, 0, "spots.member_count is dropped");
     assert!(!rows.iter().any(|r| r.0 == "_sqlx_migrations"), "the migrations table stays local");
     // The foreign keys are back (created again after the conversion).
     let keys: i64 = sqlx::query_scalar(
@@ -367,4 +381,61 @@ async fn a_webhook_event_is_delivered_on_citus() {
     let body = got[0].json();
     assert_eq!(body["type"], "member.created", "{body}");
     assert!(body.to_string().contains(&member), "{body}");
+}
+
+/// The two-phase commits Citus recorded (`pg_dist_transaction`, until its recovery
+/// clears them, every minute) for transactions of the coordinator backends whose
+/// `application_name` is `name`: a gid is `citus_<group>_<backend pid>_<number>_<connection>`.
+async fn two_phase_commits(observer: &Db, name: &str) -> BTreeSet<String> {
+    sqlx::query_scalar::<_, String>(
+        "SELECT t.gid FROM pg_dist_transaction t JOIN pg_stat_activity a \
+         ON split_part(t.gid, '_', 3) = a.pid::text WHERE a.application_name = $1",
+    )
+    .bind(name)
+    .fetch_all(pool(observer))
+    .await
+    .unwrap()
+    .into_iter()
+    .collect()
+}
+
+/// Migration 0016: a new member (with or without an outbox row riding on the count's
+/// update) writes its spot's counters row, distributed by `spot_id`, and no reference
+/// table: it is one worker's transaction, not a two-phase commit on every node. The
+/// member writes run on a pool of their own (tagged by `application_name`, and used by
+/// nothing else: no dispatcher or housekeeping), whose Citus 2PC records are compared
+/// before and after; a write to the reference table `spots` on the same pool shows
+/// that the check sees a two-phase commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_member_is_one_workers_transaction() {
+    let Some(url) = citus_url() else { return };
+    let db = Db::connect_and_migrate(&url).await.expect("migrate");
+    let app = TestApp::spawn_on(db, url.clone(), None, None, |c| c.allow_private_targets = true).await;
+    // An endpoint, so that a new member's event rides on the count's update.
+    let rx = receiver::Receiver::start(receiver::Reply::Status(200)).await;
+    ok(&app, Method::POST, "/v1/webhooks", Some(json!({"url": rx.url(), "eventTypes": ["member.created"]}))).await;
+    let name = format!("openspot_2pc_{}", uuid::Uuid::new_v4().simple());
+    let tagged = Db::connect(&with_setting(&url, "application_name", &name)).await.expect("connect");
+    let spot = app.spot_id;
+
+    let before = two_phase_commits(&app.db, &name).await;
+    let (m, created) =
+        openspot::domain::members::invite_member(&tagged, spot, "solo@example.com", false).await.unwrap();
+    assert!(created, "{m:?}");
+    let emails = ["b1@example.com".to_string(), "b2@example.com".to_string()];
+    let (made, failed) = openspot::domain::members::bulk_invite(&tagged, spot, &emails, false).await.unwrap();
+    assert_eq!((made.len(), failed.len()), (2, 0));
+    let after = two_phase_commits(&app.db, &name).await;
+    let new: Vec<&String> = after.difference(&before).collect();
+    assert!(new.is_empty(), "member writes made two-phase commits: {new:?}");
+
+    let list = ok(&app, Method::GET, "/v1/spotMembers?limit=1", None).await;
+    assert_eq!(list["total"], 3, "the maintained count: {list}");
+    assert_eq!(rx.wait_for(3, Duration::from_secs(20)).await.len(), 3, "the events were queued and delivered");
+
+    // The check sees a write to the reference table `spots` from that pool.
+    openspot::domain::spots::set_limits(&tagged, spot, Some(500), None).await.unwrap();
+    let control = two_phase_commits(&app.db, &name).await;
+    assert!(control.difference(&after).next().is_some(), "a write to spots is a two-phase commit");
+    tagged.close().await;
 }

@@ -16,6 +16,7 @@ mod isolation;
 mod kaizala;
 mod kaizala_webhooks;
 mod metrics;
+mod migrations;
 mod ms_courses;
 mod ms_groups;
 mod ms_import;

@@ -356,3 +356,61 @@ both!(the_export_covers_every_spot_scoped_table, |app| {
         assert_eq!(exported, columns, "the columns of {table}");
     }
 });
+
+// An export written before migration 0016 (format version 1) carries the spot's member
+// count on the spot record, and has no `spot_counter` record: it still imports, its
+// count becoming the spot's counters row, which the next invitation then counts on.
+both!(an_export_from_before_spot_counters_imports_with_its_count, |app| {
+    for email in ["ada@x.io", "bob@x.io", "cy@x.io"] {
+        app.invite(email).await;
+    }
+    let mut bytes = Vec::new();
+    transfer::export_spot(&app.db, app.spot_id, &mut bytes).await.unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    // The same spot as version 1 wrote it.
+    let mut old = Vec::new();
+    let mut records = 0;
+    for line in text.lines() {
+        let mut v: Value = serde_json::from_str(line).unwrap();
+        match v["kind"].as_str() {
+            None => v["version"] = json!(1),
+            Some("spot_counter") => {
+                assert_eq!(v["data"], json!({"member_count": 3}), "{v}");
+                continue;
+            }
+            Some("spot") => {
+                v["data"]["member_count"] = json!(3);
+                records += 1;
+            }
+            Some("end") => v["records"] = json!(records),
+            Some(_) => records += 1,
+        }
+        old.push(v.to_string());
+    }
+    assert!(old[0].contains("\"version\":1"), "{}", old[0]);
+    let old = old.join("\n");
+
+    let (url, _dir, _guard) = test_database(app.db.backend()).await.unwrap();
+    let fresh = Db::connect_and_migrate(&url).await.unwrap();
+    // Without the count in either form, the spot would have no counters row: refused.
+    let countless = old.replace("\"member_count\":3,", "");
+    assert_ne!(countless, old);
+    let err = transfer::import_spot(&fresh, &mut countless.as_bytes()).await.unwrap_err().to_string();
+    assert!(err.contains("no spot_counter record"), "{err}");
+    transfer::import_spot(&fresh, &mut old.as_bytes()).await.unwrap();
+    let spots = openspot::domain::spots::list_spots_with_member_counts(&fresh).await.unwrap();
+    assert_eq!(spots.iter().map(|(s, n)| (s.id, *n)).collect::<Vec<_>>(), vec![(app.spot_id, 3)]);
+    let (_, created) = openspot::domain::members::invite_member(&fresh, app.spot_id, "dee@x.io", false).await.unwrap();
+    assert!(created);
+    let spots = openspot::domain::spots::list_spots_with_member_counts(&fresh).await.unwrap();
+    assert_eq!(spots[0].1, 4, "the imported count is counted on");
+    // A current export of it has the count as a record of its own, after the spot's.
+    let mut again = Vec::new();
+    transfer::export_spot(&fresh, app.spot_id, &mut again).await.unwrap();
+    let lines: Vec<Value> =
+        String::from_utf8(again).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["version"], 2);
+    assert!(lines[1]["data"].get("member_count").is_none(), "{}", lines[1]);
+    assert_eq!(lines[2], json!({"kind": "spot_counter", "data": {"member_count": 4}}));
+    fresh.close().await;
+});
