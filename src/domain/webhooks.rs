@@ -324,7 +324,8 @@ pub async fn create_endpoint(
         updated_at: now,
     };
     let mut tx = db.begin().await?;
-    // The spot's row lock (PostgreSQL) serialises creations, so two cannot both be the 20th.
+    // The lock of the spot's counters row (PostgreSQL) serialises creations, so two
+    // cannot both be the 20th.
     if !store::members::lock_spot_for_inserts(tx.ex(), spot_id).await? {
         return Err(Error::NotFound(Entity::Spot));
     }
