@@ -112,7 +112,32 @@ const MAX_BATCH: i64 = 20;
 /// requests are left, the next lease is taken in the background.
 pub const REFILL_AT: i64 = MAX_BATCH / 4;
 
-type Leases = Arc<Mutex<HashMap<(SpotId, String), Lease>>>;
+/// Leases by spot, then by scope: a check looks its lease up by the borrowed scope,
+/// without building an owned key (it runs twice on every `/v1` request).
+type Leases = Arc<Mutex<HashMap<SpotId, HashMap<String, Lease>>>>;
+
+/// The lease of `scope` in `leases`, created (and `rolled_over` set) when there is none
+/// or when it is of another window.
+fn lease_for<'a>(
+    leases: &'a mut HashMap<SpotId, HashMap<String, Lease>>,
+    spot_id: SpotId,
+    scope: &str,
+    window_start: i64,
+    window_ms: i64,
+    rolled_over: &mut bool,
+) -> &'a mut Lease {
+    let by_scope = leases.entry(spot_id).or_default();
+    if !by_scope.contains_key(scope) {
+        *rolled_over = true;
+        by_scope.insert(scope.to_string(), Lease::new(window_start, window_ms));
+    }
+    let lease = by_scope.get_mut(scope).expect("inserted above");
+    if lease.window_start != window_start {
+        *rolled_over = true;
+        *lease = Lease::new(window_start, window_ms);
+    }
+    lease
+}
 
 #[derive(Debug, Default)]
 pub struct RateLimiter {
@@ -129,18 +154,10 @@ impl RateLimiter {
         let now = now_ms();
         let window_start = now - now.rem_euclid(window_ms);
         let reset_s = ((window_start + window_ms - now + 999) / 1000).max(1) as u64;
-        let key = (spot_id, scope.to_string());
         let mut rolled_over = false;
         let want = {
             let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-            let lease = leases.entry(key.clone()).or_insert_with(|| {
-                rolled_over = true;
-                Lease::new(window_start, window_ms)
-            });
-            if lease.window_start != window_start {
-                rolled_over = true;
-                *lease = Lease::new(window_start, window_ms);
-            }
+            let lease = lease_for(&mut leases, spot_id, scope, window_start, window_ms, &mut rolled_over);
             if lease.unspent > 0 {
                 lease.unspent -= 1;
                 let remaining = (limit - lease.db_used + lease.unspent).max(0);
@@ -148,7 +165,7 @@ impl RateLimiter {
                 if refill {
                     lease.refilling = true;
                     drop(leases);
-                    self.refill(db.clone(), key, window_start, limit);
+                    self.refill(db.clone(), (spot_id, scope.to_string()), window_start, limit);
                 }
                 return Ok(Decision { allowed: true, limit, remaining, reset_s });
             }
@@ -169,10 +186,7 @@ impl RateLimiter {
         drop(c);
 
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        let lease = leases.entry(key).or_insert_with(|| Lease::new(window_start, window_ms));
-        if lease.window_start != window_start {
-            *lease = Lease::new(window_start, window_ms);
-        }
+        let lease = lease_for(&mut leases, spot_id, scope, window_start, window_ms, &mut false);
         match total {
             Some(total) => {
                 lease.db_used = lease.db_used.max(total);
@@ -208,7 +222,8 @@ impl RateLimiter {
                 tracing::warn!(error = %e, scope = %key.1, "rate-limit lease in the background failed");
             }
             let mut leases = leases.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(lease) = leases.get_mut(&key).filter(|l| l.window_start == window_start) {
+            let lease = leases.get_mut(&key.0).and_then(|m| m.get_mut(&key.1));
+            if let Some(lease) = lease.filter(|l| l.window_start == window_start) {
                 lease.refilling = false;
                 if let Ok(Some(total)) = taken {
                     lease.db_used = lease.db_used.max(total);
@@ -223,7 +238,10 @@ impl RateLimiter {
     pub fn forget_stale(&self) {
         let now = now_ms();
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        leases.retain(|_, l| now < l.window_start + l.window_ms);
+        leases.retain(|_, by_scope| {
+            by_scope.retain(|_, l| now < l.window_start + l.window_ms);
+            !by_scope.is_empty()
+        });
     }
 }
 
@@ -236,7 +254,7 @@ mod tests {
 
     async fn lease_of(limiter: &RateLimiter, spot: SpotId, scope: &str) -> (i64, bool) {
         let leases = limiter.leases.lock().unwrap();
-        let l = &leases[&(spot, scope.to_string())];
+        let l = &leases[&spot][scope];
         (l.unspent, l.refilling)
     }
 
