@@ -4,12 +4,15 @@
 //! per-connector and per-spot minutes) is a row in the shared database counting the
 //! requests *granted* in it. A replica leases a small batch of requests from the row
 //! with one conditional upsert (`used + n <= limit`) and spends the batch locally. The
-//! batch shrinks as the window fills (an eighth of what is left, 1 to 20), so the
-//! database sees about one write per 20 requests on a quiet window and the limit is
-//! never exceeded: a replica can only spend what it leased. The cost is that a replica
-//! holding an unspent lease may make another one refuse a little early near the limit.
+//! batch shrinks as the window fills (an eighth of what is left, at most 1 % of the
+//! limit, and never fewer than 1 or more than 20 to 1,000: [`max_batch`]), so the
+//! database sees about one write per 20 requests (per 1 % of a large limit) on a quiet
+//! window and the limit is never exceeded: a replica can only spend what it leased. The
+//! cost is that a replica holding an unspent lease may make another one refuse a little
+//! early near the limit, and that what a replica leased and did not spend (at most two
+//! leases: 2 % of a large limit) is lost to the window if it stops.
 //! While a window is far from its limit, the next lease is taken in the background
-//! before the current one runs out ([`REFILL_AT`]), so a request spends from a lease
+//! before the current one runs out ([`refill_at`]), so a request spends from a lease
 //! instead of waiting on a database write (on SQLite, behind the one writer): the
 //! writes are as many, off the requests' path. Near the limit leases are taken as
 //! before, when needed, so no replica holds more than one small lease there.
@@ -96,7 +99,7 @@ struct Lease {
     unspent: i64,
     /// The window's total in the database as last seen.
     db_used: i64,
-    /// A lease is being taken in the background (see [`REFILL_AT`]).
+    /// A lease is being taken in the background (see [`refill_at`]).
     refilling: bool,
 }
 
@@ -106,11 +109,26 @@ impl Lease {
     }
 }
 
-/// The most requests one lease takes from the database.
-const MAX_BATCH: i64 = 20;
-/// When a window has room for full leases ([`MAX_BATCH`]) and this many leased
-/// requests are left, the next lease is taken in the background.
-pub const REFILL_AT: i64 = MAX_BATCH / 4;
+/// The most requests one lease takes from the database: 1 % of the window's limit,
+/// at least 20 and at most 1,000. Every lease is a write to the window's row, and on
+/// SQLite every write also empties the page cache of every other pooled connection
+/// (WAL mode: a reader that sees the database changed drops its cache), so a spot with
+/// a large budget (a day's 50,000 requests) leases 500 at a time rather than 20: the
+/// writes and the cold reads after them fall 25-fold, and the most a stopped replica
+/// can take from the window unspent stays 2 % of it. Small limits (the 10-second
+/// budget of 100) are as before: their leases are an eighth of what is left. Leased
+/// requests count in the window's row, so a spot whose limit is lowered (or a
+/// database restored under smaller limits) may find up to two of the old leases
+/// already counted in its current windows.
+pub fn max_batch(limit: i64) -> i64 {
+    (limit / 100).clamp(20, 1000)
+}
+
+/// When a window has room for full leases ([`max_batch`]) and a quarter of one is
+/// left unspent, the next lease is taken in the background.
+pub fn refill_at(limit: i64) -> i64 {
+    max_batch(limit) / 4
+}
 
 /// Leases by spot, then by scope: a check looks its lease up by the borrowed scope,
 /// without building an owned key (it runs twice on every `/v1` request).
@@ -161,7 +179,9 @@ impl RateLimiter {
             if lease.unspent > 0 {
                 lease.unspent -= 1;
                 let remaining = (limit - lease.db_used + lease.unspent).max(0);
-                let refill = lease.unspent <= REFILL_AT && !lease.refilling && (limit - lease.db_used) / 8 >= MAX_BATCH;
+                let refill = lease.unspent <= refill_at(limit)
+                    && !lease.refilling
+                    && (limit - lease.db_used) / 8 >= max_batch(limit);
                 if refill {
                     lease.refilling = true;
                     drop(leases);
@@ -169,7 +189,7 @@ impl RateLimiter {
                 }
                 return Ok(Decision { allowed: true, limit, remaining, reset_s });
             }
-            ((limit - lease.db_used) / 8).clamp(1, MAX_BATCH)
+            ((limit - lease.db_used) / 8).clamp(1, max_batch(limit))
         };
 
         let mut c = db.conn().await?;
@@ -213,9 +233,10 @@ impl RateLimiter {
     /// requests count in a dead row); a failure leaves the next request to lease.
     fn refill(&self, db: Db, key: (SpotId, String), window_start: i64, limit: i64) {
         let leases = self.leases.clone();
+        let batch = max_batch(limit);
         tokio::spawn(async move {
             let taken = match db.conn().await {
-                Ok(mut c) => store::rate_limits::try_take(c.ex(), key.0, &key.1, window_start, MAX_BATCH, limit).await,
+                Ok(mut c) => store::rate_limits::try_take(c.ex(), key.0, &key.1, window_start, batch, limit).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = &taken {
@@ -227,7 +248,7 @@ impl RateLimiter {
                 lease.refilling = false;
                 if let Ok(Some(total)) = taken {
                     lease.db_used = lease.db_used.max(total);
-                    lease.unspent += MAX_BATCH;
+                    lease.unspent += batch;
                 }
             }
         });
@@ -258,6 +279,16 @@ mod tests {
         (l.unspent, l.refilling)
     }
 
+    /// Leases are 1 % of the limit, from 20 to 1,000 requests.
+    #[test]
+    fn leases_scale_with_the_limit() {
+        assert_eq!(max_batch(100), 20);
+        assert_eq!(max_batch(2_000), 20);
+        assert_eq!(max_batch(50_000), 500);
+        assert_eq!(max_batch(1_000_000), 1000);
+        assert_eq!(max_batch(i64::MAX / 4), 1000);
+    }
+
     /// Far from the limit the next lease is taken before the current one runs out;
     /// near it, only when needed; and the database never grants past the limit.
     #[tokio::test]
@@ -275,11 +306,14 @@ mod tests {
             }
         };
         // First request: a full lease, taken on the request's path.
-        assert!(limiter.check(&db, spot, "far", 1_000_000, window).await.unwrap().allowed);
-        assert_eq!(lease_of(&limiter, spot, "far").await, (MAX_BATCH - 1, false));
-        // Spending down to REFILL_AT starts one background lease, added when it lands.
-        for _ in 0..(MAX_BATCH - 1 - REFILL_AT) {
-            assert!(limiter.check(&db, spot, "far", 1_000_000, window).await.unwrap().allowed);
+        let far = 1_000_000;
+        let (batch, at) = (max_batch(far), refill_at(far));
+        assert_eq!((batch, at), (1000, 250));
+        assert!(limiter.check(&db, spot, "far", far, window).await.unwrap().allowed);
+        assert_eq!(lease_of(&limiter, spot, "far").await, (batch - 1, false));
+        // Spending down to refill_at starts one background lease, added when it lands.
+        for _ in 0..(batch - 1 - at) {
+            assert!(limiter.check(&db, spot, "far", far, window).await.unwrap().allowed);
         }
         for _ in 0..100 {
             if !lease_of(&limiter, spot, "far").await.1 {
@@ -287,8 +321,8 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(lease_of(&limiter, spot, "far").await, (REFILL_AT + MAX_BATCH, false));
-        assert_eq!(used("far").await, 2 * MAX_BATCH);
+        assert_eq!(lease_of(&limiter, spot, "far").await, (at + batch, false));
+        assert_eq!(used("far").await, 2 * batch);
 
         // Near the limit (less than 8 full leases left): leases as needed, never ahead,
         // and never past the limit.
