@@ -134,27 +134,28 @@ pub fn refill_at(limit: i64) -> i64 {
 /// without building an owned key (it runs twice on every `/v1` request).
 type Leases = Arc<Mutex<HashMap<SpotId, HashMap<String, Lease>>>>;
 
-/// The lease of `scope` in `leases`, created (and `rolled_over` set) when there is none
-/// or when it is of another window.
-fn lease_for<'a>(
-    leases: &'a mut HashMap<SpotId, HashMap<String, Lease>>,
+/// Runs `f` on the lease of `scope` in `leases`, created (and `rolled_over` set) when
+/// there is none or when it is of another window. (A closure rather than a returned
+/// reference: the borrow checker cannot return the found lease and insert on a miss
+/// in one function without a second lookup that could fail.)
+fn with_lease<R>(
+    leases: &mut HashMap<SpotId, HashMap<String, Lease>>,
     spot_id: SpotId,
     scope: &str,
-    window_start: i64,
-    window_ms: i64,
+    (window_start, window_ms): (i64, i64),
     rolled_over: &mut bool,
-) -> &'a mut Lease {
+    f: impl FnOnce(&mut Lease) -> R,
+) -> R {
     let by_scope = leases.entry(spot_id).or_default();
-    if !by_scope.contains_key(scope) {
-        *rolled_over = true;
-        by_scope.insert(scope.to_string(), Lease::new(window_start, window_ms));
+    if let Some(lease) = by_scope.get_mut(scope) {
+        if lease.window_start != window_start {
+            *rolled_over = true;
+            *lease = Lease::new(window_start, window_ms);
+        }
+        return f(lease);
     }
-    let lease = by_scope.get_mut(scope).expect("inserted above");
-    if lease.window_start != window_start {
-        *rolled_over = true;
-        *lease = Lease::new(window_start, window_ms);
-    }
-    lease
+    *rolled_over = true;
+    f(by_scope.entry(scope.to_string()).or_insert(Lease::new(window_start, window_ms)))
 }
 
 #[derive(Debug, Default)]
@@ -173,23 +174,31 @@ impl RateLimiter {
         let window_start = now - now.rem_euclid(window_ms);
         let reset_s = ((window_start + window_ms - now + 999) / 1000).max(1) as u64;
         let mut rolled_over = false;
-        let want = {
+        // Spent from the lease (with whether to refill it), or the lease to take.
+        let spent = {
             let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-            let lease = lease_for(&mut leases, spot_id, scope, window_start, window_ms, &mut rolled_over);
-            if lease.unspent > 0 {
-                lease.unspent -= 1;
-                let remaining = (limit - lease.db_used + lease.unspent).max(0);
-                let refill = lease.unspent <= refill_at(limit)
-                    && !lease.refilling
-                    && (limit - lease.db_used) / 8 >= max_batch(limit);
+            with_lease(&mut leases, spot_id, scope, (window_start, window_ms), &mut rolled_over, |lease| {
+                if lease.unspent > 0 {
+                    lease.unspent -= 1;
+                    let remaining = (limit - lease.db_used + lease.unspent).max(0);
+                    let refill = lease.unspent <= refill_at(limit)
+                        && !lease.refilling
+                        && (limit - lease.db_used) / 8 >= max_batch(limit);
+                    lease.refilling |= refill;
+                    Ok((remaining, refill))
+                } else {
+                    Err(((limit - lease.db_used) / 8).clamp(1, max_batch(limit)))
+                }
+            })
+        };
+        let want = match spent {
+            Ok((remaining, refill)) => {
                 if refill {
-                    lease.refilling = true;
-                    drop(leases);
                     self.refill(db.clone(), (spot_id, scope.to_string()), window_start, limit);
                 }
                 return Ok(Decision { allowed: true, limit, remaining, reset_s });
             }
-            ((limit - lease.db_used) / 8).clamp(1, max_batch(limit))
+            Err(want) => want,
         };
 
         let mut c = db.conn().await?;
@@ -206,8 +215,7 @@ impl RateLimiter {
         drop(c);
 
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        let lease = lease_for(&mut leases, spot_id, scope, window_start, window_ms, &mut false);
-        match total {
+        with_lease(&mut leases, spot_id, scope, (window_start, window_ms), &mut false, |lease| match total {
             Some(total) => {
                 lease.db_used = lease.db_used.max(total);
                 lease.unspent += granted - 1;
@@ -225,7 +233,7 @@ impl RateLimiter {
                 lease.db_used = limit;
                 Ok(Decision { allowed: false, limit, remaining: 0, reset_s })
             }
-        }
+        })
     }
 
     /// Takes a full lease of `key`'s window in the background and adds it to what is
