@@ -6,7 +6,9 @@
 //! OPENSPOT_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1/bench cargo bench --bench load
 //! # OPENSPOT_BENCH_READS_ONLY=1 stops after the reads; OPENSPOT_BENCH_SKIP_SMART=1
 //! # leaves the smart groups out; OPENSPOT_BENCH_LINK_ONLY=1 runs the course link alone;
-//! # OPENSPOT_BENCH_SECONDS=s per server and round (3).
+//! # OPENSPOT_BENCH_SECONDS=s per server and round (3). OPENSPOT_BENCH_SERVE=<file>
+//! # seeds, starts both servers, writes their addresses, the key and member ids to
+//! # <file> and serves until killed (for profiling with an outside client).
 //! ```
 //!
 //! Seeds one spot with N members, starts a real server on a loopback port and drives
@@ -284,6 +286,18 @@ async fn main() {
         return;
     }
     let bare = format!("http://{}", bare::spawn(&url, spot.id.into(), state_public_url).await);
+    if let Ok(path) = std::env::var("OPENSPOT_BENCH_SERVE") {
+        // Profiling: write both servers' addresses, the key and some member ids to
+        // `path` (one a line) and serve until killed, for an outside client to drive
+        // (e.g. under `valgrind --tool=callgrind`).
+        let mut out = format!("{}\n{bare}\n{}\n", bench.base, bench.key);
+        for id in ids.iter().take(1000) {
+            out.push_str(&format!("{id}\n"));
+        }
+        std::fs::write(&path, out).unwrap();
+        eprintln!("serving: {} (openspot), {bare} (bare); wrote {path}", bench.base);
+        std::future::pending::<()>().await;
+    }
 
     eprintln!(
         "reads, openspot against the bare axum + sqlx server ({ROUNDS} interleaved rounds of {:.0}s each):",

@@ -4,12 +4,15 @@
 //! per-connector and per-spot minutes) is a row in the shared database counting the
 //! requests *granted* in it. A replica leases a small batch of requests from the row
 //! with one conditional upsert (`used + n <= limit`) and spends the batch locally. The
-//! batch shrinks as the window fills (an eighth of what is left, 1 to 20), so the
-//! database sees about one write per 20 requests on a quiet window and the limit is
-//! never exceeded: a replica can only spend what it leased. The cost is that a replica
-//! holding an unspent lease may make another one refuse a little early near the limit.
+//! batch shrinks as the window fills (an eighth of what is left, at most 1 % of the
+//! limit, and never fewer than 1 or more than 20 to 1,000: [`max_batch`]), so the
+//! database sees about one write per 20 requests (per 1 % of a large limit) on a quiet
+//! window and the limit is never exceeded: a replica can only spend what it leased. The
+//! cost is that a replica holding an unspent lease may make another one refuse a little
+//! early near the limit, and that what a replica leased and did not spend (at most two
+//! leases: 2 % of a large limit) is lost to the window if it stops.
 //! While a window is far from its limit, the next lease is taken in the background
-//! before the current one runs out ([`REFILL_AT`]), so a request spends from a lease
+//! before the current one runs out ([`refill_at`]), so a request spends from a lease
 //! instead of waiting on a database write (on SQLite, behind the one writer): the
 //! writes are as many, off the requests' path. Near the limit leases are taken as
 //! before, when needed, so no replica holds more than one small lease there.
@@ -96,7 +99,7 @@ struct Lease {
     unspent: i64,
     /// The window's total in the database as last seen.
     db_used: i64,
-    /// A lease is being taken in the background (see [`REFILL_AT`]).
+    /// A lease is being taken in the background (see [`refill_at`]).
     refilling: bool,
 }
 
@@ -106,13 +109,54 @@ impl Lease {
     }
 }
 
-/// The most requests one lease takes from the database.
-const MAX_BATCH: i64 = 20;
-/// When a window has room for full leases ([`MAX_BATCH`]) and this many leased
-/// requests are left, the next lease is taken in the background.
-pub const REFILL_AT: i64 = MAX_BATCH / 4;
+/// The most requests one lease takes from the database: 1 % of the window's limit,
+/// at least 20 and at most 1,000. Every lease is a write to the window's row, and on
+/// SQLite every write also empties the page cache of every other pooled connection
+/// (WAL mode: a reader that sees the database changed drops its cache), so a spot with
+/// a large budget (a day's 50,000 requests) leases 500 at a time rather than 20: the
+/// writes and the cold reads after them fall 25-fold, and the most a stopped replica
+/// can take from the window unspent stays 2 % of it. Small limits (the 10-second
+/// budget of 100) are as before: their leases are an eighth of what is left. Leased
+/// requests count in the window's row, so a spot whose limit is lowered (or a
+/// database restored under smaller limits) may find up to two of the old leases
+/// already counted in its current windows.
+pub fn max_batch(limit: i64) -> i64 {
+    (limit / 100).clamp(20, 1000)
+}
 
-type Leases = Arc<Mutex<HashMap<(SpotId, String), Lease>>>;
+/// When a window has room for full leases ([`max_batch`]) and a quarter of one is
+/// left unspent, the next lease is taken in the background.
+pub fn refill_at(limit: i64) -> i64 {
+    max_batch(limit) / 4
+}
+
+/// Leases by spot, then by scope: a check looks its lease up by the borrowed scope,
+/// without building an owned key (it runs twice on every `/v1` request).
+type Leases = Arc<Mutex<HashMap<SpotId, HashMap<String, Lease>>>>;
+
+/// Runs `f` on the lease of `scope` in `leases`, created (and `rolled_over` set) when
+/// there is none or when it is of another window. (A closure rather than a returned
+/// reference: the borrow checker cannot return the found lease and insert on a miss
+/// in one function without a second lookup that could fail.)
+fn with_lease<R>(
+    leases: &mut HashMap<SpotId, HashMap<String, Lease>>,
+    spot_id: SpotId,
+    scope: &str,
+    (window_start, window_ms): (i64, i64),
+    rolled_over: &mut bool,
+    f: impl FnOnce(&mut Lease) -> R,
+) -> R {
+    let by_scope = leases.entry(spot_id).or_default();
+    if let Some(lease) = by_scope.get_mut(scope) {
+        if lease.window_start != window_start {
+            *rolled_over = true;
+            *lease = Lease::new(window_start, window_ms);
+        }
+        return f(lease);
+    }
+    *rolled_over = true;
+    f(by_scope.entry(scope.to_string()).or_insert(Lease::new(window_start, window_ms)))
+}
 
 #[derive(Debug, Default)]
 pub struct RateLimiter {
@@ -129,30 +173,32 @@ impl RateLimiter {
         let now = now_ms();
         let window_start = now - now.rem_euclid(window_ms);
         let reset_s = ((window_start + window_ms - now + 999) / 1000).max(1) as u64;
-        let key = (spot_id, scope.to_string());
         let mut rolled_over = false;
-        let want = {
+        // Spent from the lease (with whether to refill it), or the lease to take.
+        let spent = {
             let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-            let lease = leases.entry(key.clone()).or_insert_with(|| {
-                rolled_over = true;
-                Lease::new(window_start, window_ms)
-            });
-            if lease.window_start != window_start {
-                rolled_over = true;
-                *lease = Lease::new(window_start, window_ms);
-            }
-            if lease.unspent > 0 {
-                lease.unspent -= 1;
-                let remaining = (limit - lease.db_used + lease.unspent).max(0);
-                let refill = lease.unspent <= REFILL_AT && !lease.refilling && (limit - lease.db_used) / 8 >= MAX_BATCH;
+            with_lease(&mut leases, spot_id, scope, (window_start, window_ms), &mut rolled_over, |lease| {
+                if lease.unspent > 0 {
+                    lease.unspent -= 1;
+                    let remaining = (limit - lease.db_used + lease.unspent).max(0);
+                    let refill = lease.unspent <= refill_at(limit)
+                        && !lease.refilling
+                        && (limit - lease.db_used) / 8 >= max_batch(limit);
+                    lease.refilling |= refill;
+                    Ok((remaining, refill))
+                } else {
+                    Err(((limit - lease.db_used) / 8).clamp(1, max_batch(limit)))
+                }
+            })
+        };
+        let want = match spent {
+            Ok((remaining, refill)) => {
                 if refill {
-                    lease.refilling = true;
-                    drop(leases);
-                    self.refill(db.clone(), key, window_start, limit);
+                    self.refill(db.clone(), (spot_id, scope.to_string()), window_start, limit);
                 }
                 return Ok(Decision { allowed: true, limit, remaining, reset_s });
             }
-            ((limit - lease.db_used) / 8).clamp(1, MAX_BATCH)
+            Err(want) => want,
         };
 
         let mut c = db.conn().await?;
@@ -169,11 +215,7 @@ impl RateLimiter {
         drop(c);
 
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        let lease = leases.entry(key).or_insert_with(|| Lease::new(window_start, window_ms));
-        if lease.window_start != window_start {
-            *lease = Lease::new(window_start, window_ms);
-        }
-        match total {
+        with_lease(&mut leases, spot_id, scope, (window_start, window_ms), &mut false, |lease| match total {
             Some(total) => {
                 lease.db_used = lease.db_used.max(total);
                 lease.unspent += granted - 1;
@@ -191,7 +233,7 @@ impl RateLimiter {
                 lease.db_used = limit;
                 Ok(Decision { allowed: false, limit, remaining: 0, reset_s })
             }
-        }
+        })
     }
 
     /// Takes a full lease of `key`'s window in the background and adds it to what is
@@ -199,20 +241,22 @@ impl RateLimiter {
     /// requests count in a dead row); a failure leaves the next request to lease.
     fn refill(&self, db: Db, key: (SpotId, String), window_start: i64, limit: i64) {
         let leases = self.leases.clone();
+        let batch = max_batch(limit);
         tokio::spawn(async move {
             let taken = match db.conn().await {
-                Ok(mut c) => store::rate_limits::try_take(c.ex(), key.0, &key.1, window_start, MAX_BATCH, limit).await,
+                Ok(mut c) => store::rate_limits::try_take(c.ex(), key.0, &key.1, window_start, batch, limit).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = &taken {
                 tracing::warn!(error = %e, scope = %key.1, "rate-limit lease in the background failed");
             }
             let mut leases = leases.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(lease) = leases.get_mut(&key).filter(|l| l.window_start == window_start) {
+            let lease = leases.get_mut(&key.0).and_then(|m| m.get_mut(&key.1));
+            if let Some(lease) = lease.filter(|l| l.window_start == window_start) {
                 lease.refilling = false;
                 if let Ok(Some(total)) = taken {
                     lease.db_used = lease.db_used.max(total);
-                    lease.unspent += MAX_BATCH;
+                    lease.unspent += batch;
                 }
             }
         });
@@ -223,7 +267,10 @@ impl RateLimiter {
     pub fn forget_stale(&self) {
         let now = now_ms();
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        leases.retain(|_, l| now < l.window_start + l.window_ms);
+        leases.retain(|_, by_scope| {
+            by_scope.retain(|_, l| now < l.window_start + l.window_ms);
+            !by_scope.is_empty()
+        });
     }
 }
 
@@ -236,8 +283,18 @@ mod tests {
 
     async fn lease_of(limiter: &RateLimiter, spot: SpotId, scope: &str) -> (i64, bool) {
         let leases = limiter.leases.lock().unwrap();
-        let l = &leases[&(spot, scope.to_string())];
+        let l = &leases[&spot][scope];
         (l.unspent, l.refilling)
+    }
+
+    /// Leases are 1 % of the limit, from 20 to 1,000 requests.
+    #[test]
+    fn leases_scale_with_the_limit() {
+        assert_eq!(max_batch(100), 20);
+        assert_eq!(max_batch(2_000), 20);
+        assert_eq!(max_batch(50_000), 500);
+        assert_eq!(max_batch(1_000_000), 1000);
+        assert_eq!(max_batch(i64::MAX / 4), 1000);
     }
 
     /// Far from the limit the next lease is taken before the current one runs out;
@@ -257,11 +314,14 @@ mod tests {
             }
         };
         // First request: a full lease, taken on the request's path.
-        assert!(limiter.check(&db, spot, "far", 1_000_000, window).await.unwrap().allowed);
-        assert_eq!(lease_of(&limiter, spot, "far").await, (MAX_BATCH - 1, false));
-        // Spending down to REFILL_AT starts one background lease, added when it lands.
-        for _ in 0..(MAX_BATCH - 1 - REFILL_AT) {
-            assert!(limiter.check(&db, spot, "far", 1_000_000, window).await.unwrap().allowed);
+        let far = 1_000_000;
+        let (batch, at) = (max_batch(far), refill_at(far));
+        assert_eq!((batch, at), (1000, 250));
+        assert!(limiter.check(&db, spot, "far", far, window).await.unwrap().allowed);
+        assert_eq!(lease_of(&limiter, spot, "far").await, (batch - 1, false));
+        // Spending down to refill_at starts one background lease, added when it lands.
+        for _ in 0..(batch - 1 - at) {
+            assert!(limiter.check(&db, spot, "far", far, window).await.unwrap().allowed);
         }
         for _ in 0..100 {
             if !lease_of(&limiter, spot, "far").await.1 {
@@ -269,8 +329,8 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(lease_of(&limiter, spot, "far").await, (REFILL_AT + MAX_BATCH, false));
-        assert_eq!(used("far").await, 2 * MAX_BATCH);
+        assert_eq!(lease_of(&limiter, spot, "far").await, (at + batch, false));
+        assert_eq!(used("far").await, 2 * batch);
 
         // Near the limit (less than 8 full leases left): leases as needed, never ahead,
         // and never past the limit.

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::openapi::OpenApi as OpenApiDoc;
@@ -39,9 +39,22 @@ use crate::store::Db;
 /// The largest request body accepted (contract §3): larger → 413.
 pub const BODY_LIMIT: usize = 1 << 20;
 
-/// What every handler shares.
+/// What every handler shares: one allocation, so that the clones axum makes of the
+/// state on every request (each stateful layer and extractor takes one) cost one
+/// reference count rather than one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The fields of [`AppState`].
+pub struct Shared {
     pub db: Db,
     pub config: Arc<Config>,
     pub keys: Arc<KeyCache>,
@@ -75,7 +88,7 @@ impl AppState {
             crate::domain::vocab::ChannelKind::Kaizala,
             Arc::new(crate::domain::kaizala::webhooks::KzChannel::new(webhook_outbound)),
         );
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             db,
             keys: Arc::new(KeyCache::new(config.auth_cache_ttl)),
             limiter: Arc::new(RateLimiter::new()),
@@ -85,7 +98,7 @@ impl AppState {
             in_flight: server::InFlight(Arc::new(tokio::sync::Semaphore::new(config.server.max_in_flight.max(1)))),
             outbox: Arc::new(Runtime::new(config.outbox.clone(), channels)),
             config: Arc::new(config),
-        })
+        })))
     }
 }
 
@@ -135,7 +148,25 @@ pub fn build(state: AppState) -> (Router, OpenApiDoc) {
 }
 
 /// The whole application: API routes, probes, docs, fallbacks and middleware.
-pub fn app(state: AppState) -> Router {
+///
+/// The middleware every request passes (request ids, tracing, panic guard, body cap)
+/// wraps the router once, as one tower stack, instead of being applied to each route
+/// with `Router::layer`: axum calls a route by cloning its service stack (a boxed
+/// service per layer), so every layer applied per route cost each request a clone and
+/// an allocation per layer beneath it, and a boxed response body (issue 17, item 4).
+/// Only what needs the matched route ([`server::RouteBoundsLayer`]: the in-flight cap,
+/// the request timeout and the request metrics) is applied per route, as before, so
+/// it also covers the fallbacks.
+pub fn app(
+    state: AppState,
+) -> impl tower::Service<
+    Request,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future = impl std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send + 'static,
+> + Clone
+       + Send
+       + 'static {
     let (api, doc) = build(state.clone());
     let probes = Router::new()
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
@@ -143,47 +174,41 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics_endpoint))
         .with_state(state.clone());
     let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
+    let router = Router::new()
         .merge(api)
         .merge(console::routes(state.clone()).with_state(state.clone()))
         .merge(probes)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), server::bound_requests))
-        .layer(axum::middleware::from_fn(record_request))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(CatchPanicLayer::custom(|_| error::error_response(500, "Internal server error".into())))
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(server::RouteBoundsLayer(state));
+    // Outermost first (the order `Router::layer` calls applied them in, reversed).
+    tower::ServiceBuilder::new()
+        .map_response(IntoResponse::into_response)
+        .layer(SetRequestIdLayer::new(request_id.clone(), RandomRequestId))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::new(request_id))
+        .layer(CatchPanicLayer::custom(|_| error::error_response(500, "Internal server error".into())))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .service(router)
 }
 
-/// Times every routed request into `http_server_request_duration_seconds` (labelled by
-/// its route template, never its path) and counts 429s.
-async fn record_request(req: Request, next: axum::middleware::Next) -> Response {
-    let began = std::time::Instant::now();
-    let method = req.method().as_str().to_string();
-    let route = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let response = next.run(req).await;
-    let status = response.status().as_u16();
-    let metrics = crate::metrics::global();
-    if status == 429 {
-        metrics.rate_limited.inc();
+/// A random (version 4) UUID for each request without an `x-request-id`, as
+/// tower-http's `MakeRequestUuid` makes, but drawn from the thread's random generator
+/// instead of a `getrandom` system call per request. A request id names a request in
+/// the logs; it is no secret.
+#[derive(Clone, Copy, Debug)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        axum::http::HeaderValue::from_str(id.hyphenated().encode_lower(&mut text)).ok().map(RequestId::new)
     }
-    let labels = crate::metrics::RequestLabels {
-        http_request_method: method,
-        http_route: route,
-        http_response_status_code: status,
-    };
-    metrics.requests.get_or_create(&labels).observe(began.elapsed().as_secs_f64());
-    response
 }
 
 /// `GET /metrics`: every metric in the OpenMetrics text format. With a metrics token

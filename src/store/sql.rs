@@ -150,7 +150,7 @@ impl Sql {
     pub fn push_bind(&mut self, value: Bind) -> &mut Self {
         self.binds.push(value);
         self.text.push('$');
-        self.text.push_str(&self.binds.len().to_string());
+        push_decimal(&mut self.text, self.binds.len());
         self.sqlite_text.push('?');
         self
     }
@@ -267,9 +267,31 @@ where
     crate::run!(ex, |c| crate::bind_all!(sqlx::query_as::<_, T>(sql.text_for(&*c)), &sql.binds).fetch_optional(c).await)
 }
 
+/// Appends `n` in decimal, without the formatting machinery and the `String` of
+/// `to_string` (every placeholder of every statement comes through here).
+fn push_decimal(text: &mut String, n: usize) {
+    if n >= 10 {
+        push_decimal(text, n / 10);
+    }
+    text.push(char::from(b'0' + (n % 10) as u8));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_in_decimal() {
+        let mut sql = Sql::new("SELECT 1 WHERE x IN ");
+        sql.push_list((0..12).map(Bind::I64));
+        assert!(sql.text.ends_with("$8, $9, $10, $11, $12)"), "{}", sql.text);
+        let mut text = String::new();
+        for n in [0, 7, 10, 99, 100, 12345] {
+            text.clear();
+            push_decimal(&mut text, n);
+            assert_eq!(text, n.to_string());
+        }
+    }
 
     #[test]
     fn typed_ids_bind_as_their_uuid() {

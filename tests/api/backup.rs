@@ -173,7 +173,12 @@ async fn postgres_round_trips_through_pg_dump_and_pg_restore() {
     let db = Db::connect_and_migrate(&restored_url).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = AppState::new(db.clone(), Config::new(addr, None)).unwrap();
+    // With the dumped server's limits: the dump holds its rate-limit windows, leases
+    // included (a lease is 1 % of a large limit), which the defaults' 100 per 10 s
+    // would read as spent when the restore lands in the same window.
+    let mut config = Config::new(addr, None);
+    config.default_limits = openspot::domain::auth::Limits { per_10s: 100_000, per_day: 10_000_000 };
+    let state = AppState::new(db.clone(), config).unwrap();
     tokio::spawn(async move {
         let _ = openspot::serve(state, listener, std::future::pending()).await;
     });

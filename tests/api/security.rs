@@ -346,6 +346,27 @@ async fn slow_and_idle_clients_are_cut_off() {
     assert_eq!(app.get("/v1/spotMembers").await.status, 200);
 }
 
+/// A request head with more than 100 headers is refused with 431 (hyper's default
+/// bound, which the connection loop relies on); 100 are served.
+#[tokio::test]
+async fn too_many_headers_are_refused() {
+    let Some(app) = TestApp::spawn(openspot::store::Backend::Sqlite).await else {
+        return;
+    };
+    let addr = app.base.trim_start_matches("http://").to_string();
+    for (extra, status) in [(98, "HTTP/1.1 200"), (101, "HTTP/1.1 431")] {
+        let mut head = String::from("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+        for i in 0..extra {
+            head.push_str(&format!("X-Extra-{i}: v\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        let (text, _) = read_until_closed(&mut s, Duration::from_secs(10)).await;
+        assert!(text.starts_with(status), "{} headers: {text}", extra + 2);
+    }
+}
+
 /// A server whose auth cache keeps the production lifetime: the flood below outlasts
 /// the tests' 200 ms, and what it proves relies on entries staying cached meanwhile.
 async fn app_with_default_auth_cache(backend: openspot::store::Backend) -> Option<TestApp> {

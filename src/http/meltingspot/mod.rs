@@ -11,7 +11,7 @@ pub mod properties;
 pub mod webhooks;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
@@ -46,15 +46,14 @@ fn api_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn set_rate_headers(headers: &mut HeaderMap, d: &Decision) {
-    for (name, value) in [
-        ("ratelimit-limit", d.limit.to_string()),
-        ("ratelimit-remaining", d.remaining.to_string()),
-        ("ratelimit-reset", d.reset_s.to_string()),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(name, v);
-        }
-    }
+    // Names parsed once, values formatted without an intermediate `String` (this runs
+    // on every `/v1` answer).
+    static LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+    static REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+    static RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+    headers.insert(LIMIT.clone(), HeaderValue::from(d.limit));
+    headers.insert(REMAINING.clone(), HeaderValue::from(d.remaining));
+    headers.insert(RESET.clone(), HeaderValue::from(d.reset_s));
 }
 
 /// Authenticates the caller, spends one request of each budget, and stamps the
