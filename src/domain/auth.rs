@@ -16,6 +16,31 @@ use crate::domain::ids::SpotId;
 use crate::error::{Error, Result};
 use crate::store::{self, Db};
 
+/// A secret that names its spot (a Kaizala token, a console session cookie or sign-in
+/// link): `prefix`, the spot id (16 bytes) and 32 random bytes, each base64url, joined by
+/// a dot (not in that alphabet). Its lookup then reads one spot's rows (one shard on
+/// Citus); the stored hash covers the whole value, so one whose spot part was changed
+/// matches nothing.
+pub fn spot_token(prefix: &str, spot_id: SpotId) -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut random = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut random);
+    format!("{prefix}{}.{}", b64.encode(spot_id.uuid().as_bytes()), b64.encode(random))
+}
+
+/// The spot a [`spot_token`] made with one of `prefixes` names (read as presented,
+/// trimmed); None for a malformed value or one made before secrets named their spot.
+pub fn token_spot(token: &str, prefixes: &[&str]) -> Option<SpotId> {
+    use base64::Engine;
+    let (head, _) = token.trim().split_once('.')?;
+    let encoded = prefixes.iter().find_map(|p| head.strip_prefix(p))?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded).ok()?;
+    let id = uuid::Uuid::from_slice(&bytes).ok()?;
+    Some(SpotId::from(id))
+}
+
 /// Request budgets of a spot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {

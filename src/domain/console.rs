@@ -85,22 +85,12 @@ fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// A session cookie or sign-in link token that names its spot: the spot id (16 bytes)
-/// and 32 random bytes, base64url, joined by a dot (not in that alphabet). Its lookup
-/// then reads one spot's rows (one shard on Citus); the hash covers the whole value, so
-/// one whose spot part was changed matches nothing.
-fn routed_token(spot_id: SpotId) -> String {
-    let spot = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(spot_id.uuid().as_bytes());
-    format!("{spot}.{}", random_token())
-}
+/// Console secrets (session cookies, sign-in link tokens) have no prefix before their
+/// spot ([`super::auth::spot_token`]).
+const TOKEN_PREFIXES: &[&str] = &[""];
 
-/// The spot a session cookie or link token names ([`routed_token`]); None for a
-/// malformed one or one made before they named their spot (no longer valid).
 fn token_spot(token: &str) -> Option<SpotId> {
-    let (head, _) = token.trim().split_once('.')?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(head).ok()?;
-    let id = uuid::Uuid::from_slice(&bytes).ok()?;
-    Some(SpotId::from(id))
+    super::auth::token_spot(token, TOKEN_PREFIXES)
 }
 
 fn sha256(token: &str) -> [u8; 32] {
@@ -163,7 +153,7 @@ pub async fn create_login_link(db: &Db, spot_id: SpotId, email: &str) -> Result<
 }
 
 async fn issue_link(db: &Db, spot_id: SpotId, member_id: MemberId) -> Result<String> {
-    let token = routed_token(spot_id);
+    let token = super::auth::spot_token("", spot_id);
     let mut tx = db.begin().await?;
     store::console::insert_link(tx.ex(), &sha256(&token), spot_id, member_id, now_ms() + LINK_TTL_MS).await?;
     tx.commit().await?;
@@ -180,7 +170,7 @@ fn may_use_console(role: MemberRole, status: MemberStatus) -> bool {
 }
 
 async fn create_session(db: &Db, spot_id: SpotId, member_id: MemberId) -> Result<NewSession> {
-    let cookie_value = routed_token(spot_id);
+    let cookie_value = super::auth::spot_token("", spot_id);
     let csrf = random_token();
     let now = now_ms();
     let mut tx = db.begin().await?;
@@ -380,10 +370,10 @@ mod tests {
     #[test]
     fn a_cookie_or_link_token_names_its_spot_and_an_older_one_none() {
         let spot = SpotId::generate();
-        let token = routed_token(spot);
+        let token = crate::domain::auth::spot_token("", spot);
         assert_eq!(token_spot(&token), Some(spot));
         assert_eq!(token_spot(&format!(" {token} ")), Some(spot), "read as presented, trimmed");
-        assert_ne!(routed_token(spot), token, "random");
+        assert_ne!(crate::domain::auth::spot_token("", spot), token, "random");
         // A value made before 0014 (32 random bytes, base64url, no dot) or a malformed one.
         for other in [random_token().as_str(), "@@@.x", "AAAA.x", ".", ""] {
             assert_eq!(token_spot(other), None, "{other}");

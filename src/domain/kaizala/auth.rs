@@ -64,23 +64,11 @@ fn random_token(prefix: &str, bytes: usize) -> String {
     format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
 }
 
-/// A refresh or access token that names its spot: `prefix`, the spot id (16 bytes)
-/// and 32 random bytes, base64url, joined by a dot (not in that alphabet). A lookup
-/// then reads one spot's rows (one shard on Citus); the hash covers the whole token, so
-/// a token whose spot part was changed matches nothing.
-fn routed_token(prefix: &str, spot_id: SpotId) -> String {
-    let spot = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(spot_id.uuid().as_bytes());
-    random_token(&format!("{prefix}{spot}."), 32)
-}
+/// Access and refresh tokens are [`crate::domain::auth::spot_token`]s with these prefixes.
+const TOKEN_PREFIXES: &[&str] = &["kza_", "kzr_"];
 
-/// The spot a token names ([`routed_token`]); None for a token minted before tokens
-/// named their spot (looked up across spots until it expires) or a malformed one.
 fn token_spot(token: &str) -> Option<SpotId> {
-    let (head, _) = token.trim().split_once('.')?;
-    let encoded = head.strip_prefix("kza_").or_else(|| head.strip_prefix("kzr_"))?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded).ok()?;
-    let id = uuid::Uuid::from_slice(&bytes).ok()?;
-    Some(SpotId::from(id))
+    crate::domain::auth::token_spot(token, TOKEN_PREFIXES)
 }
 
 fn sha256(s: &str) -> [u8; 32] {
@@ -135,7 +123,7 @@ async fn mint_refresh(tx: &mut Tx, connector: &Connector, member: &Member) -> Re
         crate::domain::events::emit(tx, m.spot_id, updated).await?;
         groups::refresh_smart_memberships(tx, &m).await?;
     }
-    let token = routed_token("kzr_", connector.spot_id);
+    let token = crate::domain::auth::spot_token("kzr_", connector.spot_id);
     let expires = now + REFRESH_TOKEN_TTL_MS;
     store::kz_tokens::upsert_refresh(
         tx.ex(),
@@ -444,7 +432,7 @@ pub async fn access_token(
     } else {
         None
     };
-    let access = routed_token("kza_", grant.spot_id);
+    let access = crate::domain::auth::spot_token("kza_", grant.spot_id);
     let access_grant = TokenGrant { expires_at: now + ACCESS_TOKEN_TTL_MS, issued_at: now, ..grant.clone() };
     store::kz_tokens::purge_expired_access(tx.ex(), grant.spot_id, now).await?;
     store::kz_tokens::insert_access(tx.ex(), &(&access_grant).into(), &sha256(&access)).await?;
@@ -525,12 +513,16 @@ mod tests {
     fn a_token_names_its_spot_and_an_older_one_none() {
         let spot = SpotId::generate();
         for prefix in ["kza_", "kzr_"] {
-            let token = routed_token(prefix, spot);
+            let token = crate::domain::auth::spot_token(prefix, spot);
             assert!(token.starts_with(prefix), "{token}");
             assert_eq!(token_spot(&token), Some(spot));
             assert_eq!(token_spot(&format!(" {token} ")), Some(spot), "read as presented, trimmed");
         }
-        assert_ne!(routed_token("kza_", spot), routed_token("kza_", spot), "random");
+        assert_ne!(
+            crate::domain::auth::spot_token("kza_", spot),
+            crate::domain::auth::spot_token("kza_", spot),
+            "random"
+        );
         for other in
             ["kza_OLDFORMATtokenOLDFORMATtokenOLDFORMATtok", "kza_@@@.x", "kzx_AAAAAAAAAAAAAAAAAAAAAA.x", ".", ""]
         {
