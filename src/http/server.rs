@@ -399,12 +399,12 @@ where
         };
         Box::pin(async move {
             let response = match inner {
-                None => dialect_error_of(kaizala, Error::Unavailable("Server is busy, retry shortly".into())),
+                None => dialect_error(kaizala, Error::Unavailable("Server is busy, retry shortly".into())),
                 Some((fut, _permit)) => match tokio::time::timeout(limit, fut).await {
                     Ok(Ok(resp)) => resp,
                     Ok(Err(never)) => match never {},
                     // The body may be half-read: the 408 also closes the connection.
-                    Err(_) => dialect_error_of(kaizala, Error::TimedOut),
+                    Err(_) => dialect_error(kaizala, Error::TimedOut),
                 },
             };
             record_request(began, method, route, response.status().as_u16());
@@ -427,15 +427,11 @@ fn record_request(began: std::time::Instant, method: String, route: String, stat
     metrics.requests.get_or_create(&labels).observe(began.elapsed().as_secs_f64());
 }
 
-/// `e` rendered by the dialect that owns the path (see [`dialect_error`]).
-fn dialect_error_of(kaizala: bool, e: Error) -> Response {
-    dialect_error(if kaizala { "/kaizala" } else { "/" }, e)
-}
-
-/// `e` rendered by the dialect that owns `path` (its body shape, `Retry-After`,
-/// `Connection: close`), for answers given before a dialect's handler runs.
-pub fn dialect_error(path: &str, e: Error) -> Response {
-    if path.starts_with("/kaizala") {
+/// `e` rendered by the dialect that owns the request (Kaizala: a path under
+/// `/kaizala`), with its body shape, `Retry-After`, `Connection: close`, for answers
+/// given before a dialect's handler runs.
+fn dialect_error(kaizala: bool, e: Error) -> Response {
+    if kaizala {
         super::kaizala::KzError(e).into_response()
     } else {
         super::error::MsError(e).into_response()
