@@ -3,11 +3,11 @@
 //! [`super::course_groups`] (a course read says whether their invitations are done:
 //! `groups_ready`).
 
-use super::sql::{Bind, Predicate, Sql};
+use super::sql::{Predicate, Sql};
 use super::{one_row, Ex};
 use crate::domain::ids::{CourseId, SpotId};
 use crate::domain::vocab::{CoursePrivacy, CourseStatus, NavigationMode};
-use crate::{bind_all, run};
+use crate::run;
 
 /// One row as the domain's `Course` reads it.
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
@@ -60,9 +60,7 @@ pub async fn insert(ex: Ex<'_>, c_: &CourseRow, now: i64) -> Result<(), sqlx::Er
 }
 
 pub async fn get(ex: Ex<'_>, spot_id: SpotId, id: CourseId) -> Result<Option<CourseRow>, sqlx::Error> {
-    let mut sql = select(spot_id);
-    sql.push(" AND id = ").push_bind(id.into());
-    run!(ex, |c| bind_all!(sqlx::query_as::<_, CourseRow>(sql.text_for(&*c)), &sql.binds).fetch_optional(c).await)
+    super::sql::by_id_of(ex, select(spot_id), id).await
 }
 
 pub async fn list(
@@ -72,17 +70,7 @@ pub async fn list(
     offset: i64,
     limit: i64,
 ) -> Result<(Vec<CourseRow>, i64), sqlx::Error> {
-    let mut sql = select(spot_id);
-    sql.push_predicates(filters);
-    sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
-    let mut count = Sql::new("SELECT COUNT(*) FROM courses WHERE spot_id = ");
-    count.push_bind(spot_id.into()).push_predicates(filters);
-    run!(ex, |c| {
-        let items = bind_all!(sqlx::query_as::<_, CourseRow>(sql.text_for(&*c)), &sql.binds).fetch_all(&mut *c).await?;
-        let total =
-            bind_all!(sqlx::query_scalar::<_, i64>(count.text_for(&*c)), &count.binds).fetch_one(&mut *c).await?;
-        Ok((items, total))
-    })
+    super::sql::page_of(ex, select(spot_id), "courses", spot_id, filters, offset, limit).await
 }
 
 /// Takes the course's row lock until the transaction ends (PostgreSQL; SQLite

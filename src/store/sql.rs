@@ -238,8 +238,33 @@ where
     T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
     T: Send + Unpin,
 {
+    page_of(ex, select_of_spot(table, columns, spot_id), table, spot_id, filters, offset, limit).await
+}
+
+/// `SELECT <columns> FROM <table> WHERE spot_id = <spot>`: the start of [`page_of`]'s
+/// and [`by_id_of`]'s statement for plain columns.
+fn select_of_spot(table: &'static str, columns: &'static str, spot_id: SpotId) -> Sql {
     let mut sql = Sql::from_parts(&["SELECT ", columns, " FROM ", table, " WHERE spot_id = "]);
-    sql.push_bind(spot_id.into()).push_predicates(filters);
+    sql.push_bind(spot_id.into());
+    sql
+}
+
+/// [`page`] with its own `SELECT` (`sql`): a statement reading the spot's rows of `table`,
+/// ending in its `WHERE` (e.g. with columns that bind values of their own).
+pub async fn page_of<T>(
+    ex: super::Ex<'_>,
+    mut sql: Sql,
+    table: &'static str,
+    spot_id: SpotId,
+    filters: &[Predicate],
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<T>, i64), sqlx::Error>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    T: Send + Unpin,
+{
+    sql.push_predicates(filters);
     let mut count = Sql::from_parts(&["SELECT COUNT(*) FROM ", table, " WHERE spot_id = "]);
     count.push_bind(spot_id.into()).push_predicates(filters);
     sql.push(" ORDER BY id LIMIT ").push_bind(Bind::I64(limit)).push(" OFFSET ").push_bind(Bind::I64(offset));
@@ -265,9 +290,19 @@ where
     T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
     T: Send + Unpin,
 {
-    let mut sql = Sql::from_parts(&["SELECT ", columns, " FROM ", table, " WHERE spot_id = "]);
-    sql.push_bind(spot_id.into()).push(" AND id = ").push_bind(id.into());
-    crate::run!(ex, |c| crate::bind_all!(sqlx::query_as::<_, T>(sql.text_for(&*c)), &sql.binds).fetch_optional(c).await)
+    by_id_of(ex, select_of_spot(table, columns, spot_id), id).await
+}
+
+/// [`by_id`] with its own `select` (as [`page_of`] takes it).
+pub async fn by_id_of<T>(ex: super::Ex<'_>, mut select: Sql, id: impl Into<Bind>) -> Result<Option<T>, sqlx::Error>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    T: Send + Unpin,
+{
+    select.push(" AND id = ").push_bind(id.into());
+    crate::run!(ex, |c| crate::bind_all!(sqlx::query_as::<_, T>(select.text_for(&*c)), &select.binds)
+        .fetch_optional(c)
+        .await)
 }
 
 #[cfg(test)]
