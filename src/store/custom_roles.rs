@@ -33,8 +33,11 @@ pub async fn insert(ex: Ex<'_>, r: &CustomRoleRow, now: i64) -> Result<(), sqlx:
     .map(|_| ()))
 }
 
+/// The text of [`get`].
+static BY_ID: super::sql::ByIdSql = super::sql::ByIdSql::new("custom_roles", COLUMNS);
+
 pub async fn get(ex: Ex<'_>, spot_id: SpotId, id: RoleId) -> Result<Option<CustomRoleRow>, sqlx::Error> {
-    super::sql::by_id(ex, "custom_roles", COLUMNS, spot_id, id).await
+    super::sql::by_id(ex, &BY_ID, spot_id, id).await
 }
 
 pub async fn list(

@@ -57,8 +57,11 @@ pub async fn insert(ex: Ex<'_>, g: &GroupRow) -> Result<(), sqlx::Error> {
     })
 }
 
+/// The text of [`get`].
+static BY_ID: super::sql::ByIdSql = super::sql::ByIdSql::new("spot_groups", COLUMNS);
+
 pub async fn get(ex: Ex<'_>, spot_id: SpotId, id: GroupId) -> Result<Option<GroupRow>, sqlx::Error> {
-    super::sql::by_id(ex, "spot_groups", COLUMNS, spot_id, id).await
+    super::sql::by_id(ex, &BY_ID, spot_id, id).await
 }
 
 /// A page of the spot's groups matching `filters`, and how many match.

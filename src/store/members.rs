@@ -86,8 +86,11 @@ pub async fn insert_if_absent(ex: Ex<'_>, m: &MemberRow) -> Result<Option<Member
         .await)
 }
 
+/// The text of [`get`].
+static BY_ID: super::sql::ByIdSql = super::sql::ByIdSql::new("members", COLUMNS);
+
 pub async fn get(ex: Ex<'_>, spot_id: SpotId, id: MemberId) -> Result<Option<MemberRow>, sqlx::Error> {
-    super::sql::by_id(ex, "members", COLUMNS, spot_id, id).await
+    super::sql::by_id(ex, &BY_ID, spot_id, id).await
 }
 
 /// The member under its row lock until the transaction ends (PostgreSQL; SQLite write
