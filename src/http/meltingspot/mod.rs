@@ -10,9 +10,13 @@ pub mod members;
 pub mod properties;
 pub mod webhooks;
 
-use axum::extract::{Request, State};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -31,7 +35,7 @@ pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
         .merge(properties::routes())
         .merge(import::routes())
         .merge(webhooks::routes())
-        .route_layer(axum::middleware::from_fn_with_state(state, guard))
+        .route_layer(GuardLayer(state))
 }
 
 /// The key of `Authorization: <key>` or `Authorization: Bearer <key>`.
@@ -56,10 +60,61 @@ fn set_rate_headers(headers: &mut HeaderMap, d: &Decision) {
     headers.insert(RESET.clone(), HeaderValue::from(d.reset_s));
 }
 
-/// Authenticates the caller, spends one request of each budget, and stamps the
-/// `RateLimit-*` headers (10-second window) on the response.
+/// The guard of every `/v1` route ([`guard`]), applied per route with `route_layer`
+/// (so that a 404 or 405 needs no key).
+///
+/// A hand-written service rather than `axum::middleware::from_fn`: on every request a
+/// `from_fn` layer also boxes its inner service into a `Next`, boxes its future and
+/// boxes the response body again; this one moves its route into its future and calls it
+/// there (issue 17, item 4).
+#[derive(Clone)]
+pub struct GuardLayer(pub AppState);
+
+impl<S> tower::Layer<S> for GuardLayer {
+    type Service = Guard<S>;
+
+    fn layer(&self, inner: S) -> Guard<S> {
+        Guard { inner, st: self.0.clone() }
+    }
+}
+
+/// The service of [`GuardLayer`].
+#[derive(Clone)]
+pub struct Guard<S> {
+    inner: S,
+    st: AppState,
+}
+
+impl<S> tower::Service<Request> for Guard<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        // The instance polled ready goes with this request; a clone stays for the next
+        // (an axum route is always ready).
+        let clone = self.inner.clone();
+        let route = std::mem::replace(&mut self.inner, clone);
+        let st = self.st.clone();
+        Box::pin(async move { Ok(guard(st, req, route).await) })
+    }
+}
+
+/// Authenticates the caller, spends one request of each budget, calls `route` and
+/// stamps the `RateLimit-*` headers (10-second window) on its answer.
 /// An address with too many failed keys this minute is refused before any lookup.
-async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+async fn guard<S>(st: AppState, mut req: Request, mut route: S) -> Response
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
     let client_ip = ClientIp::of_request(&st.config, &req).0;
     let Some(key) = api_key(req.headers()) else {
         st.failed_auth.record_failure(client_ip);
@@ -98,7 +153,10 @@ async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Resp
         Some(retry_after_s) => MsError(Error::RateLimited { retry_after_s }).into_response(),
         None => {
             req.extensions_mut().insert(authed);
-            next.run(req).await
+            match route.call(req).await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            }
         }
     };
     set_rate_headers(resp.headers_mut(), &short);
