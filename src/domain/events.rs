@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::courses::Participant;
@@ -320,13 +321,12 @@ async fn webhook_rows(tx: &mut Tx, spot_id: SpotId, event: Event<'_>) -> Result<
         return Ok(Vec::new());
     }
     let now = now_ms();
-    let spot = json!({"id": spot_id, "name": cut(&targets.spot_name)});
-    let bodies = payloads(tx, spot_id, &event, &spot, now).await?;
+    let spot = Named { id: spot_id.uuid(), name: Cut(&targets.spot_name) };
+    let bodies = payloads(tx, spot_id, &event, spot, now).await?;
     let listeners: Vec<&WebhookTarget> = targets.listening(event_type).collect();
     let mut rows = Vec::with_capacity(bodies.len() * listeners.len());
-    for body in bodies {
+    for payload in bodies {
         let event_id = new_id();
-        let payload = body.to_string();
         for w in &listeners {
             rows.push(NewOutboxRow {
                 id: new_id(),
@@ -360,6 +360,7 @@ fn kaizala_part<'e>(event: &Event<'e>) -> Option<(GroupId, KzEventType, ChangedM
 /// payload comes near the 256 KiB the receivers are promised.
 pub const MAX_STRING_CHARS: usize = 4096;
 
+#[cfg(test)]
 fn cut(s: &str) -> String {
     match s.char_indices().nth(MAX_STRING_CHARS) {
         Some((at, _)) => format!("{}…", &s[..at]),
@@ -367,64 +368,137 @@ fn cut(s: &str) -> String {
     }
 }
 
-fn cut_opt(s: &Option<String>) -> Value {
-    s.as_deref().map_or(Value::Null, |s| Value::from(cut(s)))
+/// A string of a payload, written cut to [`MAX_STRING_CHARS`] (ending with "…" when
+/// cut): borrowed, so a payload is written straight from the rows it describes.
+#[derive(Clone, Copy, Debug)]
+struct Cut<'a>(&'a str);
+
+impl serde::Serialize for Cut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self.0.char_indices().nth(MAX_STRING_CHARS) {
+            Some((at, _)) => s.serialize_str(&format!("{}…", &self.0[..at])),
+            None => s.serialize_str(self.0),
+        }
+    }
 }
 
 /// Milliseconds since the epoch as ISO-8601 (`2025-05-04T09:42:00.123Z`).
-fn iso8601(ms: Option<i64>) -> Value {
+fn iso8601(ms: Option<i64>) -> Option<String> {
     ms.and_then(|ms| time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .map_or(Value::Null, Value::from)
 }
 
-/// The `member` block of every payload.
-pub fn member_block(m: &Member) -> Value {
-    json!({
-        "id": m.id,
-        "email": cut_opt(&m.email),
-        "firstname": cut(&m.firstname),
-        "lastname": cut(&m.lastname),
-        "status": m.status.as_str(),
-        "title": cut_opt(&m.title),
-        "mobileNumber": m.mobile_number,
-        "role": m.role.as_str(),
-        "updatedAt": m.updated_at,
-    })
+/// The `member` block of every payload. Fields of every block are declared in the
+/// alphabetical order their keys had when payloads were built as `serde_json` maps, so
+/// bodies are written as before.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MemberBlock<'a> {
+    email: Option<Cut<'a>>,
+    firstname: Cut<'a>,
+    id: Uuid,
+    lastname: Cut<'a>,
+    mobile_number: Option<&'a str>,
+    role: &'static str,
+    status: &'static str,
+    title: Option<Cut<'a>>,
+    updated_at: i64,
+}
+
+impl<'a> MemberBlock<'a> {
+    fn of(m: &'a Member) -> Self {
+        MemberBlock {
+            email: m.email.as_deref().map(Cut),
+            firstname: Cut(&m.firstname),
+            id: m.id.uuid(),
+            lastname: Cut(&m.lastname),
+            mobile_number: m.mobile_number.as_deref(),
+            role: m.role.as_str(),
+            status: m.status.as_str(),
+            title: m.title.as_deref().map(Cut),
+            updated_at: m.updated_at,
+        }
+    }
 }
 
 /// The `courseParticipant` block.
-pub fn participant_block(p: &Participant) -> Value {
-    json!({
-        "id": p.id,
-        "status": p.status.as_str(),
-        "completionRate": p.completion_rate,
-        "invitedAt": iso8601(Some(p.invited_at)),
-        "startedAt": iso8601(p.started_at),
-        "completedAt": iso8601(p.completed_at),
-        "unenrolledAt": iso8601(p.unenrolled_at),
-    })
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ParticipantBlock {
+    completed_at: Option<String>,
+    completion_rate: i64,
+    id: Uuid,
+    invited_at: Option<String>,
+    started_at: Option<String>,
+    status: &'static str,
+    unenrolled_at: Option<String>,
+}
+
+impl ParticipantBlock {
+    fn of(p: &Participant) -> Self {
+        ParticipantBlock {
+            completed_at: iso8601(p.completed_at),
+            completion_rate: p.completion_rate,
+            id: p.id.uuid(),
+            invited_at: iso8601(Some(p.invited_at)),
+            started_at: iso8601(p.started_at),
+            status: p.status.as_str(),
+            unenrolled_at: iso8601(p.unenrolled_at),
+        }
+    }
+}
+
+/// The `spot`, `course` and `group` blocks.
+#[derive(Clone, Copy, Serialize)]
+struct Named<'a> {
+    id: Uuid,
+    name: Cut<'a>,
 }
 
 /// A whole payload: the event's own blocks, then `spot`, `occurredAt` (s),
-/// `occurredAtMs` and `test`.
-pub fn envelope(
-    event_type: EventType,
-    mut blocks: serde_json::Map<String, Value>,
-    spot: &Value,
-    at_ms: i64,
+/// `occurredAtMs`, `test` and `type`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Payload<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    course: Option<Named<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    course_participant: Option<ParticipantBlock>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<Named<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group_role: Option<&'static str>,
+    member: MemberBlock<'a>,
+    occurred_at: i64,
+    occurred_at_ms: i64,
+    spot: Named<'a>,
     test: bool,
-) -> Value {
-    blocks.insert("type".into(), event_type.as_str().into());
-    blocks.insert("spot".into(), spot.clone());
-    blocks.insert("occurredAt".into(), (at_ms.div_euclid(1000)).into());
-    blocks.insert("occurredAtMs".into(), at_ms.into());
-    blocks.insert("test".into(), test.into());
-    Value::Object(blocks)
+    #[serde(rename = "type")]
+    event_type: &'static str,
 }
 
-fn blocks<const N: usize>(pairs: [(&str, Value); N]) -> serde_json::Map<String, Value> {
-    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+impl<'a> Payload<'a> {
+    /// The payload of `event_type` about `member`, without the blocks of a course or group.
+    fn new(event_type: EventType, member: MemberBlock<'a>, spot: Named<'a>, at_ms: i64, test: bool) -> Self {
+        Payload {
+            course: None,
+            course_participant: None,
+            group: None,
+            group_role: None,
+            member,
+            occurred_at: at_ms.div_euclid(1000),
+            occurred_at_ms: at_ms,
+            spot,
+            test,
+            event_type: event_type.as_str(),
+        }
+    }
+
+    /// The body as sent.
+    fn body(&self) -> String {
+        // Plain data with string keys: serialising it cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
 }
 
 /// The spot's members among `ids`, by id (read in statements of [`IN_LIST_MAX`]).
@@ -438,29 +512,27 @@ async fn members_by_id(tx: &mut Tx, spot_id: SpotId, ids: &[MemberId]) -> Result
 }
 
 /// One body per event of `event` (members that vanished meanwhile are left out).
-async fn payloads(tx: &mut Tx, spot_id: SpotId, event: &Event<'_>, spot: &Value, now: i64) -> Result<Vec<Value>> {
+async fn payloads(tx: &mut Tx, spot_id: SpotId, event: &Event<'_>, spot: Named<'_>, now: i64) -> Result<Vec<String>> {
     let t = event.event_type();
     Ok(match *event {
         Event::MemberCreated(members) | Event::MemberUpdated(members) => {
-            members.iter().map(|m| envelope(t, blocks([("member", member_block(m))]), spot, now, false)).collect()
+            members.iter().map(|m| Payload::new(t, MemberBlock::of(m), spot, now, false).body()).collect()
         }
         Event::ParticipantsCreated { course_id, member_ids } => {
             let Some(course) = store::courses::get(tx.ex(), spot_id, course_id).await? else {
                 return Ok(Vec::new());
             };
-            let course = json!({"id": course_id, "name": cut(&course.title)});
+            let course = Named { id: course_id.uuid(), name: Cut(&course.title) };
             let members = members_by_id(tx, spot_id, member_ids).await?;
             let mut out = Vec::with_capacity(member_ids.len());
             for chunk in member_ids.chunks(IN_LIST_MAX) {
                 let rows = store::participants::get_many_by_member(tx.ex(), spot_id, course_id, chunk).await?;
                 for p in from_rows::<_, Participant>(rows) {
                     let Some(m) = members.get(&p.member_id) else { continue };
-                    let b = blocks([
-                        ("course", course.clone()),
-                        ("courseParticipant", participant_block(&p)),
-                        ("member", member_block(m)),
-                    ]);
-                    out.push(envelope(t, b, spot, now, false));
+                    let mut payload = Payload::new(t, MemberBlock::of(m), spot, now, false);
+                    payload.course = Some(course);
+                    payload.course_participant = Some(ParticipantBlock::of(&p));
+                    out.push(payload.body());
                 }
             }
             out
@@ -469,19 +541,17 @@ async fn payloads(tx: &mut Tx, spot_id: SpotId, event: &Event<'_>, spot: &Value,
             let Some(course) = store::courses::get(tx.ex(), spot_id, course_id).await? else {
                 return Ok(Vec::new());
             };
-            let course = json!({"id": course_id, "name": cut(&course.title)});
+            let course = Named { id: course_id.uuid(), name: Cut(&course.title) };
             let ids: Vec<MemberId> = participants.iter().map(|p| p.member_id).collect();
             let members = members_by_id(tx, spot_id, &ids).await?;
             participants
                 .iter()
                 .filter_map(|p| {
                     let m = members.get(&p.member_id)?;
-                    let b = blocks([
-                        ("course", course.clone()),
-                        ("courseParticipant", participant_block(p)),
-                        ("member", member_block(m)),
-                    ]);
-                    Some(envelope(t, b, spot, now, false))
+                    let mut payload = Payload::new(t, MemberBlock::of(m), spot, now, false);
+                    payload.course = Some(course);
+                    payload.course_participant = Some(ParticipantBlock::of(p));
+                    Some(payload.body())
                 })
                 .collect()
         }
@@ -489,19 +559,17 @@ async fn payloads(tx: &mut Tx, spot_id: SpotId, event: &Event<'_>, spot: &Value,
             let Some(group) = store::groups::get(tx.ex(), spot_id, group_id).await? else {
                 return Ok(Vec::new());
             };
-            let group = json!({"id": group_id, "name": cut(&group.name)});
+            let group = Named { id: group_id.uuid(), name: Cut(&group.name) };
             let ids: Vec<MemberId> = members.iter().map(|(id, _)| *id).collect();
             let found = members_by_id(tx, spot_id, &ids).await?;
             members
                 .iter()
                 .filter_map(|(id, role)| {
                     let m = found.get(id)?;
-                    let b = blocks([
-                        ("group", group.clone()),
-                        ("member", member_block(m)),
-                        ("groupRole", role.as_str().into()),
-                    ]);
-                    Some(envelope(t, b, spot, now, false))
+                    let mut payload = Payload::new(t, MemberBlock::of(m), spot, now, false);
+                    payload.group = Some(group);
+                    payload.group_role = Some(role.as_str());
+                    Some(payload.body())
                 })
                 .collect()
         }
@@ -514,33 +582,41 @@ pub const SAMPLE_MEMBER_ID: Uuid = Uuid::nil();
 /// A sample payload of `event_type` for a test send (`test: true`): a made-up member
 /// (`jane.doe@example.com`, nil id), course, group and participant, and the real spot.
 pub fn sample(event_type: EventType, spot_id: SpotId, spot_name: &str, at_ms: i64) -> Value {
-    let spot = json!({"id": spot_id, "name": cut(spot_name)});
-    let member = json!({
-        "id": SAMPLE_MEMBER_ID, "email": "jane.doe@example.com", "firstname": "Jane", "lastname": "Doe",
-        "status": "Accepted", "title": null, "mobileNumber": null, "role": "Member", "updatedAt": at_ms,
-    });
-    let course = json!({"id": SAMPLE_MEMBER_ID, "name": "Sample course"});
-    let participant = |status: &str| {
-        json!({
-            "id": SAMPLE_MEMBER_ID, "status": status, "completionRate": 0, "invitedAt": iso8601(Some(at_ms)),
-            "startedAt": if status == "Started" { iso8601(Some(at_ms)) } else { Value::Null },
-            "completedAt": null, "unenrolledAt": null,
-        })
+    let member = MemberBlock {
+        email: Some(Cut("jane.doe@example.com")),
+        firstname: Cut("Jane"),
+        id: SAMPLE_MEMBER_ID,
+        lastname: Cut("Doe"),
+        mobile_number: None,
+        role: "Member",
+        status: "Accepted",
+        title: None,
+        updated_at: at_ms,
     };
-    let group = json!({"id": SAMPLE_MEMBER_ID, "name": "Sample group"});
-    let b = match event_type {
-        EventType::MemberCreated | EventType::MemberUpdated => blocks([("member", member)]),
-        EventType::CourseParticipantCreated => {
-            blocks([("course", course), ("courseParticipant", participant("Invited")), ("member", member)])
-        }
-        EventType::CourseParticipantStatusUpdated => {
-            blocks([("course", course), ("courseParticipant", participant("Started")), ("member", member)])
+    let spot = Named { id: spot_id.uuid(), name: Cut(spot_name) };
+    let mut payload = Payload::new(event_type, member, spot, at_ms, true);
+    let participant = |status: &'static str| ParticipantBlock {
+        completed_at: None,
+        completion_rate: 0,
+        id: SAMPLE_MEMBER_ID,
+        invited_at: iso8601(Some(at_ms)),
+        started_at: (status == "Started").then(|| iso8601(Some(at_ms))).flatten(),
+        status,
+        unenrolled_at: None,
+    };
+    match event_type {
+        EventType::MemberCreated | EventType::MemberUpdated => {}
+        EventType::CourseParticipantCreated | EventType::CourseParticipantStatusUpdated => {
+            payload.course = Some(Named { id: SAMPLE_MEMBER_ID, name: Cut("Sample course") });
+            let status = if event_type == EventType::CourseParticipantCreated { "Invited" } else { "Started" };
+            payload.course_participant = Some(participant(status));
         }
         EventType::GroupMemberAdded | EventType::GroupMemberRemoved => {
-            blocks([("group", group), ("member", member), ("groupRole", "Member".into())])
+            payload.group = Some(Named { id: SAMPLE_MEMBER_ID, name: Cut("Sample group") });
+            payload.group_role = Some("Member");
         }
-    };
-    envelope(event_type, b, &spot, at_ms, true)
+    }
+    serde_json::to_value(&payload).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -557,6 +633,41 @@ mod tests {
         assert!("member.deleted".parse::<EventType>().unwrap_err().contains("member.created"));
         let all = EventType::mask(EventType::ALL);
         assert_eq!(all.count_ones() as usize, EventType::ALL.len());
+    }
+
+    /// The typed payloads write the very bytes the `serde_json` maps they replaced wrote
+    /// (keys in alphabetical order), long strings cut alike.
+    #[test]
+    fn payloads_are_written_as_the_maps_wrote_them() {
+        use serde_json::json;
+        let mut m = Member::new_invited(SpotId::generate(), Some("ana@x.io".into()), None);
+        m.firstname = "Ana \"Quoted\"".into();
+        m.lastname = "é".repeat(MAX_STRING_CHARS + 3);
+        m.title = Some("Dr".into());
+        let spot_id = SpotId::generate();
+        let spot = Named { id: spot_id.uuid(), name: Cut("Acme") };
+        let old_member = json!({
+            "id": m.id, "email": cut("ana@x.io"), "firstname": cut(&m.firstname), "lastname": cut(&m.lastname),
+            "status": m.status.as_str(), "title": "Dr", "mobileNumber": m.mobile_number, "role": m.role.as_str(),
+            "updatedAt": m.updated_at,
+        });
+        let old_spot = json!({"id": spot_id, "name": "Acme"});
+        let at = 1_764_271_234_567_i64;
+        let old = json!({
+            "member": old_member, "type": "member.created", "spot": old_spot, "occurredAt": at / 1000,
+            "occurredAtMs": at, "test": false,
+        });
+        let new = Payload::new(EventType::MemberCreated, MemberBlock::of(&m), spot, at, false).body();
+        assert_eq!(new, old.to_string());
+        let group_id = GroupId::generate();
+        let mut payload = Payload::new(EventType::GroupMemberAdded, MemberBlock::of(&m), spot, at, false);
+        payload.group = Some(Named { id: group_id.uuid(), name: Cut("Team") });
+        payload.group_role = Some(GroupRole::Admin.as_str());
+        let old = json!({
+            "group": {"id": group_id, "name": "Team"}, "member": old_member, "groupRole": "Admin",
+            "type": "group.member.added", "spot": old_spot, "occurredAt": at / 1000, "occurredAtMs": at, "test": false,
+        });
+        assert_eq!(payload.body(), old.to_string());
     }
 
     #[test]
