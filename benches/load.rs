@@ -6,9 +6,10 @@
 //! OPENSPOT_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1/bench cargo bench --bench load
 //! # OPENSPOT_BENCH_READS_ONLY=1 stops after the reads; OPENSPOT_BENCH_SKIP_SMART=1
 //! # leaves the smart groups out; OPENSPOT_BENCH_LINK_ONLY=1 runs the course link alone;
-//! # OPENSPOT_BENCH_SECONDS=s per server and round (3). OPENSPOT_BENCH_SERVE=<file>
-//! # seeds, starts both servers, writes their addresses, the key and member ids to
-//! # <file> and serves until killed (for profiling with an outside client).
+//! # OPENSPOT_BENCH_SECONDS=s per server and round (2); OPENSPOT_BENCH_ROUNDS=n rounds
+//! # per read (6); OPENSPOT_BENCH_SERVE=<file> seeds, starts both servers, writes
+//! # their addresses, the key and member ids to <file> and serves until killed (for
+//! # profiling with an outside client).
 //! ```
 //!
 //! Seeds one spot with N members, starts a real server on a loopback port and drives
@@ -43,6 +44,9 @@ const RUN: Duration = Duration::from_secs(3);
 #[derive(Clone, Copy, Debug, Default)]
 struct Stats {
     rate: f64,
+    /// openspot only: the median and quartiles of the rounds' throughput ratios to the
+    /// bare server (each round runs both, back to back).
+    round_ratios: [f64; 3],
     p50_ms: f64,
     p99_ms: f64,
 }
@@ -115,9 +119,11 @@ impl Bench {
         rate
     }
 
-    /// One read against openspot and against the bare server, interleaved in `ROUNDS`
-    /// rounds (openspot then bare, then bare then openspot, ...) so that drift in the
-    /// machine's load falls on both alike; latencies of all rounds pooled.
+    /// One read against openspot and against the bare server, interleaved in
+    /// [`rounds`] rounds (openspot then bare, then bare then openspot, ...) so that drift
+    /// in the machine's load falls on both alike; latencies of all rounds pooled. The
+    /// ratio reported is the median of the rounds' ratios: a burst of other work on the
+    /// machine moves one round, not the median.
     async fn compare(
         &self,
         bare: &str,
@@ -125,29 +131,36 @@ impl Bench {
         make: impl Fn(u64) -> (reqwest::Method, String, Option<serde_json::Value>) + Send + Sync + 'static,
     ) -> (Stats, Stats) {
         let make: Make = Arc::new(make);
-        let run = run_time();
+        let (run, rounds) = (run_time(), rounds());
         let mut figures = [(0.0, Vec::new(), 0u64), (0.0, Vec::new(), 0u64)];
-        for round in 0..ROUNDS {
+        let mut ratios = Vec::with_capacity(rounds);
+        for round in 0..rounds {
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            let mut round_rates = [0.0; 2];
             for which in order {
                 let base = if which == 0 { self.base.as_str() } else { bare };
                 let (rate, lat, errs) = self.drive(base, &make, run).await;
+                round_rates[which] = rate;
                 let f = &mut figures[which];
-                f.0 += rate / ROUNDS as f64;
+                f.0 += rate / rounds as f64;
                 f.1.extend(lat);
                 f.2 += errs;
             }
+            ratios.push(round_rates[0] / round_rates[1].max(f64::MIN_POSITIVE));
         }
+        ratios.sort_by(f64::total_cmp);
+        let at = |p: f64| ratios[((ratios.len() as f64 - 1.0) * p).round() as usize];
+        let round_ratios = [at(0.25), at(0.5), at(0.75)];
         let [open, bare] = figures.map(|(rate, mut lat, errs)| {
             lat.sort_unstable();
             let q = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied();
             let ms = |v: Option<u32>| v.map_or(f64::NAN, |v| v as f64 / 1000.0);
-            (Stats { rate, p50_ms: ms(q(0.50)), p99_ms: ms(q(0.99)) }, errs)
+            (Stats { rate, round_ratios, p50_ms: ms(q(0.50)), p99_ms: ms(q(0.99)) }, errs)
         });
         let errs = if open.1 + bare.1 > 0 { format!("  ({} / {} errors)", open.1, bare.1) } else { String::new() };
         eprintln!(
             "  {label:<44} openspot {:>7.0} req/s p50 {:>6.2} p99 {:>6.2} ms | bare {:>7.0} req/s p50 {:>6.2} p99 {:>6.2} ms | \
-             {:.2}x req/s, {:.2}x p99{errs}",
+             {:.2}x req/s (median of rounds {:.2}x), {:.2}x p99{errs}",
             open.0.rate,
             open.0.p50_ms,
             open.0.p99_ms,
@@ -155,18 +168,22 @@ impl Bench {
             bare.0.p50_ms,
             bare.0.p99_ms,
             open.0.rate / bare.0.rate,
+            open.0.round_ratios[1],
             open.0.p99_ms / bare.0.p99_ms,
         );
         (open.0, bare.0)
     }
 }
 
-/// Rounds of each openspot/bare comparison (alternating which goes first).
-const ROUNDS: usize = 2;
+/// Rounds of each openspot/bare comparison, alternating which goes first
+/// (OPENSPOT_BENCH_ROUNDS, default 6).
+fn rounds() -> usize {
+    std::env::var("OPENSPOT_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(6).max(1)
+}
 
-/// Seconds per server per round of a comparison (OPENSPOT_BENCH_SECONDS, default 3).
+/// Seconds per server per round of a comparison (OPENSPOT_BENCH_SECONDS, default 2).
 fn run_time() -> Duration {
-    let s = std::env::var("OPENSPOT_BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3.0);
+    let s = std::env::var("OPENSPOT_BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(2.0);
     Duration::from_secs_f64(s)
 }
 
@@ -300,7 +317,8 @@ async fn main() {
     }
 
     eprintln!(
-        "reads, openspot against the bare axum + sqlx server ({ROUNDS} interleaved rounds of {:.0}s each):",
+        "reads, openspot against the bare axum + sqlx server ({} interleaved rounds of {:.0}s each):",
+        rounds(),
         run_time().as_secs_f64()
     );
     let ids2 = ids.clone();
@@ -338,7 +356,7 @@ async fn main() {
     eprintln!("  what the maintained count avoids: COUNT(*) over the spot = {scan:.1} ms per request");
     eprintln!("\nreads as ratios to the bare server (openspot / bare):");
     eprintln!(
-        "  | read | openspot req/s | bare req/s | ratio | openspot p50 / p99 ms | bare p50 / p99 ms | p99 ratio |"
+        "  | read | openspot req/s | bare req/s | ratio of the means | median of rounds' ratios (quartiles) | openspot p50 / p99 ms | bare p50 / p99 ms | p99 ratio |"
     );
     for (label, o, b) in [
         ("get by id", by_id, by_id_bare),
@@ -348,10 +366,13 @@ async fn main() {
         ("firstname[in], 100 names", wide, wide_bare),
     ] {
         eprintln!(
-            "  | {label} | {:.0} | {:.0} | {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} |",
+            "  | {label} | {:.0} | {:.0} | {:.2} | {:.2} ({:.2}–{:.2}) | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} |",
             o.rate,
             b.rate,
             o.rate / b.rate,
+            o.round_ratios[1],
+            o.round_ratios[0],
+            o.round_ratios[2],
             o.p50_ms,
             o.p99_ms,
             b.p50_ms,

@@ -388,6 +388,44 @@ async fn write_cost(db: &Db, url: &str) {
     println!("events::emit for a spot without endpoints: {:.0} ns per call", per_call.as_secs_f64() * 1e9);
 }
 
+/// For profiling the write path (`--profile-invites`, under callgrind): `N` invites
+/// (`OPENSPOT_BENCH_INVITES`, 1,000) in a spot without an endpoint, then `N` in one
+/// with an endpoint listening, each phase announced on stdout and framed by a 2 s pause
+/// in which an outside `callgrind_control -z` / `-d` zeroes and dumps the counts. No
+/// dispatcher runs (the rows are only queued).
+async fn profile_invites(db: &Db, url: &str) {
+    use openspot::domain::{members, webhooks};
+    use std::io::Write as _;
+    let n: u32 = std::env::var("OPENSPOT_BENCH_INVITES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let (quiet, _) = openspot::domain::spots::create_spot(db, "no endpoint").await.unwrap();
+    let (heard, _) = openspot::domain::spots::create_spot(db, "one endpoint").await.unwrap();
+    let outbound = Outbound::new(true, Duration::from_secs(10)).unwrap();
+    let endpoint = webhooks::NewEndpoint {
+        url: Some(url.to_string()),
+        event_types: Some(vec!["member.created".into()]),
+        ..Default::default()
+    };
+    webhooks::create_endpoint(db, &outbound, heard.id, endpoint).await.unwrap();
+    openspot::store::outbox::dispatcher_started();
+    for (spot, name) in [(quiet.id, "without"), (heard.id, "with")] {
+        for i in 0..200 {
+            members::invite_member(db, spot, &format!("warm-{name}-{i}@x.io"), false).await.unwrap();
+        }
+    }
+    for (spot, name) in [(quiet.id, "without"), (heard.id, "with")] {
+        println!("phase {name} start");
+        std::io::stdout().flush().unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for i in 0..n {
+            members::invite_member(db, spot, &format!("p-{name}-{i}@x.io"), false).await.unwrap();
+        }
+        println!("phase {name} end");
+        std::io::stdout().flush().unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    openspot::store::outbox::dispatcher_stopped();
+}
+
 /// The same comparison through the API, as an integration sees a member write:
 /// `POST /v1/spotMembers` to a real server on loopback, in a spot without an endpoint
 /// and in one with an endpoint listening to `member.created`, which the server's own
@@ -590,6 +628,10 @@ async fn main() {
     }
 
     let receiver = new_receiver().await;
+    if std::env::args().any(|a| a == "--profile-invites") {
+        profile_invites(&db, &receiver).await;
+        return;
+    }
     if std::env::args().any(|a| a == "--write-cost") {
         write_cost(&db, &receiver).await;
         http_write_cost(&db, &receiver).await;
