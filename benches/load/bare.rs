@@ -103,10 +103,10 @@ async fn get_member(State(st): State<Bare>, Path(id): Path<String>) -> Response 
     let Ok(id) = Uuid::parse_str(&id) else { return StatusCode::NOT_FOUND.into_response() };
     // store::sql::by_id of store::members::get: the text made once, as openspot does.
     static TEXTS: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
-        ["?", "$"].map(|p| {
-            let n = |i: u8| if p == "?" { "?".to_string() } else { format!("${i}") };
-            format!("SELECT {COLUMNS} FROM members WHERE spot_id = {} AND id = {}", n(1), n(2))
-        })
+        [
+            format!("SELECT {COLUMNS} FROM members WHERE spot_id = ? AND id = ?"),
+            format!("SELECT {COLUMNS} FROM members WHERE spot_id = $1 AND id = $2"),
+        ]
     });
     let row = match &st.db {
         Db::Sqlite(p) => sqlx::query_as::<_, MemberRow>(&TEXTS[0]).bind(st.spot).bind(id).fetch_optional(p).await,

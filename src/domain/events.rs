@@ -360,14 +360,6 @@ fn kaizala_part<'e>(event: &Event<'e>) -> Option<(GroupId, KzEventType, ChangedM
 /// payload comes near the 256 KiB the receivers are promised.
 pub const MAX_STRING_CHARS: usize = 4096;
 
-#[cfg(test)]
-fn cut(s: &str) -> String {
-    match s.char_indices().nth(MAX_STRING_CHARS) {
-        Some((at, _)) => format!("{}…", &s[..at]),
-        None => s.to_string(),
-    }
-}
-
 /// A string of a payload, written cut to [`MAX_STRING_CHARS`] (ending with "…" when
 /// cut): borrowed, so a payload is written straight from the rows it describes.
 #[derive(Clone, Copy, Debug)]
@@ -647,7 +639,8 @@ mod tests {
         let spot_id = SpotId::generate();
         let spot = Named { id: spot_id.uuid(), name: Cut("Acme") };
         let old_member = json!({
-            "id": m.id, "email": cut("ana@x.io"), "firstname": cut(&m.firstname), "lastname": cut(&m.lastname),
+            "id": m.id, "email": "ana@x.io", "firstname": "Ana \"Quoted\"",
+            "lastname": format!("{}…", "é".repeat(MAX_STRING_CHARS)),
             "status": m.status.as_str(), "title": "Dr", "mobileNumber": m.mobile_number, "role": m.role.as_str(),
             "updatedAt": m.updated_at,
         });
@@ -672,11 +665,14 @@ mod tests {
 
     #[test]
     fn long_strings_are_cut() {
+        let written = |s: &str| serde_json::to_value(Cut(s)).unwrap().as_str().unwrap().to_string();
         let long = "é".repeat(MAX_STRING_CHARS + 10);
-        let c = cut(&long);
+        let c = written(&long);
         assert_eq!(c.chars().count(), MAX_STRING_CHARS + 1);
         assert!(c.ends_with('…'));
-        assert_eq!(cut("short"), "short");
+        assert_eq!(c, format!("{}…", "é".repeat(MAX_STRING_CHARS)));
+        assert_eq!(written(&"é".repeat(MAX_STRING_CHARS)), "é".repeat(MAX_STRING_CHARS), "at the bound: whole");
+        assert_eq!(written("short"), "short");
     }
 
     #[test]
