@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 async fn exec(db: &Db, sql: &str) {
     match db {
-        Db::Sqlite(p) => {
+        Db::Sqlite(p, ..) => {
             sqlx::query(sql).execute(p).await.unwrap();
         }
         Db::Postgres(p) => {
@@ -50,7 +50,7 @@ async fn seed_members(db: &Db, spot: Uuid, n: usize) {
             let id = Uuid::now_v7();
             let k = i + j;
             let (spot_lit, id_lit) = match db {
-                Db::Sqlite(_) => (format!("X'{}'", spot.simple()), format!("X'{}'", id.simple())),
+                Db::Sqlite(..) => (format!("X'{}'", spot.simple()), format!("X'{}'", id.simple())),
                 Db::Postgres(_) => (format!("'{spot}'"), format!("'{id}'")),
             };
             let status = if k % 3 == 0 { "Accepted" } else { "Invited" };
@@ -69,7 +69,7 @@ async fn seed_members(db: &Db, spot: Uuid, n: usize) {
         i += m;
     }
     let lit = match db {
-        Db::Sqlite(_) => format!("X'{}'", spot.simple()),
+        Db::Sqlite(..) => format!("X'{}'", spot.simple()),
         Db::Postgres(_) => format!("'{spot}'"),
     };
     exec(db, &format!("UPDATE spot_counters SET member_count = {n} WHERE spot_id = {lit}")).await;

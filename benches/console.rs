@@ -184,7 +184,7 @@ async fn main() {
     db.analyze_after_bulk_write().await.unwrap();
     // The seed's write-ahead log into the database file now, as a server's would be by
     // then, rather than by whichever request commits next (seconds, in the figures).
-    if let Db::Sqlite(p) = &db {
+    if let Db::Sqlite(p, ..) = &db {
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(p).await.unwrap();
     }
     let group = groups::create_group(&db, spot.id, NewGroup { name: Some("Bulk target".into()), ..Default::default() })

@@ -193,7 +193,7 @@ fn flag(name: &str) -> bool {
 
 async fn exec(db: &Db, sql: &str) {
     match db {
-        Db::Sqlite(p) => {
+        Db::Sqlite(p, ..) => {
             sqlx::query(sql).execute(p).await.unwrap();
         }
         Db::Postgres(p) => {
@@ -218,7 +218,7 @@ async fn seed_members(db: &Db, spot: Uuid, n: usize) -> Vec<Uuid> {
             ids.push(id);
             let k = i + j;
             let (spot_lit, id_lit) = match db {
-                Db::Sqlite(_) => (format!("X'{}'", spot.simple()), format!("X'{}'", id.simple())),
+                Db::Sqlite(..) => (format!("X'{}'", spot.simple()), format!("X'{}'", id.simple())),
                 Db::Postgres(_) => (format!("'{spot}'"), format!("'{id}'")),
             };
             let status = if k % 3 == 0 { "Accepted" } else { "Invited" };
@@ -237,7 +237,7 @@ async fn seed_members(db: &Db, spot: Uuid, n: usize) -> Vec<Uuid> {
         i += m;
     }
     let lit = match db {
-        Db::Sqlite(_) => format!("X'{}'", spot.simple()),
+        Db::Sqlite(..) => format!("X'{}'", spot.simple()),
         Db::Postgres(_) => format!("'{spot}'"),
     };
     exec(db, &format!("UPDATE spot_counters SET member_count = {n} WHERE spot_id = {lit}")).await;
@@ -249,7 +249,7 @@ async fn count_scan_ms(db: &Db, spot: Uuid) -> f64 {
     let runs = 5;
     for _ in 0..runs {
         let _: i64 = match db {
-            Db::Sqlite(p) => sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE spot_id = $1")
+            Db::Sqlite(p, ..) => sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE spot_id = $1")
                 .bind(spot)
                 .fetch_one(p)
                 .await
@@ -429,7 +429,7 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         eprintln!("  10 smart groups computed over {n} members in {:.1}s (background)", t.elapsed().as_secs_f64());
-        if let Db::Sqlite(p) = &db {
+        if let Db::Sqlite(p, ..) = &db {
             // Fold the computation's write-ahead log into the database first, so the
             // update figures measure updates, not a checkpoint of the bulk work.
             sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(p).await.unwrap();

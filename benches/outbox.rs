@@ -620,7 +620,7 @@ async fn main() {
         // comparison in the same build.
         let sql = "CREATE INDEX outbox_target_event ON outbox (spot_id, target_id, event_id)";
         match &db {
-            Db::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+            Db::Sqlite(p, ..) => sqlx::query(sql).execute(p).await.map(|_| ()),
             Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
         }
         .unwrap();

@@ -87,7 +87,7 @@ async fn main() {
     let ids = seed(&db, spot.id.into(), score.id.uuid(), n).await;
     eprintln!("  seeded {n} members (and {} property values) in {:.1}s", n.div_ceil(2), t.elapsed().as_secs_f64());
     db.optimize().await.unwrap();
-    if let Db::Sqlite(p) = &db {
+    if let Db::Sqlite(p, ..) = &db {
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(p).await.unwrap();
     }
 
@@ -122,7 +122,7 @@ async fn main() {
     for g in groups::list_groups(&db, spot.id, &Default::default()).await.unwrap().0 {
         groups::delete_group(&db, spot.id, g.id).await.unwrap();
     }
-    if let Db::Sqlite(p) = &db {
+    if let Db::Sqlite(p, ..) = &db {
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(p).await.unwrap();
     }
     let plain = time_changes(&db, spot.id, &ids, changes, 0).await;

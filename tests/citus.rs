@@ -46,7 +46,7 @@ fn with_setting(url: &str, name: &str, value: &str) -> String {
 fn pool(db: &Db) -> &sqlx::PgPool {
     match db {
         Db::Postgres(p) => p,
-        Db::Sqlite(_) => panic!("a PostgreSQL database was expected"),
+        Db::Sqlite(..) => panic!("a PostgreSQL database was expected"),
     }
 }
 

@@ -22,7 +22,7 @@ pub async fn property(db: &Db, spot: SpotId, slug: &str, label: &str, kind: &str
 /// A SQL literal of a UUID for the backend.
 pub fn uuid_lit(db: &Db, id: Uuid) -> String {
     match db {
-        Db::Sqlite(_) => format!("X'{}'", id.simple()),
+        Db::Sqlite(..) => format!("X'{}'", id.simple()),
         Db::Postgres(_) => format!("'{id}'"),
     }
 }
@@ -30,7 +30,7 @@ pub fn uuid_lit(db: &Db, id: Uuid) -> String {
 /// Runs `statements` in one transaction.
 pub async fn exec_all(db: &Db, statements: Vec<String>) {
     match db {
-        Db::Sqlite(p) => {
+        Db::Sqlite(p, ..) => {
             let mut tx = p.begin().await.unwrap();
             for s in &statements {
                 sqlx::query(s).execute(&mut *tx).await.unwrap();

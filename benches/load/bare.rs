@@ -94,7 +94,7 @@ fn fail(e: impl std::fmt::Display) -> Response {
 /// Placeholders as openspot's `Sql` builder renders them: `?` on SQLite, `$n` on PostgreSQL.
 fn placeholders(db: &Db, from: usize, n: usize) -> String {
     (from..from + n)
-        .map(|i| if matches!(db, Db::Sqlite(_)) { "?".to_string() } else { format!("${i}") })
+        .map(|i| if matches!(db, Db::Sqlite(..)) { "?".to_string() } else { format!("${i}") })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -109,7 +109,7 @@ async fn get_member(State(st): State<Bare>, Path(id): Path<String>) -> Response 
         ]
     });
     let row = match &st.db {
-        Db::Sqlite(p) => sqlx::query_as::<_, MemberRow>(&TEXTS[0]).bind(st.spot).bind(id).fetch_optional(p).await,
+        Db::Sqlite(p, ..) => sqlx::query_as::<_, MemberRow>(&TEXTS[0]).bind(st.spot).bind(id).fetch_optional(p).await,
         Db::Postgres(p) => sqlx::query_as::<_, MemberRow>(&TEXTS[1]).bind(st.spot).bind(id).fetch_optional(p).await,
     };
     match row {
@@ -180,7 +180,7 @@ async fn list_members(State(st): State<Bare>, RawQuery(q): RawQuery) -> Response
         }};
     }
     let (rows, total) = match db {
-        Db::Sqlite(p) => run!(p),
+        Db::Sqlite(p, ..) => run!(p),
         Db::Postgres(p) => run!(p),
     };
     match total {

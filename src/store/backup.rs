@@ -41,7 +41,7 @@ pub struct Restored {
 
 /// Writes a consistent copy of the live database to `to`, which must not exist.
 pub async fn snapshot(db: &Db, to: &Path) -> anyhow::Result<Snapshot> {
-    let Db::Sqlite(pool) = db else { bail!(POSTGRES_HINT) };
+    let Db::Sqlite(pool, ..) = db else { bail!(POSTGRES_HINT) };
     if to.exists() {
         bail!("{} exists already: a backup never overwrites a file", to.display());
     }
@@ -54,7 +54,7 @@ pub async fn snapshot(db: &Db, to: &Path) -> anyhow::Result<Snapshot> {
 
 /// Replaces the live database's rows with those of the backup at `from`.
 pub async fn restore(db: &Db, from: &Path) -> anyhow::Result<Restored> {
-    let Db::Sqlite(pool) = db else { bail!(POSTGRES_HINT) };
+    let Db::Sqlite(pool, ..) = db else { bail!(POSTGRES_HINT) };
     // ATTACH would create a missing file: check first.
     if !from.is_file() {
         bail!("{} is not a file", from.display());

@@ -50,9 +50,24 @@ use crate::domain::ids::MemberId;
 /// A connection pool on one of the two supported backends.
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite(SqlitePool),
+    /// The readers' pool, and the writer: the one connection every write transaction
+    /// ([`Db::begin`]) takes (see [`SqliteWriter`]).
+    Sqlite(SqlitePool, SqliteWriter),
     Postgres(PgPool),
 }
+
+/// SQLite's one write connection: a pool of a single connection that every
+/// [`Db::begin`] (`BEGIN IMMEDIATE`) takes, beside the readers' pool.
+///
+/// Why: SQLite lets one connection write at a time anyway, and a connection keeps its
+/// page cache only while no other connection writes the database; after another's
+/// commit it drops the whole cache and reads every page again. With writes spread over
+/// the pool's connections, each write transaction re-read its B-tree pages from the WAL
+/// (strace of 1,000 member invites: 28 `pread`s each, 33 with an outbox row; issue 14).
+/// One writer keeps its pages cached between writes, and writers queue on the pool, in
+/// order, instead of polling the lock on the busy timeout.
+#[derive(Clone, Debug)]
+pub struct SqliteWriter(SqlitePool);
 
 /// A borrowed connection (pooled or inside a transaction) on either backend.
 pub enum Ex<'c> {
@@ -242,20 +257,12 @@ impl Db {
                     // indexes stay in memory instead of being re-read on every write.
                     .pragma("cache_size", "-65536")
                     .pragma("temp_store", "memory");
-                // SQLite has one writer at a time; a handful of connections serve
-                // concurrent readers (WAL) without piling up waiting writers.
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(8)
-                    .min_connections(1)
-                    .acquire_timeout(Duration::from_secs(30))
-                    // A connection keeps the planner statistics it loaded when it opened
-                    // (see `Db::optimize`): one opened before they were last rewritten
-                    // is closed instead of lent out, and the pool opens a fresh one.
-                    .before_acquire(|_, meta| Box::pin(async move { Ok(statistics::loaded_current(meta.age)) }))
-                    .connect_with(opts)
+                // A handful of connections serve concurrent readers (WAL); writes take the
+                // one writer.
+                let readers = SqlitePoolOptions::new().max_connections(8).min_connections(1);
+                Db::connect_sqlite(opts, readers, Duration::from_secs(30))
                     .await
-                    .with_context(|| format!("cannot open SQLite database '{url}'"))?;
-                Ok(Db::Sqlite(pool))
+                    .with_context(|| format!("cannot open SQLite database '{url}'"))
             }
             Backend::Postgres => {
                 let opts = PgConnectOptions::from_str(url)
@@ -271,6 +278,25 @@ impl Db {
         }
     }
 
+    /// A SQLite database with `opts`: the readers' pool built by `readers`, and the
+    /// [`SqliteWriter`] with the same connection options, for which a write transaction
+    /// waits at most `write_wait` (give it the connections' busy timeout: the queue for
+    /// the writer is the wait for the write lock that the busy timeout bounded).
+    pub async fn connect_sqlite(
+        opts: SqliteConnectOptions,
+        readers: SqlitePoolOptions,
+        write_wait: Duration,
+    ) -> Result<Db, sqlx::Error> {
+        let readers = with_current_statistics(readers).acquire_timeout(Duration::from_secs(30));
+        let writer = with_current_statistics(SqlitePoolOptions::new())
+            .max_connections(1)
+            .min_connections(0)
+            .acquire_timeout(write_wait);
+        let pool = readers.connect_with(opts.clone()).await?;
+        let writer = writer.connect_lazy_with(opts);
+        Ok(Db::Sqlite(pool, SqliteWriter(writer)))
+    }
+
     /// Opens the pool and applies every pending migration.
     pub async fn connect_and_migrate(url: &str) -> anyhow::Result<Db> {
         let db = Db::connect(url).await?;
@@ -280,7 +306,7 @@ impl Db {
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self {
-            Db::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await?,
+            Db::Sqlite(p, ..) => sqlx::migrate!("./migrations/sqlite").run(p).await?,
             Db::Postgres(p) => {
                 sqlx::migrate!("./migrations/postgres").run(p).await?;
                 // On a Citus coordinator: reference and distributed tables (once).
@@ -306,7 +332,7 @@ impl Db {
     /// before the statistics were last rewritten ([`statistics`]): it closes it and
     /// opens a fresh one.
     pub async fn optimize(&self) -> anyhow::Result<()> {
-        if let Db::Sqlite(p) = self {
+        if let Db::Sqlite(p, ..) = self {
             let mut c = p.acquire().await?;
             sqlx::query("PRAGMA analysis_limit = 1000").execute(&mut *c).await?;
             sqlx::query("PRAGMA optimize = 0x10002").execute(&mut *c).await?;
@@ -322,7 +348,7 @@ impl Db {
     /// instead of 3 s, a property filter's first page 283 ms instead of 13 ms.
     pub async fn analyze_after_bulk_write(&self) -> anyhow::Result<()> {
         match self {
-            Db::Sqlite(_) => self.optimize().await,
+            Db::Sqlite(..) => self.optimize().await,
             Db::Postgres(p) => {
                 // VACUUM also marks the new pages all-visible, so filters read the value
                 // index alone (index-only scans) rather than every matching heap row.
@@ -334,14 +360,14 @@ impl Db {
 
     pub fn backend_name(&self) -> &'static str {
         match self {
-            Db::Sqlite(_) => "SQLite",
+            Db::Sqlite(..) => "SQLite",
             Db::Postgres(_) => "PostgreSQL",
         }
     }
 
     pub fn backend(&self) -> Backend {
         match self {
-            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Sqlite(..) => Backend::Sqlite,
             Db::Postgres(_) => Backend::Postgres,
         }
     }
@@ -349,7 +375,7 @@ impl Db {
     /// Starts a write transaction.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         Ok(Tx::new(match self {
-            Db::Sqlite(p) => TxInner::Sqlite(waited(p.begin_with("BEGIN IMMEDIATE")).await?),
+            Db::Sqlite(_, SqliteWriter(w)) => TxInner::Sqlite(waited(w.begin_with("BEGIN IMMEDIATE")).await?),
             Db::Postgres(p) => TxInner::Postgres(waited(p.begin()).await?),
         }))
     }
@@ -362,7 +388,7 @@ impl Db {
     /// refuses writes. Commit or drop it when done.
     pub async fn begin_read(&self) -> Result<Tx, sqlx::Error> {
         Ok(Tx::new(match self {
-            Db::Sqlite(p) => TxInner::Sqlite(waited(p.begin_with("BEGIN DEFERRED")).await?),
+            Db::Sqlite(p, ..) => TxInner::Sqlite(waited(p.begin_with("BEGIN DEFERRED")).await?),
             Db::Postgres(p) => {
                 TxInner::Postgres(waited(p.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")).await?)
             }
@@ -372,7 +398,7 @@ impl Db {
     /// Takes a connection for reads.
     pub async fn conn(&self) -> Result<Conn, sqlx::Error> {
         Ok(match self {
-            Db::Sqlite(p) => Conn::Sqlite(waited(p.acquire()).await?),
+            Db::Sqlite(p, ..) => Conn::Sqlite(waited(p.acquire()).await?),
             Db::Postgres(p) => Conn::Postgres(waited(p.acquire()).await?),
         })
     }
@@ -380,7 +406,7 @@ impl Db {
     /// The pool's open connections and how many of them are idle.
     pub fn pool_stats(&self) -> (u32, usize) {
         match self {
-            Db::Sqlite(p) => (p.size(), p.num_idle()),
+            Db::Sqlite(p, SqliteWriter(w)) => (p.size() + w.size(), p.num_idle() + w.num_idle()),
             Db::Postgres(p) => (p.size(), p.num_idle()),
         }
     }
@@ -388,17 +414,27 @@ impl Db {
     /// `SELECT 1`, for `/readyz`.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         match self {
-            Db::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
+            Db::Sqlite(p, ..) => sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
             Db::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
         }
     }
 
     pub async fn close(&self) {
         match self {
-            Db::Sqlite(p) => p.close().await,
+            Db::Sqlite(p, SqliteWriter(w)) => {
+                w.close().await;
+                p.close().await
+            }
             Db::Postgres(p) => p.close().await,
         }
     }
+}
+
+/// `options` that lend out no connection opened before SQLite's planner statistics
+/// were last rewritten (see [`Db::optimize`]): such a connection is closed instead and
+/// the pool opens a fresh one.
+fn with_current_statistics(options: SqlitePoolOptions) -> SqlitePoolOptions {
+    options.before_acquire(|_, meta| Box::pin(async move { Ok(statistics::loaded_current(meta.age)) }))
 }
 
 /// Awaits one of the pool's entry points ([`Db::begin`], [`Db::begin_read`],
@@ -465,7 +501,7 @@ impl Db {
     /// a sequence of short transactions. The jitter keeps the pauses from locking in
     /// phase with those polls. PostgreSQL locks rows and queues waiters: no pause.
     pub async fn yield_write_lock(&self) {
-        if let Db::Sqlite(_) = self {
+        if let Db::Sqlite(..) = self {
             let half = WRITE_SLICE.as_millis() as u64 / 2;
             let ms = rand::Rng::gen_range(&mut rand::thread_rng(), half..=half * 3);
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -540,6 +576,34 @@ mod tests {
     use super::*;
     use crate::error::Error;
 
+    /// Every write transaction runs on SQLite's one writer connection (its page cache
+    /// stays warm), never on a reader: a TEMP table, which only its own connection
+    /// sees, made in one write transaction is there in every later one, and not on the
+    /// readers. With writes spread over the readers' pool (several connections open
+    /// at once here, lent out in turn) later transactions missed it.
+    #[tokio::test]
+    async fn write_transactions_share_the_one_sqlite_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("writer.db").display());
+        let db = Db::connect_and_migrate(&url).await.unwrap();
+        // Open several reader connections at once, so the pool has them to lend.
+        let held = futures_util::future::join_all((0..4).map(|_| db.conn())).await;
+        drop(held);
+        let mut tx = db.begin().await.unwrap();
+        run!(tx.ex(), |c| sqlx::query("CREATE TEMP TABLE marker (x)").execute(c).await.map(|_| ())).unwrap();
+        tx.commit().await.unwrap();
+        let probe = "SELECT COUNT(*) FROM temp.sqlite_master WHERE name = 'marker'";
+        for _ in 0..8 {
+            let mut tx = db.begin().await.unwrap();
+            let seen: i64 = run!(tx.ex(), |c| sqlx::query_scalar(probe).fetch_one(c).await).unwrap();
+            tx.commit().await.unwrap();
+            assert_eq!(seen, 1, "a write transaction ran on another connection");
+            let mut c = db.conn().await.unwrap();
+            let seen: i64 = run!(c.ex(), |c| sqlx::query_scalar(probe).fetch_one(c).await).unwrap();
+            assert_eq!(seen, 0, "a reader is the writer");
+        }
+    }
+
     #[test]
     fn backend_is_chosen_by_scheme() {
         assert_eq!(Backend::from_url("sqlite://x.db").ok(), Some(Backend::Sqlite));
@@ -559,7 +623,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("plans.db").display());
         let db = Db::connect_and_migrate(&url).await.unwrap();
-        let Db::Sqlite(p) = &db else { unreachable!() };
+        let Db::Sqlite(p, ..) = &db else { unreachable!() };
         let spot = crate::domain::ids::SpotId::generate();
         sqlx::query("INSERT INTO spots (id, name, api_key_hash, created_at) VALUES (?, 's', randomblob(32), 0)")
             .bind(spot)

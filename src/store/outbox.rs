@@ -674,7 +674,7 @@ pub struct Listener(sqlx::postgres::PgListener);
 /// delivers.
 pub async fn listen(db: &super::Db, channels: &[&str]) -> Result<Option<Listener>, sqlx::Error> {
     match db {
-        super::Db::Sqlite(_) => Ok(None),
+        super::Db::Sqlite(..) => Ok(None),
         super::Db::Postgres(pool) => {
             let mut l = sqlx::postgres::PgListener::connect_with(pool).await?;
             l.listen_all(channels.iter().copied()).await?;

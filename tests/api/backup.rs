@@ -17,7 +17,7 @@ use crate::common::{test_client, test_database, TestApp};
 /// `url`, which must also pass SQLite's integrity check.
 async fn torn_counters(url: &str) -> Vec<(i64, i64)> {
     let db = Db::connect(url).await.unwrap();
-    let Db::Sqlite(pool) = &db else { panic!("a SQLite snapshot") };
+    let Db::Sqlite(pool, ..) = &db else { panic!("a SQLite snapshot") };
     let check: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(pool).await.unwrap();
     assert_eq!(check, "ok");
     db.close().await;
@@ -85,7 +85,7 @@ async fn a_snapshot_taken_under_writes_holds_together_and_restores() {
     let url = format!("sqlite://{}", snapshots[0].display());
     let held = {
         let db = Db::connect(&url).await.unwrap();
-        let Db::Sqlite(pool) = &db else { unreachable!() };
+        let Db::Sqlite(pool, ..) = &db else { unreachable!() };
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM members").fetch_one(pool).await.unwrap();
         db.close().await;
         n
@@ -104,7 +104,7 @@ async fn a_snapshot_taken_under_writes_holds_together_and_restores() {
     assert!(err.contains("is not a file"), "{err}");
     let old = dir.path().join("old.db");
     let db = Db::connect(&format!("sqlite://{}", old.display())).await.unwrap();
-    if let Db::Sqlite(pool) = &db {
+    if let Db::Sqlite(pool, ..) = &db {
         sqlx::query("CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, success BOOLEAN NOT NULL)")
             .execute(pool)
             .await
@@ -121,7 +121,7 @@ async fn a_snapshot_taken_under_writes_holds_together_and_restores() {
     let broken = dir.path().join("broken.db");
     std::fs::copy(&snapshots[2], &broken).unwrap();
     let db = Db::connect(&format!("sqlite://{}", broken.display())).await.unwrap();
-    if let Db::Sqlite(pool) = &db {
+    if let Db::Sqlite(pool, ..) = &db {
         let mut c = pool.acquire().await.unwrap();
         sqlx::query("PRAGMA foreign_keys = OFF").execute(&mut *c).await.unwrap();
         sqlx::query("DELETE FROM spots").execute(&mut *c).await.unwrap();

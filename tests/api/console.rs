@@ -138,7 +138,7 @@ pub async fn signed_in(app: &TestApp) -> (Browser<'_>, String) {
 /// Runs one statement on the test database (to age a session or a link).
 pub async fn exec(app: &TestApp, sql: &str) {
     match &app.db {
-        Db::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()).unwrap(),
+        Db::Sqlite(p, ..) => sqlx::query(sql).execute(p).await.map(|_| ()).unwrap(),
         Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()).unwrap(),
     }
 }

@@ -26,7 +26,7 @@ pub(crate) async fn torn_counts(url: &str) -> Vec<(i64, i64)> {
                FROM spot_counters s \
                WHERE s.member_count <> (SELECT COUNT(*) FROM members m WHERE m.spot_id = s.spot_id)";
     let torn = match &db {
-        Db::Sqlite(p) => sqlx::query_as::<_, (i64, i64)>(sql).fetch_all(p).await.unwrap(),
+        Db::Sqlite(p, ..) => sqlx::query_as::<_, (i64, i64)>(sql).fetch_all(p).await.unwrap(),
         Db::Postgres(p) => sqlx::query_as::<_, (i64, i64)>(sql).fetch_all(p).await.unwrap(),
     };
     db.close().await;
@@ -38,7 +38,7 @@ async fn members(url: &str) -> Vec<(String, String)> {
     let db = Db::connect(url).await.unwrap();
     let sql = "SELECT email, firstname FROM members";
     let rows = match &db {
-        Db::Sqlite(p) => sqlx::query_as::<_, (String, String)>(sql).fetch_all(p).await.unwrap(),
+        Db::Sqlite(p, ..) => sqlx::query_as::<_, (String, String)>(sql).fetch_all(p).await.unwrap(),
         Db::Postgres(p) => sqlx::query_as::<_, (String, String)>(sql).fetch_all(p).await.unwrap(),
     };
     db.close().await;
@@ -254,7 +254,7 @@ async fn seed_members(url: &str, spot_id: &str, n: usize) -> std::collections::B
     let db = Db::connect(url).await.unwrap();
     let spot = uuid::Uuid::parse_str(spot_id).unwrap();
     let lit = |id: uuid::Uuid| match &db {
-        Db::Sqlite(_) => format!("X'{}'", id.simple()),
+        Db::Sqlite(..) => format!("X'{}'", id.simple()),
         Db::Postgres(_) => format!("'{id}'"),
     };
     let mut statements = Vec::new();
@@ -278,7 +278,7 @@ async fn seed_members(url: &str, spot_id: &str, n: usize) -> std::collections::B
     }
     statements.push(format!("UPDATE spot_counters SET member_count = {n} WHERE spot_id = {}", lit(spot)));
     match &db {
-        Db::Sqlite(p) => {
+        Db::Sqlite(p, ..) => {
             let mut tx = p.begin().await.unwrap();
             for s in &statements {
                 sqlx::query(s).execute(&mut *tx).await.unwrap();
@@ -302,7 +302,7 @@ async fn smart_group_state(db: &Db, group_id: uuid::Uuid) -> ((bool, i64, Option
     let state = "SELECT ready, member_count, compute_lease_until FROM spot_groups WHERE id = $1";
     let members = "SELECT member_id FROM group_members WHERE group_id = $1";
     match db {
-        Db::Sqlite(p) => (
+        Db::Sqlite(p, ..) => (
             sqlx::query_as(state).bind(group_id).fetch_one(p).await.unwrap(),
             sqlx::query_scalar(members).bind(group_id).fetch_all(p).await.unwrap(),
         ),

@@ -1273,7 +1273,7 @@ impl Ctx<'_> {
 async fn count_rows(app: &TestApp, table: &str) -> i64 {
     let sql = format!("SELECT COUNT(*) FROM {table}");
     match &app.db {
-        openspot::Db::Sqlite(p) => sqlx::query_scalar(&sql).fetch_one(p).await.unwrap(),
+        openspot::Db::Sqlite(p, ..) => sqlx::query_scalar(&sql).fetch_one(p).await.unwrap(),
         openspot::Db::Postgres(p) => sqlx::query_scalar(&sql).fetch_one(p).await.unwrap(),
     }
 }
@@ -1282,7 +1282,7 @@ async fn count_rows(app: &TestApp, table: &str) -> i64 {
 /// read in one query. Rate-limit windows are left out: every call spends the budget.
 async fn spot_rows(app: &TestApp, spot: openspot::domain::ids::SpotId, skip: &[&str]) -> BTreeMap<String, Vec<String>> {
     let rows: Vec<(String, String)> = match &app.db {
-        openspot::Db::Sqlite(p) => {
+        openspot::Db::Sqlite(p, ..) => {
             let tables: Vec<String> = sqlx::query_scalar::<_, String>(
                 "SELECT m.name FROM sqlite_master m WHERE m.type = 'table' \
                  AND EXISTS (SELECT 1 FROM pragma_table_info(m.name) c WHERE c.name = 'spot_id') ORDER BY 1",

@@ -152,7 +152,7 @@ both!(refresh_token_renewal_and_expiry, |app| {
     let day = 86_400_000i64;
     let sql = "UPDATE kz_refresh_tokens SET issued_at = $1, expires_at = $2";
     match &app.db {
-        openspot::Db::Sqlite(p) => {
+        openspot::Db::Sqlite(p, ..) => {
             sqlx::query(sql).bind(now - 340 * day).bind(now + 25 * day).execute(p).await.map(|_| ())
         }
         openspot::Db::Postgres(p) => {
@@ -169,7 +169,7 @@ both!(refresh_token_renewal_and_expiry, |app| {
     let fresh = access(&app, &kz.app_id, &kz.secret, &renewed).await.body["accessToken"].as_str().unwrap().to_string();
     let sql = "UPDATE kz_access_tokens SET expires_at = $1";
     match &app.db {
-        openspot::Db::Sqlite(p) => sqlx::query(sql).bind(now - 1).execute(p).await.map(|_| ()),
+        openspot::Db::Sqlite(p, ..) => sqlx::query(sql).bind(now - 1).execute(p).await.map(|_| ()),
         openspot::Db::Postgres(p) => sqlx::query(sql).bind(now - 1).execute(p).await.map(|_| ()),
     }
     .unwrap();

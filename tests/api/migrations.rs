@@ -42,7 +42,7 @@ async fn spot_counts_move_to_spot_counters(backend: Backend) {
         }};
     }
     match &db {
-        Db::Sqlite(p) => at_0015!(p),
+        Db::Sqlite(p, ..) => at_0015!(p),
         Db::Postgres(p) => at_0015!(p),
     }
     db.migrate().await.unwrap();
@@ -59,7 +59,7 @@ async fn spot_counts_move_to_spot_counters(backend: Backend) {
     assert_eq!(got, want);
     let column = "SELECT COUNT(*) FROM spots WHERE member_count = 0";
     let dropped = match &db {
-        Db::Sqlite(p) => sqlx::query(column).execute(p).await.is_err(),
+        Db::Sqlite(p, ..) => sqlx::query(column).execute(p).await.is_err(),
         Db::Postgres(p) => sqlx::query(column).execute(p).await.is_err(),
     };
     assert!(dropped, "spots.member_count is gone");

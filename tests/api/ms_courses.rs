@@ -224,7 +224,7 @@ async fn rows_of_course(app: &TestApp, table: &str, cid: &str) -> i64 {
     let sql = format!("SELECT COUNT(*) FROM {table} WHERE spot_id = $1 AND course_id = $2");
     let cid = Uuid::parse_str(cid).unwrap();
     match &app.db {
-        openspot::Db::Sqlite(p) => {
+        openspot::Db::Sqlite(p, ..) => {
             sqlx::query_scalar::<_, i64>(&sql).bind(app.spot_id).bind(cid).fetch_one(p).await.unwrap()
         }
         openspot::Db::Postgres(p) => {
@@ -256,7 +256,7 @@ macro_rules! bind_args {
 /// Runs one statement straight on the test's database; returns the rows it touched.
 async fn exec(app: &TestApp, sql: &str, args: &[Arg]) -> u64 {
     match &app.db {
-        openspot::Db::Sqlite(p) => bind_args!(sqlx::query(sql), args).execute(p).await.unwrap().rows_affected(),
+        openspot::Db::Sqlite(p, ..) => bind_args!(sqlx::query(sql), args).execute(p).await.unwrap().rows_affected(),
         openspot::Db::Postgres(p) => bind_args!(sqlx::query(sql), args).execute(p).await.unwrap().rows_affected(),
     }
 }
@@ -264,7 +264,7 @@ async fn exec(app: &TestApp, sql: &str, args: &[Arg]) -> u64 {
 /// One number read straight from the test's database.
 async fn scalar(app: &TestApp, sql: &str, args: &[Arg]) -> i64 {
     match &app.db {
-        openspot::Db::Sqlite(p) => bind_args!(sqlx::query_scalar(sql), args).fetch_one(p).await.unwrap(),
+        openspot::Db::Sqlite(p, ..) => bind_args!(sqlx::query_scalar(sql), args).fetch_one(p).await.unwrap(),
         openspot::Db::Postgres(p) => bind_args!(sqlx::query_scalar(sql), args).fetch_one(p).await.unwrap(),
     }
 }
@@ -274,7 +274,7 @@ async fn scalar(app: &TestApp, sql: &str, args: &[Arg]) -> i64 {
 async fn seed_group(app: &TestApp, gid: &str, n: i64) {
     let spot = Arg::Id(app.spot_id.uuid());
     let members = match &app.db {
-        openspot::Db::Sqlite(_) => {
+        openspot::Db::Sqlite(..) => {
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $2) \
              INSERT INTO members (spot_id, id, email, email_norm, status, invited_at, updated_at) \
              SELECT $1, randomblob(16), 'bulk' || i || '@bulk.io', 'bulk' || i || '@bulk.io', 'Invited', 0, 0 FROM n"
@@ -301,7 +301,7 @@ async fn group_member_ids(app: &TestApp, gid: &str) -> Vec<Uuid> {
     let sql = "SELECT member_id FROM group_members WHERE spot_id = $1 AND group_id = $2 ORDER BY member_id";
     let gid = Uuid::parse_str(gid).unwrap();
     match &app.db {
-        openspot::Db::Sqlite(p) => sqlx::query_scalar(sql).bind(app.spot_id).bind(gid).fetch_all(p).await.unwrap(),
+        openspot::Db::Sqlite(p, ..) => sqlx::query_scalar(sql).bind(app.spot_id).bind(gid).fetch_all(p).await.unwrap(),
         openspot::Db::Postgres(p) => sqlx::query_scalar(sql).bind(app.spot_id).bind(gid).fetch_all(p).await.unwrap(),
     }
 }
@@ -1319,7 +1319,7 @@ both!(an_interrupted_link_is_completed_by_sending_it_again, |app| {
     let recount = "UPDATE courses SET participant_count = 400 WHERE spot_id = $1 AND id = $2";
     for sql in [cut, recount] {
         match &app.db {
-            openspot::Db::Sqlite(p) => sqlx::query(sql).bind(app.spot_id).bind(cid_uuid).execute(p).await.unwrap(),
+            openspot::Db::Sqlite(p, ..) => sqlx::query(sql).bind(app.spot_id).bind(cid_uuid).execute(p).await.unwrap(),
             openspot::Db::Postgres(p) => {
                 sqlx::query(sql).bind(app.spot_id).bind(cid_uuid).execute(p).await.map(|_| ()).unwrap();
                 continue;

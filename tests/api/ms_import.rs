@@ -190,7 +190,7 @@ both!(statistics_are_refreshed_after_a_bulk_import, |app| {
     app.invite("a@x.io").await;
     app.db.analyze_after_bulk_write().await.expect("statistics refreshed");
     match &app.db {
-        openspot::Db::Sqlite(p) => {
+        openspot::Db::Sqlite(p, ..) => {
             let analysed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_stat1 WHERE tbl = 'members'")
                 .fetch_one(p)
                 .await

@@ -274,7 +274,7 @@ both!(smart_groups_follow_property_values, |app| {
 async fn stored_values(app: &TestApp) -> i64 {
     let sql = "SELECT COUNT(*) FROM member_property_values WHERE spot_id = $1";
     match &app.db {
-        openspot::Db::Sqlite(p) => sqlx::query_scalar(sql).bind(app.spot_id).fetch_one(p).await,
+        openspot::Db::Sqlite(p, ..) => sqlx::query_scalar(sql).bind(app.spot_id).fetch_one(p).await,
         openspot::Db::Postgres(p) => sqlx::query_scalar(sql).bind(app.spot_id).fetch_one(p).await,
     }
     .expect("count values")

@@ -439,7 +439,7 @@ both_db!(shutdown_releases_what_is_in_flight, |f| {
 both_db!(a_notification_reaches_listeners_at_commit, |f| {
     let Some(mut listener) = store::listen(&f.db, &[store::OUTBOX_CHANNEL]).await.unwrap() else {
         // SQLite: one process writes and delivers; nothing to listen to.
-        assert!(matches!(f.db, Db::Sqlite(_)));
+        assert!(matches!(f.db, Db::Sqlite(..)));
         return;
     };
     let mut tx = f.db.begin().await.unwrap();
@@ -567,7 +567,7 @@ both_db!(a_dead_replicas_claims_are_delivered_by_the_next, |f| {
     let received_at = openspot::domain::now_ms();
     match f.db {
         // The one process of its file releases every claim at start.
-        Db::Sqlite(_) => assert!(received_at < lease_until, "SQLite: at once"),
+        Db::Sqlite(..) => assert!(received_at < lease_until, "SQLite: at once"),
         // Another replica may still be alive: the row waits for its lease.
         Db::Postgres(_) => assert!(received_at >= lease_until, "PostgreSQL: after the lease"),
     }

@@ -28,7 +28,7 @@ use crate::common::{Resp, TestApp};
 /// Inserts `n` members into `spot_id` straight in SQL (SQLite; seconds instead of
 /// minutes through the API) and puts them all in `group_id` with the counters kept.
 async fn sqlite_bulk_members(db: &Db, spot_id: SpotId, group_id: Uuid, n: i64) {
-    let Db::Sqlite(p) = db else { panic!("SQLite only") };
+    let Db::Sqlite(p, ..) = db else { panic!("SQLite only") };
     let mut tx = p.begin().await.unwrap();
     sqlx::query(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $2) \
@@ -122,8 +122,7 @@ async fn spawn_short_busy(busy: Duration) -> ShortBusyApp {
         .journal_mode(SqliteJournalMode::Wal)
         .foreign_keys(true)
         .busy_timeout(busy);
-    let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await.unwrap();
-    let db = Db::Sqlite(pool);
+    let db = Db::connect_sqlite(opts, SqlitePoolOptions::new().max_connections(8), busy).await.unwrap();
     db.migrate().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -175,7 +175,7 @@ async fn pin_guessing_hits_a_lockout_postgres() {
 async fn tries_left(db: &openspot::Db) -> Vec<i64> {
     let sql = "SELECT tries_left FROM kz_pins";
     match db {
-        openspot::Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
+        openspot::Db::Sqlite(p, ..) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
         openspot::Db::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
     }
 }

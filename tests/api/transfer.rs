@@ -316,7 +316,7 @@ both!(refused_imports_write_nothing, |app| {
 /// The spot-scoped tables of the live schema, with their columns (spot_id left out).
 async fn schema(db: &Db) -> Vec<(String, BTreeSet<String>)> {
     let rows: Vec<(String, String)> = match db {
-        Db::Sqlite(p) => sqlx::query_as(
+        Db::Sqlite(p, ..) => sqlx::query_as(
             "SELECT m.name, c.name FROM sqlite_master m, pragma_table_info(m.name) c \
              WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> '_sqlx_migrations'",
         )

@@ -83,7 +83,7 @@ impl InFlight {
 }
 
 async fn run(db: Db, rt: Arc<Runtime>, mut stopped: watch::Receiver<bool>) {
-    if let crate::store::Db::Sqlite(_) = db {
+    if let crate::store::Db::Sqlite(..) = db {
         // One process per SQLite file: whatever is claimed was claimed by a predecessor
         // that did not shut down cleanly; it is due again now.
         match release(&db, None).await {
