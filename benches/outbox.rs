@@ -3,6 +3,8 @@
 //! ```sh
 //! cargo bench --bench outbox                                   # SQLite
 //! OPENSPOT_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1/bench cargo bench --bench outbox
+//! # --write-cost: what an endpoint adds to a member write, alone; --throughput: the
+//! # sustained delivery rates alone; --profile-invites: phases for callgrind or strace
 //! ```
 //!
 //! Rows are written as the change that causes them would write them (in a transaction
@@ -637,11 +639,14 @@ async fn main() {
         http_write_cost(&db, &receiver).await;
         return;
     }
-    latency(&db, spot.id, &receiver).await;
-    write_cost(&db, &receiver).await;
-    http_write_cost(&db, &receiver).await;
-    if std::env::args().any(|a| a == "--bulk") || std::env::var("OPENSPOT_BENCH_BULK").is_ok() {
-        bulk_stall(&db, &receiver).await;
+    // `--throughput`: the sustained delivery rates alone (for repeated runs).
+    if !std::env::args().any(|a| a == "--throughput") {
+        latency(&db, spot.id, &receiver).await;
+        write_cost(&db, &receiver).await;
+        http_write_cost(&db, &receiver).await;
+        if std::env::args().any(|a| a == "--bulk") || std::env::var("OPENSPOT_BENCH_BULK").is_ok() {
+            bulk_stall(&db, &receiver).await;
+        }
     }
 
     let events = 10_000;
