@@ -297,12 +297,16 @@ pub async fn authenticate(db: &Db, cookie_value: &str) -> Result<ConsoleSession>
     let Some(row) = store::console::get_session(c.ex(), spot_id, &hash).await? else {
         return Err(Error::Unauthorized("Signed out".into()));
     };
+    drop(c);
+    // The rare writes (an expired session deleted, a stale one touched) on the writer.
     if now - row.last_seen_at > SESSION_IDLE_MS || !may_use_console(row.role, row.status) {
-        store::console::delete_session(c.ex(), spot_id, &hash).await?;
+        let mut w = db.write_conn().await?;
+        store::console::delete_session(w.ex(), spot_id, &hash).await?;
         return Err(Error::Unauthorized("Signed out".into()));
     }
     if now - row.last_seen_at > TOUCH_EVERY_MS {
-        store::console::touch_session(c.ex(), spot_id, &hash, now).await?;
+        let mut w = db.write_conn().await?;
+        store::console::touch_session(w.ex(), spot_id, &hash, now).await?;
     }
     Ok(ConsoleSession {
         spot_id: row.spot_id,
@@ -319,7 +323,7 @@ pub async fn sign_out(db: &Db, cookie_value: &str) -> Result<()> {
     let Some(spot_id) = token_spot(cookie_value) else {
         return Ok(());
     };
-    let mut c = db.conn().await?;
+    let mut c = db.write_conn().await?;
     store::console::delete_session(c.ex(), spot_id, &sha256(cookie_value)).await?;
     Ok(())
 }
@@ -612,13 +616,13 @@ async fn matching_ids(db: &Db, spot_id: SpotId, q: &MemberQuery) -> Result<Vec<M
 /// Selects (or unselects) members for the session's next bulk action.
 pub async fn select(db: &Db, s: &ConsoleSession, ids: &[String], on: bool) -> Result<usize> {
     let ids: Vec<MemberId> = ids.iter().filter_map(|i| i.trim().parse().ok()).collect();
-    let mut c = db.conn().await?;
+    let mut c = db.write_conn().await?;
     store::console::set_selected(c.ex(), s.spot_id, &s.session_key, &ids, on).await?;
     Ok(store::console::selected_ids(c.ex(), &s.session_key, s.spot_id).await?.len())
 }
 
 pub async fn clear_selection(db: &Db, s: &ConsoleSession) -> Result<()> {
-    let mut c = db.conn().await?;
+    let mut c = db.write_conn().await?;
     store::console::clear_selected(c.ex(), s.spot_id, &s.session_key).await?;
     Ok(())
 }
@@ -776,7 +780,7 @@ pub async fn job(db: &Db, spot_id: SpotId, id: uuid::Uuid) -> Result<Option<JobP
 /// Records a new job and returns its id.
 async fn new_job(db: &Db, spot_id: SpotId, label: &str, total: usize) -> Result<uuid::Uuid> {
     let id = super::new_id();
-    let mut c = db.conn().await?;
+    let mut c = db.write_conn().await?;
     store::console::insert_job(c.ex(), spot_id, id, label, total as i64, now_ms()).await?;
     Ok(id)
 }
@@ -785,7 +789,7 @@ async fn new_job(db: &Db, spot_id: SpotId, label: &str, total: usize) -> Result<
 /// (or failed) either way, and its page then shows it as stopped once stale.
 async fn end_job(db: &Db, spot_id: SpotId, id: uuid::Uuid, end: &store::console::JobEnd<'_>) {
     let written = async {
-        let mut c = db.conn().await?;
+        let mut c = db.write_conn().await?;
         store::console::finish_job(c.ex(), spot_id, id, end, now_ms()).await
     };
     if let Err(e) = written.await {
@@ -831,7 +835,7 @@ pub async fn start_bulk(
                 }
             };
             let written = async {
-                let mut c = db.conn().await?;
+                let mut c = db.write_conn().await?;
                 store::console::add_job_progress(c.ex(), spot_id, id, chunk.len() as i64, failed as i64, now_ms()).await
             };
             if let Err(e) = written.await {
@@ -1188,7 +1192,7 @@ pub async fn preview_import(
     let report = super::import::import_rows(db, spot_id, &rows, &groups, true, notify, &|_| {}).await?;
     let id = super::new_id();
     let groups_json = serde_json::to_string(&groups).map_err(|e| Error::Internal(e.into()))?;
-    let mut c = db.conn().await?;
+    let mut c = db.write_conn().await?;
     store::console::insert_upload(c.ex(), spot_id, id, &file, &groups_json, notify, now_ms()).await?;
     Ok((id, report))
 }
@@ -1197,7 +1201,7 @@ pub async fn preview_import(
 /// An upload is imported once, whichever replicas are asked (409 the second time).
 pub async fn start_import(db: &Db, spot_id: SpotId, upload_id: uuid::Uuid) -> Result<uuid::Uuid> {
     let upload = {
-        let mut c = db.conn().await?;
+        let mut c = db.write_conn().await?;
         match store::console::start_upload(c.ex(), spot_id, upload_id).await? {
             Some(u) => u,
             None if store::console::upload_exists(c.ex(), spot_id, upload_id).await? => {
@@ -1229,7 +1233,7 @@ pub async fn start_import(db: &Db, spot_id: SpotId, upload_id: uuid::Uuid) -> Re
             while rx.changed().await.is_ok() {
                 let done = *rx.borrow_and_update() as i64;
                 let written = async {
-                    let mut c = writer_db.conn().await?;
+                    let mut c = writer_db.write_conn().await?;
                     store::console::set_job_done(c.ex(), spot_id, job, done, now_ms()).await
                 };
                 if let Err(e) = written.await {
@@ -1255,7 +1259,7 @@ pub async fn start_import(db: &Db, spot_id: SpotId, upload_id: uuid::Uuid) -> Re
                 let label =
                     format!("{label} — {} created, {} updated, {failed} failed", report.created, report.updated);
                 let stored = async {
-                    let mut c = db.conn().await?;
+                    let mut c = db.write_conn().await?;
                     store::console::finish_upload(c.ex(), spot_id, upload_id, &csv).await
                 };
                 if let Err(e) = stored.await {
@@ -1295,7 +1299,7 @@ pub async fn import_errors_csv(db: &Db, spot_id: SpotId, upload_id: uuid::Uuid) 
 /// deleted.
 pub async fn purge_background(db: &Db) -> Result<u64> {
     let now = now_ms();
-    let mut c = db.conn().await?;
+    let mut c = db.write_conn().await?;
     store::console::purge_expired(c.ex(), None, now - SESSION_IDLE_MS, now).await?;
     Ok(store::console::purge_background(
         c.ex(),

@@ -40,7 +40,7 @@ pub const ANONYMOUS: SpotId = SpotId(Uuid::nil());
 /// longest window is a day, and scopes keyed by an address or a number are one-off,
 /// so rollover never purges them (housekeeping).
 pub async fn purge_old_windows(db: &Db) -> Result<u64> {
-    let mut c = db.conn().await?;
+    let mut c = db.write_conn().await?;
     Ok(store::rate_limits::purge_all_before(c.ex(), now_ms() - 2 * DAY_MS).await?)
 }
 
@@ -62,7 +62,7 @@ impl AttemptWindow<'_> {
     pub async fn take(&self, db: &Db) -> Result<()> {
         let now = now_ms();
         let start = self.start(now);
-        let mut c = db.conn().await?;
+        let mut c = db.write_conn().await?;
         let taken = store::rate_limits::try_take(c.ex(), self.spot_id, self.scope, start, 1, self.limit).await?;
         match taken {
             Some(_) => Ok(()),
@@ -75,7 +75,7 @@ impl AttemptWindow<'_> {
     /// Returns an attempt that turned out not to count (a successful login).
     pub async fn give_back(&self, db: &Db) -> Result<()> {
         let start = self.start(now_ms());
-        let mut c = db.conn().await?;
+        let mut c = db.write_conn().await?;
         store::rate_limits::give_back(c.ex(), self.spot_id, self.scope, start).await?;
         Ok(())
     }
@@ -201,7 +201,7 @@ impl RateLimiter {
             Err(want) => want,
         };
 
-        let mut c = db.conn().await?;
+        let mut c = db.write_conn().await?;
         let mut granted = want;
         let mut total = store::rate_limits::try_take(c.ex(), spot_id, scope, window_start, want, limit).await?;
         if total.is_none() && want > 1 {
@@ -243,7 +243,7 @@ impl RateLimiter {
         let leases = self.leases.clone();
         let batch = max_batch(limit);
         tokio::spawn(async move {
-            let taken = match db.conn().await {
+            let taken = match db.write_conn().await {
                 Ok(mut c) => store::rate_limits::try_take(c.ex(), key.0, &key.1, window_start, batch, limit).await,
                 Err(e) => Err(e),
             };

@@ -403,6 +403,21 @@ impl Db {
         })
     }
 
+    /// Takes a connection for writes made outside a transaction: single statements that
+    /// commit on their own (the rate limiter's leases, the console's session, selection
+    /// and job rows). On SQLite it is the writer ([`SqliteWriter`]), so such a write
+    /// queues in turn with the write transactions. Through a reader it would poll for
+    /// the lock on the busy handler while the writer hands the lock straight from one
+    /// transaction to the next (under a steady stream of writes it could wait out the
+    /// busy timeout), and its commit would drop the writer's page cache. Never call it
+    /// while this task holds a [`Tx`] of [`Db::begin`]: there is one writer.
+    pub async fn write_conn(&self) -> Result<Conn, sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite(_, SqliteWriter(w)) => Conn::Sqlite(waited(w.acquire()).await?),
+            Db::Postgres(p) => Conn::Postgres(waited(p.acquire()).await?),
+        })
+    }
+
     /// The pool's open connections and how many of them are idle.
     pub fn pool_stats(&self) -> (u32, usize) {
         match self {
@@ -576,8 +591,8 @@ mod tests {
     use super::*;
     use crate::error::Error;
 
-    /// Every write transaction runs on SQLite's one writer connection (its page cache
-    /// stays warm), never on a reader: a TEMP table, which only its own connection
+    /// Every write transaction, and every write outside one (`Db::write_conn`), runs on
+    /// SQLite's one writer connection (its page cache stays warm), never on a reader: a TEMP table, which only its own connection
     /// sees, made in one write transaction is there in every later one, and not on the
     /// readers. With writes spread over the readers' pool (several connections open
     /// at once here, lent out in turn) later transactions missed it.
@@ -601,6 +616,12 @@ mod tests {
             let mut c = db.conn().await.unwrap();
             let seen: i64 = run!(c.ex(), |c| sqlx::query_scalar(probe).fetch_one(c).await).unwrap();
             assert_eq!(seen, 0, "a reader is the writer");
+            drop(c);
+            // Writes outside a transaction (the rate limiter's, the console's) take the
+            // writer too.
+            let mut w = db.write_conn().await.unwrap();
+            let seen: i64 = run!(w.ex(), |c| sqlx::query_scalar(probe).fetch_one(c).await).unwrap();
+            assert_eq!(seen, 1, "write_conn lent a reader");
         }
     }
 
