@@ -486,6 +486,16 @@ impl<'a> Payload<'a> {
         }
     }
 
+    /// With the `course` and `courseParticipant` blocks of a course event.
+    fn with_course(self, course: Named<'a>, participant: ParticipantBlock) -> Self {
+        Payload { course: Some(course), course_participant: Some(participant), ..self }
+    }
+
+    /// With the `group` and `groupRole` blocks of a group event.
+    fn with_group(self, group: Named<'a>, role: &'static str) -> Self {
+        Payload { group: Some(group), group_role: Some(role), ..self }
+    }
+
     /// The body as sent.
     fn body(&self) -> String {
         // Plain data with string keys: serialising it cannot fail.
@@ -521,10 +531,8 @@ async fn payloads(tx: &mut Tx, spot_id: SpotId, event: &Event<'_>, spot: Named<'
                 let rows = store::participants::get_many_by_member(tx.ex(), spot_id, course_id, chunk).await?;
                 for p in from_rows::<_, Participant>(rows) {
                     let Some(m) = members.get(&p.member_id) else { continue };
-                    let mut payload = Payload::new(t, MemberBlock::of(m), spot, now, false);
-                    payload.course = Some(course);
-                    payload.course_participant = Some(ParticipantBlock::of(&p));
-                    out.push(payload.body());
+                    let payload = Payload::new(t, MemberBlock::of(m), spot, now, false);
+                    out.push(payload.with_course(course, ParticipantBlock::of(&p)).body());
                 }
             }
             out
@@ -540,10 +548,8 @@ async fn payloads(tx: &mut Tx, spot_id: SpotId, event: &Event<'_>, spot: Named<'
                 .iter()
                 .filter_map(|p| {
                     let m = members.get(&p.member_id)?;
-                    let mut payload = Payload::new(t, MemberBlock::of(m), spot, now, false);
-                    payload.course = Some(course);
-                    payload.course_participant = Some(ParticipantBlock::of(p));
-                    Some(payload.body())
+                    let payload = Payload::new(t, MemberBlock::of(m), spot, now, false);
+                    Some(payload.with_course(course, ParticipantBlock::of(p)).body())
                 })
                 .collect()
         }
@@ -558,10 +564,8 @@ async fn payloads(tx: &mut Tx, spot_id: SpotId, event: &Event<'_>, spot: Named<'
                 .iter()
                 .filter_map(|(id, role)| {
                     let m = found.get(id)?;
-                    let mut payload = Payload::new(t, MemberBlock::of(m), spot, now, false);
-                    payload.group = Some(group);
-                    payload.group_role = Some(role.as_str());
-                    Some(payload.body())
+                    let payload = Payload::new(t, MemberBlock::of(m), spot, now, false);
+                    Some(payload.with_group(group, role.as_str()).body())
                 })
                 .collect()
         }
@@ -586,7 +590,7 @@ pub fn sample(event_type: EventType, spot_id: SpotId, spot_name: &str, at_ms: i6
         updated_at: at_ms,
     };
     let spot = Named { id: spot_id.uuid(), name: Cut(spot_name) };
-    let mut payload = Payload::new(event_type, member, spot, at_ms, true);
+    let payload = Payload::new(event_type, member, spot, at_ms, true);
     let participant = |status: &'static str| ParticipantBlock {
         completed_at: None,
         completion_rate: 0,
@@ -596,18 +600,16 @@ pub fn sample(event_type: EventType, spot_id: SpotId, spot_name: &str, at_ms: i6
         status,
         unenrolled_at: None,
     };
-    match event_type {
-        EventType::MemberCreated | EventType::MemberUpdated => {}
+    let payload = match event_type {
+        EventType::MemberCreated | EventType::MemberUpdated => payload,
         EventType::CourseParticipantCreated | EventType::CourseParticipantStatusUpdated => {
-            payload.course = Some(Named { id: SAMPLE_MEMBER_ID, name: Cut("Sample course") });
             let status = if event_type == EventType::CourseParticipantCreated { "Invited" } else { "Started" };
-            payload.course_participant = Some(participant(status));
+            payload.with_course(Named { id: SAMPLE_MEMBER_ID, name: Cut("Sample course") }, participant(status))
         }
         EventType::GroupMemberAdded | EventType::GroupMemberRemoved => {
-            payload.group = Some(Named { id: SAMPLE_MEMBER_ID, name: Cut("Sample group") });
-            payload.group_role = Some("Member");
+            payload.with_group(Named { id: SAMPLE_MEMBER_ID, name: Cut("Sample group") }, "Member")
         }
-    }
+    };
     serde_json::to_value(&payload).unwrap_or_default()
 }
 
@@ -653,9 +655,8 @@ mod tests {
         let new = Payload::new(EventType::MemberCreated, MemberBlock::of(&m), spot, at, false).body();
         assert_eq!(new, old.to_string());
         let group_id = GroupId::generate();
-        let mut payload = Payload::new(EventType::GroupMemberAdded, MemberBlock::of(&m), spot, at, false);
-        payload.group = Some(Named { id: group_id.uuid(), name: Cut("Team") });
-        payload.group_role = Some(GroupRole::Admin.as_str());
+        let payload = Payload::new(EventType::GroupMemberAdded, MemberBlock::of(&m), spot, at, false)
+            .with_group(Named { id: group_id.uuid(), name: Cut("Team") }, GroupRole::Admin.as_str());
         let old = json!({
             "group": {"id": group_id, "name": "Team"}, "member": old_member, "groupRole": "Admin",
             "type": "group.member.added", "spot": old_spot, "occurredAt": at / 1000, "occurredAtMs": at, "test": false,
