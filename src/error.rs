@@ -195,6 +195,9 @@ pub fn classify_db_code(code: &str) -> DbFailure {
             // SQLITE_FULL; SQLITE_READONLY and its extended forms.
             Ok(13) => DbFailure::Full,
             Ok(n) if n & 0xff == 8 => DbFailure::ReadOnly,
+            // SQLITE_CANTOPEN and its extended forms: a connection to open, of a file
+            // gone, out of reach or not creatable (a read-only mount).
+            Ok(n) if n & 0xff == 14 => DbFailure::Unreachable,
             _ => DbFailure::Other,
         },
     }
@@ -245,7 +248,7 @@ mod tests {
         for code in ["40P01", "40001", "517", "6", "262"] {
             assert_eq!(classify_db_code(code), DbFailure::Transient, "{code}");
         }
-        for code in ["57P01", "57P03", "08006", "08001"] {
+        for code in ["57P01", "57P03", "08006", "08001", "14", "1294"] {
             assert_eq!(classify_db_code(code), DbFailure::Unreachable, "{code}");
         }
         for code in ["13", "53100"] {

@@ -40,7 +40,7 @@ pub const ANONYMOUS: SpotId = SpotId(Uuid::nil());
 /// longest window is a day, and scopes keyed by an address or a number are one-off,
 /// so rollover never purges them (housekeeping).
 pub async fn purge_old_windows(db: &Db) -> Result<u64> {
-    let mut c = db.write_conn().await?;
+    let mut c = db.limits_conn().await?;
     Ok(store::rate_limits::purge_all_before(c.ex(), now_ms() - 2 * DAY_MS).await?)
 }
 
@@ -62,7 +62,7 @@ impl AttemptWindow<'_> {
     pub async fn take(&self, db: &Db) -> Result<()> {
         let now = now_ms();
         let start = self.start(now);
-        let mut c = db.write_conn().await?;
+        let mut c = db.limits_conn().await?;
         let taken = store::rate_limits::try_take(c.ex(), self.spot_id, self.scope, start, 1, self.limit).await?;
         match taken {
             Some(_) => Ok(()),
@@ -75,7 +75,7 @@ impl AttemptWindow<'_> {
     /// Returns an attempt that turned out not to count (a successful login).
     pub async fn give_back(&self, db: &Db) -> Result<()> {
         let start = self.start(now_ms());
-        let mut c = db.write_conn().await?;
+        let mut c = db.limits_conn().await?;
         store::rate_limits::give_back(c.ex(), self.spot_id, self.scope, start).await?;
         Ok(())
     }
@@ -110,12 +110,11 @@ impl Lease {
 }
 
 /// The most requests one lease takes from the database: 1 % of the window's limit,
-/// at least 20 and at most 1,000. Every lease is a write to the window's row, and on
-/// SQLite every write also empties the page cache of every other pooled connection
-/// (WAL mode: a reader that sees the database changed drops its cache), so a spot with
-/// a large budget (a day's 50,000 requests) leases 500 at a time rather than 20: the
-/// writes and the cold reads after them fall 25-fold, and the most a stopped replica
-/// can take from the window unspent stays 2 % of it. Small limits (the 10-second
+/// at least 20 and at most 1,000. Every lease is a write to the window's row (on SQLite
+/// in the companion database, so that it leaves the readers' page caches of the main
+/// file alone: `store::SqliteLimits`), so a spot with a large budget (a day's 50,000
+/// requests) leases 500 at a time rather than 20: its writes fall 25-fold, and the most
+/// a stopped replica can take from the window unspent stays 2 % of it. Small limits (the 10-second
 /// budget of 100) are as before: their leases are an eighth of what is left. Leased
 /// requests count in the window's row, so a spot whose limit is lowered (or a
 /// database restored under smaller limits) may find up to two of the old leases
@@ -201,7 +200,7 @@ impl RateLimiter {
             Err(want) => want,
         };
 
-        let mut c = db.write_conn().await?;
+        let mut c = db.limits_conn().await?;
         let mut granted = want;
         let mut total = store::rate_limits::try_take(c.ex(), spot_id, scope, window_start, want, limit).await?;
         if total.is_none() && want > 1 {
@@ -243,7 +242,7 @@ impl RateLimiter {
         let leases = self.leases.clone();
         let batch = max_batch(limit);
         tokio::spawn(async move {
-            let taken = match db.write_conn().await {
+            let taken = match db.limits_conn().await {
                 Ok(mut c) => store::rate_limits::try_take(c.ex(), key.0, &key.1, window_start, batch, limit).await,
                 Err(e) => Err(e),
             };
@@ -309,7 +308,7 @@ mod tests {
             let db = db.clone();
             async move {
                 let now = now_ms();
-                let mut c = db.conn().await.unwrap();
+                let mut c = db.limits_conn().await.unwrap();
                 store::rate_limits::used(c.ex(), spot, scope, now - now.rem_euclid(window)).await.unwrap()
             }
         };
@@ -343,5 +342,40 @@ mod tests {
         }
         assert_eq!(allowed, limit);
         assert_eq!(used("near").await, limit);
+    }
+
+    /// On SQLite a lease commits to the companion database, not to the main file, so a
+    /// reader of the main file keeps its page cache: `PRAGMA data_version` (which moves
+    /// when another connection commits to the database, the moment SQLite drops the
+    /// cache) stays put across leases. A commit to the main file moves it (the probe works).
+    #[tokio::test]
+    async fn leases_leave_the_readers_page_caches_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect_and_migrate(&format!("sqlite://{}", dir.path().join("rl.db").display())).await.unwrap();
+        let limiter = RateLimiter::new();
+        let spot = SpotId(Uuid::now_v7());
+        let mut reader = db.conn().await.unwrap();
+        let crate::store::Ex::Sqlite(r) = reader.ex() else { unreachable!() };
+        async fn version(r: &mut sqlx::SqliteConnection) -> i64 {
+            sqlx::query_scalar::<_, i64>("PRAGMA main.data_version").fetch_one(r).await.unwrap()
+        }
+        let before = version(&mut *r).await;
+        // Small limits lease a few requests at a time: many leases, each a commit.
+        let mut leases = 0;
+        for i in 0..40 {
+            let scope = if i % 2 == 0 { "v1:10s" } else { "v1:day" };
+            assert!(limiter.check(&db, spot, scope, 100, HOUR_MS).await.unwrap().allowed);
+            leases += 1;
+        }
+        let mut c = db.limits_conn().await.unwrap();
+        let now = now_ms();
+        let used = store::rate_limits::used(c.ex(), spot, "v1:10s", now - now.rem_euclid(HOUR_MS)).await;
+        drop(c);
+        assert!(used.unwrap() >= 20, "the {leases} checks leased from the windows' table");
+        assert_eq!(version(&mut *r).await, before, "a lease reset the reader's page cache");
+        let mut w = db.write_conn().await.unwrap();
+        crate::run!(w.ex(), |c| sqlx::query("CREATE TABLE probe (x)").execute(c).await.map(|_| ())).unwrap();
+        drop(w);
+        assert_ne!(version(&mut *r).await, before, "a commit to the main file is seen");
     }
 }

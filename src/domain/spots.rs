@@ -137,7 +137,16 @@ pub async fn delete_spot(db: &Db, id: SpotId) -> Result<()> {
     if !store::spots::delete(tx.ex(), id).await? {
         return Err(Error::NotFound(Entity::Spot));
     }
-    store::rate_limits::delete_spot(tx.ex(), id).await?;
     tx.commit().await?;
+    // Its rate-limit windows: on SQLite in the companion database, outside the
+    // transaction. They are counters, not data: if this fails, housekeeping purges
+    // them within two days, and no request can spend them (the spot is gone).
+    let purged = match db.limits_conn().await {
+        Ok(mut c) => store::rate_limits::delete_spot(c.ex(), id).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = purged {
+        tracing::warn!(error = %e, spot = %id, "the deleted spot's rate-limit windows are left to housekeeping");
+    }
     Ok(())
 }

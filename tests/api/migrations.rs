@@ -75,3 +75,55 @@ async fn spot_counts_move_to_spot_counters_sqlite() {
 async fn spot_counts_move_to_spot_counters_postgres() {
     spot_counts_move_to_spot_counters(Backend::Postgres).await;
 }
+
+/// Migration 0017 (SQLite) drops `rate_limit_windows` from the main file: before it
+/// runs, `Db::migrate` copies the windows of the last two days into the companion
+/// database (`<file>-limits`), so an upgrade hands no spot a fresh budget. PostgreSQL's
+/// 0017 changes nothing (its windows stay in their table).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_windows_move_to_the_companion_sqlite() {
+    let Some((url, Some(dir), _)) = test_database(Backend::Sqlite).await else { panic!("a SQLite test database") };
+    let db = Db::connect(&url).await.unwrap();
+    let Db::Sqlite(p, ..) = &db else { unreachable!() };
+    migrator_until(Backend::Sqlite, 16).run(p).await.unwrap();
+    let spot = uuid::Uuid::now_v7();
+    let now = openspot::domain::now_ms();
+    let day = openspot::domain::rate_limit::DAY_MS;
+    let today = now - now.rem_euclid(day);
+    for (scope, start, used) in [("v1:day", today, 4_321_i64), ("v1:day", today - 3 * day, 99)] {
+        sqlx::query("INSERT INTO rate_limit_windows (spot_id, scope, window_start, used) VALUES ($1, $2, $3, $4)")
+            .bind(spot)
+            .bind(scope)
+            .bind(start)
+            .bind(used)
+            .execute(p)
+            .await
+            .unwrap();
+    }
+    db.migrate().await.unwrap();
+    let in_main: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'rate_limit_windows'")
+        .fetch_one(p)
+        .await
+        .unwrap();
+    assert_eq!(in_main, 0, "the main file has no windows table any more");
+    let spot = openspot::domain::ids::SpotId(spot);
+    let mut c = db.limits_conn().await.unwrap();
+    assert_eq!(
+        openspot::store::rate_limits::used(c.ex(), spot, "v1:day", today).await.unwrap(),
+        4_321,
+        "today's window kept its count"
+    );
+    assert_eq!(
+        openspot::store::rate_limits::used(c.ex(), spot, "v1:day", today - 3 * day).await.unwrap(),
+        0,
+        "a window older than two days is not carried"
+    );
+    drop(c);
+    // Migrating again (every start does) leaves the companion's windows as they are.
+    db.migrate().await.unwrap();
+    let mut c = db.limits_conn().await.unwrap();
+    assert_eq!(openspot::store::rate_limits::used(c.ex(), spot, "v1:day", today).await.unwrap(), 4_321);
+    drop(c);
+    assert!(dir.path().join("openspot.db-limits").exists(), "the companion sits beside the database");
+    db.close().await;
+}
