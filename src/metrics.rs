@@ -18,13 +18,75 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-/// The labels of one HTTP request series.
+/// The labels of one HTTP request series. Nothing in them is copied per request (they
+/// are made on every answer): the method is a constant, the route the router's own.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub http_request_method: String,
+    /// The method, or `_OTHER` for a method HTTP does not define (OpenTelemetry's
+    /// convention: a client cannot add series by inventing methods).
+    pub http_request_method: &'static str,
     /// The matched route template, or `unmatched` (404s of unknown paths share one series).
-    pub http_route: String,
+    pub http_route: RouteLabel,
     pub http_response_status_code: u16,
+}
+
+/// The `http_request_method` label of `method`.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "_OTHER",
+    }
+}
+
+/// The `http_route` label: the route template the router matched (a clone shares the
+/// router's text), or a fixed name (`unmatched`).
+#[derive(Clone, Debug)]
+pub enum RouteLabel {
+    Matched(axum::extract::MatchedPath),
+    Named(&'static str),
+}
+
+impl RouteLabel {
+    /// The label of a request the router matched to `route`, or of one it did not.
+    pub fn of(route: Option<&axum::extract::MatchedPath>) -> Self {
+        route.map_or(RouteLabel::Named("unmatched"), |p| RouteLabel::Matched(p.clone()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            RouteLabel::Matched(p) => p.as_str(),
+            RouteLabel::Named(name) => name,
+        }
+    }
+}
+
+impl std::hash::Hash for RouteLabel {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl PartialEq for RouteLabel {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for RouteLabel {}
+
+impl prometheus_client::encoding::EncodeLabelValue for RouteLabel {
+    fn encode(&self, encoder: &mut prometheus_client::encoding::LabelValueEncoder) -> std::fmt::Result {
+        prometheus_client::encoding::EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
 }
 
 /// How an imported row ended.
@@ -238,13 +300,21 @@ impl Drop for ComputationTimer {
 mod tests {
     use super::*;
 
+    /// Methods HTTP does not define share one label value.
+    #[test]
+    fn invented_methods_share_one_label() {
+        assert_eq!(method_label(&axum::http::Method::GET), "GET");
+        assert_eq!(method_label(&axum::http::Method::DELETE), "DELETE");
+        assert_eq!(method_label(&axum::http::Method::from_bytes(b"BREW").unwrap()), "_OTHER");
+    }
+
     #[test]
     fn renders_the_documented_names() {
         let m = global();
         m.requests
             .get_or_create(&RequestLabels {
-                http_request_method: "GET".into(),
-                http_route: "/v1/groups/{groupId}".into(),
+                http_request_method: "GET",
+                http_route: RouteLabel::Named("/v1/groups/{groupId}"),
                 http_response_status_code: 200,
             })
             .observe(0.003);

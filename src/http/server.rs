@@ -375,11 +375,8 @@ where
 
     fn call(&mut self, req: Request) -> Self::Future {
         let began = std::time::Instant::now();
-        let method = req.method().as_str().to_string();
-        let route = req
-            .extensions()
-            .get::<axum::extract::MatchedPath>()
-            .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+        let method = crate::metrics::method_label(req.method());
+        let route = crate::metrics::RouteLabel::of(req.extensions().get::<axum::extract::MatchedPath>());
         let path = req.uri().path();
         let kaizala = path.starts_with("/kaizala");
         let permit = if path == "/healthz" || path == "/readyz" {
@@ -414,7 +411,7 @@ where
 }
 
 /// Records one answered request in the metrics.
-fn record_request(began: std::time::Instant, method: String, route: String, status: u16) {
+fn record_request(began: std::time::Instant, method: &'static str, route: crate::metrics::RouteLabel, status: u16) {
     let metrics = crate::metrics::global();
     if status == 429 {
         metrics.rate_limited.inc();

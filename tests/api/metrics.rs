@@ -36,7 +36,13 @@ both!(requests_are_timed_by_route_and_counted, |app| {
     }
     let secret_path = format!("/no-such-page-{ghost}");
     assert_eq!(app.get(&secret_path).await.status, 404);
+    // A method HTTP does not define is one series for all of them, not one per name.
+    let invented = reqwest::Method::from_bytes(b"BREWCOFFEE").unwrap();
+    let r = app.client.request(invented, format!("{}/v1/groups", app.base)).send().await.unwrap();
+    assert_eq!(r.status(), 405);
     let after = scrape(&app).await;
+    assert!(after.contains("http_request_method=\"_OTHER\""), "{after}");
+    assert!(!after.contains("BREWCOFFEE"), "a client's method name never reaches a label");
     assert!(value(&after, route_count) >= value(&before, route_count) + 3.0, "{after}");
     assert!(after.contains("http_route=\"unmatched\""), "unknown paths share one series");
     assert!(!after.contains(&ghost.to_string()), "no id or path reaches a label");
