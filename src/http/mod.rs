@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::PropagateRequestIdLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::openapi::OpenApi as OpenApiDoc;
@@ -174,6 +174,8 @@ pub fn app(
         .route("/metrics", get(metrics_endpoint))
         .with_state(state.clone());
     let request_id = HeaderName::from_static("x-request-id");
+    // Looked up by a parsed name, not a `&str` parsed on every request.
+    let request_id_header = request_id.clone();
     let router = Router::new()
         .merge(api)
         .merge(console::routes(state.clone()).with_state(state.clone()))
@@ -185,9 +187,9 @@ pub fn app(
     // Outermost first (the order `Router::layer` calls applied them in, reversed).
     tower::ServiceBuilder::new()
         .map_response(IntoResponse::into_response)
-        .layer(SetRequestIdLayer::new(request_id.clone(), RandomRequestId))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+        .map_request(with_request_id)
+        .layer(TraceLayer::new_for_http().make_span_with(move |req: &Request| {
+            let id = req.headers().get(&request_id_header).and_then(|v| v.to_str().ok()).unwrap_or("-");
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
         .layer(PropagateRequestIdLayer::new(request_id))
@@ -196,19 +198,23 @@ pub fn app(
         .service(router)
 }
 
-/// A random (version 4) UUID for each request without an `x-request-id`, as
+/// `req` with an `x-request-id`: the client's, or a random (version 4) UUID, as
 /// tower-http's `MakeRequestUuid` makes, but drawn from the thread's random generator
 /// instead of a `getrandom` system call per request. A request id names a request in
-/// the logs; it is no secret.
-#[derive(Clone, Copy, Debug)]
-struct RandomRequestId;
-
-impl MakeRequestId for RandomRequestId {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+/// the logs (the trace span reads the header); it is no secret. The response gets it
+/// from `PropagateRequestIdLayer`, which reads the header. (In place of tower-http's
+/// `SetRequestIdLayer`, which also stores the id in the request's extensions, a map
+/// insert per request that nothing here reads: issue 17, item 4.)
+fn with_request_id(mut req: Request) -> Request {
+    static HEADER: HeaderName = HeaderName::from_static("x-request-id");
+    if !req.headers().contains_key(&HEADER) {
         let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
         let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        axum::http::HeaderValue::from_str(id.hyphenated().encode_lower(&mut text)).ok().map(RequestId::new)
+        if let Ok(value) = axum::http::HeaderValue::from_str(id.hyphenated().encode_lower(&mut text)) {
+            req.headers_mut().insert(HEADER.clone(), value);
+        }
     }
+    req
 }
 
 /// `GET /metrics`: every metric in the OpenMetrics text format. With a metrics token

@@ -40,7 +40,7 @@ pub fn routes(state: AppState) -> OpenApiRouter<AppState> {
 
 /// The key of `Authorization: <key>` or `Authorization: Bearer <key>`.
 fn api_key(headers: &HeaderMap) -> Option<&str> {
-    let raw = headers.get("authorization")?.to_str().ok()?.trim();
+    let raw = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?.trim();
     let key = match raw.split_once(' ') {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
         _ if raw.eq_ignore_ascii_case("bearer") => "",
@@ -50,14 +50,32 @@ fn api_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn set_rate_headers(headers: &mut HeaderMap, d: &Decision) {
-    // Names parsed once, values formatted without an intermediate `String` (this runs
-    // on every `/v1` answer).
+    // This runs on every `/v1` answer: names parsed once; of the values, only
+    // `remaining` is formatted (an allocation) each time. The 10-second window's reset
+    // is 1 to 10 s (static texts), and a spot's limit is the same from one request to
+    // the next (the last one formatted is kept per thread, so a clone is a reference
+    // count).
     static LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
     static REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
     static RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
-    headers.insert(LIMIT.clone(), HeaderValue::from(d.limit));
+    const SECONDS: [&str; 11] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"];
+    thread_local! {
+        static LAST_LIMIT: std::cell::RefCell<(i64, HeaderValue)> =
+            const { std::cell::RefCell::new((0, HeaderValue::from_static("0"))) };
+    }
+    let limit = LAST_LIMIT.with_borrow_mut(|last| {
+        if last.0 != d.limit {
+            *last = (d.limit, HeaderValue::from(d.limit));
+        }
+        last.1.clone()
+    });
+    let reset = match SECONDS.get(d.reset_s as usize) {
+        Some(text) => HeaderValue::from_static(text),
+        None => HeaderValue::from(d.reset_s),
+    };
+    headers.insert(LIMIT.clone(), limit);
     headers.insert(REMAINING.clone(), HeaderValue::from(d.remaining));
-    headers.insert(RESET.clone(), HeaderValue::from(d.reset_s));
+    headers.insert(RESET.clone(), reset);
 }
 
 /// The guard of every `/v1` route ([`guard`]), applied per route with `route_layer`
@@ -166,6 +184,18 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The values are the decision's, whether formatted, kept from the last answer or static.
+    #[test]
+    fn rate_headers_carry_the_decision() {
+        for (limit, remaining, reset_s) in [(100, 99, 10), (100, 0, 1), (50_000, 7, 86_400), (100, 5, 0)] {
+            let mut h = HeaderMap::new();
+            set_rate_headers(&mut h, &Decision { allowed: true, limit, remaining, reset_s });
+            assert_eq!(h["ratelimit-limit"], limit.to_string().as_str());
+            assert_eq!(h["ratelimit-remaining"], remaining.to_string().as_str());
+            assert_eq!(h["ratelimit-reset"], reset_s.to_string().as_str());
+        }
+    }
 
     #[test]
     fn keys_are_read_raw_or_bearer() {
