@@ -500,7 +500,7 @@ async fn member_filter(db: &Db, spot_id: SpotId, q: &MemberQuery) -> Result<stor
             op,
             values: q.value.split(',').map(|v| v.trim().to_string()).collect(),
         };
-        f.props = super::properties::property_filters(db, spot_id, std::slice::from_ref(&raw)).await?;
+        f.props = super::properties::property_filters(db, spot_id, &[&raw]).await?;
     }
     Ok(f)
 }

@@ -292,8 +292,8 @@ pub fn date_ms(v: i64) -> Option<i64> {
 }
 
 /// Checks `filters` against `specs`, returning typed predicates.
-pub fn validate(filters: &[RawFilter], specs: &[FieldSpec]) -> Result<Vec<Predicate>> {
-    filters.iter().map(|f| validate_one(f, specs)).collect()
+pub fn validate<'a>(filters: impl IntoIterator<Item = &'a RawFilter>, specs: &[FieldSpec]) -> Result<Vec<Predicate>> {
+    filters.into_iter().map(|f| validate_one(f, specs)).collect()
 }
 
 fn validate_one(f: &RawFilter, specs: &[FieldSpec]) -> Result<Predicate> {

@@ -130,9 +130,10 @@ pub fn normalize_email(field: &str, raw: &str) -> Result<String> {
 }
 
 pub async fn list_members(db: &Db, spot_id: SpotId, q: &ListQuery) -> Result<(Vec<Member>, i64)> {
-    let (prop_raw, plain): (Vec<_>, Vec<_>) =
-        q.filters.iter().cloned().partition(|f| f.field.starts_with("customProperties."));
-    let preds = filter::validate(&plain, MEMBER_FILTERS)?;
+    // Borrowed, not cloned: every filter's strings were copied per request.
+    let is_property = |f: &&filter::RawFilter| f.field.starts_with("customProperties.");
+    let preds = filter::validate(q.filters.iter().filter(|f| !is_property(f)), MEMBER_FILTERS)?;
+    let prop_raw: Vec<&filter::RawFilter> = q.filters.iter().filter(is_property).collect();
     let props = super::properties::property_filters(db, spot_id, &prop_raw).await?;
     let mut c = db.conn().await?;
     let items = from_rows::<_, Member>(

@@ -605,7 +605,7 @@ pub fn ops_of(kind: PropertyType) -> &'static [Op] {
 }
 
 /// Turns `customProperties.<slug>[op]=v` filters into property filters.
-pub async fn property_filters(db: &Db, spot_id: SpotId, raw: &[RawFilter]) -> Result<Vec<PropertyFilter>> {
+pub async fn property_filters(db: &Db, spot_id: SpotId, raw: &[&RawFilter]) -> Result<Vec<PropertyFilter>> {
     if raw.is_empty() {
         return Ok(Vec::new());
     }
