@@ -65,14 +65,16 @@ pub struct HashCache<V> {
     entries: Mutex<(Entries<V>, Instant)>,
 }
 
-/// Cached values by credential hash, with when each was cached.
-type Entries<V> = HashMap<[u8; 32], (Instant, V)>;
+/// Cached values by credential hash, with when each was cached. Hashed with foldhash
+/// (seeded per map) rather than SipHash: the keys are SHA-256 digests, which a client
+/// cannot aim at one bucket without the seed, and this lookup runs on every request.
+type Entries<V> = HashMap<[u8; 32], (Instant, V), foldhash::fast::RandomState>;
 
 impl<V: Clone> HashCache<V> {
     pub const CAPACITY: usize = 10_000;
 
     pub fn new(ttl: Duration) -> Self {
-        HashCache { ttl, entries: Mutex::new((HashMap::new(), Instant::now())) }
+        HashCache { ttl, entries: Mutex::new((HashMap::default(), Instant::now())) }
     }
 
     pub fn get(&self, hash: &[u8; 32]) -> Option<V> {

@@ -131,14 +131,18 @@ pub fn refill_at(limit: i64) -> i64 {
 
 /// Leases by spot, then by scope: a check looks its lease up by the borrowed scope,
 /// without building an owned key (it runs twice on every `/v1` request).
-type Leases = Arc<Mutex<HashMap<SpotId, HashMap<String, Lease>>>>;
+/// Hashed with foldhash rather than SipHash (two lookups per check, two checks per
+/// request): spot ids and scopes are the server's own values, not a client's.
+type Leases = Arc<Mutex<LeaseMap>>;
+type LeaseMap = HashMap<SpotId, HashMap<String, Lease, Fold>, Fold>;
+type Fold = foldhash::fast::RandomState;
 
 /// Runs `f` on the lease of `scope` in `leases`, created (and `rolled_over` set) when
 /// there is none or when it is of another window. (A closure rather than a returned
 /// reference: the borrow checker cannot return the found lease and insert on a miss
 /// in one function without a second lookup that could fail.)
 fn with_lease<R>(
-    leases: &mut HashMap<SpotId, HashMap<String, Lease>>,
+    leases: &mut LeaseMap,
     spot_id: SpotId,
     scope: &str,
     (window_start, window_ms): (i64, i64),
