@@ -290,7 +290,12 @@ async fn main() {
     let addr = listener.local_addr().unwrap();
     let mut config = Config::new(addr, None);
     config.default_limits = Limits { per_10s: i64::MAX / 4, per_day: i64::MAX / 4 };
-    let state = AppState::new(db.clone(), config).unwrap();
+    // The server opens its own pool on the seeded database, as a server process started
+    // on it would and as the bare server does (`bare::spawn`): the two then differ by
+    // the code between the socket and the pool only, not by what the seeding's pool
+    // has been through.
+    let served = Db::connect(&url).await.unwrap();
+    let state = AppState::new(served, config).unwrap();
     let state_public_url = state.config.public_url.clone();
     tokio::spawn(openspot::serve(state, listener, std::future::pending()));
     let bench = Bench { base: format!("http://{addr}"), key, client: reqwest::Client::new() };
