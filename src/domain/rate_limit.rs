@@ -114,8 +114,9 @@ impl Lease {
 /// in the companion database, so that it leaves the readers' page caches of the main
 /// file alone: `store::SqliteLimits`), so a spot with a large budget (a day's 50,000
 /// requests) leases 500 at a time rather than 20: its writes fall 25-fold, and the most
-/// a stopped replica can take from the window unspent stays 2 % of it. Small limits (the 10-second
-/// budget of 100) are as before: their leases are an eighth of what is left. Leased
+/// a stopped replica can take from the window unspent stays 2 % of it. Small limits
+/// (the 10-second budget of 100) are as before: their leases are an eighth of what is
+/// left. Leased
 /// requests count in the window's row, so a spot whose limit is lowered (or a
 /// database restored under smaller limits) may find up to two of the old leases
 /// already counted in its current windows.
@@ -365,17 +366,15 @@ mod tests {
         }
         let before = version(&mut *r).await;
         // Small limits lease a few requests at a time: many leases, each a commit.
-        let mut leases = 0;
         for i in 0..40 {
             let scope = if i % 2 == 0 { "v1:10s" } else { "v1:day" };
             assert!(limiter.check(&db, spot, scope, 100, HOUR_MS).await.unwrap().allowed);
-            leases += 1;
         }
         let mut c = db.limits_conn().await.unwrap();
         let now = now_ms();
         let used = store::rate_limits::used(c.ex(), spot, "v1:10s", now - now.rem_euclid(HOUR_MS)).await;
         drop(c);
-        assert!(used.unwrap() >= 20, "the {leases} checks leased from the windows' table");
+        assert!(used.unwrap() >= 20, "the 40 checks leased from the windows' table");
         assert_eq!(version(&mut *r).await, before, "a lease reset the reader's page cache");
         let mut w = db.write_conn().await.unwrap();
         crate::run!(w.ex(), |c| sqlx::query("CREATE TABLE probe (x)").execute(c).await.map(|_| ())).unwrap();

@@ -173,9 +173,6 @@ pub fn app(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_endpoint))
         .with_state(state.clone());
-    let request_id = HeaderName::from_static("x-request-id");
-    // Looked up by a parsed name, not a `&str` parsed on every request.
-    let request_id_header = request_id.clone();
     let router = Router::new()
         .merge(api)
         .merge(console::routes(state.clone()).with_state(state.clone()))
@@ -188,15 +185,18 @@ pub fn app(
     tower::ServiceBuilder::new()
         .map_response(IntoResponse::into_response)
         .map_request(with_request_id)
-        .layer(TraceLayer::new_for_http().make_span_with(move |req: &Request| {
-            let id = req.headers().get(&request_id_header).and_then(|v| v.to_str().ok()).unwrap_or("-");
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
-        .layer(PropagateRequestIdLayer::new(request_id))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(CatchPanicLayer::custom(|_| error::error_response(500, "Internal server error".into())))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .service(router)
 }
+
+/// The request id's header, parsed once (every request looks it up).
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// `req` with an `x-request-id`: the client's, or a random (version 4) UUID, as
 /// tower-http's `MakeRequestUuid` makes, but drawn from the thread's random generator
@@ -206,12 +206,11 @@ pub fn app(
 /// `SetRequestIdLayer`, which also stores the id in the request's extensions, a map
 /// insert per request that nothing here reads: issue 17, item 4.)
 fn with_request_id(mut req: Request) -> Request {
-    static HEADER: HeaderName = HeaderName::from_static("x-request-id");
-    if !req.headers().contains_key(&HEADER) {
+    if !req.headers().contains_key(&REQUEST_ID) {
         let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
         let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
         if let Ok(value) = axum::http::HeaderValue::from_str(id.hyphenated().encode_lower(&mut text)) {
-            req.headers_mut().insert(HEADER.clone(), value);
+            req.headers_mut().insert(REQUEST_ID.clone(), value);
         }
     }
     req

@@ -453,8 +453,9 @@ impl Db {
 
     /// Takes a connection for writes made outside a transaction: single statements that
     /// commit on their own (the console's session, selection and job rows, housekeeping's
-    /// purges; the rate limiter's leases have [`Db::limits_conn`]). On SQLite it is the writer ([`SqliteWriter`]), so such a write
-    /// queues in turn with the write transactions. Through a reader it would poll for
+    /// purges; the rate limiter's leases have [`Db::limits_conn`]). On SQLite it is the
+    /// writer ([`SqliteWriter`]), so such a write queues in turn with the write
+    /// transactions. Through a reader it would poll for
     /// the lock on the busy handler while the writer hands the lock straight from one
     /// transaction to the next (under a steady stream of writes it could wait out the
     /// busy timeout), and its commit would drop the writer's page cache. Never call it
@@ -654,9 +655,9 @@ mod tests {
     use crate::error::Error;
 
     /// Every write transaction, and every write outside one (`Db::write_conn`), runs on
-    /// SQLite's one writer connection (its page cache stays warm), never on a reader: a TEMP table, which only its own connection
-    /// sees, made in one write transaction is there in every later one, and not on the
-    /// readers. With writes spread over the readers' pool (several connections open
+    /// SQLite's one writer connection (its page cache stays warm), never on a reader: a
+    /// TEMP table, which only its own connection sees, made in one write transaction is
+    /// there in every later one, and not on the readers. With writes spread over the readers' pool (several connections open
     /// at once here, lent out in turn) later transactions missed it.
     #[tokio::test]
     async fn write_transactions_share_the_one_sqlite_writer() {
@@ -679,7 +680,7 @@ mod tests {
             let seen: i64 = run!(c.ex(), |c| sqlx::query_scalar(probe).fetch_one(c).await).unwrap();
             assert_eq!(seen, 0, "a reader is the writer");
             drop(c);
-            // Writes outside a transaction (the rate limiter's, the console's) take the
+            // Writes outside a transaction (the console's, housekeeping's) take the
             // writer too.
             let mut w = db.write_conn().await.unwrap();
             let seen: i64 = run!(w.ex(), |c| sqlx::query_scalar(probe).fetch_one(c).await).unwrap();
