@@ -7,9 +7,11 @@
 //! # OPENSPOT_BENCH_READS_ONLY=1 stops after the reads; OPENSPOT_BENCH_SKIP_SMART=1
 //! # leaves the smart groups out; OPENSPOT_BENCH_LINK_ONLY=1 runs the course link alone;
 //! # OPENSPOT_BENCH_SECONDS=s per server and round (2); OPENSPOT_BENCH_ROUNDS=n rounds
-//! # per read (6); OPENSPOT_BENCH_SERVE=<file> seeds, starts both servers, writes
+//! # per read (6), after OPENSPOT_BENCH_WARMUP_ROUNDS=n uncounted ones (1);
+//! # OPENSPOT_BENCH_SERVE=<file> seeds, starts both servers, writes
 //! # their addresses, the key and member ids to <file> and serves until killed (for
-//! # profiling with an outside client).
+//! # profiling with an outside client); OPENSPOT_BENCH_TRACE_ROUNDS=1 prints each
+//! # round's rate and its seconds since start (to line up with `perf stat -I`).
 //! ```
 //!
 //! Seeds one spot with N members, starts a real server on a loopback port and drives
@@ -38,6 +40,9 @@ use uuid::Uuid;
 mod bare;
 
 const WORKERS: usize = 8;
+
+/// When the bench process started (round timings of OPENSPOT_BENCH_TRACE_ROUNDS).
+static PROCESS_START: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
 const RUN: Duration = Duration::from_secs(3);
 
 /// One scenario's figures against one server.
@@ -123,7 +128,11 @@ impl Bench {
     /// [`rounds`] rounds (openspot then bare, then bare then openspot, ...) so that drift
     /// in the machine's load falls on both alike; latencies of all rounds pooled. The
     /// ratio reported is the median of the rounds' ratios: a burst of other work on the
-    /// machine moves one round, not the median.
+    /// machine moves one round, not the median. Before them, [`warmup_rounds`] rounds
+    /// are run the same way and thrown away: each server has a pool of its own, and a
+    /// SQLite connection caches only the pages it has read itself, so the first seconds
+    /// of a read (above all the first read after seeding a large spot) measure how cold
+    /// each pool still is rather than what a request costs.
     async fn compare(
         &self,
         bare: &str,
@@ -131,22 +140,38 @@ impl Bench {
         make: impl Fn(u64) -> (reqwest::Method, String, Option<serde_json::Value>) + Send + Sync + 'static,
     ) -> (Stats, Stats) {
         let make: Make = Arc::new(make);
-        let (run, rounds) = (run_time(), rounds());
+        let (run, rounds, warmup) = (run_time(), rounds(), warmup_rounds());
         let mut figures = [(0.0, Vec::new(), 0u64), (0.0, Vec::new(), 0u64)];
         let mut ratios = Vec::with_capacity(rounds);
-        for round in 0..rounds {
+        for round in 0..warmup + rounds {
+            let counted = round >= warmup;
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             let mut round_rates = [0.0; 2];
             for which in order {
                 let base = if which == 0 { self.base.as_str() } else { bare };
+                let began = PROCESS_START.elapsed().as_secs_f64();
                 let (rate, lat, errs) = self.drive(base, &make, run).await;
+                if flag("OPENSPOT_BENCH_TRACE_ROUNDS") {
+                    // For lining rounds up with `perf stat -I` intervals (seconds since start).
+                    let who = if which == 0 { "openspot" } else { "bare" };
+                    let kind = if counted { "round" } else { "warm-up" };
+                    eprintln!(
+                        "    {kind} {round} {who:<8} {began:>7.2}s..{:>7.2}s {rate:>8.0} req/s",
+                        PROCESS_START.elapsed().as_secs_f64()
+                    );
+                }
+                if !counted {
+                    continue;
+                }
                 round_rates[which] = rate;
                 let f = &mut figures[which];
                 f.0 += rate / rounds as f64;
                 f.1.extend(lat);
                 f.2 += errs;
             }
-            ratios.push(round_rates[0] / round_rates[1].max(f64::MIN_POSITIVE));
+            if counted {
+                ratios.push(round_rates[0] / round_rates[1].max(f64::MIN_POSITIVE));
+            }
         }
         ratios.sort_by(f64::total_cmp);
         let at = |p: f64| ratios[((ratios.len() as f64 - 1.0) * p).round() as usize];
@@ -179,6 +204,12 @@ impl Bench {
 /// (OPENSPOT_BENCH_ROUNDS, default 6).
 fn rounds() -> usize {
     std::env::var("OPENSPOT_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(6).max(1)
+}
+
+/// Rounds run before the counted ones and thrown away (OPENSPOT_BENCH_WARMUP_ROUNDS,
+/// default 1).
+fn warmup_rounds() -> usize {
+    std::env::var("OPENSPOT_BENCH_WARMUP_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1)
 }
 
 /// Seconds per server per round of a comparison (OPENSPOT_BENCH_SECONDS, default 2).
@@ -266,6 +297,7 @@ async fn count_scan_ms(db: &Db, spot: Uuid) -> f64 {
 
 #[tokio::main]
 async fn main() {
+    std::sync::LazyLock::force(&PROCESS_START);
     let n: usize = std::env::var("OPENSPOT_BENCH_MEMBERS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let dir = tempfile::tempdir().unwrap();
     let url = std::env::var("OPENSPOT_BENCH_DATABASE_URL")
@@ -333,6 +365,9 @@ async fn main() {
         })
         .await;
     let baseline = by_id.rate;
+    if flag("EXP_ONLY_ID") {
+        return;
+    }
     let (page, page_bare) = bench
         .compare(&bare, "GET /v1/spotMembers (page 1, counted total)", |_| {
             (reqwest::Method::GET, "/v1/spotMembers".into(), None)
