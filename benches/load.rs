@@ -40,10 +40,10 @@ use uuid::Uuid;
 mod bare;
 
 const WORKERS: usize = 8;
+const RUN: Duration = Duration::from_secs(3);
 
 /// When the bench process started (round timings of OPENSPOT_BENCH_TRACE_ROUNDS).
 static PROCESS_START: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
-const RUN: Duration = Duration::from_secs(3);
 
 /// One scenario's figures against one server.
 #[derive(Clone, Copy, Debug, Default)]
@@ -365,9 +365,6 @@ async fn main() {
         })
         .await;
     let baseline = by_id.rate;
-    if flag("EXP_ONLY_ID") {
-        return;
-    }
     let (page, page_bare) = bench
         .compare(&bare, "GET /v1/spotMembers (page 1, counted total)", |_| {
             (reqwest::Method::GET, "/v1/spotMembers".into(), None)

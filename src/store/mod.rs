@@ -274,7 +274,7 @@ pub fn redact_url(url: &str) -> String {
 /// until each of its connections had read most of the file itself. Through the map,
 /// every connection reads the one copy the kernel keeps: no copy, nothing to warm per
 /// connection. Measured at 1,000,000 members (BENCHMARKS.md): a one-name `firstname[in]`
-/// page 395 → 856 requests/s, a 100-name one 264 → 352. It costs address space, not
+/// page 395 → 785–856 requests/s, a 100-name one 264 → 352–374. It costs address space, not
 /// memory: the pages mapped are the kernel's file cache, shared and reclaimable.
 /// Writes still go through the write-ahead log, as without the map.
 pub const SQLITE_MMAP_BYTES: i64 = 0x7fff_0000;
