@@ -116,9 +116,8 @@ impl Lease {
 /// requests) leases 500 at a time rather than 20: its writes fall 25-fold, and the most
 /// a stopped replica can take from the window unspent stays 2 % of it. Small limits
 /// (the 10-second budget of 100) are as before: their leases are an eighth of what is
-/// left. Leased
-/// requests count in the window's row, so a spot whose limit is lowered (or a
-/// database restored under smaller limits) may find up to two of the old leases
+/// left. Leased requests count in the window's row, so a spot whose limit is lowered
+/// (or a database restored under smaller limits) may find up to two of the old leases
 /// already counted in its current windows.
 pub fn max_batch(limit: i64) -> i64 {
     (limit / 100).clamp(20, 1000)

@@ -273,11 +273,11 @@ pub fn redact_url(url: &str) -> String {
 /// copying pages from the kernel (`pread`) long after start-up, and the pool was slow
 /// until each of its connections had read most of the file itself. Through the map,
 /// every connection reads the one copy the kernel keeps: no copy, nothing to warm per
-/// connection. Measured at 1,000,000 members (BENCHMARKS.md): a one-name `firstname[in]`
-/// page 395 → 785–856 requests/s, a 100-name one 264 → 352–374. It costs address space, not
-/// memory: the pages mapped are the kernel's file cache, shared and reclaimable.
-/// The writer is not mapped ([`Db::connect_sqlite`] says why); writes go through the
-/// write-ahead log, as without the map.
+/// connection. Measured at 1,000,000 members (BENCHMARKS.md): a one-name
+/// `firstname[in]` page 395 → 785–856 requests/s, a 100-name one 264 → 352–374. It
+/// costs address space, not memory: the pages mapped are the kernel's file cache,
+/// shared and reclaimable. The writer is not mapped ([`Db::connect_sqlite`] says why);
+/// writes go through the write-ahead log, as without the map.
 pub const SQLITE_MMAP_BYTES: i64 = 0x7fff_0000;
 
 impl Db {
@@ -295,7 +295,6 @@ impl Db {
                     // 64 MiB of page cache per connection: a million-member spot's
                     // indexes stay in memory instead of being re-read on every write.
                     .pragma("cache_size", "-65536")
-                    .pragma("mmap_size", SQLITE_MMAP_BYTES.to_string())
                     .pragma("temp_store", "memory");
                 // A handful of connections serve concurrent readers (WAL); writes take the
                 // one writer.
@@ -343,8 +342,7 @@ impl Db {
             .read_only(false)
             .immutable(false)
             .create_if_missing(true)
-            .pragma("cache_size", "-2048")
-            .pragma("mmap_size", "0");
+            .pragma("cache_size", "-2048");
         let limits = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(0)
@@ -352,13 +350,14 @@ impl Db {
             .max_lifetime(None)
             .acquire_timeout(write_wait)
             .after_connect(|c, _| Box::pin(async move { rate_limits::create_companion_schema(c).await }));
-        let pool = readers.connect_with(opts.clone()).await?;
-        // The writer reads nothing through the map: SQLite fetches the pages a write
-        // transaction changes through the page cache, never the map, and a page read
-        // through the map is not kept in that cache, so a mapped writer re-read from the
-        // file what its cache would have held (a member update took 805–836 µs instead
-        // of 508–621 µs at 1,000,000 members).
-        let writer = writer.connect_lazy_with(opts.pragma("mmap_size", "0"));
+        // Only the readers read through the map ([`SQLITE_MMAP_BYTES`]). Not the writer:
+        // SQLite fetches the pages a write transaction changes through the page cache,
+        // never the map, and a page read through the map is not kept in that cache, so a
+        // mapped writer re-read from the file what its cache would have held (a member
+        // update took 805–836 µs instead of 508–621 µs at 1,000,000 members). Nor the
+        // small, always-written companion.
+        let pool = readers.connect_with(opts.clone().pragma("mmap_size", SQLITE_MMAP_BYTES.to_string())).await?;
+        let writer = writer.connect_lazy_with(opts);
         let limits = limits.connect_lazy_with(limits_opts);
         Ok(Db::Sqlite(pool, SqliteWriter(writer), SqliteLimits(limits)))
     }
