@@ -815,16 +815,12 @@ pub async fn start_bulk(
     let spot_id = s.spot_id;
     let actor = s.member_id;
     tokio::spawn(async move {
-        // Chunks follow each other for two write slices, then the job stays off the
-        // write lock for one (`Db::yield_write_lock`): back-to-back chunks starved
-        // other writers on SQLite (an API read's rate-limit lease waited 1.7 s in the
-        // bench); pausing after every slice doubled a 10,000-member action's time.
-        let mut working_since = std::time::Instant::now();
+        // Chunks follow each other, with a pause now and then (`store::WritePacer`):
+        // back-to-back chunks starved another process's writers on SQLite; pausing
+        // after every slice doubled a 10,000-member action's time.
+        let mut pacer = db.write_pacer();
         for chunk in targets.chunks(BULK_CHUNK) {
-            if working_since.elapsed() >= 2 * store::WRITE_SLICE {
-                db.yield_write_lock().await;
-                working_since = std::time::Instant::now();
-            }
+            pacer.between_slices().await;
             let failed = match apply_chunk(&db, spot_id, actor, &action, chunk).await {
                 Ok(failed) => failed,
                 Err(e) => {

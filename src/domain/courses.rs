@@ -13,8 +13,8 @@
 //! too. A larger group's link is written not `ready` and its current members are
 //! invited by a *link job* in the background ([`start_link_job`]), in slices: each its
 //! own transaction of batched multi-row inserts that commits once [`store::WRITE_SLICE`]
-//! has passed, with a pause between slices that lets other writers in
-//! (`Db::yield_write_lock`). In the request, a 100,000-member group held SQLite's single
+//! has passed, pausing now and then to let another process's writers in
+//! (`store::WritePacer`). In the request, a 100,000-member group held SQLite's single
 //! write lock for 2.2 s in one transaction; sliced in the request it still took 3 s on
 //! SQLite and outlived the 30 s request timeout on PostgreSQL (408). A course answers
 //! `groupsReady: false` while one of its links is being worked.
@@ -726,8 +726,9 @@ async fn run_link_job(db: &Db, spot_id: SpotId, course_id: CourseId, group_id: G
     if !claimed {
         return Ok(());
     }
+    let mut pacer = db.write_pacer();
     while store::retry_transient(|| invite_slice(db, spot_id, course_id, group_id)).await? {
-        db.yield_write_lock().await;
+        pacer.between_slices().await;
     }
     Ok(())
 }

@@ -13,7 +13,7 @@
 //! ([`start_computation`]: [`COMPUTE_WORKERS`] at a time, at most [`COMPUTE_QUEUE`]
 //! admitted; the rest wait, unleased, for housekeeping), each in batches whose size
 //! adapts so that a transaction holds SQLite's single write lock for about
-//! `store::WRITE_SLICE`, with a pause between batches. Fixed 2,000-member batches held
+//! `COMPUTE_HOLD`, pausing now and then (`store::WritePacer`). Fixed 2,000-member batches held
 //! it for 3.2 s each, stalling every other spot's writes for as long.
 //!
 //! A batch is a range of member ids brought up to date by two set-based statements:
@@ -51,8 +51,8 @@ pub const COMPUTE_BATCH: i64 = 4000;
 pub const COMPUTE_BATCH_MIN: i64 = 250;
 pub const COMPUTE_BATCH_MAX: i64 = 256_000;
 /// How long a batch in SQL holds the write lock at most (it adapts between half this
-/// and this): twice the slice of other long operations, since each batch is followed
-/// by a pause of about a slice, which was most of a computation's time at 50 ms.
+/// and this): twice the slice of other long operations, as each batch has a fixed
+/// cost (finding its range, the group's lock, the lease).
 const COMPUTE_HOLD: std::time::Duration = std::time::Duration::from_millis(100);
 /// The same bounds for rules evaluated in Rust, member by member (see
 /// [`compute_smart_group`]).
@@ -797,6 +797,7 @@ async fn compute(db: &Db, spot_id: SpotId, group_id: GroupId, max_batch: i64, in
     let mut after = None;
     let first = if in_sql { COMPUTE_BATCH } else { COMPUTE_BATCH_IN_RUST };
     let mut size = first.clamp(min.min(max), max);
+    let mut pacer = db.write_pacer();
     loop {
         let (next, held) = if in_sql {
             store::retry_transient(|| compute_batch(db, spot_id, group_id, &test, after, size)).await?
@@ -807,7 +808,7 @@ async fn compute(db: &Db, spot_id: SpotId, group_id: GroupId, max_batch: i64, in
             Some(last) => after = Some(last),
             None => return Ok(()),
         }
-        db.yield_write_lock().await;
+        pacer.between_slices().await;
         // Keep each transaction near its target: SQLite's one write lock is held
         // throughout, so a fixed 2,000-member batch held it for seconds.
         let target = if in_sql { COMPUTE_HOLD } else { store::WRITE_SLICE };

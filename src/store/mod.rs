@@ -593,19 +593,63 @@ pub mod statistics {
 /// after its current batch, so a hold is this plus one batch (measured: under 100 ms).
 pub const WRITE_SLICE: Duration = Duration::from_millis(50);
 
+/// How long a long operation works on SQLite's write lock, slice after slice, before
+/// [`WritePacer`] pauses it.
+pub const WORK_BETWEEN_PAUSES: Duration = Duration::from_millis(500);
+
+/// The shortest pause of [`WritePacer`]: SQLite's busy handler sleeps 100 ms at most
+/// between two tries, so a connection polling for the lock tries at least once in it.
+pub const PAUSE_MIN: Duration = Duration::from_millis(100);
+
+/// Paces a long operation's slices (a smart-group computation, a course-link job, a
+/// console bulk action, the outbox purge) on SQLite's one write lock.
+///
+/// This process's writers need no pause: they queue for the one writer connection in
+/// a fair pool ([`SqliteWriter`]), so each takes the lock right after the slice it
+/// waited behind. Another process's connection (an `openspot` command run beside the
+/// server) waits in SQLite's busy handler instead, which polls, every 100 ms at most,
+/// and never sees the lock free if the next slice takes it microseconds after a
+/// commit: so after [`WORK_BETWEEN_PAUSES`] of slices the operation stays off the lock
+/// for 100–150 ms, longer than a poll's sleep. Pausing 25–75 ms after every slice, as
+/// before, left a one-million-member smart group idle for a third of its time.
+/// PostgreSQL locks rows and queues waiters: no pause there.
+pub struct WritePacer {
+    sqlite: bool,
+    working_since: tokio::time::Instant,
+}
+
 impl Db {
-    /// Between two slices of a long operation: on SQLite, stays off the write lock for
-    /// a jittered [`WRITE_SLICE`] (25–75 ms). Without it the next slice takes the lock
-    /// again microseconds after the commit, while other connections wait in SQLite's
-    /// busy handler, which polls every 100 ms at most: they starved for seconds behind
-    /// a sequence of short transactions. The jitter keeps the pauses from locking in
-    /// phase with those polls. PostgreSQL locks rows and queues waiters: no pause.
-    pub async fn yield_write_lock(&self) {
-        if let Db::Sqlite(..) = self {
-            let half = WRITE_SLICE.as_millis() as u64 / 2;
-            let ms = rand::Rng::gen_range(&mut rand::thread_rng(), half..=half * 3);
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+    /// A pacer for a long operation starting now.
+    pub fn write_pacer(&self) -> WritePacer {
+        WritePacer::new(matches!(self, Db::Sqlite(..)))
+    }
+}
+
+impl WritePacer {
+    fn new(sqlite: bool) -> Self {
+        WritePacer { sqlite, working_since: tokio::time::Instant::now() }
+    }
+
+    /// Between two slices: pauses (SQLite) once [`WORK_BETWEEN_PAUSES`] have gone by
+    /// since the last pause; otherwise lets other tasks run and goes on.
+    pub async fn between_slices(&mut self) {
+        match self.pause_due(tokio::time::Instant::now()) {
+            Some(pause) => {
+                tokio::time::sleep(pause).await;
+                self.working_since = tokio::time::Instant::now();
+            }
+            None => tokio::task::yield_now().await,
         }
+    }
+
+    /// The pause to take at `now`, if one is due: 100–150 ms, jittered so that
+    /// pauses do not fall in step with another connection's polls.
+    fn pause_due(&self, now: tokio::time::Instant) -> Option<Duration> {
+        if !self.sqlite || now.saturating_duration_since(self.working_since) < WORK_BETWEEN_PAUSES {
+            return None;
+        }
+        let min = PAUSE_MIN.as_millis() as u64;
+        Some(Duration::from_millis(rand::Rng::gen_range(&mut rand::thread_rng(), min..=min * 3 / 2)))
     }
 }
 
@@ -675,6 +719,24 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
 mod tests {
     use super::*;
     use crate::error::Error;
+
+    /// A long operation on SQLite works [`WORK_BETWEEN_PAUSES`] without a pause, then
+    /// stays off the write lock longer than the busy handler's longest sleep (100 ms),
+    /// so another process's connection polling for the lock gets it; on PostgreSQL it
+    /// never pauses.
+    #[test]
+    fn long_work_pauses_on_sqlite_only_after_its_stretch() {
+        let sqlite = WritePacer::new(true);
+        let start = sqlite.working_since;
+        assert_eq!(sqlite.pause_due(start), None);
+        assert_eq!(sqlite.pause_due(start + WORK_BETWEEN_PAUSES - Duration::from_millis(1)), None);
+        for _ in 0..100 {
+            let pause = sqlite.pause_due(start + WORK_BETWEEN_PAUSES).unwrap();
+            assert!((PAUSE_MIN..=PAUSE_MIN * 3 / 2).contains(&pause), "{pause:?}");
+        }
+        let postgres = WritePacer::new(false);
+        assert_eq!(postgres.pause_due(postgres.working_since + Duration::from_secs(60)), None);
+    }
 
     /// Every write transaction, and every write outside one (`Db::write_conn`), runs on
     /// SQLite's one writer connection (its page cache stays warm), never on a reader: a

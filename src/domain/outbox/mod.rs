@@ -316,6 +316,7 @@ pub async fn purge(db: &Db, retention: Duration) -> Result<u64> {
         crate::store::spots::list(conn.ex()).await?
     };
     let mut total = 0;
+    let mut pacer = db.write_pacer();
     for spot in spots {
         loop {
             let mut tx = db.begin().await?;
@@ -325,7 +326,7 @@ pub async fn purge(db: &Db, retention: Duration) -> Result<u64> {
             if n == 0 {
                 break;
             }
-            db.yield_write_lock().await;
+            pacer.between_slices().await;
         }
     }
     Ok(total)
