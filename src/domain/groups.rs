@@ -844,8 +844,11 @@ async fn compute_batch(
     }
     let last_range = found < size;
     let range = if last_range { IdRange { after, last: None } } else { range };
-    let added = store::smart_sql::insert_matching(tx.ex(), spot_id, group_id, range, test, now_ms()).await?;
+    // The members that left first: the delete evaluates the rules over the range only
+    // when the range has memberships, which a first computation's has not until the
+    // insert (run first, it made every batch evaluate the rules twice).
     let removed = store::smart_sql::delete_unmatching(tx.ex(), spot_id, group_id, range, test).await?;
+    let added = store::smart_sql::insert_matching(tx.ex(), spot_id, group_id, range, test, now_ms()).await?;
     joined(&mut tx, spot_id, group_id, &added).await?;
     removed_from(&mut tx, spot_id, group_id, &removed).await?;
     if last_range {
