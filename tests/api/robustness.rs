@@ -101,6 +101,24 @@ async fn probe_reads(client: reqwest::Client, url: String, key: String, stop: Ar
     (n, longest)
 }
 
+/// Until `stop`, invites a new member into spot `key`'s spot through `base` (each a
+/// write transaction on SQLite's one writer); returns (writes, longest latency).
+async fn probe_writes(client: reqwest::Client, base: String, key: String, stop: Arc<AtomicBool>) -> (u32, Duration) {
+    let mut longest = Duration::ZERO;
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        let body = json!({"email": format!("probe{n}@b.io")});
+        let r = client.post(format!("{base}/v1/spotMembers")).header("authorization", &key).json(&body).send().await;
+        let r = r.unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+        longest = longest.max(t.elapsed());
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (n, longest)
+}
+
 /// A server over a SQLite file whose connections give up on a lock after `busy`
 /// (the default waits 30 s), so a held lock shows as an answer instead of a wait.
 struct ShortBusyApp {
@@ -375,6 +393,9 @@ async fn a_long_course_link_does_not_stall_another_spot() {
         key_b.clone(),
         stop.clone(),
     ));
+    // And writes: this process's writers queue for the one writer connection, so each
+    // waits for one slice at most, never for the pacer's stretch of slices.
+    let write_probe = tokio::spawn(probe_writes(app.client.clone(), app.base.clone(), key_b.clone(), stop.clone()));
     let t = Instant::now();
     let r = app.post(&format!("/v1/courses/{cid}/groups~bulkAdd"), json!({"groupIds": [gid]})).await;
     let answered = t.elapsed();
@@ -394,15 +415,17 @@ async fn a_long_course_link_does_not_stall_another_spot() {
     stop.store(true, Ordering::Relaxed);
     let longest_hold = lock_probe.await.unwrap();
     let (reads, longest_read) = read_probe.await.unwrap();
+    let (writes, longest_write) = write_probe.await.unwrap();
     eprintln!(
         "link of {LINKED_GROUP} members: 204 in {answered:?}, ready in {link_time:?}; longest write-lock hold seen \
-         {longest_hold:?}; spot B: {reads} reads, slowest {longest_read:?}"
+         {longest_hold:?}; spot B: {reads} reads, slowest {longest_read:?}; {writes} writes, slowest {longest_write:?}"
     );
     let r = app.get(&format!("/v1/courses/{cid}/participants?limit=1")).await;
     assert_eq!(r.body["total"], LINKED_GROUP, "every member invited");
     assert!(answered < STALL_BOUND, "the link request took {answered:?}");
     assert!(longest_hold < STALL_BOUND, "write lock held {longest_hold:?}");
     assert!(longest_read < STALL_BOUND, "spot B waited {longest_read:?}");
+    assert!(writes > 0 && longest_write < STALL_BOUND, "spot B's write waited {longest_write:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -425,6 +448,7 @@ async fn a_big_smart_group_computation_does_not_stall_another_spot() {
         key_b.clone(),
         stop.clone(),
     ));
+    let write_probe = tokio::spawn(probe_writes(app.client.clone(), app.base.clone(), key_b.clone(), stop.clone()));
     let t = Instant::now();
     let trigger = json!({"field": "email", "op": "contains", "value": "@bulk."});
     let rules = json!({"operator": "AND", "conditions": [{"operator": "AND", "triggers": [trigger]}]});
@@ -445,12 +469,14 @@ async fn a_big_smart_group_computation_does_not_stall_another_spot() {
     stop.store(true, Ordering::Relaxed);
     let longest_hold = lock_probe.await.unwrap();
     let (reads, longest_read) = read_probe.await.unwrap();
+    let (writes, longest_write) = write_probe.await.unwrap();
     eprintln!(
         "smart group of {SMART_GROUP} members: {compute_time:?}; longest write-lock hold seen {longest_hold:?}; \
-         spot B: {reads} reads, slowest {longest_read:?}"
+         spot B: {reads} reads, slowest {longest_read:?}; {writes} writes, slowest {longest_write:?}"
     );
     assert!(longest_hold < STALL_BOUND, "write lock held {longest_hold:?}");
     assert!(longest_read < STALL_BOUND, "spot B waited {longest_read:?}");
+    assert!(writes > 0 && longest_write < STALL_BOUND, "spot B's write waited {longest_write:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
