@@ -589,8 +589,8 @@ pub mod statistics {
 /// How long one transaction of a long operation (inviting a big group to a course,
 /// computing a smart group) keeps going before it commits and the next one starts.
 /// SQLite has one writer: every other spot's writes wait for whichever transaction
-/// holds the lock, so none may hold it for long. A slice ends
-/// after its current batch, so a hold is this plus one batch (measured: under 100 ms).
+/// holds the lock, so none may hold it for long. A slice ends after its current batch,
+/// so a hold is this plus one batch (measured: under 100 ms).
 pub const WRITE_SLICE: Duration = Duration::from_millis(50);
 
 /// How long a long operation works on SQLite's write lock, slice after slice, before

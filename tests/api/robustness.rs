@@ -86,14 +86,18 @@ async fn probe_write_lock(url: String, stop: Arc<AtomicBool>) -> Duration {
     longest
 }
 
-/// Until `stop`, reads `path` with `key`; returns (reads, longest latency).
-async fn probe_reads(client: reqwest::Client, url: String, key: String, stop: Arc<AtomicBool>) -> (u32, Duration) {
+/// Until `stop`, sends the `n`th request of `request` (which checks its answer), 5 ms
+/// apart; returns (requests sent, longest latency).
+async fn probe<F, Fut>(stop: Arc<AtomicBool>, mut request: F) -> (u32, Duration)
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut longest = Duration::ZERO;
     let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
         let t = Instant::now();
-        let r = client.get(&url).header("authorization", &key).send().await.unwrap();
-        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+        request(n).await;
         longest = longest.max(t.elapsed());
         n += 1;
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -101,22 +105,28 @@ async fn probe_reads(client: reqwest::Client, url: String, key: String, stop: Ar
     (n, longest)
 }
 
+/// Until `stop`, reads `url` with `key`; returns (reads, longest latency).
+async fn probe_reads(client: reqwest::Client, url: String, key: String, stop: Arc<AtomicBool>) -> (u32, Duration) {
+    probe(stop, |_| async {
+        let r = client.get(&url).header("authorization", &key).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    })
+    .await
+}
+
 /// Until `stop`, invites a new member into spot `key`'s spot through `base` (each a
 /// write transaction on SQLite's one writer); returns (writes, longest latency).
 async fn probe_writes(client: reqwest::Client, base: String, key: String, stop: Arc<AtomicBool>) -> (u32, Duration) {
-    let mut longest = Duration::ZERO;
-    let mut n = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let t = Instant::now();
+    let url = format!("{base}/v1/spotMembers");
+    probe(stop, |n| {
         let body = json!({"email": format!("probe{n}@b.io")});
-        let r = client.post(format!("{base}/v1/spotMembers")).header("authorization", &key).json(&body).send().await;
-        let r = r.unwrap();
-        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
-        longest = longest.max(t.elapsed());
-        n += 1;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    (n, longest)
+        let request = client.post(&url).header("authorization", &key).json(&body);
+        async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+        }
+    })
+    .await
 }
 
 /// A server over a SQLite file whose connections give up on a lock after `busy`
